@@ -1,0 +1,179 @@
+//! `monitor`: one latency summary per event-time window of `reduced_visits`. See `--help`.
+
+use anyhow::Context;
+use clap::Parser;
+use sla_monitor::digest::DigestConfig;
+use sla_monitor::kafka::KafkaArgs;
+use sla_monitor::monitor::{self, MonitorConfig};
+use sla_monitor::shutdown::Shutdown;
+use sla_monitor::sink::json_lines::JsonLinesSink;
+use sla_monitor::watermark::WatermarkConfig;
+use sla_monitor::window::WindowConfig;
+use sla_monitor::{http, telemetry};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Consumes reduced visits, takes each record's Kafka timestamp (LogAppendTime) as event time,
+/// latency = timestamp - start_processing_time_ms, groups records into tumbling event-time
+/// windows with watermarks and writes one summary per window (count, percentiles, min, max,
+/// mean, records over the SLA). Offsets are committed only after a window is written.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+
+    /// Topic of reduced visits.
+    #[arg(long, env = "SLA_REDUCED_TOPIC", default_value = "reduced_visits")]
+    reduced_topic: String,
+
+    /// Topic keeping malformed and late records, with the reason in headers.
+    #[arg(
+        long,
+        env = "SLA_REDUCED_DLQ_TOPIC",
+        default_value = "reduced_visits_dlq"
+    )]
+    dead_letter_topic: String,
+
+    /// Consumer group id under which offsets (and window state) are committed.
+    #[arg(long, env = "SLA_MONITOR_GROUP", default_value = "sla-monitor")]
+    group: String,
+
+    /// Name of the monitored pipeline; part of every window document's id.
+    #[arg(long, env = "SLA_JOB_NAME", default_value = "visits-synchronizer")]
+    job_name: String,
+
+    /// Window length, e.g. 1m or 10s.
+    #[arg(long, env = "SLA_WINDOW", default_value = "1m", value_parser = humantime::parse_duration)]
+    window: Duration,
+
+    /// How far behind the highest event time seen a partition's watermark trails, e.g. 5s.
+    #[arg(long, env = "SLA_MAX_OUT_OF_ORDERNESS", default_value = "5s", value_parser = humantime::parse_duration)]
+    max_out_of_orderness: Duration,
+
+    /// A partition without records for this long stops holding the watermark back; when all
+    /// are idle, windows close this long after their end. At most the window length.
+    #[arg(long, env = "SLA_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+
+    /// How long after its end a window still accepts records, e.g. 10s.
+    #[arg(long, env = "SLA_ALLOWED_LATENESS", default_value = "0s", value_parser = humantime::parse_duration)]
+    allowed_lateness: Duration,
+
+    /// Latency SLA: records slower than this count as over the SLA, e.g. 5s.
+    #[arg(long, env = "SLA_THRESHOLD", default_value = "5s", value_parser = humantime::parse_duration)]
+    sla: Duration,
+
+    /// Percentiles reported per window, comma-separated, each in (0, 100].
+    #[arg(
+        long,
+        env = "SLA_PERCENTILES",
+        default_value = "50,75,90,99",
+        value_delimiter = ','
+    )]
+    percentiles: Vec<f64>,
+
+    /// Windows with at most this many records get exact percentiles; larger ones a t-digest.
+    #[arg(long, env = "SLA_EXACT_THRESHOLD", default_value_t = 10_000)]
+    exact_threshold: usize,
+
+    /// t-digest compression (centroids kept) for windows above the exact threshold.
+    #[arg(long, env = "SLA_DIGEST_COMPRESSION", default_value_t = 500, value_parser = clap::value_parser!(u64).range(20..=100_000))]
+    compression: u64,
+
+    /// Records whose timestamp is further ahead of this host's clock are refused, e.g. 5m.
+    #[arg(long, env = "SLA_MAX_FUTURE", default_value = "5m", value_parser = humantime::parse_duration)]
+    max_future: Duration,
+
+    /// How often acknowledged offsets are committed.
+    #[arg(long, env = "SLA_COMMIT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    commit_interval: Duration,
+
+    /// On shutdown, how long to wait for pending writes before exiting anyway.
+    #[arg(long, env = "SLA_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+
+    /// Write window documents as JSON lines to this file (appending) instead of stdout.
+    #[arg(long, env = "SLA_OUTPUT")]
+    output: Option<PathBuf>,
+
+    /// Address of the HTTP endpoint (/metrics, /healthz). Port 0 picks a free port.
+    #[arg(long, env = "SLA_MONITOR_HTTP_ADDR", default_value = "127.0.0.1:9102")]
+    http_addr: SocketAddr,
+}
+
+fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+impl Cli {
+    fn config(self) -> anyhow::Result<MonitorConfig> {
+        anyhow::ensure!(
+            self.window >= Duration::from_millis(10),
+            "--window must be at least 10ms, got {:?}",
+            self.window
+        );
+        anyhow::ensure!(
+            !self.idle_timeout.is_zero(),
+            "--idle-timeout must be positive"
+        );
+        if self.idle_timeout > self.window {
+            tracing::warn!("--idle-timeout {:?} is longer than --window {:?}: the last window of a burst is emitted late", self.idle_timeout, self.window);
+        }
+        let mut quantiles = Vec::new();
+        for p in &self.percentiles {
+            anyhow::ensure!(
+                *p > 0.0 && *p <= 100.0,
+                "--percentiles: each must be in (0, 100], got {p}"
+            );
+            quantiles.push(p / 100.0);
+        }
+        anyhow::ensure!(
+            !quantiles.is_empty(),
+            "--percentiles must name at least one percentile"
+        );
+        let tick = (self.window / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
+        Ok(MonitorConfig {
+            kafka: self.kafka,
+            input_topic: self.reduced_topic,
+            dead_letter_topic: self.dead_letter_topic,
+            group: self.group,
+            job_name: self.job_name,
+            window: WindowConfig {
+                size_ms: millis(self.window),
+                allowed_lateness_ms: millis(self.allowed_lateness),
+                sla_ms: millis(self.sla),
+                quantiles,
+                digest: DigestConfig {
+                    exact_threshold: self.exact_threshold,
+                    compression: self.compression as usize,
+                },
+            },
+            watermark: WatermarkConfig {
+                max_out_of_orderness_ms: millis(self.max_out_of_orderness),
+                idle_timeout_ms: millis(self.idle_timeout),
+            },
+            max_future_ms: millis(self.max_future),
+            commit_interval: self.commit_interval,
+            tick,
+            drain_timeout: self.drain_timeout,
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init_logging();
+    let metrics = telemetry::install_metrics("monitor")?;
+    let shutdown = Shutdown::on_signals();
+    http::spawn_server(cli.http_addr, http::base_router(metrics), shutdown.clone()).await?;
+    let sink = JsonLinesSink::new(cli.output.clone());
+    let config = cli.config()?;
+    monitor::prepare_topics(&config, shutdown.clone()).await?;
+    monitor::run(config, sink, shutdown)
+        .await
+        .context("monitor stopped")?;
+    Ok(())
+}

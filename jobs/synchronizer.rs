@@ -1,0 +1,105 @@
+//! `synchronizer`: reduces visits from `visits` to `reduced_visits`, stamping the start of
+//! processing, with an optional artificial delay. See `--help`.
+
+use clap::Parser;
+use sla_monitor::delay::{DelayMode, DelayPolicy};
+use sla_monitor::kafka::KafkaArgs;
+use sla_monitor::shutdown::Shutdown;
+use sla_monitor::synchronizer::{self, control, SynchronizerConfig};
+use sla_monitor::{http, telemetry};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Consumes visit records, reduces each to {"visit":{"id","event_time"},"start_processing_time_ms"}
+/// stamped when its processing starts, and produces it to the reduced-visits topic. Undecodable
+/// records go, unchanged, to a dead-letter topic. Offsets are committed only after the output is
+/// acknowledged (at-least-once, nothing lost).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+
+    /// Topic of input visits.
+    #[arg(long, env = "SLA_VISITS_TOPIC", default_value = "visits")]
+    visits_topic: String,
+
+    /// Topic of reduced visits (created with message.timestamp.type=LogAppendTime if missing).
+    #[arg(long, env = "SLA_REDUCED_TOPIC", default_value = "reduced_visits")]
+    reduced_topic: String,
+
+    /// Topic that keeps undecodable visits, with the reason and source position in headers.
+    #[arg(long, env = "SLA_VISITS_DLQ_TOPIC", default_value = "visits_dlq")]
+    dead_letter_topic: String,
+
+    /// Consumer group id.
+    #[arg(
+        long,
+        env = "SLA_SYNCHRONIZER_GROUP",
+        default_value = "sla-synchronizer"
+    )]
+    group: String,
+
+    /// Artificial processing delay added between the stamp and the produce, e.g. 10s, 250ms
+    /// (0s: none). Changeable at runtime with PUT /delay?delay=10s on --http-addr.
+    #[arg(long, env = "SLA_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    delay: Duration,
+
+    /// Upper bound of a random extra delay per record (uniform), e.g. 500ms.
+    #[arg(long, env = "SLA_DELAY_JITTER", default_value = "0s", value_parser = humantime::parse_duration)]
+    delay_jitter: Duration,
+
+    /// pipelined: records wait concurrently, throughput stays. blocking: one record at a time,
+    /// like sleep() in the processing function; throughput collapses and lag grows.
+    #[arg(long, env = "SLA_DELAY_MODE", value_enum, default_value_t = DelayMode::Pipelined)]
+    delay_mode: DelayMode,
+
+    /// How often acknowledged offsets are committed, e.g. 1s.
+    #[arg(long, env = "SLA_COMMIT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    commit_interval: Duration,
+
+    /// Most records consumed but not yet acknowledged at once (bounds memory under a delay).
+    #[arg(long, env = "SLA_MAX_IN_FLIGHT", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_in_flight: u64,
+
+    /// On shutdown, how long to wait for delayed and in-flight records before exiting anyway
+    /// (records not acknowledged by then are reprocessed after a restart).
+    #[arg(long, env = "SLA_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+
+    /// Address of the HTTP endpoint (/metrics, /healthz, /delay). Port 0 picks a free port.
+    #[arg(
+        long,
+        env = "SLA_SYNCHRONIZER_HTTP_ADDR",
+        default_value = "127.0.0.1:9101"
+    )]
+    http_addr: SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init_logging();
+    let metrics = telemetry::install_metrics("synchronizer")?;
+    let shutdown = Shutdown::on_signals();
+    let (delay_sender, delay) = tokio::sync::watch::channel(DelayPolicy {
+        delay: cli.delay,
+        jitter: cli.delay_jitter,
+        mode: cli.delay_mode,
+    });
+    let router = http::base_router(metrics).merge(control::delay_router(delay_sender));
+    http::spawn_server(cli.http_addr, router, shutdown.clone()).await?;
+    let config = SynchronizerConfig {
+        kafka: cli.kafka,
+        input_topic: cli.visits_topic,
+        output_topic: cli.reduced_topic,
+        dead_letter_topic: cli.dead_letter_topic,
+        group: cli.group,
+        commit_interval: cli.commit_interval,
+        max_in_flight: cli.max_in_flight as usize,
+        drain_timeout: cli.drain_timeout,
+    };
+    synchronizer::ensure_synchronizer_topics(&config, shutdown.clone()).await?;
+    synchronizer::run(config, delay, shutdown).await?;
+    Ok(())
+}

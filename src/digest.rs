@@ -1,0 +1,268 @@
+//! Latency percentiles per window: exact while a window is small, a t-digest above a
+//! threshold, in bounded memory either way.
+//!
+//! A window keeps one [`LatencyDigest`] per partition and merges them in partition order when
+//! it closes, so the result depends only on each partition's own sequence of records, never
+//! on how partitions interleaved (t-digests are order-sensitive).
+
+use tdigest::TDigest;
+
+/// How percentiles are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestConfig {
+    /// Windows with at most this many records get exact percentiles.
+    pub exact_threshold: usize,
+    /// t-digest compression (maximum number of centroids) above the threshold.
+    pub compression: usize,
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        DigestConfig {
+            exact_threshold: 10_000,
+            compression: 500,
+        }
+    }
+}
+
+/// The latencies of one partition within one window.
+#[derive(Debug, Clone)]
+pub struct LatencyDigest {
+    config: DigestConfig,
+    /// Raw values: every value while exact, a batch awaiting merge once a digest exists.
+    values: Vec<f64>,
+    digest: Option<TDigest>,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl LatencyDigest {
+    /// An empty digest.
+    pub fn new(config: DigestConfig) -> Self {
+        LatencyDigest {
+            config,
+            values: Vec::new(),
+            digest: None,
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+
+    /// Adds one latency (finite; the caller validates input).
+    pub fn add(&mut self, value: f64) {
+        self.count += 1;
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        self.values.push(value);
+        let limit = match self.digest {
+            None => self.config.exact_threshold,
+            Some(_) => self.batch_size(),
+        };
+        if self.values.len() > limit {
+            self.merge_values();
+        }
+    }
+
+    /// Number of values added.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn batch_size(&self) -> usize {
+        (self.config.compression * 10).max(1024)
+    }
+
+    fn merge_values(&mut self) {
+        let values = std::mem::take(&mut self.values);
+        let base = self
+            .digest
+            .take()
+            .unwrap_or_else(|| TDigest::new_with_size(self.config.compression));
+        self.digest = Some(base.merge_unsorted(values));
+    }
+
+    /// This partition's values as a t-digest (pending values merged in).
+    fn to_tdigest(&self) -> TDigest {
+        let base = self
+            .digest
+            .clone()
+            .unwrap_or_else(|| TDigest::new_with_size(self.config.compression));
+        base.merge_unsorted(self.values.clone())
+    }
+}
+
+/// Summary statistics of the latencies in a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyStats {
+    /// Number of latencies.
+    pub count: u64,
+    /// Smallest latency.
+    pub min: f64,
+    /// Largest latency.
+    pub max: f64,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Requested quantiles (0–1) with their values, in the order requested.
+    pub quantiles: Vec<(f64, f64)>,
+    /// Whether the quantiles are exact (window at or below the threshold).
+    pub exact: bool,
+}
+
+/// Summarises the digests of a window's partitions, given in a fixed (partition) order.
+/// Returns `None` when there are no values.
+pub fn summarize(
+    parts: &[&LatencyDigest],
+    quantiles: &[f64],
+    config: DigestConfig,
+) -> Option<LatencyStats> {
+    let count: u64 = parts.iter().map(|p| p.count).sum();
+    if count == 0 {
+        return None;
+    }
+    let min = parts.iter().map(|p| p.min).fold(f64::INFINITY, f64::min);
+    let max = parts
+        .iter()
+        .map(|p| p.max)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = parts.iter().map(|p| p.sum).sum();
+    let exact =
+        count as usize <= config.exact_threshold && parts.iter().all(|p| p.digest.is_none());
+    let values: Vec<(f64, f64)> = if exact {
+        let mut all: Vec<f64> = parts
+            .iter()
+            .flat_map(|p| p.values.iter().copied())
+            .collect();
+        all.sort_unstable_by(f64::total_cmp);
+        quantiles
+            .iter()
+            .map(|&q| (q, exact_quantile(&all, q)))
+            .collect()
+    } else {
+        let merged = TDigest::merge_digests(parts.iter().map(|p| p.to_tdigest()).collect());
+        quantiles
+            .iter()
+            .map(|&q| {
+                let estimate = merged.estimate_quantile(q).unwrap_or(max);
+                (q, estimate.clamp(min, max))
+            })
+            .collect()
+    };
+    Some(LatencyStats {
+        count,
+        min,
+        max,
+        mean: sum / count as f64,
+        quantiles: values,
+        exact,
+    })
+}
+
+/// The exact quantile `q` (0–1) of sorted values with linear interpolation between closest
+/// ranks: numpy's default (`method="linear"`). Panics on an empty slice.
+pub fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
+    assert!(!sorted.is_empty(), "quantile of no values");
+    let h = (sorted.len() - 1) as f64 * q.clamp(0.0, 1.0);
+    let lower = h.floor() as usize;
+    let upper = h.ceil() as usize;
+    sorted[lower] + (h - lower as f64) * (sorted[upper] - sorted[lower])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn exact_quantile_matches_numpy_linear() {
+        // numpy.percentile([1, 2, 3, 4], [0, 25, 50, 90, 100]) == [1, 1.75, 2.5, 3.7, 4]
+        let v = [1.0, 2.0, 3.0, 4.0];
+        let got: Vec<f64> = [0.0, 0.25, 0.5, 0.9, 1.0]
+            .iter()
+            .map(|&q| exact_quantile(&v, q))
+            .collect();
+        let want = [1.0, 1.75, 2.5, 3.7, 4.0];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{got:?}");
+        }
+        assert_eq!(exact_quantile(&[7.0], 0.99), 7.0);
+    }
+
+    #[test]
+    fn small_windows_are_exact_across_partitions() {
+        let config = DigestConfig::default();
+        let mut a = LatencyDigest::new(config);
+        let mut b = LatencyDigest::new(config);
+        for v in [5.0, 1.0, 9.0] {
+            a.add(v);
+        }
+        for v in [3.0, 7.0] {
+            b.add(v);
+        }
+        let s = summarize(&[&a, &b], &[0.5, 0.75], config).unwrap();
+        assert!(s.exact);
+        assert_eq!(s.count, 5);
+        assert_eq!((s.min, s.max, s.mean), (1.0, 9.0, 5.0));
+        assert_eq!(s.quantiles, vec![(0.5, 5.0), (0.75, 7.0)]);
+    }
+
+    #[test]
+    fn switches_to_a_digest_above_the_threshold() {
+        let config = DigestConfig {
+            exact_threshold: 100,
+            compression: 100,
+        };
+        let mut d = LatencyDigest::new(config);
+        for i in 0..1000 {
+            d.add(i as f64);
+        }
+        let s = summarize(&[&d], &[0.5], config).unwrap();
+        assert!(!s.exact);
+        assert!((s.quantiles[0].1 - 499.5).abs() < 5.0, "{s:?}");
+    }
+
+    #[test]
+    fn empty_window_has_no_summary() {
+        let config = DigestConfig::default();
+        assert!(summarize(&[&LatencyDigest::new(config)], &[0.5], config).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn below_threshold_equals_exact_and_stays_in_range(
+            parts in proptest::collection::vec(proptest::collection::vec(0u32..100_000, 0..200), 1..4),
+            q in 0.0f64..=1.0,
+        ) {
+            let config = DigestConfig::default();
+            let digests: Vec<LatencyDigest> = parts.iter().map(|vals| {
+                let mut d = LatencyDigest::new(config);
+                for &v in vals { d.add(v as f64); }
+                d
+            }).collect();
+            let refs: Vec<&LatencyDigest> = digests.iter().collect();
+            let mut all: Vec<f64> = parts.iter().flatten().map(|&v| v as f64).collect();
+            all.sort_unstable_by(f64::total_cmp);
+            match summarize(&refs, &[q], config) {
+                None => prop_assert!(all.is_empty()),
+                Some(s) => {
+                    prop_assert_eq!(s.quantiles[0].1, exact_quantile(&all, q));
+                    prop_assert!(s.quantiles[0].1 >= s.min && s.quantiles[0].1 <= s.max);
+                }
+            }
+        }
+
+        #[test]
+        fn above_threshold_never_leaves_min_max(values in proptest::collection::vec(0u32..1_000_000, 50..400), q in 0.0f64..=1.0) {
+            let config = DigestConfig { exact_threshold: 20, compression: 20 };
+            let mut d = LatencyDigest::new(config);
+            for &v in &values { d.add(v as f64); }
+            let s = summarize(&[&d], &[q], config).unwrap();
+            let v = s.quantiles[0].1;
+            prop_assert!(v >= s.min && v <= s.max);
+        }
+    }
+}

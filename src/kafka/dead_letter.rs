@@ -1,0 +1,91 @@
+//! Dead-letter records: a refused record is kept, unchanged, with why and where it came from.
+
+use crate::rejection::Rejection;
+use rdkafka::message::{Header, OwnedHeaders};
+
+/// Header carrying the stable reject reason (see [`crate::rejection::RejectReason`]).
+pub const REASON_HEADER: &str = "dlq.reason";
+/// Header carrying the human-readable detail of the rejection.
+pub const DETAIL_HEADER: &str = "dlq.detail";
+/// Header carrying the topic the record was consumed from.
+pub const SOURCE_TOPIC_HEADER: &str = "dlq.source.topic";
+/// Header carrying the partition the record was consumed from.
+pub const SOURCE_PARTITION_HEADER: &str = "dlq.source.partition";
+/// Header carrying the offset the record was consumed from.
+pub const SOURCE_OFFSET_HEADER: &str = "dlq.source.offset";
+/// Header carrying, for a late record, the start (Unix ms) of the window it was late for.
+pub const WINDOW_START_HEADER: &str = "dlq.window.start";
+
+/// Where a refused record came from.
+#[derive(Debug, Clone, Copy)]
+pub struct SourcePosition<'a> {
+    /// Source topic.
+    pub topic: &'a str,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+}
+
+/// The headers of a dead-letter record: the original headers followed by the reason, the
+/// detail and the source position.
+pub fn dead_letter_headers(
+    original: Option<OwnedHeaders>,
+    rejection: &Rejection,
+    source: SourcePosition<'_>,
+) -> OwnedHeaders {
+    let partition = source.partition.to_string();
+    let offset = source.offset.to_string();
+    [
+        (REASON_HEADER, rejection.reason.as_str()),
+        (DETAIL_HEADER, rejection.detail.as_str()),
+        (SOURCE_TOPIC_HEADER, source.topic),
+        (SOURCE_PARTITION_HEADER, partition.as_str()),
+        (SOURCE_OFFSET_HEADER, offset.as_str()),
+    ]
+    .into_iter()
+    .fold(original.unwrap_or_default(), |headers, (key, value)| {
+        headers.insert(Header {
+            key,
+            value: Some(value),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rejection::RejectReason;
+    use rdkafka::message::Headers;
+
+    #[test]
+    fn headers_carry_reason_and_source() {
+        let original = OwnedHeaders::new().insert(Header {
+            key: "trace",
+            value: Some("abc"),
+        });
+        let headers = dead_letter_headers(
+            Some(original),
+            &Rejection::new(RejectReason::MissingField, "visit_id is missing"),
+            SourcePosition {
+                topic: "visits",
+                partition: 1,
+                offset: 42,
+            },
+        );
+        let pairs: Vec<(String, String)> = headers
+            .iter()
+            .map(|h| {
+                (
+                    h.key.to_string(),
+                    String::from_utf8(h.value.unwrap().to_vec()).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(pairs[0], ("trace".into(), "abc".into()));
+        assert!(pairs.contains(&(REASON_HEADER.into(), "missing_field".into())));
+        assert!(pairs.contains(&(SOURCE_PARTITION_HEADER.into(), "1".into())));
+        assert!(pairs.contains(&(SOURCE_OFFSET_HEADER.into(), "42".into())));
+        assert!(pairs.contains(&(SOURCE_TOPIC_HEADER.into(), "visits".into())));
+    }
+}

@@ -1,0 +1,12 @@
+//! Everything that talks to Kafka: client settings, topic administration, the client context
+//! (logging, rebalances) and dead-letter records.
+
+pub mod admin;
+pub mod config;
+pub mod context;
+pub mod dead_letter;
+pub mod producer;
+
+pub use admin::{ensure_topics, ensure_topics_when_reachable, TopicSpec};
+pub use config::KafkaArgs;
+pub use context::JobContext;

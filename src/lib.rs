@@ -1,0 +1,51 @@
+//! # sla-monitor
+//!
+//! A Flink-style SLA latency monitor for Kafka pipelines, written as a stream processor.
+//! The **synchronizer** job reduces visits and stamps when their processing started; the
+//! **monitor** job measures, per event-time window, how long records took to reach the output
+//! topic; the **generator** feeds realistic (and deliberately broken) visits.
+//!
+//! # Layout
+//!
+//! Pure core (no I/O, unit- and property-tested):
+//! - [`visit`]: decoding and validation of input visits.
+//! - [`reduced_visit`]: the reduced record written by the synchronizer and read by the monitor.
+//! - [`rejection`]: the fixed set of reasons a record is refused.
+//! - [`delay`]: the artificial delay policy and the per-partition order-keeping schedule.
+//! - [`offset_tracker`]: which consumed offsets are safe to commit.
+//! - [`rate_limited_log`]: one log line per key and interval under floods of bad input.
+//! - [`generator::visits`]: the deterministic visit source.
+//! - [`watermark`]: per-partition event-time progress and the job watermark (idleness included).
+//! - [`window`]: tumbling event-time windows, lateness, resume points for safe commits.
+//! - [`digest`]: per-window percentiles, exact below a threshold, t-digest above.
+//! - [`monitor::measurement`], [`monitor::checkpoint`], [`monitor::window_document`]: a record's
+//!   latency, the state committed with offsets, and the document written per window.
+//!
+//! Edges (I/O):
+//! - [`kafka`]: client settings, topic administration, client context, dead letters, producing.
+//! - [`http`] and [`telemetry`]: the `/metrics` and `/healthz` endpoint, logging, metrics.
+//! - [`shutdown`]: graceful stop on SIGINT/SIGTERM.
+//! - [`sink`]: where window documents go (JSON lines), written with retries and acknowledged.
+//!
+//! Jobs (wiring the above; the binaries in `jobs/` only parse flags):
+//! - [`generator`]: produces visits at a rate.
+//! - [`synchronizer`]: visits → reduced visits (+ dead letters), with optional delay.
+//! - [`monitor`]: reduced visits → one latency summary per event-time window.
+
+pub mod delay;
+pub mod digest;
+pub mod generator;
+pub mod http;
+pub mod kafka;
+pub mod monitor;
+pub mod offset_tracker;
+pub mod rate_limited_log;
+pub mod reduced_visit;
+pub mod rejection;
+pub mod shutdown;
+pub mod sink;
+pub mod synchronizer;
+pub mod telemetry;
+pub mod visit;
+pub mod watermark;
+pub mod window;

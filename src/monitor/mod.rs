@@ -1,0 +1,639 @@
+//! The monitor job: reduced visits → one latency summary per event-time window, written to a
+//! sink, with offsets committed only up to what the sink has acknowledged.
+//!
+//! The consumer is assigned every partition of the topic (a window spans all partitions, so
+//! one monitor instance per job identity). Each commit carries a [`checkpoint::Checkpoint`]
+//! as metadata, so a restart resumes from the first record of the oldest unwritten window,
+//! restores each partition's watermark, and rebuilds exactly the windows it had not written.
+
+pub mod checkpoint;
+pub mod measurement;
+pub mod window_document;
+
+use crate::kafka::dead_letter::{dead_letter_headers, SourcePosition, WINDOW_START_HEADER};
+use crate::kafka::producer::{delivered, enqueue, OutgoingRecord, RELIABLE_PRODUCER};
+use crate::kafka::{admin, ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec};
+use crate::rate_limited_log::RateLimitedLog;
+use crate::rejection::{RejectReason, Rejection};
+use crate::shutdown::Shutdown;
+use crate::sink::driver::{self, Acknowledgement, Batch};
+use crate::sink::{SinkError, WindowSink};
+use crate::watermark::{WatermarkConfig, Watermarks};
+use crate::window::{
+    earliest, Observation, Placement, ResumePoint, WindowConfig, WindowResult, Windows,
+};
+use checkpoint::Checkpoint;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use measurement::{measure, TimestampKind};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Message, Timestamp};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use window_document::WindowDocument;
+
+/// What the monitor needs to run.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// Brokers, client properties and topic shape.
+    pub kafka: KafkaArgs,
+    /// Topic of reduced visits.
+    pub input_topic: String,
+    /// Topic keeping refused and late records.
+    pub dead_letter_topic: String,
+    /// Consumer group id (used for committed offsets only; partitions are assigned).
+    pub group: String,
+    /// Identity of the monitored pipeline, part of every document id.
+    pub job_name: String,
+    /// Windows and percentiles.
+    pub window: WindowConfig,
+    /// Watermarks.
+    pub watermark: WatermarkConfig,
+    /// Timestamps further ahead of this host's clock are refused (ms).
+    pub max_future_ms: i64,
+    /// How often safe offsets are committed.
+    pub commit_interval: Duration,
+    /// How often the watermark is advanced by the clock and windows are closed.
+    pub tick: Duration,
+    /// On shutdown, how long to wait for the sink and dead-letter deliveries.
+    pub drain_timeout: Duration,
+}
+
+/// Counts of what a run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MonitorReport {
+    /// Records consumed.
+    pub consumed: u64,
+    /// Window documents acknowledged by the sink.
+    pub windows_written: u64,
+    /// Records late for their window (kept on the dead-letter topic).
+    pub late: u64,
+    /// Records refused as malformed (kept on the dead-letter topic).
+    pub rejected: u64,
+}
+
+/// Why the monitor stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// Setting up Kafka failed.
+    #[error("{0}")]
+    Setup(String),
+    /// A dead-letter record could not be delivered (its offset is not committed).
+    #[error("delivering to {topic}: {source}")]
+    Delivery {
+        /// The dead-letter topic.
+        topic: String,
+        /// The broker's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// The sink refused documents in a way retrying cannot fix.
+    #[error("window sink: {0}")]
+    Sink(SinkError),
+}
+
+type PendingDelivery = Pin<Box<dyn Future<Output = (i32, i64, Result<(), KafkaError>)> + Send>>;
+
+/// Where consumption of a partition stands.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    next_offset: i64,
+    max_event_time: Option<i64>,
+}
+
+/// Creates the input topic (with LogAppendTime) and the dead-letter topic when missing, and
+/// warns when the input topic does not use LogAppendTime.
+pub async fn prepare_topics(config: &MonitorConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    let k = &config.kafka;
+    let client = k.client_config(&[]);
+    let specs = [
+        TopicSpec::new(&config.input_topic, k.partitions, k.replication_factor)
+            .with_config("message.timestamp.type", "LogAppendTime"),
+        TopicSpec::new(
+            &config.dead_letter_topic,
+            k.partitions,
+            k.replication_factor,
+        ),
+    ];
+    ensure_topics_when_reachable(&client, &specs, shutdown).await?;
+    match admin::timestamp_type(&client, &config.input_topic).await {
+        Ok(Some(t)) if t == "LogAppendTime" => {}
+        Ok(other) => tracing::warn!(
+            topic = %config.input_topic,
+            configured = ?other,
+            "topic is not configured with message.timestamp.type=LogAppendTime: event times are the \
+             producer's CreateTime, which is only right if the producer stamps the produce time \
+             (fix: kafka-configs --alter --entity-type topics --entity-name {} --add-config message.timestamp.type=LogAppendTime)",
+            config.input_topic
+        ),
+        Err(e) => tracing::warn!(
+            "could not read the timestamp type of {}: {e}",
+            config.input_topic
+        ),
+    }
+    Ok(())
+}
+
+/// Runs the monitor until shutdown; windows still open at shutdown are not written (they are
+/// rebuilt from Kafka on the next start).
+pub async fn run(
+    config: MonitorConfig,
+    sink: impl WindowSink,
+    shutdown: Shutdown,
+) -> Result<MonitorReport, MonitorError> {
+    let context = JobContext::new(&config.kafka.brokers, None);
+    let consumer: StreamConsumer<JobContext> = config
+        .kafka
+        .client_config(&[
+            ("group.id", &config.group),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("fetch.wait.max.ms", "50"),
+        ])
+        .create_with_context(context.clone())
+        .map_err(|e| MonitorError::Setup(format!("creating the Kafka consumer: {e}")))?;
+    let producer: FutureProducer<JobContext> = config
+        .kafka
+        .client_config(RELIABLE_PRODUCER)
+        .create_with_context(context.clone())
+        .map_err(|e| MonitorError::Setup(format!("creating the Kafka producer: {e}")))?;
+    let sink_name = sink.describe();
+    let (batches, acks) = driver::spawn(sink);
+    let mut monitor = Monitor {
+        watermarks: Watermarks::new(config.watermark),
+        windows: Windows::new(config.window.clone()),
+        config,
+        consumer: Arc::new(consumer),
+        producer,
+        context,
+        batches,
+        acks,
+        next_batch: 0,
+        pending_batches: BTreeMap::new(),
+        pending_dead_letters: BTreeMap::new(),
+        deliveries: FuturesUnordered::new(),
+        positions: BTreeMap::new(),
+        replay_horizon: BTreeMap::new(),
+        last_commit: BTreeMap::new(),
+        reject_log: RateLimitedLog::new(Duration::from_secs(10)),
+        timestamp_kinds_seen: HashSet::new(),
+        report: MonitorReport::default(),
+    };
+    monitor.assign_all_partitions().await?;
+    tracing::info!(
+        topic = %monitor.config.input_topic,
+        job = %monitor.config.job_name,
+        window_ms = monitor.config.window.size_ms,
+        sink = %sink_name,
+        "monitor started"
+    );
+    monitor.run(shutdown).await
+}
+
+struct Monitor {
+    config: MonitorConfig,
+    consumer: Arc<StreamConsumer<JobContext>>,
+    producer: FutureProducer<JobContext>,
+    context: JobContext,
+    watermarks: Watermarks,
+    windows: Windows,
+    batches: mpsc::UnboundedSender<Batch>,
+    acks: mpsc::UnboundedReceiver<Acknowledgement>,
+    next_batch: u64,
+    /// Batches sent to the sink and not yet acknowledged: their window close times and
+    /// resume points.
+    pending_batches: BTreeMap<u64, (i64, BTreeMap<i32, ResumePoint>)>,
+    /// Dead-letter records not yet acknowledged, with the partition's max event time before them.
+    pending_dead_letters: BTreeMap<(i32, i64), Option<i64>>,
+    deliveries: FuturesUnordered<PendingDelivery>,
+    positions: BTreeMap<i32, Position>,
+    replay_horizon: BTreeMap<i32, i64>,
+    last_commit: BTreeMap<i32, (i64, String)>,
+    reject_log: RateLimitedLog<RejectReason>,
+    timestamp_kinds_seen: HashSet<TimestampKind>,
+    report: MonitorReport,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Monitor {
+    /// Assigns every partition of the topic, resuming from committed offsets and restoring
+    /// the state saved with them.
+    async fn assign_all_partitions(&mut self) -> Result<(), MonitorError> {
+        let topic = self.config.input_topic.clone();
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(30))
+            .map_err(|e| MonitorError::Setup(format!("reading the partitions of {topic}: {e}")))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(MonitorError::Setup(format!(
+                "topic {topic} has no partitions (does it exist?)"
+            )));
+        }
+        let mut wanted = TopicPartitionList::new();
+        for &p in &partitions {
+            wanted.add_partition(&topic, p);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(wanted, Duration::from_secs(30))
+            .map_err(|e| {
+                MonitorError::Setup(format!(
+                    "reading committed offsets of group {}: {e}",
+                    self.config.group
+                ))
+            })?;
+        let now = now_ms();
+        let mut assignment = TopicPartitionList::new();
+        for element in committed.elements_for_topic(&topic) {
+            let partition = element.partition();
+            let checkpoint = Checkpoint::decode(element.metadata());
+            let offset = match element.offset() {
+                Offset::Offset(o) => {
+                    self.positions.insert(
+                        partition,
+                        Position {
+                            next_offset: o,
+                            max_event_time: checkpoint.and_then(|c| c.max_event_time_before),
+                        },
+                    );
+                    Offset::Offset(o)
+                }
+                _ => Offset::Beginning,
+            };
+            assignment
+                .add_partition_offset(&topic, partition, offset)
+                .map_err(|e| MonitorError::Setup(format!("assigning {topic}/{partition}: {e}")))?;
+            self.watermarks.assign(
+                partition,
+                checkpoint.and_then(|c| c.max_event_time_before),
+                now,
+            );
+            if let Some(c) = checkpoint {
+                self.replay_horizon.insert(partition, c.consumed_end);
+                if let Some(durable) = c.durable_through {
+                    self.windows.restore_closed_through(durable);
+                    self.watermarks.restore(durable);
+                }
+            }
+            tracing::info!(partition, ?offset, restored = ?checkpoint, "resuming partition");
+        }
+        self.consumer
+            .assign(&assignment)
+            .map_err(|e| MonitorError::Setup(format!("assigning partitions of {topic}: {e}")))
+    }
+
+    async fn run(&mut self, mut shutdown: Shutdown) -> Result<MonitorReport, MonitorError> {
+        let mut tick = tokio::time::interval(self.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_commit = Instant::now();
+        let consumer = self.consumer.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => break,
+                Some(ack) = self.acks.recv() => self.on_ack(ack)?,
+                Some((partition, offset, result)) = self.deliveries.next() => {
+                    result.map_err(|source| MonitorError::Delivery { topic: self.config.dead_letter_topic.clone(), source })?;
+                    self.pending_dead_letters.remove(&(partition, offset));
+                }
+                _ = tick.tick() => {
+                    self.close_windows();
+                    if last_commit.elapsed() >= self.config.commit_interval {
+                        self.commit(CommitMode::Async);
+                        last_commit = Instant::now();
+                    }
+                }
+                message = consumer.recv() => match message {
+                    Ok(message) => self.on_message(&message).await?,
+                    Err(e) => tracing::warn!("consuming from {}: {e}", self.config.input_topic),
+                },
+            }
+        }
+        self.drain().await?;
+        self.commit(CommitMode::Sync);
+        tracing::info!(?self.report, open_windows = self.windows.open_count(), "monitor stopped; open windows will be rebuilt on restart");
+        Ok(self.report)
+    }
+
+    /// After shutdown: no new records, no incomplete windows; wait for the sink and the
+    /// dead-letter deliveries already under way, up to the drain timeout.
+    async fn drain(&mut self) -> Result<(), MonitorError> {
+        let deadline = Instant::now() + self.config.drain_timeout;
+        while !self.pending_batches.is_empty() || !self.deliveries.is_empty() {
+            tokio::select! {
+                Some(ack) = self.acks.recv() => self.on_ack(ack)?,
+                Some((partition, offset, result)) = self.deliveries.next() => {
+                    if result.is_ok() {
+                        self.pending_dead_letters.remove(&(partition, offset));
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(
+                        pending_batches = self.pending_batches.len(),
+                        pending_dead_letters = self.deliveries.len(),
+                        "drain timeout: unacknowledged output will be redone after a restart"
+                    );
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_ack(&mut self, ack: Acknowledgement) -> Result<(), MonitorError> {
+        let id = ack.map_err(MonitorError::Sink)?;
+        if let Some((_, _)) = self.pending_batches.remove(&id) {
+            metrics::counter!("sla_monitor_window_batches_acknowledged_total").increment(1);
+        }
+        Ok(())
+    }
+
+    async fn on_message(&mut self, message: &BorrowedMessage<'_>) -> Result<(), MonitorError> {
+        self.context.mark_healthy();
+        let (partition, offset) = (message.partition(), message.offset());
+        let now = now_ms();
+        self.report.consumed += 1;
+        metrics::counter!("sla_records_consumed_total", "topic" => self.config.input_topic.clone())
+            .increment(1);
+        let max_before = self.watermarks.max_event_time(partition);
+        let timestamp = match message.timestamp() {
+            Timestamp::LogAppendTime(t) => Some((TimestampKind::LogAppendTime, t)),
+            Timestamp::CreateTime(t) => Some((TimestampKind::CreateTime, t)),
+            Timestamp::NotAvailable => None,
+        };
+        let outcome = measure(message.payload(), timestamp, now, self.config.max_future_ms);
+        let position = self.positions.entry(partition).or_insert(Position {
+            next_offset: offset,
+            max_event_time: max_before,
+        });
+        position.next_offset = offset + 1;
+        let measurement = match outcome {
+            Ok(m) => m,
+            Err(rejection) => {
+                self.report.rejected += 1;
+                return self.dead_letter(message, rejection, None, max_before).await;
+            }
+        };
+        position.max_event_time = Some(
+            position
+                .max_event_time
+                .map_or(measurement.event_time, |m| m.max(measurement.event_time)),
+        );
+        self.count_timestamp_kind(measurement.timestamp_kind);
+        metrics::histogram!("sla_monitor_record_latency_seconds")
+            .record(measurement.latency_ms as f64 / 1000.0);
+        let placement = self.windows.place(Observation {
+            partition,
+            offset,
+            event_time: measurement.event_time,
+            latency_ms: measurement.latency_ms,
+            partition_max_before: max_before,
+            partition_watermark: self.watermarks.partition_watermark(partition),
+            replayed: self
+                .replay_horizon
+                .get(&partition)
+                .is_some_and(|&h| offset < h),
+        });
+        self.watermarks
+            .observe(partition, measurement.event_time, now);
+        match placement {
+            Placement::Accepted { .. } => {}
+            Placement::AlreadyCounted { .. } => {
+                metrics::counter!("sla_monitor_replayed_already_written_total").increment(1);
+            }
+            Placement::Late { window_start } => {
+                self.report.late += 1;
+                metrics::counter!("sla_monitor_late_records_total").increment(1);
+                let detail = format!(
+                    "window starting {} had closed (watermark {:?}) when the record arrived",
+                    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(window_start)
+                        .unwrap_or_default()
+                        .to_rfc3339(),
+                    self.watermarks.current()
+                );
+                self.dead_letter(
+                    message,
+                    Rejection::new(RejectReason::Late, detail),
+                    Some(window_start),
+                    max_before,
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn count_timestamp_kind(&mut self, kind: TimestampKind) {
+        metrics::counter!("sla_monitor_records_by_timestamp_type_total", "type" => kind.as_str())
+            .increment(1);
+        if self.timestamp_kinds_seen.insert(kind) {
+            match kind {
+                TimestampKind::LogAppendTime => tracing::info!("records carry LogAppendTime: event time is the broker's append time"),
+                TimestampKind::CreateTime => tracing::warn!(
+                    "records carry CreateTime, not LogAppendTime: event time is the producer's timestamp \
+                     (right only if the producer stamps the time of the produce call, as the synchronizer does)"
+                ),
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        rejection: Rejection,
+        late_for_window: Option<i64>,
+        max_before: Option<i64>,
+    ) -> Result<(), MonitorError> {
+        let (partition, offset) = (message.partition(), message.offset());
+        metrics::counter!("sla_records_rejected_total", "reason" => rejection.reason.as_str())
+            .increment(1);
+        let instant = Instant::now();
+        if let Some(suppressed) = self.reject_log.should_log(rejection.reason, instant) {
+            tracing::warn!(reason = %rejection.reason, partition, offset, suppressed, "record sent to {}: {}", self.config.dead_letter_topic, rejection.detail);
+        }
+        let mut headers = dead_letter_headers(
+            message.headers().map(|h| h.detach()),
+            &rejection,
+            SourcePosition {
+                topic: &self.config.input_topic,
+                partition,
+                offset,
+            },
+        );
+        if let Some(start) = late_for_window {
+            headers = headers.insert(Header {
+                key: WINDOW_START_HEADER,
+                value: Some(&start.to_string()),
+            });
+        }
+        let delivery = enqueue(
+            &self.producer,
+            OutgoingRecord {
+                topic: &self.config.dead_letter_topic,
+                key: message.key(),
+                value: message.payload(),
+            },
+            Some(headers),
+        )
+        .await
+        .map_err(|source| MonitorError::Delivery {
+            topic: self.config.dead_letter_topic.clone(),
+            source,
+        })?;
+        self.pending_dead_letters
+            .insert((partition, offset), max_before);
+        self.deliveries.push(Box::pin(async move {
+            (partition, offset, delivered(delivery).await)
+        }));
+        Ok(())
+    }
+
+    /// Advances the watermark with the clock and sends every window it closes to the sink.
+    fn close_windows(&mut self) {
+        let Some(watermark) = self.watermarks.advance(now_ms()) else {
+            return;
+        };
+        metrics::gauge!("sla_monitor_watermark_seconds").set(watermark as f64 / 1000.0);
+        metrics::gauge!("sla_monitor_open_windows").set(self.windows.open_count() as f64);
+        let closed = self.windows.close(watermark);
+        if closed.is_empty() {
+            return;
+        }
+        let close_at = closed
+            .iter()
+            .map(|r| self.config.window.close_at(r.start_ms))
+            .min()
+            .expect("non-empty");
+        let mut resume_points = BTreeMap::new();
+        for result in &closed {
+            for (&p, &point) in &result.resume_points {
+                earliest(&mut resume_points, p, point);
+            }
+            log_window(result);
+        }
+        let documents: Vec<WindowDocument> = closed
+            .iter()
+            .map(|r| WindowDocument::new(&self.config.job_name, self.config.window.sla_ms, r))
+            .collect();
+        self.report.windows_written += documents.len() as u64;
+        metrics::counter!("sla_monitor_windows_closed_total").increment(documents.len() as u64);
+        let id = self.next_batch;
+        self.next_batch += 1;
+        self.pending_batches.insert(id, (close_at, resume_points));
+        // The sink task only ends after a fatal error, which arrives as an ack and stops us.
+        let _ = self.batches.send(Batch { id, documents });
+    }
+
+    /// Commits, per partition, the first offset still needed (by an open window, a window
+    /// not yet acknowledged by the sink, or a dead-letter record not yet acknowledged), with
+    /// the checkpoint that lets a restart rebuild those windows.
+    fn commit(&mut self, mode: CommitMode) {
+        let durable_through = match self
+            .pending_batches
+            .values()
+            .map(|(close_at, _)| *close_at)
+            .min()
+        {
+            Some(close_at) => Some(close_at - 1),
+            None => self.windows.closed_through(),
+        };
+        let mut needed = self.windows.resume_points();
+        for (_, points) in self.pending_batches.values() {
+            for (&p, &point) in points {
+                earliest(&mut needed, p, point);
+            }
+        }
+        for (&(p, offset), &max_before) in &self.pending_dead_letters {
+            earliest(
+                &mut needed,
+                p,
+                ResumePoint {
+                    offset,
+                    max_event_time_before: max_before,
+                },
+            );
+        }
+        let mut list = TopicPartitionList::new();
+        let mut planned = Vec::new();
+        for (&partition, position) in &self.positions {
+            let mut point = ResumePoint {
+                offset: position.next_offset,
+                max_event_time_before: position.max_event_time,
+            };
+            if let Some(&n) = needed.get(&partition) {
+                if n.offset < point.offset {
+                    point = n;
+                }
+            }
+            let checkpoint = Checkpoint {
+                max_event_time_before: point.max_event_time_before,
+                durable_through,
+                consumed_end: position.next_offset,
+            }
+            .encode();
+            if self.last_commit.get(&partition) == Some(&(point.offset, checkpoint.clone()))
+                && matches!(mode, CommitMode::Async)
+            {
+                continue;
+            }
+            list.add_partition_offset(
+                &self.config.input_topic,
+                partition,
+                Offset::Offset(point.offset),
+            )
+            .expect("valid offset");
+            if let Some(mut element) = list.find_partition(&self.config.input_topic, partition) {
+                element.set_metadata(checkpoint.clone());
+            }
+            planned.push((partition, point.offset, checkpoint));
+        }
+        if planned.is_empty() {
+            return;
+        }
+        match self.consumer.commit(&list, mode) {
+            Ok(()) => {
+                for (partition, offset, checkpoint) in planned {
+                    metrics::gauge!("sla_committed_offset", "topic" => self.config.input_topic.clone(), "partition" => partition.to_string()).set(offset as f64);
+                    self.last_commit.insert(partition, (offset, checkpoint));
+                }
+            }
+            Err(e) => tracing::warn!(
+                "committing offsets of {}: {e}; will retry",
+                self.config.input_topic
+            ),
+        }
+    }
+}
+
+fn log_window(result: &WindowResult) {
+    let q: Vec<String> = result
+        .stats
+        .quantiles
+        .iter()
+        .map(|(q, v)| format!("{}={v:.0}", window_document::percentile_field(*q)))
+        .collect();
+    tracing::info!(
+        start = %chrono::DateTime::<chrono::Utc>::from_timestamp_millis(result.start_ms).unwrap_or_default().to_rfc3339(),
+        count = result.stats.count,
+        over_sla = result.over_sla,
+        "window closed: {} ms",
+        q.join(" ")
+    );
+}

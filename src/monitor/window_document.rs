@@ -1,0 +1,124 @@
+//! The document written per closed window: what Grafana and the alert rule read.
+
+use crate::window::WindowResult;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// One window's latency summary, as stored in the sink.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowDocument {
+    /// Stable identity: `{job}-{window start ms}`, so a replay overwrites instead of duplicating.
+    #[serde(skip)]
+    pub id: String,
+    /// Window start (ISO-8601 UTC): the document's time for dashboards.
+    #[serde(rename = "@timestamp")]
+    pub timestamp: String,
+    /// Window end (ISO-8601 UTC, exclusive).
+    pub window_end: String,
+    /// Window start in Unix ms.
+    pub window_start_ms: i64,
+    /// Which monitored pipeline this is (the monitor's `--job-name`).
+    pub job: String,
+    /// Records in the window.
+    pub count: u64,
+    /// Latency percentiles (ms), keyed `p50`, `p75`, `p90`, `p99`, `p99_9`, …
+    #[serde(flatten)]
+    pub percentiles: Map<String, Value>,
+    /// Smallest latency (ms).
+    pub min: f64,
+    /// Largest latency (ms).
+    pub max: f64,
+    /// Mean latency (ms).
+    pub mean: f64,
+    /// The SLA threshold (ms) the window was judged against.
+    pub sla_ms: i64,
+    /// Records whose latency exceeded the SLA.
+    pub over_sla_count: u64,
+    /// Records within the SLA (`count - over_sla_count`), for burn-rate queries.
+    pub within_sla_count: u64,
+    /// Whether the percentiles are exact (small window) or t-digest estimates.
+    pub exact: bool,
+}
+
+/// The field name of quantile `q`: 0.5 → `p50`, 0.999 → `p99_9`.
+pub fn percentile_field(q: f64) -> String {
+    let pct = format!("{:.4}", q * 100.0);
+    let pct = pct.trim_end_matches('0').trim_end_matches('.');
+    format!("p{}", pct.replace('.', "_"))
+}
+
+fn iso(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl WindowDocument {
+    /// Builds the document of a closed window for `job`.
+    pub fn new(job: &str, sla_ms: i64, result: &WindowResult) -> Self {
+        let percentiles = result
+            .stats
+            .quantiles
+            .iter()
+            .map(|&(q, v)| (percentile_field(q), Value::from(v)))
+            .collect();
+        WindowDocument {
+            id: format!("{job}-{}", result.start_ms),
+            timestamp: iso(result.start_ms),
+            window_end: iso(result.end_ms),
+            window_start_ms: result.start_ms,
+            job: job.to_string(),
+            count: result.stats.count,
+            percentiles,
+            min: result.stats.min,
+            max: result.stats.max,
+            mean: result.stats.mean,
+            sla_ms,
+            over_sla_count: result.over_sla,
+            within_sla_count: result.stats.count - result.over_sla,
+            exact: result.stats.exact,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::LatencyStats;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn field_names() {
+        assert_eq!(percentile_field(0.5), "p50");
+        assert_eq!(percentile_field(0.99), "p99");
+        assert_eq!(percentile_field(0.999), "p99_9");
+        assert_eq!(percentile_field(0.75), "p75");
+    }
+
+    #[test]
+    fn document_shape() {
+        let result = WindowResult {
+            start_ms: 1_795_255_200_000,
+            end_ms: 1_795_255_260_000,
+            stats: LatencyStats {
+                count: 10,
+                min: 1.0,
+                max: 12_000.0,
+                mean: 3_000.0,
+                quantiles: vec![(0.5, 100.0), (0.99, 11_000.0)],
+                exact: true,
+            },
+            over_sla: 3,
+            resume_points: BTreeMap::new(),
+        };
+        let doc = WindowDocument::new("sync", 5_000, &result);
+        assert_eq!(doc.id, "sync-1795255200000");
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["@timestamp"], "2026-11-21T10:00:00.000Z");
+        assert_eq!(json["window_end"], "2026-11-21T10:01:00.000Z");
+        assert_eq!(json["p99"], 11_000.0);
+        assert_eq!(json["within_sla_count"], 7);
+        assert!(json.get("id").is_none());
+    }
+}

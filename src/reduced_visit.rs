@@ -1,0 +1,155 @@
+//! The reduced visit: what the synchronizer writes to `reduced_visits` and the monitor reads.
+//!
+//! Wire format: `{"visit":{"id":"…","event_time":<unix seconds>},"start_processing_time_ms":<unix ms>}`.
+
+use crate::rejection::{decode_object, json_type, required, RejectReason, Rejection};
+use crate::visit::Visit;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A visit reduced to the fields downstream needs, stamped with when its processing started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReducedVisit {
+    /// The reduced visit itself.
+    pub visit: ReducedVisitBody,
+    /// Unix time in milliseconds at which the synchronizer started processing the record.
+    pub start_processing_time_ms: i64,
+}
+
+/// The `visit` object of a [`ReducedVisit`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReducedVisitBody {
+    /// The visit identifier, as text.
+    pub id: String,
+    /// The visit's event time in whole Unix seconds (UTC).
+    pub event_time: i64,
+}
+
+impl ReducedVisit {
+    /// Reduces a decoded visit, stamping it with the processing start time (Unix ms).
+    pub fn from_visit(visit: &Visit, start_processing_time_ms: i64) -> Self {
+        ReducedVisit {
+            visit: ReducedVisitBody {
+                id: visit.id.clone(),
+                event_time: visit.event_time.timestamp(),
+            },
+            start_processing_time_ms,
+        }
+    }
+
+    /// Serialises to the wire format.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a ReducedVisit always serialises")
+    }
+
+    /// Decodes and validates a record value from `reduced_visits`.
+    ///
+    /// `start_processing_time_ms` must be a non-negative integer and `visit.id` present; the
+    /// reasons are those of [`RejectReason`].
+    pub fn decode(payload: Option<&[u8]>) -> Result<ReducedVisit, Rejection> {
+        let object = decode_object(payload)?;
+        let start_processing_time_ms = non_negative_integer(
+            required(&object, "start_processing_time_ms")?,
+            "start_processing_time_ms",
+        )?;
+        let visit = match required(&object, "visit")? {
+            Value::Object(visit) => visit,
+            other => {
+                return Err(Rejection::new(
+                    RejectReason::WrongType,
+                    format!("visit must be an object, got {}", json_type(other)),
+                ))
+            }
+        };
+        let id = match required(visit, "id")? {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            other => {
+                return Err(Rejection::new(
+                    RejectReason::WrongType,
+                    format!("visit.id must be a string, got {}", json_type(other)),
+                ))
+            }
+        };
+        let event_time = non_negative_integer(required(visit, "event_time")?, "visit.event_time")?;
+        Ok(ReducedVisit {
+            visit: ReducedVisitBody { id, event_time },
+            start_processing_time_ms,
+        })
+    }
+}
+
+fn non_negative_integer(value: &Value, field: &str) -> Result<i64, Rejection> {
+    match value.as_i64() {
+        Some(n) if n >= 0 => Ok(n),
+        Some(n) => Err(Rejection::new(
+            RejectReason::NegativeValue,
+            format!("{field} is negative ({n})"),
+        )),
+        None => Err(Rejection::new(
+            RejectReason::WrongType,
+            format!("{field} must be an integer, got {}", json_type(value)),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+    use proptest::prelude::*;
+
+    #[test]
+    fn reduces_to_the_documented_wire_format() {
+        let visit = Visit {
+            id: "v-7".into(),
+            event_time: DateTime::parse_from_rfc3339("2026-11-21T10:00:01.900Z")
+                .unwrap()
+                .into(),
+        };
+        let reduced = ReducedVisit::from_visit(&visit, 1_795_255_205_123);
+        assert_eq!(
+            reduced.to_json(),
+            r#"{"visit":{"id":"v-7","event_time":1795255201},"start_processing_time_ms":1795255205123}"#
+        );
+    }
+
+    #[test]
+    fn decode_reports_reasons() {
+        let reason = |s: &str| ReducedVisit::decode(Some(s.as_bytes())).unwrap_err().reason;
+        assert_eq!(reason("nope"), RejectReason::InvalidJson);
+        assert_eq!(
+            reason(r#"{"visit":{"id":"a","event_time":1}}"#),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(r#"{"visit":{"id":"a","event_time":1},"start_processing_time_ms":-5}"#),
+            RejectReason::NegativeValue
+        );
+        assert_eq!(
+            reason(r#"{"visit":{"id":"a","event_time":1},"start_processing_time_ms":"5"}"#),
+            RejectReason::WrongType
+        );
+        assert_eq!(
+            reason(r#"{"visit":"a","start_processing_time_ms":5}"#),
+            RejectReason::WrongType
+        );
+        assert_eq!(
+            reason(r#"{"visit":{"event_time":1},"start_processing_time_ms":5}"#),
+            RejectReason::MissingField
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn encode_then_decode_is_identity(id in "[ -~]{0,30}", secs in 0i64..5_000_000_000, ms in 0i64..i64::MAX / 2) {
+            let r = ReducedVisit { visit: ReducedVisitBody { id, event_time: secs }, start_processing_time_ms: ms };
+            prop_assert_eq!(ReducedVisit::decode(Some(r.to_json().as_bytes())).unwrap(), r);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = ReducedVisit::decode(Some(&bytes));
+        }
+    }
+}

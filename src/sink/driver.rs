@@ -1,0 +1,69 @@
+//! Runs a [`WindowSink`] in its own task: batches are written in order, transient failures
+//! are retried with exponential backoff and jitter for as long as it takes, and each batch's
+//! outcome is reported back by id.
+
+use super::{SinkError, WindowSink};
+use crate::monitor::window_document::WindowDocument;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Documents of windows closed together, identified for acknowledgement.
+#[derive(Debug)]
+pub struct Batch {
+    /// Caller-chosen id, echoed in the acknowledgement.
+    pub id: u64,
+    /// The documents.
+    pub documents: Vec<WindowDocument>,
+}
+
+/// The outcome of a batch: `Ok(id)` once written, or the fatal error that stopped the sink.
+pub type Acknowledgement = Result<u64, SinkError>;
+
+/// Starts the sink task. Dropping the returned sender ends it after pending batches.
+pub fn spawn(
+    mut sink: impl WindowSink,
+) -> (
+    mpsc::UnboundedSender<Batch>,
+    mpsc::UnboundedReceiver<Acknowledgement>,
+) {
+    let (batch_tx, mut batch_rx) = mpsc::unbounded_channel::<Batch>();
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(batch) = batch_rx.recv().await {
+            let outcome = write_with_retries(&mut sink, &batch.documents).await;
+            let fatal = outcome.is_err();
+            if ack_tx.send(outcome.map(|()| batch.id)).is_err() || fatal {
+                break;
+            }
+        }
+    });
+    (batch_tx, ack_rx)
+}
+
+async fn write_with_retries(
+    sink: &mut impl WindowSink,
+    documents: &[WindowDocument],
+) -> Result<(), SinkError> {
+    let mut backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        match sink.write(documents).await {
+            Ok(()) => return Ok(()),
+            Err(SinkError::Transient(e)) => {
+                let wait = backoff.next().unwrap_or(Duration::from_secs(30));
+                metrics::counter!("sla_monitor_sink_retries_total").increment(1);
+                tracing::warn!(
+                    "{}: {e}; retrying in {wait:.1?} (windows are kept meanwhile)",
+                    sink.describe()
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(fatal) => return Err(fatal),
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Where window documents go, and the task that writes them with retries and reports
+//! acknowledgements back to the monitor (which commits offsets only after them).
+
+pub mod driver;
+pub mod json_lines;
+
+use crate::monitor::window_document::WindowDocument;
+use std::future::Future;
+
+/// Why a write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Worth retrying (unreachable, overloaded, 429, 5xx).
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help (bad mapping, authentication, permissions); the message says
+    /// what to fix.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// A destination for window documents.
+pub trait WindowSink: Send + 'static {
+    /// Writes the documents; returns `Ok` only once every one is durably acknowledged.
+    /// Writing a document whose `id` already exists replaces it.
+    fn write(
+        &mut self,
+        documents: &[WindowDocument],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// A short description for logs, e.g. the file or URL written to.
+    fn describe(&self) -> String;
+}

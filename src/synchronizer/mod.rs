@@ -1,0 +1,460 @@
+//! The synchronizer job: consumes visits, stamps each with the moment its processing starts,
+//! reduces it, optionally delays it, and produces it to the output topic; undecodable
+//! records go to the dead-letter topic. Offsets are committed only once the records produced
+//! from them are acknowledged.
+
+pub mod control;
+
+use crate::delay::{DelayPolicy, PartitionOrderedSchedule};
+use crate::kafka::context::SharedOffsets;
+use crate::kafka::dead_letter::{dead_letter_headers, SourcePosition};
+use crate::kafka::producer::{delivered, enqueue, OutgoingRecord, RELIABLE_PRODUCER};
+use crate::kafka::{ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec};
+use crate::offset_tracker::OffsetTracker;
+use crate::rate_limited_log::RateLimitedLog;
+use crate::reduced_visit::ReducedVisit;
+use crate::rejection::RejectReason;
+use crate::shutdown::Shutdown;
+use crate::visit::Visit;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+
+/// What the synchronizer needs to run.
+#[derive(Debug, Clone)]
+pub struct SynchronizerConfig {
+    /// Brokers, client properties and topic shape.
+    pub kafka: KafkaArgs,
+    /// Topic of input visits.
+    pub input_topic: String,
+    /// Topic of reduced visits (created with LogAppendTime when missing).
+    pub output_topic: String,
+    /// Topic that keeps undecodable input records.
+    pub dead_letter_topic: String,
+    /// Consumer group id.
+    pub group: String,
+    /// How often safe offsets are committed.
+    pub commit_interval: Duration,
+    /// Most records consumed but not yet acknowledged at once (bounds memory).
+    pub max_in_flight: usize,
+    /// How long a shutdown waits for delayed and in-flight records before giving up on them
+    /// (their offsets are then not committed; they are reprocessed after a restart).
+    pub drain_timeout: Duration,
+}
+
+/// Counts of what a run did, returned when it stops.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SynchronizerReport {
+    /// Input records consumed.
+    pub consumed: u64,
+    /// Reduced records acknowledged by the broker.
+    pub produced: u64,
+    /// Undecodable records acknowledged on the dead-letter topic.
+    pub dead_lettered: u64,
+}
+
+/// Why the synchronizer stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum SynchronizerError {
+    /// Setting up a Kafka client or topic failed.
+    #[error("{context}: {source}")]
+    Setup {
+        /// What was being set up.
+        context: String,
+        /// The cause.
+        #[source]
+        source: anyhow::Error,
+    },
+    /// A record could not be delivered (a non-retriable broker error). Its offset was not
+    /// committed, so it is processed again after a restart.
+    #[error("delivering to {topic}: {source}")]
+    Delivery {
+        /// Destination topic.
+        topic: String,
+        /// The broker's error.
+        #[source]
+        source: KafkaError,
+    },
+}
+
+fn setup_error(context: impl Into<String>) -> impl FnOnce(KafkaError) -> SynchronizerError {
+    let context = context.into();
+    move |source| SynchronizerError::Setup {
+        context,
+        source: source.into(),
+    }
+}
+
+/// A reduced record waiting for its due time.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Waiting {
+    due: Instant,
+    sequence: u64,
+    partition: i32,
+    offset: i64,
+    key: String,
+    value: String,
+}
+
+type PendingDelivery = Pin<Box<dyn Future<Output = Delivered> + Send>>;
+
+struct Delivered {
+    partition: i32,
+    offset: i64,
+    topic_kind: OutputKind,
+    started: Instant,
+    result: Result<(), KafkaError>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OutputKind {
+    Reduced,
+    DeadLetter,
+}
+
+/// Creates the topics the synchronizer uses when they are missing: the output topic with
+/// `message.timestamp.type=LogAppendTime` so that its timestamps are the broker's append time.
+pub async fn ensure_synchronizer_topics(
+    config: &SynchronizerConfig,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let k = &config.kafka;
+    let specs = [
+        TopicSpec::new(&config.input_topic, k.partitions, k.replication_factor),
+        TopicSpec::new(&config.output_topic, k.partitions, k.replication_factor)
+            .with_config("message.timestamp.type", "LogAppendTime"),
+        TopicSpec::new(
+            &config.dead_letter_topic,
+            k.partitions,
+            k.replication_factor,
+        ),
+    ];
+    ensure_topics_when_reachable(&k.client_config(&[]), &specs, shutdown).await
+}
+
+/// Runs the synchronizer until `shutdown`, then drains in-flight records, commits and returns.
+/// The delay policy is read from `delay` for every record, so it can change while running.
+pub async fn run(
+    config: SynchronizerConfig,
+    delay: watch::Receiver<DelayPolicy>,
+    shutdown: Shutdown,
+) -> Result<SynchronizerReport, SynchronizerError> {
+    let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+    let context = JobContext::new(
+        &config.kafka.brokers,
+        Some(SharedOffsets {
+            topic: config.input_topic.clone(),
+            tracker: tracker.clone(),
+        }),
+    );
+    let consumer: StreamConsumer<JobContext> = config
+        .kafka
+        .client_config(&[
+            ("group.id", &config.group),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("fetch.wait.max.ms", "50"),
+        ])
+        .create_with_context(context.clone())
+        .map_err(setup_error("creating the Kafka consumer"))?;
+    let queue_limit = (config.max_in_flight * 2).max(1000).to_string();
+    let mut producer_settings = RELIABLE_PRODUCER.to_vec();
+    producer_settings.push(("queue.buffering.max.messages", &queue_limit));
+    let producer: FutureProducer<JobContext> = config
+        .kafka
+        .client_config(&producer_settings)
+        .create_with_context(context.clone())
+        .map_err(setup_error("creating the Kafka producer"))?;
+    consumer
+        .subscribe(&[&config.input_topic])
+        .map_err(setup_error(format!(
+            "subscribing to {}",
+            config.input_topic
+        )))?;
+    tracing::info!(
+        input = %config.input_topic,
+        output = %config.output_topic,
+        dead_letter = %config.dead_letter_topic,
+        group = %config.group,
+        delay = %*delay.borrow(),
+        "synchronizer started"
+    );
+    let mut job = Synchronizer {
+        config,
+        consumer: Arc::new(consumer),
+        producer,
+        context,
+        tracker,
+        delay,
+        schedule: PartitionOrderedSchedule::default(),
+        waiting: BinaryHeap::new(),
+        deliveries: FuturesUnordered::new(),
+        sequence: 0,
+        rng: StdRng::seed_from_u64(rand_seed()),
+        reject_log: RateLimitedLog::new(Duration::from_secs(10)),
+        report: SynchronizerReport::default(),
+    };
+    job.run(shutdown).await
+}
+
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+struct Synchronizer {
+    config: SynchronizerConfig,
+    consumer: Arc<StreamConsumer<JobContext>>,
+    producer: FutureProducer<JobContext>,
+    context: JobContext,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    delay: watch::Receiver<DelayPolicy>,
+    schedule: PartitionOrderedSchedule,
+    waiting: BinaryHeap<Reverse<Waiting>>,
+    deliveries: FuturesUnordered<PendingDelivery>,
+    sequence: u64,
+    rng: StdRng,
+    reject_log: RateLimitedLog<RejectReason>,
+    report: SynchronizerReport,
+}
+
+impl Synchronizer {
+    async fn run(
+        &mut self,
+        mut shutdown: Shutdown,
+    ) -> Result<SynchronizerReport, SynchronizerError> {
+        let mut commit_tick = tokio::time::interval(self.config.commit_interval);
+        let mut drain_deadline: Option<Instant> = None;
+        let mut last_policy = *self.delay.borrow();
+        let consumer = self.consumer.clone();
+        metrics::gauge!("sla_synchronizer_delay_seconds").set(last_policy.delay.as_secs_f64());
+        loop {
+            self.produce_due().await?;
+            let policy = *self.delay.borrow();
+            if policy != last_policy {
+                tracing::info!(from = %last_policy, to = %policy, "delay changed");
+                metrics::gauge!("sla_synchronizer_delay_seconds").set(policy.delay.as_secs_f64());
+                last_policy = policy;
+            }
+            let in_flight = self.tracker.lock().expect("tracker").in_flight();
+            metrics::gauge!("sla_records_in_flight").set(in_flight as f64);
+            metrics::gauge!("sla_records_waiting").set(self.waiting.len() as f64);
+            if drain_deadline.is_some() && self.waiting.is_empty() && self.deliveries.is_empty() {
+                break;
+            }
+            let can_consume = drain_deadline.is_none()
+                && self.waiting.len() < policy.max_waiting(self.config.max_in_flight)
+                && in_flight < self.config.max_in_flight;
+            let next_due = self.waiting.peek().map(|Reverse(w)| w.due);
+            tokio::select! {
+                biased;
+                _ = shutdown.wait(), if drain_deadline.is_none() => {
+                    tracing::info!(
+                        waiting = self.waiting.len(),
+                        in_flight,
+                        "stopped consuming; draining delayed and in-flight records"
+                    );
+                    drain_deadline = Some(Instant::now() + self.config.drain_timeout);
+                }
+                Some(done) = self.deliveries.next() => self.on_delivered(done)?,
+                _ = sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {}
+                _ = commit_tick.tick() => self.commit(CommitMode::Async),
+                _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() => {
+                    tracing::warn!(
+                        waiting = self.waiting.len(),
+                        undelivered = self.deliveries.len(),
+                        "drain timeout reached; unacknowledged records will be reprocessed after a restart"
+                    );
+                    break;
+                }
+                message = consumer.recv(), if can_consume => match message {
+                    Ok(message) => self.on_message(&message, policy).await?,
+                    Err(e) => tracing::warn!("consuming from {}: {e}", self.config.input_topic),
+                },
+            }
+        }
+        self.commit(CommitMode::Sync);
+        tracing::info!(?self.report, "synchronizer stopped");
+        Ok(self.report)
+    }
+
+    async fn on_message(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        policy: DelayPolicy,
+    ) -> Result<(), SynchronizerError> {
+        let start_ms = chrono::Utc::now().timestamp_millis();
+        let started = Instant::now();
+        let (partition, offset) = (message.partition(), message.offset());
+        self.context.mark_healthy();
+        self.tracker
+            .lock()
+            .expect("tracker")
+            .track(partition, offset);
+        self.report.consumed += 1;
+        metrics::counter!("sla_records_consumed_total", "topic" => self.config.input_topic.clone())
+            .increment(1);
+        match Visit::decode(message.payload()) {
+            Ok(visit) => {
+                let reduced = ReducedVisit::from_visit(&visit, start_ms);
+                let wait = policy.sample(&mut self.rng);
+                let due = self.schedule.due_at(partition, started, wait);
+                self.sequence += 1;
+                self.waiting.push(Reverse(Waiting {
+                    due,
+                    sequence: self.sequence,
+                    partition,
+                    offset,
+                    key: visit.id,
+                    value: reduced.to_json(),
+                }));
+            }
+            Err(rejection) => {
+                metrics::counter!("sla_records_rejected_total", "reason" => rejection.reason.as_str())
+                    .increment(1);
+                if let Some(suppressed) = self.reject_log.should_log(rejection.reason, started) {
+                    tracing::warn!(
+                        reason = %rejection.reason,
+                        partition,
+                        offset,
+                        suppressed,
+                        "undecodable visit sent to {}: {}",
+                        self.config.dead_letter_topic,
+                        rejection.detail
+                    );
+                }
+                let headers = dead_letter_headers(
+                    message.headers().map(|h| h.detach()),
+                    &rejection,
+                    SourcePosition {
+                        topic: &self.config.input_topic,
+                        partition,
+                        offset,
+                    },
+                );
+                let record = OutgoingRecord {
+                    topic: &self.config.dead_letter_topic,
+                    key: message.key(),
+                    value: message.payload(),
+                };
+                let delivery = enqueue(&self.producer, record, Some(headers))
+                    .await
+                    .map_err(|source| SynchronizerError::Delivery {
+                        topic: self.config.dead_letter_topic.clone(),
+                        source,
+                    })?;
+                self.deliveries.push(Box::pin(async move {
+                    Delivered {
+                        partition,
+                        offset,
+                        topic_kind: OutputKind::DeadLetter,
+                        started,
+                        result: delivered(delivery).await,
+                    }
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Produces every waiting record whose due time has come, in due order.
+    async fn produce_due(&mut self) -> Result<(), SynchronizerError> {
+        let now = Instant::now();
+        while self.waiting.peek().is_some_and(|Reverse(w)| w.due <= now) {
+            let Reverse(w) = self.waiting.pop().expect("peeked");
+            let record = OutgoingRecord {
+                topic: &self.config.output_topic,
+                key: Some(w.key.as_bytes()),
+                value: Some(w.value.as_bytes()),
+            };
+            let delivery = enqueue(&self.producer, record, None)
+                .await
+                .map_err(|source| SynchronizerError::Delivery {
+                    topic: self.config.output_topic.clone(),
+                    source,
+                })?;
+            let (partition, offset) = (w.partition, w.offset);
+            let started = w.due;
+            self.deliveries.push(Box::pin(async move {
+                Delivered {
+                    partition,
+                    offset,
+                    topic_kind: OutputKind::Reduced,
+                    started,
+                    result: delivered(delivery).await,
+                }
+            }));
+        }
+        Ok(())
+    }
+
+    fn on_delivered(&mut self, done: Delivered) -> Result<(), SynchronizerError> {
+        let topic = match done.topic_kind {
+            OutputKind::Reduced => &self.config.output_topic,
+            OutputKind::DeadLetter => &self.config.dead_letter_topic,
+        };
+        if let Err(source) = done.result {
+            return Err(SynchronizerError::Delivery {
+                topic: topic.clone(),
+                source,
+            });
+        }
+        self.context.mark_healthy();
+        self.tracker
+            .lock()
+            .expect("tracker")
+            .ack(done.partition, done.offset);
+        metrics::counter!("sla_records_produced_total", "topic" => topic.clone()).increment(1);
+        metrics::histogram!("sla_produce_ack_seconds").record(done.started.elapsed().as_secs_f64());
+        match done.topic_kind {
+            OutputKind::Reduced => self.report.produced += 1,
+            OutputKind::DeadLetter => self.report.dead_lettered += 1,
+        }
+        Ok(())
+    }
+
+    /// Commits, per partition, the offsets below the first record whose output is not yet
+    /// acknowledged: asynchronously while running (only what advanced), synchronously and
+    /// completely at shutdown.
+    fn commit(&mut self, mode: CommitMode) {
+        let mut tracker = self.tracker.lock().expect("tracker");
+        let offsets = match mode {
+            CommitMode::Sync => tracker.safe_positions(),
+            CommitMode::Async => tracker.committable(),
+        };
+        if offsets.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for &(partition, offset) in &offsets {
+            list.add_partition_offset(&self.config.input_topic, partition, Offset::Offset(offset))
+                .expect("valid offset");
+        }
+        match self.consumer.commit(&list, mode) {
+            Ok(()) => {
+                tracker.mark_committed(&offsets);
+                for (partition, offset) in offsets {
+                    metrics::gauge!("sla_committed_offset", "topic" => self.config.input_topic.clone(), "partition" => partition.to_string())
+                        .set(offset as f64);
+                }
+            }
+            Err(e) => tracing::warn!("committing offsets {offsets:?}: {e}; will retry"),
+        }
+    }
+}

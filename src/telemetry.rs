@@ -1,0 +1,25 @@
+//! Logging and Prometheus metrics set-up shared by every job.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+/// Initialises logging to stderr. `RUST_LOG` overrides the default level (`info`).
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Installs the process-wide Prometheus recorder; every metric carries the label `job`.
+pub fn install_metrics(job: &str) -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .add_global_label("job", job)
+        .set_buckets(&[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ])?
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("installing the Prometheus metrics recorder: {e}"))
+}

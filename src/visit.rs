@@ -1,0 +1,145 @@
+//! Input visit records: decoding and validation of what arrives on the `visits` topic.
+//!
+//! Decoding never panics and never guesses: a record is either a [`Visit`] or a [`Rejection`].
+
+use crate::rejection::{decode_object, json_type, required, RejectReason, Rejection};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// The fields of a visit that the synchronizer keeps; every other field is dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Visit {
+    /// The visit's identifier (JSON strings and integers are both accepted, kept as text).
+    pub id: String,
+    /// When the visit happened, as stated by the producer of the record.
+    pub event_time: DateTime<Utc>,
+}
+
+impl Visit {
+    /// Decodes a record value into a visit.
+    ///
+    /// Requires an object with `visit_id` (string or integer) and `event_time` (RFC 3339 string).
+    pub fn decode(payload: Option<&[u8]>) -> Result<Visit, Rejection> {
+        let object = decode_object(payload)?;
+        let id = match required(&object, "visit_id")? {
+            Value::String(s) if !s.is_empty() => s.clone(),
+            Value::String(_) => {
+                return Err(Rejection::new(
+                    RejectReason::MissingField,
+                    "visit_id is an empty string",
+                ))
+            }
+            Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+            other => {
+                return Err(Rejection::new(
+                    RejectReason::WrongType,
+                    format!(
+                        "visit_id must be a string or an integer, got {}",
+                        json_type(other)
+                    ),
+                ))
+            }
+        };
+        let event_time = match required(&object, "event_time")? {
+            Value::String(s) => DateTime::parse_from_rfc3339(s)
+                .map_err(|e| {
+                    Rejection::new(
+                        RejectReason::InvalidEventTime,
+                        format!("event_time {s:?} is not an RFC 3339 date-time: {e}"),
+                    )
+                })?
+                .with_timezone(&Utc),
+            other => {
+                return Err(Rejection::new(
+                    RejectReason::WrongType,
+                    format!("event_time must be a string, got {}", json_type(other)),
+                ))
+            }
+        };
+        Ok(Visit { id, event_time })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reason(payload: &[u8]) -> RejectReason {
+        Visit::decode(Some(payload)).unwrap_err().reason
+    }
+
+    #[test]
+    fn decodes_a_full_visit_and_ignores_other_fields() {
+        let v = Visit::decode(Some(
+            br#"{"visit_id":"v-1","event_time":"2026-11-21T10:00:01.500Z","page":"/home"}"#,
+        ))
+        .unwrap();
+        assert_eq!(v.id, "v-1");
+        assert_eq!(v.event_time.timestamp_millis(), 1_795_255_201_500);
+    }
+
+    #[test]
+    fn accepts_integer_ids_and_offsets_in_event_time() {
+        let v = Visit::decode(Some(
+            br#"{"visit_id":42,"event_time":"2026-11-21T12:00:00+02:00"}"#,
+        ))
+        .unwrap();
+        assert_eq!(v.id, "42");
+        assert_eq!(v.event_time.to_rfc3339(), "2026-11-21T10:00:00+00:00");
+    }
+
+    #[test]
+    fn classifies_every_kind_of_bad_record() {
+        assert_eq!(
+            Visit::decode(None).unwrap_err().reason,
+            RejectReason::EmptyPayload
+        );
+        assert_eq!(reason(b"{not json"), RejectReason::InvalidJson);
+        assert_eq!(reason(b"\xff\xfe"), RejectReason::InvalidJson);
+        assert_eq!(reason(b"[1,2]"), RejectReason::NotAnObject);
+        assert_eq!(
+            reason(br#"{"event_time":"2026-11-21T10:00:00Z"}"#),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(br#"{"visit_id":null,"event_time":"2026-11-21T10:00:00Z"}"#),
+            RejectReason::MissingField
+        );
+        assert_eq!(reason(br#"{"visit_id":"a"}"#), RejectReason::MissingField);
+        assert_eq!(
+            reason(br#"{"visit_id":true,"event_time":"2026-11-21T10:00:00Z"}"#),
+            RejectReason::WrongType
+        );
+        assert_eq!(
+            reason(br#"{"visit_id":"a","event_time":1700000000}"#),
+            RejectReason::WrongType
+        );
+        assert_eq!(
+            reason(br#"{"visit_id":"a","event_time":"yesterday"}"#),
+            RejectReason::InvalidEventTime
+        );
+    }
+
+    #[test]
+    fn rejection_detail_names_the_field() {
+        let r = Visit::decode(Some(br#"{"visit_id":1.5,"event_time":"x"}"#)).unwrap_err();
+        assert!(r.to_string().contains("visit_id"), "{r}");
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Visit::decode(Some(&bytes));
+        }
+
+        #[test]
+        fn round_trips_any_valid_visit(id in "[a-zA-Z0-9-]{1,40}", ms in 0i64..4_102_444_800_000) {
+            let t = DateTime::from_timestamp_millis(ms).unwrap();
+            let json = serde_json::json!({"visit_id": id, "event_time": t.to_rfc3339()});
+            let v = Visit::decode(Some(json.to_string().as_bytes())).unwrap();
+            prop_assert_eq!(v.id, id);
+            prop_assert_eq!(v.event_time, t);
+        }
+    }
+}
