@@ -36,7 +36,16 @@ struct Cli {
     )]
     dead_letter_topic: String,
 
-    /// Consumer group id under which offsets (and window state) are committed.
+    /// Compacted topic where the monitor saves its checkpoints (resume offsets and window
+    /// state), keyed by group and partition.
+    #[arg(
+        long,
+        env = "SLA_CHECKPOINT_TOPIC",
+        default_value = "sla_monitor_checkpoints"
+    )]
+    checkpoint_topic: String,
+
+    /// Consumer group id under which offsets (and checkpoints) are committed.
     #[arg(long, env = "SLA_MONITOR_GROUP", default_value = "sla-monitor")]
     group: String,
 
@@ -138,6 +147,7 @@ impl Cli {
             kafka: self.kafka,
             input_topic: self.reduced_topic,
             dead_letter_topic: self.dead_letter_topic,
+            checkpoint_topic: self.checkpoint_topic,
             group: self.group,
             job_name: self.job_name,
             window: WindowConfig {

@@ -1,6 +1,7 @@
 //! Logging and Prometheus metrics set-up shared by every job.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Initialises logging to stderr. `RUST_LOG` overrides the default level (`info`).
@@ -9,6 +10,7 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

@@ -1,39 +1,54 @@
-//! What the monitor stores beside each committed offset (Kafka commit metadata), so that a
-//! restart rebuilds exactly the windows it had not yet written.
+//! The monitor's checkpoint: per partition, where to resume and the state needed to rebuild
+//! exactly the windows not yet written. Stored as records of a compacted topic (commit
+//! metadata would do on Apache Kafka, but not every Kafka-protocol broker keeps it).
 
 use serde::{Deserialize, Serialize};
 
-/// Per-partition state committed with the offset.
+/// Per-partition state saved before each offset commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Checkpoint {
-    /// The partition's highest event time among records before the committed offset.
-    #[serde(rename = "max_ts", skip_serializing_if = "Option::is_none")]
+    /// The offset to resume from: the first record still needed by an unwritten window.
+    pub offset: i64,
+    /// The partition's highest event time among records before `offset`.
+    #[serde(rename = "max_ts", default, skip_serializing_if = "Option::is_none")]
     pub max_event_time_before: Option<i64>,
     /// Watermark through which every window was written and acknowledged by the sink.
-    #[serde(rename = "closed", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "closed", default, skip_serializing_if = "Option::is_none")]
     pub durable_through: Option<i64>,
-    /// The next offset the run that committed had not yet consumed: records below it were
+    /// The next offset the run that saved this had not yet consumed: records below it were
     /// already processed once (a restart replays them without counting them twice).
     #[serde(rename = "end")]
     pub consumed_end: i64,
 }
 
-/// Version tag so a future format can be told apart.
-const PREFIX: &str = "sla1:";
+/// A checkpoint record: which group, topic and partition it belongs to, and the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    /// Consumer group of the monitor.
+    pub group: String,
+    /// Consumed topic.
+    pub topic: String,
+    /// Partition of the consumed topic.
+    pub partition: i32,
+    /// The checkpoint.
+    #[serde(flatten)]
+    pub checkpoint: Checkpoint,
+}
 
-impl Checkpoint {
-    /// Encodes as commit metadata.
-    pub fn encode(&self) -> String {
-        format!(
-            "{PREFIX}{}",
-            serde_json::to_string(self).expect("serialisable")
-        )
+impl CheckpointRecord {
+    /// The record key (compaction keeps the last record per key).
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.group, self.topic, self.partition)
     }
 
-    /// Decodes commit metadata; `None` for empty or foreign metadata (e.g. committed by
-    /// another tool), in which case the partition starts without restored state.
-    pub fn decode(metadata: &str) -> Option<Checkpoint> {
-        serde_json::from_str(metadata.strip_prefix(PREFIX)?).ok()
+    /// The record value.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("serialisable")
+    }
+
+    /// Decodes a record value; `None` for anything else found on the topic.
+    pub fn decode(value: &[u8]) -> Option<CheckpointRecord> {
+        serde_json::from_slice(value).ok()
     }
 }
 
@@ -42,16 +57,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trips_and_ignores_foreign_metadata() {
-        let c = Checkpoint {
-            max_event_time_before: Some(1_700_000_000_000),
-            durable_through: Some(1_699_999_999_999),
-            consumed_end: 42,
+    fn round_trips_and_ignores_foreign_records() {
+        let record = CheckpointRecord {
+            group: "g".into(),
+            topic: "reduced_visits".into(),
+            partition: 1,
+            checkpoint: Checkpoint {
+                offset: 40,
+                max_event_time_before: Some(1_700_000_000_000),
+                durable_through: Some(1_699_999_999_999),
+                consumed_end: 42,
+            },
         };
-        assert_eq!(Checkpoint::decode(&c.encode()), Some(c));
-        assert_eq!(Checkpoint::decode(""), None);
-        assert_eq!(Checkpoint::decode("{\"end\":1}"), None);
-        let empty = Checkpoint::default();
-        assert_eq!(empty.encode(), "sla1:{\"end\":0}");
+        assert_eq!(
+            CheckpointRecord::decode(record.encode().as_bytes()),
+            Some(record.clone())
+        );
+        assert_eq!(record.key(), "g/reduced_visits/1");
+        assert_eq!(CheckpointRecord::decode(b"{}"), None);
+        assert_eq!(CheckpointRecord::decode(b"nope"), None);
     }
 }

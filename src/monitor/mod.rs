@@ -2,11 +2,13 @@
 //! sink, with offsets committed only up to what the sink has acknowledged.
 //!
 //! The consumer is assigned every partition of the topic (a window spans all partitions, so
-//! one monitor instance per job identity). Each commit carries a [`checkpoint::Checkpoint`]
-//! as metadata, so a restart resumes from the first record of the oldest unwritten window,
-//! restores each partition's watermark, and rebuilds exactly the windows it had not written.
+//! one monitor instance per job identity). Before each offset commit a
+//! [`checkpoint::Checkpoint`] per partition is written to the checkpoint topic, so a restart
+//! resumes from the first record of the oldest unwritten window, restores each partition's
+//! watermark, and rebuilds exactly the windows it had not written.
 
 pub mod checkpoint;
+pub mod checkpoint_store;
 pub mod measurement;
 pub mod window_document;
 
@@ -22,7 +24,7 @@ use crate::watermark::{WatermarkConfig, Watermarks};
 use crate::window::{
     earliest, Observation, Placement, ResumePoint, WindowConfig, WindowResult, Windows,
 };
-use checkpoint::Checkpoint;
+use checkpoint::{Checkpoint, CheckpointRecord};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use measurement::{measure, TimestampKind};
@@ -49,6 +51,8 @@ pub struct MonitorConfig {
     pub input_topic: String,
     /// Topic keeping refused and late records.
     pub dead_letter_topic: String,
+    /// Compacted topic holding the monitor's checkpoints.
+    pub checkpoint_topic: String,
     /// Consumer group id (used for committed offsets only; partitions are assigned).
     pub group: String,
     /// Identity of the monitored pipeline, part of every document id.
@@ -99,6 +103,9 @@ pub enum MonitorError {
     #[error("window sink: {0}")]
     Sink(SinkError),
 }
+
+/// How long a checkpoint write may wait for the broker before the commit is skipped.
+const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
 
 type PendingDelivery = Pin<Box<dyn Future<Output = (i32, i64, Result<(), KafkaError>)> + Send>>;
 
@@ -216,7 +223,7 @@ struct Monitor {
     deliveries: FuturesUnordered<PendingDelivery>,
     positions: BTreeMap<i32, Position>,
     replay_horizon: BTreeMap<i32, i64>,
-    last_commit: BTreeMap<i32, (i64, String)>,
+    last_commit: BTreeMap<i32, Checkpoint>,
     reject_log: RateLimitedLog<RejectReason>,
     timestamp_kinds_seen: HashSet<TimestampKind>,
     report: MonitorReport,
@@ -259,24 +266,39 @@ impl Monitor {
                     self.config.group
                 ))
             })?;
+        let checkpoints = checkpoint_store::load(
+            &self.config.kafka,
+            &self.config.checkpoint_topic,
+            &self.config.group,
+            &topic,
+        )
+        .await
+        .map_err(|e| {
+            MonitorError::Setup(format!(
+                "reading checkpoints from {}: {e}",
+                self.config.checkpoint_topic
+            ))
+        })?;
         let now = now_ms();
         let mut assignment = TopicPartitionList::new();
         for element in committed.elements_for_topic(&topic) {
             let partition = element.partition();
-            let checkpoint = Checkpoint::decode(element.metadata());
-            let offset = match element.offset() {
-                Offset::Offset(o) => {
-                    self.positions.insert(
-                        partition,
-                        Position {
-                            next_offset: o,
-                            max_event_time: checkpoint.and_then(|c| c.max_event_time_before),
-                        },
-                    );
-                    Offset::Offset(o)
-                }
-                _ => Offset::Beginning,
+            let checkpoint = checkpoints.get(&partition).copied();
+            // The checkpoint is written before each commit, so it is never behind the group offset.
+            let offset = match (checkpoint, element.offset()) {
+                (Some(c), _) => Offset::Offset(c.offset),
+                (None, Offset::Offset(o)) => Offset::Offset(o),
+                (None, _) => Offset::Beginning,
             };
+            if let Offset::Offset(o) = offset {
+                self.positions.insert(
+                    partition,
+                    Position {
+                        next_offset: o,
+                        max_event_time: checkpoint.and_then(|c| c.max_event_time_before),
+                    },
+                );
+            }
             assignment
                 .add_partition_offset(&topic, partition, offset)
                 .map_err(|e| MonitorError::Setup(format!("assigning {topic}/{partition}: {e}")))?;
@@ -316,7 +338,7 @@ impl Monitor {
                 _ = tick.tick() => {
                     self.close_windows();
                     if last_commit.elapsed() >= self.config.commit_interval {
-                        self.commit(CommitMode::Async);
+                        self.commit(CommitMode::Async).await;
                         last_commit = Instant::now();
                     }
                 }
@@ -327,7 +349,7 @@ impl Monitor {
             }
         }
         self.drain().await?;
-        self.commit(CommitMode::Sync);
+        self.commit(CommitMode::Sync).await;
         tracing::info!(?self.report, open_windows = self.windows.open_count(), "monitor stopped; open windows will be rebuilt on restart");
         Ok(self.report)
     }
@@ -542,9 +564,10 @@ impl Monitor {
     }
 
     /// Commits, per partition, the first offset still needed (by an open window, a window
-    /// not yet acknowledged by the sink, or a dead-letter record not yet acknowledged), with
-    /// the checkpoint that lets a restart rebuild those windows.
-    fn commit(&mut self, mode: CommitMode) {
+    /// not yet acknowledged by the sink, or a dead-letter record not yet acknowledged). The
+    /// checkpoints that let a restart rebuild those windows are written, and acknowledged,
+    /// first.
+    async fn commit(&mut self, mode: CommitMode) {
         let durable_through = match self
             .pending_batches
             .values()
@@ -570,8 +593,7 @@ impl Monitor {
                 },
             );
         }
-        let mut list = TopicPartitionList::new();
-        let mut planned = Vec::new();
+        let mut records = Vec::new();
         for (&partition, position) in &self.positions {
             let mut point = ResumePoint {
                 offset: position.next_offset,
@@ -583,41 +605,53 @@ impl Monitor {
                 }
             }
             let checkpoint = Checkpoint {
+                offset: point.offset,
                 max_event_time_before: point.max_event_time_before,
                 durable_through,
                 consumed_end: position.next_offset,
+            };
+            if self.last_commit.get(&partition) != Some(&checkpoint) {
+                records.push(CheckpointRecord {
+                    group: self.config.group.clone(),
+                    topic: self.config.input_topic.clone(),
+                    partition,
+                    checkpoint,
+                });
             }
-            .encode();
-            if self.last_commit.get(&partition) == Some(&(point.offset, checkpoint.clone()))
-                && matches!(mode, CommitMode::Async)
-            {
-                continue;
-            }
-            list.add_partition_offset(
-                &self.config.input_topic,
-                partition,
-                Offset::Offset(point.offset),
-            )
-            .expect("valid offset");
-            if let Some(mut element) = list.find_partition(&self.config.input_topic, partition) {
-                element.set_metadata(checkpoint.clone());
-            }
-            planned.push((partition, point.offset, checkpoint));
         }
-        if planned.is_empty() {
+        if records.is_empty() {
             return;
         }
-        match self.consumer.commit(&list, mode) {
-            Ok(()) => {
-                for (partition, offset, checkpoint) in planned {
-                    metrics::gauge!("sla_committed_offset", "topic" => self.config.input_topic.clone(), "partition" => partition.to_string()).set(offset as f64);
-                    self.last_commit.insert(partition, (offset, checkpoint));
-                }
-            }
-            Err(e) => tracing::warn!(
+        let saved = tokio::time::timeout(
+            CHECKPOINT_TIMEOUT,
+            checkpoint_store::save(&self.producer, &self.config.checkpoint_topic, &records),
+        )
+        .await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return tracing::warn!("writing checkpoints to {}: {e}; will retry", self.config.checkpoint_topic),
+            Err(_) => return tracing::warn!("writing checkpoints to {}: no acknowledgement within {CHECKPOINT_TIMEOUT:?}; will retry", self.config.checkpoint_topic),
+        }
+        let mut list = TopicPartitionList::new();
+        for record in &records {
+            list.add_partition_offset(
+                &self.config.input_topic,
+                record.partition,
+                Offset::Offset(record.checkpoint.offset),
+            )
+            .expect("valid offset");
+        }
+        for record in records {
+            metrics::gauge!("sla_committed_offset", "topic" => self.config.input_topic.clone(), "partition" => record.partition.to_string())
+                .set(record.checkpoint.offset as f64);
+            self.last_commit.insert(record.partition, record.checkpoint);
+        }
+        // The checkpoint is authoritative; the group offset is for lag tooling and may lag.
+        if let Err(e) = self.consumer.commit(&list, mode) {
+            tracing::warn!(
                 "committing offsets of {}: {e}; will retry",
                 self.config.input_topic
-            ),
+            );
         }
     }
 }

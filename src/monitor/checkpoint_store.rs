@@ -1,0 +1,105 @@
+//! Reading and writing checkpoints on the checkpoint topic.
+
+use super::checkpoint::{Checkpoint, CheckpointRecord};
+use crate::kafka::producer::{delivered, enqueue, OutgoingRecord};
+use crate::kafka::{JobContext, KafkaArgs};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads the latest checkpoint of every partition of `topic` saved by `group`.
+pub async fn load(
+    kafka: &KafkaArgs,
+    checkpoint_topic: &str,
+    group: &str,
+    topic: &str,
+) -> Result<BTreeMap<i32, Checkpoint>, KafkaError> {
+    let config = kafka.client_config(&[
+        ("group.id", &format!("{group}-checkpoint-reader")),
+        ("enable.auto.commit", "false"),
+        ("enable.partition.eof", "false"),
+    ]);
+    let (checkpoint_topic, group, topic) = (
+        checkpoint_topic.to_string(),
+        group.to_string(),
+        topic.to_string(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.create()?;
+        let metadata = consumer.fetch_metadata(Some(&checkpoint_topic), READ_TIMEOUT)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let mut found = BTreeMap::new();
+        for partition in partitions {
+            let (low, high) =
+                consumer.fetch_watermarks(&checkpoint_topic, partition, READ_TIMEOUT)?;
+            if high <= low {
+                continue;
+            }
+            let mut assignment = TopicPartitionList::new();
+            assignment.add_partition_offset(&checkpoint_topic, partition, Offset::Beginning)?;
+            consumer.assign(&assignment)?;
+            let deadline = std::time::Instant::now() + READ_TIMEOUT;
+            let mut next = low;
+            while next < high {
+                if std::time::Instant::now() > deadline {
+                    return Err(KafkaError::MessageConsumption(
+                        rdkafka::types::RDKafkaErrorCode::RequestTimedOut,
+                    ));
+                }
+                match consumer.poll(Duration::from_millis(200)) {
+                    Some(Ok(message)) => {
+                        next = message.offset() + 1;
+                        if let Some(record) = message.payload().and_then(CheckpointRecord::decode) {
+                            if record.group == group && record.topic == topic {
+                                found.insert(record.partition, record.checkpoint);
+                            }
+                        }
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => {}
+                }
+            }
+        }
+        Ok(found)
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)?
+}
+
+/// Writes checkpoints and waits until the broker acknowledged all of them.
+pub async fn save(
+    producer: &FutureProducer<JobContext>,
+    checkpoint_topic: &str,
+    records: &[CheckpointRecord],
+) -> Result<(), KafkaError> {
+    let mut deliveries = Vec::with_capacity(records.len());
+    for record in records {
+        let (key, value) = (record.key(), record.encode());
+        deliveries.push(
+            enqueue(
+                producer,
+                OutgoingRecord {
+                    topic: checkpoint_topic,
+                    key: Some(key.as_bytes()),
+                    value: Some(value.as_bytes()),
+                },
+                None,
+            )
+            .await?,
+        );
+    }
+    for delivery in deliveries {
+        delivered(delivery).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! Helpers shared by the integration tests: every test talks to the real broker started by
+//! `scripts/stack.sh` and runs the real job binaries. Each test uses its own topic names and
+//! groups, so tests never interfere and never delete topics.
+#![allow(dead_code)]
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The broker under test (`SLA_TEST_BROKERS`, default the local stack's).
+pub fn brokers() -> String {
+    std::env::var("SLA_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
+}
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
+}
+
+/// Unix time now in ms.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn config() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers());
+    c
+}
+
+/// Creates a topic (fails the test if the broker is unreachable).
+pub async fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = config().create().unwrap();
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "creating {name} on {}: {e} (is scripts/stack.sh up?)",
+                brokers()
+            )
+        });
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+}
+
+/// One record to produce.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    pub key: Option<String>,
+    pub value: Option<Vec<u8>>,
+    pub partition: Option<i32>,
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Produces records in order and waits for every acknowledgement.
+pub async fn produce(topic: &str, records: &[Outgoing]) {
+    let producer: FutureProducer = config()
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for r in records {
+        let mut record = FutureRecord::<str, [u8]>::to(topic);
+        if let Some(k) = &r.key {
+            record = record.key(k.as_str());
+        }
+        if let Some(v) = &r.value {
+            record = record.payload(v.as_slice());
+        }
+        if let Some(p) = r.partition {
+            record = record.partition(p);
+        }
+        if let Some(t) = r.timestamp_ms {
+            record = record.timestamp(t);
+        }
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for d in deliveries {
+        d.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
+
+/// A consumed record, owned.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Option<Vec<u8>>,
+    pub timestamp_ms: Option<i64>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Consumed {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(self.value.as_deref().unwrap()).unwrap()
+    }
+}
+
+/// Reads a topic from the beginning until `expected` records arrived (or `timeout`), then
+/// keeps reading for `settle` to catch unexpected extra records.
+pub fn consume(topic: &str, expected: usize, timeout: Duration, settle: Duration) -> Vec<Consumed> {
+    let consumer: BaseConsumer = config()
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    // The topic may not exist yet: the job under test creates it.
+    let partitions = loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let ids: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if !ids.is_empty() || Instant::now() >= deadline {
+            break ids;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut assignment = TopicPartitionList::new();
+    for p in partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut out = Vec::new();
+    let mut settle_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if settle_until.is_some_and(|s| now >= s) || (settle_until.is_none() && now >= deadline) {
+            break;
+        }
+        if out.len() >= expected && settle_until.is_none() {
+            settle_until = Some(now + settle);
+        }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push(Consumed {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                value: m.payload().map(<[u8]>::to_vec),
+                timestamp_ms: m.timestamp().to_millis(),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    out
+}
+
+/// Headers helper for producing records with headers in tests.
+pub fn header(key: &str, value: &str) -> OwnedHeaders {
+    OwnedHeaders::new().insert(Header {
+        key,
+        value: Some(value),
+    })
+}
+
+/// A running job binary whose stderr goes to a log file.
+pub struct Job {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+    pub stdout: PathBuf,
+}
+
+impl Job {
+    /// Starts `binary` (a `CARGO_BIN_EXE_*` path) with `--brokers` and `args`.
+    pub fn start(binary: &str, args: &[&str], dir: &Path) -> Job {
+        let name = Path::new(binary)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let log = dir.join(format!("{name}-{}.log", unique("run")));
+        let stdout = log.with_extension("out");
+        let child = Command::new(binary)
+            .arg("--brokers")
+            .arg(brokers())
+            .arg("--http-addr")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Job {
+            name,
+            child,
+            log,
+            stdout,
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Sends SIGTERM and waits for the exit (at most `timeout`).
+    pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
+        self.signal("TERM");
+        self.wait(timeout)
+    }
+
+    /// Kills with SIGKILL.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "{} did not exit within {timeout:?}; log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The job's log so far (stderr).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `condition` holds, polling every 100 ms; panics with `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A valid visit record value.
+pub fn visit_json(id: &str, event_time_ms: i64) -> Vec<u8> {
+    let t = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(event_time_ms).unwrap();
+    serde_json::json!({
+        "visit_id": id,
+        "event_time": t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "page": "/products/42",
+        "user_id": "user-1"
+    })
+    .to_string()
+    .into_bytes()
+}
