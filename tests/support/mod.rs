@@ -314,3 +314,33 @@ pub fn visit_json(id: &str, event_time_ms: i64) -> Vec<u8> {
     .to_string()
     .into_bytes()
 }
+
+/// The window documents a monitor wrote to a JSON-lines file: the last line per id, and
+/// the number of lines.
+pub fn read_documents(path: &Path) -> (BTreeMap<String, serde_json::Value>, usize) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut docs = BTreeMap::new();
+    let mut lines = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        docs.insert(doc["id"].as_str().unwrap().to_string(), doc);
+        lines += 1;
+    }
+    (docs, lines)
+}
+
+/// numpy's default (linear) percentile of unsorted values; `q` in 0..=1.
+pub fn exact_percentile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let h = (v.len() - 1) as f64 * q;
+    let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+    v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+}
+
+/// Reduced-visit record value with the given processing start stamp.
+pub fn reduced_json(id: &str, start_ms: i64) -> Vec<u8> {
+    serde_json::json!({"visit": {"id": id, "event_time": start_ms / 1000}, "start_processing_time_ms": start_ms})
+        .to_string()
+        .into_bytes()
+}
