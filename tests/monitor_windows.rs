@@ -31,20 +31,47 @@ fn setup(name: &str) -> Setup {
 
 fn monitor_args<'a>(s: &'a Setup, group: &'a str, output: &'a str, idle: &'a str) -> Vec<&'a str> {
     vec![
-        "--reduced-topic", &s.reduced, "--dead-letter-topic", &s.dlq, "--checkpoint-topic", &s.checkpoints,
-        "--group", group, "--output", output, "--window", "2s", "--max-out-of-orderness", "500ms",
-        "--idle-timeout", idle, "--sla", "1s", "--commit-interval", "200ms",
+        "--reduced-topic",
+        &s.reduced,
+        "--dead-letter-topic",
+        &s.dlq,
+        "--checkpoint-topic",
+        &s.checkpoints,
+        "--group",
+        group,
+        "--output",
+        output,
+        "--window",
+        "2s",
+        "--max-out-of-orderness",
+        "500ms",
+        "--idle-timeout",
+        idle,
+        "--sla",
+        "1s",
+        "--commit-interval",
+        "200ms",
     ]
 }
 
 /// A record for partition `p` at event time `t` with latency `latency`.
 fn record(p: i32, t: i64, latency: i64, id: &str) -> Outgoing {
-    Outgoing { key: Some(id.into()), value: Some(reduced_json(id, t - latency)), partition: Some(p), timestamp_ms: Some(t) }
+    Outgoing {
+        key: Some(id.into()),
+        value: Some(reduced_json(id, t - latency)),
+        partition: Some(p),
+        timestamp_ms: Some(t),
+    }
 }
 
 /// Records for `windows` windows from `base`, `per` per partition and window, in event-time
 /// order within each partition; returns them with the latencies per window start.
-fn windows_of_records(base: i64, windows: std::ops::Range<i64>, per: usize, seed: u64) -> (Vec<Outgoing>, BTreeMap<i64, Vec<f64>>) {
+fn windows_of_records(
+    base: i64,
+    windows: std::ops::Range<i64>,
+    per: usize,
+    seed: u64,
+) -> (Vec<Outgoing>, BTreeMap<i64, Vec<f64>>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut records = Vec::new();
     let mut expected: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
@@ -52,9 +79,16 @@ fn windows_of_records(base: i64, windows: std::ops::Range<i64>, per: usize, seed
         for p in 0..2 {
             for j in 0..per {
                 let t = base + w * WINDOW + (j as i64 * WINDOW) / per as i64;
-                let latency = if rng.random_bool(0.1) { rng.random_range(1_000..5_000) } else { rng.random_range(5..400) };
+                let latency = if rng.random_bool(0.1) {
+                    rng.random_range(1_000..5_000)
+                } else {
+                    rng.random_range(5..400)
+                };
                 records.push(record(p, t, latency, &format!("w{w}p{p}j{j}")));
-                expected.entry(base + w * WINDOW).or_default().push(latency as f64);
+                expected
+                    .entry(base + w * WINDOW)
+                    .or_default()
+                    .push(latency as f64);
             }
         }
     }
@@ -67,7 +101,10 @@ fn assert_document(doc: &serde_json::Value, latencies: &[f64]) {
     for (field, q) in [("p50", 0.5), ("p75", 0.75), ("p90", 0.9), ("p99", 0.99)] {
         let want = exact_percentile(latencies, q);
         let got = doc[field].as_f64().unwrap();
-        assert!((got - want).abs() < 1e-9, "{field}: monitor {got}, exact {want} in {doc}");
+        assert!(
+            (got - want).abs() < 1e-9,
+            "{field}: monitor {got}, exact {want} in {doc}"
+        );
     }
     let min = latencies.iter().copied().fold(f64::INFINITY, f64::min);
     let max = latencies.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -90,17 +127,33 @@ async fn windows_match_exact_percentiles_and_bad_records_are_kept() {
     let (mut records, expected) = windows_of_records(base, 0..4, 40, 1);
     // Partition 0, after window 3: a record of window 0 (late), garbage, a future timestamp.
     records.push(record(0, base + 10, 50, "late-one"));
-    records.push(Outgoing { key: Some("garbage".into()), value: Some(b"{oops".to_vec()), partition: Some(0), timestamp_ms: Some(base + 3 * WINDOW + 1_999) });
+    records.push(Outgoing {
+        key: Some("garbage".into()),
+        value: Some(b"{oops".to_vec()),
+        partition: Some(0),
+        timestamp_ms: Some(base + 3 * WINDOW + 1_999),
+    });
     records.push(record(1, now_ms() + 3_600_000, 10, "future"));
     produce(&s.reduced, &records).await;
 
     let output = dir.path().join("windows.jsonl");
     let output_arg = output.to_str().unwrap().to_string();
     let group = unique("exact_g");
-    let job = Job::start(BIN, &monitor_args(&s, &group, &output_arg, "1s"), dir.path());
+    let job = Job::start(
+        BIN,
+        &monitor_args(&s, &group, &output_arg, "1s"),
+        dir.path(),
+    );
     // No newer record ever arrives: the idle partitions let the last window close anyway.
-    wait_for("4 window documents", Duration::from_secs(30), || read_documents(&output).0.len() >= 4);
-    let dead = consume(&s.dlq, 3, Duration::from_secs(20), Duration::from_millis(300));
+    wait_for("4 window documents", Duration::from_secs(30), || {
+        read_documents(&output).0.len() >= 4
+    });
+    let dead = consume(
+        &s.dlq,
+        3,
+        Duration::from_secs(20),
+        Duration::from_millis(300),
+    );
     assert!(job.terminate(Duration::from_secs(30)).success());
 
     let (docs, lines) = read_documents(&output);
@@ -111,12 +164,24 @@ async fn windows_match_exact_percentiles_and_bad_records_are_kept() {
         assert_eq!(doc["window_start_ms"], *start);
         assert_document(doc, latencies);
     }
-    let reasons: BTreeMap<String, &Consumed> = dead.iter().map(|d| (d.headers["dlq.reason"].clone(), d)).collect();
+    let reasons: BTreeMap<String, &Consumed> = dead
+        .iter()
+        .map(|d| (d.headers["dlq.reason"].clone(), d))
+        .collect();
     assert_eq!(dead.len(), 3, "{dead:?}");
     assert_eq!(reasons["late"].key.as_deref(), Some("late-one"));
-    assert_eq!(reasons["late"].headers["dlq.window.start"], base.to_string());
-    assert_eq!(reasons["invalid_json"].value.as_deref(), Some(&b"{oops"[..]));
-    assert_eq!(reasons["timestamp_in_future"].key.as_deref(), Some("future"));
+    assert_eq!(
+        reasons["late"].headers["dlq.window.start"],
+        base.to_string()
+    );
+    assert_eq!(
+        reasons["invalid_json"].value.as_deref(),
+        Some(&b"{oops"[..])
+    );
+    assert_eq!(
+        reasons["timestamp_in_future"].key.as_deref(),
+        Some("future")
+    );
 }
 
 #[tokio::test]
@@ -127,8 +192,9 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
     let base = (now_ms() - 300_000) / WINDOW * WINDOW;
     let (all, expected) = windows_of_records(base, 0..6, 30, 2);
     // Phase 1: windows 0-2, the first half of window 3, and a late record after them.
-    let (mut phase1, phase2): (Vec<Outgoing>, Vec<Outgoing>) =
-        all.into_iter().partition(|r| r.timestamp_ms.unwrap() < base + 3 * WINDOW + WINDOW / 2);
+    let (mut phase1, phase2): (Vec<Outgoing>, Vec<Outgoing>) = all
+        .into_iter()
+        .partition(|r| r.timestamp_ms.unwrap() < base + 3 * WINDOW + WINDOW / 2);
     phase1.push(record(0, base + WINDOW + 5, 70, "late-one"));
     produce(&s.reduced, &phase1).await;
 
@@ -136,22 +202,50 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
     let interrupted_arg = interrupted.to_str().unwrap().to_string();
     let group = unique("restart_g");
     // A long idle timeout keeps window 3 open: it is killed mid-window.
-    let first = Job::start(BIN, &monitor_args(&s, &group, &interrupted_arg, "60s"), dir.path());
-    wait_for("windows 0-2", Duration::from_secs(30), || read_documents(&interrupted).0.len() >= 3);
+    let first = Job::start(
+        BIN,
+        &monitor_args(&s, &group, &interrupted_arg, "60s"),
+        dir.path(),
+    );
+    wait_for("windows 0-2", Duration::from_secs(30), || {
+        read_documents(&interrupted).0.len() >= 3
+    });
     std::thread::sleep(Duration::from_millis(800));
     first.kill();
-    assert_eq!(read_documents(&interrupted).0.len(), 3, "window 3 must still be open when killed");
+    assert_eq!(
+        read_documents(&interrupted).0.len(),
+        3,
+        "window 3 must still be open when killed"
+    );
 
     produce(&s.reduced, &phase2).await;
-    let second = Job::start(BIN, &monitor_args(&s, &group, &interrupted_arg, "1s"), dir.path());
-    wait_for("all 6 windows after restart", Duration::from_secs(30), || read_documents(&interrupted).0.len() >= 6);
-    assert!(second.log_text().contains("restored=Some"), "restart did not use its checkpoint:\n{}", second.log_text());
+    let second = Job::start(
+        BIN,
+        &monitor_args(&s, &group, &interrupted_arg, "1s"),
+        dir.path(),
+    );
+    wait_for(
+        "all 6 windows after restart",
+        Duration::from_secs(30),
+        || read_documents(&interrupted).0.len() >= 6,
+    );
+    assert!(
+        second.log_text().contains("restored=Some"),
+        "restart did not use its checkpoint:\n{}",
+        second.log_text()
+    );
 
     let reference = dir.path().join("reference.jsonl");
     let reference_arg = reference.to_str().unwrap().to_string();
     let reference_group = unique("reference_g");
-    let third = Job::start(BIN, &monitor_args(&s, &reference_group, &reference_arg, "1s"), dir.path());
-    wait_for("reference windows", Duration::from_secs(30), || read_documents(&reference).0.len() >= 6);
+    let third = Job::start(
+        BIN,
+        &monitor_args(&s, &reference_group, &reference_arg, "1s"),
+        dir.path(),
+    );
+    wait_for("reference windows", Duration::from_secs(30), || {
+        read_documents(&reference).0.len() >= 6
+    });
     std::thread::sleep(Duration::from_millis(500));
     assert!(second.terminate(Duration::from_secs(30)).success());
     assert!(third.terminate(Duration::from_secs(30)).success());
@@ -161,7 +255,10 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
     assert_eq!(reference_lines, 6);
     assert_eq!(after_restart, uninterrupted, "restart changed the results");
     for (start, latencies) in &expected {
-        assert_document(&uninterrupted[&format!("visits-synchronizer-{start}")], latencies);
+        assert_document(
+            &uninterrupted[&format!("visits-synchronizer-{start}")],
+            latencies,
+        );
     }
 }
 
@@ -178,11 +275,21 @@ async fn sigterm_exits_cleanly_without_writing_incomplete_windows() {
     let output_arg = output.to_str().unwrap().to_string();
     let group = unique("term_g");
     // Windows 0 and 1 only close by idleness (after 60 s): SIGTERM comes first.
-    let job = Job::start(BIN, &monitor_args(&s, &group, &output_arg, "60s"), dir.path());
-    wait_for("records consumed", Duration::from_secs(30), || job.log_text().contains("records carry"));
+    let job = Job::start(
+        BIN,
+        &monitor_args(&s, &group, &output_arg, "60s"),
+        dir.path(),
+    );
+    wait_for("records consumed", Duration::from_secs(30), || {
+        job.log_text().contains("records carry")
+    });
     std::thread::sleep(Duration::from_millis(500));
     let status = job.terminate(Duration::from_secs(30));
     assert!(status.success(), "exit status {status:?}");
     let (docs, _) = read_documents(&output);
-    assert_eq!(docs.len(), 1, "only window 0 (closed by window 1's watermark) may be written: {docs:?}");
+    assert_eq!(
+        docs.len(),
+        1,
+        "only window 0 (closed by window 1's watermark) may be written: {docs:?}"
+    );
 }

@@ -10,42 +10,100 @@ use support::*;
 
 const WINDOW: i64 = 2_000;
 
-async fn run_pipeline(name: &str, delay: &str) -> (BTreeMap<String, serde_json::Value>, BTreeMap<i64, Vec<f64>>) {
+async fn run_pipeline(
+    name: &str,
+    delay: &str,
+) -> (BTreeMap<String, serde_json::Value>, BTreeMap<i64, Vec<f64>>) {
     let dir = tempfile::tempdir().unwrap();
-    let t: Vec<String> = ["visits", "reduced", "vdlq", "rdlq", "ckpt", "sg", "mg"].iter().map(|s| unique(&format!("{name}_{s}"))).collect();
+    let t: Vec<String> = ["visits", "reduced", "vdlq", "rdlq", "ckpt", "sg", "mg"]
+        .iter()
+        .map(|s| unique(&format!("{name}_{s}")))
+        .collect();
     let output = dir.path().join("windows.jsonl");
     let output_arg = output.to_str().unwrap().to_string();
     let monitor = Job::start(
         env!("CARGO_BIN_EXE_monitor"),
         &[
-            "--reduced-topic", &t[1], "--dead-letter-topic", &t[3], "--checkpoint-topic", &t[4], "--group", &t[6],
-            "--output", &output_arg, "--window", "2s", "--max-out-of-orderness", "500ms", "--idle-timeout", "1500ms",
-            "--sla", "1s",
+            "--reduced-topic",
+            &t[1],
+            "--dead-letter-topic",
+            &t[3],
+            "--checkpoint-topic",
+            &t[4],
+            "--group",
+            &t[6],
+            "--output",
+            &output_arg,
+            "--window",
+            "2s",
+            "--max-out-of-orderness",
+            "500ms",
+            "--idle-timeout",
+            "1500ms",
+            "--sla",
+            "1s",
         ],
         dir.path(),
     );
     let synchronizer = Job::start(
         env!("CARGO_BIN_EXE_synchronizer"),
-        &["--visits-topic", &t[0], "--reduced-topic", &t[1], "--dead-letter-topic", &t[2], "--group", &t[5], "--delay", delay],
+        &[
+            "--visits-topic",
+            &t[0],
+            "--reduced-topic",
+            &t[1],
+            "--dead-letter-topic",
+            &t[2],
+            "--group",
+            &t[5],
+            "--delay",
+            delay,
+        ],
         dir.path(),
     );
     let mut generator = Job::start(
         env!("CARGO_BIN_EXE_generator"),
-        &["--visits-topic", &t[0], "--rate", "300", "--duration", "5s", "--invalid-json-pct", "3", "--seed", "5"],
+        &[
+            "--visits-topic",
+            &t[0],
+            "--rate",
+            "300",
+            "--duration",
+            "5s",
+            "--invalid-json-pct",
+            "3",
+            "--seed",
+            "5",
+        ],
         dir.path(),
     );
-    assert!(generator.wait(Duration::from_secs(60)).success(), "{}", generator.log_text());
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&generator.stdout).unwrap()).unwrap();
+    assert!(
+        generator.wait(Duration::from_secs(60)).success(),
+        "{}",
+        generator.log_text()
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&generator.stdout).unwrap()).unwrap();
     let valid = report["by_kind"]["valid"].as_u64().unwrap() as usize;
-    let reduced = consume(&t[1], valid, Duration::from_secs(60), Duration::from_millis(500));
+    let reduced = consume(
+        &t[1],
+        valid,
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+    );
     assert_eq!(reduced.len(), valid, "every valid visit reduced once");
     let mut expected: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
     for r in &reduced {
         let ts = r.timestamp_ms.unwrap();
         let stamp = r.json()["start_processing_time_ms"].as_i64().unwrap();
-        expected.entry(ts.div_euclid(WINDOW) * WINDOW).or_default().push((ts - stamp) as f64);
+        expected
+            .entry(ts.div_euclid(WINDOW) * WINDOW)
+            .or_default()
+            .push((ts - stamp) as f64);
     }
-    wait_for("every window written", Duration::from_secs(30), || read_documents(&output).0.len() >= expected.len());
+    wait_for("every window written", Duration::from_secs(30), || {
+        read_documents(&output).0.len() >= expected.len()
+    });
     assert!(synchronizer.terminate(Duration::from_secs(30)).success());
     assert!(monitor.terminate(Duration::from_secs(30)).success());
     (read_documents(&output).0, expected)
@@ -58,7 +116,10 @@ fn check(docs: &BTreeMap<String, serde_json::Value>, expected: &BTreeMap<i64, Ve
         assert_eq!(doc["count"], latencies.len() as u64, "window {start}");
         for (field, q) in [("p50", 0.5), ("p75", 0.75), ("p90", 0.9), ("p99", 0.99)] {
             let want = exact_percentile(latencies, q);
-            assert!((doc[field].as_f64().unwrap() - want).abs() < 1e-9, "{field} of window {start}: {doc} vs {want}");
+            assert!(
+                (doc[field].as_f64().unwrap() - want).abs() < 1e-9,
+                "{field} of window {start}: {doc} vs {want}"
+            );
         }
         let over = latencies.iter().filter(|&&l| l > 1_000.0).count() as u64;
         assert_eq!(doc["over_sla_count"], over);
@@ -70,7 +131,10 @@ async fn without_delay_windows_match_and_meet_the_sla() {
     let (docs, expected) = run_pipeline("nodelay", "0s").await;
     check(&docs, &expected);
     for doc in docs.values() {
-        assert!(doc["p99"].as_f64().unwrap() < 1_000.0, "no delay, yet {doc}");
+        assert!(
+            doc["p99"].as_f64().unwrap() < 1_000.0,
+            "no delay, yet {doc}"
+        );
     }
 }
 
@@ -79,7 +143,10 @@ async fn with_delay_windows_match_and_miss_the_sla() {
     let (docs, expected) = run_pipeline("delay", "1500ms").await;
     check(&docs, &expected);
     for doc in docs.values() {
-        assert!(doc["p50"].as_f64().unwrap() >= 1_500.0, "delay 1500ms, yet {doc}");
+        assert!(
+            doc["p50"].as_f64().unwrap() >= 1_500.0,
+            "delay 1500ms, yet {doc}"
+        );
         assert_eq!(doc["over_sla_count"], doc["count"]);
     }
 }

@@ -124,7 +124,11 @@ pub async fn prepare_topics(config: &MonitorConfig, shutdown: Shutdown) -> anyho
     let specs = [
         TopicSpec::new(&config.input_topic, k.partitions, k.replication_factor)
             .with_config("message.timestamp.type", "LogAppendTime"),
-        TopicSpec::new(&config.dead_letter_topic, k.partitions, k.replication_factor),
+        TopicSpec::new(
+            &config.dead_letter_topic,
+            k.partitions,
+            k.replication_factor,
+        ),
         TopicSpec::new(&config.checkpoint_topic, 1, k.replication_factor)
             .with_config("cleanup.policy", "compact"),
     ];
