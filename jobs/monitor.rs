@@ -6,6 +6,7 @@ use sla_monitor::digest::DigestConfig;
 use sla_monitor::kafka::KafkaArgs;
 use sla_monitor::monitor::{self, MonitorConfig};
 use sla_monitor::shutdown::Shutdown;
+use sla_monitor::sink::elasticsearch::{ElasticsearchArgs, ElasticsearchSink};
 use sla_monitor::sink::json_lines::JsonLinesSink;
 use sla_monitor::watermark::WatermarkConfig;
 use sla_monitor::window::WindowConfig;
@@ -18,6 +19,15 @@ use std::time::Duration;
 /// latency = timestamp - start_processing_time_ms, groups records into tumbling event-time
 /// windows with watermarks and writes one summary per window (count, percentiles, min, max,
 /// mean, records over the SLA). Offsets are committed only after a window is written.
+/// Destination of the window documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SinkKind {
+    /// Index documents into Elasticsearch (the index Grafana reads).
+    Elasticsearch,
+    /// Append JSON lines to --output or stdout.
+    JsonLines,
+}
+
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
@@ -103,7 +113,14 @@ struct Cli {
     #[arg(long, env = "SLA_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
 
-    /// Write window documents as JSON lines to this file (appending) instead of stdout.
+    /// Where window documents go: elasticsearch (see --es-*), or json-lines (--output).
+    #[arg(long, env = "SLA_SINK", value_enum, default_value_t = SinkKind::Elasticsearch)]
+    sink: SinkKind,
+
+    #[command(flatten)]
+    elasticsearch: ElasticsearchArgs,
+
+    /// With --sink json-lines: append window documents to this file instead of stdout.
     #[arg(long, env = "SLA_OUTPUT")]
     output: Option<PathBuf>,
 
@@ -179,11 +196,24 @@ async fn main() -> anyhow::Result<()> {
     let metrics = telemetry::install_metrics("monitor")?;
     let shutdown = Shutdown::on_signals();
     http::spawn_server(cli.http_addr, http::base_router(metrics), shutdown.clone()).await?;
-    let sink = JsonLinesSink::new(cli.output.clone());
+    let (sink, output, es) = (cli.sink, cli.output.clone(), cli.elasticsearch.clone());
     let config = cli.config()?;
     monitor::prepare_topics(&config, shutdown.clone()).await?;
-    monitor::run(config, sink, shutdown)
-        .await
-        .context("monitor stopped")?;
+    match sink {
+        SinkKind::JsonLines => {
+            let sink = JsonLinesSink::new(output);
+            monitor::run(config, sink, shutdown)
+                .await
+                .context("monitor stopped")?
+        }
+        SinkKind::Elasticsearch => {
+            let sink = ElasticsearchSink::new(&es)?;
+            sink.prepare_when_reachable(&config.window.quantiles, shutdown.clone())
+                .await?;
+            monitor::run(config, sink, shutdown)
+                .await
+                .context("monitor stopped")?
+        }
+    };
     Ok(())
 }

@@ -40,7 +40,7 @@ BIN=target/release
 say "starting monitor, synchronizer and generator (topics ${RUN}_*)"
 $BIN/monitor --reduced-topic "${RUN}_reduced" --dead-letter-topic "${RUN}_reduced_dlq" \
   --checkpoint-topic "${RUN}_checkpoints" --group "${RUN}_monitor" --window "$WINDOW" \
-  --idle-timeout "$IDLE" --sla "$SLA" --output "$WORK/windows.jsonl" --http-addr 127.0.0.1:0 \
+  --idle-timeout "$IDLE" --sla "$SLA" --sink json-lines --output "$WORK/windows.jsonl" --http-addr 127.0.0.1:0 \
   2>"$WORK/monitor.log" & pids+=($!); monitor_pid=$!
 $BIN/synchronizer --visits-topic "${RUN}_visits" --reduced-topic "${RUN}_reduced" \
   --dead-letter-topic "${RUN}_visits_dlq" --group "${RUN}_synchronizer" --http-addr "$SYNC_HTTP" \

@@ -6,14 +6,11 @@
 
 mod support;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_monitor");
-const WINDOW: i64 = 2_000;
 
 struct Setup {
     reduced: String,
@@ -39,6 +36,8 @@ fn monitor_args<'a>(s: &'a Setup, group: &'a str, output: &'a str, idle: &'a str
         &s.checkpoints,
         "--group",
         group,
+        "--sink",
+        "json-lines",
         "--output",
         output,
         "--window",
@@ -52,70 +51,6 @@ fn monitor_args<'a>(s: &'a Setup, group: &'a str, output: &'a str, idle: &'a str
         "--commit-interval",
         "200ms",
     ]
-}
-
-/// A record for partition `p` at event time `t` with latency `latency`.
-fn record(p: i32, t: i64, latency: i64, id: &str) -> Outgoing {
-    Outgoing {
-        key: Some(id.into()),
-        value: Some(reduced_json(id, t - latency)),
-        partition: Some(p),
-        timestamp_ms: Some(t),
-    }
-}
-
-/// Records for `windows` windows from `base`, `per` per partition and window, in event-time
-/// order within each partition; returns them with the latencies per window start.
-fn windows_of_records(
-    base: i64,
-    windows: std::ops::Range<i64>,
-    per: usize,
-    seed: u64,
-) -> (Vec<Outgoing>, BTreeMap<i64, Vec<f64>>) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut records = Vec::new();
-    let mut expected: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-    for w in windows {
-        for p in 0..2 {
-            for j in 0..per {
-                let t = base + w * WINDOW + (j as i64 * WINDOW) / per as i64;
-                let latency = if rng.random_bool(0.1) {
-                    rng.random_range(1_000..5_000)
-                } else {
-                    rng.random_range(5..400)
-                };
-                records.push(record(p, t, latency, &format!("w{w}p{p}j{j}")));
-                expected
-                    .entry(base + w * WINDOW)
-                    .or_default()
-                    .push(latency as f64);
-            }
-        }
-    }
-    records.sort_by_key(|r| (r.partition, r.timestamp_ms));
-    (records, expected)
-}
-
-fn assert_document(doc: &serde_json::Value, latencies: &[f64]) {
-    assert_eq!(doc["count"], latencies.len() as u64, "{doc}");
-    for (field, q) in [("p50", 0.5), ("p75", 0.75), ("p90", 0.9), ("p99", 0.99)] {
-        let want = exact_percentile(latencies, q);
-        let got = doc[field].as_f64().unwrap();
-        assert!(
-            (got - want).abs() < 1e-9,
-            "{field}: monitor {got}, exact {want} in {doc}"
-        );
-    }
-    let min = latencies.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = latencies.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mean = latencies.iter().sum::<f64>() / latencies.len() as f64;
-    assert_eq!(doc["min"].as_f64().unwrap(), min);
-    assert_eq!(doc["max"].as_f64().unwrap(), max);
-    assert!((doc["mean"].as_f64().unwrap() - mean).abs() < 1e-6);
-    let over = latencies.iter().filter(|&&l| l > 1_000.0).count() as u64;
-    assert_eq!(doc["over_sla_count"], over);
-    assert_eq!(doc["within_sla_count"], latencies.len() as u64 - over);
-    assert_eq!(doc["exact"], true);
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! acknowledgements back to the monitor (which commits offsets only after them).
 
 pub mod driver;
+pub mod elasticsearch;
 pub mod json_lines;
 
 use crate::monitor::window_document::WindowDocument;

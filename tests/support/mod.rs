@@ -3,6 +3,8 @@
 //! groups, so tests never interfere and never delete topics.
 #![allow(dead_code)]
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -343,4 +345,215 @@ pub fn reduced_json(id: &str, start_ms: i64) -> Vec<u8> {
     serde_json::json!({"visit": {"id": id, "event_time": start_ms / 1000}, "start_processing_time_ms": start_ms})
         .to_string()
         .into_bytes()
+}
+
+/// Window length used by the tests that craft their own records (ms).
+pub const WINDOW: i64 = 2_000;
+
+/// A record for partition `p` at event time `t` with latency `latency`.
+pub fn record(p: i32, t: i64, latency: i64, id: &str) -> Outgoing {
+    Outgoing {
+        key: Some(id.into()),
+        value: Some(reduced_json(id, t - latency)),
+        partition: Some(p),
+        timestamp_ms: Some(t),
+    }
+}
+
+/// Records for `windows` windows from `base`, `per` per partition and window, in event-time
+/// order within each partition; returns them with the latencies per window start.
+pub fn windows_of_records(
+    base: i64,
+    windows: std::ops::Range<i64>,
+    per: usize,
+    seed: u64,
+) -> (Vec<Outgoing>, BTreeMap<i64, Vec<f64>>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut records = Vec::new();
+    let mut expected: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for w in windows {
+        for p in 0..2 {
+            for j in 0..per {
+                let t = base + w * WINDOW + (j as i64 * WINDOW) / per as i64;
+                let latency = if rng.random_bool(0.1) {
+                    rng.random_range(1_000..5_000)
+                } else {
+                    rng.random_range(5..400)
+                };
+                records.push(record(p, t, latency, &format!("w{w}p{p}j{j}")));
+                expected
+                    .entry(base + w * WINDOW)
+                    .or_default()
+                    .push(latency as f64);
+            }
+        }
+    }
+    records.sort_by_key(|r| (r.partition, r.timestamp_ms));
+    (records, expected)
+}
+
+pub fn assert_document(doc: &serde_json::Value, latencies: &[f64]) {
+    assert_eq!(doc["count"], latencies.len() as u64, "{doc}");
+    for (field, q) in [("p50", 0.5), ("p75", 0.75), ("p90", 0.9), ("p99", 0.99)] {
+        let want = exact_percentile(latencies, q);
+        let got = doc[field].as_f64().unwrap();
+        assert!(
+            (got - want).abs() < 1e-9,
+            "{field}: monitor {got}, exact {want} in {doc}"
+        );
+    }
+    let min = latencies.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = latencies.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mean = latencies.iter().sum::<f64>() / latencies.len() as f64;
+    assert_eq!(doc["min"].as_f64().unwrap(), min);
+    assert_eq!(doc["max"].as_f64().unwrap(), max);
+    assert!((doc["mean"].as_f64().unwrap() - mean).abs() < 1e-6);
+    let over = latencies.iter().filter(|&&l| l > 1_000.0).count() as u64;
+    assert_eq!(doc["over_sla_count"], over);
+    assert_eq!(doc["within_sla_count"], latencies.len() as u64 - over);
+    assert_eq!(doc["exact"], true);
+}
+
+/// The Elasticsearch under test (`SLA_TEST_ES_URL`, default the local stack's).
+pub fn es_url() -> String {
+    std::env::var("SLA_TEST_ES_URL").unwrap_or_else(|_| "http://127.0.0.1:9200".to_string())
+}
+
+fn es_client(url: &str) -> elasticsearch::Elasticsearch {
+    let pool = elasticsearch::http::transport::SingleNodeConnectionPool::new(url.parse().unwrap());
+    elasticsearch::Elasticsearch::new(
+        elasticsearch::http::transport::TransportBuilder::new(pool)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// Every document of `index` by id (after a refresh); empty if the index does not exist.
+pub async fn es_documents(index: &str) -> BTreeMap<String, serde_json::Value> {
+    let client = es_client(&es_url());
+    let _ = client
+        .indices()
+        .refresh(elasticsearch::indices::IndicesRefreshParts::Index(&[index]))
+        .send()
+        .await;
+    let response = client
+        .search(elasticsearch::SearchParts::Index(&[index]))
+        .body(serde_json::json!({"size": 10_000, "query": {"match_all": {}}}))
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "searching {index} on {}: {e} (is scripts/stack.sh up?)",
+                es_url()
+            )
+        });
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["hits"]["hits"]
+        .as_array()
+        .map(|hits| {
+            hits.iter()
+                .map(|h| (h["_id"].as_str().unwrap().to_string(), h["_source"].clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `index` holds at least `n` documents and returns them.
+pub async fn wait_for_es_documents(
+    index: &str,
+    n: usize,
+    timeout: Duration,
+) -> BTreeMap<String, serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let docs = es_documents(index).await;
+        if docs.len() >= n {
+            return docs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {n} documents in {index}; have {}",
+            docs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A raw HTTP request to Elasticsearch, for tests that set up indexes by hand.
+pub async fn es_request(
+    method: elasticsearch::http::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let client = es_client(&es_url());
+    let body = body.map(|b| elasticsearch::http::request::JsonBody::new(b));
+    let response = client
+        .send(
+            method,
+            path,
+            elasticsearch::http::headers::HeaderMap::new(),
+            Option::<&()>::None,
+            body,
+            None,
+        )
+        .await
+        .unwrap();
+    let status = response.status_code().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A TCP proxy in front of a real server, which a test can cut and restore to simulate an
+/// outage without disturbing other tests that share the server.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    /// Starts a proxy on a free loopback port forwarding to `upstream` (host:port).
+    pub async fn start(upstream: &str) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, connections2, upstream) = (up.clone(), connections.clone(), upstream.to_string());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let handle = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                connections2.lock().unwrap().push(handle);
+            }
+        });
+        Proxy {
+            addr,
+            up,
+            connections,
+        }
+    }
+
+    /// Cuts every connection and refuses new ones (`false`), or accepts them again (`true`).
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            for handle in self.connections.lock().unwrap().drain(..) {
+                handle.abort();
+            }
+        }
+    }
 }

@@ -1,0 +1,61 @@
+//! The explicit mapping of the window index, as an index template and as a mapping update
+//! for an index that already exists.
+
+use crate::monitor::window_document::percentile_field;
+use serde_json::{json, Map, Value};
+
+/// The `properties` of a window document for the given quantiles.
+pub fn properties(quantiles: &[f64]) -> Value {
+    let mut properties = Map::new();
+    for (field, kind) in [
+        ("@timestamp", "date"),
+        ("window_end", "date"),
+        ("window_start_ms", "long"),
+        ("job", "keyword"),
+        ("count", "long"),
+        ("min", "float"),
+        ("max", "float"),
+        ("mean", "float"),
+        ("sla_ms", "long"),
+        ("over_sla_count", "long"),
+        ("within_sla_count", "long"),
+        ("exact", "boolean"),
+    ] {
+        properties.insert(field.into(), json!({ "type": kind }));
+    }
+    for &q in quantiles {
+        properties.insert(percentile_field(q), json!({ "type": "float" }));
+    }
+    Value::Object(properties)
+}
+
+/// The index template applying the mapping to `index` (created on first write if missing).
+/// Unknown fields are refused (`dynamic: strict`) so a typo cannot create a field silently.
+pub fn index_template(index: &str, quantiles: &[f64]) -> Value {
+    json!({
+        "index_patterns": [index],
+        "priority": 500,
+        "template": {
+            "settings": { "number_of_shards": 1, "number_of_replicas": 0 },
+            "mappings": { "dynamic": "strict", "properties": properties(quantiles) }
+        },
+        "_meta": { "managed_by": "sla-monitor" }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_every_document_field_explicitly() {
+        let p = properties(&[0.5, 0.99, 0.999]);
+        assert_eq!(p["@timestamp"]["type"], "date");
+        assert_eq!(p["count"]["type"], "long");
+        assert_eq!(p["p99_9"]["type"], "float");
+        assert_eq!(p["job"]["type"], "keyword");
+        let t = index_template("visits_sync_sla", &[0.5]);
+        assert_eq!(t["index_patterns"][0], "visits_sync_sla");
+        assert_eq!(t["template"]["mappings"]["dynamic"], "strict");
+    }
+}

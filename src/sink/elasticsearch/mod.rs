@@ -1,0 +1,164 @@
+//! The Elasticsearch sink: window documents indexed in bulk under deterministic ids, into an
+//! index whose mapping is created explicitly at start.
+
+pub mod bulk;
+pub mod config;
+pub mod mapping;
+
+use super::{SinkError, WindowSink};
+use crate::monitor::window_document::WindowDocument;
+use crate::shutdown::Shutdown;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use bulk::{bulk_body, classify, BulkOutcome};
+pub use config::ElasticsearchArgs;
+use elasticsearch::indices::{
+    IndicesCreateParts, IndicesPutIndexTemplateParts, IndicesPutMappingParts,
+};
+use elasticsearch::{BulkParts, Elasticsearch};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Writes window documents to one index.
+pub struct ElasticsearchSink {
+    client: Elasticsearch,
+    url: String,
+    index: String,
+}
+
+/// The status and JSON body of a response, or a transport error (unreachable, timeout).
+async fn send(
+    request: impl std::future::Future<
+        Output = Result<elasticsearch::http::response::Response, elasticsearch::Error>,
+    >,
+) -> Result<(u16, Value), SinkError> {
+    let response = request
+        .await
+        .map_err(|e| SinkError::Transient(format!("Elasticsearch unreachable: {e}")))?;
+    let status = response.status_code().as_u16();
+    let body = response.json::<Value>().await.unwrap_or(Value::Null);
+    Ok((status, body))
+}
+
+/// Classifies the answer to a set-up request: fine, worth retrying, or fatal.
+fn setup_outcome(what: &str, status: u16, body: &Value, index: &str) -> Result<(), SinkError> {
+    match classify(status, body, index) {
+        BulkOutcome::Acknowledged => Ok(()),
+        BulkOutcome::Retry(m) => Err(SinkError::Transient(format!("{what}: {m}"))),
+        BulkOutcome::Fatal(m) => Err(SinkError::Fatal(format!("{what}: {m}"))),
+    }
+}
+
+impl ElasticsearchSink {
+    /// Connects (lazily) with the given settings; misconfiguration is reported at once.
+    pub fn new(args: &ElasticsearchArgs) -> Result<Self, config::ConfigError> {
+        Ok(ElasticsearchSink {
+            client: args.client()?,
+            url: args.url.clone(),
+            index: args.index.clone(),
+        })
+    }
+
+    /// Creates or updates the index template, creates the index if missing and adds any
+    /// missing field to its mapping. A mapping conflict stops with a message saying what to fix.
+    pub async fn prepare(&self, quantiles: &[f64]) -> Result<(), SinkError> {
+        let template = mapping::index_template(&self.index, quantiles);
+        let name = format!("{}-sla-monitor", self.index);
+        let (status, body) = send(
+            self.client
+                .indices()
+                .put_index_template(IndicesPutIndexTemplateParts::Name(&name))
+                .body(template)
+                .send(),
+        )
+        .await?;
+        setup_outcome(
+            &format!("putting index template {name}"),
+            status,
+            &body,
+            &self.index,
+        )?;
+        let (status, body) = send(
+            self.client
+                .indices()
+                .create(IndicesCreateParts::Index(&self.index))
+                .send(),
+        )
+        .await?;
+        let exists = body["error"]["type"] == "resource_already_exists_exception";
+        if !exists {
+            setup_outcome(
+                &format!("creating index {}", self.index),
+                status,
+                &body,
+                &self.index,
+            )?;
+        }
+        let (status, body) = send(
+            self.client
+                .indices()
+                .put_mapping(IndicesPutMappingParts::Index(&[&self.index]))
+                .body(json!({ "properties": mapping::properties(quantiles) }))
+                .send(),
+        )
+        .await?;
+        setup_outcome(&format!("updating the mapping of {}", self.index), status, &body, &self.index).map_err(|e| match e {
+            SinkError::Fatal(m) => SinkError::Fatal(format!(
+                "{m} — the existing index {} has a conflicting mapping: delete it or choose another --es-index",
+                self.index
+            )),
+            other => other,
+        })
+    }
+
+    /// [`Self::prepare`], retried with backoff while Elasticsearch is unreachable, until
+    /// shutdown.
+    pub async fn prepare_when_reachable(
+        &self,
+        quantiles: &[f64],
+        mut shutdown: Shutdown,
+    ) -> anyhow::Result<()> {
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(500))
+            .with_max_delay(Duration::from_secs(30))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            match self.prepare(quantiles).await {
+                Ok(()) => return Ok(()),
+                Err(SinkError::Fatal(m)) => anyhow::bail!(m),
+                Err(SinkError::Transient(m)) => {
+                    let wait = backoff.next().unwrap_or(Duration::from_secs(30));
+                    tracing::warn!("{} ({}): {m}; retrying in {wait:.1?}", self.index, self.url);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.wait() => anyhow::bail!("stopped before Elasticsearch became reachable"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl WindowSink for ElasticsearchSink {
+    async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
+        if documents.is_empty() {
+            return Ok(());
+        }
+        let body = bulk_body(&self.index, documents);
+        let (status, response) = send(self.client.bulk(BulkParts::None).body(body).send()).await?;
+        match classify(status, &response, &self.index) {
+            BulkOutcome::Acknowledged => Ok(()),
+            BulkOutcome::Retry(m) => Err(SinkError::Transient(m)),
+            BulkOutcome::Fatal(m) => Err(SinkError::Fatal(m)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "Elasticsearch {}/{}",
+            self.url.trim_end_matches('/'),
+            self.index
+        )
+    }
+}

@@ -1,0 +1,228 @@
+//! The monitor writing to the real Elasticsearch: an explicit mapping; a conflicting mapping
+//! stops the job with a message saying what to fix; a monitor killed mid-window and restarted
+//! leaves exactly the documents of an uninterrupted run; an Elasticsearch outage during a run
+//! loses nothing.
+
+mod support;
+
+use elasticsearch::http::Method;
+use std::time::Duration;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_monitor");
+
+struct Setup {
+    reduced: String,
+    dlq: String,
+    checkpoints: String,
+}
+
+fn setup(name: &str) -> Setup {
+    Setup {
+        reduced: unique(&format!("{name}_r")),
+        dlq: unique(&format!("{name}_d")),
+        checkpoints: unique(&format!("{name}_c")),
+    }
+}
+
+fn args(s: &Setup, group: &str, es: &str, index: &str, idle: &str) -> Vec<String> {
+    [
+        "--reduced-topic",
+        &s.reduced,
+        "--dead-letter-topic",
+        &s.dlq,
+        "--checkpoint-topic",
+        &s.checkpoints,
+        "--group",
+        group,
+        "--es-url",
+        es,
+        "--es-index",
+        index,
+        "--window",
+        "2s",
+        "--max-out-of-orderness",
+        "500ms",
+        "--idle-timeout",
+        idle,
+        "--sla",
+        "1s",
+        "--commit-interval",
+        "200ms",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn start(args: &[String], dir: &std::path::Path) -> Job {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Job::start(BIN, &refs, dir)
+}
+
+#[tokio::test]
+async fn documents_follow_an_explicit_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup("mapping");
+    create_topic(&s.reduced, 2).await;
+    let base = (now_ms() - 60_000) / WINDOW * WINDOW;
+    let (records, expected) = windows_of_records(base, 0..2, 20, 4);
+    produce(&s.reduced, &records).await;
+    let index = unique("mapping_index").to_lowercase();
+    let job = start(
+        &args(&s, &unique("mapping_g"), &es_url(), &index, "1s"),
+        dir.path(),
+    );
+    let docs = wait_for_es_documents(&index, 2, Duration::from_secs(30)).await;
+    assert!(job.terminate(Duration::from_secs(30)).success());
+    for (start, latencies) in &expected {
+        let doc = &docs[&format!("visits-synchronizer-{start}")];
+        assert_document(doc, latencies);
+    }
+    let (status, mapping) = es_request(Method::Get, &format!("/{index}/_mapping"), None).await;
+    assert_eq!(status, 200);
+    let properties = &mapping[&index]["mappings"]["properties"];
+    assert_eq!(mapping[&index]["mappings"]["dynamic"], "strict");
+    for (field, kind) in [
+        ("@timestamp", "date"),
+        ("window_end", "date"),
+        ("count", "long"),
+        ("p50", "float"),
+        ("p99", "float"),
+        ("min", "float"),
+        ("over_sla_count", "long"),
+        ("within_sla_count", "long"),
+        ("job", "keyword"),
+    ] {
+        assert_eq!(properties[field]["type"], kind, "{field} in {mapping}");
+    }
+}
+
+#[tokio::test]
+async fn a_conflicting_mapping_stops_the_job_with_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup("conflict");
+    create_topic(&s.reduced, 2).await;
+    let index = unique("conflict_index").to_lowercase();
+    let (status, body) = es_request(
+        Method::Put,
+        &format!("/{index}"),
+        Some(serde_json::json!({"mappings": {"properties": {"count": {"type": "keyword"}}}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut job = start(
+        &args(&s, &unique("conflict_g"), &es_url(), &index, "1s"),
+        dir.path(),
+    );
+    let status = job.wait(Duration::from_secs(60));
+    assert!(
+        !status.success(),
+        "the monitor must stop on a mapping conflict"
+    );
+    let log = job.log_text();
+    assert!(
+        log.contains(&index) && log.contains("conflicting mapping"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn killed_mid_window_the_restarted_monitor_leaves_the_documents_of_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup("esrestart");
+    create_topic(&s.reduced, 2).await;
+    let base = (now_ms() - 300_000) / WINDOW * WINDOW;
+    let (all, expected) = windows_of_records(base, 0..6, 30, 5);
+    let (mut phase1, phase2): (Vec<Outgoing>, Vec<Outgoing>) = all
+        .into_iter()
+        .partition(|r| r.timestamp_ms.unwrap() < base + 3 * WINDOW + WINDOW / 2);
+    phase1.push(record(1, base + WINDOW + 9, 70, "late-one"));
+    produce(&s.reduced, &phase1).await;
+
+    let interrupted = unique("interrupted").to_lowercase();
+    let group = unique("esrestart_g");
+    let first = start(
+        &args(&s, &group, &es_url(), &interrupted, "60s"),
+        dir.path(),
+    );
+    wait_for_es_documents(&interrupted, 3, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    first.kill();
+    assert_eq!(
+        es_documents(&interrupted).await.len(),
+        3,
+        "window 3 must still be open when killed"
+    );
+
+    produce(&s.reduced, &phase2).await;
+    let second = start(&args(&s, &group, &es_url(), &interrupted, "1s"), dir.path());
+    let after_restart = wait_for_es_documents(&interrupted, 6, Duration::from_secs(30)).await;
+
+    let reference = unique("reference").to_lowercase();
+    let third = start(
+        &args(&s, &unique("reference_g"), &es_url(), &reference, "1s"),
+        dir.path(),
+    );
+    let uninterrupted = wait_for_es_documents(&reference, 6, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(second.terminate(Duration::from_secs(30)).success());
+    assert!(third.terminate(Duration::from_secs(30)).success());
+    assert_eq!(es_documents(&interrupted).await, after_restart);
+    assert_eq!(
+        after_restart, uninterrupted,
+        "none missing, none duplicated, none different"
+    );
+    for (start, latencies) in &expected {
+        assert_document(
+            &uninterrupted[&format!("visits-synchronizer-{start}")],
+            latencies,
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_elasticsearch_outage_loses_no_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup("outage");
+    create_topic(&s.reduced, 2).await;
+    let base = (now_ms() - 200_000) / WINDOW * WINDOW;
+    let (all, expected) = windows_of_records(base, 0..6, 25, 6);
+    let (phase1, phase2): (Vec<Outgoing>, Vec<Outgoing>) = all
+        .into_iter()
+        .partition(|r| r.timestamp_ms.unwrap() < base + 2 * WINDOW + WINDOW / 2);
+    let upstream = es_url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let proxy = Proxy::start(&upstream).await;
+    let via_proxy = format!("http://{}", proxy.addr);
+    let index = unique("outage_index").to_lowercase();
+    produce(&s.reduced, &phase1).await;
+    let job = start(
+        &args(&s, &unique("outage_g"), &via_proxy, &index, "2s"),
+        dir.path(),
+    );
+    wait_for_es_documents(&index, 2, Duration::from_secs(30)).await;
+
+    proxy.set_up(false);
+    produce(&s.reduced, &phase2).await;
+    wait_for(
+        "the monitor to notice the outage",
+        Duration::from_secs(30),
+        || job.log_text().contains("retrying in"),
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        es_documents(&index).await.len() < 6,
+        "windows written during the outage?"
+    );
+    proxy.set_up(true);
+
+    let docs = wait_for_es_documents(&index, 6, Duration::from_secs(60)).await;
+    assert!(job.terminate(Duration::from_secs(30)).success());
+    assert_eq!(docs.len(), 6);
+    for (start, latencies) in &expected {
+        assert_document(&docs[&format!("visits-synchronizer-{start}")], latencies);
+    }
+}
