@@ -486,7 +486,7 @@ pub async fn es_request(
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
     let client = es_client(&es_url());
-    let body = body.map(|b| elasticsearch::http::request::JsonBody::new(b));
+    let body = body.map(elasticsearch::http::request::JsonBody::new);
     let response = client
         .send(
             method,
