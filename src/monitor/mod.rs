@@ -109,6 +109,9 @@ const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
 
 type PendingDelivery = Pin<Box<dyn Future<Output = (i32, i64, Result<(), KafkaError>)> + Send>>;
 
+type PendingCheckpoint =
+    Pin<Box<dyn Future<Output = (Vec<CheckpointRecord>, Result<(), String>)> + Send>>;
+
 /// Where consumption of a partition stands.
 #[derive(Debug, Clone, Copy)]
 struct Position {
@@ -189,6 +192,7 @@ pub async fn run(
         pending_batches: BTreeMap::new(),
         pending_dead_letters: BTreeMap::new(),
         deliveries: FuturesUnordered::new(),
+        checkpointing: FuturesUnordered::new(),
         positions: BTreeMap::new(),
         replay_horizon: BTreeMap::new(),
         last_commit: BTreeMap::new(),
@@ -223,6 +227,8 @@ struct Monitor {
     /// Dead-letter records not yet acknowledged, with the partition's max event time before them.
     pending_dead_letters: BTreeMap<(i32, i64), Option<i64>>,
     deliveries: FuturesUnordered<PendingDelivery>,
+    /// The checkpoint write under way, if any (at most one).
+    checkpointing: FuturesUnordered<PendingCheckpoint>,
     positions: BTreeMap<i32, Position>,
     replay_horizon: BTreeMap<i32, i64>,
     last_commit: BTreeMap<i32, Checkpoint>,
@@ -337,10 +343,13 @@ impl Monitor {
                     result.map_err(|source| MonitorError::Delivery { topic: self.config.dead_letter_topic.clone(), source })?;
                     self.pending_dead_letters.remove(&(partition, offset));
                 }
+                Some((records, result)) = self.checkpointing.next() => {
+                    self.finish_checkpoint(records, result, CommitMode::Async);
+                }
                 _ = tick.tick() => {
                     self.close_windows();
                     if last_commit.elapsed() >= self.config.commit_interval {
-                        self.commit(CommitMode::Async).await;
+                        self.start_checkpoint();
                         last_commit = Instant::now();
                     }
                 }
@@ -351,7 +360,7 @@ impl Monitor {
             }
         }
         self.drain().await?;
-        self.commit(CommitMode::Sync).await;
+        self.final_checkpoint().await;
         tracing::info!(?self.report, open_windows = self.windows.open_count(), "monitor stopped; open windows will be rebuilt on restart");
         Ok(self.report)
     }
@@ -565,11 +574,10 @@ impl Monitor {
         let _ = self.batches.send(Batch { id, documents });
     }
 
-    /// Commits, per partition, the first offset still needed (by an open window, a window
-    /// not yet acknowledged by the sink, or a dead-letter record not yet acknowledged). The
-    /// checkpoints that let a restart rebuild those windows are written, and acknowledged,
-    /// first.
-    async fn commit(&mut self, mode: CommitMode) {
+    /// The checkpoint of every partition whose resume point or state changed since the last
+    /// commit: per partition, the first offset still needed (by an open window, a window not
+    /// yet acknowledged by the sink, or a dead-letter record not yet acknowledged).
+    fn plan_checkpoints(&self) -> Vec<CheckpointRecord> {
         let durable_through = match self
             .pending_batches
             .values()
@@ -621,18 +629,50 @@ impl Monitor {
                 });
             }
         }
+        records
+    }
+
+    /// Starts writing the checkpoints in the background (one write at a time); offsets are
+    /// committed when the broker has acknowledged them (see [`Self::finish_checkpoint`]), so a
+    /// slow or unreachable broker never stalls the closing of windows.
+    fn start_checkpoint(&mut self) {
+        if !self.checkpointing.is_empty() {
+            return;
+        }
+        let records = self.plan_checkpoints();
         if records.is_empty() {
             return;
         }
-        let saved = tokio::time::timeout(
-            CHECKPOINT_TIMEOUT,
-            checkpoint_store::save(&self.producer, &self.config.checkpoint_topic, &records),
-        )
-        .await;
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return tracing::warn!("writing checkpoints to {}: {e}; will retry", self.config.checkpoint_topic),
-            Err(_) => return tracing::warn!("writing checkpoints to {}: no acknowledgement within {CHECKPOINT_TIMEOUT:?}; will retry", self.config.checkpoint_topic),
+        let (producer, topic) = (self.producer.clone(), self.config.checkpoint_topic.clone());
+        self.checkpointing.push(Box::pin(async move {
+            let saved = tokio::time::timeout(
+                CHECKPOINT_TIMEOUT,
+                checkpoint_store::save(&producer, &topic, &records),
+            )
+            .await;
+            let result = match saved {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no acknowledgement within {CHECKPOINT_TIMEOUT:?}")),
+            };
+            (records, result)
+        }));
+    }
+
+    /// After the checkpoints are acknowledged, commits the consumer group's offsets (kept for
+    /// lag tooling; the checkpoint is what a restart resumes from).
+    fn finish_checkpoint(
+        &mut self,
+        records: Vec<CheckpointRecord>,
+        result: Result<(), String>,
+        mode: CommitMode,
+    ) {
+        if let Err(e) = result {
+            tracing::warn!(
+                "writing checkpoints to {}: {e}; will retry",
+                self.config.checkpoint_topic
+            );
+            return;
         }
         let mut list = TopicPartitionList::new();
         for record in &records {
@@ -648,12 +688,22 @@ impl Monitor {
                 .set(record.checkpoint.offset as f64);
             self.last_commit.insert(record.partition, record.checkpoint);
         }
-        // The checkpoint is authoritative; the group offset is for lag tooling and may lag.
         if let Err(e) = self.consumer.commit(&list, mode) {
             tracing::warn!(
                 "committing offsets of {}: {e}; will retry",
                 self.config.input_topic
             );
+        }
+    }
+
+    /// At shutdown: waits for a checkpoint under way, then writes and commits a final one.
+    async fn final_checkpoint(&mut self) {
+        while let Some((records, result)) = self.checkpointing.next().await {
+            self.finish_checkpoint(records, result, CommitMode::Sync);
+        }
+        self.start_checkpoint();
+        while let Some((records, result)) = self.checkpointing.next().await {
+            self.finish_checkpoint(records, result, CommitMode::Sync);
         }
     }
 }
