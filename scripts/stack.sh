@@ -5,6 +5,7 @@
 #   scripts/stack.sh up [COMPONENT...]     install what is missing, start, wait until ready
 #   scripts/stack.sh down [COMPONENT...]   stop what this script started
 #   scripts/stack.sh status                one line per component
+#   scripts/stack.sh bin kafka             print the path of the installed broker binary
 #
 # Components: kafka (tansu 0.6.0, a Kafka-protocol broker), elasticsearch (8.12.2).
 # Default: all of them.
@@ -202,5 +203,6 @@ case $cmd in
   up) for c in "${components[@]}"; do "install_$c"; "start_$c"; done ;;
   down) for c in "${components[@]}"; do stop_component "$c"; done ;;
   status) for c in "${components[@]}"; do status_component "$c"; done ;;
+  bin) for c in "${components[@]}"; do case $c in kafka) tansu_bin;; elasticsearch) echo "$(es_home)/bin/elasticsearch";; esac; done ;;
   *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -1,0 +1,124 @@
+//! The synchronizer survives its broker going away: it logs that Kafka is unreachable, keeps
+//! retrying, and resumes by itself when the broker returns, losing nothing. Runs a private
+//! tansu broker (same binary as the local stack) so other tests are not disturbed.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+fn tansu_binary() -> String {
+    if let Ok(bin) = std::env::var("SLA_TANSU_BIN") {
+        return bin;
+    }
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh"))
+        .args(["bin", "kafka"])
+        .output()
+        .expect("running scripts/stack.sh bin kafka");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_broker(dir: &std::path::Path, port: u16) -> Child {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(tansu_binary())
+        .current_dir(dir)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "sqlite://tansu.db",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting tansu (scripts/stack.sh up kafka installs it)");
+    wait_for("private broker", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    child
+}
+
+#[tokio::test]
+async fn synchronizer_waits_out_a_broker_outage_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut broker = start_broker(dir.path(), port);
+    let brokers = format!("127.0.0.1:{port}");
+    std::env::set_var("SLA_TEST_BROKERS", &brokers);
+    let (visits, reduced) = ("outage_visits", "outage_reduced");
+    create_topic(visits, 2).await;
+    let batch = |from: usize| -> Vec<Outgoing> {
+        (from..from + 100)
+            .map(|i| Outgoing {
+                key: Some(format!("id-{i}")),
+                value: Some(visit_json(&format!("id-{i}"), now_ms())),
+                ..Default::default()
+            })
+            .collect()
+    };
+    produce(visits, &batch(0)).await;
+    let job = Job::start(
+        env!("CARGO_BIN_EXE_synchronizer"),
+        &[
+            "--visits-topic",
+            visits,
+            "--reduced-topic",
+            reduced,
+            "--dead-letter-topic",
+            "outage_dlq",
+            "--group",
+            "outage_g",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        consume(
+            reduced,
+            100,
+            Duration::from_secs(60),
+            Duration::from_millis(200)
+        )
+        .len(),
+        100
+    );
+
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+    wait_for("the outage to be logged", Duration::from_secs(60), || {
+        job.log_text().contains("unreachable")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+
+    let mut broker = start_broker(dir.path(), port);
+    produce(visits, &batch(100)).await;
+    let out = consume(
+        reduced,
+        200,
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+    );
+    wait_for("recovery to be logged", Duration::from_secs(30), || {
+        job.log_text().contains("reachable again")
+    });
+    assert!(job.terminate(Duration::from_secs(30)).success());
+    broker.kill().unwrap();
+    let ids: BTreeSet<String> = out.iter().map(|r| r.key.clone().unwrap()).collect();
+    assert_eq!(
+        ids,
+        (0..200).map(|i| format!("id-{i}")).collect(),
+        "nothing lost across the outage"
+    );
+}
