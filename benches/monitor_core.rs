@@ -1,0 +1,83 @@
+//! Throughput and memory of the monitor's core (watermarks + windows + digests), without I/O.
+//!
+//! `cargo bench --bench monitor_core` prints, for one window holding N records over two
+//! partitions, the ingest rate and the bytes the open window holds (measured by a counting
+//! allocator). Memory must stay flat as N grows past the exact threshold: state is
+//! O(open windows), not O(records).
+
+use sla_monitor::digest::DigestConfig;
+use sla_monitor::watermark::{WatermarkConfig, Watermarks};
+use sla_monitor::window::{Observation, WindowConfig, Windows};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Instant;
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// A cheap deterministic pseudo-random latency (xorshift), log-normal-ish in shape.
+fn latency(state: &mut u64) -> i64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    let u = (*state >> 11) as f64 / (1u64 << 53) as f64;
+    (200.0 * (1.5 * (u * 6.0 - 3.0)).exp()) as i64
+}
+
+fn main() {
+    let window_ms = 60_000;
+    println!("{:>10} {:>14} {:>16} {:>12}", "records", "records/s", "window bytes", "p99 (ms)");
+    for n in [1_000u64, 10_000, 100_000, 1_000_000, 5_000_000] {
+        let config = WindowConfig {
+            size_ms: window_ms,
+            allowed_lateness_ms: 0,
+            sla_ms: 5_000,
+            quantiles: vec![0.5, 0.75, 0.9, 0.99],
+            digest: DigestConfig::default(),
+        };
+        let before = LIVE.load(Ordering::Relaxed);
+        let mut windows = Windows::new(config);
+        let mut marks = Watermarks::new(WatermarkConfig { max_out_of_orderness_ms: 5_000, idle_timeout_ms: 30_000 });
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let start = Instant::now();
+        for i in 0..n {
+            let partition = (i % 2) as i32;
+            let event_time = (i * (window_ms as u64 - 1) / n) as i64;
+            windows.place(Observation {
+                partition,
+                offset: (i / 2) as i64,
+                event_time,
+                latency_ms: latency(&mut rng),
+                partition_max_before: marks.max_event_time(partition),
+                partition_watermark: marks.partition_watermark(partition),
+                replayed: false,
+            });
+            marks.observe(partition, event_time, 0);
+        }
+        let held = LIVE.load(Ordering::Relaxed) - before;
+        let results = windows.close(i64::MAX / 2);
+        let elapsed = start.elapsed().as_secs_f64();
+        let p99 = results[0].stats.quantiles[3].1;
+        assert_eq!(results[0].stats.count, n);
+        println!("{n:>10} {:>14.0} {held:>16} {p99:>12.1}", n as f64 / elapsed);
+    }
+}
