@@ -26,7 +26,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -45,7 +48,10 @@ fn latency(state: &mut u64) -> i64 {
 
 fn main() {
     let window_ms = 60_000;
-    println!("{:>10} {:>14} {:>16} {:>12}", "records", "records/s", "window bytes", "p99 (ms)");
+    println!(
+        "{:>10} {:>14} {:>16} {:>12}",
+        "records", "records/s", "window bytes", "p99 (ms)"
+    );
     for n in [1_000u64, 10_000, 100_000, 1_000_000, 5_000_000] {
         let config = WindowConfig {
             size_ms: window_ms,
@@ -56,7 +62,10 @@ fn main() {
         };
         let before = LIVE.load(Ordering::Relaxed);
         let mut windows = Windows::new(config);
-        let mut marks = Watermarks::new(WatermarkConfig { max_out_of_orderness_ms: 5_000, idle_timeout_ms: 30_000 });
+        let mut marks = Watermarks::new(WatermarkConfig {
+            max_out_of_orderness_ms: 5_000,
+            idle_timeout_ms: 30_000,
+        });
         let mut rng = 0x9E37_79B9_7F4A_7C15u64;
         let start = Instant::now();
         for i in 0..n {
@@ -78,6 +87,9 @@ fn main() {
         let elapsed = start.elapsed().as_secs_f64();
         let p99 = results[0].stats.quantiles[3].1;
         assert_eq!(results[0].stats.count, n);
-        println!("{n:>10} {:>14.0} {held:>16} {p99:>12.1}", n as f64 / elapsed);
+        println!(
+            "{n:>10} {:>14.0} {held:>16} {p99:>12.1}",
+            n as f64 / elapsed
+        );
     }
 }
