@@ -32,6 +32,7 @@
 //! - [`synchronizer`]: visits → reduced visits (+ dead letters), with optional delay.
 //! - [`monitor`]: reduced visits → one latency summary per event-time window.
 
+pub mod alerting;
 pub mod delay;
 pub mod digest;
 pub mod generator;

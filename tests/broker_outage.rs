@@ -115,6 +115,7 @@ async fn synchronizer_waits_out_a_broker_outage_and_loses_nothing() {
     });
     assert!(job.terminate(Duration::from_secs(30)).success());
     broker.kill().unwrap();
+    broker.wait().unwrap();
     let ids: BTreeSet<String> = out.iter().map(|r| r.key.clone().unwrap()).collect();
     assert_eq!(
         ids,

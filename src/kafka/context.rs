@@ -7,6 +7,7 @@ use crate::rate_limited_log::RateLimitedLog;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,6 +85,19 @@ impl ClientContext for JobContext {
             tracing::debug!(target: "librdkafka", facility, "{message}");
         } else if let Some(suppressed) = self.should_log(format!("log:{facility}")) {
             tracing::warn!(target: "librdkafka", facility, suppressed, "{message}");
+        }
+    }
+
+    /// librdkafka statistics (enabled with `statistics.interval.ms` on consumers): exports
+    /// each assigned partition's lag behind the partition's end, by committed offset.
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics::gauge!("sla_consumer_lag", "topic" => topic.clone(), "partition" => partition.to_string())
+                        .set(p.consumer_lag as f64);
+                }
+            }
         }
     }
 

@@ -168,6 +168,7 @@ pub async fn run(
             ("enable.auto.commit", "false"),
             ("auto.offset.reset", "earliest"),
             ("fetch.wait.max.ms", "50"),
+            ("statistics.interval.ms", "5000"),
         ])
         .create_with_context(context.clone())
         .map_err(setup_error("creating the Kafka consumer"))?;

@@ -1,0 +1,9 @@
+//! Grafana-managed alert rules, evaluated outside Grafana: the rule is read from the same
+//! provisioning file Grafana loads, query A is sent to Elasticsearch the way Grafana's
+//! Elasticsearch data source sends it, then reduced (B) and compared with a threshold (C).
+
+pub mod datasource;
+pub mod es_query;
+pub mod evaluation;
+pub mod expressions;
+pub mod rule;

@@ -1,0 +1,423 @@
+//! Dashboards, alert rules, notification routing and the Docker stack are code: every file
+//! parses, cross references hold (data-source uids, fields that exist in the index mapping,
+//! the threshold equals the documented SLA, files the compose stack mounts), Prometheus and
+//! Alertmanager accept their configs, and the Grafana alert rule's query A, run against real
+//! Elasticsearch holding real monitor output, crosses the threshold exactly when the delay
+//! is on.
+
+mod support;
+
+use serde_json::Value;
+use sla_monitor::alerting::evaluation::Evaluation;
+use sla_monitor::alerting::{datasource, rule};
+use sla_monitor::sink::elasticsearch::mapping;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn yaml(path: &str) -> Value {
+    let mut value: serde_yaml::Value =
+        serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    value
+        .apply_merge()
+        .unwrap_or_else(|e| panic!("{path}: merge keys: {e}"));
+    serde_json::to_value(value).unwrap()
+}
+
+const DATASOURCES: &str = "dashboards/grafana/provisioning/datasources/datasources.yaml";
+const RULES: &str = "dashboards/grafana/provisioning/alerting/sla-alert-rules.yaml";
+const NOTIFICATIONS: &str = "dashboards/grafana/provisioning/alerting/notifications.yaml";
+const DASHBOARD: &str = "dashboards/grafana/dashboards/sla-monitor.json";
+
+/// Fields of the window index (the mapping the monitor creates, default percentiles).
+fn index_fields() -> BTreeSet<String> {
+    mapping::properties(&[0.5, 0.75, 0.9, 0.99])
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Every Elasticsearch field an ES query model refers to.
+fn es_fields(model: &Value) -> Vec<String> {
+    let mut fields = Vec::new();
+    for m in model["metrics"].as_array().into_iter().flatten() {
+        if let Some(f) = m["field"].as_str().filter(|f| *f != "select field") {
+            fields.push(f.to_string());
+        }
+    }
+    for b in model["bucketAggs"].as_array().into_iter().flatten() {
+        fields.extend(b["field"].as_str().map(String::from));
+    }
+    fields.extend(model["timeField"].as_str().map(String::from));
+    fields
+}
+
+/// The monitor's documented default SLA, read from its own --help.
+fn documented_sla_ms() -> f64 {
+    let help = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let sla = help.split("--sla <SLA>").nth(1).unwrap();
+    let default = sla
+        .split("[default: ")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap();
+    humantime::parse_duration(default).unwrap().as_millis() as f64
+}
+
+#[test]
+fn dashboard_uses_provisioned_datasources_and_existing_fields() {
+    let sources = datasource::parse(&read(DATASOURCES)).unwrap();
+    assert_eq!(
+        sources["sla-elasticsearch"].index(),
+        Some("visits_sync_sla")
+    );
+    assert_eq!(
+        sources["sla-elasticsearch"].json_data["timeField"],
+        "@timestamp"
+    );
+    let dashboard: Value = serde_json::from_str(&read(DASHBOARD)).unwrap();
+    assert_eq!(
+        dashboard["uid"], "sla-monitor",
+        "a stable uid keeps links working"
+    );
+    let fields = index_fields();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 4);
+    let titles: Vec<&str> = panels
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    for wanted in [
+        "Latency percentiles per window",
+        "Records per window",
+        "SLA breach ratio",
+        "Late and malformed records",
+    ] {
+        assert!(
+            titles.contains(&wanted),
+            "missing panel {wanted}: {titles:?}"
+        );
+    }
+    for panel in panels {
+        let uid = panel["datasource"]["uid"].as_str().unwrap();
+        assert!(
+            sources.contains_key(uid),
+            "panel {} uses unknown data source {uid}",
+            panel["title"]
+        );
+        for target in panel["targets"].as_array().unwrap() {
+            let t_uid = target["datasource"]["uid"].as_str().unwrap();
+            let source = &sources[t_uid];
+            if source.kind == "elasticsearch" {
+                for field in es_fields(target) {
+                    assert!(
+                        fields.contains(&field),
+                        "panel {} queries {field}, not in the index mapping",
+                        panel["title"]
+                    );
+                }
+            } else {
+                assert!(
+                    target["expr"].as_str().unwrap().contains("sla_"),
+                    "{target}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn alert_rule_is_complete_and_matches_the_documented_sla() {
+    let raw = yaml(RULES);
+    let spec = &raw["groups"][0]["rules"][0];
+    assert_eq!(spec["title"], "SLA miss visits synchronizer");
+    assert_eq!(spec["for"], "2m");
+    assert_eq!(spec["labels"]["severity"], "critical");
+    let summary = spec["annotations"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("$values.B"),
+        "the summary shows the value: {summary}"
+    );
+    assert!(spec["annotations"]["runbook"]
+        .as_str()
+        .is_some_and(|r| !r.is_empty()));
+    let sources = datasource::parse(&read(DATASOURCES)).unwrap();
+    let rules = rule::load(&read(RULES)).unwrap();
+    let r = &rules[0];
+    assert_eq!(sources[&r.datasource_uid].kind, "elasticsearch");
+    for field in es_fields(&spec["data"][0]["model"]) {
+        assert!(
+            index_fields().contains(&field),
+            "query A uses {field}, not in the mapping"
+        );
+    }
+    assert_eq!(
+        r.threshold,
+        sla_monitor::alerting::expressions::Threshold::Above(documented_sla_ms()),
+        "the alert threshold must be the monitor's documented SLA"
+    );
+}
+
+#[test]
+fn notifications_hold_no_secrets_and_route_to_existing_receivers() {
+    let n = yaml(NOTIFICATIONS);
+    let points = n["contactPoints"].as_array().unwrap();
+    let names: BTreeSet<&str> = points.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let kinds: BTreeSet<&str> = points
+        .iter()
+        .flat_map(|p| p["receivers"].as_array().unwrap())
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains("email") && kinds.contains("webhook"),
+        "{kinds:?}"
+    );
+    for receiver in points
+        .iter()
+        .flat_map(|p| p["receivers"].as_array().unwrap())
+    {
+        for (key, value) in receiver["settings"].as_object().unwrap() {
+            if let Some(text) = value.as_str() {
+                if ["addresses", "url", "password", "username"].contains(&key.as_str()) {
+                    assert!(
+                        text.starts_with("${"),
+                        "{key} must come from the environment, found {text:?}"
+                    );
+                }
+            }
+        }
+    }
+    for policy in n["policies"].as_array().unwrap() {
+        assert!(names.contains(policy["receiver"].as_str().unwrap()));
+    }
+}
+
+fn tool(name: &str, args: &[&str], dir: &str) -> String {
+    let out = Command::new(name)
+        .args(args)
+        .current_dir(repo(dir))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{name}: {e} (install it: apt-get install prometheus prometheus-alertmanager)")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{name} {args:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn prometheus_rules_and_alertmanager_routing_are_valid_and_tested() {
+    tool(
+        "promtool",
+        &["check", "config", "prometheus.yml"],
+        "dashboards/prometheus",
+    );
+    tool(
+        "promtool",
+        &["test", "rules", "alert-rules.test.yml"],
+        "dashboards/prometheus",
+    );
+    let config = tool(
+        "amtool",
+        &["check-config", "alertmanager.yml"],
+        "dashboards/alertmanager",
+    );
+    assert!(config.contains("SUCCESS"));
+    let am = yaml("dashboards/alertmanager/alertmanager.yml");
+    assert!(
+        am["global"]["smtp_auth_password"].is_null(),
+        "the SMTP password must come from a file"
+    );
+    assert!(am["global"]["smtp_auth_password_file"].as_str().is_some());
+}
+
+#[test]
+fn compose_stack_is_complete_and_loopback_only() {
+    let compose = yaml("docker/docker-compose.yml");
+    let services = compose["services"].as_object().unwrap();
+    for wanted in [
+        "kafka",
+        "kafka-init",
+        "elasticsearch",
+        "grafana",
+        "prometheus",
+        "alertmanager",
+        "generator",
+        "synchronizer",
+        "monitor",
+    ] {
+        assert!(services.contains_key(wanted), "missing service {wanted}");
+    }
+    for (name, service) in services {
+        for port in service["ports"].as_array().into_iter().flatten() {
+            assert!(
+                port.as_str().unwrap().starts_with("127.0.0.1:"),
+                "{name} publishes {port} beyond loopback"
+            );
+        }
+        for volume in service["volumes"].as_array().into_iter().flatten() {
+            let source = volume.as_str().unwrap().split(':').next().unwrap();
+            if source.starts_with("../") {
+                assert!(
+                    repo("docker").join(source).exists(),
+                    "{name} mounts missing {source}"
+                );
+            }
+        }
+    }
+    let init = compose["services"]["kafka-init"]["command"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        init.contains("--topic reduced_visits")
+            && init.contains("message.timestamp.type=LogAppendTime"),
+        "{init}"
+    );
+    assert_eq!(
+        compose["services"]["kafka"]["image"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .next(),
+        Some("apache/kafka")
+    );
+    assert!(
+        compose["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
+            .as_str()
+            .unwrap()
+            .contains("controller"),
+        "KRaft mode"
+    );
+    for job in ["generator", "synchronizer", "monitor"] {
+        assert_eq!(
+            compose["services"][job]["build"]["dockerfile"],
+            "docker/Dockerfile"
+        );
+    }
+    let grafana_env = &compose["services"]["grafana"]["environment"];
+    assert!(
+        grafana_env["GF_SECURITY_ADMIN_PASSWORD"]
+            .as_str()
+            .unwrap()
+            .starts_with("${"),
+        "no password in the repo"
+    );
+    let dockerfile = read("docker/Dockerfile");
+    assert!(
+        dockerfile.matches("\nFROM ").count() + usize::from(dockerfile.starts_with("FROM ")) >= 2,
+        "multi-stage"
+    );
+    let user = dockerfile
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("USER "))
+        .expect("a USER line");
+    assert!(
+        !user.contains("root") && !user.contains(" 0"),
+        "runs as non-root: {user}"
+    );
+}
+
+/// The rule's query A against real monitor output: one-minute windows, the middle ones with a
+/// 10 s delay. Evaluated at the end of each window, C holds exactly for the delayed ones.
+#[tokio::test]
+async fn alert_query_crosses_the_threshold_exactly_when_the_delay_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let reduced = unique("alertq_r");
+    create_topic(&reduced, 2).await;
+    let minute = 60_000;
+    let base = (now_ms() - 30 * minute) / minute * minute;
+    let delayed = |w: i64| (4..8).contains(&w);
+    let mut records = Vec::new();
+    for w in 0..12 {
+        for p in 0..2 {
+            for j in 0..20 {
+                let t = base + w * minute + j * 2_900;
+                let latency = if delayed(w) {
+                    10_000 + j * 7
+                } else {
+                    40 + j * 11
+                };
+                records.push(record(p, t, latency, &format!("w{w}p{p}j{j}")));
+            }
+        }
+    }
+    produce(&reduced, &records).await;
+    let index = unique("alertq_index").to_lowercase();
+    let (dlq, ckpt, group) = (unique("alertq_d"), unique("alertq_c"), unique("alertq_g"));
+    let job = Job::start(
+        env!("CARGO_BIN_EXE_monitor"),
+        &[
+            "--reduced-topic",
+            &reduced,
+            "--dead-letter-topic",
+            &dlq,
+            "--checkpoint-topic",
+            &ckpt,
+            "--group",
+            &group,
+            "--es-url",
+            &es_url(),
+            "--es-index",
+            &index,
+            "--window",
+            "1m",
+            "--idle-timeout",
+            "1s",
+        ],
+        dir.path(),
+    );
+    wait_for_es_documents(&index, 12, Duration::from_secs(60)).await;
+    assert!(job.terminate(Duration::from_secs(30)).success());
+
+    let rules = rule::load(&read(RULES)).unwrap();
+    let r = &rules[0];
+    let url = es_url().parse().unwrap();
+    let client = elasticsearch::Elasticsearch::new(
+        elasticsearch::http::transport::TransportBuilder::new(
+            elasticsearch::http::transport::SingleNodeConnectionPool::new(url),
+        )
+        .build()
+        .unwrap(),
+    );
+    for w in 0..12 {
+        // An evaluation at a time when window w is the newest document (documents carry their
+        // window's start as @timestamp).
+        let at = base + w * minute + 30_000;
+        let evaluation = r.evaluate(&client, &index, at).await;
+        let Evaluation::Value { value, met } = evaluation else {
+            panic!("window {w}: {evaluation:?}");
+        };
+        assert_eq!(met, delayed(w), "window {w}: B = {value}");
+        if delayed(w) {
+            assert!(value >= 10_000.0, "window {w}: p99 {value}");
+        }
+    }
+    // Long after the last window, the 10-minute range holds no document: NoData.
+    assert_eq!(
+        r.evaluate(&client, &index, base + 40 * minute).await,
+        Evaluation::NoData
+    );
+}
