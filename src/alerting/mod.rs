@@ -5,5 +5,8 @@
 pub mod datasource;
 pub mod es_query;
 pub mod evaluation;
+pub mod evaluator;
 pub mod expressions;
+pub mod notify;
 pub mod rule;
+pub mod state;

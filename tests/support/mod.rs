@@ -212,6 +212,21 @@ pub struct Job {
 impl Job {
     /// Starts `binary` (a `CARGO_BIN_EXE_*` path) with `--brokers` and `args`.
     pub fn start(binary: &str, args: &[&str], dir: &Path) -> Job {
+        let mut all = vec!["--brokers".to_string(), brokers()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        Job::spawn(binary, &all, dir)
+    }
+
+    /// Starts a binary that talks to no broker (e.g. `alerts`) with `args`.
+    pub fn start_without_brokers(binary: &str, args: &[&str], dir: &Path) -> Job {
+        Job::spawn(
+            binary,
+            &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            dir,
+        )
+    }
+
+    fn spawn(binary: &str, args: &[String], dir: &Path) -> Job {
         let name = Path::new(binary)
             .file_name()
             .unwrap()
@@ -220,8 +235,6 @@ impl Job {
         let log = dir.join(format!("{name}-{}.log", unique("run")));
         let stdout = log.with_extension("out");
         let child = Command::new(binary)
-            .arg("--brokers")
-            .arg(brokers())
             .arg("--http-addr")
             .arg("127.0.0.1:0")
             .args(args)
@@ -556,4 +569,40 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The address a job's HTTP endpoint bound (it logs "serving … on http://ADDR").
+pub fn http_addr_of(job: &Job) -> String {
+    let mut addr = String::new();
+    wait_for("the job's HTTP endpoint", Duration::from_secs(30), || {
+        let log = job.log_text();
+        match log.split("on http://").nth(1) {
+            Some(rest) => {
+                addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                !addr.is_empty()
+            }
+            None => false,
+        }
+    });
+    addr
+}
+
+/// A loopback HTTP server recording every JSON body POSTed to it.
+pub async fn json_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = bodies.clone();
+    let app = axum::Router::new().fallback(move |body: axum::Json<serde_json::Value>| {
+        let store = store.clone();
+        async move {
+            store.lock().unwrap().push(body.0);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), bodies)
 }

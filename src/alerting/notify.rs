@@ -1,0 +1,149 @@
+//! What the evaluator tells others: Alertmanager v2 alerts (as Grafana sends them: alertname =
+//! rule title, `grafana_folder`, the rule's labels; no data and errors as `DatasourceNoData` /
+//! `DatasourceError`), webhook payloads on state changes, and annotation templates.
+
+use super::rule::AlertRule;
+use super::state::{AlertState, RuleState, Transition};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+fn iso(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Renders the annotation templates this evaluator understands: `{{ $values.B.Value }}`,
+/// `{{ humanize $values.B.Value }}` (B being the rule's reduce ref), `{{ $value }}` and
+/// `{{ $labels.NAME }}`. Other templates are left as written.
+pub fn render(template: &str, rule: &AlertRule, value: Option<f64>) -> String {
+    let shown = |humanize: bool| match value {
+        Some(v) if humanize => format!("{v:.4}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string(),
+        Some(v) => v.to_string(),
+        None => "no value".to_string(),
+    };
+    let b = format!("$values.{}.Value", rule.reduce_ref);
+    let mut out = template
+        .replace(&format!("{{{{ humanize {b} }}}}"), &shown(true))
+        .replace(&format!("{{{{ {b} }}}}"), &shown(false))
+        .replace("{{ $value }}", &shown(false));
+    for (k, v) in &rule.labels {
+        out = out.replace(&format!("{{{{ $labels.{k} }}}}"), v);
+    }
+    out
+}
+
+/// The labels of the alert for a firing state.
+pub fn alert_labels(rule: &AlertRule, state: AlertState) -> BTreeMap<String, String> {
+    let mut labels = rule.labels.clone();
+    let name = match state {
+        AlertState::NoData => "DatasourceNoData".to_string(),
+        AlertState::Error => "DatasourceError".to_string(),
+        _ => rule.title.clone(),
+    };
+    labels.insert("alertname".into(), name);
+    labels.insert("grafana_folder".into(), rule.folder.clone());
+    labels.insert("__alert_rule_uid__".into(), rule.uid.clone());
+    labels
+}
+
+/// The Alertmanager v2 `POST /api/v2/alerts` body for a rule's current state: a firing alert
+/// that expires unless re-sent (ends 4 evaluation intervals ahead), or a resolved one.
+pub fn alertmanager_alert(
+    rule: &AlertRule,
+    state: &RuleState,
+    firing_since_ms: i64,
+    now_ms: i64,
+    labels_of: AlertState,
+) -> Value {
+    let annotations: Map<String, Value> = rule
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(render(v, rule, state.last_value))))
+        .collect();
+    let ends = if state.state.is_firing() {
+        now_ms + 4 * rule.interval.as_millis() as i64
+    } else {
+        now_ms
+    };
+    json!([{
+        "labels": alert_labels(rule, labels_of),
+        "annotations": annotations,
+        "startsAt": iso(firing_since_ms),
+        "endsAt": iso(ends),
+        "generatorURL": format!("sla-monitor-alerts:/rules/{}", rule.uid)
+    }])
+}
+
+/// The webhook body for a state change.
+pub fn webhook_payload(rule: &AlertRule, transition: &Transition) -> Value {
+    json!({
+        "rule_uid": rule.uid,
+        "title": rule.title,
+        "from": transition.from,
+        "to": transition.to,
+        "at": iso(transition.at_ms),
+        "previous_state_lasted_ms": transition.previous_lasted_ms,
+        "value": transition.value,
+        "error": transition.error,
+        "labels": alert_labels(rule, transition.to),
+        "annotations": rule.annotations.iter().map(|(k, v)| (k.clone(), render(v, rule, transition.value))).collect::<BTreeMap<_, _>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerting::rule;
+
+    fn sla_rule() -> AlertRule {
+        rule::load(include_str!(
+            "../../dashboards/grafana/provisioning/alerting/sla-alert-rules.yaml"
+        ))
+        .unwrap()
+        .remove(0)
+    }
+
+    #[test]
+    fn renders_the_summary_with_the_value() {
+        let r = sla_rule();
+        let summary = render(&r.annotations["summary"], &r, Some(10_003.0));
+        assert_eq!(
+            summary,
+            "visits synchronizer p99 latency is 10003 ms, above the 5000 ms SLA"
+        );
+        assert!(render("{{ $value }} / {{ $labels.severity }}", &r, None)
+            .contains("no value / critical"));
+    }
+
+    #[test]
+    fn alertmanager_alerts_look_like_grafanas() {
+        let r = sla_rule();
+        let mut s = RuleState::new(0);
+        s.state = AlertState::Alerting;
+        s.last_value = Some(12_000.0);
+        let body = alertmanager_alert(&r, &s, 1_000, 61_000, AlertState::Alerting);
+        let alert = &body[0];
+        assert_eq!(alert["labels"]["alertname"], "SLA miss visits synchronizer");
+        assert_eq!(alert["labels"]["severity"], "critical");
+        assert_eq!(alert["labels"]["grafana_folder"], "alerts");
+        assert_eq!(alert["startsAt"], "1970-01-01T00:00:01.000Z");
+        assert_eq!(
+            alert["endsAt"], "1970-01-01T00:05:01.000Z",
+            "expires after 4 intervals unless re-sent"
+        );
+        s.state = AlertState::Normal;
+        assert_eq!(
+            alertmanager_alert(&r, &s, 1_000, 61_000, AlertState::Alerting)[0]["endsAt"],
+            "1970-01-01T00:01:01.000Z"
+        );
+        assert_eq!(
+            alert_labels(&r, AlertState::NoData)["alertname"],
+            "DatasourceNoData"
+        );
+    }
+}

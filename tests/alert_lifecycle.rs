@@ -1,0 +1,224 @@
+//! The SLA alert's whole lifecycle on the real stack: generator → synchronizer → monitor →
+//! Elasticsearch, the `alerts` evaluator running the provisioned Grafana rule (timings
+//! shortened for a test: 2 s windows and histogram buckets, 1 s interval, `for: 6s`), the delay
+//! switched on and off at runtime. The rule goes Normal → Pending → Alerting → Normal, within
+//! bounds derived from the delay, window, out-of-orderness, evaluation interval and pending
+//! period, and each change reaches the webhook.
+
+mod support;
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use support::*;
+
+const DELAY_S: f64 = 10.0;
+const WINDOW_S: f64 = 2.0;
+const OOO_S: f64 = 0.5;
+const INTERVAL_S: f64 = 1.0;
+const FOR_S: f64 = 6.0;
+/// Index refresh (1 s), monitor tick, process scheduling.
+const SLACK_S: f64 = 3.0;
+
+/// The provisioned rule with test timings; everything else (queries, reducer, threshold,
+/// states, labels) as in dashboards/.
+fn test_rule_file() -> String {
+    let original = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dashboards/grafana/provisioning/alerting/sla-alert-rules.yaml"
+    ))
+    .unwrap();
+    let changed = original
+        .replace("    interval: 1m\n", "    interval: 1s\n")
+        .replace("interval: 1m", "interval: 2s")
+        .replace("from: 600", "from: 30")
+        .replace("for: 2m", "for: 6s");
+    assert_ne!(changed, original);
+    changed
+}
+
+async fn http(method: reqwest::Method, url: &str) -> Value {
+    reqwest::Client::new()
+        .request(method, url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn state(alerts: &str) -> Value {
+    http(reqwest::Method::GET, &format!("http://{alerts}/state")).await[0].clone()
+}
+
+async fn wait_state(alerts: &str, wanted: &str, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = state(alerts).await;
+        if s["state"]["state"] == wanted && !s["state"]["last_evaluation_ms"].is_null() {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rule not {wanted} after {timeout:?}: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sla_alert_goes_pending_firing_and_back_to_normal() {
+    let dir = tempfile::tempdir().unwrap();
+    let t: Vec<String> = ["v", "r", "vd", "rd", "c", "sg", "mg"]
+        .iter()
+        .map(|s| unique(&format!("life_{s}")))
+        .collect();
+    let index = unique("life_index").to_lowercase();
+    let monitor = Job::start(
+        env!("CARGO_BIN_EXE_monitor"),
+        &[
+            "--reduced-topic",
+            &t[1],
+            "--dead-letter-topic",
+            &t[3],
+            "--checkpoint-topic",
+            &t[4],
+            "--group",
+            &t[6],
+            "--es-url",
+            &es_url(),
+            "--es-index",
+            &index,
+            "--window",
+            "2s",
+            "--max-out-of-orderness",
+            "500ms",
+            "--idle-timeout",
+            "1500ms",
+            "--sla",
+            "5s",
+        ],
+        dir.path(),
+    );
+    let synchronizer = Job::start(
+        env!("CARGO_BIN_EXE_synchronizer"),
+        &[
+            "--visits-topic",
+            &t[0],
+            "--reduced-topic",
+            &t[1],
+            "--dead-letter-topic",
+            &t[2],
+            "--group",
+            &t[5],
+        ],
+        dir.path(),
+    );
+    let generator = Job::start(
+        env!("CARGO_BIN_EXE_generator"),
+        &[
+            "--visits-topic",
+            &t[0],
+            "--rate",
+            "100",
+            "--duration",
+            "150s",
+        ],
+        dir.path(),
+    );
+    let control = http_addr_of(&synchronizer);
+    wait_for_es_documents(&index, 2, Duration::from_secs(60)).await;
+
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, test_rule_file()).unwrap();
+    let (webhook, received) = json_receiver().await;
+    let alerts_job = Job::start_without_brokers(
+        env!("CARGO_BIN_EXE_alerts"),
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--es-url",
+            &es_url(),
+            "--es-index",
+            &index,
+            "--webhook-url",
+            &webhook,
+        ],
+        dir.path(),
+    );
+    let alerts = http_addr_of(&alerts_job);
+    wait_state(&alerts, "Normal", Duration::from_secs(30)).await;
+
+    let on = Instant::now();
+    http(
+        reqwest::Method::PUT,
+        &format!("http://{control}/delay?delay=10s"),
+    )
+    .await;
+    wait_state(&alerts, "Alerting", Duration::from_secs(90)).await;
+    let off = Instant::now();
+    http(
+        reqwest::Method::PUT,
+        &format!("http://{control}/delay?delay=0s"),
+    )
+    .await;
+    let done = wait_state(&alerts, "Normal", Duration::from_secs(90)).await;
+
+    let transitions = done["transitions"].as_array().unwrap();
+    let path: Vec<(&str, &str)> = transitions
+        .iter()
+        .map(|t| (t["from"].as_str().unwrap(), t["to"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        path,
+        vec![
+            ("Normal", "Pending"),
+            ("Pending", "Alerting"),
+            ("Alerting", "Normal")
+        ],
+        "{done}"
+    );
+    let at = |i: usize| transitions[i]["at_ms"].as_i64().unwrap();
+    let since_on = |ms: i64| (ms - (now_ms() - on.elapsed().as_millis() as i64)) as f64 / 1000.0;
+    let since_off = |ms: i64| (ms - (now_ms() - off.elapsed().as_millis() as i64)) as f64 / 1000.0;
+    let pending = since_on(at(0));
+    assert!(
+        pending >= DELAY_S - SLACK_S
+            && pending <= DELAY_S + WINDOW_S + OOO_S + INTERVAL_S + SLACK_S,
+        "Pending {pending:.1} s after the delay went on"
+    );
+    let pending_for = (at(1) - at(0)) as f64 / 1000.0;
+    assert!(
+        pending_for >= FOR_S && pending_for <= FOR_S + INTERVAL_S + 1.0,
+        "Pending lasted {pending_for:.1} s"
+    );
+    assert!(
+        transitions[1]["value"].as_f64().unwrap() >= 10_000.0,
+        "{done}"
+    );
+    let normal = since_off(at(2));
+    assert!(
+        normal >= DELAY_S - SLACK_S
+            && normal <= DELAY_S + 2.0 * WINDOW_S + OOO_S + INTERVAL_S + SLACK_S,
+        "Normal {normal:.1} s after the delay went off"
+    );
+    assert!(transitions[2]["value"].as_f64().unwrap() < 5_000.0);
+
+    println!("Pending {pending:.1} s after delay on; Pending lasted {pending_for:.1} s; Normal {normal:.1} s after delay off");
+    let hooks: Vec<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b["to"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(hooks, vec!["Pending", "Alerting", "Normal"]);
+    let log = alerts_job.log_text();
+    assert_eq!(
+        log.matches(" -> ").count(),
+        3,
+        "state changes only, never one line per evaluation:\n{log}"
+    );
+    drop((generator, monitor));
+    assert!(alerts_job.terminate(Duration::from_secs(10)).success());
+    assert!(synchronizer.terminate(Duration::from_secs(30)).success());
+}
