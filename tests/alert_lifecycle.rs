@@ -183,13 +183,12 @@ async fn sla_alert_goes_pending_firing_and_back_to_normal() {
     let since_off = |ms: i64| (ms - (now_ms() - off.elapsed().as_millis() as i64)) as f64 / 1000.0;
     let pending = since_on(at(0));
     assert!(
-        pending >= DELAY_S - SLACK_S
-            && pending <= DELAY_S + WINDOW_S + OOO_S + INTERVAL_S + SLACK_S,
+        (DELAY_S - SLACK_S..=DELAY_S + WINDOW_S + OOO_S + INTERVAL_S + SLACK_S).contains(&pending),
         "Pending {pending:.1} s after the delay went on"
     );
     let pending_for = (at(1) - at(0)) as f64 / 1000.0;
     assert!(
-        pending_for >= FOR_S && pending_for <= FOR_S + INTERVAL_S + 1.0,
+        (FOR_S..=FOR_S + INTERVAL_S + 1.0).contains(&pending_for),
         "Pending lasted {pending_for:.1} s"
     );
     assert!(
@@ -198,8 +197,8 @@ async fn sla_alert_goes_pending_firing_and_back_to_normal() {
     );
     let normal = since_off(at(2));
     assert!(
-        normal >= DELAY_S - SLACK_S
-            && normal <= DELAY_S + 2.0 * WINDOW_S + OOO_S + INTERVAL_S + SLACK_S,
+        (DELAY_S - SLACK_S..=DELAY_S + 2.0 * WINDOW_S + OOO_S + INTERVAL_S + SLACK_S)
+            .contains(&normal),
         "Normal {normal:.1} s after the delay went off"
     );
     assert!(transitions[2]["value"].as_f64().unwrap() < 5_000.0);
