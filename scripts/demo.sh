@@ -1,24 +1,34 @@
 #!/usr/bin/env bash
-# The demo, on a machine without Docker: brings up the local stack (first run installs it),
-# builds the jobs, runs generator -> synchronizer -> monitor, turns the synchronizer's delay
-# on at runtime (no restart), shows the windows miss the SLA, turns it off, shows recovery,
-# prints a timeline and stops everything it started.
+# The demo, on a machine without Docker: brings up the local stack (the first run installs it),
+# builds the jobs, runs generator -> synchronizer -> monitor -> Elasticsearch and the `alerts`
+# evaluator on the provisioned Grafana rule, turns the synchronizer's delay on at runtime (no
+# restart, no code edit), shows the rule go Pending then Firing (and Alertmanager receive it),
+# turns the delay off, shows it return to Normal, prints a timeline and stops what it started.
 #
-#   scripts/demo.sh          real 1-minute windows (about 8 minutes)
-#   scripts/demo.sh --fast   5-second windows (about 1.5 minutes)
+#   scripts/demo.sh          the real settings: 1-minute windows, the rule as provisioned
+#                            (evaluated every 1m, for: 2m) -- about 12 minutes
+#   scripts/demo.sh --fast   5-second windows, the same rule with a 5 s interval and for: 20s
+#                            -- about 3 minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "${1:-}" = "--fast" ]; then
-  WINDOW=5s; IDLE=3s; PHASE=25; MODE=fast
-else
-  WINDOW=1m; IDLE=30s; PHASE=150; MODE=default
-fi
-DELAY=10s
-SLA=5s
+RULES=dashboards/grafana/provisioning/alerting/sla-alert-rules.yaml
 RUN=demo$(date +%s)
 WORK=$(mktemp -d /tmp/sla-monitor-demo.XXXXXX)
+if [ "${1:-}" = "--fast" ]; then
+  MODE=fast; WINDOW=5s; OOO=1s; IDLE=3s; WARMUP=20; TIMEOUT=240
+  # The provisioned rule with demo timings; query, reducer, threshold and states unchanged.
+  sed -e 's/^    interval: 1m$/    interval: 5s/' -e 's/interval: 1m$/interval: 5s/' \
+      -e 's/from: 600/from: 120/' -e 's/for: 2m/for: 20s/' "$RULES" >"$WORK/rules.yaml"
+  RULES="$WORK/rules.yaml"
+else
+  MODE=default; WINDOW=1m; OOO=5s; IDLE=30s; WARMUP=150; TIMEOUT=720
+fi
+DELAY=10s
+INDEX="sla_${RUN}"
 SYNC_HTTP=127.0.0.1:19101
+ALERTS_HTTP=127.0.0.1:19103
+ALERTMANAGER=http://127.0.0.1:9093
 pids=()
 
 say() { printf '\n\033[1m[demo %s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*"; }
@@ -30,74 +40,104 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "mode: $MODE ($WINDOW windows, SLA $SLA, delay $DELAY while it is on)"
-if [ "$(scripts/stack.sh status | grep -c running)" = 2 ]; then stack_started=no; else stack_started=yes; fi
-scripts/stack.sh up kafka elasticsearch
+rule_state() {
+  curl -fsS "http://$ALERTS_HTTP/state" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["state"]["state"])' 2>/dev/null || echo starting
+}
+
+wait_for_state() {
+  local wanted=$1 start=$SECONDS
+  until [ "$(rule_state)" = "$wanted" ]; do
+    (( SECONDS - start < TIMEOUT )) || { echo "rule did not reach $wanted within ${TIMEOUT}s; logs in $WORK"; exit 1; }
+    sleep 2
+  done
+}
+
+say "mode: $MODE ($WINDOW windows, SLA 5s, a $DELAY delay while it is on)"
+if [ "$(scripts/stack.sh status | grep -c running)" = 4 ]; then stack_started=no; else stack_started=yes; fi
+scripts/stack.sh up
 say "building the jobs (release)"
 cargo build --release --quiet --bins
 BIN=target/release
 
-say "starting monitor, synchronizer and generator (topics ${RUN}_*)"
+say "starting monitor, synchronizer, generator and the alert evaluator (topics ${RUN}_*, index $INDEX)"
 $BIN/monitor --reduced-topic "${RUN}_reduced" --dead-letter-topic "${RUN}_reduced_dlq" \
   --checkpoint-topic "${RUN}_checkpoints" --group "${RUN}_monitor" --window "$WINDOW" \
-  --idle-timeout "$IDLE" --sla "$SLA" --job-name "$RUN" --es-index visits_sync_sla --http-addr 127.0.0.1:0 \
-  2>"$WORK/monitor.log" & pids+=($!)
+  --max-out-of-orderness "$OOO" --idle-timeout "$IDLE" --sla 5s --es-index "$INDEX" \
+  --http-addr 127.0.0.1:0 2>"$WORK/monitor.log" & pids+=($!)
 $BIN/synchronizer --visits-topic "${RUN}_visits" --reduced-topic "${RUN}_reduced" \
   --dead-letter-topic "${RUN}_visits_dlq" --group "${RUN}_synchronizer" --http-addr "$SYNC_HTTP" \
   2>"$WORK/synchronizer.log" & pids+=($!)
 $BIN/generator --visits-topic "${RUN}_visits" --rate 50 --invalid-json-pct 1 --http-addr 127.0.0.1:0 \
   >/dev/null 2>"$WORK/generator.log" & pids+=($!)
 
-# Prints each window document as it appears in Elasticsearch.
-show_windows() {
-  python3 -u -c '
+# Prints every window as it lands in Elasticsearch and every state change of the rule.
+python3 -u -c '
 import json, sys, time, urllib.request
-job, seen = sys.argv[1], set()
-query = json.dumps({"size": 1000, "sort": [{"@timestamp": "asc"}], "query": {"term": {"job": job}}}).encode()
+index, alerts = sys.argv[1], sys.argv[2]
+seen_windows, seen_transitions = set(), 0
+query = json.dumps({"size": 1000, "sort": [{"@timestamp": "asc"}], "query": {"match_all": {}}}).encode()
 while True:
     try:
-        request = urllib.request.Request("http://127.0.0.1:9200/visits_sync_sla/_search", data=query,
+        request = urllib.request.Request("http://127.0.0.1:9200/%s/_search" % index, data=query,
                                          headers={"Content-Type": "application/json"})
         hits = json.load(urllib.request.urlopen(request, timeout=5))["hits"]["hits"]
     except Exception:
         hits = []
     for hit in hits:
         d = hit["_source"]
-        if hit["_id"] in seen:
+        if hit["_id"] in seen_windows:
             continue
-        seen.add(hit["_id"])
+        seen_windows.add(hit["_id"])
         verdict = "MISS" if d["p99"] > d["sla_ms"] else "ok"
         print("  window %s  count=%5d  p50=%8.0f ms  p99=%8.0f ms  over SLA=%5d  %s"
               % (d["@timestamp"][11:19], d["count"], d["p50"], d["p99"], d["over_sla_count"], verdict), flush=True)
+    try:
+        rule = json.load(urllib.request.urlopen("http://%s/state" % alerts, timeout=5))[0]
+        for t in rule["transitions"][seen_transitions:]:
+            value = "no value" if t["value"] is None else "%.0f ms" % t["value"]
+            print("  \033[1mRULE %s: %s -> %s\033[0m (p99 %s, %s lasted %.0f s)"
+                  % (time.strftime("%H:%M:%S", time.localtime(t["at_ms"] / 1000)), t["from"], t["to"],
+                     value, t["from"], t["previous_lasted_ms"] / 1000), flush=True)
+        seen_transitions = len(rule["transitions"])
+    except Exception:
+        pass
     time.sleep(2)
-' "$RUN" &
-  pids+=($!)
-}
-show_windows
-timeline=("$(date +%H:%M:%S) start, no delay")
+' "$INDEX" "$ALERTS_HTTP" & pids+=($!)
 
-say "phase 1: no delay, p99 well under the SLA (${PHASE}s)"
-sleep "$PHASE"
+# The evaluator starts once the first window is indexed: before that the rule would see no
+# data (and, as in Grafana, go Pending towards NoData).
+say "waiting for the first window in Elasticsearch"
+until curl -fsS "http://127.0.0.1:9200/$INDEX/_count" 2>/dev/null | grep -qv '"count":0'; do sleep 2; done
+$BIN/alerts --rules "$RULES" --es-index "$INDEX" --alertmanager-url "$ALERTMANAGER" \
+  --http-addr "$ALERTS_HTTP" 2>"$WORK/alerts.log" & pids+=($!)
+wait_for_state Normal
+timeline=("$(date +%H:%M:%S) start, no delay")
+say "phase 1: no delay, p99 well under the SLA (${WARMUP}s)"
+sleep "$WARMUP"
 say "turning the delay on at runtime: PUT http://$SYNC_HTTP/delay?delay=$DELAY"
 curl -fsS -X PUT "http://$SYNC_HTTP/delay?delay=$DELAY"; echo
 timeline+=("$(date +%H:%M:%S) delay on ($DELAY)")
-say "phase 2: every record is $DELAY late, windows miss the SLA (${PHASE}s)"
-sleep "$PHASE"
+say "phase 2: waiting for the rule to go Pending, then Firing (Alerting)"
+wait_for_state Alerting
+say "Alertmanager received:"
+curl -fsS "$ALERTMANAGER/api/v2/alerts?filter=alertname%3D%22SLA%20miss%20visits%20synchronizer%22" | python3 -c '
+import json, sys
+for a in json.load(sys.stdin):
+    print("  %s [%s] %s" % (a["labels"]["alertname"], a["status"]["state"], a["annotations"].get("summary", "")))'
 say "turning the delay off: PUT http://$SYNC_HTTP/delay?delay=0s"
 curl -fsS -X PUT "http://$SYNC_HTTP/delay?delay=0s"; echo
 timeline+=("$(date +%H:%M:%S) delay off")
-say "phase 3: back under the SLA (${PHASE}s)"
-sleep "$PHASE"
+say "phase 3: waiting for the rule to return to Normal"
+wait_for_state Normal
+sleep 3
 
 say "timeline"
-printf '  %s\n' "${timeline[@]}"
-curl -fsS -H 'Content-Type: application/json' "http://127.0.0.1:9200/visits_sync_sla/_search" \
-  -d "{\"size\":1000,\"query\":{\"term\":{\"job\":\"$RUN\"}}}" | python3 -c '
-import json, sys
-docs = [h["_source"] for h in json.load(sys.stdin)["hits"]["hits"]]
-misses = sorted((d for d in docs if d["p99"] > d["sla_ms"]), key=lambda d: d["@timestamp"])
-print("  %d windows in Elasticsearch (index visits_sync_sla, job %s), %d missed the SLA" % (len(docs), sys.argv[1], len(misses)))
-for d in misses:
-    print("    SLA miss: window %s p99=%.0f ms" % (d["@timestamp"], d["p99"]))
-' "$RUN"
-echo "  see them yourself: curl -s 'http://127.0.0.1:9200/visits_sync_sla/_search?q=job:$RUN&sort=@timestamp&size=100&pretty'"
+{
+  printf '%s\n' "${timeline[@]}"
+  curl -fsS "http://$ALERTS_HTTP/state" | python3 -c '
+import json, sys, time
+for t in json.load(sys.stdin)[0]["transitions"]:
+    print("%s rule %s -> %s (after %.0f s)" % (time.strftime("%H:%M:%S", time.localtime(t["at_ms"] / 1000)),
+          t["from"], t["to"], t["previous_lasted_ms"] / 1000))'
+} | sort | sed 's/^/  /'
+echo "  see the windows: curl -s 'http://127.0.0.1:9200/$INDEX/_search?sort=@timestamp&size=100&pretty'"
