@@ -19,18 +19,26 @@
 //! - [`window`]: tumbling event-time windows, lateness, resume points for safe commits.
 //! - [`digest`]: per-window percentiles, exact below a threshold, t-digest above.
 //! - [`monitor::measurement`], [`monitor::checkpoint`], [`monitor::window_document`]: a record's
-//!   latency, the state committed with offsets, and the document written per window.
+//!   latency, the state saved with each commit, and the document written per window.
+//! - [`alerting::rule`], [`alerting::es_query`], [`alerting::expressions`], [`alerting::state`],
+//!   [`alerting::notify`]: Grafana alert rules read from provisioning files, query A as Grafana's
+//!   Elasticsearch data source builds it, reduce/threshold, Grafana's state machine, and the
+//!   Alertmanager/webhook payloads.
 //!
 //! Edges (I/O):
 //! - [`kafka`]: client settings, topic administration, client context, dead letters, producing.
 //! - [`http`] and [`telemetry`]: the `/metrics` and `/healthz` endpoint, logging, metrics.
 //! - [`shutdown`]: graceful stop on SIGINT/SIGTERM.
-//! - [`sink`]: where window documents go (JSON lines), written with retries and acknowledged.
+//! - [`sink`]: where window documents go (Elasticsearch or JSON lines), written with retries
+//!   and acknowledged; [`sink::elasticsearch`] split into config, mapping and bulk.
+//! - [`alerting::evaluation`], [`alerting::evaluator`]: rules evaluated against Elasticsearch,
+//!   the evaluation loop, `/state`, notifications.
 //!
 //! Jobs (wiring the above; the binaries in `jobs/` only parse flags):
 //! - [`generator`]: produces visits at a rate.
 //! - [`synchronizer`]: visits → reduced visits (+ dead letters), with optional delay.
 //! - [`monitor`]: reduced visits → one latency summary per event-time window.
+//! - `alerts` (binary): the Grafana rule evaluator built from [`alerting`].
 
 pub mod alerting;
 pub mod delay;
