@@ -28,7 +28,7 @@
 //! Edges (I/O):
 //! - [`kafka`]: client settings, topic administration, client context, dead letters, producing.
 //! - [`http`] and [`telemetry`]: the `/metrics` and `/healthz` endpoint, logging, metrics.
-//! - [`shutdown`]: graceful stop on SIGINT/SIGTERM.
+//! - [`shutdown`]: graceful stop on SIGINT/SIGTERM; [`backoff`]: the shared retry schedule.
 //! - [`sink`]: where window documents go (Elasticsearch or JSON lines), written with retries
 //!   and acknowledged; [`sink::elasticsearch`] split into config, mapping and bulk.
 //! - [`alerting::evaluation`], [`alerting::evaluator`]: rules evaluated against Elasticsearch,
@@ -41,6 +41,7 @@
 //! - `alerts` (binary): the Grafana rule evaluator built from [`alerting`].
 
 pub mod alerting;
+pub mod backoff;
 pub mod delay;
 pub mod digest;
 pub mod generator;

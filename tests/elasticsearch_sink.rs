@@ -11,21 +11,7 @@ use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_monitor");
 
-struct Setup {
-    reduced: String,
-    dlq: String,
-    checkpoints: String,
-}
-
-fn setup(name: &str) -> Setup {
-    Setup {
-        reduced: unique(&format!("{name}_r")),
-        dlq: unique(&format!("{name}_d")),
-        checkpoints: unique(&format!("{name}_c")),
-    }
-}
-
-fn args(s: &Setup, group: &str, es: &str, index: &str, idle: &str) -> Vec<String> {
+fn args(s: &MonitorTopics, group: &str, es: &str, index: &str, idle: &str) -> Vec<String> {
     [
         "--reduced-topic",
         &s.reduced,
@@ -63,7 +49,7 @@ fn start(args: &[String], dir: &std::path::Path) -> Job {
 #[tokio::test]
 async fn documents_follow_an_explicit_mapping() {
     let dir = tempfile::tempdir().unwrap();
-    let s = setup("mapping");
+    let s = monitor_topics("mapping");
     create_topic(&s.reduced, 2).await;
     let base = (now_ms() - 60_000) / WINDOW * WINDOW;
     let (records, expected) = windows_of_records(base, 0..2, 20, 4);
@@ -101,7 +87,7 @@ async fn documents_follow_an_explicit_mapping() {
 #[tokio::test]
 async fn a_conflicting_mapping_stops_the_job_with_what_to_fix() {
     let dir = tempfile::tempdir().unwrap();
-    let s = setup("conflict");
+    let s = monitor_topics("conflict");
     create_topic(&s.reduced, 2).await;
     let index = unique("conflict_index").to_lowercase();
     let (status, body) = es_request(
@@ -130,7 +116,7 @@ async fn a_conflicting_mapping_stops_the_job_with_what_to_fix() {
 #[tokio::test]
 async fn killed_mid_window_the_restarted_monitor_leaves_the_documents_of_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
-    let s = setup("esrestart");
+    let s = monitor_topics("esrestart");
     create_topic(&s.reduced, 2).await;
     let base = (now_ms() - 300_000) / WINDOW * WINDOW;
     let (all, expected) = windows_of_records(base, 0..6, 30, 5);
@@ -184,7 +170,7 @@ async fn killed_mid_window_the_restarted_monitor_leaves_the_documents_of_an_unin
 #[tokio::test]
 async fn an_elasticsearch_outage_loses_no_window() {
     let dir = tempfile::tempdir().unwrap();
-    let s = setup("outage");
+    let s = monitor_topics("outage");
     create_topic(&s.reduced, 2).await;
     let base = (now_ms() - 200_000) / WINDOW * WINDOW;
     let (all, expected) = windows_of_records(base, 0..6, 25, 6);

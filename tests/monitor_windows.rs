@@ -12,21 +12,12 @@ use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_monitor");
 
-struct Setup {
-    reduced: String,
-    dlq: String,
-    checkpoints: String,
-}
-
-fn setup(name: &str) -> Setup {
-    Setup {
-        reduced: unique(&format!("{name}_r")),
-        dlq: unique(&format!("{name}_d")),
-        checkpoints: unique(&format!("{name}_c")),
-    }
-}
-
-fn monitor_args<'a>(s: &'a Setup, group: &'a str, output: &'a str, idle: &'a str) -> Vec<&'a str> {
+fn monitor_args<'a>(
+    s: &'a MonitorTopics,
+    group: &'a str,
+    output: &'a str,
+    idle: &'a str,
+) -> Vec<&'a str> {
     vec![
         "--reduced-topic",
         &s.reduced,
@@ -56,7 +47,7 @@ fn monitor_args<'a>(s: &'a Setup, group: &'a str, output: &'a str, idle: &'a str
 #[tokio::test]
 async fn windows_match_exact_percentiles_and_bad_records_are_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let s = setup("exact");
+    let s = monitor_topics("exact");
     create_topic(&s.reduced, 2).await;
     let base = (now_ms() - 120_000) / WINDOW * WINDOW;
     let (mut records, expected) = windows_of_records(base, 0..4, 40, 1);
@@ -122,7 +113,7 @@ async fn windows_match_exact_percentiles_and_bad_records_are_kept() {
 #[tokio::test]
 async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_run_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let s = setup("restart");
+    let s = monitor_topics("restart");
     create_topic(&s.reduced, 2).await;
     let base = (now_ms() - 300_000) / WINDOW * WINDOW;
     let (all, expected) = windows_of_records(base, 0..6, 30, 2);
@@ -200,7 +191,7 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
 #[tokio::test]
 async fn sigterm_exits_cleanly_without_writing_incomplete_windows() {
     let dir = tempfile::tempdir().unwrap();
-    let s = setup("term");
+    let s = monitor_topics("term");
     create_topic(&s.reduced, 2).await;
     let now = now_ms();
     let base = now / WINDOW * WINDOW - 4 * WINDOW;

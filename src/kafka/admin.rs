@@ -1,8 +1,9 @@
 //! Topic administration: create the topics a job needs when they are missing, and read a
 //! topic's timestamp type.
 
+use crate::backoff::retry_policy;
 use crate::shutdown::Shutdown;
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -91,13 +92,7 @@ pub async fn ensure_topics_when_reachable(
 ) -> anyhow::Result<()> {
     let attempt = || ensure_topics(config, specs);
     let retrying = attempt
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(500))
-                .with_max_delay(Duration::from_secs(30))
-                .with_jitter()
-                .without_max_times(),
-        )
+        .retry(retry_policy(Duration::from_millis(500)))
         .when(AdminError::is_transient)
         .notify(|error, wait| tracing::warn!("{error}; Kafka unreachable, retrying in {wait:.1?}"));
     tokio::select! {

@@ -33,6 +33,19 @@ pub struct KafkaArgs {
 }
 
 impl KafkaArgs {
+    /// Consumer settings of the jobs: group `group`, offsets committed by the job itself (never
+    /// automatically), reading from the start of a partition the group never committed, short
+    /// fetch waits (latency matters here) and statistics for the lag metric.
+    pub fn consumer_config(&self, group: &str) -> ClientConfig {
+        self.client_config(&[
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("fetch.wait.max.ms", "50"),
+            ("statistics.interval.ms", "5000"),
+        ])
+    }
+
     /// Settings for these brokers with `-X` properties applied last, so users can override
     /// any default the jobs choose.
     pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {

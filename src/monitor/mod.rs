@@ -164,13 +164,7 @@ pub async fn run(
     let context = JobContext::new(&config.kafka.brokers, None);
     let consumer: StreamConsumer<JobContext> = config
         .kafka
-        .client_config(&[
-            ("group.id", &config.group),
-            ("enable.auto.commit", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("fetch.wait.max.ms", "50"),
-            ("statistics.interval.ms", "5000"),
-        ])
+        .consumer_config(&config.group)
         .create_with_context(context.clone())
         .map_err(|e| MonitorError::Setup(format!("creating the Kafka consumer: {e}")))?;
     let producer: FutureProducer<JobContext> = config

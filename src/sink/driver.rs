@@ -3,8 +3,9 @@
 //! outcome is reported back by id.
 
 use super::{SinkError, WindowSink};
+use crate::backoff::{retry_policy, MAX_RETRY_DELAY};
 use crate::monitor::window_document::WindowDocument;
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::BackoffBuilder;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -45,17 +46,12 @@ async fn write_with_retries(
     sink: &mut impl WindowSink,
     documents: &[WindowDocument],
 ) -> Result<(), SinkError> {
-    let mut backoff = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(30))
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut backoff = retry_policy(Duration::from_millis(200)).build();
     loop {
         match sink.write(documents).await {
             Ok(()) => return Ok(()),
             Err(SinkError::Transient(e)) => {
-                let wait = backoff.next().unwrap_or(Duration::from_secs(30));
+                let wait = backoff.next().unwrap_or(MAX_RETRY_DELAY);
                 metrics::counter!("sla_monitor_sink_retries_total").increment(1);
                 tracing::warn!(
                     "{}: {e}; retrying in {wait:.1?} (windows are kept meanwhile)",

@@ -163,13 +163,7 @@ pub async fn run(
     );
     let consumer: StreamConsumer<JobContext> = config
         .kafka
-        .client_config(&[
-            ("group.id", &config.group),
-            ("enable.auto.commit", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("fetch.wait.max.ms", "50"),
-            ("statistics.interval.ms", "5000"),
-        ])
+        .consumer_config(&config.group)
         .create_with_context(context.clone())
         .map_err(setup_error("creating the Kafka consumer"))?;
     let queue_limit = (config.max_in_flight * 2).max(1000).to_string();

@@ -606,3 +606,19 @@ pub async fn json_receiver() -> (
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{addr}"), bodies)
 }
+
+/// The topics a monitor under test uses, named for one test.
+pub struct MonitorTopics {
+    pub reduced: String,
+    pub dlq: String,
+    pub checkpoints: String,
+}
+
+/// Fresh monitor topic names for the test `name`.
+pub fn monitor_topics(name: &str) -> MonitorTopics {
+    MonitorTopics {
+        reduced: unique(&format!("{name}_r")),
+        dlq: unique(&format!("{name}_d")),
+        checkpoints: unique(&format!("{name}_c")),
+    }
+}

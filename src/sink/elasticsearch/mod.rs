@@ -6,9 +6,10 @@ pub mod config;
 pub mod mapping;
 
 use super::{SinkError, WindowSink};
+use crate::backoff::{retry_policy, MAX_RETRY_DELAY};
 use crate::monitor::window_document::WindowDocument;
 use crate::shutdown::Shutdown;
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::BackoffBuilder;
 use bulk::{bulk_body, classify, BulkOutcome};
 pub use config::ElasticsearchArgs;
 use elasticsearch::indices::{
@@ -117,18 +118,13 @@ impl ElasticsearchSink {
         quantiles: &[f64],
         mut shutdown: Shutdown,
     ) -> anyhow::Result<()> {
-        let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(500))
-            .with_max_delay(Duration::from_secs(30))
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut backoff = retry_policy(Duration::from_millis(500)).build();
         loop {
             match self.prepare(quantiles).await {
                 Ok(()) => return Ok(()),
                 Err(SinkError::Fatal(m)) => anyhow::bail!(m),
                 Err(SinkError::Transient(m)) => {
-                    let wait = backoff.next().unwrap_or(Duration::from_secs(30));
+                    let wait = backoff.next().unwrap_or(MAX_RETRY_DELAY);
                     tracing::warn!("{} ({}): {m}; retrying in {wait:.1?}", self.index, self.url);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
