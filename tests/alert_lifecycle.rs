@@ -73,62 +73,17 @@ async fn wait_state(alerts: &str, wanted: &str, timeout: Duration) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn sla_alert_goes_pending_firing_and_back_to_normal() {
     let dir = tempfile::tempdir().unwrap();
-    let t: Vec<String> = ["v", "r", "vd", "rd", "c", "sg", "mg"]
-        .iter()
-        .map(|s| unique(&format!("life_{s}")))
-        .collect();
-    let index = unique("life_index").to_lowercase();
-    let monitor = Job::start(
-        env!("CARGO_BIN_EXE_monitor"),
-        &[
-            "--reduced-topic",
-            &t[1],
-            "--dead-letter-topic",
-            &t[3],
-            "--checkpoint-topic",
-            &t[4],
-            "--group",
-            &t[6],
-            "--es-url",
-            &es_url(),
-            "--es-index",
-            &index,
-            "--window",
-            "2s",
-            "--max-out-of-orderness",
-            "500ms",
-            "--idle-timeout",
-            "1500ms",
-            "--sla",
-            "5s",
-        ],
+    let Pipeline {
+        monitor,
+        synchronizer,
+        generator,
+        index,
+        ..
+    } = start_pipeline(
+        "life",
         dir.path(),
-    );
-    let synchronizer = Job::start(
-        env!("CARGO_BIN_EXE_synchronizer"),
-        &[
-            "--visits-topic",
-            &t[0],
-            "--reduced-topic",
-            &t[1],
-            "--dead-letter-topic",
-            &t[2],
-            "--group",
-            &t[5],
-        ],
-        dir.path(),
-    );
-    let generator = Job::start(
-        env!("CARGO_BIN_EXE_generator"),
-        &[
-            "--visits-topic",
-            &t[0],
-            "--rate",
-            "100",
-            "--duration",
-            "150s",
-        ],
-        dir.path(),
+        "0s",
+        &["--rate", "100", "--duration", "150s"],
     );
     let control = http_addr_of(&synchronizer);
     wait_for_es_documents(&index, 2, Duration::from_secs(60)).await;

@@ -14,58 +14,17 @@ async fn run_pipeline(
     delay: &str,
 ) -> (BTreeMap<String, serde_json::Value>, BTreeMap<i64, Vec<f64>>) {
     let dir = tempfile::tempdir().unwrap();
-    let t: Vec<String> = ["visits", "reduced", "vdlq", "rdlq", "ckpt", "sg", "mg"]
-        .iter()
-        .map(|s| unique(&format!("{name}_{s}")))
-        .collect();
-    let index = unique(&format!("{name}_index")).to_lowercase();
-    let monitor = Job::start(
-        env!("CARGO_BIN_EXE_monitor"),
-        &[
-            "--reduced-topic",
-            &t[1],
-            "--dead-letter-topic",
-            &t[3],
-            "--checkpoint-topic",
-            &t[4],
-            "--group",
-            &t[6],
-            "--es-url",
-            &es_url(),
-            "--es-index",
-            &index,
-            "--window",
-            "2s",
-            "--max-out-of-orderness",
-            "500ms",
-            "--idle-timeout",
-            "1500ms",
-            "--sla",
-            "5s",
-        ],
+    let Pipeline {
+        monitor,
+        synchronizer,
+        mut generator,
+        reduced,
+        index,
+    } = start_pipeline(
+        name,
         dir.path(),
-    );
-    let synchronizer = Job::start(
-        env!("CARGO_BIN_EXE_synchronizer"),
+        delay,
         &[
-            "--visits-topic",
-            &t[0],
-            "--reduced-topic",
-            &t[1],
-            "--dead-letter-topic",
-            &t[2],
-            "--group",
-            &t[5],
-            "--delay",
-            delay,
-        ],
-        dir.path(),
-    );
-    let mut generator = Job::start(
-        env!("CARGO_BIN_EXE_generator"),
-        &[
-            "--visits-topic",
-            &t[0],
             "--rate",
             "300",
             "--duration",
@@ -75,7 +34,6 @@ async fn run_pipeline(
             "--seed",
             "5",
         ],
-        dir.path(),
     );
     assert!(
         generator.wait(Duration::from_secs(60)).success(),
@@ -86,7 +44,7 @@ async fn run_pipeline(
         serde_json::from_str(&std::fs::read_to_string(&generator.stdout).unwrap()).unwrap();
     let valid = report["by_kind"]["valid"].as_u64().unwrap() as usize;
     let reduced = consume(
-        &t[1],
+        &reduced,
         valid,
         Duration::from_secs(60),
         Duration::from_millis(500),

@@ -622,3 +622,54 @@ pub fn monitor_topics(name: &str) -> MonitorTopics {
         checkpoints: unique(&format!("{name}_c")),
     }
 }
+
+/// A running generator → synchronizer → monitor → Elasticsearch pipeline with test settings:
+/// 2 s windows, 500 ms out-of-orderness, 1.5 s idle timeout, SLA 5 s.
+pub struct Pipeline {
+    pub monitor: Job,
+    pub synchronizer: Job,
+    pub generator: Job,
+    /// The reduced-visits topic.
+    pub reduced: String,
+    /// The Elasticsearch index of the window documents.
+    pub index: String,
+}
+
+/// Starts a pipeline named `name`; `delay` is the synchronizer's initial delay, and
+/// `generator_args` say how much the generator produces.
+pub fn start_pipeline(name: &str, dir: &Path, delay: &str, generator_args: &[&str]) -> Pipeline {
+    let t: Vec<String> = ["visits", "reduced", "vdlq", "rdlq", "ckpt", "sg", "mg"]
+        .iter()
+        .map(|s| unique(&format!("{name}_{s}")))
+        .collect();
+    let index = unique(&format!("{name}_index")).to_lowercase();
+    #[rustfmt::skip]
+    let monitor = Job::start(
+        env!("CARGO_BIN_EXE_monitor"),
+        &[
+            "--reduced-topic", &t[1], "--dead-letter-topic", &t[3], "--checkpoint-topic", &t[4],
+            "--group", &t[6], "--es-url", &es_url(), "--es-index", &index, "--window", "2s",
+            "--max-out-of-orderness", "500ms", "--idle-timeout", "1500ms", "--sla", "5s",
+        ],
+        dir,
+    );
+    #[rustfmt::skip]
+    let synchronizer = Job::start(
+        env!("CARGO_BIN_EXE_synchronizer"),
+        &[
+            "--visits-topic", &t[0], "--reduced-topic", &t[1], "--dead-letter-topic", &t[2],
+            "--group", &t[5], "--delay", delay,
+        ],
+        dir,
+    );
+    let mut args = vec!["--visits-topic", t[0].as_str()];
+    args.extend_from_slice(generator_args);
+    let generator = Job::start(env!("CARGO_BIN_EXE_generator"), &args, dir);
+    Pipeline {
+        monitor,
+        synchronizer,
+        generator,
+        reduced: t[1].clone(),
+        index,
+    }
+}
