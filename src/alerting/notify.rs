@@ -19,10 +19,7 @@ fn iso(ms: i64) -> String {
 /// `{{ $labels.NAME }}`. Other templates are left as written.
 pub fn render(template: &str, rule: &AlertRule, value: Option<f64>) -> String {
     let shown = |humanize: bool| match value {
-        Some(v) if humanize => format!("{v:.4}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string(),
+        Some(v) if humanize => humanize_si(v),
         Some(v) => v.to_string(),
         None => "no value".to_string(),
     };
@@ -35,6 +32,38 @@ pub fn render(template: &str, rule: &AlertRule, value: Option<f64>) -> String {
         out = out.replace(&format!("{{{{ $labels.{k} }}}}"), v);
     }
     out
+}
+
+/// Grafana's (Prometheus') `humanize`: SI prefix and four significant digits, e.g.
+/// 10002.43 → `10k`, 1234567 → `1.235M`, 0.0042 → `4.2m`.
+pub fn humanize_si(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return format!("{value}");
+    }
+    const UP: [&str; 9] = ["", "k", "M", "G", "T", "P", "E", "Z", "Y"];
+    const DOWN: [&str; 9] = ["", "m", "u", "n", "p", "f", "a", "z", "y"];
+    let (mut v, mut i) = (value, 0);
+    if value.abs() >= 1.0 {
+        while v.abs() >= 1000.0 && i < UP.len() - 1 {
+            v /= 1000.0;
+            i += 1;
+        }
+    } else {
+        while v.abs() < 1.0 && i < DOWN.len() - 1 {
+            v *= 1000.0;
+            i += 1;
+        }
+    }
+    let digits = v.abs().log10().floor() as i32 + 1;
+    let decimals = (4 - digits).max(0) as usize;
+    let text = format!("{v:.decimals$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    let prefix = if value.abs() >= 1.0 { UP[i] } else { DOWN[i] };
+    format!("{text}{prefix}")
 }
 
 /// The labels of the alert for a firing state.
@@ -114,8 +143,14 @@ mod tests {
         let summary = render(&r.annotations["summary"], &r, Some(10_003.0));
         assert_eq!(
             summary,
-            "visits synchronizer p99 latency is 10003 ms, above the 5000 ms SLA"
+            "visits synchronizer p99 latency is 10k ms, above the 5000 ms SLA"
         );
+        assert_eq!(humanize_si(10_002.4297), "10k");
+        assert_eq!(humanize_si(1_234_567.0), "1.235M");
+        assert_eq!(humanize_si(6_642.18), "6.642k");
+        assert_eq!(humanize_si(250.0), "250");
+        assert_eq!(humanize_si(0.0042), "4.2m");
+        assert_eq!(humanize_si(-1500.0), "-1.5k");
         assert!(render("{{ $value }} / {{ $labels.severity }}", &r, None)
             .contains("no value / critical"));
     }
