@@ -145,7 +145,7 @@ mod tests {
             summary,
             "visits synchronizer p99 latency is 10k ms, above the 5000 ms SLA"
         );
-        assert_eq!(humanize_si(10_002.4297), "10k");
+        assert_eq!(humanize_si(10_002.429_7), "10k");
         assert_eq!(humanize_si(1_234_567.0), "1.235M");
         assert_eq!(humanize_si(6_642.18), "6.642k");
         assert_eq!(humanize_si(250.0), "250");
