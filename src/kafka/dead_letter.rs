@@ -1,7 +1,14 @@
 //! Dead-letter records: a refused record is kept, unchanged, with why and where it came from.
 
-use crate::rejection::Rejection;
-use rdkafka::message::{Header, OwnedHeaders};
+use super::producer::{enqueue, OutgoingRecord};
+use super::JobContext;
+use crate::rate_limited_log::RateLimitedLog;
+use crate::rejection::{RejectReason, Rejection};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Header carrying the stable reject reason (see [`crate::rejection::RejectReason`]).
 pub const REASON_HEADER: &str = "dlq.reason";
@@ -50,6 +57,78 @@ pub fn dead_letter_headers(
             value: Some(value),
         })
     })
+}
+
+/// Writes refused records to a dead-letter topic: each is counted by reason
+/// (`sla_records_rejected_total`), logged at most once per reason every 10 s, and kept
+/// unchanged with why and where it came from in its headers.
+pub struct DeadLetterQueue {
+    producer: FutureProducer<JobContext>,
+    source_topic: String,
+    topic: String,
+    log: RateLimitedLog<RejectReason>,
+}
+
+impl DeadLetterQueue {
+    /// A queue writing records consumed from `source_topic` to `topic` with `producer`.
+    pub fn new(producer: FutureProducer<JobContext>, source_topic: &str, topic: &str) -> Self {
+        DeadLetterQueue {
+            producer,
+            source_topic: source_topic.to_string(),
+            topic: topic.to_string(),
+            log: RateLimitedLog::new(Duration::from_secs(10)),
+        }
+    }
+
+    /// The dead-letter topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Enqueues `message` with the reason it was refused and any `extra` headers; returns the
+    /// future of its delivery (the caller commits its offset only once that succeeded).
+    pub async fn send(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        rejection: &Rejection,
+        extra: &[(&str, &str)],
+    ) -> Result<DeliveryFuture, KafkaError> {
+        let (partition, offset) = (message.partition(), message.offset());
+        metrics::counter!("sla_records_rejected_total", "reason" => rejection.reason.as_str())
+            .increment(1);
+        if let Some(suppressed) = self.log.should_log(rejection.reason, Instant::now()) {
+            tracing::warn!(
+                reason = %rejection.reason,
+                partition,
+                offset,
+                suppressed,
+                "record of {} sent to {}: {}",
+                self.source_topic,
+                self.topic,
+                rejection.detail
+            );
+        }
+        let source = SourcePosition {
+            topic: &self.source_topic,
+            partition,
+            offset,
+        };
+        let headers = extra.iter().fold(
+            dead_letter_headers(message.headers().map(|h| h.detach()), rejection, source),
+            |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: Some(*value),
+                })
+            },
+        );
+        let record = OutgoingRecord {
+            topic: &self.topic,
+            key: message.key(),
+            value: message.payload(),
+        };
+        enqueue(&self.producer, record, Some(headers)).await
+    }
 }
 
 #[cfg(test)]

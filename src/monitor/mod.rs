@@ -12,10 +12,9 @@ pub mod checkpoint_store;
 pub mod measurement;
 pub mod window_document;
 
-use crate::kafka::dead_letter::{dead_letter_headers, SourcePosition, WINDOW_START_HEADER};
-use crate::kafka::producer::{delivered, enqueue, OutgoingRecord, RELIABLE_PRODUCER};
+use crate::kafka::dead_letter::{DeadLetterQueue, WINDOW_START_HEADER};
+use crate::kafka::producer::{delivered, RELIABLE_PRODUCER};
 use crate::kafka::{admin, ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec};
-use crate::rate_limited_log::RateLimitedLog;
 use crate::rejection::{RejectReason, Rejection};
 use crate::shutdown::Shutdown;
 use crate::sink::driver::{self, Acknowledgement, Batch};
@@ -30,7 +29,7 @@ use futures::StreamExt;
 use measurement::{measure, TimestampKind};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Message, Timestamp};
+use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashSet};
@@ -173,6 +172,11 @@ pub async fn run(
         .create_with_context(context.clone())
         .map_err(|e| MonitorError::Setup(format!("creating the Kafka producer: {e}")))?;
     let sink_name = sink.describe();
+    let dead_letters = DeadLetterQueue::new(
+        producer.clone(),
+        &config.input_topic,
+        &config.dead_letter_topic,
+    );
     let (batches, acks) = driver::spawn(sink);
     let mut monitor = Monitor {
         watermarks: Watermarks::new(config.watermark),
@@ -191,7 +195,7 @@ pub async fn run(
         positions: BTreeMap::new(),
         replay_horizon: BTreeMap::new(),
         last_commit: BTreeMap::new(),
-        reject_log: RateLimitedLog::new(Duration::from_secs(10)),
+        dead_letters,
         timestamp_kinds_seen: HashSet::new(),
         report: MonitorReport::default(),
     };
@@ -227,7 +231,7 @@ struct Monitor {
     positions: BTreeMap<i32, Position>,
     replay_horizon: BTreeMap<i32, i64>,
     last_commit: BTreeMap<i32, Checkpoint>,
-    reject_log: RateLimitedLog<RejectReason>,
+    dead_letters: DeadLetterQueue,
     timestamp_kinds_seen: HashSet<TimestampKind>,
     report: MonitorReport,
 }
@@ -490,41 +494,19 @@ impl Monitor {
         max_before: Option<i64>,
     ) -> Result<(), MonitorError> {
         let (partition, offset) = (message.partition(), message.offset());
-        metrics::counter!("sla_records_rejected_total", "reason" => rejection.reason.as_str())
-            .increment(1);
-        let instant = Instant::now();
-        if let Some(suppressed) = self.reject_log.should_log(rejection.reason, instant) {
-            tracing::warn!(reason = %rejection.reason, partition, offset, suppressed, "record sent to {}: {}", self.config.dead_letter_topic, rejection.detail);
-        }
-        let mut headers = dead_letter_headers(
-            message.headers().map(|h| h.detach()),
-            &rejection,
-            SourcePosition {
-                topic: &self.config.input_topic,
-                partition,
-                offset,
-            },
-        );
-        if let Some(start) = late_for_window {
-            headers = headers.insert(Header {
-                key: WINDOW_START_HEADER,
-                value: Some(&start.to_string()),
-            });
-        }
-        let delivery = enqueue(
-            &self.producer,
-            OutgoingRecord {
-                topic: &self.config.dead_letter_topic,
-                key: message.key(),
-                value: message.payload(),
-            },
-            Some(headers),
-        )
-        .await
-        .map_err(|source| MonitorError::Delivery {
-            topic: self.config.dead_letter_topic.clone(),
-            source,
-        })?;
+        let window_start = late_for_window.map(|start| start.to_string());
+        let extra: Vec<(&str, &str)> = window_start
+            .iter()
+            .map(|start| (WINDOW_START_HEADER, start.as_str()))
+            .collect();
+        let delivery = self
+            .dead_letters
+            .send(message, &rejection, &extra)
+            .await
+            .map_err(|source| MonitorError::Delivery {
+                topic: self.config.dead_letter_topic.clone(),
+                source,
+            })?;
         self.pending_dead_letters
             .insert((partition, offset), max_before);
         self.deliveries.push(Box::pin(async move {

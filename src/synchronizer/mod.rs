@@ -7,13 +7,11 @@ pub mod control;
 
 use crate::delay::{DelayPolicy, PartitionOrderedSchedule};
 use crate::kafka::context::SharedOffsets;
-use crate::kafka::dead_letter::{dead_letter_headers, SourcePosition};
+use crate::kafka::dead_letter::DeadLetterQueue;
 use crate::kafka::producer::{delivered, enqueue, OutgoingRecord, RELIABLE_PRODUCER};
 use crate::kafka::{ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec};
 use crate::offset_tracker::OffsetTracker;
-use crate::rate_limited_log::RateLimitedLog;
 use crate::reduced_visit::ReducedVisit;
-use crate::rejection::RejectReason;
 use crate::shutdown::Shutdown;
 use crate::visit::Visit;
 use futures::stream::FuturesUnordered;
@@ -188,6 +186,11 @@ pub async fn run(
         delay = %*delay.borrow(),
         "synchronizer started"
     );
+    let dead_letters = DeadLetterQueue::new(
+        producer.clone(),
+        &config.input_topic,
+        &config.dead_letter_topic,
+    );
     let mut job = Synchronizer {
         config,
         consumer: Arc::new(consumer),
@@ -200,7 +203,7 @@ pub async fn run(
         deliveries: FuturesUnordered::new(),
         sequence: 0,
         rng: StdRng::seed_from_u64(rand_seed()),
-        reject_log: RateLimitedLog::new(Duration::from_secs(10)),
+        dead_letters,
         report: SynchronizerReport::default(),
     };
     job.run(shutdown).await
@@ -225,7 +228,7 @@ struct Synchronizer {
     deliveries: FuturesUnordered<PendingDelivery>,
     sequence: u64,
     rng: StdRng,
-    reject_log: RateLimitedLog<RejectReason>,
+    dead_letters: DeadLetterQueue,
     report: SynchronizerReport,
 }
 
@@ -321,34 +324,9 @@ impl Synchronizer {
                 }));
             }
             Err(rejection) => {
-                metrics::counter!("sla_records_rejected_total", "reason" => rejection.reason.as_str())
-                    .increment(1);
-                if let Some(suppressed) = self.reject_log.should_log(rejection.reason, started) {
-                    tracing::warn!(
-                        reason = %rejection.reason,
-                        partition,
-                        offset,
-                        suppressed,
-                        "undecodable visit sent to {}: {}",
-                        self.config.dead_letter_topic,
-                        rejection.detail
-                    );
-                }
-                let headers = dead_letter_headers(
-                    message.headers().map(|h| h.detach()),
-                    &rejection,
-                    SourcePosition {
-                        topic: &self.config.input_topic,
-                        partition,
-                        offset,
-                    },
-                );
-                let record = OutgoingRecord {
-                    topic: &self.config.dead_letter_topic,
-                    key: message.key(),
-                    value: message.payload(),
-                };
-                let delivery = enqueue(&self.producer, record, Some(headers))
+                let delivery = self
+                    .dead_letters
+                    .send(message, &rejection, &[])
                     .await
                     .map_err(|source| SynchronizerError::Delivery {
                         topic: self.config.dead_letter_topic.clone(),
