@@ -6,9 +6,9 @@
 # turns the delay off, shows it return to Normal, prints a timeline and stops what it started.
 #
 #   scripts/demo.sh          the real settings: 1-minute windows, the rule as provisioned
-#                            (evaluated every 1m, for: 2m) -- about 12 minutes
+#                            (evaluated every 1m, for: 2m) -- about 8 minutes
 #   scripts/demo.sh --fast   5-second windows, the same rule with a 5 s interval and for: 20s
-#                            -- about 3 minutes
+#                            -- about 2 minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
