@@ -144,8 +144,16 @@ async fn sla_alert_goes_pending_firing_and_back_to_normal() {
     );
     assert_eq!(firing[0]["labels"]["severity"], "critical");
     // …and routed it by dashboards/alertmanager/alertmanager.yml: critical → e-mail and webhook.
-    let receivers: Vec<&str> = firing[0]["receivers"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert!(receivers.contains(&"oncall-email") && receivers.contains(&"oncall-webhook"), "{receivers:?}");
+    let receivers: Vec<&str> = firing[0]["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        receivers.contains(&"oncall-email") && receivers.contains(&"oncall-webhook"),
+        "{receivers:?}"
+    );
     assert!(firing[0]["annotations"]["summary"]
         .as_str()
         .unwrap()
