@@ -365,7 +365,7 @@ async fn alert_query_crosses_the_threshold_exactly_when_the_delay_is_on() {
         }
     }
     produce(&reduced, &records).await;
-    let index = unique("alertq_index").to_lowercase();
+    let index = test_index("alertq");
     let (dlq, ckpt, group) = (unique("alertq_d"), unique("alertq_c"), unique("alertq_g"));
     let job = Job::start(
         env!("CARGO_BIN_EXE_monitor"),

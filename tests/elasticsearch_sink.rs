@@ -54,7 +54,7 @@ async fn documents_follow_an_explicit_mapping() {
     let base = (now_ms() - 60_000) / WINDOW * WINDOW;
     let (records, expected) = windows_of_records(base, 0..2, 20, 4);
     produce(&s.reduced, &records).await;
-    let index = unique("mapping_index").to_lowercase();
+    let index = test_index("mapping");
     let job = start(
         &args(&s, &unique("mapping_g"), &es_url(), &index, "1s"),
         dir.path(),
@@ -89,7 +89,7 @@ async fn a_conflicting_mapping_stops_the_job_with_what_to_fix() {
     let dir = tempfile::tempdir().unwrap();
     let s = monitor_topics("conflict");
     create_topic(&s.reduced, 2).await;
-    let index = unique("conflict_index").to_lowercase();
+    let index = test_index("conflict");
     let (status, body) = es_request(
         Method::Put,
         &format!("/{index}"),
@@ -126,7 +126,7 @@ async fn killed_mid_window_the_restarted_monitor_leaves_the_documents_of_an_unin
     phase1.push(record(1, base + WINDOW + 9, 70, "late-one"));
     produce(&s.reduced, &phase1).await;
 
-    let interrupted = unique("interrupted").to_lowercase();
+    let interrupted = test_index("interrupted");
     let group = unique("esrestart_g");
     let first = start(
         &args(&s, &group, &es_url(), &interrupted, "60s"),
@@ -145,7 +145,7 @@ async fn killed_mid_window_the_restarted_monitor_leaves_the_documents_of_an_unin
     let second = start(&args(&s, &group, &es_url(), &interrupted, "1s"), dir.path());
     let after_restart = wait_for_es_documents(&interrupted, 6, Duration::from_secs(30)).await;
 
-    let reference = unique("reference").to_lowercase();
+    let reference = test_index("reference");
     let third = start(
         &args(&s, &unique("reference_g"), &es_url(), &reference, "1s"),
         dir.path(),
@@ -167,7 +167,8 @@ async fn killed_mid_window_the_restarted_monitor_leaves_the_documents_of_an_unin
     }
 }
 
-#[tokio::test]
+// Multi-threaded: the proxy's tasks must keep running while the test thread waits.
+#[tokio::test(flavor = "multi_thread")]
 async fn an_elasticsearch_outage_loses_no_window() {
     let dir = tempfile::tempdir().unwrap();
     let s = monitor_topics("outage");
@@ -183,10 +184,14 @@ async fn an_elasticsearch_outage_loses_no_window() {
         .to_string();
     let proxy = Proxy::start(&upstream).await;
     let via_proxy = format!("http://{}", proxy.addr);
-    let index = unique("outage_index").to_lowercase();
+    let index = test_index("outage");
     produce(&s.reduced, &phase1).await;
     let job = start(
-        &args(&s, &unique("outage_g"), &via_proxy, &index, "2s"),
+        &[
+            args(&s, &unique("outage_g"), &via_proxy, &index, "2s"),
+            vec!["--es-timeout".to_string(), "5s".to_string()],
+        ]
+        .concat(),
         dir.path(),
     );
     wait_for_es_documents(&index, 2, Duration::from_secs(30)).await;

@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod checkpoint_store;
 pub mod measurement;
+pub mod unacknowledged;
 pub mod window_document;
 
 use crate::kafka::dead_letter::{DeadLetterQueue, WINDOW_START_HEADER};
@@ -39,6 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use unacknowledged::Unacknowledged;
 use window_document::WindowDocument;
 
 /// What the monitor needs to run.
@@ -111,13 +113,6 @@ type PendingDelivery = Pin<Box<dyn Future<Output = (i32, i64, Result<(), KafkaEr
 type PendingCheckpoint =
     Pin<Box<dyn Future<Output = (Vec<CheckpointRecord>, Result<(), String>)> + Send>>;
 
-/// Where consumption of a partition stands.
-#[derive(Debug, Clone, Copy)]
-struct Position {
-    next_offset: i64,
-    max_event_time: Option<i64>,
-}
-
 /// Creates the input topic (with LogAppendTime) and the dead-letter topic when missing, and
 /// warns when the input topic does not use LogAppendTime.
 pub async fn prepare_topics(config: &MonitorConfig, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -188,8 +183,7 @@ pub async fn run(
         batches,
         acks,
         next_batch: 0,
-        pending_batches: BTreeMap::new(),
-        pending_dead_letters: BTreeMap::new(),
+        unacknowledged: Unacknowledged::default(),
         deliveries: FuturesUnordered::new(),
         checkpointing: FuturesUnordered::new(),
         positions: BTreeMap::new(),
@@ -220,15 +214,13 @@ struct Monitor {
     batches: mpsc::UnboundedSender<Batch>,
     acks: mpsc::UnboundedReceiver<Acknowledgement>,
     next_batch: u64,
-    /// Batches sent to the sink and not yet acknowledged: their window close times and
-    /// resume points.
-    pending_batches: BTreeMap<u64, (i64, BTreeMap<i32, ResumePoint>)>,
-    /// Dead-letter records not yet acknowledged, with the partition's max event time before them.
-    pending_dead_letters: BTreeMap<(i32, i64), Option<i64>>,
+    /// Window batches and dead letters not yet acknowledged.
+    unacknowledged: Unacknowledged,
     deliveries: FuturesUnordered<PendingDelivery>,
     /// The checkpoint write under way, if any (at most one).
     checkpointing: FuturesUnordered<PendingCheckpoint>,
-    positions: BTreeMap<i32, Position>,
+    /// Per partition: the next offset to consume and the highest event time consumed.
+    positions: BTreeMap<i32, ResumePoint>,
     replay_horizon: BTreeMap<i32, i64>,
     last_commit: BTreeMap<i32, Checkpoint>,
     dead_letters: DeadLetterQueue,
@@ -300,9 +292,9 @@ impl Monitor {
             if let Offset::Offset(o) = offset {
                 self.positions.insert(
                     partition,
-                    Position {
-                        next_offset: o,
-                        max_event_time: checkpoint.and_then(|c| c.max_event_time_before),
+                    ResumePoint {
+                        offset: o,
+                        max_event_time_before: checkpoint.and_then(|c| c.max_event_time_before),
                     },
                 );
             }
@@ -340,7 +332,7 @@ impl Monitor {
                 Some(ack) = self.acks.recv() => self.on_ack(ack)?,
                 Some((partition, offset, result)) = self.deliveries.next() => {
                     result.map_err(|source| MonitorError::Delivery { topic: self.config.dead_letter_topic.clone(), source })?;
-                    self.pending_dead_letters.remove(&(partition, offset));
+                    self.unacknowledged.ack_dead_letter(partition, offset);
                 }
                 Some((records, result)) = self.checkpointing.next() => {
                     self.finish_checkpoint(records, result, CommitMode::Async);
@@ -368,17 +360,17 @@ impl Monitor {
     /// dead-letter deliveries already under way, up to the drain timeout.
     async fn drain(&mut self) -> Result<(), MonitorError> {
         let deadline = Instant::now() + self.config.drain_timeout;
-        while !self.pending_batches.is_empty() || !self.deliveries.is_empty() {
+        while self.unacknowledged.batches() > 0 || !self.deliveries.is_empty() {
             tokio::select! {
                 Some(ack) = self.acks.recv() => self.on_ack(ack)?,
                 Some((partition, offset, result)) = self.deliveries.next() => {
                     if result.is_ok() {
-                        self.pending_dead_letters.remove(&(partition, offset));
+                        self.unacknowledged.ack_dead_letter(partition, offset);
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(
-                        pending_batches = self.pending_batches.len(),
+                        pending_batches = self.unacknowledged.batches(),
                         pending_dead_letters = self.deliveries.len(),
                         "drain timeout: unacknowledged output will be redone after a restart"
                     );
@@ -391,7 +383,7 @@ impl Monitor {
 
     fn on_ack(&mut self, ack: Acknowledgement) -> Result<(), MonitorError> {
         let id = ack.map_err(MonitorError::Sink)?;
-        if let Some((_, _)) = self.pending_batches.remove(&id) {
+        if self.unacknowledged.ack_batch(id) {
             metrics::counter!("sla_monitor_window_batches_acknowledged_total").increment(1);
         }
         Ok(())
@@ -411,11 +403,11 @@ impl Monitor {
             Timestamp::NotAvailable => None,
         };
         let outcome = measure(message.payload(), timestamp, now, self.config.max_future_ms);
-        let position = self.positions.entry(partition).or_insert(Position {
-            next_offset: offset,
-            max_event_time: max_before,
+        let position = self.positions.entry(partition).or_insert(ResumePoint {
+            offset,
+            max_event_time_before: max_before,
         });
-        position.next_offset = offset + 1;
+        position.offset = offset + 1;
         let measurement = match outcome {
             Ok(m) => m,
             Err(rejection) => {
@@ -423,9 +415,9 @@ impl Monitor {
                 return self.dead_letter(message, rejection, None, max_before).await;
             }
         };
-        position.max_event_time = Some(
+        position.max_event_time_before = Some(
             position
-                .max_event_time
+                .max_event_time_before
                 .map_or(measurement.event_time, |m| m.max(measurement.event_time)),
         );
         self.count_timestamp_kind(measurement.timestamp_kind);
@@ -507,8 +499,8 @@ impl Monitor {
                 topic: self.config.dead_letter_topic.clone(),
                 source,
             })?;
-        self.pending_dead_letters
-            .insert((partition, offset), max_before);
+        self.unacknowledged
+            .add_dead_letter(partition, offset, max_before);
         self.deliveries.push(Box::pin(async move {
             (partition, offset, delivered(delivery).await)
         }));
@@ -546,7 +538,7 @@ impl Monitor {
         metrics::counter!("sla_monitor_windows_closed_total").increment(documents.len() as u64);
         let id = self.next_batch;
         self.next_batch += 1;
-        self.pending_batches.insert(id, (close_at, resume_points));
+        self.unacknowledged.add_batch(id, close_at, resume_points);
         // The sink task only ends after a fatal error, which arrives as an ack and stops us.
         let _ = self.batches.send(Batch { id, documents });
     }
@@ -555,58 +547,21 @@ impl Monitor {
     /// commit: per partition, the first offset still needed (by an open window, a window not
     /// yet acknowledged by the sink, or a dead-letter record not yet acknowledged).
     fn plan_checkpoints(&self) -> Vec<CheckpointRecord> {
-        let durable_through = match self
-            .pending_batches
-            .values()
-            .map(|(close_at, _)| *close_at)
-            .min()
-        {
-            Some(close_at) => Some(close_at - 1),
-            None => self.windows.closed_through(),
-        };
-        let mut needed = self.windows.resume_points();
-        for (_, points) in self.pending_batches.values() {
-            for (&p, &point) in points {
-                earliest(&mut needed, p, point);
-            }
-        }
-        for (&(p, offset), &max_before) in &self.pending_dead_letters {
-            earliest(
-                &mut needed,
-                p,
-                ResumePoint {
-                    offset,
-                    max_event_time_before: max_before,
-                },
-            );
-        }
-        let mut records = Vec::new();
-        for (&partition, position) in &self.positions {
-            let mut point = ResumePoint {
-                offset: position.next_offset,
-                max_event_time_before: position.max_event_time,
-            };
-            if let Some(&n) = needed.get(&partition) {
-                if n.offset < point.offset {
-                    point = n;
-                }
-            }
-            let checkpoint = Checkpoint {
-                offset: point.offset,
-                max_event_time_before: point.max_event_time_before,
-                durable_through,
-                consumed_end: position.next_offset,
-            };
-            if self.last_commit.get(&partition) != Some(&checkpoint) {
-                records.push(CheckpointRecord {
-                    group: self.config.group.clone(),
-                    topic: self.config.input_topic.clone(),
-                    partition,
-                    checkpoint,
-                });
-            }
-        }
-        records
+        self.unacknowledged
+            .plan(
+                &self.positions,
+                self.windows.resume_points(),
+                self.windows.closed_through(),
+            )
+            .into_iter()
+            .filter(|(partition, checkpoint)| self.last_commit.get(partition) != Some(checkpoint))
+            .map(|(partition, checkpoint)| CheckpointRecord {
+                group: self.config.group.clone(),
+                topic: self.config.input_topic.clone(),
+                partition,
+                checkpoint,
+            })
+            .collect()
     }
 
     /// Starts writing the checkpoints in the background (one write at a time); offsets are

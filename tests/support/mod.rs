@@ -642,7 +642,7 @@ pub fn start_pipeline(name: &str, dir: &Path, delay: &str, generator_args: &[&st
         .iter()
         .map(|s| unique(&format!("{name}_{s}")))
         .collect();
-    let index = unique(&format!("{name}_index")).to_lowercase();
+    let index = test_index(name);
     #[rustfmt::skip]
     let monitor = Job::start(
         env!("CARGO_BIN_EXE_monitor"),
@@ -672,4 +672,12 @@ pub fn start_pipeline(name: &str, dir: &Path, delay: &str, generator_args: &[&st
         reduced: t[1].clone(),
         index,
     }
+}
+
+/// Prefix of every Elasticsearch index a test creates; `scripts/test.sh` deletes them before a run.
+pub const TEST_INDEX_PREFIX: &str = "sla_test_";
+
+/// A fresh index name for the test `name`.
+pub fn test_index(name: &str) -> String {
+    unique(&format!("{TEST_INDEX_PREFIX}{name}")).to_lowercase()
 }
