@@ -112,17 +112,7 @@ async fn monitor_authenticates_with_basic_auth_or_an_api_key_and_explains_a_refu
     let (records, _) = windows_of_records(base, 0..2, 10, 7);
     produce(&s.reduced, &records).await;
     let monitor = |group: &str, index: &str, auth: &[&str]| {
-        let mut args = vec![
-            "--reduced-topic",
-            &s.reduced,
-            "--dead-letter-topic",
-            &s.dlq,
-            "--checkpoint-topic",
-            &s.checkpoints,
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
+        let mut args: Vec<String> = s.args().into_iter().map(String::from).collect();
         for a in [
             "--group",
             group,

@@ -12,33 +12,28 @@ use support::*;
 const BIN: &str = env!("CARGO_BIN_EXE_monitor");
 
 fn args(s: &MonitorTopics, group: &str, es: &str, index: &str, idle: &str) -> Vec<String> {
-    [
-        "--reduced-topic",
-        &s.reduced,
-        "--dead-letter-topic",
-        &s.dlq,
-        "--checkpoint-topic",
-        &s.checkpoints,
-        "--group",
-        group,
-        "--es-url",
-        es,
-        "--es-index",
-        index,
-        "--window",
-        "2s",
-        "--max-out-of-orderness",
-        "500ms",
-        "--idle-timeout",
-        idle,
-        "--sla",
-        "1s",
-        "--commit-interval",
-        "200ms",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    s.args()
+        .into_iter()
+        .chain([
+            "--group",
+            group,
+            "--es-url",
+            es,
+            "--es-index",
+            index,
+            "--window",
+            "2s",
+            "--max-out-of-orderness",
+            "500ms",
+            "--idle-timeout",
+            idle,
+            "--sla",
+            "1s",
+            "--commit-interval",
+            "200ms",
+        ])
+        .map(String::from)
+        .collect()
 }
 
 fn start(args: &[String], dir: &std::path::Path) -> Job {

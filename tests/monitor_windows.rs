@@ -18,13 +18,8 @@ fn monitor_args<'a>(
     output: &'a str,
     idle: &'a str,
 ) -> Vec<&'a str> {
-    vec![
-        "--reduced-topic",
-        &s.reduced,
-        "--dead-letter-topic",
-        &s.dlq,
-        "--checkpoint-topic",
-        &s.checkpoints,
+    let mut args = s.args();
+    args.extend([
         "--group",
         group,
         "--sink",
@@ -41,7 +36,8 @@ fn monitor_args<'a>(
         "1s",
         "--commit-interval",
         "200ms",
-    ]
+    ]);
+    args
 }
 
 #[tokio::test]

@@ -614,6 +614,20 @@ pub struct MonitorTopics {
     pub checkpoints: String,
 }
 
+impl MonitorTopics {
+    /// The monitor flags naming these topics.
+    pub fn args(&self) -> Vec<&str> {
+        vec![
+            "--reduced-topic",
+            &self.reduced,
+            "--dead-letter-topic",
+            &self.dlq,
+            "--checkpoint-topic",
+            &self.checkpoints,
+        ]
+    }
+}
+
 /// Fresh monitor topic names for the test `name`.
 pub fn monitor_topics(name: &str) -> MonitorTopics {
     MonitorTopics {
