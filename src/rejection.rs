@@ -29,20 +29,6 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    /// Every reason, for pre-registering metrics so dashboards show zeros rather than gaps.
-    pub const ALL: [RejectReason; 10] = [
-        RejectReason::EmptyPayload,
-        RejectReason::InvalidJson,
-        RejectReason::NotAnObject,
-        RejectReason::MissingField,
-        RejectReason::WrongType,
-        RejectReason::InvalidEventTime,
-        RejectReason::NegativeValue,
-        RejectReason::MissingTimestamp,
-        RejectReason::TimestampInFuture,
-        RejectReason::Late,
-    ];
-
     /// The stable snake_case name used in metric labels and dead-letter headers.
     pub fn as_str(self) -> &'static str {
         match self {

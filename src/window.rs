@@ -131,11 +131,6 @@ impl Windows {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &WindowConfig {
-        &self.config
-    }
-
     /// Restores the watermark through which windows were closed and written before a restart.
     pub fn restore_closed_through(&mut self, watermark: i64) {
         self.closed_through = Some(self.closed_through.map_or(watermark, |c| c.max(watermark)));

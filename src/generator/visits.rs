@@ -46,14 +46,6 @@ impl RecordKind {
             RecordKind::WrongType => "wrong_type",
         }
     }
-
-    /// Whether the synchronizer is expected to accept a record of this kind.
-    pub fn is_decodable(self) -> bool {
-        matches!(
-            self,
-            RecordKind::Valid | RecordKind::Late | RecordKind::Duplicate
-        )
-    }
 }
 
 /// Percentages (0–100) of each deliberately unusual kind of record; the rest are valid.

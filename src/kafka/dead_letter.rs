@@ -80,11 +80,6 @@ impl DeadLetterQueue {
         }
     }
 
-    /// The dead-letter topic.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
     /// Enqueues `message` with the reason it was refused and any `extra` headers; returns the
     /// future of its delivery (the caller commits its offset only once that succeeded).
     pub async fn send(

@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -191,14 +191,6 @@ pub fn consume(topic: &str, expected: usize, timeout: Duration, settle: Duration
         }
     }
     out
-}
-
-/// Headers helper for producing records with headers in tests.
-pub fn header(key: &str, value: &str) -> OwnedHeaders {
-    OwnedHeaders::new().insert(Header {
-        key,
-        value: Some(value),
-    })
 }
 
 /// A running job binary whose stderr goes to a log file.
