@@ -114,10 +114,8 @@ async fn killed_mid_window_the_restarted_monitor_leaves_the_documents_of_an_unin
     let s = monitor_topics("esrestart");
     create_topic(&s.reduced, 2).await;
     let base = (now_ms() - 300_000) / WINDOW * WINDOW;
-    let (all, expected) = windows_of_records(base, 0..6, 30, 5);
-    let (mut phase1, phase2): (Vec<Outgoing>, Vec<Outgoing>) = all
-        .into_iter()
-        .partition(|r| r.timestamp_ms.unwrap() < base + 3 * WINDOW + WINDOW / 2);
+    // Phase 1: windows 0-2, the first half of window 3, and a late record after them.
+    let (mut phase1, phase2, expected) = mid_window_phases(base, 5);
     phase1.push(record(1, base + WINDOW + 9, 70, "late-one"));
     produce(&s.reduced, &phase1).await;
 

@@ -112,11 +112,8 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
     let s = monitor_topics("restart");
     create_topic(&s.reduced, 2).await;
     let base = (now_ms() - 300_000) / WINDOW * WINDOW;
-    let (all, expected) = windows_of_records(base, 0..6, 30, 2);
     // Phase 1: windows 0-2, the first half of window 3, and a late record after them.
-    let (mut phase1, phase2): (Vec<Outgoing>, Vec<Outgoing>) = all
-        .into_iter()
-        .partition(|r| r.timestamp_ms.unwrap() < base + 3 * WINDOW + WINDOW / 2);
+    let (mut phase1, phase2, expected) = mid_window_phases(base, 2);
     phase1.push(record(0, base + WINDOW + 5, 70, "late-one"));
     produce(&s.reduced, &phase1).await;
 

@@ -687,3 +687,18 @@ pub const TEST_INDEX_PREFIX: &str = "sla_test_";
 pub fn test_index(name: &str) -> String {
     unique(&format!("{TEST_INDEX_PREFIX}{name}")).to_lowercase()
 }
+
+/// The "killed mid-window" scenario: six windows of records from `base` (two partitions, 30
+/// per partition and window), split so that phase 1 ends half-way through window 3 — the
+/// window open when a test kills the monitor — and phase 2 holds the rest. Returns (phase 1,
+/// phase 2, latencies per window start).
+pub fn mid_window_phases(
+    base: i64,
+    seed: u64,
+) -> (Vec<Outgoing>, Vec<Outgoing>, BTreeMap<i64, Vec<f64>>) {
+    let (all, expected) = windows_of_records(base, 0..6, 30, seed);
+    let (phase1, phase2) = all
+        .into_iter()
+        .partition(|r| r.timestamp_ms.unwrap() < base + 3 * WINDOW + WINDOW / 2);
+    (phase1, phase2, expected)
+}
