@@ -173,6 +173,9 @@ pub async fn run(
         &config.dead_letter_topic,
     );
     let (batches, acks) = driver::spawn(sink);
+    let consumed =
+        metrics::counter!("sla_records_consumed_total", "topic" => config.input_topic.clone());
+    let latency = metrics::histogram!("sla_monitor_record_latency_seconds");
     let mut monitor = Monitor {
         watermarks: Watermarks::new(config.watermark),
         windows: Windows::new(config.window.clone()),
@@ -192,6 +195,8 @@ pub async fn run(
         dead_letters,
         timestamp_kinds_seen: HashSet::new(),
         report: MonitorReport::default(),
+        consumed,
+        latency,
     };
     monitor.assign_all_partitions().await?;
     tracing::info!(
@@ -226,6 +231,10 @@ struct Monitor {
     dead_letters: DeadLetterQueue,
     timestamp_kinds_seen: HashSet<TimestampKind>,
     report: MonitorReport,
+    /// `sla_records_consumed_total` of the input topic, resolved once (not per record).
+    consumed: metrics::Counter,
+    /// `sla_monitor_record_latency_seconds`, resolved once.
+    latency: metrics::Histogram,
 }
 
 fn now_ms() -> i64 {
@@ -394,8 +403,7 @@ impl Monitor {
         let (partition, offset) = (message.partition(), message.offset());
         let now = now_ms();
         self.report.consumed += 1;
-        metrics::counter!("sla_records_consumed_total", "topic" => self.config.input_topic.clone())
-            .increment(1);
+        self.consumed.increment(1);
         let max_before = self.watermarks.max_event_time(partition);
         let timestamp = match message.timestamp() {
             Timestamp::LogAppendTime(t) => Some((TimestampKind::LogAppendTime, t)),
@@ -421,8 +429,7 @@ impl Monitor {
                 .map_or(measurement.event_time, |m| m.max(measurement.event_time)),
         );
         self.count_timestamp_kind(measurement.timestamp_kind);
-        metrics::histogram!("sla_monitor_record_latency_seconds")
-            .record(measurement.latency_ms as f64 / 1000.0);
+        self.latency.record(measurement.latency_ms as f64 / 1000.0);
         let placement = self.windows.place(Observation {
             partition,
             offset,

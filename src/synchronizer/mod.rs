@@ -191,6 +191,7 @@ pub async fn run(
         &config.input_topic,
         &config.dead_letter_topic,
     );
+    let meters = Meters::new(&config);
     let mut job = Synchronizer {
         config,
         consumer: Arc::new(consumer),
@@ -205,6 +206,7 @@ pub async fn run(
         rng: StdRng::seed_from_u64(rand_seed()),
         dead_letters,
         report: SynchronizerReport::default(),
+        meters,
     };
     job.run(shutdown).await
 }
@@ -230,6 +232,31 @@ struct Synchronizer {
     rng: StdRng,
     dead_letters: DeadLetterQueue,
     report: SynchronizerReport,
+    meters: Meters,
+}
+
+/// The synchronizer's per-record metrics, resolved once (not per record).
+struct Meters {
+    consumed: metrics::Counter,
+    produced_reduced: metrics::Counter,
+    produced_dead_letter: metrics::Counter,
+    produce_ack: metrics::Histogram,
+    in_flight: metrics::Gauge,
+    waiting: metrics::Gauge,
+}
+
+impl Meters {
+    fn new(config: &SynchronizerConfig) -> Self {
+        let produced = |topic: &str| metrics::counter!("sla_records_produced_total", "topic" => topic.to_string());
+        Meters {
+            consumed: metrics::counter!("sla_records_consumed_total", "topic" => config.input_topic.clone()),
+            produced_reduced: produced(&config.output_topic),
+            produced_dead_letter: produced(&config.dead_letter_topic),
+            produce_ack: metrics::histogram!("sla_produce_ack_seconds"),
+            in_flight: metrics::gauge!("sla_records_in_flight"),
+            waiting: metrics::gauge!("sla_records_waiting"),
+        }
+    }
 }
 
 impl Synchronizer {
@@ -251,8 +278,8 @@ impl Synchronizer {
                 last_policy = policy;
             }
             let in_flight = self.tracker.lock().expect("tracker").in_flight();
-            metrics::gauge!("sla_records_in_flight").set(in_flight as f64);
-            metrics::gauge!("sla_records_waiting").set(self.waiting.len() as f64);
+            self.meters.in_flight.set(in_flight as f64);
+            self.meters.waiting.set(self.waiting.len() as f64);
             if drain_deadline.is_some() && self.waiting.is_empty() && self.deliveries.is_empty() {
                 break;
             }
@@ -306,8 +333,7 @@ impl Synchronizer {
             .expect("tracker")
             .track(partition, offset);
         self.report.consumed += 1;
-        metrics::counter!("sla_records_consumed_total", "topic" => self.config.input_topic.clone())
-            .increment(1);
+        self.meters.consumed.increment(1);
         match Visit::decode(message.payload()) {
             Ok(visit) => {
                 let reduced = ReducedVisit::from_visit(&visit, start_ms);
@@ -393,11 +419,18 @@ impl Synchronizer {
             .lock()
             .expect("tracker")
             .ack(done.partition, done.offset);
-        metrics::counter!("sla_records_produced_total", "topic" => topic.clone()).increment(1);
-        metrics::histogram!("sla_produce_ack_seconds").record(done.started.elapsed().as_secs_f64());
+        self.meters
+            .produce_ack
+            .record(done.started.elapsed().as_secs_f64());
         match done.topic_kind {
-            OutputKind::Reduced => self.report.produced += 1,
-            OutputKind::DeadLetter => self.report.dead_lettered += 1,
+            OutputKind::Reduced => {
+                self.meters.produced_reduced.increment(1);
+                self.report.produced += 1;
+            }
+            OutputKind::DeadLetter => {
+                self.meters.produced_dead_letter.increment(1);
+                self.report.dead_lettered += 1;
+            }
         }
         Ok(())
     }
