@@ -15,10 +15,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Consumes reduced visits, takes each record's Kafka timestamp (LogAppendTime) as event time,
-/// latency = timestamp - start_processing_time_ms, groups records into tumbling event-time
-/// windows with watermarks and writes one summary per window (count, percentiles, min, max,
-/// mean, records over the SLA). Offsets are committed only after a window is written.
 /// Destination of the window documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum SinkKind {
@@ -28,6 +24,10 @@ enum SinkKind {
     JsonLines,
 }
 
+/// Consumes reduced visits, takes each record's Kafka timestamp (LogAppendTime) as event time,
+/// latency = timestamp - start_processing_time_ms, groups records into tumbling event-time
+/// windows with watermarks and writes one summary per window (count, percentiles, min, max,
+/// mean, records over the SLA). Offsets are committed only after a window is written.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
@@ -97,9 +97,10 @@ struct Cli {
     #[arg(long, env = "SLA_EXACT_THRESHOLD", default_value_t = 10_000)]
     exact_threshold: usize,
 
-    /// t-digest compression (centroids kept) for windows above the exact threshold.
+    /// t-digest compression (centroids kept) for windows above the exact threshold. (Named
+    /// --compression before 0.2; --compression now chooses the Kafka codec.)
     #[arg(long, env = "SLA_DIGEST_COMPRESSION", default_value_t = 500, value_parser = clap::value_parser!(u64).range(20..=100_000))]
-    compression: u64,
+    digest_compression: u64,
 
     /// Records whose timestamp is further ahead of this host's clock are refused, e.g. 5m.
     #[arg(long, env = "SLA_MAX_FUTURE", default_value = "5m", value_parser = humantime::parse_duration)]
@@ -174,7 +175,7 @@ impl Cli {
                 quantiles,
                 digest: DigestConfig {
                     exact_threshold: self.exact_threshold,
-                    compression: self.compression as usize,
+                    compression: self.digest_compression as usize,
                 },
             },
             watermark: WatermarkConfig {

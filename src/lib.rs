@@ -26,7 +26,10 @@
 //!   Alertmanager/webhook payloads.
 //!
 //! Edges (I/O):
-//! - [`kafka`]: client settings, topic administration, client context, dead letters, producing.
+//! - [`kafka`]: client settings (flags, properties files checked by librdkafka, compression),
+//!   the connection check that turns refused credentials and untrusted certificates into a
+//!   clear stop ([`kafka::security_failure`]), topic administration, client context, dead
+//!   letters, producing.
 //! - [`http`] and [`telemetry`]: the `/metrics` and `/healthz` endpoint, logging, metrics.
 //! - [`shutdown`]: graceful stop on SIGINT/SIGTERM; [`backoff`]: the shared retry schedule.
 //! - [`sink`]: where window documents go (Elasticsearch or JSON lines), written with retries

@@ -79,6 +79,61 @@ impl ReducedVisit {
     }
 }
 
+/// The processing start stamp of a record value from `reduced_visits`: what the monitor needs
+/// per record. Valid records are read in one pass without building a JSON tree or copying the
+/// id; anything the fast path does not accept goes through [`ReducedVisit::decode`], so the
+/// result (and the reason of a rejection) is always the same as decoding in full.
+pub fn start_processing_time_ms(payload: Option<&[u8]>) -> Result<i64, Rejection> {
+    if let Some(Ok(view)) = payload.map(serde_json::from_slice::<ReducedVisitView>) {
+        if view.start_processing_time_ms >= 0 && view.visit.event_time >= 0 {
+            return Ok(view.start_processing_time_ms);
+        }
+    }
+    ReducedVisit::decode(payload).map(|visit| visit.start_processing_time_ms)
+}
+
+/// The fields of a valid reduced visit, checked but not kept (unknown fields are skipped).
+#[derive(Deserialize)]
+struct ReducedVisitView {
+    visit: VisitView,
+    start_processing_time_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct VisitView {
+    #[allow(dead_code)] // checked for its type by deserialising, never read
+    id: IdView,
+    event_time: i64,
+}
+
+/// A visit id as [`ReducedVisit::decode`] accepts it (a string or a number), not copied.
+struct IdView;
+
+impl<'de> Deserialize<'de> for IdView {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IdVisitor;
+        impl serde::de::Visitor<'_> for IdVisitor {
+            type Value = IdView;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E>(self, _: &str) -> Result<IdView, E> {
+                Ok(IdView)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<IdView, E> {
+                Ok(IdView)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<IdView, E> {
+                Ok(IdView)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<IdView, E> {
+                Ok(IdView)
+            }
+        }
+        deserializer.deserialize_any(IdVisitor)
+    }
+}
+
 fn non_negative_integer(value: &Value, field: &str) -> Result<i64, Rejection> {
     match value.as_i64() {
         Some(n) if n >= 0 => Ok(n),
@@ -98,6 +153,47 @@ mod tests {
     use super::*;
     use chrono::DateTime;
     use proptest::prelude::*;
+
+    fn payloads() -> impl Strategy<Value = String> {
+        let id = prop_oneof![
+            Just(r#""v-1""#.to_string()),
+            Just(r#""esc\"aped""#.to_string()),
+            Just("42".to_string()),
+            Just("1.5".to_string()),
+            Just("null".to_string()),
+            Just("[1]".to_string()),
+            Just("{}".to_string()),
+        ];
+        let number = prop_oneof![
+            (-5i64..5_000_000_000_000).prop_map(|n| n.to_string()),
+            Just("1e3".to_string()),
+            Just("2.0".to_string()),
+            Just("null".to_string()),
+            Just(r#""17""#.to_string()),
+            Just("18446744073709551615".to_string()),
+        ];
+        (id, number.clone(), number, any::<u8>()).prop_map(|(id, event_time, stamp, shape)| {
+            match shape % 8 {
+                0 => format!(r#"{{"visit":{{"id":{id},"event_time":{event_time}}},"start_processing_time_ms":{stamp}}}"#),
+                1 => format!(r#"{{"start_processing_time_ms":{stamp},"extra":[1,{{"a":2}}],"visit":{{"event_time":{event_time},"id":{id},"x":null}}}}"#),
+                2 => format!(r#"{{"visit":{{"id":{id}}},"start_processing_time_ms":{stamp}}}"#),
+                3 => format!(r#"{{"visit":{{"id":{id},"event_time":{event_time}}}}}"#),
+                4 => format!(r#"{{"visit":{id},"start_processing_time_ms":{stamp}}}"#),
+                5 => format!(r#"{{"visit":{{"id":{id},"event_time":{event_time}}},"start_processing_time_ms":{stamp},"start_processing_time_ms":7}}"#),
+                6 => format!(r#"[{stamp}]"#),
+                _ => format!(r#"{{"visit":{{"id":{id},"event_time":{event_time}}},"start_processing_time_ms":{stamp}"#),
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn fast_stamp_reading_agrees_with_full_decoding(payload in payloads()) {
+            let fast = start_processing_time_ms(Some(payload.as_bytes()));
+            let full = ReducedVisit::decode(Some(payload.as_bytes())).map(|v| v.start_processing_time_ms);
+            prop_assert_eq!(fast, full);
+        }
+    }
 
     #[test]
     fn reduces_to_the_documented_wire_format() {

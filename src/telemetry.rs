@@ -2,6 +2,7 @@
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::io::IsTerminal;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 /// Initialises logging to stderr. `RUST_LOG` overrides the default level (`info`).
@@ -15,13 +16,29 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// Installs the process-wide Prometheus recorder; every metric carries the label `job`.
+/// How often histogram samples are folded into their buckets. The recorder keeps every sample
+/// until then, so this bounds its memory (to the samples of one interval) whether or not
+/// anything scrapes `/metrics`.
+pub const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Installs the process-wide Prometheus recorder (every metric carries the label `job`) and
+/// starts its periodic upkeep on the current Tokio runtime.
 pub fn install_metrics(job: &str) -> anyhow::Result<PrometheusHandle> {
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .add_global_label("job", job)
         .set_buckets(&[
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
         ])?
         .install_recorder()
-        .map_err(|e| anyhow::anyhow!("installing the Prometheus metrics recorder: {e}"))
+        .map_err(|e| anyhow::anyhow!("installing the Prometheus metrics recorder: {e}"))?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }

@@ -5,50 +5,12 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use support::private_broker::{free_port, start_tansu};
 use support::*;
 
-fn tansu_binary() -> String {
-    if let Ok(bin) = std::env::var("SLA_TANSU_BIN") {
-        return bin;
-    }
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh"))
-        .args(["bin", "kafka"])
-        .output()
-        .expect("running scripts/stack.sh bin kafka");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_broker(dir: &std::path::Path, port: u16) -> Child {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(tansu_binary())
-        .current_dir(dir)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "sqlite://tansu.db",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting tansu (scripts/stack.sh up kafka installs it)");
-    wait_for("private broker", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    child
+fn start_broker(dir: &std::path::Path, port: u16) -> std::process::Child {
+    start_tansu(dir, port, &format!("127.0.0.1:{port}"), false)
 }
 
 #[tokio::test]

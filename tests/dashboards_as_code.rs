@@ -340,6 +340,42 @@ fn compose_stack_is_complete_and_loopback_only() {
     );
 }
 
+#[test]
+fn secured_kafka_override_keeps_client_secrets_outside_the_repo() {
+    let compose = yaml("docker/secured-kafka.yml");
+    for job in ["generator", "synchronizer", "monitor"] {
+        let service = &compose["services"][job];
+        let env = &service["environment"];
+        assert!(
+            env["SLA_BROKERS"]
+                .as_str()
+                .unwrap()
+                .starts_with("${SLA_BROKERS:?"),
+            "{job}: brokers come from the environment"
+        );
+        let config = env["SLA_KAFKA_CONFIG"].as_str().unwrap();
+        assert!(
+            config.starts_with("/etc/sla-monitor/kafka/"),
+            "{job}: {config}"
+        );
+        let volume = service["volumes"][0].as_str().unwrap();
+        assert!(
+            volume.starts_with("${SLA_KAFKA_SECRETS_DIR:?")
+                && volume.ends_with(":/etc/sla-monitor/kafka:ro"),
+            "{job}: secrets mounted read-only from outside the repo: {volume}"
+        );
+    }
+    let template = repo("docker/kafka-client.properties.example");
+    let properties = sla_monitor::kafka::properties::PropertiesFile::read(&template)
+        .unwrap_or_else(|e| panic!("the template must be valid librdkafka properties: {e}"));
+    let password = properties
+        .properties
+        .iter()
+        .find(|(key, _)| key == "sasl.password")
+        .map(|(_, value)| value.as_str());
+    assert_eq!(password, Some("CHANGE-ME"), "a placeholder, never a secret");
+}
+
 /// The rule's query A against real monitor output: one-minute windows, the middle ones with a
 /// 10 s delay. Evaluated at the end of each window, C holds exactly for the delayed ones.
 #[tokio::test]

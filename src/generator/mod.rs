@@ -68,9 +68,9 @@ pub async fn run(
         shutdown.clone(),
     )
     .await?;
-    let context = JobContext::new(&k.brokers, None);
+    let context = JobContext::new(k.bootstrap_servers(), None);
     let producer: FutureProducer<JobContext> = k
-        .client_config(RELIABLE_PRODUCER)
+        .producer_config(RELIABLE_PRODUCER)
         .create_with_context(context.clone())
         .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
     let mut generator = VisitGenerator::new(config.seed, config.mix);

@@ -1,14 +1,19 @@
 //! Topic administration: create the topics a job needs when they are missing, and read a
-//! topic's timestamp type.
+//! topic's timestamp type. This is every job's first contact with the brokers, so it is also
+//! where refused credentials and untrusted certificates end the job with a clear message.
 
+use super::security_failure::{classify, transport_hint, SecurityFailure};
 use crate::backoff::retry_policy;
 use crate::shutdown::Shutdown;
 use backon::Retryable;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::ClientConfig;
+use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// A topic a job needs, with the settings used if it has to be created.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +50,9 @@ impl TopicSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// The admin client could not be created from the given settings.
-    #[error("creating a Kafka admin client: {0} (check --brokers and -X properties)")]
+    #[error(
+        "creating a Kafka admin client: {0} (check --brokers, --kafka-config and -X properties)"
+    )]
     Client(#[source] KafkaError),
     /// The request did not complete (broker unreachable or timed out).
     #[error("{action} on {brokers}: {source}")]
@@ -57,6 +64,16 @@ pub enum AdminError {
         /// The client error.
         #[source]
         source: Box<KafkaError>,
+    },
+    /// The connection cannot succeed without a configuration change (credentials, TLS).
+    #[error("{action} on {brokers}: {failure}")]
+    Security {
+        /// What was being done.
+        action: String,
+        /// The bootstrap brokers.
+        brokers: String,
+        /// What failed and what to change.
+        failure: SecurityFailure,
     },
     /// The broker refused to create a topic.
     #[error("creating topic {topic}: the broker answered {code}")]
@@ -77,9 +94,105 @@ impl AdminError {
 }
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+const PROBE_SLICE: Duration = Duration::from_millis(500);
+
+/// Client context of the connection probe: remembers the first failure retrying cannot fix
+/// (librdkafka would retry it forever) and logs hints for transport errors.
+struct SetupContext {
+    security_failure: watch::Sender<Option<SecurityFailure>>,
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl ClientContext for SetupContext {
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        tracing::debug!(target: "librdkafka", facility, "{message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(failure) = classify(error.rdkafka_error_code(), reason) {
+            self.security_failure.send_if_modified(|first| {
+                if first.is_some() {
+                    return false;
+                }
+                *first = Some(failure);
+                true
+            });
+        } else if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
+            // (AllBrokersDown only sums up the per-connection errors, which say why.)
+            tracing::debug!("Kafka connection probe: {error}: {reason}");
+            let described = match transport_hint(reason) {
+                Some(hint) => format!("{reason}; {hint}"),
+                None => reason.to_string(),
+            };
+            *self.last_error.lock().expect("last error poisoned") = Some(described);
+        }
+    }
+}
+
+impl ProducerContext for SetupContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
 
 fn admin_client(config: &ClientConfig) -> Result<AdminClient<DefaultClientContext>, AdminError> {
     config.create().map_err(AdminError::Client)
+}
+
+/// Turns a failed request into an [`AdminError::Request`] naming what was being done.
+fn request_error(action: String, config: &ClientConfig) -> impl FnOnce(KafkaError) -> AdminError {
+    let brokers = config.get("bootstrap.servers").unwrap_or("?").to_string();
+    move |source| AdminError::Request {
+        action,
+        brokers,
+        source: Box::new(source),
+    }
+}
+
+/// Connects to the brokers and fetches the cluster's metadata. Fails at once with
+/// [`AdminError::Security`] when the brokers refuse the credentials or the TLS handshake
+/// cannot succeed (the admin API only times out then, since librdkafka retries forever),
+/// and with a transient [`AdminError::Request`] when they cannot be reached.
+pub async fn check_connection(config: &ClientConfig) -> Result<(), AdminError> {
+    let (security_failure, mut failures) = watch::channel(None);
+    let last_error = Arc::new(Mutex::new(None));
+    // A threaded producer polls its main queue, where librdkafka reports connection errors.
+    let probe: ThreadedProducer<SetupContext> = config
+        .create_with_context(SetupContext {
+            security_failure,
+            last_error: last_error.clone(),
+        })
+        .map_err(AdminError::Client)?;
+    let failed = failures.clone();
+    // In short slices, so that the blocking thread ends soon after a security failure.
+    let fetch = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
+        loop {
+            match probe.client().fetch_metadata(None, PROBE_SLICE) {
+                Ok(_) => return Ok(()),
+                Err(e) if failed.borrow().is_some() || std::time::Instant::now() >= deadline => {
+                    return Err(e)
+                }
+                Err(_) => {}
+            }
+        }
+    });
+    let fetched = async move { fetch.await.unwrap_or(Err(KafkaError::Canceled)) };
+    tokio::select! {
+        biased;
+        Ok(failure) = failures.wait_for(Option::is_some) => Err(AdminError::Security {
+            action: "connecting".into(),
+            brokers: config.get("bootstrap.servers").unwrap_or("?").to_string(),
+            failure: failure.clone().expect("waited for Some"),
+        }),
+        result = fetched => result.map_err(|e| {
+            let action = match last_error.lock().expect("last error poisoned").take() {
+                Some(reason) => format!("connecting (last connection error: {reason})"),
+                None => "connecting".to_string(),
+            };
+            request_error(action, config)(e)
+        }),
+    }
 }
 
 /// Like [`ensure_topics`], but waits for an unreachable broker: retries with exponential
@@ -104,8 +217,8 @@ pub async fn ensure_topics_when_reachable(
 /// Creates every topic in `specs` that does not exist yet; existing topics are left as they
 /// are (their partition count and configs are not changed).
 pub async fn ensure_topics(config: &ClientConfig, specs: &[TopicSpec]) -> Result<(), AdminError> {
+    check_connection(config).await?;
     let admin = admin_client(config)?;
-    let brokers = config.get("bootstrap.servers").unwrap_or("?").to_string();
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|spec| {
@@ -123,11 +236,7 @@ pub async fn ensure_topics(config: &ClientConfig, specs: &[TopicSpec]) -> Result
     let results = admin
         .create_topics(&new_topics, &options)
         .await
-        .map_err(|source| AdminError::Request {
-            action: "creating topics".into(),
-            brokers: brokers.clone(),
-            source: Box::new(source),
-        })?;
+        .map_err(request_error("creating topics".into(), config))?;
     for result in results {
         match result {
             Ok(topic) => tracing::info!(topic, "created topic"),
@@ -145,17 +254,11 @@ pub async fn timestamp_type(
     topic: &str,
 ) -> Result<Option<String>, AdminError> {
     let admin = admin_client(config)?;
-    let brokers = config.get("bootstrap.servers").unwrap_or("?").to_string();
-    let request_error = |source| AdminError::Request {
-        action: format!("describing topic {topic}"),
-        brokers: brokers.clone(),
-        source: Box::new(source),
-    };
     let options = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
     let results = admin
         .describe_configs(&[ResourceSpecifier::Topic(topic)], &options)
         .await
-        .map_err(request_error)?;
+        .map_err(request_error(format!("describing topic {topic}"), config))?;
     Ok(results.into_iter().find_map(|result| {
         result.ok().and_then(|resource| {
             resource

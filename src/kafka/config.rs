@@ -1,6 +1,8 @@
-//! Kafka client settings shared by every job: brokers, pass-through client properties and
-//! the shape of the topics the jobs create.
+//! Kafka client settings shared by every job: brokers, client properties (flags and a
+//! properties file, for TLS, SASL and anything else librdkafka offers), the compression of
+//! what the jobs produce, and the shape of the topics the jobs create.
 
+use super::properties::{parse_properties_file, parse_property, PropertiesFile, Property};
 use rdkafka::ClientConfig;
 
 /// Kafka flags common to all jobs.
@@ -10,9 +12,15 @@ pub struct KafkaArgs {
     #[arg(long, env = "SLA_BROKERS", default_value = "127.0.0.1:9092")]
     pub brokers: String,
 
+    /// A file of librdkafka client properties, one key=value per line (# comments), like
+    /// kcat's -F: the place for TLS and SASL settings and secrets (keep it outside the repo,
+    /// readable only by the job). Checked at start; -X flags override it.
+    #[arg(long, env = "SLA_KAFKA_CONFIG", value_name = "FILE", value_parser = parse_properties_file)]
+    pub kafka_config: Option<PropertiesFile>,
+
     /// A librdkafka client property passed through unchanged, as key=value (repeatable), e.g.
-    /// -X security.protocol=SASL_SSL -X sasl.mechanism=PLAIN. In the environment variable,
-    /// separate several with commas. Keep secrets in the environment, not in scripts.
+    /// -X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512. In the environment
+    /// variable, separate several with commas. Prefer --kafka-config for secrets.
     #[arg(
         short = 'X',
         long = "kafka-property",
@@ -21,7 +29,13 @@ pub struct KafkaArgs {
         value_delimiter = ',',
         value_parser = parse_property
     )]
-    pub properties: Vec<(String, String)>,
+    pub properties: Vec<Property>,
+
+    /// Compression of the records this job produces (consumers read every codec whatever
+    /// this says). lz4: fast, supported by every broker since Kafka 0.10. zstd needs
+    /// brokers from Kafka 2.1. -X compression.type=... overrides it.
+    #[arg(long, env = "SLA_KAFKA_COMPRESSION", value_enum, default_value_t = Compression::Lz4)]
+    pub compression: Compression,
 
     /// Partitions of the topics this job creates when they are missing.
     #[arg(long, env = "SLA_PARTITIONS", default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..))]
@@ -32,7 +46,51 @@ pub struct KafkaArgs {
     pub replication_factor: i32,
 }
 
+/// Compression codec of produced record batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// gzip: small, slow.
+    Gzip,
+    /// snappy: fast, larger.
+    Snappy,
+    /// lz4: fast and compact.
+    Lz4,
+    /// zstd: compact at good speed; needs Kafka 2.1+.
+    Zstd,
+}
+
+impl Compression {
+    /// librdkafka's name for the codec (`compression.type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
 impl KafkaArgs {
+    /// The bootstrap servers in effect: `bootstrap.servers` from -X or the properties file if
+    /// set there, else --brokers.
+    pub fn bootstrap_servers(&self) -> &str {
+        self.user_properties()
+            .filter(|(key, _)| key == "bootstrap.servers")
+            .last()
+            .map_or(self.brokers.as_str(), |(_, value)| value.as_str())
+    }
+
+    /// Producer settings: `defaults` plus --compression, then the user's properties.
+    pub fn producer_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut settings = vec![("compression.type", self.compression.as_str())];
+        settings.extend_from_slice(defaults);
+        self.client_config(&settings)
+    }
+
     /// Consumer settings of the jobs: group `group`, offsets committed by the job itself (never
     /// automatically), reading from the start of a partition the group never committed, short
     /// fetch waits (latency matters here) and statistics for the lag metric.
@@ -46,30 +104,26 @@ impl KafkaArgs {
         ])
     }
 
-    /// Settings for these brokers with `-X` properties applied last, so users can override
-    /// any default the jobs choose.
+    /// Settings for these brokers: `defaults` first, then the properties file, then `-X`
+    /// properties, so users can override any default the jobs choose.
     pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
         for (key, value) in defaults {
             config.set(*key, *value);
         }
-        for (key, value) in &self.properties {
+        for (key, value) in self.user_properties() {
             config.set(key, value);
         }
         config
     }
-}
 
-/// Parses one `-X key=value` property.
-pub fn parse_property(raw: &str) -> Result<(String, String), String> {
-    match raw.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => {
-            Ok((key.trim().to_string(), value.to_string()))
-        }
-        _ => Err(format!(
-            "expected KEY=VALUE (a librdkafka property such as security.protocol=SSL), got {raw:?}"
-        )),
+    /// The user's properties in the order they apply: the file's, then `-X`.
+    fn user_properties(&self) -> impl Iterator<Item = &Property> {
+        self.kafka_config
+            .iter()
+            .flat_map(|file| file.properties.iter())
+            .chain(&self.properties)
     }
 }
 
@@ -103,6 +157,50 @@ mod tests {
         assert_eq!(config.get("linger.ms"), Some("50"));
         assert_eq!(config.get("acks"), Some("all"));
         assert_eq!(config.get("sasl.password"), Some("a=b"));
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        use std::io::Write;
+        writeln!(
+            file,
+            "bootstrap.servers=secure:9093\nlinger.ms=20\nacks=1\ncompression.type=gzip"
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap();
+        let cli = Cli::try_parse_from(["x", "--kafka-config", path, "-X", "acks=all"]).unwrap();
+        let config = cli.kafka.producer_config(&[("linger.ms", "5")]);
+        assert_eq!(config.get("bootstrap.servers"), Some("secure:9093"));
+        assert_eq!(cli.kafka.bootstrap_servers(), "secure:9093");
+        assert_eq!(config.get("linger.ms"), Some("20"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("compression.type"), Some("gzip"));
+    }
+
+    #[test]
+    fn compression_defaults_to_lz4_on_producers_only() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(
+            cli.kafka.producer_config(&[]).get("compression.type"),
+            Some("lz4")
+        );
+        assert_eq!(cli.kafka.consumer_config("g").get("compression.type"), None);
+        let cli = Cli::try_parse_from(["x", "--compression", "zstd"]).unwrap();
+        assert_eq!(
+            cli.kafka.producer_config(&[]).get("compression.type"),
+            Some("zstd")
+        );
+        assert!(Cli::try_parse_from(["x", "--compression", "brotli"]).is_err());
+    }
+
+    #[test]
+    fn unreadable_properties_file_is_a_parse_error() {
+        let err = Cli::try_parse_from(["x", "--kafka-config", "/nonexistent/k.properties"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("/nonexistent/k.properties"), "{err}");
     }
 
     #[test]

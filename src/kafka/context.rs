@@ -2,6 +2,7 @@
 //! rate-limited log lines and metrics, notices recovery, and commits safe offsets of
 //! partitions taken away by a rebalance.
 
+use super::security_failure::{classify, transport_hint};
 use crate::offset_tracker::OffsetTracker;
 use crate::rate_limited_log::RateLimitedLog;
 use rdkafka::config::RDKafkaLogLevel;
@@ -118,7 +119,11 @@ impl ClientContext for JobContext {
             metrics::gauge!("sla_kafka_reachable").set(0.0);
         }
         if let Some(suppressed) = self.should_log(format!("error:{label}")) {
-            if unreachable {
+            if let Some(failure) = classify(code, reason) {
+                tracing::error!(brokers = %self.inner.brokers, suppressed, "{failure}");
+            } else if let Some(hint) = transport_hint(reason) {
+                tracing::error!(brokers = %self.inner.brokers, suppressed, "Kafka connection failed ({reason}); {hint}");
+            } else if unreachable {
                 tracing::error!(
                     brokers = %self.inner.brokers,
                     suppressed,

@@ -6,7 +6,9 @@ pub mod config;
 pub mod context;
 pub mod dead_letter;
 pub mod producer;
+pub mod properties;
+pub mod security_failure;
 
 pub use admin::{ensure_topics, ensure_topics_when_reachable, TopicSpec};
-pub use config::KafkaArgs;
+pub use config::{Compression, KafkaArgs};
 pub use context::JobContext;

@@ -2,7 +2,7 @@
 //! Kafka timestamp (LogAppendTime, or CreateTime where the broker does not apply it), latency
 //! is that minus `start_processing_time_ms`.
 
-use crate::reduced_visit::ReducedVisit;
+use crate::reduced_visit::start_processing_time_ms;
 use crate::rejection::{RejectReason, Rejection};
 
 /// The kind of timestamp a record carried.
@@ -65,10 +65,10 @@ pub fn measure(
             ),
         ));
     }
-    let visit = ReducedVisit::decode(payload)?;
+    let start_processing_time_ms = start_processing_time_ms(payload)?;
     Ok(Measurement {
         event_time,
-        latency_ms: event_time - visit.start_processing_time_ms,
+        latency_ms: event_time - start_processing_time_ms,
         timestamp_kind,
     })
 }

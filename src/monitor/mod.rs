@@ -155,7 +155,7 @@ pub async fn run(
     sink: impl WindowSink,
     shutdown: Shutdown,
 ) -> Result<MonitorReport, MonitorError> {
-    let context = JobContext::new(&config.kafka.brokers, None);
+    let context = JobContext::new(config.kafka.bootstrap_servers(), None);
     let consumer: StreamConsumer<JobContext> = config
         .kafka
         .consumer_config(&config.group)
@@ -163,7 +163,7 @@ pub async fn run(
         .map_err(|e| MonitorError::Setup(format!("creating the Kafka consumer: {e}")))?;
     let producer: FutureProducer<JobContext> = config
         .kafka
-        .client_config(RELIABLE_PRODUCER)
+        .producer_config(RELIABLE_PRODUCER)
         .create_with_context(context.clone())
         .map_err(|e| MonitorError::Setup(format!("creating the Kafka producer: {e}")))?;
     let sink_name = sink.describe();

@@ -153,7 +153,7 @@ pub async fn run(
 ) -> Result<SynchronizerReport, SynchronizerError> {
     let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
     let context = JobContext::new(
-        &config.kafka.brokers,
+        config.kafka.bootstrap_servers(),
         Some(SharedOffsets {
             topic: config.input_topic.clone(),
             tracker: tracker.clone(),
@@ -169,7 +169,7 @@ pub async fn run(
     producer_settings.push(("queue.buffering.max.messages", &queue_limit));
     let producer: FutureProducer<JobContext> = config
         .kafka
-        .client_config(&producer_settings)
+        .producer_config(&producer_settings)
         .create_with_context(context.clone())
         .map_err(setup_error("creating the Kafka producer"))?;
     consumer

@@ -3,6 +3,8 @@
 //! groups, so tests never interfere and never delete topics.
 #![allow(dead_code)]
 
+pub mod private_broker;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -42,29 +44,177 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn config() -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers());
-    c
+/// A Kafka cluster a test talks to: its bootstrap servers and the client properties it needs
+/// (TLS, SASL). The free functions below use the local stack's broker.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub brokers: String,
+    pub properties: Vec<(String, String)>,
+}
+
+impl Cluster {
+    /// The broker under test, without security.
+    pub fn local() -> Cluster {
+        Cluster {
+            brokers: brokers(),
+            properties: Vec::new(),
+        }
+    }
+
+    /// Client settings for this cluster.
+    pub fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (key, value) in &self.properties {
+            c.set(key, value);
+        }
+        c
+    }
 }
 
 /// Creates a topic (fails the test if the broker is unreachable).
 pub async fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = config().create().unwrap();
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "creating {name} on {}: {e} (is scripts/stack.sh up?)",
-                brokers()
+    Cluster::local().create_topic(name, partitions).await
+}
+
+/// Produces records in order and waits for every acknowledgement.
+pub async fn produce(topic: &str, records: &[Outgoing]) {
+    Cluster::local().produce(topic, records).await
+}
+
+/// Reads a topic from the beginning until `expected` records arrived (or `timeout`), then
+/// keeps reading for `settle` to catch unexpected extra records.
+pub fn consume(topic: &str, expected: usize, timeout: Duration, settle: Duration) -> Vec<Consumed> {
+    Cluster::local().consume(topic, expected, timeout, settle)
+}
+
+impl Cluster {
+    /// Creates a topic (fails the test if the broker is unreachable).
+    pub async fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.config().create().unwrap();
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
             )
-        });
-    for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "creating {name} on {}: {e} (is scripts/stack.sh up?)",
+                    self.brokers
+                )
+            });
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+        }
+    }
+
+    /// Produces records in order and waits for every acknowledgement.
+    pub async fn produce(&self, topic: &str, records: &[Outgoing]) {
+        let producer: FutureProducer = self
+            .config()
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        let mut deliveries = Vec::new();
+        for r in records {
+            let mut record = FutureRecord::<str, [u8]>::to(topic);
+            if let Some(k) = &r.key {
+                record = record.key(k.as_str());
+            }
+            if let Some(v) = &r.value {
+                record = record.payload(v.as_slice());
+            }
+            if let Some(p) = r.partition {
+                record = record.partition(p);
+            }
+            if let Some(t) = r.timestamp_ms {
+                record = record.timestamp(t);
+            }
+            deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        }
+        for d in deliveries {
+            d.await.unwrap().map_err(|(e, _)| e).unwrap();
+        }
+    }
+
+    /// Reads a topic from the beginning until `expected` records arrived (or `timeout`), then
+    /// keeps reading for `settle` to catch unexpected extra records.
+    pub fn consume(
+        &self,
+        topic: &str,
+        expected: usize,
+        timeout: Duration,
+        settle: Duration,
+    ) -> Vec<Consumed> {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", unique("reader"))
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "50")
+            .create()
+            .unwrap();
+        let deadline = Instant::now() + timeout;
+        // The topic may not exist yet: the job under test creates it.
+        let partitions = loop {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .unwrap();
+            let ids: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic && t.error().is_none())
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            if !ids.is_empty() || Instant::now() >= deadline {
+                break ids;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let mut assignment = TopicPartitionList::new();
+        for p in partitions {
+            assignment
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let mut out = Vec::new();
+        let mut settle_until: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            if settle_until.is_some_and(|s| now >= s) || (settle_until.is_none() && now >= deadline)
+            {
+                break;
+            }
+            if out.len() >= expected && settle_until.is_none() {
+                settle_until = Some(now + settle);
+            }
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                out.push(Consumed {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    timestamp_ms: m.timestamp().to_millis(),
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_string(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        out
     }
 }
 
@@ -75,35 +225,6 @@ pub struct Outgoing {
     pub value: Option<Vec<u8>>,
     pub partition: Option<i32>,
     pub timestamp_ms: Option<i64>,
-}
-
-/// Produces records in order and waits for every acknowledgement.
-pub async fn produce(topic: &str, records: &[Outgoing]) {
-    let producer: FutureProducer = config()
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    let mut deliveries = Vec::new();
-    for r in records {
-        let mut record = FutureRecord::<str, [u8]>::to(topic);
-        if let Some(k) = &r.key {
-            record = record.key(k.as_str());
-        }
-        if let Some(v) = &r.value {
-            record = record.payload(v.as_slice());
-        }
-        if let Some(p) = r.partition {
-            record = record.partition(p);
-        }
-        if let Some(t) = r.timestamp_ms {
-            record = record.timestamp(t);
-        }
-        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
-    }
-    for d in deliveries {
-        d.await.unwrap().map_err(|(e, _)| e).unwrap();
-    }
 }
 
 /// A consumed record, owned.
@@ -121,76 +242,6 @@ impl Consumed {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(self.value.as_deref().unwrap()).unwrap()
     }
-}
-
-/// Reads a topic from the beginning until `expected` records arrived (or `timeout`), then
-/// keeps reading for `settle` to catch unexpected extra records.
-pub fn consume(topic: &str, expected: usize, timeout: Duration, settle: Duration) -> Vec<Consumed> {
-    let consumer: BaseConsumer = config()
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .unwrap();
-    let deadline = Instant::now() + timeout;
-    // The topic may not exist yet: the job under test creates it.
-    let partitions = loop {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .unwrap();
-        let ids: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if !ids.is_empty() || Instant::now() >= deadline {
-            break ids;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let mut assignment = TopicPartitionList::new();
-    for p in partitions {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut out = Vec::new();
-    let mut settle_until: Option<Instant> = None;
-    loop {
-        let now = Instant::now();
-        if settle_until.is_some_and(|s| now >= s) || (settle_until.is_none() && now >= deadline) {
-            break;
-        }
-        if out.len() >= expected && settle_until.is_none() {
-            settle_until = Some(now + settle);
-        }
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            out.push(Consumed {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                value: m.payload().map(<[u8]>::to_vec),
-                timestamp_ms: m.timestamp().to_millis(),
-                headers: m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_string(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            });
-        }
-    }
-    out
 }
 
 /// A running job binary whose stderr goes to a log file.
@@ -701,4 +752,88 @@ pub fn mid_window_phases(
         .into_iter()
         .partition(|r| r.timestamp_ms.unwrap() < base + 3 * WINDOW + WINDOW / 2);
     (phase1, phase2, expected)
+}
+
+/// What a generator → synchronizer → monitor (JSON lines) run produced.
+pub struct JsonLinesRun {
+    /// Valid visits the generator had acknowledged.
+    pub valid: u64,
+    /// The monitor's window documents by id.
+    pub documents: BTreeMap<String, serde_json::Value>,
+    /// The reduced-visits topic.
+    pub reduced: String,
+}
+
+/// Runs generator → synchronizer → monitor with the JSON-lines sink (2 s windows), every job
+/// given `kafka_args` (which name the brokers), until the monitor's windows have counted
+/// every valid visit the generator produced (`generator_args` say how many); stops the jobs
+/// with SIGTERM and checks they exit cleanly.
+pub fn run_json_lines_pipeline(
+    name: &str,
+    dir: &Path,
+    kafka_args: &[&str],
+    generator_args: &[&str],
+) -> JsonLinesRun {
+    let t: Vec<String> = ["visits", "reduced", "vdlq", "rdlq", "ckpt", "sg", "mg"]
+        .iter()
+        .map(|s| unique(&format!("{name}_{s}")))
+        .collect();
+    let output = dir.join(format!("{}.jsonl", unique(name)));
+    let with_kafka = |args: &[&str]| -> Vec<String> {
+        kafka_args
+            .iter()
+            .chain(args)
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let job = |binary: &str, args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Job::start_without_brokers(binary, &args, dir)
+    };
+    #[rustfmt::skip]
+    let monitor = job(env!("CARGO_BIN_EXE_monitor"), with_kafka(&[
+        "--reduced-topic", &t[1], "--dead-letter-topic", &t[3], "--checkpoint-topic", &t[4],
+        "--group", &t[6], "--sink", "json-lines", "--output", output.to_str().unwrap(),
+        "--window", "2s", "--max-out-of-orderness", "500ms", "--idle-timeout", "1500ms",
+    ]));
+    #[rustfmt::skip]
+    let synchronizer = job(env!("CARGO_BIN_EXE_synchronizer"), with_kafka(&[
+        "--visits-topic", &t[0], "--reduced-topic", &t[1], "--dead-letter-topic", &t[2],
+        "--group", &t[5],
+    ]));
+    let mut generator_all = vec!["--visits-topic", t[0].as_str()];
+    generator_all.extend_from_slice(generator_args);
+    let mut generator = job(env!("CARGO_BIN_EXE_generator"), with_kafka(&generator_all));
+    assert!(
+        generator.wait(Duration::from_secs(60)).success(),
+        "generator failed:\n{}",
+        generator.log_text()
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&generator.stdout).unwrap()).unwrap();
+    let valid = report["by_kind"]["valid"].as_u64().unwrap();
+    let counted = |docs: &BTreeMap<String, serde_json::Value>| -> u64 {
+        docs.values().map(|d| d["count"].as_u64().unwrap()).sum()
+    };
+    let mut documents = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counted(&documents) < valid {
+        assert!(
+            Instant::now() < deadline,
+            "the monitor counted {} of {valid} valid visits in 60 s\nsynchronizer:\n{}\nmonitor:\n{}",
+            counted(&documents),
+            synchronizer.log_text(),
+            monitor.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        documents = read_documents(&output).0;
+    }
+    assert!(synchronizer.terminate(Duration::from_secs(30)).success());
+    assert!(monitor.terminate(Duration::from_secs(30)).success());
+    assert_eq!(counted(&documents), valid, "no visit counted twice");
+    JsonLinesRun {
+        valid,
+        documents,
+        reduced: t[1].clone(),
+    }
 }

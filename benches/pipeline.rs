@@ -1,0 +1,716 @@
+//! End-to-end speed and memory of the jobs, side by side with bare rdkafka loops on the same
+//! topics in the same run, so the results are ratios that hold on any machine.
+//!
+//! `cargo bench --bench pipeline -- [--records 5000000] [--per-window 500000] [--rounds 3]
+//! [--flat 1000000,20000000] [--fresh-seconds 40]`
+//!
+//! Needs `scripts/stack.sh up kafka elasticsearch` (the tansu binary and Elasticsearch); the
+//! benchmark starts a private tansu with in-memory storage so the broker is as fast as it gets
+//! here, produces the data once, then per round runs, one at a time:
+//! - the bare consumer: an rdkafka consumer with the jobs' consumer settings reading every record;
+//! - the monitor writing JSON lines, until every window document is written;
+//! - the monitor writing to Elasticsearch, until every window document is searchable;
+//! - the bare consume → produce loop: the synchronizer's consumer and producer settings, no work;
+//! - the synchronizer, until its group has committed every input record.
+//!
+//! Each is a process of its own: records/s from its start to done, peak RSS from the kernel
+//! (`wait4`). No Prometheus scrapes anything. Then the monitor's peak RSS at growing record
+//! counts (`--flat`), and the freshness of windows: with live records, the time from the
+//! moment a window can close (its end plus the out-of-orderness) to its document being
+//! searchable, p50/p99 over `--fresh-seconds` one-second windows.
+
+use clap::Parser;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use sla_monitor::generator::visits::{RecordMix, VisitGenerator};
+use sla_monitor::kafka::producer::RELIABLE_PRODUCER;
+use sla_monitor::kafka::KafkaArgs;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Parser, Debug, Clone)]
+struct Args {
+    /// Records per side-by-side run.
+    #[arg(long, default_value_t = 5_000_000)]
+    records: u64,
+    /// Records per event-time window.
+    #[arg(long, default_value_t = 500_000)]
+    per_window: u64,
+    /// Rounds of the side-by-side runs.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Record counts at which the monitor's peak RSS is measured (comma-separated; 0: skip).
+    #[arg(long, value_delimiter = ',', default_value = "1000000,20000000")]
+    flat: Vec<u64>,
+    /// Seconds of live records for the freshness measurement (0: skip).
+    #[arg(long, default_value_t = 40)]
+    fresh_seconds: u64,
+    /// Elasticsearch to write to.
+    #[arg(long, default_value = "http://127.0.0.1:9200")]
+    es_url: String,
+    /// Arguments cargo bench passes (e.g. --bench).
+    #[arg(hide = true, allow_hyphen_values = true, num_args = 0..)]
+    rest: Vec<String>,
+}
+
+const PARTITIONS: i32 = 2;
+const WINDOW_MS: i64 = 10_000;
+
+fn main() {
+    if let Ok(role) = std::env::var("SLA_BENCH_ROLE") {
+        let args: Vec<String> = std::env::args().collect();
+        match role.as_str() {
+            "bare-consumer" => bare_consumer(&args[1], &args[2], args[3].parse().unwrap()),
+            "bare-pipe" => bare_pipe(&args[1], &args[2], &args[3], args[4].parse().unwrap()),
+            other => panic!("unknown role {other}"),
+        }
+        return;
+    }
+    let args = Args::parse();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    println!("private tansu (memory storage) on {}", broker.address);
+
+    let reduced = unique("bench_reduced");
+    let windows = produce_reduced(&broker.address, &reduced, args.records, args.per_window);
+    let visits = unique("bench_visits");
+    produce_visits(&broker.address, &visits, args.records);
+    println!(
+        "produced {} reduced visits ({windows} windows) and {} visits",
+        args.records, args.records
+    );
+
+    let mut results: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
+    for round in 1..=args.rounds {
+        let b = &broker.address;
+        let r = vec![
+            (
+                "bare consumer",
+                run_bare_consumer(b, &reduced, args.records),
+            ),
+            (
+                "monitor → JSON lines",
+                run_monitor_json(b, &reduced, windows, dir.path()),
+            ),
+            (
+                "monitor → Elasticsearch",
+                runtime.block_on(run_monitor_es(b, &reduced, windows, &args.es_url)),
+            ),
+            (
+                "bare consume → produce",
+                run_bare_pipe(b, &visits, args.records),
+            ),
+            ("synchronizer", run_synchronizer(b, &visits, args.records)),
+        ];
+        for (name, run) in r {
+            println!(
+                "round {round}: {name:<26} {:>10.0} records/s  peak RSS {:>6.1} MB",
+                args.records as f64 / run.seconds,
+                run.peak_rss_mb
+            );
+            results.entry(name).or_default().push(run);
+        }
+    }
+    print_table(&args, &results);
+
+    let flat: Vec<u64> = args.flat.iter().copied().filter(|&n| n > 0).collect();
+    if !flat.is_empty() {
+        println!("\n| records | monitor peak RSS (MB) | records/s |\n|---:|---:|---:|");
+        for n in flat {
+            let topic = unique("bench_flat");
+            let windows = produce_reduced(&broker.address, &topic, n, args.per_window);
+            let run = run_monitor_json(&broker.address, &topic, windows, dir.path());
+            println!(
+                "| {n} | {:.1} | {:.0} |",
+                run.peak_rss_mb,
+                n as f64 / run.seconds
+            );
+        }
+    }
+    if args.fresh_seconds > 0 {
+        runtime.block_on(freshness(&broker.address, &args.es_url, args.fresh_seconds));
+    }
+}
+
+/// One measured process.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    seconds: f64,
+    peak_rss_mb: f64,
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn print_table(args: &Args, results: &BTreeMap<&str, Vec<Run>>) {
+    let rate = |name: &str| {
+        median(
+            &mut results[name]
+                .iter()
+                .map(|r| args.records as f64 / r.seconds)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let rss = |name: &str| {
+        results[name]
+            .iter()
+            .map(|r| r.peak_rss_mb)
+            .fold(0.0, f64::max)
+    };
+    println!(
+        "\n{} records, {} per window, {} rounds (median records/s, highest peak RSS):\n",
+        args.records, args.per_window, args.rounds
+    );
+    println!("| run | records/s | ratio | peak RSS (MB) |\n|---|---:|---:|---:|");
+    for (name, baseline) in [
+        ("bare consumer", "bare consumer"),
+        ("monitor → JSON lines", "bare consumer"),
+        ("monitor → Elasticsearch", "bare consumer"),
+        ("bare consume → produce", "bare consume → produce"),
+        ("synchronizer", "bare consume → produce"),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.2} × {baseline} | {:.1} |",
+            rate(name),
+            rate(name) / rate(baseline),
+            rss(name)
+        );
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}_{}", nanos % 1_000_000_000_000)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The jobs' own Kafka settings, as `KafkaArgs` builds them for `brokers`.
+fn kafka_args(brokers: &str) -> KafkaArgs {
+    #[derive(Parser)]
+    struct Only {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    }
+    Only::parse_from(["bench", "--brokers", brokers]).kafka
+}
+
+/// A private tansu with in-memory storage, stopped on drop.
+struct Broker {
+    address: String,
+    child: Child,
+}
+
+impl Broker {
+    fn start(dir: &Path) -> Broker {
+        let stack = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh");
+        let bin = Command::new(stack).args(["bin", "kafka"]).output().unwrap();
+        let bin = String::from_utf8(bin.stdout).unwrap().trim().to_string();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        let child = Command::new(&bin)
+            .current_dir(dir)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/", "--silent"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin} (scripts/stack.sh up kafka): {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker { address, child }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn create_topic(brokers: &str, topic: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .unwrap();
+    for r in results {
+        r.unwrap();
+    }
+}
+
+/// Counts acknowledged deliveries; fails the benchmark on a failed one.
+struct Acks(Arc<AtomicU64>);
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            panic!("delivery failed: {e}");
+        }
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn producer(config: ClientConfig) -> (ThreadedProducer<Acks>, Arc<AtomicU64>) {
+    let acked = Arc::new(AtomicU64::new(0));
+    let producer = config.create_with_context(Acks(acked.clone())).unwrap();
+    (producer, acked)
+}
+
+/// Sends, waiting while librdkafka's queue is full.
+fn send(producer: &ThreadedProducer<Acks>, mut record: BaseRecord<'_, [u8], [u8]>) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => panic!("producing: {e}"),
+        }
+    }
+}
+
+fn wait_acked(producer: &ThreadedProducer<Acks>, acked: &AtomicU64, n: u64) {
+    producer.flush(Duration::from_secs(300)).unwrap();
+    assert_eq!(acked.load(Ordering::Relaxed), n);
+}
+
+/// A log-normal latency (median 200 ms, σ 1), Box–Muller.
+fn latency(rng: &mut StdRng) -> i64 {
+    let (u1, u2): (f64, f64) = (rng.random_range(f64::EPSILON..1.0), rng.random());
+    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    (200.0 * z.exp()) as i64
+}
+
+/// Produces `n` reduced visits, `per_window` per 10 s event-time window ending well before
+/// now, plus one record per partition far after the last window so that every window can
+/// close. Returns the number of windows.
+fn produce_reduced(brokers: &str, topic: &str, n: u64, per_window: u64) -> u64 {
+    create_topic(brokers, topic);
+    let windows = n.div_ceil(per_window);
+    let base = (now_ms() - (windows as i64 + 10) * WINDOW_MS) / WINDOW_MS * WINDOW_MS;
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000");
+    let (producer, acked) = producer(config);
+    let mut rng = StdRng::seed_from_u64(7);
+    let sent = n + PARTITIONS as u64;
+    for i in 0..sent {
+        let partition = (i % PARTITIONS as u64) as i32;
+        let event_time = if i < n {
+            base + (i as i64 * WINDOW_MS) / per_window as i64
+        } else {
+            base + (windows as i64 + 2) * WINDOW_MS
+        };
+        let value = format!(
+            r#"{{"visit":{{"id":"v-{i}","event_time":{}}},"start_processing_time_ms":{}}}"#,
+            event_time / 1000,
+            event_time - latency(&mut rng)
+        );
+        let key = format!("v-{i}");
+        send(
+            &producer,
+            BaseRecord::to(topic)
+                .partition(partition)
+                .key(key.as_bytes())
+                .payload(value.as_bytes())
+                .timestamp(event_time),
+        );
+    }
+    wait_acked(&producer, &acked, sent);
+    windows
+}
+
+/// Produces `n` valid visits as the generator makes them.
+fn produce_visits(brokers: &str, topic: &str, n: u64) {
+    create_topic(brokers, topic);
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000");
+    let (producer, acked) = producer(config);
+    let mut generator = VisitGenerator::new(42, RecordMix::default());
+    for _ in 0..n {
+        let record = generator.next_record(chrono::Utc::now());
+        let mut base = BaseRecord::to(topic).payload(record.value.as_slice());
+        if let Some(key) = &record.key {
+            base = base.key(key.as_bytes());
+        }
+        send(&producer, base);
+    }
+    wait_acked(&producer, &acked, n);
+}
+
+/// Runs `command` until `done` holds (checked every 20 ms) or it exits by itself; then stops
+/// it with SIGTERM and returns the time from spawn to done and its peak RSS.
+fn measure(mut command: Command, mut done: impl FnMut() -> bool) -> Run {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let seconds = loop {
+        // SAFETY: waits for our own child without blocking; fills `usage` when it exited.
+        let exited = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if exited == pid {
+            let log = log.join().unwrap();
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "{command:?} failed:\n{log}"
+            );
+            break started.elapsed().as_secs_f64();
+        }
+        if done() {
+            let seconds = started.elapsed().as_secs_f64();
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            // SAFETY: as above, blocking until it exits.
+            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            break seconds;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "{command:?} did not finish in 15 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::mem::forget(child); // already reaped by wait4
+    Run {
+        seconds,
+        peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+    }
+}
+
+fn this_bench(role: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.env("SLA_BENCH_ROLE", role);
+    command
+}
+
+fn job(binary: &str) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .args(["--http-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn run_bare_consumer(brokers: &str, topic: &str, n: u64) -> Run {
+    let mut command = this_bench("bare-consumer");
+    command.args([brokers, topic, &(n + PARTITIONS as u64).to_string()]);
+    measure(command, || false)
+}
+
+fn run_bare_pipe(brokers: &str, topic: &str, n: u64) -> Run {
+    let mut command = this_bench("bare-pipe");
+    command.args([brokers, topic, &unique("bench_pipe_out"), &n.to_string()]);
+    measure(command, || false)
+}
+
+fn monitor(brokers: &str, topic: &str) -> Command {
+    let mut command = job(env!("CARGO_BIN_EXE_monitor"));
+    #[rustfmt::skip]
+    command.args([
+        "--brokers", brokers, "--reduced-topic", topic,
+        "--dead-letter-topic", &unique("bench_dlq"), "--checkpoint-topic", &unique("bench_ckpt"),
+        "--group", &unique("bench_monitor"), "--window", "10s", "--idle-timeout", "1h",
+    ]);
+    command
+}
+
+fn run_monitor_json(brokers: &str, topic: &str, windows: u64, dir: &Path) -> Run {
+    let output: PathBuf = dir.join(format!("{}.jsonl", unique("windows")));
+    let mut command = monitor(brokers, topic);
+    command.args(["--sink", "json-lines", "--output", output.to_str().unwrap()]);
+    let path = output.clone();
+    measure(command, move || {
+        std::fs::read_to_string(&path)
+            .map(|text| text.lines().count() as u64 >= windows)
+            .unwrap_or(false)
+    })
+}
+
+async fn es_count(client: &reqwest::Client, es: &str, index: &str) -> u64 {
+    let _ = client.post(format!("{es}/{index}/_refresh")).send().await;
+    match client.get(format!("{es}/{index}/_count")).send().await {
+        Ok(response) => response
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v["count"].as_u64())
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+async fn run_monitor_es(brokers: &str, topic: &str, windows: u64, es: &str) -> Run {
+    let index = unique("sla_bench");
+    let mut command = monitor(brokers, topic);
+    command.args(["--es-url", es, "--es-index", &index]);
+    let client = reqwest::Client::new();
+    let handle = tokio::runtime::Handle::current();
+    let (es2, index2, client2) = (es.to_string(), index.clone(), client.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        measure(command, move || {
+            handle.block_on(es_count(&client2, &es2, &index2)) >= windows
+        })
+    })
+    .await
+    .unwrap();
+    let _ = client.delete(format!("{es}/{index}")).send().await;
+    run
+}
+
+fn run_synchronizer(brokers: &str, topic: &str, n: u64) -> Run {
+    let group = unique("bench_sync");
+    let mut command = job(env!("CARGO_BIN_EXE_synchronizer"));
+    #[rustfmt::skip]
+    command.args([
+        "--brokers", brokers, "--visits-topic", topic, "--reduced-topic", &unique("bench_sync_out"),
+        "--dead-letter-topic", &unique("bench_sync_dlq"), "--group", &group,
+        "--commit-interval", "100ms",
+    ]);
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        partitions.add_partition(topic, p);
+    }
+    let mut last_check = Instant::now();
+    measure(command, move || {
+        if last_check.elapsed() < Duration::from_millis(100) {
+            return false;
+        }
+        last_check = Instant::now();
+        let committed = match reader.committed_offsets(partitions.clone(), Duration::from_secs(5)) {
+            Ok(c) => c,
+            Err(_) => return false,
+        };
+        let total: i64 = committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum();
+        total as u64 >= n
+    })
+}
+
+/// The bare consumer: the jobs' consumer settings, every partition from the start, each
+/// payload touched, until `n` records.
+fn bare_consumer(brokers: &str, topic: &str, n: u64) {
+    let consumer: BaseConsumer = kafka_args(brokers)
+        .consumer_config(&unique("bench_bare"))
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let (mut count, mut bytes) = (0u64, 0usize);
+    while count < n {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            bytes += message.payload().map_or(0, <[u8]>::len);
+            count += 1;
+        }
+    }
+    assert!(bytes > 0);
+}
+
+/// The bare consume → produce loop: the synchronizer's consumer and producer settings, each
+/// record copied unchanged, until `n` are acknowledged.
+fn bare_pipe(brokers: &str, input: &str, output: &str, n: u64) {
+    let kafka = kafka_args(brokers);
+    create_topic(brokers, output);
+    let consumer: BaseConsumer = kafka
+        .consumer_config(&unique("bench_pipe"))
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(input, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let (producer, acked) = producer(kafka.producer_config(RELIABLE_PRODUCER));
+    let mut count = 0u64;
+    while count < n {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            let mut record = BaseRecord::to(output).partition(message.partition());
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = message.payload() {
+                record = record.payload(payload);
+            }
+            send(&producer, record);
+            count += 1;
+        }
+    }
+    wait_acked(&producer, &acked, n);
+}
+
+/// Live records into 1 s windows; for each window, the time from when it can close (end +
+/// out-of-orderness) to its document being searchable.
+async fn freshness(brokers: &str, es: &str, seconds: u64) {
+    let topic = unique("bench_fresh");
+    create_topic(brokers, &topic);
+    let index = unique("sla_bench_fresh");
+    let ooo_ms = 200;
+    let mut command = job(env!("CARGO_BIN_EXE_monitor"));
+    #[rustfmt::skip]
+    command.args([
+        "--brokers", brokers, "--reduced-topic", &topic,
+        "--dead-letter-topic", &unique("bench_dlq"), "--checkpoint-topic", &unique("bench_ckpt"),
+        "--group", &unique("bench_fresh"), "--window", "1s", "--max-out-of-orderness", "200ms",
+        "--idle-timeout", "5s", "--es-url", es, "--es-index", &index,
+    ]);
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let producing = {
+        let (brokers, topic) = (brokers.to_string(), topic.clone());
+        std::thread::spawn(move || {
+            let mut config = ClientConfig::new();
+            config
+                .set("bootstrap.servers", &brokers)
+                .set("linger.ms", "5");
+            let (producer, acked) = producer(config);
+            let started = Instant::now();
+            let mut rng = StdRng::seed_from_u64(3);
+            let mut sent = 0u64;
+            while started.elapsed() < Duration::from_secs(seconds) {
+                for partition in 0..PARTITIONS {
+                    let value = format!(
+                        r#"{{"visit":{{"id":"f-{sent}","event_time":0}},"start_processing_time_ms":{}}}"#,
+                        now_ms() - latency(&mut rng)
+                    );
+                    send(
+                        &producer,
+                        BaseRecord::to(&topic)
+                            .partition(partition)
+                            .payload(value.as_bytes()),
+                    );
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            wait_acked(&producer, &acked, sent);
+        })
+    };
+    let client = reqwest::Client::new();
+    let mut first_seen: BTreeMap<i64, i64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(seconds + 10);
+    while Instant::now() < deadline {
+        let body = serde_json::json!({"size": 1000, "_source": ["window_start_ms"], "query": {"match_all": {}}});
+        if let Ok(response) = client
+            .post(format!("{es}/{index}/_search"))
+            .json(&body)
+            .send()
+            .await
+        {
+            if let Ok(value) = response.json::<serde_json::Value>().await {
+                let now = now_ms();
+                for hit in value["hits"]["hits"].as_array().into_iter().flatten() {
+                    if let Some(start) = hit["_source"]["window_start_ms"].as_i64() {
+                        first_seen.entry(start).or_insert(now);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    producing.join().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = client.delete(format!("{es}/{index}")).send().await;
+    // The first and last windows are partial (the monitor's start, the end of producing).
+    let mut lags: Vec<f64> = first_seen
+        .iter()
+        .skip(1)
+        .take(first_seen.len().saturating_sub(2))
+        .map(|(start, seen)| (seen - (start + 1_000 + ooo_ms)) as f64 / 1000.0)
+        .collect();
+    assert!(lags.len() >= 5, "too few windows seen: {first_seen:?}");
+    lags.sort_by(f64::total_cmp);
+    let p = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "\nfreshness over {} one-second windows (window can close → searchable): p50 {:.2} s, p99 {:.2} s, max {:.2} s",
+        lags.len(),
+        p(0.5),
+        p(0.99),
+        lags[lags.len() - 1]
+    );
+}
