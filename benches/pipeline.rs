@@ -66,6 +66,11 @@ struct Args {
 
 const PARTITIONS: i32 = 2;
 const WINDOW_MS: i64 = 10_000;
+/// How often a file or process is checked for completion.
+const FILE_POLL: Duration = Duration::from_millis(20);
+/// How often Elasticsearch is asked (refresh + count): more often would load the two cores
+/// the measured job shares with Elasticsearch and the broker.
+const ES_POLL: Duration = Duration::from_millis(250);
 
 fn main() {
     if let Ok(role) = std::env::var("SLA_BENCH_ROLE") {
@@ -140,7 +145,14 @@ fn main() {
         }
     }
     if args.fresh_seconds > 0 {
-        runtime.block_on(freshness(&broker.address, &args.es_url, args.fresh_seconds));
+        let topic = unique("bench_fresh");
+        create_topic(&broker.address, &topic);
+        runtime.block_on(freshness(
+            &broker.address,
+            &topic,
+            &args.es_url,
+            args.fresh_seconds,
+        ));
     }
 }
 
@@ -395,9 +407,9 @@ fn produce_visits(brokers: &str, topic: &str, n: u64) {
     wait_acked(&producer, &acked, n);
 }
 
-/// Runs `command` until `done` holds (checked every 20 ms) or it exits by itself; then stops
-/// it with SIGTERM and returns the time from spawn to done and its peak RSS.
-fn measure(mut command: Command, mut done: impl FnMut() -> bool) -> Run {
+/// Runs `command` until `done` holds (checked every `every`) or it exits by itself; then
+/// stops it with SIGTERM and returns the time from spawn to done and its peak RSS.
+fn measure(mut command: Command, every: Duration, mut done: impl FnMut() -> bool) -> Run {
     let started = Instant::now();
     let mut child = command
         .stdout(Stdio::null())
@@ -431,7 +443,7 @@ fn measure(mut command: Command, mut done: impl FnMut() -> bool) -> Run {
             started.elapsed() < Duration::from_secs(900),
             "{command:?} did not finish in 15 minutes"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(every);
     };
     std::mem::forget(child); // already reaped by wait4
     Run {
@@ -457,13 +469,13 @@ fn job(binary: &str) -> Command {
 fn run_bare_consumer(brokers: &str, topic: &str, n: u64) -> Run {
     let mut command = this_bench("bare-consumer");
     command.args([brokers, topic, &(n + PARTITIONS as u64).to_string()]);
-    measure(command, || false)
+    measure(command, FILE_POLL, || false)
 }
 
 fn run_bare_pipe(brokers: &str, topic: &str, n: u64) -> Run {
     let mut command = this_bench("bare-pipe");
     command.args([brokers, topic, &unique("bench_pipe_out"), &n.to_string()]);
-    measure(command, || false)
+    measure(command, FILE_POLL, || false)
 }
 
 fn monitor(brokers: &str, topic: &str) -> Command {
@@ -482,7 +494,7 @@ fn run_monitor_json(brokers: &str, topic: &str, windows: u64, dir: &Path) -> Run
     let mut command = monitor(brokers, topic);
     command.args(["--sink", "json-lines", "--output", output.to_str().unwrap()]);
     let path = output.clone();
-    measure(command, move || {
+    measure(command, FILE_POLL, move || {
         std::fs::read_to_string(&path)
             .map(|text| text.lines().count() as u64 >= windows)
             .unwrap_or(false)
@@ -510,7 +522,7 @@ async fn run_monitor_es(brokers: &str, topic: &str, windows: u64, es: &str) -> R
     let handle = tokio::runtime::Handle::current();
     let (es2, index2, client2) = (es.to_string(), index.clone(), client.clone());
     let run = tokio::task::spawn_blocking(move || {
-        measure(command, move || {
+        measure(command, ES_POLL, move || {
             handle.block_on(es_count(&client2, &es2, &index2)) >= windows
         })
     })
@@ -539,12 +551,7 @@ fn run_synchronizer(brokers: &str, topic: &str, n: u64) -> Run {
     for p in 0..PARTITIONS {
         partitions.add_partition(topic, p);
     }
-    let mut last_check = Instant::now();
-    measure(command, move || {
-        if last_check.elapsed() < Duration::from_millis(100) {
-            return false;
-        }
-        last_check = Instant::now();
+    measure(command, Duration::from_millis(100), move || {
         let committed = match reader.committed_offsets(partitions.clone(), Duration::from_secs(5)) {
             Ok(c) => c,
             Err(_) => return false,
@@ -621,15 +628,13 @@ fn bare_pipe(brokers: &str, input: &str, output: &str, n: u64) {
 
 /// Live records into 1 s windows; for each window, the time from when it can close (end +
 /// out-of-orderness) to its document being searchable.
-async fn freshness(brokers: &str, es: &str, seconds: u64) {
-    let topic = unique("bench_fresh");
-    create_topic(brokers, &topic);
+async fn freshness(brokers: &str, topic: &str, es: &str, seconds: u64) {
     let index = unique("sla_bench_fresh");
     let ooo_ms = 200;
     let mut command = job(env!("CARGO_BIN_EXE_monitor"));
     #[rustfmt::skip]
     command.args([
-        "--brokers", brokers, "--reduced-topic", &topic,
+        "--brokers", brokers, "--reduced-topic", topic,
         "--dead-letter-topic", &unique("bench_dlq"), "--checkpoint-topic", &unique("bench_ckpt"),
         "--group", &unique("bench_fresh"), "--window", "1s", "--max-out-of-orderness", "200ms",
         "--idle-timeout", "5s", "--es-url", es, "--es-index", &index,
@@ -641,7 +646,7 @@ async fn freshness(brokers: &str, es: &str, seconds: u64) {
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let producing = {
-        let (brokers, topic) = (brokers.to_string(), topic.clone());
+        let (brokers, topic) = (brokers.to_string(), topic.to_string());
         std::thread::spawn(move || {
             let mut config = ClientConfig::new();
             config
@@ -704,6 +709,7 @@ async fn freshness(brokers: &str, es: &str, seconds: u64) {
         .map(|(start, seen)| (seen - (start + 1_000 + ooo_ms)) as f64 / 1000.0)
         .collect();
     assert!(lags.len() >= 5, "too few windows seen: {first_seen:?}");
+    println!("freshness per window (s): {lags:.2?}");
     lags.sort_by(f64::total_cmp);
     let p = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
     println!(

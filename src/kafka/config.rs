@@ -5,6 +5,9 @@
 use super::properties::{parse_properties_file, parse_property, PropertiesFile, Property};
 use rdkafka::ClientConfig;
 
+/// Most kilobytes of records a consumer fetches ahead of the job (`queued.max.messages.kbytes`).
+pub const PREFETCH_KBYTES: &str = "16384";
+
 /// Kafka flags common to all jobs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
@@ -93,7 +96,9 @@ impl KafkaArgs {
 
     /// Consumer settings of the jobs: group `group`, offsets committed by the job itself (never
     /// automatically), reading from the start of a partition the group never committed, short
-    /// fetch waits (latency matters here) and statistics for the lag metric.
+    /// fetch waits (latency matters here), statistics for the lag metric, and at most
+    /// [`PREFETCH_KBYTES`] of records fetched ahead (librdkafka's default, 64 MB, would be most
+    /// of a job's memory whenever the job is slower than the broker).
     pub fn consumer_config(&self, group: &str) -> ClientConfig {
         self.client_config(&[
             ("group.id", group),
@@ -101,6 +106,7 @@ impl KafkaArgs {
             ("auto.offset.reset", "earliest"),
             ("fetch.wait.max.ms", "50"),
             ("statistics.interval.ms", "5000"),
+            ("queued.max.messages.kbytes", PREFETCH_KBYTES),
         ])
     }
 

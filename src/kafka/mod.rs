@@ -12,3 +12,8 @@ pub mod security_failure;
 pub use admin::{ensure_topics, ensure_topics_when_reachable, TopicSpec};
 pub use config::{Compression, KafkaArgs};
 pub use context::JobContext;
+
+/// After a job's loop has received a record, it takes up to this many more that are already
+/// fetched before going back through its `select!` (timers, acknowledgements, shutdown): the
+/// per-record cost of polling every branch is paid once per batch instead.
+pub const READY_BATCH: usize = 256;

@@ -15,7 +15,9 @@ pub mod window_document;
 
 use crate::kafka::dead_letter::{DeadLetterQueue, WINDOW_START_HEADER};
 use crate::kafka::producer::{delivered, RELIABLE_PRODUCER};
-use crate::kafka::{admin, ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec};
+use crate::kafka::{
+    admin, ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec, READY_BATCH,
+};
 use crate::rejection::{RejectReason, Rejection};
 use crate::shutdown::Shutdown;
 use crate::sink::driver::{self, Acknowledgement, Batch};
@@ -26,7 +28,7 @@ use crate::window::{
 };
 use checkpoint::{Checkpoint, CheckpointRecord};
 use futures::stream::FuturesUnordered;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use measurement::{measure, TimestampKind};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -197,6 +199,9 @@ pub async fn run(
         report: MonitorReport::default(),
         consumed,
         latency,
+        by_timestamp_kind: [TimestampKind::LogAppendTime, TimestampKind::CreateTime].map(|kind| {
+            metrics::counter!("sla_monitor_records_by_timestamp_type_total", "type" => kind.as_str())
+        }),
     };
     monitor.assign_all_partitions().await?;
     tracing::info!(
@@ -235,6 +240,8 @@ struct Monitor {
     consumed: metrics::Counter,
     /// `sla_monitor_record_latency_seconds`, resolved once.
     latency: metrics::Histogram,
+    /// `sla_monitor_records_by_timestamp_type_total` for LogAppendTime and CreateTime.
+    by_timestamp_kind: [metrics::Counter; 2],
 }
 
 fn now_ms() -> i64 {
@@ -353,10 +360,20 @@ impl Monitor {
                         last_commit = Instant::now();
                     }
                 }
-                message = consumer.recv() => match message {
-                    Ok(message) => self.on_message(&message).await?,
-                    Err(e) => tracing::warn!("consuming from {}: {e}", self.config.input_topic),
-                },
+                message = consumer.recv() => {
+                    let mut next = Some(message);
+                    let mut taken = 0;
+                    while let Some(message) = next.take() {
+                        match message {
+                            Ok(message) => self.on_message(&message).await?,
+                            Err(e) => tracing::warn!("consuming from {}: {e}", self.config.input_topic),
+                        }
+                        taken += 1;
+                        if taken < READY_BATCH {
+                            next = consumer.recv().now_or_never();
+                        }
+                    }
+                }
             }
         }
         self.drain().await?;
@@ -472,8 +489,10 @@ impl Monitor {
     }
 
     fn count_timestamp_kind(&mut self, kind: TimestampKind) {
-        metrics::counter!("sla_monitor_records_by_timestamp_type_total", "type" => kind.as_str())
-            .increment(1);
+        match kind {
+            TimestampKind::LogAppendTime => self.by_timestamp_kind[0].increment(1),
+            TimestampKind::CreateTime => self.by_timestamp_kind[1].increment(1),
+        }
         if self.timestamp_kinds_seen.insert(kind) {
             match kind {
                 TimestampKind::LogAppendTime => tracing::info!("records carry LogAppendTime: event time is the broker's append time"),

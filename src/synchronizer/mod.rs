@@ -9,13 +9,13 @@ use crate::delay::{DelayPolicy, PartitionOrderedSchedule};
 use crate::kafka::context::SharedOffsets;
 use crate::kafka::dead_letter::DeadLetterQueue;
 use crate::kafka::producer::{delivered, enqueue, OutgoingRecord, RELIABLE_PRODUCER};
-use crate::kafka::{ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec};
+use crate::kafka::{ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec, READY_BATCH};
 use crate::offset_tracker::OffsetTracker;
 use crate::reduced_visit::ReducedVisit;
 use crate::shutdown::Shutdown;
 use crate::visit::Visit;
 use futures::stream::FuturesUnordered;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -308,10 +308,20 @@ impl Synchronizer {
                     );
                     break;
                 }
-                message = consumer.recv(), if can_consume => match message {
-                    Ok(message) => self.on_message(&message, policy).await?,
-                    Err(e) => tracing::warn!("consuming from {}: {e}", self.config.input_topic),
-                },
+                message = consumer.recv(), if can_consume => {
+                    let mut next = Some(message);
+                    let mut taken = 0;
+                    while let Some(message) = next.take() {
+                        match message {
+                            Ok(message) => self.on_message(&message, policy).await?,
+                            Err(e) => tracing::warn!("consuming from {}: {e}", self.config.input_topic),
+                        }
+                        taken += 1;
+                        if taken < READY_BATCH && self.waiting.len() < policy.max_waiting(self.config.max_in_flight) {
+                            next = consumer.recv().now_or_never();
+                        }
+                    }
+                }
             }
         }
         self.commit(CommitMode::Sync);
