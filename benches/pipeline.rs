@@ -14,7 +14,7 @@
 //! - the synchronizer, until its group has committed every input record.
 //!
 //! Each is a process of its own: records/s from its start to done, peak RSS from the kernel
-//! (`wait4`). No Prometheus scrapes anything. Then the monitor's peak RSS at growing record
+//! (VmHWM). No Prometheus scrapes anything. Then the monitor's peak RSS at growing record
 //! counts (`--flat`), and the freshness of windows: with live records, the time from the
 //! moment a window can close (its end plus the out-of-orderness) to its document being
 //! searchable, p50/p99 over `--fresh-seconds` one-second windows.
@@ -128,7 +128,9 @@ fn main() {
             results.entry(name).or_default().push(run);
         }
     }
-    print_table(&args, &results);
+    if args.rounds > 0 {
+        print_table(&args, &results);
+    }
 
     let flat: Vec<u64> = args.flat.iter().copied().filter(|&n| n > 0).collect();
     if !flat.is_empty() {
@@ -407,36 +409,64 @@ fn produce_visits(brokers: &str, topic: &str, n: u64) {
     wait_acked(&producer, &acked, n);
 }
 
+/// The peak resident set of process `pid` so far (kB), from `/proc/PID/status` (VmHWM). Not
+/// `wait4`'s `ru_maxrss`: that one starts from the parent's peak, which a child spawned with
+/// vfork inherits when it execs.
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse().ok())
+}
+
+/// Prints this process's peak resident set for [`measure`] (roles that exit by themselves).
+fn report_own_peak_rss() {
+    println!(
+        "peak_rss_kb={}",
+        peak_rss_kb(std::process::id()).unwrap_or(0)
+    );
+}
+
 /// Runs `command` until `done` holds (checked every `every`) or it exits by itself; then
 /// stops it with SIGTERM and returns the time from spawn to done and its peak RSS.
 fn measure(mut command: Command, every: Duration, mut done: impl FnMut() -> bool) -> Run {
     let started = Instant::now();
     let mut child = command
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let stderr = child.stderr.take().unwrap();
+    let pid = child.id();
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
     let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut peak_kb = 0;
     let seconds = loop {
-        // SAFETY: waits for our own child without blocking; fills `usage` when it exited.
-        let exited = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if exited == pid {
+        if let Some(status) = child.try_wait().unwrap() {
+            let seconds = started.elapsed().as_secs_f64();
             let log = log.join().unwrap();
-            assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "{command:?} failed:\n{log}"
-            );
-            break started.elapsed().as_secs_f64();
+            assert!(status.success(), "{command:?} failed:\n{log}");
+            let reported = out.join().unwrap();
+            peak_kb = reported
+                .lines()
+                .find_map(|line| line.strip_prefix("peak_rss_kb="))
+                .and_then(|kb| kb.parse().ok())
+                .unwrap_or_else(|| panic!("{command:?} did not report its peak RSS"));
+            break seconds;
+        }
+        if let Some(kb) = peak_rss_kb(pid) {
+            peak_kb = kb;
         }
         if done() {
             let seconds = started.elapsed().as_secs_f64();
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            // SAFETY: as above, blocking until it exits.
-            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            if let Some(kb) = peak_rss_kb(pid) {
+                peak_kb = kb;
+            }
+            // SAFETY: signals our own child, which has not been reaped yet.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+            child.wait().unwrap();
             break seconds;
         }
         assert!(
@@ -445,10 +475,9 @@ fn measure(mut command: Command, every: Duration, mut done: impl FnMut() -> bool
         );
         std::thread::sleep(every);
     };
-    std::mem::forget(child); // already reaped by wait4
     Run {
         seconds,
-        peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        peak_rss_mb: peak_kb as f64 / 1024.0,
     }
 }
 
@@ -590,6 +619,7 @@ fn bare_consumer(brokers: &str, topic: &str, n: u64) {
         }
     }
     assert!(bytes > 0);
+    report_own_peak_rss();
 }
 
 /// The bare consume → produce loop: the synchronizer's consumer and producer settings, each
@@ -624,6 +654,7 @@ fn bare_pipe(brokers: &str, input: &str, output: &str, n: u64) {
         }
     }
     wait_acked(&producer, &acked, n);
+    report_own_peak_rss();
 }
 
 /// Live records into 1 s windows; for each window, the time from when it can close (end +
@@ -645,7 +676,7 @@ async fn freshness(brokers: &str, topic: &str, es: &str, seconds: u64) {
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let producing = {
+    let producing: std::thread::JoinHandle<i64> = {
         let (brokers, topic) = (brokers.to_string(), topic.to_string());
         std::thread::spawn(move || {
             let mut config = ClientConfig::new();
@@ -672,7 +703,9 @@ async fn freshness(brokers: &str, topic: &str, es: &str, seconds: u64) {
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
+            let stopped = now_ms();
             wait_acked(&producer, &acked, sent);
+            stopped
         })
     };
     let client = reqwest::Client::new();
@@ -697,15 +730,16 @@ async fn freshness(brokers: &str, topic: &str, es: &str, seconds: u64) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    producing.join().unwrap();
+    let stopped = producing.join().unwrap();
     let _ = child.kill();
     let _ = child.wait();
     let _ = client.delete(format!("{es}/{index}")).send().await;
-    // The first and last windows are partial (the monitor's start, the end of producing).
+    // The first window is partial (the monitor started in it); windows whose end plus the
+    // out-of-orderness lies after the last record can only close by idleness.
     let mut lags: Vec<f64> = first_seen
         .iter()
         .skip(1)
-        .take(first_seen.len().saturating_sub(2))
+        .filter(|(start, _)| *start + 1_000 + ooo_ms < stopped)
         .map(|(start, seen)| (seen - (start + 1_000 + ooo_ms)) as f64 / 1000.0)
         .collect();
     assert!(lags.len() >= 5, "too few windows seen: {first_seen:?}");

@@ -6,7 +6,7 @@ use super::properties::{parse_properties_file, parse_property, PropertiesFile, P
 use rdkafka::ClientConfig;
 
 /// Most kilobytes of records a consumer fetches ahead of the job (`queued.max.messages.kbytes`).
-pub const PREFETCH_KBYTES: &str = "16384";
+pub const PREFETCH_KBYTES: &str = "8192";
 
 /// Kafka flags common to all jobs.
 #[derive(Debug, Clone, clap::Args)]

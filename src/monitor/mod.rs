@@ -177,7 +177,6 @@ pub async fn run(
     let (batches, acks) = driver::spawn(sink);
     let consumed =
         metrics::counter!("sla_records_consumed_total", "topic" => config.input_topic.clone());
-    let latency = metrics::histogram!("sla_monitor_record_latency_seconds");
     let mut monitor = Monitor {
         watermarks: Watermarks::new(config.watermark),
         windows: Windows::new(config.window.clone()),
@@ -198,7 +197,6 @@ pub async fn run(
         timestamp_kinds_seen: HashSet::new(),
         report: MonitorReport::default(),
         consumed,
-        latency,
         by_timestamp_kind: [TimestampKind::LogAppendTime, TimestampKind::CreateTime].map(|kind| {
             metrics::counter!("sla_monitor_records_by_timestamp_type_total", "type" => kind.as_str())
         }),
@@ -238,8 +236,6 @@ struct Monitor {
     report: MonitorReport,
     /// `sla_records_consumed_total` of the input topic, resolved once (not per record).
     consumed: metrics::Counter,
-    /// `sla_monitor_record_latency_seconds`, resolved once.
-    latency: metrics::Histogram,
     /// `sla_monitor_records_by_timestamp_type_total` for LogAppendTime and CreateTime.
     by_timestamp_kind: [metrics::Counter; 2],
 }
@@ -446,7 +442,6 @@ impl Monitor {
                 .map_or(measurement.event_time, |m| m.max(measurement.event_time)),
         );
         self.count_timestamp_kind(measurement.timestamp_kind);
-        self.latency.record(measurement.latency_ms as f64 / 1000.0);
         let placement = self.windows.place(Observation {
             partition,
             offset,
@@ -555,6 +550,7 @@ impl Monitor {
                 earliest(&mut resume_points, p, point);
             }
             log_window(result);
+            export_window(result);
         }
         let documents: Vec<WindowDocument> = closed
             .iter()
@@ -664,6 +660,18 @@ impl Monitor {
             self.finish_checkpoint(records, result, CommitMode::Sync);
         }
     }
+}
+
+/// The latest closed window as gauges: the per-window aggregate Prometheus sees (a histogram
+/// fed per record would hold every sample until scraped and repeat what the window computes).
+fn export_window(result: &WindowResult) {
+    for (q, value) in &result.stats.quantiles {
+        metrics::gauge!("sla_monitor_window_latency_seconds", "quantile" => q.to_string())
+            .set(value / 1000.0);
+    }
+    metrics::gauge!("sla_monitor_window_records").set(result.stats.count as f64);
+    metrics::gauge!("sla_monitor_window_over_sla_records").set(result.over_sla as f64);
+    metrics::gauge!("sla_monitor_window_start_seconds").set(result.start_ms as f64 / 1000.0);
 }
 
 fn log_window(result: &WindowResult) {
