@@ -6,9 +6,10 @@
 //! O(open windows), not O(records).
 
 use sla_monitor::digest::DigestConfig;
+use sla_monitor::event_time::EventTimeOperator;
 use sla_monitor::reduced_visit::{start_processing_time_ms, ReducedVisit};
-use sla_monitor::watermark::{WatermarkConfig, Watermarks};
-use sla_monitor::window::{Observation, WindowConfig, Windows};
+use sla_monitor::watermark::WatermarkConfig;
+use sla_monitor::window::WindowConfig;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
@@ -99,29 +100,22 @@ fn main() {
             digest: DigestConfig::default(),
         };
         let before = LIVE.load(Ordering::Relaxed);
-        let mut windows = Windows::new(config);
-        let mut marks = Watermarks::new(WatermarkConfig {
-            max_out_of_orderness_ms: 5_000,
-            idle_timeout_ms: 30_000,
-        });
+        let mut operator = EventTimeOperator::new(
+            config,
+            WatermarkConfig {
+                max_out_of_orderness_ms: 5_000,
+                idle_timeout_ms: 30_000,
+            },
+        );
         let mut rng = 0x9E37_79B9_7F4A_7C15u64;
         let start = Instant::now();
         for i in 0..n {
             let partition = (i % 2) as i32;
             let event_time = (i * (window_ms as u64 - 1) / n) as i64;
-            windows.place(Observation {
-                partition,
-                offset: (i / 2) as i64,
-                event_time,
-                latency_ms: latency(&mut rng),
-                partition_max_before: marks.max_event_time(partition),
-                partition_watermark: marks.partition_watermark(partition),
-                replayed: false,
-            });
-            marks.observe(partition, event_time, 0);
+            operator.on_record(partition, (i / 2) as i64, event_time, latency(&mut rng), 0);
         }
         let held = LIVE.load(Ordering::Relaxed) - before;
-        let results = windows.close(i64::MAX / 2);
+        let results = operator.flush();
         let elapsed = start.elapsed().as_secs_f64();
         let p99 = results[0].stats.quantiles[3].1;
         assert_eq!(results[0].stats.count, n);

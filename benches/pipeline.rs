@@ -82,6 +82,14 @@ fn main() {
         }
         return;
     }
+    // `cargo test --all-targets` runs benchmarks too, without `--bench`: minutes of load are
+    // not a test, so only `cargo bench` measures.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "pipeline: run with `cargo bench --bench pipeline`; nothing measured under cargo test"
+        );
+        return;
+    }
     let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -622,22 +630,17 @@ fn bare_consumer(brokers: &str, topic: &str, n: u64) {
     report_own_peak_rss();
 }
 
-/// The bare consume → produce loop: the synchronizer's consumer and producer settings, each
-/// record copied unchanged, until `n` are acknowledged.
+/// The bare consume → produce loop: the synchronizer's consumer and producer settings and group
+/// subscription, each record copied unchanged, until `n` are acknowledged.
 fn bare_pipe(brokers: &str, input: &str, output: &str, n: u64) {
     let kafka = kafka_args(brokers);
     create_topic(brokers, output);
+    // Like the synchronizer, a member of a consumer group (which costs a group join at start).
     let consumer: BaseConsumer = kafka
         .consumer_config(&unique("bench_pipe"))
         .create()
         .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(input, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
+    consumer.subscribe(&[input]).unwrap();
     let (producer, acked) = producer(kafka.producer_config(RELIABLE_PRODUCER));
     let mut count = 0u64;
     while count < n {

@@ -3,10 +3,11 @@
 use anyhow::Context;
 use clap::Parser;
 use sla_monitor::digest::DigestConfig;
+use sla_monitor::elasticsearch_connection::ElasticsearchArgs;
 use sla_monitor::kafka::KafkaArgs;
 use sla_monitor::monitor::{self, MonitorConfig};
 use sla_monitor::shutdown::Shutdown;
-use sla_monitor::sink::elasticsearch::{ElasticsearchArgs, ElasticsearchSink};
+use sla_monitor::sink::elasticsearch::ElasticsearchSink;
 use sla_monitor::sink::json_lines::JsonLinesSink;
 use sla_monitor::watermark::WatermarkConfig;
 use sla_monitor::window::WindowConfig;

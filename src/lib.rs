@@ -17,9 +17,14 @@
 //! - [`generator::visits`]: the deterministic visit source.
 //! - [`watermark`]: per-partition event-time progress and the job watermark (idleness included).
 //! - [`window`]: tumbling event-time windows, lateness, resume points for safe commits.
+//! - [`event_time`]: the event-time operator — watermarks and windows together, the one place
+//!   that decides whether a record is accepted, late or already counted.
 //! - [`digest`]: per-window percentiles, exact below a threshold, t-digest above.
-//! - [`monitor::measurement`], [`monitor::checkpoint`], [`monitor::window_document`]: a record's
-//!   latency, the state saved with each commit, and the document written per window.
+//! - [`window_document`]: the document written per closed window.
+//! - [`monitor::measurement`], [`monitor::checkpoint`], [`monitor::restore`],
+//!   [`monitor::decisions`]: a record's latency, the state saved with each commit, where each
+//!   partition resumes, and every decision of the monitor (records, ticks, acknowledgements,
+//!   what may be committed) with time passed in.
 //! - [`alerting::rule`], [`alerting::es_query`], [`alerting::expressions`], [`alerting::state`],
 //!   [`alerting::notify`]: Grafana alert rules read from provisioning files, query A as Grafana's
 //!   Elasticsearch data source builds it, reduce/threshold, Grafana's state machine, and the
@@ -33,20 +38,25 @@
 //! - [`http`] and [`telemetry`]: the `/metrics` and `/healthz` endpoint, logging, metrics.
 //! - [`shutdown`]: graceful stop on SIGINT/SIGTERM; [`backoff`]: the shared retry schedule.
 //! - [`sink`]: where window documents go (Elasticsearch or JSON lines), written with retries
-//!   and acknowledged; [`sink::elasticsearch`] split into config, mapping and bulk.
+//!   and acknowledged; [`sink::elasticsearch`] split into mapping and bulk.
+//! - [`elasticsearch_connection`]: URL, index and credentials of Elasticsearch, shared by the
+//!   sink and the alert evaluator.
 //! - [`alerting::evaluation`], [`alerting::evaluator`]: rules evaluated against Elasticsearch,
 //!   the evaluation loop, `/state`, notifications.
 //!
 //! Jobs (wiring the above; the binaries in `jobs/` only parse flags):
 //! - [`generator`]: produces visits at a rate.
 //! - [`synchronizer`]: visits → reduced visits (+ dead letters), with optional delay.
-//! - [`monitor`]: reduced visits → one latency summary per event-time window.
+//! - [`monitor`]: reduced visits → one latency summary per event-time window (a thin loop
+//!   around [`monitor::decisions`], with [`monitor::committer`] for checkpoints and commits).
 //! - `alerts` (binary): the Grafana rule evaluator built from [`alerting`].
 
 pub mod alerting;
 pub mod backoff;
 pub mod delay;
 pub mod digest;
+pub mod elasticsearch_connection;
+pub mod event_time;
 pub mod generator;
 pub mod http;
 pub mod kafka;
@@ -62,3 +72,4 @@ pub mod telemetry;
 pub mod visit;
 pub mod watermark;
 pub mod window;
+pub mod window_document;

@@ -233,9 +233,6 @@ pub fn earliest(points: &mut BTreeMap<i32, ResumePoint>, partition: i32, point: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::exact_quantile;
-    use crate::watermark::{WatermarkConfig, Watermarks};
-    use proptest::prelude::*;
 
     fn config() -> WindowConfig {
         WindowConfig {
@@ -365,83 +362,5 @@ mod tests {
             },
         );
         assert_eq!(points[&0].offset, 4);
-    }
-
-    /// Feeds per-partition sequences through watermarks and windows in a given interleaving
-    /// and returns the closed windows after a final flush.
-    fn run(partitions: &[Vec<(i64, i64)>], interleaving: &[usize]) -> Vec<WindowResult> {
-        let mut marks = Watermarks::new(WatermarkConfig {
-            max_out_of_orderness_ms: 2_000,
-            idle_timeout_ms: i64::MAX / 4,
-        });
-        for p in 0..partitions.len() {
-            marks.assign(p as i32, None, 0);
-        }
-        let mut windows = Windows::new(config());
-        let mut cursors = vec![0usize; partitions.len()];
-        let mut out = Vec::new();
-        let mut order: Vec<usize> = interleaving.iter().map(|i| i % partitions.len()).collect();
-        for (p, records) in partitions.iter().enumerate() {
-            order.extend(std::iter::repeat_n(p, records.len()));
-        }
-        for p in order {
-            let Some(&(t, latency)) = partitions[p].get(cursors[p]) else {
-                continue;
-            };
-            let partition = p as i32;
-            let placement = windows.place(Observation {
-                partition,
-                offset: cursors[p] as i64,
-                event_time: t,
-                latency_ms: latency,
-                partition_max_before: marks.max_event_time(partition),
-                partition_watermark: marks.partition_watermark(partition),
-                replayed: false,
-            });
-            assert!(!matches!(placement, Placement::AlreadyCounted { .. }));
-            cursors[p] += 1;
-            marks.observe(partition, t, 0);
-            if let Some(wm) = marks.advance(0) {
-                out.extend(windows.close(wm));
-            }
-        }
-        out.extend(windows.close(i64::MAX / 2));
-        out
-    }
-
-    proptest! {
-        /// The same per-partition sequences give the same windows whatever the interleaving.
-        #[test]
-        fn results_do_not_depend_on_interleaving(
-            partitions in proptest::collection::vec(
-                proptest::collection::vec((0i64..400_000, 0i64..20_000), 0..60), 1..4),
-            a in proptest::collection::vec(0usize..8, 0..200),
-            b in proptest::collection::vec(0usize..8, 0..200),
-        ) {
-            prop_assert_eq!(run(&partitions, &a), run(&partitions, &b));
-        }
-
-        /// Every accepted record is counted once and window percentiles equal exact ones.
-        #[test]
-        fn counts_and_percentiles_are_exact(
-            records in proptest::collection::vec((0i64..300_000, -100i64..20_000), 1..200),
-        ) {
-            // One partition, in event-time order: nothing is late.
-            let mut sorted = records.clone();
-            sorted.sort();
-            let results = run(&[sorted.clone()], &[]);
-            let total: u64 = results.iter().map(|r| r.stats.count).sum();
-            prop_assert_eq!(total as usize, sorted.len());
-            for r in results {
-                let mut lat: Vec<f64> = sorted.iter()
-                    .filter(|(t, _)| *t >= r.start_ms && *t < r.end_ms)
-                    .map(|&(_, l)| l as f64).collect();
-                lat.sort_unstable_by(f64::total_cmp);
-                for &(q, v) in &r.stats.quantiles {
-                    prop_assert_eq!(v, exact_quantile(&lat, q));
-                }
-                prop_assert_eq!(r.over_sla as usize, lat.iter().filter(|&&l| l > 5_000.0).count());
-            }
-        }
     }
 }

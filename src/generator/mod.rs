@@ -68,7 +68,7 @@ pub async fn run(
         shutdown.clone(),
     )
     .await?;
-    let context = JobContext::new(k.bootstrap_servers(), None);
+    let context = JobContext::new(k.bootstrap_servers());
     let producer: FutureProducer<JobContext> = k
         .producer_config(RELIABLE_PRODUCER)
         .create_with_context(context.clone())

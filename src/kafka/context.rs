@@ -1,30 +1,21 @@
 //! The Kafka client context of every job: turns librdkafka's logs and errors into readable,
-//! rate-limited log lines and metrics, notices recovery, and commits safe offsets of
-//! partitions taken away by a rebalance.
+//! rate-limited log lines and metrics, notices recovery, and logs rebalances. (What a job
+//! commits when partitions are taken away is the job's own policy: see
+//! `synchronizer::rebalance`.)
 
 use super::security_failure::{classify, transport_hint};
-use crate::offset_tracker::OffsetTracker;
 use crate::rate_limited_log::RateLimitedLog;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::ClientContext;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Offsets of one consumed topic shared between a job's loop and its rebalance callback.
-#[derive(Debug, Clone)]
-pub struct SharedOffsets {
-    /// The consumed topic.
-    pub topic: String,
-    /// The offsets pending acknowledgement.
-    pub tracker: Arc<Mutex<OffsetTracker>>,
-}
 
 /// Client context shared by the producers and consumers of a job (clones share state, so a
 /// recovery seen by one client is reported once).
@@ -37,19 +28,16 @@ struct Inner {
     brokers: String,
     limiter: Mutex<RateLimitedLog<String>>,
     unhealthy: AtomicBool,
-    offsets: Option<SharedOffsets>,
 }
 
 impl JobContext {
-    /// A context for clients connected to `brokers`; `offsets` is set for consumers whose
-    /// revoked partitions must have their safe offsets committed.
-    pub fn new(brokers: &str, offsets: Option<SharedOffsets>) -> Self {
+    /// A context for clients connected to `brokers`.
+    pub fn new(brokers: &str) -> Self {
         JobContext {
             inner: Arc::new(Inner {
                 brokers: brokers.to_string(),
                 limiter: Mutex::new(RateLimitedLog::new(LOG_INTERVAL)),
                 unhealthy: AtomicBool::new(false),
-                offsets,
             }),
         }
     }
@@ -137,40 +125,10 @@ impl ClientContext for JobContext {
 }
 
 impl ConsumerContext for JobContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let (Rebalance::Revoke(revoked), Some(shared)) = (rebalance, &self.inner.offsets) else {
-            return;
-        };
-        let mut tracker = shared.tracker.lock().expect("offset tracker poisoned");
-        let partitions: Vec<i32> = revoked
-            .elements()
-            .iter()
-            .filter(|e| e.topic() == shared.topic)
-            .map(|e| e.partition())
-            .collect();
-        let safe: Vec<(i32, i64)> = tracker
-            .committable()
-            .into_iter()
-            .filter(|(p, _)| partitions.contains(p))
-            .collect();
-        if !safe.is_empty() {
-            let mut list = TopicPartitionList::new();
-            for &(partition, offset) in &safe {
-                list.add_partition_offset(&shared.topic, partition, Offset::Offset(offset))
-                    .expect("valid offset");
-            }
-            match consumer.commit(&list, CommitMode::Sync) {
-                Ok(()) => tracing::info!(?safe, "committed offsets of revoked partitions"),
-                Err(e) => tracing::warn!(
-                    ?safe,
-                    "could not commit offsets of revoked partitions ({e}); their new owner will reprocess some records"
-                ),
-            }
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            tracing::info!(revoked = ?revoked.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions revoked");
         }
-        for partition in partitions {
-            tracker.remove(partition);
-        }
-        tracing::info!(revoked = ?revoked.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions revoked");
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

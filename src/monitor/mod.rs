@@ -6,30 +6,36 @@
 //! [`checkpoint::Checkpoint`] per partition is written to the checkpoint topic, so a restart
 //! resumes from the first record of the oldest unwritten window, restores each partition's
 //! watermark, and rebuilds exactly the windows it had not written.
+//!
+//! Files by role: [`restore`] (checkpoints → where each partition resumes), [`decisions`] (every
+//! decision, no I/O), [`committer`] (checkpoint writes and offset commits), and this module's
+//! loop, which only moves records, ticks and acknowledgements between Kafka, the core and
+//! the sink.
 
 pub mod checkpoint;
 pub mod checkpoint_store;
+pub mod committer;
+pub mod decisions;
 pub mod measurement;
+pub mod restore;
 pub mod unacknowledged;
-pub mod window_document;
 
 use crate::kafka::dead_letter::{DeadLetterQueue, WINDOW_START_HEADER};
 use crate::kafka::producer::{delivered, RELIABLE_PRODUCER};
 use crate::kafka::{
     admin, ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec, READY_BATCH,
 };
-use crate::rejection::{RejectReason, Rejection};
 use crate::shutdown::Shutdown;
 use crate::sink::driver::{self, Acknowledgement, Batch};
 use crate::sink::{SinkError, WindowSink};
-use crate::watermark::{WatermarkConfig, Watermarks};
-use crate::window::{
-    earliest, Observation, Placement, ResumePoint, WindowConfig, WindowResult, Windows,
-};
-use checkpoint::{Checkpoint, CheckpointRecord};
+use crate::watermark::WatermarkConfig;
+use crate::window::{WindowConfig, WindowResult};
+use crate::window_document::percentile_field;
+use committer::Committer;
+use decisions::{ClosedBatch, CoreConfig, MonitorCore, RecordDecision};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use measurement::{measure, TimestampKind};
+use measurement::TimestampKind;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
@@ -42,8 +48,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use unacknowledged::Unacknowledged;
-use window_document::WindowDocument;
 
 /// What the monitor needs to run.
 #[derive(Debug, Clone)]
@@ -107,13 +111,7 @@ pub enum MonitorError {
     Sink(SinkError),
 }
 
-/// How long a checkpoint write may wait for the broker before the commit is skipped.
-const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
-
 type PendingDelivery = Pin<Box<dyn Future<Output = (i32, i64, Result<(), KafkaError>)> + Send>>;
-
-type PendingCheckpoint =
-    Pin<Box<dyn Future<Output = (Vec<CheckpointRecord>, Result<(), String>)> + Send>>;
 
 /// Creates the input topic (with LogAppendTime) and the dead-letter topic when missing, and
 /// warns when the input topic does not use LogAppendTime.
@@ -157,51 +155,55 @@ pub async fn run(
     sink: impl WindowSink,
     shutdown: Shutdown,
 ) -> Result<MonitorReport, MonitorError> {
-    let context = JobContext::new(config.kafka.bootstrap_servers(), None);
-    let consumer: StreamConsumer<JobContext> = config
-        .kafka
-        .consumer_config(&config.group)
-        .create_with_context(context.clone())
-        .map_err(|e| MonitorError::Setup(format!("creating the Kafka consumer: {e}")))?;
+    let context = JobContext::new(config.kafka.bootstrap_servers());
+    let consumer: Arc<StreamConsumer<JobContext>> = Arc::new(
+        config
+            .kafka
+            .consumer_config(&config.group)
+            .create_with_context(context.clone())
+            .map_err(|e| MonitorError::Setup(format!("creating the Kafka consumer: {e}")))?,
+    );
     let producer: FutureProducer<JobContext> = config
         .kafka
         .producer_config(RELIABLE_PRODUCER)
         .create_with_context(context.clone())
         .map_err(|e| MonitorError::Setup(format!("creating the Kafka producer: {e}")))?;
     let sink_name = sink.describe();
-    let dead_letters = DeadLetterQueue::new(
-        producer.clone(),
-        &config.input_topic,
-        &config.dead_letter_topic,
-    );
+    let mut core = MonitorCore::new(CoreConfig {
+        input_topic: config.input_topic.clone(),
+        group: config.group.clone(),
+        job_name: config.job_name.clone(),
+        window: config.window.clone(),
+        watermark: config.watermark,
+        max_future_ms: config.max_future_ms,
+    });
+    assign_all_partitions(&config, &consumer, &mut core).await?;
     let (batches, acks) = driver::spawn(sink);
-    let consumed =
-        metrics::counter!("sla_records_consumed_total", "topic" => config.input_topic.clone());
     let mut monitor = Monitor {
-        watermarks: Watermarks::new(config.watermark),
-        windows: Windows::new(config.window.clone()),
-        config,
-        consumer: Arc::new(consumer),
-        producer,
-        context,
-        batches,
-        acks,
-        next_batch: 0,
-        unacknowledged: Unacknowledged::default(),
-        deliveries: FuturesUnordered::new(),
-        checkpointing: FuturesUnordered::new(),
-        positions: BTreeMap::new(),
-        replay_horizon: BTreeMap::new(),
-        last_commit: BTreeMap::new(),
-        dead_letters,
-        timestamp_kinds_seen: HashSet::new(),
-        report: MonitorReport::default(),
-        consumed,
+        committer: Committer::new(
+            consumer.clone(),
+            producer.clone(),
+            &config.checkpoint_topic,
+            &config.input_topic,
+        ),
+        dead_letters: DeadLetterQueue::new(
+            producer,
+            &config.input_topic,
+            &config.dead_letter_topic,
+        ),
+        consumed: metrics::counter!("sla_records_consumed_total", "topic" => config.input_topic.clone()),
         by_timestamp_kind: [TimestampKind::LogAppendTime, TimestampKind::CreateTime].map(|kind| {
             metrics::counter!("sla_monitor_records_by_timestamp_type_total", "type" => kind.as_str())
         }),
+        config,
+        consumer,
+        context,
+        core,
+        batches,
+        acks,
+        deliveries: FuturesUnordered::new(),
+        timestamp_kinds_seen: HashSet::new(),
     };
-    monitor.assign_all_partitions().await?;
     tracing::info!(
         topic = %monitor.config.input_topic,
         job = %monitor.config.job_name,
@@ -212,45 +214,21 @@ pub async fn run(
     monitor.run(shutdown).await
 }
 
-struct Monitor {
-    config: MonitorConfig,
-    consumer: Arc<StreamConsumer<JobContext>>,
-    producer: FutureProducer<JobContext>,
-    context: JobContext,
-    watermarks: Watermarks,
-    windows: Windows,
-    batches: mpsc::UnboundedSender<Batch>,
-    acks: mpsc::UnboundedReceiver<Acknowledgement>,
-    next_batch: u64,
-    /// Window batches and dead letters not yet acknowledged.
-    unacknowledged: Unacknowledged,
-    deliveries: FuturesUnordered<PendingDelivery>,
-    /// The checkpoint write under way, if any (at most one).
-    checkpointing: FuturesUnordered<PendingCheckpoint>,
-    /// Per partition: the next offset to consume and the highest event time consumed.
-    positions: BTreeMap<i32, ResumePoint>,
-    replay_horizon: BTreeMap<i32, i64>,
-    last_commit: BTreeMap<i32, Checkpoint>,
-    dead_letters: DeadLetterQueue,
-    timestamp_kinds_seen: HashSet<TimestampKind>,
-    report: MonitorReport,
-    /// `sla_records_consumed_total` of the input topic, resolved once (not per record).
-    consumed: metrics::Counter,
-    /// `sla_monitor_records_by_timestamp_type_total` for LogAppendTime and CreateTime.
-    by_timestamp_kind: [metrics::Counter; 2],
-}
-
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-impl Monitor {
-    /// Assigns every partition of the topic, resuming from committed offsets and restoring
-    /// the state saved with them.
-    async fn assign_all_partitions(&mut self) -> Result<(), MonitorError> {
-        let topic = self.config.input_topic.clone();
-        let metadata = self
-            .consumer
+/// Assigns every partition of the topic, resuming where the checkpoints (or the committed
+/// offsets) say. The blocking librdkafka calls run off the async workers.
+async fn assign_all_partitions(
+    config: &MonitorConfig,
+    consumer: &Arc<StreamConsumer<JobContext>>,
+    core: &mut MonitorCore,
+) -> Result<(), MonitorError> {
+    let topic = config.input_topic.clone();
+    let (reader, group) = (consumer.clone(), config.group.clone());
+    let (partitions, committed) = tokio::task::spawn_blocking(move || {
+        let metadata = reader
             .fetch_metadata(Some(&topic), Duration::from_secs(30))
             .map_err(|e| MonitorError::Setup(format!("reading the partitions of {topic}: {e}")))?;
         let partitions: Vec<i32> = metadata
@@ -268,70 +246,73 @@ impl Monitor {
         for &p in &partitions {
             wanted.add_partition(&topic, p);
         }
-        let committed = self
-            .consumer
+        let committed = reader
             .committed_offsets(wanted, Duration::from_secs(30))
             .map_err(|e| {
-                MonitorError::Setup(format!(
-                    "reading committed offsets of group {}: {e}",
-                    self.config.group
-                ))
+                MonitorError::Setup(format!("reading committed offsets of group {group}: {e}"))
             })?;
-        let checkpoints = checkpoint_store::load(
-            &self.config.kafka,
-            &self.config.checkpoint_topic,
-            &self.config.group,
-            &topic,
-        )
-        .await
-        .map_err(|e| {
-            MonitorError::Setup(format!(
-                "reading checkpoints from {}: {e}",
-                self.config.checkpoint_topic
-            ))
-        })?;
-        let now = now_ms();
-        let mut assignment = TopicPartitionList::new();
-        for element in committed.elements_for_topic(&topic) {
-            let partition = element.partition();
-            let checkpoint = checkpoints.get(&partition).copied();
-            // The checkpoint is written before each commit, so it is never behind the group offset.
-            let offset = match (checkpoint, element.offset()) {
-                (Some(c), _) => Offset::Offset(c.offset),
-                (None, Offset::Offset(o)) => Offset::Offset(o),
-                (None, _) => Offset::Beginning,
-            };
-            if let Offset::Offset(o) = offset {
-                self.positions.insert(
-                    partition,
-                    ResumePoint {
-                        offset: o,
-                        max_event_time_before: checkpoint.and_then(|c| c.max_event_time_before),
-                    },
-                );
-            }
-            assignment
-                .add_partition_offset(&topic, partition, offset)
-                .map_err(|e| MonitorError::Setup(format!("assigning {topic}/{partition}: {e}")))?;
-            self.watermarks.assign(
-                partition,
-                checkpoint.and_then(|c| c.max_event_time_before),
-                now,
-            );
-            if let Some(c) = checkpoint {
-                self.replay_horizon.insert(partition, c.consumed_end);
-                if let Some(durable) = c.durable_through {
-                    self.windows.restore_closed_through(durable);
-                    self.watermarks.restore(durable);
-                }
-            }
-            tracing::info!(partition, ?offset, restored = ?checkpoint, "resuming partition");
-        }
-        self.consumer
-            .assign(&assignment)
-            .map_err(|e| MonitorError::Setup(format!("assigning partitions of {topic}: {e}")))
+        let committed: BTreeMap<i32, i64> = committed
+            .elements_for_topic(&topic)
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect();
+        Ok((partitions, committed))
+    })
+    .await
+    .map_err(|e| MonitorError::Setup(format!("reading partitions: {e}")))??;
+    let topic = &config.input_topic;
+    let checkpoints = checkpoint_store::load(
+        &config.kafka,
+        &config.checkpoint_topic,
+        &config.group,
+        topic,
+    )
+    .await
+    .map_err(|e| {
+        MonitorError::Setup(format!(
+            "reading checkpoints from {}: {e}",
+            config.checkpoint_topic
+        ))
+    })?;
+    let now = now_ms();
+    let mut assignment = TopicPartitionList::new();
+    for resume in restore::resume_plan(&partitions, &committed, &checkpoints) {
+        let offset = resume.offset.map_or(Offset::Beginning, Offset::Offset);
+        assignment
+            .add_partition_offset(topic, resume.partition, offset)
+            .map_err(|e| {
+                MonitorError::Setup(format!("assigning {topic}/{}: {e}", resume.partition))
+            })?;
+        core.assign(&resume, now);
+        tracing::info!(partition = resume.partition, ?offset, restored = ?resume.restored, "resuming partition");
     }
+    consumer
+        .assign(&assignment)
+        .map_err(|e| MonitorError::Setup(format!("assigning partitions of {topic}: {e}")))
+}
 
+/// The monitor's I/O: Kafka in, sink and dead letters out, the core deciding.
+struct Monitor {
+    config: MonitorConfig,
+    consumer: Arc<StreamConsumer<JobContext>>,
+    context: JobContext,
+    core: MonitorCore,
+    committer: Committer,
+    dead_letters: DeadLetterQueue,
+    batches: mpsc::UnboundedSender<Batch>,
+    acks: mpsc::UnboundedReceiver<Acknowledgement>,
+    deliveries: FuturesUnordered<PendingDelivery>,
+    timestamp_kinds_seen: HashSet<TimestampKind>,
+    /// `sla_records_consumed_total` of the input topic, resolved once (not per record).
+    consumed: metrics::Counter,
+    /// `sla_monitor_records_by_timestamp_type_total` for LogAppendTime and CreateTime.
+    by_timestamp_kind: [metrics::Counter; 2],
+}
+
+impl Monitor {
     async fn run(&mut self, mut shutdown: Shutdown) -> Result<MonitorReport, MonitorError> {
         let mut tick = tokio::time::interval(self.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -344,15 +325,15 @@ impl Monitor {
                 Some(ack) = self.acks.recv() => self.on_ack(ack)?,
                 Some((partition, offset, result)) = self.deliveries.next() => {
                     result.map_err(|source| MonitorError::Delivery { topic: self.config.dead_letter_topic.clone(), source })?;
-                    self.unacknowledged.ack_dead_letter(partition, offset);
+                    self.core.on_dead_letter_ack(partition, offset);
                 }
-                Some((records, result)) = self.checkpointing.next() => {
-                    self.finish_checkpoint(records, result, CommitMode::Async);
+                written = self.committer.next_written() => {
+                    self.committer.finish(&mut self.core, written, CommitMode::Async);
                 }
                 _ = tick.tick() => {
-                    self.close_windows();
+                    self.on_tick();
                     if last_commit.elapsed() >= self.config.commit_interval {
-                        self.start_checkpoint();
+                        self.committer.start(&self.core);
                         last_commit = Instant::now();
                     }
                 }
@@ -373,26 +354,31 @@ impl Monitor {
             }
         }
         self.drain().await?;
-        self.final_checkpoint().await;
-        tracing::info!(?self.report, open_windows = self.windows.open_count(), "monitor stopped; open windows will be rebuilt on restart");
-        Ok(self.report)
+        self.committer.finish_all(&mut self.core).await;
+        let report = self.core.report();
+        tracing::info!(
+            ?report,
+            open_windows = self.core.open_windows(),
+            "monitor stopped; open windows will be rebuilt on restart"
+        );
+        Ok(report)
     }
 
     /// After shutdown: no new records, no incomplete windows; wait for the sink and the
     /// dead-letter deliveries already under way, up to the drain timeout.
     async fn drain(&mut self) -> Result<(), MonitorError> {
         let deadline = Instant::now() + self.config.drain_timeout;
-        while self.unacknowledged.batches() > 0 || !self.deliveries.is_empty() {
+        while self.core.unacknowledged_batches() > 0 || !self.deliveries.is_empty() {
             tokio::select! {
                 Some(ack) = self.acks.recv() => self.on_ack(ack)?,
                 Some((partition, offset, result)) = self.deliveries.next() => {
                     if result.is_ok() {
-                        self.unacknowledged.ack_dead_letter(partition, offset);
+                        self.core.on_dead_letter_ack(partition, offset);
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(
-                        pending_batches = self.unacknowledged.batches(),
+                        pending_batches = self.core.unacknowledged_batches(),
                         pending_dead_letters = self.deliveries.len(),
                         "drain timeout: unacknowledged output will be redone after a restart"
                     );
@@ -405,7 +391,7 @@ impl Monitor {
 
     fn on_ack(&mut self, ack: Acknowledgement) -> Result<(), MonitorError> {
         let id = ack.map_err(MonitorError::Sink)?;
-        if self.unacknowledged.ack_batch(id) {
+        if self.core.on_batch_ack(id) {
             metrics::counter!("sla_monitor_window_batches_acknowledged_total").increment(1);
         }
         Ok(())
@@ -413,71 +399,50 @@ impl Monitor {
 
     async fn on_message(&mut self, message: &BorrowedMessage<'_>) -> Result<(), MonitorError> {
         self.context.mark_healthy();
-        let (partition, offset) = (message.partition(), message.offset());
-        let now = now_ms();
-        self.report.consumed += 1;
         self.consumed.increment(1);
-        let max_before = self.watermarks.max_event_time(partition);
         let timestamp = match message.timestamp() {
             Timestamp::LogAppendTime(t) => Some((TimestampKind::LogAppendTime, t)),
             Timestamp::CreateTime(t) => Some((TimestampKind::CreateTime, t)),
             Timestamp::NotAvailable => None,
         };
-        let outcome = measure(message.payload(), timestamp, now, self.config.max_future_ms);
-        let position = self.positions.entry(partition).or_insert(ResumePoint {
-            offset,
-            max_event_time_before: max_before,
-        });
-        position.offset = offset + 1;
-        let measurement = match outcome {
-            Ok(m) => m,
-            Err(rejection) => {
-                self.report.rejected += 1;
-                return self.dead_letter(message, rejection, None, max_before).await;
-            }
-        };
-        position.max_event_time_before = Some(
-            position
-                .max_event_time_before
-                .map_or(measurement.event_time, |m| m.max(measurement.event_time)),
+        let decision = self.core.on_record(
+            message.partition(),
+            message.offset(),
+            timestamp,
+            message.payload(),
+            now_ms(),
         );
-        self.count_timestamp_kind(measurement.timestamp_kind);
-        let placement = self.windows.place(Observation {
-            partition,
-            offset,
-            event_time: measurement.event_time,
-            latency_ms: measurement.latency_ms,
-            partition_max_before: max_before,
-            partition_watermark: self.watermarks.partition_watermark(partition),
-            replayed: self
-                .replay_horizon
-                .get(&partition)
-                .is_some_and(|&h| offset < h),
-        });
-        self.watermarks
-            .observe(partition, measurement.event_time, now);
-        match placement {
-            Placement::Accepted { .. } => {}
-            Placement::AlreadyCounted { .. } => {
+        match decision {
+            RecordDecision::Accepted { timestamp_kind } => {
+                self.count_timestamp_kind(timestamp_kind)
+            }
+            RecordDecision::AlreadyCounted => {
                 metrics::counter!("sla_monitor_replayed_already_written_total").increment(1);
             }
-            Placement::Late { window_start } => {
-                self.report.late += 1;
-                metrics::counter!("sla_monitor_late_records_total").increment(1);
-                let detail = format!(
-                    "window starting {} had closed (watermark {:?}) when the record arrived",
-                    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(window_start)
-                        .unwrap_or_default()
-                        .to_rfc3339(),
-                    self.watermarks.current()
-                );
-                self.dead_letter(
-                    message,
-                    Rejection::new(RejectReason::Late, detail),
-                    Some(window_start),
-                    max_before,
-                )
-                .await?;
+            RecordDecision::DeadLetter {
+                rejection,
+                late_for_window,
+            } => {
+                if late_for_window.is_some() {
+                    metrics::counter!("sla_monitor_late_records_total").increment(1);
+                }
+                let window_start = late_for_window.map(|start| start.to_string());
+                let extra: Vec<(&str, &str)> = window_start
+                    .iter()
+                    .map(|start| (WINDOW_START_HEADER, start.as_str()))
+                    .collect();
+                let delivery = self
+                    .dead_letters
+                    .send(message, &rejection, &extra)
+                    .await
+                    .map_err(|source| MonitorError::Delivery {
+                        topic: self.config.dead_letter_topic.clone(),
+                        source,
+                    })?;
+                let (partition, offset) = (message.partition(), message.offset());
+                self.deliveries.push(Box::pin(async move {
+                    (partition, offset, delivered(delivery).await)
+                }));
             }
         }
         Ok(())
@@ -499,166 +464,28 @@ impl Monitor {
         }
     }
 
-    async fn dead_letter(
-        &mut self,
-        message: &BorrowedMessage<'_>,
-        rejection: Rejection,
-        late_for_window: Option<i64>,
-        max_before: Option<i64>,
-    ) -> Result<(), MonitorError> {
-        let (partition, offset) = (message.partition(), message.offset());
-        let window_start = late_for_window.map(|start| start.to_string());
-        let extra: Vec<(&str, &str)> = window_start
-            .iter()
-            .map(|start| (WINDOW_START_HEADER, start.as_str()))
-            .collect();
-        let delivery = self
-            .dead_letters
-            .send(message, &rejection, &extra)
-            .await
-            .map_err(|source| MonitorError::Delivery {
-                topic: self.config.dead_letter_topic.clone(),
-                source,
-            })?;
-        self.unacknowledged
-            .add_dead_letter(partition, offset, max_before);
-        self.deliveries.push(Box::pin(async move {
-            (partition, offset, delivered(delivery).await)
-        }));
-        Ok(())
-    }
-
     /// Advances the watermark with the clock and sends every window it closes to the sink.
-    fn close_windows(&mut self) {
-        let Some(watermark) = self.watermarks.advance(now_ms()) else {
+    fn on_tick(&mut self) {
+        let closed = self.core.on_tick(now_ms());
+        if let Some(watermark) = self.core.watermark() {
+            metrics::gauge!("sla_monitor_watermark_seconds").set(watermark as f64 / 1000.0);
+        }
+        metrics::gauge!("sla_monitor_open_windows").set(self.core.open_windows() as f64);
+        let Some(ClosedBatch {
+            id,
+            documents,
+            results,
+        }) = closed
+        else {
             return;
         };
-        metrics::gauge!("sla_monitor_watermark_seconds").set(watermark as f64 / 1000.0);
-        metrics::gauge!("sla_monitor_open_windows").set(self.windows.open_count() as f64);
-        let closed = self.windows.close(watermark);
-        if closed.is_empty() {
-            return;
-        }
-        let close_at = closed
-            .iter()
-            .map(|r| self.config.window.close_at(r.start_ms))
-            .min()
-            .expect("non-empty");
-        let mut resume_points = BTreeMap::new();
-        for result in &closed {
-            for (&p, &point) in &result.resume_points {
-                earliest(&mut resume_points, p, point);
-            }
+        for result in &results {
             log_window(result);
             export_window(result);
         }
-        let documents: Vec<WindowDocument> = closed
-            .iter()
-            .map(|r| WindowDocument::new(&self.config.job_name, self.config.window.sla_ms, r))
-            .collect();
-        self.report.windows_written += documents.len() as u64;
         metrics::counter!("sla_monitor_windows_closed_total").increment(documents.len() as u64);
-        let id = self.next_batch;
-        self.next_batch += 1;
-        self.unacknowledged.add_batch(id, close_at, resume_points);
         // The sink task only ends after a fatal error, which arrives as an ack and stops us.
         let _ = self.batches.send(Batch { id, documents });
-    }
-
-    /// The checkpoint of every partition whose resume point or state changed since the last
-    /// commit: per partition, the first offset still needed (by an open window, a window not
-    /// yet acknowledged by the sink, or a dead-letter record not yet acknowledged).
-    fn plan_checkpoints(&self) -> Vec<CheckpointRecord> {
-        self.unacknowledged
-            .plan(
-                &self.positions,
-                self.windows.resume_points(),
-                self.windows.closed_through(),
-            )
-            .into_iter()
-            .filter(|(partition, checkpoint)| self.last_commit.get(partition) != Some(checkpoint))
-            .map(|(partition, checkpoint)| CheckpointRecord {
-                group: self.config.group.clone(),
-                topic: self.config.input_topic.clone(),
-                partition,
-                checkpoint,
-            })
-            .collect()
-    }
-
-    /// Starts writing the checkpoints in the background (one write at a time); offsets are
-    /// committed when the broker has acknowledged them (see [`Self::finish_checkpoint`]), so a
-    /// slow or unreachable broker never stalls the closing of windows.
-    fn start_checkpoint(&mut self) {
-        if !self.checkpointing.is_empty() {
-            return;
-        }
-        let records = self.plan_checkpoints();
-        if records.is_empty() {
-            return;
-        }
-        let (producer, topic) = (self.producer.clone(), self.config.checkpoint_topic.clone());
-        self.checkpointing.push(Box::pin(async move {
-            let saved = tokio::time::timeout(
-                CHECKPOINT_TIMEOUT,
-                checkpoint_store::save(&producer, &topic, &records),
-            )
-            .await;
-            let result = match saved {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no acknowledgement within {CHECKPOINT_TIMEOUT:?}")),
-            };
-            (records, result)
-        }));
-    }
-
-    /// After the checkpoints are acknowledged, commits the consumer group's offsets (kept for
-    /// lag tooling; the checkpoint is what a restart resumes from).
-    fn finish_checkpoint(
-        &mut self,
-        records: Vec<CheckpointRecord>,
-        result: Result<(), String>,
-        mode: CommitMode,
-    ) {
-        if let Err(e) = result {
-            tracing::warn!(
-                "writing checkpoints to {}: {e}; will retry",
-                self.config.checkpoint_topic
-            );
-            return;
-        }
-        let mut list = TopicPartitionList::new();
-        for record in &records {
-            list.add_partition_offset(
-                &self.config.input_topic,
-                record.partition,
-                Offset::Offset(record.checkpoint.offset),
-            )
-            .expect("valid offset");
-        }
-        for record in records {
-            metrics::gauge!("sla_committed_offset", "topic" => self.config.input_topic.clone(), "partition" => record.partition.to_string())
-                .set(record.checkpoint.offset as f64);
-            self.last_commit.insert(record.partition, record.checkpoint);
-        }
-        if let Err(e) = self.consumer.commit(&list, mode) {
-            tracing::warn!(
-                "committing offsets of {}: {e}; will retry",
-                self.config.input_topic
-            );
-        }
-    }
-
-    /// At shutdown: waits for a checkpoint under way, then writes and commits a final one.
-    async fn final_checkpoint(&mut self) {
-        while let Some((records, result)) = self.checkpointing.next().await {
-            self.finish_checkpoint(records, result, CommitMode::Sync);
-        }
-        self.start_checkpoint();
-        while let Some((records, result)) = self.checkpointing.next().await {
-            self.finish_checkpoint(records, result, CommitMode::Sync);
-        }
     }
 }
 
@@ -679,7 +506,7 @@ fn log_window(result: &WindowResult) {
         .stats
         .quantiles
         .iter()
-        .map(|(q, v)| format!("{}={v:.0}", window_document::percentile_field(*q)))
+        .map(|(q, v)| format!("{}={v:.0}", percentile_field(*q)))
         .collect();
     tracing::info!(
         start = %chrono::DateTime::<chrono::Utc>::from_timestamp_millis(result.start_ms).unwrap_or_default().to_rfc3339(),

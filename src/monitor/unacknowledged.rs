@@ -83,7 +83,7 @@ impl Unacknowledged {
                     offset: point.offset,
                     max_event_time_before: point.max_event_time_before,
                     durable_through,
-                    consumed_end: position.offset,
+                    replay_end: position.offset,
                 };
                 (partition, checkpoint)
             })
@@ -115,7 +115,7 @@ mod tests {
                 offset: 100,
                 max_event_time_before: Some(9_000),
                 durable_through: Some(5_999),
-                consumed_end: 100
+                replay_end: 100
             }
         );
         assert_eq!(plan[&1].offset, 50);
@@ -129,7 +129,7 @@ mod tests {
             (
                 plan[&0].offset,
                 plan[&0].max_event_time_before,
-                plan[&0].consumed_end
+                plan[&0].replay_end
             ),
             (70, Some(6_500), 100)
         );

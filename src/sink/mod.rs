@@ -5,7 +5,7 @@ pub mod driver;
 pub mod elasticsearch;
 pub mod json_lines;
 
-use crate::monitor::window_document::WindowDocument;
+use crate::window_document::WindowDocument;
 use std::future::Future;
 
 /// Why a write failed.

@@ -4,9 +4,9 @@
 //! from them are acknowledged.
 
 pub mod control;
+pub mod rebalance;
 
 use crate::delay::{DelayPolicy, PartitionOrderedSchedule};
-use crate::kafka::context::SharedOffsets;
 use crate::kafka::dead_letter::DeadLetterQueue;
 use crate::kafka::producer::{delivered, enqueue, OutgoingRecord, RELIABLE_PRODUCER};
 use crate::kafka::{ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec, READY_BATCH};
@@ -23,6 +23,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
+use rebalance::SynchronizerContext;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::Future;
@@ -152,17 +153,15 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<SynchronizerReport, SynchronizerError> {
     let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
-    let context = JobContext::new(
-        config.kafka.bootstrap_servers(),
-        Some(SharedOffsets {
-            topic: config.input_topic.clone(),
-            tracker: tracker.clone(),
-        }),
-    );
-    let consumer: StreamConsumer<JobContext> = config
+    let context = JobContext::new(config.kafka.bootstrap_servers());
+    let consumer: StreamConsumer<SynchronizerContext> = config
         .kafka
         .consumer_config(&config.group)
-        .create_with_context(context.clone())
+        .create_with_context(SynchronizerContext::new(
+            context.clone(),
+            &config.input_topic,
+            tracker.clone(),
+        ))
         .map_err(setup_error("creating the Kafka consumer"))?;
     let queue_limit = (config.max_in_flight * 2).max(1000).to_string();
     let mut producer_settings = RELIABLE_PRODUCER.to_vec();
@@ -220,7 +219,7 @@ fn rand_seed() -> u64 {
 
 struct Synchronizer {
     config: SynchronizerConfig,
-    consumer: Arc<StreamConsumer<JobContext>>,
+    consumer: Arc<StreamConsumer<SynchronizerContext>>,
     producer: FutureProducer<JobContext>,
     context: JobContext,
     tracker: Arc<Mutex<OffsetTracker>>,

@@ -2,16 +2,15 @@
 //! index whose mapping is created explicitly at start.
 
 pub mod bulk;
-pub mod config;
 pub mod mapping;
 
 use super::{SinkError, WindowSink};
 use crate::backoff::{retry_policy, MAX_RETRY_DELAY};
-use crate::monitor::window_document::WindowDocument;
+use crate::elasticsearch_connection::{ConfigError, ElasticsearchArgs};
 use crate::shutdown::Shutdown;
+use crate::window_document::WindowDocument;
 use backon::BackoffBuilder;
 use bulk::{bulk_body, classify, BulkOutcome};
-pub use config::ElasticsearchArgs;
 use elasticsearch::indices::{
     IndicesCreateParts, IndicesPutIndexTemplateParts, IndicesPutMappingParts,
 };
@@ -51,7 +50,7 @@ fn setup_outcome(what: &str, status: u16, body: &Value, index: &str) -> Result<(
 
 impl ElasticsearchSink {
     /// Connects (lazily) with the given settings; misconfiguration is reported at once.
-    pub fn new(args: &ElasticsearchArgs) -> Result<Self, config::ConfigError> {
+    pub fn new(args: &ElasticsearchArgs) -> Result<Self, ConfigError> {
         Ok(ElasticsearchSink {
             client: args.client()?,
             url: args.url.clone(),

@@ -1,5 +1,6 @@
 //! Elasticsearch connection settings: URL, index, and credentials taken from the environment
-//! or from files outside the repository (never from flags' literal values in scripts).
+//! or from files outside the repository (never from flags' literal values in scripts). Used by
+//! the monitor's sink and by the alert evaluator alike.
 
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};

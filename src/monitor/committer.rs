@@ -1,0 +1,126 @@
+//! The committer: writes the checkpoints the core says are due to the checkpoint topic in the
+//! background (one write at a time, so a slow broker never stalls the closing of windows), and
+//! commits the consumer group's offsets once the broker has acknowledged them (kept for lag
+//! tooling; a restart resumes from the checkpoints).
+
+use super::checkpoint::CheckpointRecord;
+use super::checkpoint_store;
+use super::decisions::MonitorCore;
+use crate::kafka::JobContext;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a checkpoint write may wait for the broker before the commit is skipped.
+const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A checkpoint write under way: the records and how the write ended.
+pub type CheckpointWrite = (Vec<CheckpointRecord>, Result<(), String>);
+
+/// Checkpoint writes and offset commits of one monitor.
+pub struct Committer {
+    consumer: Arc<StreamConsumer<JobContext>>,
+    producer: FutureProducer<JobContext>,
+    checkpoint_topic: String,
+    input_topic: String,
+    writing: FuturesUnordered<Pin<Box<dyn Future<Output = CheckpointWrite> + Send>>>,
+}
+
+impl Committer {
+    /// Commits for `consumer` of `input_topic`, writing checkpoints to `checkpoint_topic`.
+    pub fn new(
+        consumer: Arc<StreamConsumer<JobContext>>,
+        producer: FutureProducer<JobContext>,
+        checkpoint_topic: &str,
+        input_topic: &str,
+    ) -> Self {
+        Committer {
+            consumer,
+            producer,
+            checkpoint_topic: checkpoint_topic.to_string(),
+            input_topic: input_topic.to_string(),
+            writing: FuturesUnordered::new(),
+        }
+    }
+
+    /// Starts writing the checkpoints `core` says are due, unless a write is under way.
+    pub fn start(&mut self, core: &MonitorCore) {
+        if !self.writing.is_empty() {
+            return;
+        }
+        let records = core.checkpoints_due();
+        if records.is_empty() {
+            return;
+        }
+        let (producer, topic) = (self.producer.clone(), self.checkpoint_topic.clone());
+        self.writing.push(Box::pin(async move {
+            let saved = tokio::time::timeout(
+                CHECKPOINT_TIMEOUT,
+                checkpoint_store::save(&producer, &topic, &records),
+            )
+            .await;
+            let result = match saved {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no acknowledgement within {CHECKPOINT_TIMEOUT:?}")),
+            };
+            (records, result)
+        }));
+    }
+
+    /// The next checkpoint write to end (pending forever when none is under way).
+    pub async fn next_written(&mut self) -> CheckpointWrite {
+        match self.writing.next().await {
+            Some(written) => written,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// After a checkpoint write ended: when the broker acknowledged it, tells `core` and
+    /// commits the group's offsets; otherwise the next tick tries again.
+    pub fn finish(&mut self, core: &mut MonitorCore, written: CheckpointWrite, mode: CommitMode) {
+        let (records, result) = written;
+        if let Err(e) = result {
+            tracing::warn!(
+                "writing checkpoints to {}: {e}; will retry",
+                self.checkpoint_topic
+            );
+            return;
+        }
+        core.checkpoints_saved(&records);
+        let mut list = TopicPartitionList::new();
+        for record in &records {
+            list.add_partition_offset(
+                &self.input_topic,
+                record.partition,
+                Offset::Offset(record.checkpoint.offset),
+            )
+            .expect("valid offset");
+            metrics::gauge!("sla_committed_offset", "topic" => self.input_topic.clone(), "partition" => record.partition.to_string())
+                .set(record.checkpoint.offset as f64);
+        }
+        if let Err(e) = self.consumer.commit(&list, mode) {
+            tracing::warn!(
+                "committing offsets of {}: {e}; will retry",
+                self.input_topic
+            );
+        }
+    }
+
+    /// At shutdown: waits for a write under way, then writes and commits a final checkpoint.
+    pub async fn finish_all(&mut self, core: &mut MonitorCore) {
+        while let Some(written) = self.writing.next().await {
+            self.finish(core, written, CommitMode::Sync);
+        }
+        self.start(core);
+        while let Some(written) = self.writing.next().await {
+            self.finish(core, written, CommitMode::Sync);
+        }
+    }
+}
