@@ -35,14 +35,7 @@ async fn run_pipeline(
             "5",
         ],
     );
-    assert!(
-        generator.wait(Duration::from_secs(60)).success(),
-        "{}",
-        generator.log_text()
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&generator.stdout).unwrap()).unwrap();
-    let valid = report["by_kind"]["valid"].as_u64().unwrap() as usize;
+    let valid = generator.generated_valid(Duration::from_secs(60)) as usize;
     let reduced = consume(
         &reduced,
         valid,

@@ -516,3 +516,118 @@ fn log_window(result: &WindowResult) {
         q.join(" ")
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::checkpoint::CheckpointRecord;
+    use super::decisions::{CoreConfig, MonitorCore};
+    use super::measurement::TimestampKind;
+    use super::restore::PartitionResume;
+    use crate::digest::DigestConfig;
+    use crate::sink::driver::{spawn, Batch};
+    use crate::sink::{SinkError, WindowSink};
+    use crate::watermark::WatermarkConfig;
+    use crate::window::WindowConfig;
+    use crate::window_document::WindowDocument;
+    use std::sync::{Arc, Mutex};
+
+    /// A sink that fails transiently a given number of times, then writes into memory.
+    struct FakeSink {
+        failures_left: usize,
+        written: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl WindowSink for FakeSink {
+        async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
+            if self.failures_left > 0 {
+                self.failures_left -= 1;
+                return Err(SinkError::Transient("unreachable".into()));
+            }
+            let mut written = self.written.lock().unwrap();
+            written.extend(documents.iter().map(|d| d.id.clone()));
+            Ok(())
+        }
+
+        fn describe(&self) -> String {
+            "fake sink".into()
+        }
+    }
+
+    fn core() -> MonitorCore {
+        let mut core = MonitorCore::new(CoreConfig {
+            input_topic: "in".into(),
+            group: "g".into(),
+            job_name: "job".into(),
+            window: WindowConfig {
+                size_ms: 1_000,
+                allowed_lateness_ms: 0,
+                sla_ms: 100,
+                quantiles: vec![0.5],
+                digest: DigestConfig::default(),
+            },
+            watermark: WatermarkConfig {
+                max_out_of_orderness_ms: 0,
+                idle_timeout_ms: 60_000,
+            },
+            max_future_ms: i64::MAX / 4,
+        });
+        core.assign(
+            &PartitionResume {
+                partition: 0,
+                offset: None,
+                restored: None,
+            },
+            0,
+        );
+        core
+    }
+
+    fn resume_offset(due: &[CheckpointRecord]) -> Option<i64> {
+        due.first().map(|r| r.checkpoint.offset)
+    }
+
+    /// Through the real driver: a window's records are committable only after the sink wrote
+    /// it, however many transient failures come first (time is paused, so retries are
+    /// instant and deterministic).
+    #[tokio::test(start_paused = true)]
+    async fn offsets_pass_a_window_only_after_the_sink_acknowledged_it() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let (batches, mut acks) = spawn(FakeSink {
+            failures_left: 3,
+            written: written.clone(),
+        });
+        let mut core = core();
+        let stamp = |t: i64| {
+            format!(
+                r#"{{"visit":{{"id":"v","event_time":0}},"start_processing_time_ms":{}}}"#,
+                t - 5
+            )
+        };
+        for (offset, t) in [(0, 100), (1, 200), (2, 1_500)] {
+            core.on_record(
+                0,
+                offset,
+                Some((TimestampKind::CreateTime, t)),
+                Some(stamp(t).as_bytes()),
+                t,
+            );
+        }
+        let batch = core.on_tick(1_500).expect("window 0 closes");
+        batches
+            .send(Batch {
+                id: batch.id,
+                documents: batch.documents,
+            })
+            .unwrap();
+        assert_eq!(resume_offset(&core.checkpoints_due()), Some(0));
+        let ack = acks.recv().await.expect("an acknowledgement");
+        assert_eq!(written.lock().unwrap().as_slice(), ["job-0"]);
+        assert_eq!(
+            resume_offset(&core.checkpoints_due()),
+            Some(0),
+            "not before the ack is handled"
+        );
+        assert!(core.on_batch_ack(ack.unwrap()));
+        assert_eq!(resume_offset(&core.checkpoints_due()), Some(2));
+    }
+}

@@ -335,6 +335,20 @@ impl Job {
         }
     }
 
+    /// For a generator: waits until it exits successfully (at most `timeout`) and returns
+    /// the number of valid visits its report says were acknowledged.
+    pub fn generated_valid(&mut self, timeout: Duration) -> u64 {
+        assert!(
+            self.wait(timeout).success(),
+            "{} failed:\n{}",
+            self.name,
+            self.log_text()
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&self.stdout).unwrap()).unwrap();
+        report["by_kind"]["valid"].as_u64().unwrap()
+    }
+
     /// The job's log so far (stderr).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -804,14 +818,7 @@ pub fn run_json_lines_pipeline(
     let mut generator_all = vec!["--visits-topic", t[0].as_str()];
     generator_all.extend_from_slice(generator_args);
     let mut generator = job(env!("CARGO_BIN_EXE_generator"), with_kafka(&generator_all));
-    assert!(
-        generator.wait(Duration::from_secs(60)).success(),
-        "generator failed:\n{}",
-        generator.log_text()
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&generator.stdout).unwrap()).unwrap();
-    let valid = report["by_kind"]["valid"].as_u64().unwrap();
+    let valid = generator.generated_valid(Duration::from_secs(60));
     let counted = |docs: &BTreeMap<String, serde_json::Value>| -> u64 {
         docs.values().map(|d| d["count"].as_u64().unwrap()).sum()
     };
