@@ -95,7 +95,8 @@ async fn main() -> anyhow::Result<()> {
     let metrics = telemetry::install_metrics("alerts")?;
     let shutdown = Shutdown::on_signals();
     let status: SharedStatus = Default::default();
-    let router = http::base_router(metrics).merge(evaluator::state_router(status.clone()));
+    let router = http::base_router(metrics, http::Readiness::default())
+        .merge(evaluator::state_router(status.clone()));
     http::spawn_server(cli.http_addr, router, shutdown.clone()).await?;
     let config = EvaluatorConfig {
         rules,

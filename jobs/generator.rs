@@ -77,7 +77,12 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init_logging();
     let metrics = telemetry::install_metrics("generator")?;
     let shutdown = Shutdown::on_signals();
-    http::spawn_server(cli.http_addr, http::base_router(metrics), shutdown.clone()).await?;
+    http::spawn_server(
+        cli.http_addr,
+        http::base_router(metrics, http::Readiness::default()),
+        shutdown.clone(),
+    )
+    .await?;
     let config = GeneratorConfig {
         kafka: cli.kafka,
         topic: cli.visits_topic,

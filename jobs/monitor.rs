@@ -197,7 +197,12 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init_logging();
     let metrics = telemetry::install_metrics("monitor")?;
     let shutdown = Shutdown::on_signals();
-    http::spawn_server(cli.http_addr, http::base_router(metrics), shutdown.clone()).await?;
+    http::spawn_server(
+        cli.http_addr,
+        http::base_router(metrics, http::Readiness::default()),
+        shutdown.clone(),
+    )
+    .await?;
     let (sink, output, es) = (cli.sink, cli.output.clone(), cli.elasticsearch.clone());
     let config = cli.config()?;
     monitor::prepare_topics(&config, shutdown.clone()).await?;

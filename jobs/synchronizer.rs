@@ -67,7 +67,14 @@ struct Cli {
     #[arg(long, env = "SLA_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
 
-    /// Address of the HTTP endpoint (/metrics, /healthz, /delay). Port 0 picks a free port.
+    /// How long the synchronizer may hold no partition of its input (while the topic has
+    /// partitions and the broker answers) before it logs an error, reports not ready on /readyz
+    /// and rejoins the group with a fresh consumer, e.g. 90s. Default: twice the group session
+    /// timeout (session.timeout.ms, 45 s unless set), at least 30 s.
+    #[arg(long, env = "SLA_ASSIGNMENT_TIMEOUT", value_parser = humantime::parse_duration)]
+    assignment_timeout: Option<Duration>,
+
+    /// Address of the HTTP endpoint (/metrics, /healthz, /readyz, /delay). Port 0 picks a free port.
     #[arg(
         long,
         env = "SLA_SYNCHRONIZER_HTTP_ADDR",
@@ -87,7 +94,9 @@ async fn main() -> anyhow::Result<()> {
         jitter: cli.delay_jitter,
         mode: cli.delay_mode,
     });
-    let router = http::base_router(metrics).merge(control::delay_router(delay_sender));
+    let readiness = http::Readiness::default();
+    let router =
+        http::base_router(metrics, readiness.clone()).merge(control::delay_router(delay_sender));
     http::spawn_server(cli.http_addr, router, shutdown.clone()).await?;
     let config = SynchronizerConfig {
         kafka: cli.kafka,
@@ -98,6 +107,8 @@ async fn main() -> anyhow::Result<()> {
         commit_interval: cli.commit_interval,
         max_in_flight: cli.max_in_flight as usize,
         drain_timeout: cli.drain_timeout,
+        assignment_timeout: cli.assignment_timeout,
+        readiness,
     };
     synchronizer::ensure_synchronizer_topics(&config, shutdown.clone()).await?;
     synchronizer::run(config, delay, shutdown).await?;

@@ -13,6 +13,7 @@
 //! - [`rejection`]: the fixed set of reasons a record is refused.
 //! - [`delay`]: the artificial delay policy and the per-partition order-keeping schedule.
 //! - [`offset_tracker`]: which consumed offsets are safe to commit.
+//! - [`assignment_watchdog`]: when a group member has held no partition for too long.
 //! - [`rate_limited_log`]: one log line per key and interval under floods of bad input.
 //! - [`generator::visits`]: the deterministic visit source.
 //! - [`watermark`]: per-partition event-time progress and the job watermark (idleness included).
@@ -52,6 +53,7 @@
 //! - `alerts` (binary): the Grafana rule evaluator built from [`alerting`].
 
 pub mod alerting;
+pub mod assignment_watchdog;
 pub mod backoff;
 pub mod delay;
 pub mod digest;

@@ -6,7 +6,9 @@
 pub mod control;
 pub mod rebalance;
 
+use crate::assignment_watchdog::{self, AssignmentWatchdog, Verdict};
 use crate::delay::{DelayPolicy, PartitionOrderedSchedule};
+use crate::http::Readiness;
 use crate::kafka::dead_letter::DeadLetterQueue;
 use crate::kafka::producer::{delivered, enqueue, OutgoingRecord, RELIABLE_PRODUCER};
 use crate::kafka::{ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec, READY_BATCH};
@@ -33,6 +35,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
+/// How often the assignment is checked (and `sla_assigned_partitions` published).
+const WATCHDOG_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What the synchronizer needs to run.
 #[derive(Debug, Clone)]
 pub struct SynchronizerConfig {
@@ -53,6 +58,11 @@ pub struct SynchronizerConfig {
     /// How long a shutdown waits for delayed and in-flight records before giving up on them
     /// (their offsets are then not committed; they are reprocessed after a restart).
     pub drain_timeout: Duration,
+    /// How long the job may hold no partition before it rejoins the group (`None`: twice the
+    /// session timeout, at least 30 s).
+    pub assignment_timeout: Option<Duration>,
+    /// What `/readyz` reports.
+    pub readiness: Readiness,
 }
 
 /// Counts of what a run did, returned when it stops.
@@ -145,6 +155,25 @@ pub async fn ensure_synchronizer_topics(
     ensure_topics_when_reachable(&k.client_config(&[]), &specs, shutdown).await
 }
 
+/// A consumer of the input topic, subscribed (a member of the group).
+fn subscribed_consumer(
+    config: &SynchronizerConfig,
+    context: SynchronizerContext,
+) -> Result<Arc<StreamConsumer<SynchronizerContext>>, SynchronizerError> {
+    let consumer: StreamConsumer<SynchronizerContext> = config
+        .kafka
+        .consumer_config(&config.group)
+        .create_with_context(context)
+        .map_err(setup_error("creating the Kafka consumer"))?;
+    consumer
+        .subscribe(&[&config.input_topic])
+        .map_err(setup_error(format!(
+            "subscribing to {}",
+            config.input_topic
+        )))?;
+    Ok(Arc::new(consumer))
+}
+
 /// Runs the synchronizer until `shutdown`, then drains in-flight records, commits and returns.
 /// The delay policy is read from `delay` for every record, so it can change while running.
 pub async fn run(
@@ -154,15 +183,9 @@ pub async fn run(
 ) -> Result<SynchronizerReport, SynchronizerError> {
     let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
     let context = JobContext::new(config.kafka.bootstrap_servers());
-    let consumer: StreamConsumer<SynchronizerContext> = config
-        .kafka
-        .consumer_config(&config.group)
-        .create_with_context(SynchronizerContext::new(
-            context.clone(),
-            &config.input_topic,
-            tracker.clone(),
-        ))
-        .map_err(setup_error("creating the Kafka consumer"))?;
+    let consumer_context =
+        SynchronizerContext::new(context.clone(), &config.input_topic, tracker.clone());
+    let consumer = subscribed_consumer(&config, consumer_context.clone())?;
     let queue_limit = (config.max_in_flight * 2).max(1000).to_string();
     let mut producer_settings = RELIABLE_PRODUCER.to_vec();
     producer_settings.push(("queue.buffering.max.messages", &queue_limit));
@@ -171,12 +194,6 @@ pub async fn run(
         .producer_config(&producer_settings)
         .create_with_context(context.clone())
         .map_err(setup_error("creating the Kafka producer"))?;
-    consumer
-        .subscribe(&[&config.input_topic])
-        .map_err(setup_error(format!(
-            "subscribing to {}",
-            config.input_topic
-        )))?;
     tracing::info!(
         input = %config.input_topic,
         output = %config.output_topic,
@@ -191,9 +208,20 @@ pub async fn run(
         &config.dead_letter_topic,
     );
     let meters = Meters::new(&config);
+    let session_timeout = config
+        .kafka
+        .consumer_config(&config.group)
+        .get("session.timeout.ms")
+        .and_then(|ms| ms.parse().ok())
+        .map_or(Duration::from_secs(45), Duration::from_millis);
+    let limit = config
+        .assignment_timeout
+        .unwrap_or_else(|| assignment_watchdog::default_limit(session_timeout));
     let mut job = Synchronizer {
+        watchdog: AssignmentWatchdog::new(limit, Instant::now()),
         config,
-        consumer: Arc::new(consumer),
+        consumer,
+        consumer_context,
         producer,
         context,
         tracker,
@@ -220,6 +248,8 @@ fn rand_seed() -> u64 {
 struct Synchronizer {
     config: SynchronizerConfig,
     consumer: Arc<StreamConsumer<SynchronizerContext>>,
+    consumer_context: SynchronizerContext,
+    watchdog: AssignmentWatchdog,
     producer: FutureProducer<JobContext>,
     context: JobContext,
     tracker: Arc<Mutex<OffsetTracker>>,
@@ -242,6 +272,8 @@ struct Meters {
     produce_ack: metrics::Histogram,
     in_flight: metrics::Gauge,
     waiting: metrics::Gauge,
+    assigned: metrics::Gauge,
+    rejoins: metrics::Counter,
 }
 
 impl Meters {
@@ -254,6 +286,8 @@ impl Meters {
             produce_ack: metrics::histogram!("sla_produce_ack_seconds"),
             in_flight: metrics::gauge!("sla_records_in_flight"),
             waiting: metrics::gauge!("sla_records_waiting"),
+            assigned: metrics::gauge!("sla_assigned_partitions", "topic" => config.input_topic.clone()),
+            rejoins: metrics::counter!("sla_consumer_group_rejoins_total", "topic" => config.input_topic.clone()),
         }
     }
 }
@@ -264,9 +298,9 @@ impl Synchronizer {
         mut shutdown: Shutdown,
     ) -> Result<SynchronizerReport, SynchronizerError> {
         let mut commit_tick = tokio::time::interval(self.config.commit_interval);
+        let mut watchdog_tick = tokio::time::interval(WATCHDOG_INTERVAL);
         let mut drain_deadline: Option<Instant> = None;
         let mut last_policy = *self.delay.borrow();
-        let consumer = self.consumer.clone();
         metrics::gauge!("sla_synchronizer_delay_seconds").set(last_policy.delay.as_secs_f64());
         loop {
             self.produce_due().await?;
@@ -286,6 +320,7 @@ impl Synchronizer {
                 && self.waiting.len() < policy.max_waiting(self.config.max_in_flight)
                 && in_flight < self.config.max_in_flight;
             let next_due = self.waiting.peek().map(|Reverse(w)| w.due);
+            let consumer = self.consumer.clone();
             tokio::select! {
                 biased;
                 _ = shutdown.wait(), if drain_deadline.is_none() => {
@@ -299,6 +334,7 @@ impl Synchronizer {
                 Some(done) = self.deliveries.next() => self.on_delivered(done)?,
                 _ = sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {}
                 _ = commit_tick.tick() => self.commit(CommitMode::Async),
+                _ = watchdog_tick.tick(), if drain_deadline.is_none() => self.check_assignment().await?,
                 _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() => {
                     tracing::warn!(
                         waiting = self.waiting.len(),
@@ -441,6 +477,72 @@ impl Synchronizer {
                 self.report.dead_lettered += 1;
             }
         }
+        Ok(())
+    }
+
+    /// Publishes how many partitions this member holds and, when it has held none for too
+    /// long while the input has partitions and the broker answers, rejoins the group with a
+    /// fresh consumer (the old one leaves the group as it closes).
+    async fn check_assignment(&mut self) -> Result<(), SynchronizerError> {
+        let assigned = self.consumer.assignment().map_or(0, |a| a.count());
+        self.meters.assigned.set(assigned as f64);
+        let now = Instant::now();
+        let for_how_long = match self.watchdog.observe(assigned, now) {
+            Verdict::Assigned => {
+                self.config.readiness.set_ready();
+                return Ok(());
+            }
+            Verdict::Waiting => return Ok(()),
+            Verdict::Stuck { for_how_long } => for_how_long,
+        };
+        self.watchdog.acted(now);
+        let (consumer, topic) = (self.consumer.clone(), self.config.input_topic.clone());
+        let partitions = tokio::task::spawn_blocking(move || {
+            consumer
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .map(|t| t.partitions().len())
+                        .sum::<usize>()
+                })
+        })
+        .await
+        .unwrap_or(Err(KafkaError::Canceled));
+        match partitions {
+            Ok(0) | Err(_) => {
+                let why = match partitions {
+                    Ok(_) => format!("topic {} has no partitions", self.config.input_topic),
+                    Err(e) => format!("the broker does not answer ({e})"),
+                };
+                tracing::warn!(
+                    held_none_for = ?for_how_long,
+                    "this member holds no partition of {}, but {why}: waiting",
+                    self.config.input_topic
+                );
+                return Ok(());
+            }
+            Ok(partitions) => {
+                tracing::error!(
+                    held_none_for = ?for_how_long,
+                    partitions,
+                    group = %self.config.group,
+                    next_attempt_in = ?self.watchdog.limit(),
+                    "this member holds no partition of {} although it has {partitions} and the broker answers: \
+                     leaving the group and rejoining with a fresh consumer",
+                    self.config.input_topic
+                );
+                self.config.readiness.set_not_ready(format!(
+                    "no partition of {} held for {:.0?}; rejoining the group",
+                    self.config.input_topic, for_how_long
+                ));
+            }
+        }
+        self.meters.rejoins.increment(1);
+        let fresh = subscribed_consumer(&self.config, self.consumer_context.clone())?;
+        let old = std::mem::replace(&mut self.consumer, fresh);
+        // Closing leaves the group; it blocks, so not on an async worker.
+        tokio::task::spawn_blocking(move || drop(old));
         Ok(())
     }
 
