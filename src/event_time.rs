@@ -197,6 +197,38 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_record_of_a_window_this_run_closed_is_late_not_skipped() {
+        // Restored: window 0 durable; partition 1 replays from offset 0 up to offset 10.
+        let mut op = operator(30_000);
+        op.assign(0, None, 0);
+        op.assign(
+            1,
+            Some(RestoredPartition {
+                max_event_time_before: Some(60_500),
+                durable_through: Some(59_999),
+                replay_end: 10,
+            }),
+            0,
+        );
+        op.on_record(0, 0, 125_000, 1, 39_000);
+        // Partition 1 is silent past the idle timeout: the job closes window 60 000 without it.
+        let advance = op.on_tick(40_000).unwrap();
+        assert!(advance.watermark >= 119_999);
+        // Its replay then brings a record of that window: this run's window never counted it.
+        assert!(matches!(
+            op.on_record(1, 3, 61_000, 1, 40_000),
+            Placement::Late {
+                window_start: 60_000
+            }
+        ));
+        // A record of window 0, written before the restart, is already counted.
+        assert!(matches!(
+            op.on_record(1, 4, 59_000, 1, 40_000),
+            Placement::AlreadyCounted { window_start: 0 }
+        ));
+    }
+
+    #[test]
     fn an_idle_partition_stops_holding_the_watermark_back() {
         let mut op = operator(30_000);
         op.assign(0, None, 0);

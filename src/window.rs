@@ -119,6 +119,8 @@ pub struct Windows {
     config: WindowConfig,
     open: BTreeMap<i64, OpenWindow>,
     closed_through: Option<i64>,
+    /// Through which watermark windows were durably written before this run (restored).
+    durable_before_restart: Option<i64>,
 }
 
 impl Windows {
@@ -128,11 +130,21 @@ impl Windows {
             config,
             open: BTreeMap::new(),
             closed_through: None,
+            durable_before_restart: None,
         }
     }
 
-    /// Restores the watermark through which windows were closed and written before a restart.
+    /// Restores the watermark through which windows were closed and durably written before a
+    /// restart: replayed records of those windows are already counted.
     pub fn restore_closed_through(&mut self, watermark: i64) {
+        self.durable_before_restart = Some(
+            self.durable_before_restart
+                .map_or(watermark, |d| d.max(watermark)),
+        );
+        self.advance_closed_through(watermark);
+    }
+
+    fn advance_closed_through(&mut self, watermark: i64) {
         self.closed_through = Some(self.closed_through.map_or(watermark, |c| c.max(watermark)));
     }
 
@@ -151,7 +163,10 @@ impl Windows {
             return Placement::Late { window_start };
         }
         if window_closed {
-            return if record.replayed {
+            // Only a window written before the restart holds replayed records; one this run
+            // closed without them never saw them: they are late, kept and counted.
+            let written_before_restart = self.durable_before_restart.is_some_and(|d| d >= close_at);
+            return if record.replayed && written_before_restart {
                 Placement::AlreadyCounted { window_start }
             } else {
                 Placement::Late { window_start }
@@ -180,7 +195,7 @@ impl Windows {
 
     /// Closes, in start order, every open window whose close time the watermark has reached.
     pub fn close(&mut self, watermark: i64) -> Vec<WindowResult> {
-        self.restore_closed_through(watermark);
+        self.advance_closed_through(watermark);
         let mut results = Vec::new();
         while let Some((&start, _)) = self.open.first_key_value() {
             if self.config.close_at(start) > watermark {
@@ -319,15 +334,20 @@ mod tests {
         );
         let r = w.close(60_000);
         assert_eq!(r[0].stats.count, 1);
-        // The window is closed: a new record for it is late, a replayed one already counted.
+        // The window is closed: a new record for it is late, and so is a replayed one, since
+        // this run closed the window without it.
         assert_eq!(
             w.place(obs(1, 0, 3_000, 1, None)),
             Placement::Late { window_start: 0 }
         );
         let mut replayed = obs(1, 0, 3_000, 1, None);
         replayed.replayed = true;
+        assert_eq!(w.place(replayed), Placement::Late { window_start: 0 });
+        // Only a window written before the restart holds its replayed records already.
+        let mut restarted = Windows::new(config());
+        restarted.restore_closed_through(60_000);
         assert_eq!(
-            w.place(replayed),
+            restarted.place(replayed),
             Placement::AlreadyCounted { window_start: 0 }
         );
     }

@@ -92,9 +92,46 @@ pub fn classify(status: u16, body: &Value, index: &str) -> BulkOutcome {
     }
 }
 
+/// Classifies the answer to a bulk request of `documents` documents. A success status alone
+/// acknowledges nothing: the body must say, per document, what happened (`errors` and one
+/// entry in `items` per document); an unreadable or incomplete body is retried (documents are
+/// written under their ids, so a retry never duplicates).
+pub fn classify_bulk(status: u16, body: &Value, index: &str, documents: usize) -> BulkOutcome {
+    let complete = body["errors"].is_boolean()
+        && body["items"]
+            .as_array()
+            .is_some_and(|items| items.len() == documents);
+    if (200..300).contains(&status) && !complete {
+        return BulkOutcome::Retry(format!(
+            "Elasticsearch answered {status} to a bulk request of {documents} documents without a \
+             readable result for each"
+        ));
+    }
+    classify(status, body, index)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_success_status_with_an_unreadable_or_short_body_is_retried_not_acknowledged() {
+        assert!(matches!(
+            classify_bulk(200, &Value::Null, "i", 1),
+            BulkOutcome::Retry(_)
+        ));
+        let short = body(r#"{"took":3,"errors":false,"items":[]}"#);
+        assert!(matches!(
+            classify_bulk(200, &short, "i", 2),
+            BulkOutcome::Retry(_)
+        ));
+        let ok = body(r#"{"took":3,"errors":false,"items":[{"index":{"_id":"a","status":201}}]}"#);
+        assert_eq!(classify_bulk(200, &ok, "i", 1), BulkOutcome::Acknowledged);
+        assert!(matches!(
+            classify_bulk(503, &Value::Null, "i", 1),
+            BulkOutcome::Retry(_)
+        ));
+    }
 
     fn body(text: &str) -> Value {
         serde_json::from_str(text).unwrap()

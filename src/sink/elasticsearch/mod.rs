@@ -10,7 +10,7 @@ use crate::elasticsearch_connection::{ConfigError, ElasticsearchArgs};
 use crate::shutdown::Shutdown;
 use crate::window_document::WindowDocument;
 use backon::BackoffBuilder;
-use bulk::{bulk_body, classify, BulkOutcome};
+use bulk::{bulk_body, classify, classify_bulk, BulkOutcome};
 use elasticsearch::indices::{
     IndicesCreateParts, IndicesPutIndexTemplateParts, IndicesPutMappingParts,
 };
@@ -142,7 +142,7 @@ impl WindowSink for ElasticsearchSink {
         }
         let body = bulk_body(&self.index, documents);
         let (status, response) = send(self.client.bulk(BulkParts::None).body(body).send()).await?;
-        match classify(status, &response, &self.index) {
+        match classify_bulk(status, &response, &self.index, documents.len()) {
             BulkOutcome::Acknowledged => Ok(()),
             BulkOutcome::Retry(m) => Err(SinkError::Transient(m)),
             BulkOutcome::Fatal(m) => Err(SinkError::Fatal(m)),
