@@ -29,6 +29,21 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, so that each job's rejection counters exist (at 0) from its start and
+    /// alerts on their rate or absence work.
+    pub const ALL: [RejectReason; 10] = [
+        RejectReason::EmptyPayload,
+        RejectReason::InvalidJson,
+        RejectReason::NotAnObject,
+        RejectReason::MissingField,
+        RejectReason::WrongType,
+        RejectReason::InvalidEventTime,
+        RejectReason::NegativeValue,
+        RejectReason::MissingTimestamp,
+        RejectReason::TimestampInFuture,
+        RejectReason::Late,
+    ];
+
     /// The stable snake_case name used in metric labels and dead-letter headers.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -117,5 +132,29 @@ pub(crate) fn json_type(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_reason_once() {
+        // Adding a variant breaks this match, which is the reminder to list it in ALL.
+        let position = |r: RejectReason| match r {
+            RejectReason::EmptyPayload => 0,
+            RejectReason::InvalidJson => 1,
+            RejectReason::NotAnObject => 2,
+            RejectReason::MissingField => 3,
+            RejectReason::WrongType => 4,
+            RejectReason::InvalidEventTime => 5,
+            RejectReason::NegativeValue => 6,
+            RejectReason::MissingTimestamp => 7,
+            RejectReason::TimestampInFuture => 8,
+            RejectReason::Late => 9,
+        };
+        let positions: Vec<usize> = RejectReason::ALL.iter().map(|&r| position(r)).collect();
+        assert_eq!(positions, (0..10).collect::<Vec<_>>());
     }
 }

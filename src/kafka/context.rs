@@ -31,8 +31,11 @@ struct Inner {
 }
 
 impl JobContext {
-    /// A context for clients connected to `brokers`.
+    /// A context for clients connected to `brokers`. Jobs create it after their connection
+    /// check succeeded, so `sla_kafka_reachable` starts at 1 (it exists from the start, and
+    /// alerts on its absence or on 0 work).
     pub fn new(brokers: &str) -> Self {
+        metrics::gauge!("sla_kafka_reachable").set(1.0);
         JobContext {
             inner: Arc::new(Inner {
                 brokers: brokers.to_string(),

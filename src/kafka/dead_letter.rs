@@ -70,8 +70,13 @@ pub struct DeadLetterQueue {
 }
 
 impl DeadLetterQueue {
-    /// A queue writing records consumed from `source_topic` to `topic` with `producer`.
+    /// A queue writing records consumed from `source_topic` to `topic` with `producer`; the
+    /// rejection counter of every reason is published (at 0) from now on.
     pub fn new(producer: FutureProducer<JobContext>, source_topic: &str, topic: &str) -> Self {
+        for reason in RejectReason::ALL {
+            metrics::counter!("sla_records_rejected_total", "reason" => reason.as_str())
+                .increment(0);
+        }
         DeadLetterQueue {
             producer,
             source_topic: source_topic.to_string(),
