@@ -5,6 +5,7 @@ use clap::Parser;
 use sla_monitor::digest::DigestConfig;
 use sla_monitor::elasticsearch_connection::ElasticsearchArgs;
 use sla_monitor::kafka::KafkaArgs;
+use sla_monitor::monitor::measurement::Plausibility;
 use sla_monitor::monitor::{self, MonitorConfig};
 use sla_monitor::shutdown::Shutdown;
 use sla_monitor::sink::elasticsearch::ElasticsearchSink;
@@ -107,6 +108,17 @@ struct Cli {
     #[arg(long, env = "SLA_MAX_FUTURE", default_value = "5m", value_parser = humantime::parse_duration)]
     max_future: Duration,
 
+    /// Latencies above this are implausible (a broken stamp, not a slow pipeline): such records
+    /// are kept on the dead-letter topic (reason implausible_latency), not counted in windows.
+    #[arg(long, env = "SLA_MAX_LATENCY", default_value = "1h", value_parser = humantime::parse_duration)]
+    max_latency: Duration,
+
+    /// Negative latencies (the stamp after the record's timestamp: clocks disagree) down to
+    /// minus this are counted in windows and in sla_monitor_negative_latency_records_total;
+    /// beyond it records are dead-lettered (reason clock_skew).
+    #[arg(long, env = "SLA_MAX_CLOCK_SKEW", default_value = "5s", value_parser = humantime::parse_duration)]
+    max_clock_skew: Duration,
+
     /// How often acknowledged offsets are committed.
     #[arg(long, env = "SLA_COMMIT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     commit_interval: Duration,
@@ -183,7 +195,11 @@ impl Cli {
                 max_out_of_orderness_ms: millis(self.max_out_of_orderness),
                 idle_timeout_ms: millis(self.idle_timeout),
             },
-            max_future_ms: millis(self.max_future),
+            plausibility: Plausibility {
+                max_future_ms: millis(self.max_future),
+                max_latency_ms: millis(self.max_latency),
+                max_clock_skew_ms: millis(self.max_clock_skew),
+            },
             commit_interval: self.commit_interval,
             tick,
             drain_timeout: self.drain_timeout,

@@ -26,12 +26,16 @@ pub enum RejectReason {
     TimestampInFuture,
     /// The record arrived after its event-time window had closed.
     Late,
+    /// The latency is above the plausible maximum (a broken stamp, not a slow pipeline).
+    ImplausibleLatency,
+    /// The stamp lies after the record's timestamp by more than the tolerated clock skew.
+    ClockSkew,
 }
 
 impl RejectReason {
     /// Every reason, so that each job's rejection counters exist (at 0) from its start and
     /// alerts on their rate or absence work.
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::EmptyPayload,
         RejectReason::InvalidJson,
         RejectReason::NotAnObject,
@@ -42,6 +46,8 @@ impl RejectReason {
         RejectReason::MissingTimestamp,
         RejectReason::TimestampInFuture,
         RejectReason::Late,
+        RejectReason::ImplausibleLatency,
+        RejectReason::ClockSkew,
     ];
 
     /// The stable snake_case name used in metric labels and dead-letter headers.
@@ -57,6 +63,8 @@ impl RejectReason {
             RejectReason::MissingTimestamp => "missing_timestamp",
             RejectReason::TimestampInFuture => "timestamp_in_future",
             RejectReason::Late => "late",
+            RejectReason::ImplausibleLatency => "implausible_latency",
+            RejectReason::ClockSkew => "clock_skew",
         }
     }
 }
@@ -153,8 +161,10 @@ mod tests {
             RejectReason::MissingTimestamp => 7,
             RejectReason::TimestampInFuture => 8,
             RejectReason::Late => 9,
+            RejectReason::ImplausibleLatency => 10,
+            RejectReason::ClockSkew => 11,
         };
         let positions: Vec<usize> = RejectReason::ALL.iter().map(|&r| position(r)).collect();
-        assert_eq!(positions, (0..10).collect::<Vec<_>>());
+        assert_eq!(positions, (0..12).collect::<Vec<_>>());
     }
 }

@@ -56,6 +56,13 @@ async fn windows_match_exact_percentiles_and_bad_records_are_kept() {
         timestamp_ms: Some(base + 3 * WINDOW + 1_999),
     });
     records.push(record(1, now_ms() + 3_600_000, 10, "future"));
+    // A broken stamp (1 ms after the epoch) inside window 3: kept aside, not in its p99/max.
+    records.push(Outgoing {
+        key: Some("implausible".into()),
+        value: Some(reduced_json("implausible", 1)),
+        partition: Some(0),
+        timestamp_ms: Some(base + 3 * WINDOW + 1_500),
+    });
     produce(&s.reduced, &records).await;
 
     let output = dir.path().join("windows.jsonl");
@@ -72,7 +79,7 @@ async fn windows_match_exact_percentiles_and_bad_records_are_kept() {
     });
     let dead = consume(
         &s.dlq,
-        3,
+        4,
         Duration::from_secs(20),
         Duration::from_millis(300),
     );
@@ -90,7 +97,11 @@ async fn windows_match_exact_percentiles_and_bad_records_are_kept() {
         .iter()
         .map(|d| (d.headers["dlq.reason"].clone(), d))
         .collect();
-    assert_eq!(dead.len(), 3, "{dead:?}");
+    assert_eq!(dead.len(), 4, "{dead:?}");
+    assert_eq!(
+        reasons["implausible_latency"].key.as_deref(),
+        Some("implausible")
+    );
     assert_eq!(reasons["late"].key.as_deref(), Some("late-one"));
     assert_eq!(
         reasons["late"].headers["dlq.window.start"],

@@ -4,7 +4,7 @@
 //! in as an argument (`now_ms`), so every path — ticks, idleness, closing — is tested here.
 
 use super::checkpoint::{Checkpoint, CheckpointRecord};
-use super::measurement::{measure, TimestampKind};
+use super::measurement::{measure, Plausibility, TimestampKind};
 use super::restore::PartitionResume;
 use super::unacknowledged::Unacknowledged;
 use super::MonitorReport;
@@ -28,8 +28,8 @@ pub struct CoreConfig {
     pub window: WindowConfig,
     /// Watermarks.
     pub watermark: WatermarkConfig,
-    /// Timestamps further ahead of the clock are refused (ms).
-    pub max_future_ms: i64,
+    /// What counts as a plausible measurement.
+    pub plausibility: Plausibility,
 }
 
 /// What to do with a consumed record.
@@ -39,6 +39,9 @@ pub enum RecordDecision {
     Accepted {
         /// The kind of timestamp the record carried.
         timestamp_kind: TimestampKind,
+        /// The latency was negative (within the tolerated clock skew): counted, so operators
+        /// see clocks drift.
+        negative_latency: bool,
     },
     /// A replayed record already counted in a window written before the restart: skipped.
     AlreadyCounted,
@@ -122,7 +125,7 @@ impl MonitorCore {
             max_event_time_before: max_before,
         });
         position.offset = offset + 1;
-        let measurement = match measure(payload, timestamp, now_ms, self.config.max_future_ms) {
+        let measurement = match measure(payload, timestamp, now_ms, &self.config.plausibility) {
             Ok(m) => m,
             Err(rejection) => {
                 self.report.rejected += 1;
@@ -144,6 +147,7 @@ impl MonitorCore {
         match placement {
             Placement::Accepted { .. } => RecordDecision::Accepted {
                 timestamp_kind: measurement.timestamp_kind,
+                negative_latency: measurement.latency_ms < 0,
             },
             Placement::AlreadyCounted { .. } => RecordDecision::AlreadyCounted,
             Placement::Late { window_start } => {
@@ -295,7 +299,11 @@ mod tests {
                 max_out_of_orderness_ms: 0,
                 idle_timeout_ms: 5_000,
             },
-            max_future_ms: 60_000,
+            plausibility: Plausibility {
+                max_future_ms: 60_000,
+                max_latency_ms: 3_600_000,
+                max_clock_skew_ms: 5_000,
+            },
         });
         for partition in [0, 1] {
             core.assign(
@@ -399,6 +407,32 @@ mod tests {
         let batch = core.on_tick(WINDOW + 6_000).expect("closed by idleness");
         assert_eq!(batch.results[0].start_ms, 0);
         assert_eq!(batch.documents[0].count, 1);
+    }
+
+    #[test]
+    fn an_implausible_stamp_is_kept_aside_and_does_not_move_the_window() {
+        const T0: i64 = 4_000_000;
+        let mut core = core();
+        record(&mut core, 0, 0, T0 + 1_000, 40);
+        // A stamp of 1 ms after the epoch: a latency of more than an hour.
+        let decision = core.on_record(
+            0,
+            1,
+            Some((TimestampKind::CreateTime, T0 + 2_000)),
+            Some(br#"{"visit":{"id":"v","event_time":1},"start_processing_time_ms":1}"#),
+            T0 + 2_000,
+        );
+        assert!(matches!(
+            decision,
+            RecordDecision::DeadLetter { ref rejection, .. }
+                if rejection.reason == RejectReason::ImplausibleLatency
+        ));
+        record(&mut core, 0, 2, T0 + WINDOW + 1, 40);
+        record(&mut core, 1, 0, T0 + WINDOW + 1, 40);
+        let batch = core.on_tick(T0 + WINDOW + 1).unwrap();
+        assert_eq!(batch.documents[0].count, 1);
+        assert_eq!(batch.documents[0].max, 40.0);
+        assert_eq!(core.report().rejected, 1);
     }
 
     #[test]

@@ -68,8 +68,8 @@ pub struct MonitorConfig {
     pub window: WindowConfig,
     /// Watermarks.
     pub watermark: WatermarkConfig,
-    /// Timestamps further ahead of this host's clock are refused (ms).
-    pub max_future_ms: i64,
+    /// Plausibility bounds of timestamps and latencies.
+    pub plausibility: measurement::Plausibility,
     /// How often safe offsets are committed.
     pub commit_interval: Duration,
     /// How often the watermark is advanced by the clock and windows are closed.
@@ -175,7 +175,7 @@ pub async fn run(
         job_name: config.job_name.clone(),
         window: config.window.clone(),
         watermark: config.watermark,
-        max_future_ms: config.max_future_ms,
+        plausibility: config.plausibility,
     });
     assign_all_partitions(&config, &consumer, &mut core).await?;
     let (batches, acks) = driver::spawn(sink);
@@ -195,6 +195,11 @@ pub async fn run(
         by_timestamp_kind: [TimestampKind::LogAppendTime, TimestampKind::CreateTime].map(|kind| {
             metrics::counter!("sla_monitor_records_by_timestamp_type_total", "type" => kind.as_str())
         }),
+        negative_latencies: {
+            let counter = metrics::counter!("sla_monitor_negative_latency_records_total");
+            counter.increment(0);
+            counter
+        },
         config,
         consumer,
         context,
@@ -310,6 +315,9 @@ struct Monitor {
     consumed: metrics::Counter,
     /// `sla_monitor_records_by_timestamp_type_total` for LogAppendTime and CreateTime.
     by_timestamp_kind: [metrics::Counter; 2],
+    /// `sla_monitor_negative_latency_records_total`: accepted records whose stamp lies after
+    /// their timestamp (clock skew within tolerance).
+    negative_latencies: metrics::Counter,
 }
 
 impl Monitor {
@@ -413,8 +421,14 @@ impl Monitor {
             now_ms(),
         );
         match decision {
-            RecordDecision::Accepted { timestamp_kind } => {
-                self.count_timestamp_kind(timestamp_kind)
+            RecordDecision::Accepted {
+                timestamp_kind,
+                negative_latency,
+            } => {
+                self.count_timestamp_kind(timestamp_kind);
+                if negative_latency {
+                    self.negative_latencies.increment(1);
+                }
             }
             RecordDecision::AlreadyCounted => {
                 metrics::counter!("sla_monitor_replayed_already_written_total").increment(1);
@@ -569,7 +583,11 @@ mod tests {
                 max_out_of_orderness_ms: 0,
                 idle_timeout_ms: 60_000,
             },
-            max_future_ms: i64::MAX / 4,
+            plausibility: super::measurement::Plausibility {
+                max_future_ms: i64::MAX / 4,
+                max_latency_ms: i64::MAX / 4,
+                max_clock_skew_ms: 0,
+            },
         });
         core.assign(
             &PartitionResume {
