@@ -213,9 +213,11 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init_logging();
     let metrics = telemetry::install_metrics("monitor")?;
     let shutdown = Shutdown::on_signals();
+    let readiness = http::Readiness::default();
+    readiness.set_not_ready("starting: preparing the Kafka topics");
     http::spawn_server(
         cli.http_addr,
-        http::base_router(metrics, http::Readiness::default()),
+        http::base_router(metrics, readiness.clone()),
         shutdown.clone(),
     )
     .await?;
@@ -225,15 +227,21 @@ async fn main() -> anyhow::Result<()> {
     match sink {
         SinkKind::JsonLines => {
             let sink = JsonLinesSink::new(output);
-            monitor::run(config, sink, shutdown)
+            readiness.set_not_ready("starting: reading checkpoints and assigning partitions");
+            monitor::run(config, sink, readiness, shutdown)
                 .await
                 .context("monitor stopped")?
         }
         SinkKind::Elasticsearch => {
             let sink = ElasticsearchSink::new(&es)?;
+            readiness.set_not_ready(format!(
+                "starting: preparing the Elasticsearch index {}",
+                es.index
+            ));
             sink.prepare_when_reachable(&config.window.quantiles, shutdown.clone())
                 .await?;
-            monitor::run(config, sink, shutdown)
+            readiness.set_not_ready("starting: reading checkpoints and assigning partitions");
+            monitor::run(config, sink, readiness, shutdown)
                 .await
                 .context("monitor stopped")?
         }

@@ -95,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
         mode: cli.delay_mode,
     });
     let readiness = http::Readiness::default();
+    readiness.set_not_ready("starting: preparing the topics and joining the group");
     let router =
         http::base_router(metrics, readiness.clone()).merge(control::delay_router(delay_sender));
     http::spawn_server(cli.http_addr, router, shutdown.clone()).await?;

@@ -28,6 +28,7 @@ struct Inner {
     brokers: String,
     limiter: Mutex<RateLimitedLog<String>>,
     unhealthy: AtomicBool,
+    unreachable_since: Mutex<Option<Instant>>,
 }
 
 impl JobContext {
@@ -41,6 +42,7 @@ impl JobContext {
                 brokers: brokers.to_string(),
                 limiter: Mutex::new(RateLimitedLog::new(LOG_INTERVAL)),
                 unhealthy: AtomicBool::new(false),
+                unreachable_since: Mutex::new(None),
             }),
         }
     }
@@ -49,9 +51,22 @@ impl JobContext {
     /// reachable again after errors.
     pub fn mark_healthy(&self) {
         if self.inner.unhealthy.swap(false, Ordering::Relaxed) {
+            *self.unreachable_since() = None;
             tracing::info!(brokers = %self.inner.brokers, "Kafka is reachable again; resuming");
             metrics::gauge!("sla_kafka_reachable").set(1.0);
         }
+    }
+
+    /// How long every broker has been unreachable, if it is now.
+    pub fn unreachable_for(&self) -> Option<std::time::Duration> {
+        self.unreachable_since().map(|since| since.elapsed())
+    }
+
+    fn unreachable_since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.inner
+            .unreachable_since
+            .lock()
+            .expect("unreachable_since poisoned")
     }
 
     fn should_log(&self, key: String) -> Option<u64> {
@@ -107,6 +122,7 @@ impl ClientContext for JobContext {
         );
         if unreachable {
             self.inner.unhealthy.store(true, Ordering::Relaxed);
+            self.unreachable_since().get_or_insert_with(Instant::now);
             metrics::gauge!("sla_kafka_reachable").set(0.0);
         }
         if let Some(suppressed) = self.should_log(format!("error:{label}")) {

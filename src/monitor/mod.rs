@@ -20,6 +20,7 @@ pub mod measurement;
 pub mod restore;
 pub mod unacknowledged;
 
+use crate::http::Readiness;
 use crate::kafka::dead_letter::{DeadLetterQueue, WINDOW_START_HEADER};
 use crate::kafka::producer::{delivered, RELIABLE_PRODUCER};
 use crate::kafka::{
@@ -113,6 +114,12 @@ pub enum MonitorError {
 
 type PendingDelivery = Pin<Box<dyn Future<Output = (i32, i64, Result<(), KafkaError>)> + Send>>;
 
+/// Brokers unreachable this long make the monitor report not ready.
+pub const KAFKA_UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// A window batch the sink has not acknowledged for this long makes the monitor not ready.
+pub const SINK_STALLED_LIMIT: Duration = Duration::from_secs(60);
+
 /// Creates the input topic (with LogAppendTime) and the dead-letter topic when missing, and
 /// warns when the input topic does not use LogAppendTime.
 pub async fn prepare_topics(config: &MonitorConfig, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -153,6 +160,7 @@ pub async fn prepare_topics(config: &MonitorConfig, shutdown: Shutdown) -> anyho
 pub async fn run(
     config: MonitorConfig,
     sink: impl WindowSink,
+    readiness: Readiness,
     shutdown: Shutdown,
 ) -> Result<MonitorReport, MonitorError> {
     let context = JobContext::new(config.kafka.bootstrap_servers());
@@ -179,6 +187,7 @@ pub async fn run(
     });
     assign_all_partitions(&config, &consumer, &mut core).await?;
     let (batches, acks) = driver::spawn(sink);
+    readiness.set_ready();
     let mut monitor = Monitor {
         committer: Committer::new(
             consumer.clone(),
@@ -200,6 +209,8 @@ pub async fn run(
             counter.increment(0);
             counter
         },
+        readiness,
+        pending_batches: BTreeMap::new(),
         config,
         consumer,
         context,
@@ -302,6 +313,9 @@ async fn assign_all_partitions(
 /// The monitor's I/O: Kafka in, sink and dead letters out, the core deciding.
 struct Monitor {
     config: MonitorConfig,
+    readiness: Readiness,
+    /// When each batch not yet acknowledged was sent to the sink.
+    pending_batches: BTreeMap<u64, Instant>,
     consumer: Arc<StreamConsumer<JobContext>>,
     context: JobContext,
     core: MonitorCore,
@@ -340,6 +354,7 @@ impl Monitor {
                 }
                 _ = tick.tick() => {
                     self.on_tick();
+                    self.update_readiness();
                     if last_commit.elapsed() >= self.config.commit_interval {
                         self.committer.start(&self.core);
                         last_commit = Instant::now();
@@ -399,6 +414,7 @@ impl Monitor {
 
     fn on_ack(&mut self, ack: Acknowledgement) -> Result<(), MonitorError> {
         let id = ack.map_err(MonitorError::Sink)?;
+        self.pending_batches.remove(&id);
         if self.core.on_batch_ack(id) {
             metrics::counter!("sla_monitor_window_batches_acknowledged_total").increment(1);
         }
@@ -499,7 +515,33 @@ impl Monitor {
         }
         metrics::counter!("sla_monitor_windows_closed_total").increment(documents.len() as u64);
         // The sink task only ends after a fatal error, which arrives as an ack and stops us.
+        self.pending_batches.insert(id, Instant::now());
         let _ = self.batches.send(Batch { id, documents });
+    }
+
+    /// `/readyz`: not ready while every broker has been unreachable for [`KAFKA_UNREACHABLE_LIMIT`]
+    /// or the sink has left a batch unacknowledged for [`SINK_STALLED_LIMIT`].
+    fn update_readiness(&self) {
+        let unreachable = self
+            .context
+            .unreachable_for()
+            .filter(|d| *d >= KAFKA_UNREACHABLE_LIMIT);
+        let stalled = self
+            .pending_batches
+            .values()
+            .min()
+            .map(|sent| sent.elapsed())
+            .filter(|d| *d >= SINK_STALLED_LIMIT);
+        match (unreachable, stalled) {
+            (Some(d), _) => self
+                .readiness
+                .set_not_ready(format!("Kafka unreachable for {:.0?}", d)),
+            (None, Some(d)) => self.readiness.set_not_ready(format!(
+                "the sink has not acknowledged window documents for {:.0?}",
+                d
+            )),
+            (None, None) => self.readiness.set_ready(),
+        }
     }
 }
 
