@@ -60,6 +60,18 @@ fn every_visit_arrives(cluster: &Cluster, topic: &str, n: usize, job: &Job) -> u
     }
 }
 
+/// A private tansu in `dir` and the cluster it serves.
+fn private_broker(dir: &std::path::Path) -> (std::process::Child, Cluster) {
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let broker = start_tansu(dir, port, &address, false);
+    let cluster = Cluster {
+        brokers: address,
+        properties: Vec::new(),
+    };
+    (broker, cluster)
+}
+
 fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .args([&format!("-{signal}"), &pid.to_string()])
@@ -71,13 +83,7 @@ fn signal(pid: u32, signal: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_broker_leaves_no_member_without_partitions_for_good() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let mut broker = start_tansu(dir.path(), port, &address, false);
-    let cluster = Cluster {
-        brokers: address,
-        properties: Vec::new(),
-    };
+    let (mut broker, cluster) = private_broker(dir.path());
     let (input, output) = (unique("frozen_visits"), unique("frozen_reduced"));
     cluster.create_topic(&input, 2).await;
     cluster.produce(&input, &visits(0, 100)).await;
@@ -102,13 +108,7 @@ async fn a_frozen_broker_leaves_no_member_without_partitions_for_good() {
 #[tokio::test(flavor = "multi_thread")]
 async fn members_killed_while_joining_leave_the_next_member_working() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let mut broker = start_tansu(dir.path(), port, &address, false);
-    let cluster = Cluster {
-        brokers: address,
-        properties: Vec::new(),
-    };
+    let (mut broker, cluster) = private_broker(dir.path());
     let (input, output) = (unique("killed_visits"), unique("killed_reduced"));
     let group = unique("killed_g");
     cluster.create_topic(&input, 2).await;

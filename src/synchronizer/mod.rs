@@ -540,9 +540,18 @@ impl Synchronizer {
         }
         self.meters.rejoins.increment(1);
         let fresh = subscribed_consumer(&self.config, self.consumer_context.clone())?;
-        let old = std::mem::replace(&mut self.consumer, fresh);
-        // Closing leaves the group; it blocks, so not on an async worker.
-        tokio::task::spawn_blocking(move || drop(old));
+        let mut old = std::mem::replace(&mut self.consumer, fresh);
+        // Closing leaves the group and blocks, so it happens off the async workers, once the
+        // loop has dropped the clone it holds for the current iteration.
+        tokio::task::spawn_blocking(move || loop {
+            match Arc::try_unwrap(old) {
+                Ok(consumer) => return drop(consumer),
+                Err(still_shared) => {
+                    old = still_shared;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
         Ok(())
     }
 
