@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -27,8 +27,11 @@ pub struct JobContext {
 struct Inner {
     brokers: String,
     limiter: Mutex<RateLimitedLog<String>>,
-    unhealthy: AtomicBool,
-    unreachable_since: Mutex<Option<Instant>>,
+    /// Reference point of `unreachable_since_ms`.
+    created: Instant,
+    /// Since when every broker is unreachable, in ms after `created` (at least 1); 0 while
+    /// reachable. One atomic, so the healthy path (every record) takes no lock.
+    unreachable_since_ms: AtomicU64,
 }
 
 impl JobContext {
@@ -41,8 +44,8 @@ impl JobContext {
             inner: Arc::new(Inner {
                 brokers: brokers.to_string(),
                 limiter: Mutex::new(RateLimitedLog::new(LOG_INTERVAL)),
-                unhealthy: AtomicBool::new(false),
-                unreachable_since: Mutex::new(None),
+                created: Instant::now(),
+                unreachable_since_ms: AtomicU64::new(0),
             }),
         }
     }
@@ -50,23 +53,34 @@ impl JobContext {
     /// Called by a job after a successful consume or delivery: logs once that Kafka is
     /// reachable again after errors.
     pub fn mark_healthy(&self) {
-        if self.inner.unhealthy.swap(false, Ordering::Relaxed) {
-            *self.unreachable_since() = None;
+        if self.inner.unreachable_since_ms.swap(0, Ordering::Relaxed) != 0 {
             tracing::info!(brokers = %self.inner.brokers, "Kafka is reachable again; resuming");
             metrics::gauge!("sla_kafka_reachable").set(1.0);
         }
     }
 
     /// How long every broker has been unreachable, if it is now.
-    pub fn unreachable_for(&self) -> Option<std::time::Duration> {
-        self.unreachable_since().map(|since| since.elapsed())
+    pub fn unreachable_for(&self) -> Option<Duration> {
+        match self.inner.unreachable_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(
+                self.inner
+                    .created
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(since)),
+            ),
+        }
     }
 
-    fn unreachable_since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.inner
-            .unreachable_since
-            .lock()
-            .expect("unreachable_since poisoned")
+    /// Records that every broker is unreachable, keeping the earliest moment.
+    fn mark_unreachable(&self) {
+        let now = (self.inner.created.elapsed().as_millis() as u64).max(1);
+        let _ = self.inner.unreachable_since_ms.compare_exchange(
+            0,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     fn should_log(&self, key: String) -> Option<u64> {
@@ -121,8 +135,7 @@ impl ClientContext for JobContext {
             )
         );
         if unreachable {
-            self.inner.unhealthy.store(true, Ordering::Relaxed);
-            self.unreachable_since().get_or_insert_with(Instant::now);
+            self.mark_unreachable();
             metrics::gauge!("sla_kafka_reachable").set(0.0);
         }
         if let Some(suppressed) = self.should_log(format!("error:{label}")) {

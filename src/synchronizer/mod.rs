@@ -509,35 +509,40 @@ impl Synchronizer {
         })
         .await
         .unwrap_or(Err(KafkaError::Canceled));
-        match partitions {
-            Ok(0) | Err(_) => {
-                let why = match partitions {
-                    Ok(_) => format!("topic {} has no partitions", self.config.input_topic),
-                    Err(e) => format!("the broker does not answer ({e})"),
-                };
-                tracing::warn!(
-                    held_none_for = ?for_how_long,
-                    "this member holds no partition of {}, but {why}: waiting",
-                    self.config.input_topic
-                );
-                return Ok(());
-            }
-            Ok(partitions) => {
-                tracing::error!(
-                    held_none_for = ?for_how_long,
-                    partitions,
-                    group = %self.config.group,
-                    next_attempt_in = ?self.watchdog.limit(),
-                    "this member holds no partition of {} although it has {partitions} and the broker answers: \
-                     leaving the group and rejoining with a fresh consumer",
-                    self.config.input_topic
-                );
-                self.config.readiness.set_not_ready(format!(
-                    "no partition of {} held for {:.0?}; rejoining the group",
-                    self.config.input_topic, for_how_long
-                ));
-            }
-        }
+        // Holding nothing is not this member's fault when the topic has no partitions or the
+        // broker does not answer: said, and waited out until the watchdog's next attempt.
+        let why_not = match partitions {
+            Ok(0) => format!("topic {} has no partitions", self.config.input_topic),
+            Err(e) => format!("the broker does not answer ({e})"),
+            Ok(partitions) => return self.rejoin(partitions, for_how_long),
+        };
+        tracing::warn!(
+            held_none_for = ?for_how_long,
+            "this member holds no partition of {}, but {why_not}: waiting",
+            self.config.input_topic
+        );
+        Ok(())
+    }
+
+    /// Leaves the group and joins it again with a fresh consumer.
+    fn rejoin(
+        &mut self,
+        partitions: usize,
+        for_how_long: Duration,
+    ) -> Result<(), SynchronizerError> {
+        tracing::error!(
+            held_none_for = ?for_how_long,
+            partitions,
+            group = %self.config.group,
+            next_attempt_in = ?self.watchdog.limit(),
+            "this member holds no partition of {} although it has {partitions} and the broker answers: \
+             leaving the group and rejoining with a fresh consumer",
+            self.config.input_topic
+        );
+        self.config.readiness.set_not_ready(format!(
+            "no partition of {} held for {:.0?}; rejoining the group",
+            self.config.input_topic, for_how_long
+        ));
         self.meters.rejoins.increment(1);
         let fresh = subscribed_consumer(&self.config, self.consumer_context.clone())?;
         let mut old = std::mem::replace(&mut self.consumer, fresh);
