@@ -13,7 +13,7 @@ fn start_broker(dir: &std::path::Path, port: u16) -> std::process::Child {
     start_tansu(dir, port, &format!("127.0.0.1:{port}"), false)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn synchronizer_waits_out_a_broker_outage_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -62,7 +62,8 @@ async fn synchronizer_waits_out_a_broker_outage_and_loses_nothing() {
     wait_for("the outage to be logged", Duration::from_secs(60), || {
         job.log_text().contains("unreachable")
     });
-    std::thread::sleep(Duration::from_secs(3));
+    // The outage lasts a few seconds more while the job keeps trying.
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     let mut broker = start_broker(dir.path(), port);
     produce(visits, &batch(100)).await;

@@ -72,7 +72,7 @@ fn zstd() {
     pipeline_with("zstd");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn the_monitor_reads_a_topic_another_producer_compressed_with_zstd() {
     let dir = tempfile::tempdir().unwrap();
     let topics = monitor_topics("zstd_in");
@@ -105,16 +105,9 @@ fn monitor_reads(
         "--window", "2s", "--max-out-of-orderness", "500ms", "--idle-timeout", "1s", "--sla", "1s",
     ]);
     let monitor = Job::start_without_brokers(env!("CARGO_BIN_EXE_monitor"), &args, dir);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while read_documents(&output).0.len() < expected.len() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} windows expected in 60 s; monitor:\n{}",
-            expected.len(),
-            monitor.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for("every window written", Duration::from_secs(60), || {
+        read_documents(&output).0.len() >= expected.len()
+    });
     assert!(monitor.terminate(Duration::from_secs(30)).success());
     let (documents, _) = read_documents(&output);
     for (start, latencies) in expected {

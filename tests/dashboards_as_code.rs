@@ -378,7 +378,7 @@ fn secured_kafka_override_keeps_client_secrets_outside_the_repo() {
 
 /// The rule's query A against real monitor output: one-minute windows, the middle ones with a
 /// 10 s delay. Evaluated at the end of each window, C holds exactly for the delayed ones.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn alert_query_crosses_the_threshold_exactly_when_the_delay_is_on() {
     let dir = tempfile::tempdir().unwrap();
     let reduced = unique("alertq_r");

@@ -41,7 +41,7 @@ fn start(args: &[String], dir: &std::path::Path) -> Job {
     Job::start(BIN, &refs, dir)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn documents_follow_an_explicit_mapping() {
     let dir = tempfile::tempdir().unwrap();
     let s = monitor_topics("mapping");
@@ -79,7 +79,7 @@ async fn documents_follow_an_explicit_mapping() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_conflicting_mapping_stops_the_job_with_what_to_fix() {
     let dir = tempfile::tempdir().unwrap();
     let s = monitor_topics("conflict");
@@ -108,7 +108,7 @@ async fn a_conflicting_mapping_stops_the_job_with_what_to_fix() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn killed_mid_window_the_restarted_monitor_leaves_the_documents_of_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let s = monitor_topics("esrestart");

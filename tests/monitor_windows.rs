@@ -40,7 +40,7 @@ fn monitor_args<'a>(
     args
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn windows_match_exact_percentiles_and_bad_records_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let s = monitor_topics("exact");
@@ -117,7 +117,7 @@ async fn windows_match_exact_percentiles_and_bad_records_are_kept() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_run_writes() {
     let dir = tempfile::tempdir().unwrap();
     let s = monitor_topics("restart");
@@ -140,7 +140,13 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
     wait_for("windows 0-2", Duration::from_secs(30), || {
         read_documents(&interrupted).0.len() >= 3
     });
-    std::thread::sleep(Duration::from_millis(800));
+    // Killed once window 3's first half (and the late record) is in its memory.
+    let phase1_len = phase1.len() as f64;
+    wait_for(
+        "every phase-1 record consumed",
+        Duration::from_secs(30),
+        || metric_sum(&first, "sla_records_consumed_total", &[]) == Some(phase1_len),
+    );
     first.kill();
     assert_eq!(
         read_documents(&interrupted).0.len(),
@@ -176,7 +182,7 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
     wait_for("reference windows", Duration::from_secs(30), || {
         read_documents(&reference).0.len() >= 6
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // Stopped, they write nothing more: any extra (duplicate) line is in the files now.
     assert!(second.terminate(Duration::from_secs(30)).success());
     assert!(third.terminate(Duration::from_secs(30)).success());
 
@@ -192,7 +198,7 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_exits_cleanly_without_writing_incomplete_windows() {
     let dir = tempfile::tempdir().unwrap();
     let s = monitor_topics("term");
@@ -210,10 +216,10 @@ async fn sigterm_exits_cleanly_without_writing_incomplete_windows() {
         &monitor_args(&s, &group, &output_arg, "60s"),
         dir.path(),
     );
-    wait_for("records consumed", Duration::from_secs(30), || {
-        job.log_text().contains("records carry")
+    let produced = records.len() as f64;
+    wait_for("every record consumed", Duration::from_secs(30), || {
+        metric_sum(&job, "sla_records_consumed_total", &[]) == Some(produced)
     });
-    std::thread::sleep(Duration::from_millis(500));
     let status = job.terminate(Duration::from_secs(30));
     assert!(status.success(), "exit status {status:?}");
     let (docs, _) = read_documents(&output);

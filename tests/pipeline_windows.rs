@@ -75,7 +75,7 @@ fn check(docs: &BTreeMap<String, serde_json::Value>, expected: &BTreeMap<i64, Ve
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn without_delay_windows_match_and_meet_the_sla() {
     let (docs, expected) = run_pipeline("nodelay", "0s").await;
     check(&docs, &expected);
@@ -87,7 +87,7 @@ async fn without_delay_windows_match_and_meet_the_sla() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn with_delay_windows_match_and_miss_the_sla() {
     let (docs, expected) = run_pipeline("delay", "10s").await;
     check(&docs, &expected);

@@ -55,7 +55,7 @@ async fn run(name: &str, n: usize, args: &[&str]) -> Vec<(i64, i64)> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn without_delay_records_are_produced_promptly() {
     let lat = run("nodelay", 200, &[]).await;
     let max = lat.iter().map(|(l, _)| *l).max().unwrap();
@@ -66,7 +66,7 @@ async fn without_delay_records_are_produced_promptly() {
     assert!(max < 1_000, "max latency {max} ms without delay");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn pipelined_delay_makes_every_record_late_by_the_delay() {
     let lat = run(
         "pipelined",
@@ -89,7 +89,7 @@ async fn pipelined_delay_makes_every_record_late_by_the_delay() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn blocking_delay_processes_one_record_at_a_time() {
     let lat = run(
         "blocking",

@@ -41,7 +41,7 @@ fn start(t: &Topics, extra: &[&str], dir: &std::path::Path) -> Job {
     Job::start(BIN, &args, dir)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn reduces_visits_in_order_with_produce_time_timestamps() {
     let dir = tempfile::tempdir().unwrap();
     let t = topics("reduce");
@@ -128,7 +128,7 @@ async fn reduces_visits_in_order_with_produce_time_timestamps() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn undecodable_visits_go_to_the_dead_letter_topic_with_reasons() {
     let dir = tempfile::tempdir().unwrap();
     let t = topics("dlq");

@@ -1,7 +1,8 @@
 //! Everything that talks to Kafka: client settings, topic administration, the client context
-//! (logging, rebalances) and dead-letter records.
+//! (logging, rebalances, commit outcomes), offset commits and dead-letter records.
 
 pub mod admin;
+pub mod commit;
 pub mod config;
 pub mod context;
 pub mod dead_letter;

@@ -6,6 +6,7 @@
 use super::checkpoint::CheckpointRecord;
 use super::checkpoint_store;
 use super::decisions::MonitorCore;
+use crate::kafka::commit::commit_async;
 use crate::kafka::JobContext;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -83,15 +84,32 @@ impl Committer {
     }
 
     /// After a checkpoint write ended: when the broker acknowledged it, tells `core` and
-    /// commits the group's offsets; otherwise the next tick tries again.
-    pub fn finish(&mut self, core: &mut MonitorCore, written: CheckpointWrite, mode: CommitMode) {
+    /// commits the group's offsets asynchronously (the coordinator's answer is published by
+    /// `JobContext::on_commit`); otherwise the next tick tries again.
+    pub fn finish(&mut self, core: &mut MonitorCore, written: CheckpointWrite) {
+        if let Some(list) = self.saved(core, written) {
+            if let Err(e) = commit_async(&*self.consumer, &list) {
+                tracing::warn!(
+                    "committing offsets of {}: {e}; will retry",
+                    self.input_topic
+                );
+            }
+        }
+    }
+
+    /// The offsets to commit once `written` was acknowledged (then `core` is told), or `None`.
+    fn saved(
+        &self,
+        core: &mut MonitorCore,
+        written: CheckpointWrite,
+    ) -> Option<TopicPartitionList> {
         let (records, result) = written;
         if let Err(e) = result {
             tracing::warn!(
                 "writing checkpoints to {}: {e}; will retry",
                 self.checkpoint_topic
             );
-            return;
+            return None;
         }
         core.checkpoints_saved(&records);
         let mut list = TopicPartitionList::new();
@@ -102,25 +120,37 @@ impl Committer {
                 Offset::Offset(record.checkpoint.offset),
             )
             .expect("valid offset");
-            metrics::gauge!("sla_committed_offset", "topic" => self.input_topic.clone(), "partition" => record.partition.to_string())
-                .set(record.checkpoint.offset as f64);
         }
-        if let Err(e) = self.consumer.commit(&list, mode) {
-            tracing::warn!(
-                "committing offsets of {}: {e}; will retry",
-                self.input_topic
-            );
-        }
+        Some(list)
     }
 
-    /// At shutdown: waits for a write under way, then writes and commits a final checkpoint.
+    /// At shutdown: waits for a write under way, then writes a final checkpoint and commits
+    /// synchronously (off the runtime's workers: the call waits for the coordinator).
     pub async fn finish_all(&mut self, core: &mut MonitorCore) {
+        let mut lists = Vec::new();
         while let Some(written) = self.writing.next().await {
-            self.finish(core, written, CommitMode::Sync);
+            lists.extend(self.saved(core, written));
         }
         self.start(core);
         while let Some(written) = self.writing.next().await {
-            self.finish(core, written, CommitMode::Sync);
+            lists.extend(self.saved(core, written));
+        }
+        let consumer = self.consumer.clone();
+        let committed = tokio::task::spawn_blocking(move || {
+            lists.iter().try_for_each(|list| {
+                let result = consumer.commit(list, CommitMode::Sync);
+                // librdkafka answers a synchronous commit to the caller only.
+                consumer.context().on_commit(&result, list);
+                result
+            })
+        })
+        .await
+        .expect("commit task panicked");
+        if let Err(e) = committed {
+            tracing::warn!(
+                "committing offsets of {} at shutdown: {e}; the checkpoints hold them",
+                self.input_topic
+            );
         }
     }
 }

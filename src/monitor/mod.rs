@@ -37,7 +37,7 @@ use decisions::{ClosedBatch, CoreConfig, MonitorCore, RecordDecision};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use measurement::TimestampKind;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::producer::FutureProducer;
@@ -350,7 +350,7 @@ impl Monitor {
                     self.core.on_dead_letter_ack(partition, offset);
                 }
                 written = self.committer.next_written() => {
-                    self.committer.finish(&mut self.core, written, CommitMode::Async);
+                    self.committer.finish(&mut self.core, written);
                 }
                 _ = tick.tick() => {
                     self.on_tick();
@@ -376,6 +376,9 @@ impl Monitor {
                 }
             }
         }
+        // A last tick: windows the watermark already closed are written before stopping, not
+        // held back for the next run (the windows it keeps open are still incomplete).
+        self.on_tick();
         self.drain().await?;
         self.committer.finish_all(&mut self.core).await;
         let report = self.core.report();

@@ -9,6 +9,7 @@ pub mod rebalance;
 use crate::assignment_watchdog::{self, AssignmentWatchdog, Verdict};
 use crate::delay::{DelayPolicy, PartitionOrderedSchedule};
 use crate::http::Readiness;
+use crate::kafka::commit::commit_async;
 use crate::kafka::dead_letter::DeadLetterQueue;
 use crate::kafka::producer::{delivered, enqueue, OutgoingRecord, RELIABLE_PRODUCER};
 use crate::kafka::{ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec, READY_BATCH};
@@ -20,7 +21,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
@@ -333,7 +334,7 @@ impl Synchronizer {
                 }
                 Some(done) = self.deliveries.next() => self.on_delivered(done)?,
                 _ = sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {}
-                _ = commit_tick.tick() => self.commit(CommitMode::Async),
+                _ = commit_tick.tick() => self.commit(CommitMode::Async).await,
                 _ = watchdog_tick.tick(), if drain_deadline.is_none() => self.check_assignment().await?,
                 _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() => {
                     tracing::warn!(
@@ -359,7 +360,7 @@ impl Synchronizer {
                 }
             }
         }
-        self.commit(CommitMode::Sync);
+        self.commit(CommitMode::Sync).await;
         tracing::info!(?self.report, "synchronizer stopped");
         Ok(self.report)
     }
@@ -561,13 +562,16 @@ impl Synchronizer {
     }
 
     /// Commits, per partition, the offsets below the first record whose output is not yet
-    /// acknowledged: asynchronously while running (only what advanced), synchronously and
-    /// completely at shutdown.
-    fn commit(&mut self, mode: CommitMode) {
-        let mut tracker = self.tracker.lock().expect("tracker");
-        let offsets = match mode {
-            CommitMode::Sync => tracker.safe_positions(),
-            CommitMode::Async => tracker.committable(),
+    /// acknowledged: asynchronously while running (only what advanced past what the
+    /// coordinator acknowledged), synchronously and completely at shutdown. What counts as
+    /// committed is decided by the coordinator's answer (`SynchronizerContext::commit_callback`).
+    async fn commit(&mut self, mode: CommitMode) {
+        let offsets = {
+            let tracker = self.tracker.lock().expect("tracker");
+            match mode {
+                CommitMode::Sync => tracker.safe_positions(),
+                CommitMode::Async => tracker.committable(),
+            }
         };
         if offsets.is_empty() {
             return;
@@ -577,15 +581,24 @@ impl Synchronizer {
             list.add_partition_offset(&self.config.input_topic, partition, Offset::Offset(offset))
                 .expect("valid offset");
         }
-        match self.consumer.commit(&list, mode) {
-            Ok(()) => {
-                tracker.mark_committed(&offsets);
-                for (partition, offset) in offsets {
-                    metrics::gauge!("sla_committed_offset", "topic" => self.config.input_topic.clone(), "partition" => partition.to_string())
-                        .set(offset as f64);
-                }
+        let result = match mode {
+            CommitMode::Async => commit_async(&*self.consumer, &list),
+            // A synchronous commit waits for the coordinator: off the runtime's workers. Its
+            // answer is the call's result (librdkafka sends it to no callback).
+            CommitMode::Sync => {
+                let consumer = self.consumer.clone();
+                let (result, list) =
+                    tokio::task::spawn_blocking(move || (consumer.commit(&list, mode), list))
+                        .await
+                        .expect("commit task panicked");
+                self.consumer
+                    .context()
+                    .commit_callback(result.clone(), &list);
+                result
             }
-            Err(e) => tracing::warn!("committing offsets {offsets:?}: {e}; will retry"),
+        };
+        if let Err(e) = result {
+            tracing::warn!("committing offsets {offsets:?}: {e}; will retry");
         }
     }
 }

@@ -1,12 +1,19 @@
 //! The synchronizer's commit policy on rebalance: before partitions are taken away, commit what
 //! is safe for them (offsets whose output the broker acknowledged), so their next owner
-//! reprocesses as little as possible, and forget their pending offsets.
+//! reprocesses as little as possible, and forget their pending offsets. Also where the
+//! coordinator's answer to every commit lands: only acknowledged offsets count as committed.
+//!
+//! The revoke commit is asynchronous, yet it reaches the coordinator before the group moves
+//! on: librdkafka does not finish an assignment change (and so does not rejoin) while offset
+//! commits are outstanding (`wait_commit_cnt` in `rd_kafka_assignment_serve`). So the callback,
+//! which runs on the thread polling the consumer (a runtime worker), never blocks on the network.
 
+use crate::kafka::commit::commit_async;
 use crate::kafka::JobContext;
 use crate::offset_tracker::OffsetTracker;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::{Arc, Mutex};
@@ -46,6 +53,20 @@ impl ClientContext for SynchronizerContext {
 }
 
 impl ConsumerContext for SynchronizerContext {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let acknowledged: Vec<(i32, i64)> = self
+            .job
+            .on_commit(&result, offsets)
+            .into_iter()
+            .filter(|(topic, _, _)| *topic == self.topic)
+            .map(|(_, partition, offset)| (partition, offset))
+            .collect();
+        self.tracker
+            .lock()
+            .expect("offset tracker poisoned")
+            .mark_committed(&acknowledged);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(revoked) = rebalance {
             let partitions: Vec<i32> = revoked
@@ -54,28 +75,31 @@ impl ConsumerContext for SynchronizerContext {
                 .filter(|e| e.topic() == self.topic)
                 .map(|e| e.partition())
                 .collect();
-            let mut tracker = self.tracker.lock().expect("offset tracker poisoned");
-            let safe: Vec<(i32, i64)> = tracker
-                .committable()
-                .into_iter()
-                .filter(|(p, _)| partitions.contains(p))
-                .collect();
+            let safe: Vec<(i32, i64)> = {
+                let mut tracker = self.tracker.lock().expect("offset tracker poisoned");
+                let safe = tracker
+                    .committable()
+                    .into_iter()
+                    .filter(|(p, _)| partitions.contains(p))
+                    .collect();
+                for &partition in &partitions {
+                    tracker.remove(partition);
+                }
+                safe
+            };
             if !safe.is_empty() {
                 let mut list = TopicPartitionList::new();
                 for &(partition, offset) in &safe {
                     list.add_partition_offset(&self.topic, partition, Offset::Offset(offset))
                         .expect("valid offset");
                 }
-                match consumer.commit(&list, CommitMode::Sync) {
-                    Ok(()) => tracing::info!(?safe, "committed offsets of revoked partitions"),
+                match commit_async(consumer, &list) {
+                    Ok(()) => tracing::info!(?safe, "committing offsets of revoked partitions"),
                     Err(e) => tracing::warn!(
                         ?safe,
                         "could not commit offsets of revoked partitions ({e}); their new owner will reprocess some records"
                     ),
                 }
-            }
-            for partition in partitions {
-                tracker.remove(partition);
             }
             tracing::info!(revoked = ?revoked.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions revoked");
         }

@@ -18,6 +18,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Runs blocking test code (polling with sleeps, a synchronous Kafka client, waiting for a
+/// process) without stalling the async test's own tasks (proxies, receivers): inside the
+/// multi-threaded runtime every async test uses, the worker first hands its tasks to another.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            assert_eq!(
+                handle.runtime_flavor(),
+                tokio::runtime::RuntimeFlavor::MultiThread,
+                "async tests run with #[tokio::test(flavor = \"multi_thread\")] so that blocking helpers do not stall them"
+            );
+            tokio::task::block_in_place(f)
+        }
+        Err(_) => f(),
+    }
+}
+
 /// The broker under test (`SLA_TEST_BROKERS`, default the local stack's).
 pub fn brokers() -> String {
     std::env::var("SLA_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
@@ -82,6 +99,29 @@ pub async fn produce(topic: &str, records: &[Outgoing]) {
     Cluster::local().produce(topic, records).await
 }
 
+/// Every record in a topic now (up to each partition's high watermark; the topic's offsets
+/// start at 0 and hold no transaction markers, as every topic of the tests).
+pub fn consume_to_end(topic: &str) -> Vec<Consumed> {
+    let cluster = Cluster::local();
+    let end: i64 = blocking(|| {
+        let consumer: BaseConsumer = cluster.config().create().unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                    .unwrap()
+                    .1
+            })
+            .sum()
+    });
+    cluster.consume(topic, end as usize, Duration::from_secs(30), Duration::ZERO)
+}
+
 /// Reads a topic from the beginning until `expected` records arrived (or `timeout`), then
 /// keeps reading for `settle` to catch unexpected extra records.
 pub fn consume(topic: &str, expected: usize, timeout: Duration, settle: Duration) -> Vec<Consumed> {
@@ -142,6 +182,16 @@ impl Cluster {
     /// Reads a topic from the beginning until `expected` records arrived (or `timeout`), then
     /// keeps reading for `settle` to catch unexpected extra records.
     pub fn consume(
+        &self,
+        topic: &str,
+        expected: usize,
+        timeout: Duration,
+        settle: Duration,
+    ) -> Vec<Consumed> {
+        blocking(|| self.consume_blocking(topic, expected, timeout, settle))
+    }
+
+    fn consume_blocking(
         &self,
         topic: &str,
         expected: usize,
@@ -318,6 +368,10 @@ impl Job {
 
     /// Waits for the process to exit by itself.
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        blocking(|| self.wait_blocking(timeout))
+    }
+
+    fn wait_blocking(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -364,14 +418,37 @@ impl Drop for Job {
 
 /// Waits until `condition` holds, polling every 100 ms; panics with `what` after `timeout`.
 pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    blocking(|| {
+        let deadline = Instant::now() + timeout;
+        while !condition() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
+/// The sum of every series of metric `name` whose labels include all of `labels` (e.g.
+/// `topic="visits"`) on a job's /metrics, or `None` when the job publishes no such series
+/// (or does not answer).
+pub fn metric_sum(job: &Job, name: &str, labels: &[&str]) -> Option<f64> {
+    let url = format!("http://{}/metrics", http_addr_of(job));
+    let text = blocking(|| {
+        tokio::runtime::Handle::current()
+            .block_on(async { reqwest::get(&url).await.ok()?.text().await.ok() })
+    })?;
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+                && labels.iter().all(|l| line.contains(l))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// A valid visit record value.
@@ -824,17 +901,19 @@ pub fn run_json_lines_pipeline(
     };
     let mut documents = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while counted(&documents) < valid {
-        assert!(
-            Instant::now() < deadline,
-            "the monitor counted {} of {valid} valid visits in 60 s\nsynchronizer:\n{}\nmonitor:\n{}",
-            counted(&documents),
-            synchronizer.log_text(),
-            monitor.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        documents = read_documents(&output).0;
-    }
+    blocking(|| {
+        while counted(&documents) < valid {
+            assert!(
+                Instant::now() < deadline,
+                "the monitor counted {} of {valid} valid visits in 60 s\nsynchronizer:\n{}\nmonitor:\n{}",
+                counted(&documents),
+                synchronizer.log_text(),
+                monitor.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+            documents = read_documents(&output).0;
+        }
+    });
     assert!(synchronizer.terminate(Duration::from_secs(30)).success());
     assert!(monitor.terminate(Duration::from_secs(30)).success());
     assert_eq!(counted(&documents), valid, "no visit counted twice");
