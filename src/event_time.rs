@@ -90,6 +90,17 @@ impl EventTimeOperator {
         placement
     }
 
+    /// The consumer reached the end of `partition`'s log: its silence now counts towards
+    /// idleness (see `watermark`).
+    pub fn caught_up(&mut self, partition: i32) {
+        self.watermarks.caught_up(partition);
+    }
+
+    /// The broker cannot be asked at `now_ms`: no partition's silence counts towards idleness.
+    pub fn hold_idleness(&mut self, now_ms: i64) {
+        self.watermarks.hold_idleness(now_ms);
+    }
+
     /// Advances the job watermark at processing time `now_ms` (idle partitions stop holding
     /// it back) and closes the windows it passed; `None` when it did not move.
     pub fn on_tick(&mut self, now_ms: i64) -> Option<Advance> {
@@ -211,7 +222,9 @@ mod tests {
             0,
         );
         op.on_record(0, 0, 125_000, 1, 39_000);
-        // Partition 1 is silent past the idle timeout: the job closes window 60 000 without it.
+        op.caught_up(1);
+        // Partition 1 is caught up and silent past the idle timeout: the job closes window
+        // 60 000 without it.
         let advance = op.on_tick(40_000).unwrap();
         assert!(advance.watermark >= 119_999);
         // Its replay then brings a record of that window: this run's window never counted it.
@@ -236,6 +249,11 @@ mod tests {
         op.on_record(0, 0, 1_000, 1, 0);
         assert!(op.on_tick(1_000).is_none_or(|a| a.closed.is_empty()));
         op.on_record(0, 1, 70_000, 1, 30_000);
+        assert!(
+            op.on_tick(31_000).is_none_or(|a| a.closed.is_empty()),
+            "silent, but not known to be caught up: records may wait"
+        );
+        op.caught_up(1);
         let advance = op.on_tick(31_000).unwrap();
         assert_eq!(advance.closed.len(), 1, "partition 1 went idle");
     }

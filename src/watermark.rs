@@ -2,10 +2,17 @@
 //!
 //! Each partition's watermark is the highest event time it has delivered minus the allowed
 //! out-of-orderness. The job's watermark is the minimum over the partitions that are active;
-//! a partition that delivered nothing for `idle_timeout` (of processing time) stops holding
-//! it back and rejoins with its next record. When every partition is idle, the watermark
-//! follows the clock (`now - idle_timeout`), so the last windows close even if no newer
-//! record ever arrives. The job's watermark never goes backwards.
+//! an idle partition stops holding it back and rejoins with its next record. When every
+//! partition is idle, the watermark follows the clock (`now - idle_timeout`), so the last
+//! windows close even if no newer record ever arrives. The job's watermark never goes
+//! backwards.
+//!
+//! Idleness needs evidence, not silence alone: a partition is idle when it is *caught up*
+//! (the consumer reached the end of its log — Kafka's partition EOF — and nothing arrived
+//! since) and has delivered nothing for `idle_timeout` of processing time. A partition with
+//! records waiting (a slow consumer, a fetch that failed) is never idle, and while the broker
+//! is unreachable nobody knows what waits, so the monitor holds every partition's silence
+//! clock (`hold_idleness`): an outage closes no window early.
 //!
 //! Times are Unix milliseconds; processing time is passed in, never read here.
 
@@ -23,7 +30,11 @@ pub struct WatermarkConfig {
 #[derive(Debug, Clone)]
 struct PartitionClock {
     max_event_time: Option<i64>,
+    /// Processing time of the last record (or of the assignment, or of the last moment the
+    /// broker could not be asked): silence is measured from here.
     last_activity_ms: i64,
+    /// The consumer reached the end of the partition's log after its last record.
+    caught_up: bool,
 }
 
 /// Per-partition event-time progress and the job-wide watermark derived from it.
@@ -53,6 +64,7 @@ impl Watermarks {
             PartitionClock {
                 max_event_time: restored_max_event_time,
                 last_activity_ms: now_ms,
+                caught_up: false,
             },
         );
     }
@@ -83,6 +95,7 @@ impl Watermarks {
         let clock = self.partitions.entry(partition).or_insert(PartitionClock {
             max_event_time: None,
             last_activity_ms: now_ms,
+            caught_up: false,
         });
         clock.max_event_time = Some(
             clock
@@ -90,13 +103,31 @@ impl Watermarks {
                 .map_or(event_time, |m| m.max(event_time)),
         );
         clock.last_activity_ms = now_ms;
+        clock.caught_up = false;
     }
 
-    /// Whether the partition has been silent for at least the idle timeout.
+    /// Records that the consumer reached the end of `partition`'s log (no record waits):
+    /// from now on its silence counts towards idleness. Unknown partitions are ignored.
+    pub fn caught_up(&mut self, partition: i32) {
+        if let Some(clock) = self.partitions.get_mut(&partition) {
+            clock.caught_up = true;
+        }
+    }
+
+    /// Silence proves nothing at processing time `now_ms` (the broker is unreachable): every
+    /// partition's silence clock restarts, so none becomes idle until the broker answers again
+    /// and the idle timeout has passed since.
+    pub fn hold_idleness(&mut self, now_ms: i64) {
+        for clock in self.partitions.values_mut() {
+            clock.last_activity_ms = clock.last_activity_ms.max(now_ms);
+        }
+    }
+
+    /// Whether the partition is caught up and has been silent for at least the idle timeout.
     pub fn is_idle(&self, partition: i32, now_ms: i64) -> bool {
-        self.partitions
-            .get(&partition)
-            .is_some_and(|p| now_ms - p.last_activity_ms >= self.config.idle_timeout_ms)
+        self.partitions.get(&partition).is_some_and(|p| {
+            p.caught_up && now_ms - p.last_activity_ms >= self.config.idle_timeout_ms
+        })
     }
 
     /// Recomputes the job watermark at processing time `now_ms` and returns it.
@@ -161,7 +192,8 @@ mod tests {
         w.observe(0, 100_000, 0);
         w.observe(1, 10_000, 0);
         assert_eq!(w.advance(0), Some(9_000));
-        // Partition 0 keeps delivering; partition 1 falls silent.
+        // Partition 0 keeps delivering; partition 1 reaches its end and falls silent.
+        w.caught_up(1);
         w.observe(0, 120_000, 10_000);
         assert_eq!(w.advance(10_000), Some(119_000));
         // Partition 1 rejoins with an old record: the watermark does not go back.
@@ -174,6 +206,7 @@ mod tests {
     fn all_idle_follows_the_clock() {
         let mut w = Watermarks::new(config());
         w.observe(0, 1_000_000, 1_000_000);
+        w.caught_up(0);
         assert_eq!(w.advance(1_000_000), Some(999_000));
         assert_eq!(w.advance(1_009_999), Some(999_000));
         assert_eq!(w.advance(1_030_000), Some(1_020_000));
@@ -185,9 +218,55 @@ mod tests {
         w.assign(0, None, 0);
         w.assign(1, None, 0);
         w.observe(0, 500_000, 100);
+        w.caught_up(1);
         assert_eq!(w.advance(100), None);
         w.observe(0, 500_001, 10_000);
         assert_eq!(w.advance(10_000), Some(499_001));
+    }
+
+    #[test]
+    fn a_silent_partition_with_records_waiting_is_never_idle() {
+        let mut w = Watermarks::new(config());
+        w.observe(0, 10_000, 0);
+        w.observe(1, 10_000, 0);
+        // Partition 1 is silent for long but never reached its end (its records wait: a
+        // slow fetch, a partition whose owner died): it keeps holding the watermark back.
+        w.caught_up(0);
+        w.observe(0, 500_000, 100_000);
+        assert_eq!(w.advance(100_000), Some(9_000));
+        assert!(!w.is_idle(1, 100_000));
+        // Once it reaches its end and stays silent for the idle timeout, it is idle.
+        w.caught_up(1);
+        assert!(w.is_idle(1, 100_000));
+        assert_eq!(w.advance(100_000), Some(499_000));
+    }
+
+    #[test]
+    fn a_record_after_the_end_makes_a_partition_active_again() {
+        let mut w = Watermarks::new(config());
+        w.observe(0, 10_000, 0);
+        w.caught_up(0);
+        assert!(w.is_idle(0, 10_000));
+        w.observe(0, 11_000, 10_000);
+        assert!(!w.is_idle(0, 30_000), "not caught up since its last record");
+    }
+
+    #[test]
+    fn while_the_broker_is_unreachable_silence_makes_nothing_idle() {
+        let mut w = Watermarks::new(config());
+        w.observe(0, 100_000, 0);
+        w.observe(1, 10_000, 0);
+        w.caught_up(0);
+        w.caught_up(1);
+        assert_eq!(w.advance(5_000), Some(9_000));
+        // The broker goes away at 5 s for 30 s: the monitor holds idleness every tick.
+        for now in (5_000..35_000).step_by(1_000) {
+            w.hold_idleness(now);
+            assert_eq!(w.advance(now), Some(9_000), "at {now}");
+        }
+        // Last held at 34 s (back at 35 s): idle only once the timeout has passed since.
+        assert_eq!(w.advance(43_999), Some(9_000));
+        assert_eq!(w.advance(44_000), Some(34_000));
     }
 
     #[test]
@@ -214,6 +293,7 @@ mod tests {
             for (p, t, dt) in events {
                 now += dt;
                 w.observe(p, t, now);
+                w.caught_up(p);
                 let previous = last;
                 let current = w.advance(now);
                 prop_assert!(current >= previous);

@@ -111,9 +111,15 @@ impl ClientContext for JobContext {
         }
     }
 
-    /// librdkafka statistics (enabled with `statistics.interval.ms` on consumers): exports
-    /// each assigned partition's lag behind the partition's end, by committed offset.
+    /// librdkafka statistics (enabled with `statistics.interval.ms` on consumers): notices a
+    /// broker connection that is up again, and exports each assigned partition's lag behind
+    /// the partition's end, by committed offset.
     fn stats(&self, statistics: Statistics) {
+        // A broker connection is up: Kafka is reachable again even if no record flows (an
+        // idle topic would otherwise leave the job marked unreachable until its next record).
+        if statistics.brokers.values().any(|b| b.state == "UP") {
+            self.mark_healthy();
+        }
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {

@@ -186,6 +186,18 @@ impl MonitorCore {
         self.unacknowledged.ack_dead_letter(partition, offset);
     }
 
+    /// The consumer reached the end of `partition`'s log (Kafka's partition EOF): its silence
+    /// from now on counts towards idleness.
+    pub fn on_caught_up(&mut self, partition: i32) {
+        self.operator.caught_up(partition);
+    }
+
+    /// Every broker is unreachable at `now_ms`: silence proves nothing, no partition becomes
+    /// idle (called on every tick of the outage).
+    pub fn on_broker_unreachable(&mut self, now_ms: i64) {
+        self.operator.hold_idleness(now_ms);
+    }
+
     /// Advances the watermark at processing time `now_ms`; the windows it closes become a
     /// batch for the sink, which must acknowledge it before their records are committed.
     pub fn on_tick(&mut self, now_ms: i64) -> Option<ClosedBatch> {
@@ -402,11 +414,36 @@ mod tests {
         let mut core = core();
         record(&mut core, 0, 0, 1_000, 10);
         assert!(core.on_tick(2_000).is_none());
-        // Partition 1 never delivers, partition 0 stops: after the idle timeout both are idle
-        // and the watermark follows the clock.
+        // Partition 1 never delivers, partition 0 stops: once both reached their end and the
+        // idle timeout passed, both are idle and the watermark follows the clock.
+        assert!(
+            core.on_tick(WINDOW + 6_000).is_none(),
+            "not known to be caught up"
+        );
+        core.on_caught_up(0);
+        core.on_caught_up(1);
         let batch = core.on_tick(WINDOW + 6_000).expect("closed by idleness");
         assert_eq!(batch.results[0].start_ms, 0);
         assert_eq!(batch.documents[0].count, 1);
+    }
+
+    #[test]
+    fn a_broker_outage_closes_no_window_by_idleness() {
+        let mut core = core();
+        record(&mut core, 0, 0, 1_000, 10);
+        core.on_caught_up(0);
+        core.on_caught_up(1);
+        // Unreachable from 2 s to 30 s: held on every tick, nothing closes.
+        for now in (2_000..=30_000).step_by(1_000) {
+            core.on_broker_unreachable(now);
+            assert!(
+                core.on_tick(now).is_none(),
+                "closed at {now} during the outage"
+            );
+        }
+        // Closed only once the idle timeout (5 s) passed after the outage.
+        assert!(core.on_tick(34_999).is_none());
+        assert!(core.on_tick(35_000).is_some());
     }
 
     #[test]

@@ -168,6 +168,8 @@ pub async fn run(
         config
             .kafka
             .consumer_config(&config.group)
+            // Reaching a partition's end is the evidence idleness needs (see `watermark`).
+            .set("enable.partition.eof", "true")
             .create_with_context(context.clone())
             .map_err(|e| MonitorError::Setup(format!("creating the Kafka consumer: {e}")))?,
     );
@@ -366,6 +368,10 @@ impl Monitor {
                     while let Some(message) = next.take() {
                         match message {
                             Ok(message) => self.on_message(&message).await?,
+                            Err(KafkaError::PartitionEOF(partition)) => {
+                                self.context.mark_healthy();
+                                self.core.on_caught_up(partition);
+                            }
                             Err(e) => tracing::warn!("consuming from {}: {e}", self.config.input_topic),
                         }
                         taken += 1;
@@ -499,7 +505,11 @@ impl Monitor {
 
     /// Advances the watermark with the clock and sends every window it closes to the sink.
     fn on_tick(&mut self) {
-        let closed = self.core.on_tick(now_ms());
+        let now = now_ms();
+        if self.context.unreachable_for().is_some() {
+            self.core.on_broker_unreachable(now);
+        }
+        let closed = self.core.on_tick(now);
         if let Some(watermark) = self.core.watermark() {
             metrics::gauge!("sla_monitor_watermark_seconds").set(watermark as f64 / 1000.0);
         }

@@ -366,6 +366,11 @@ impl Job {
         self.child.wait().unwrap();
     }
 
+    /// Whether the process is still running (it neither exited nor was killed).
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// Waits for the process to exit by itself.
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
         blocking(|| self.wait_blocking(timeout))
