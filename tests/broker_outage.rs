@@ -1,6 +1,7 @@
-//! The synchronizer survives its broker going away: it logs that Kafka is unreachable, keeps
-//! retrying, and resumes by itself when the broker returns, losing nothing. Runs a private
-//! tansu broker (same binary as the local stack) so other tests are not disturbed.
+//! The jobs survive their broker going away. The synchronizer logs that Kafka is unreachable,
+//! keeps retrying, and resumes by itself when the broker returns, losing nothing; the monitor
+//! closes no window by idleness while the broker is gone. Each test runs a private tansu
+//! broker (same binary as the local stack) so other tests are not disturbed.
 
 mod support;
 
@@ -84,5 +85,72 @@ async fn synchronizer_waits_out_a_broker_outage_and_loses_nothing() {
         ids,
         (0..200).map(|i| format!("id-{i}")).collect(),
         "nothing lost across the outage"
+    );
+}
+
+/// Silence while the broker is down is not idleness: a window the outage interrupted stays open
+/// until the broker is back and the partitions have been caught up and silent for the idle
+/// timeout, so a record appended right after the outage (produced before it, say) still counts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_outage_closes_no_window_of_the_monitor_by_idleness() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut broker = start_broker(dir.path(), port);
+    let cluster = Cluster {
+        brokers: format!("127.0.0.1:{port}"),
+        properties: Vec::new(),
+    };
+    let topics = monitor_topics("idle_outage");
+    cluster.create_topic(&topics.reduced, 2).await;
+    // Two records early in a window, one per partition, stamped now.
+    let t = now_ms();
+    let window_start = t.div_euclid(WINDOW) * WINDOW;
+    let t = window_start + 100;
+    cluster
+        .produce(
+            &topics.reduced,
+            &[record(0, t, 40, "a"), record(1, t, 60, "b")],
+        )
+        .await;
+    let output = dir.path().join("windows.jsonl");
+    let mut args = vec!["--brokers", &cluster.brokers];
+    args.extend(topics.args());
+    let group = unique("idle_outage_g");
+    #[rustfmt::skip]
+    args.extend([
+        "--group", &group, "--sink", "json-lines", "--output", output.to_str().unwrap(),
+        "--window", "2s", "--max-out-of-orderness", "500ms", "--idle-timeout", "3s", "--sla", "1s",
+    ]);
+    let monitor = Job::start_without_brokers(env!("CARGO_BIN_EXE_monitor"), &args, dir.path());
+    wait_for("both records consumed", Duration::from_secs(30), || {
+        metric_sum(&monitor, "sla_records_consumed_total", &[]) == Some(2.0)
+    });
+    // The broker goes away before the partitions could become idle, for longer than it
+    // would take the clock-following watermark to pass the window's end.
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+    wait_for("the outage to be noticed", Duration::from_secs(10), || {
+        metric_sum(&monitor, "sla_kafka_reachable", &[]) == Some(0.0)
+    });
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        read_documents(&output).0.is_empty(),
+        "a window was closed by idleness during the outage"
+    );
+    let mut broker = start_broker(dir.path(), port);
+    cluster
+        .produce(&topics.reduced, &[record(1, t + 50, 70, "c")])
+        .await;
+    wait_for("the window", Duration::from_secs(30), || {
+        !read_documents(&output).0.is_empty()
+    });
+    assert!(monitor.terminate(Duration::from_secs(30)).success());
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+    let (documents, _) = read_documents(&output);
+    let document = &documents[&format!("visits-synchronizer-{window_start}")];
+    assert_eq!(
+        document["count"], 3,
+        "the record appended after the outage belongs to the window: {document}"
     );
 }
