@@ -96,6 +96,89 @@ impl LatencyDigest {
     }
 }
 
+/// One partition's latencies in one window as plain data, to travel between monitor
+/// instances (see `shuffle`): rebuilding a [`LatencyDigest`] from it gives back exactly the
+/// same state, so merging received parts gives what merging local ones gives.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DigestParts {
+    /// Raw values (all of them while exact; a batch awaiting merge otherwise).
+    pub values: Vec<f64>,
+    /// The t-digest, once past the exact threshold.
+    pub digest: Option<TDigestParts>,
+    /// Number of values added.
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+/// A t-digest's state: centroids as (mean, weight) in order, and its own totals.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TDigestParts {
+    /// Centroids (mean, weight), sorted by mean.
+    pub centroids: Vec<(f64, f64)>,
+    /// Sum of the values it holds.
+    pub sum: f64,
+    /// Number of values it holds.
+    pub count: f64,
+    /// Largest value it holds.
+    pub max: Option<f64>,
+    /// Smallest value it holds.
+    pub min: Option<f64>,
+}
+
+impl LatencyDigest {
+    /// This digest as plain data.
+    pub fn to_parts(&self) -> DigestParts {
+        DigestParts {
+            values: self.values.clone(),
+            digest: self.digest.as_ref().map(|d| TDigestParts {
+                centroids: d
+                    .centroids()
+                    .iter()
+                    .map(|c| (c.mean(), c.weight()))
+                    .collect(),
+                sum: d.sum(),
+                count: d.count(),
+                max: d.max(),
+                min: d.min(),
+            }),
+            count: self.count,
+            sum: self.sum,
+            min: self.min,
+            max: self.max,
+        }
+    }
+
+    /// The digest `parts` describe, with `config` (the same on every instance of a job).
+    pub fn from_parts(parts: DigestParts, config: DigestConfig) -> Self {
+        LatencyDigest {
+            config,
+            values: parts.values,
+            digest: parts.digest.map(|d| {
+                TDigest::new(
+                    d.centroids
+                        .into_iter()
+                        .map(|(mean, weight)| tdigest::Centroid::new(mean, weight))
+                        .collect(),
+                    d.sum,
+                    d.count,
+                    d.max,
+                    d.min,
+                    config.compression,
+                )
+            }),
+            count: parts.count,
+            sum: parts.sum,
+            min: parts.min,
+            max: parts.max,
+        }
+    }
+}
+
 /// Summary statistics of the latencies in a window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatencyStats {
@@ -176,6 +259,35 @@ pub fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// A digest rebuilt from its parts (through the shuffle's encoding) is the same digest:
+        /// it summarises identically alone and merged with others, and keeps growing alike.
+        #[test]
+        fn a_digest_rebuilt_from_its_parts_is_the_same(
+            a in proptest::collection::vec(0.0f64..1e6, 0..3_000),
+            b in proptest::collection::vec(0.0f64..1e6, 1..500),
+            more in proptest::collection::vec(0.0f64..1e6, 0..2_000),
+        ) {
+            let config = DigestConfig { exact_threshold: 1_000, compression: 50 };
+            let mut original = LatencyDigest::new(config);
+            a.iter().for_each(|&v| original.add(v));
+            let bytes = postcard::to_stdvec(&original.to_parts()).unwrap();
+            let mut rebuilt = LatencyDigest::from_parts(postcard::from_bytes(&bytes).unwrap(), config);
+            let mut other = LatencyDigest::new(config);
+            b.iter().for_each(|&v| other.add(v));
+            let q = [0.5, 0.9, 0.99];
+            prop_assert_eq!(
+                summarize(&[&original, &other], &q, config),
+                summarize(&[&rebuilt, &other], &q, config)
+            );
+            for &v in &more {
+                original.add(v);
+                rebuilt.add(v);
+            }
+            prop_assert_eq!(original.to_parts(), rebuilt.to_parts());
+        }
+    }
 
     #[test]
     fn exact_quantile_matches_numpy_linear() {

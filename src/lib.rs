@@ -22,6 +22,9 @@
 //!   that decides whether a record is accepted, late or already counted.
 //! - [`digest`]: per-window percentiles, exact below a threshold, t-digest above.
 //! - [`window_document`]: the document written per closed window.
+//! - [`shuffle`], [`merge`]: how monitor instances that own different input partitions
+//!   publish window parts and progress to a compacted topic, and how the owner of a shuffle
+//!   partition merges them into whole windows once every input partition has passed their end.
 //! - [`monitor::measurement`], [`monitor::checkpoint`], [`monitor::restore`],
 //!   [`monitor::decisions`]: a record's latency, the state saved with each commit, where each
 //!   partition resumes, and every decision of the monitor (records, ticks, acknowledgements,
@@ -62,11 +65,13 @@ pub mod event_time;
 pub mod generator;
 pub mod http;
 pub mod kafka;
+pub mod merge;
 pub mod monitor;
 pub mod offset_tracker;
 pub mod rate_limited_log;
 pub mod reduced_visit;
 pub mod rejection;
+pub mod shuffle;
 pub mod shutdown;
 pub mod sink;
 pub mod synchronizer;

@@ -94,8 +94,23 @@ pub enum Placement {
 
 #[derive(Debug, Clone)]
 struct OpenWindow {
-    parts: BTreeMap<i32, (LatencyDigest, ResumePoint)>,
-    over_sla: u64,
+    parts: BTreeMap<i32, (WindowPart, ResumePoint)>,
+}
+
+/// One partition's share of a window: its latencies and how many missed the SLA. What a
+/// monitor instance publishes for the partitions it owns (see `shuffle`).
+#[derive(Debug, Clone)]
+pub struct WindowPart {
+    /// The partition's latencies in the window.
+    pub digest: LatencyDigest,
+    /// Of them, those above the SLA.
+    pub over_sla: u64,
+}
+
+impl PartialEq for WindowPart {
+    fn eq(&self, other: &Self) -> bool {
+        self.over_sla == other.over_sla && self.digest.to_parts() == other.digest.to_parts()
+    }
 }
 
 /// The result of a closed window.
@@ -111,6 +126,29 @@ pub struct WindowResult {
     pub over_sla: u64,
     /// Per partition, where to resume to rebuild this window.
     pub resume_points: BTreeMap<i32, ResumePoint>,
+    /// Per partition, its share of the window (what the statistics were merged from).
+    pub parts: BTreeMap<i32, WindowPart>,
+}
+
+/// Merges a window's per-partition parts, in partition order, into its result; `None` when
+/// the parts hold no record. The only place a window's statistics are computed, whether its
+/// parts were gathered by one instance or received from several.
+pub fn merge_parts(
+    config: &WindowConfig,
+    start: i64,
+    parts: BTreeMap<i32, WindowPart>,
+    resume_points: BTreeMap<i32, ResumePoint>,
+) -> Option<WindowResult> {
+    let digests: Vec<&LatencyDigest> = parts.values().map(|p| &p.digest).collect();
+    let stats = summarize(&digests, &config.quantiles, config.digest)?;
+    Some(WindowResult {
+        start_ms: start,
+        end_ms: start + config.size_ms,
+        stats,
+        over_sla: parts.values().map(|p| p.over_sla).sum(),
+        resume_points,
+        parts,
+    })
 }
 
 /// The open windows of a job and the watermark up to which windows are closed.
@@ -175,20 +213,22 @@ impl Windows {
         let digest_config = self.config.digest;
         let window = self.open.entry(window_start).or_insert_with(|| OpenWindow {
             parts: BTreeMap::new(),
-            over_sla: 0,
         });
-        let (digest, _) = window.parts.entry(record.partition).or_insert_with(|| {
+        let (part, _) = window.parts.entry(record.partition).or_insert_with(|| {
             (
-                LatencyDigest::new(digest_config),
+                WindowPart {
+                    digest: LatencyDigest::new(digest_config),
+                    over_sla: 0,
+                },
                 ResumePoint {
                     offset: record.offset,
                     max_event_time_before: record.partition_max_before,
                 },
             )
         });
-        digest.add(record.latency_ms as f64);
+        part.digest.add(record.latency_ms as f64);
         if record.latency_ms > self.config.sla_ms {
-            window.over_sla += 1;
+            part.over_sla += 1;
         }
         Placement::Accepted { window_start }
     }
@@ -202,16 +242,13 @@ impl Windows {
                 break;
             }
             let window = self.open.remove(&start).expect("first key exists");
-            let digests: Vec<&LatencyDigest> = window.parts.values().map(|(d, _)| d).collect();
-            if let Some(stats) = summarize(&digests, &self.config.quantiles, self.config.digest) {
-                results.push(WindowResult {
-                    start_ms: start,
-                    end_ms: start + self.config.size_ms,
-                    stats,
-                    over_sla: window.over_sla,
-                    resume_points: window.parts.iter().map(|(&p, (_, r))| (p, *r)).collect(),
-                });
-            }
+            let resume_points = window.parts.iter().map(|(&p, (_, r))| (p, *r)).collect();
+            let parts = window
+                .parts
+                .into_iter()
+                .map(|(p, (part, _))| (p, part))
+                .collect();
+            results.extend(merge_parts(&self.config, start, parts, resume_points));
         }
         results
     }

@@ -111,6 +111,7 @@ mod tests {
             },
             over_sla: 3,
             resume_points: BTreeMap::new(),
+            parts: BTreeMap::new(),
         };
         let doc = WindowDocument::new("sync", 5_000, &result);
         assert_eq!(doc.id, "sync-1795255200000");
