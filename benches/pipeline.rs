@@ -520,7 +520,7 @@ fn monitor(brokers: &str, topic: &str) -> Command {
     #[rustfmt::skip]
     command.args([
         "--brokers", brokers, "--reduced-topic", topic,
-        "--dead-letter-topic", &unique("bench_dlq"), "--checkpoint-topic", &unique("bench_ckpt"),
+        "--dead-letter-topic", &unique("bench_dlq"), "--checkpoint-topic", &unique("bench_ckpt"), "--shuffle-topic", &unique("bench_shuffle"),
         "--group", &unique("bench_monitor"), "--window", "10s", "--idle-timeout", "1h",
     ]);
     command
@@ -669,7 +669,7 @@ async fn freshness(brokers: &str, topic: &str, es: &str, seconds: u64) {
     #[rustfmt::skip]
     command.args([
         "--brokers", brokers, "--reduced-topic", topic,
-        "--dead-letter-topic", &unique("bench_dlq"), "--checkpoint-topic", &unique("bench_ckpt"),
+        "--dead-letter-topic", &unique("bench_dlq"), "--checkpoint-topic", &unique("bench_ckpt"), "--shuffle-topic", &unique("bench_shuffle"),
         "--group", &unique("bench_fresh"), "--window", "1s", "--max-out-of-orderness", "200ms",
         "--idle-timeout", "5s", "--es-url", es, "--es-index", &index,
     ]);

@@ -57,7 +57,20 @@ struct Cli {
     )]
     checkpoint_topic: String,
 
-    /// Consumer group id under which offsets (and checkpoints) are committed.
+    /// Compacted topic where the instances of this monitor publish window parts and progress,
+    /// and merge whole windows (created when missing); keys name the group and input topic,
+    /// so several monitors can share it.
+    #[arg(long, env = "SLA_SHUFFLE_TOPIC", default_value = "sla_monitor_shuffle")]
+    shuffle_topic: String,
+
+    /// Partitions of the shuffle topic when the monitor creates it: how many instances merge
+    /// windows at once (each window is merged by one). One is plenty for most jobs.
+    #[arg(long, env = "SLA_SHUFFLE_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    shuffle_partitions: i32,
+
+    /// Consumer group of the monitor: every instance started with the same group (and
+    /// --job-name) shares the input partitions, and `<group>.merge` shares the merging.
+    /// Offsets and checkpoints are kept under it.
     #[arg(long, env = "SLA_MONITOR_GROUP", default_value = "sla-monitor")]
     group: String,
 
@@ -179,6 +192,8 @@ impl Cli {
             input_topic: self.reduced_topic,
             dead_letter_topic: self.dead_letter_topic,
             checkpoint_topic: self.checkpoint_topic,
+            shuffle_topic: self.shuffle_topic,
+            shuffle_partitions: self.shuffle_partitions,
             group: self.group,
             job_name: self.job_name,
             window: WindowConfig {

@@ -1,10 +1,21 @@
-//! The event-time operator: per-partition watermarks and the open windows of one job, and the
-//! only place that decides what a record is — accepted into its window, late, or already
-//! counted in a window a previous run wrote. The monitor, the property tests and the
-//! benchmark all drive windows through it, so the order of those decisions is written once.
+//! The event-time operator: per partition, its watermark and its open windows, and the only
+//! place that decides what a record is — accepted into its window, late, or already counted in
+//! a window a previous run published. The monitor, the property tests and the benchmark all
+//! drive windows through it, so the order of those decisions is written once.
+//!
+//! Every partition is closed by its **own** watermark (its highest event time minus the
+//! allowed out-of-orderness; once it is idle by the rule of `watermark`, the clock minus the
+//! idle timeout): a window's part for a partition is complete when that partition has passed
+//! the window's end. Nothing here depends on which other partitions the same instance owns, so
+//! partitions move between monitor instances with their checkpoints, and the windows do not
+//! depend on how partitions interleave. Whole windows are the merge of every partition's part
+//! once all have passed the end (see `merge`).
 
 use crate::watermark::{WatermarkConfig, Watermarks};
-use crate::window::{Observation, Placement, ResumePoint, WindowConfig, WindowResult, Windows};
+use crate::window::{
+    merge_parts, Observation, Placement, ResumePoint, WindowConfig, WindowPart, WindowResult,
+    Windows,
+};
 use std::collections::BTreeMap;
 
 /// What a checkpoint restores for a partition when it is assigned again.
@@ -12,26 +23,37 @@ use std::collections::BTreeMap;
 pub struct RestoredPartition {
     /// The partition's highest event time among the records before the resume offset.
     pub max_event_time_before: Option<i64>,
-    /// Watermark through which every window was written and acknowledged before the restart.
+    /// The partition's watermark through which every window part was published and
+    /// acknowledged before the restart.
     pub durable_through: Option<i64>,
     /// The first offset the previous run had not consumed: records below it are replayed.
     pub replay_end: i64,
 }
 
-/// Watermarks and windows of one job (see the module documentation).
+/// One partition's event time and windows.
 #[derive(Debug, Clone)]
-pub struct EventTimeOperator {
+struct PartitionOperator {
     watermarks: Watermarks,
     windows: Windows,
-    replay_ends: BTreeMap<i32, i64>,
+    replay_end: i64,
 }
 
-/// Windows closed by a watermark advance.
+/// Watermarks and windows of the partitions one instance owns (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct EventTimeOperator {
+    window: WindowConfig,
+    watermark: WatermarkConfig,
+    partitions: BTreeMap<i32, PartitionOperator>,
+}
+
+/// What a tick did to one partition.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Advance {
-    /// The job watermark after the advance (ms).
-    pub watermark: i64,
-    /// The windows it closed, in start order.
+pub struct PartitionAdvance {
+    /// The partition.
+    pub partition: i32,
+    /// Its watermark after the tick: its windows closing at or before it are closed.
+    pub closed_through: i64,
+    /// The windows it closed, in start order, holding this partition's part only.
     pub closed: Vec<WindowResult>,
 }
 
@@ -39,33 +61,58 @@ impl EventTimeOperator {
     /// No partitions, no open windows.
     pub fn new(window: WindowConfig, watermark: WatermarkConfig) -> Self {
         EventTimeOperator {
-            watermarks: Watermarks::new(watermark),
-            windows: Windows::new(window),
-            replay_ends: BTreeMap::new(),
+            window,
+            watermark,
+            partitions: BTreeMap::new(),
         }
     }
 
-    /// A partition assigned at processing time `now_ms`, with what its checkpoint restored.
+    fn partition_operator(&self, partition: i32, now_ms: i64) -> PartitionOperator {
+        let mut watermarks = Watermarks::new(self.watermark);
+        watermarks.assign(partition, None, now_ms);
+        PartitionOperator {
+            watermarks,
+            windows: Windows::new(self.window.clone()),
+            replay_end: 0,
+        }
+    }
+
+    /// A partition assigned at processing time `now_ms`, with what its checkpoint restored
+    /// (replacing any state it had).
     pub fn assign(&mut self, partition: i32, restored: Option<RestoredPartition>, now_ms: i64) {
         let restored = restored.unwrap_or_default();
-        self.watermarks
+        let mut op = self.partition_operator(partition, now_ms);
+        op.watermarks
             .assign(partition, restored.max_event_time_before, now_ms);
-        if restored.replay_end > 0 {
-            self.replay_ends.insert(partition, restored.replay_end);
-        }
+        op.replay_end = restored.replay_end;
         if let Some(durable) = restored.durable_through {
-            self.windows.restore_closed_through(durable);
-            self.watermarks.restore(durable);
+            op.windows.restore_closed_through(durable);
+            op.watermarks.restore(durable);
         }
+        self.partitions.insert(partition, op);
+    }
+
+    /// A partition taken away (to another instance): its state is dropped; its new owner
+    /// rebuilds it from the partition's checkpoint.
+    pub fn revoke(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+    }
+
+    /// The partitions owned.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.partitions.keys().copied().collect()
     }
 
     /// The partition's highest event time so far (what a resume point before the next record
     /// of this partition must restore).
     pub fn max_event_time(&self, partition: i32) -> Option<i64> {
-        self.watermarks.max_event_time(partition)
+        self.partitions
+            .get(&partition)
+            .and_then(|op| op.watermarks.max_event_time(partition))
     }
 
     /// Offers a record: decides where it goes, then advances its partition's event time.
+    /// A partition never assigned is assigned on first sight.
     pub fn on_record(
         &mut self,
         partition: i32,
@@ -74,67 +121,120 @@ impl EventTimeOperator {
         latency_ms: i64,
         now_ms: i64,
     ) -> Placement {
-        let placement = self.windows.place(Observation {
+        if !self.partitions.contains_key(&partition) {
+            let op = self.partition_operator(partition, now_ms);
+            self.partitions.insert(partition, op);
+        }
+        let op = self.partitions.get_mut(&partition).expect("just ensured");
+        let placement = op.windows.place(Observation {
             partition,
             offset,
             event_time,
             latency_ms,
-            partition_max_before: self.watermarks.max_event_time(partition),
-            partition_watermark: self.watermarks.partition_watermark(partition),
-            replayed: self
-                .replay_ends
-                .get(&partition)
-                .is_some_and(|&end| offset < end),
+            partition_max_before: op.watermarks.max_event_time(partition),
+            partition_watermark: op.watermarks.partition_watermark(partition),
+            replayed: offset < op.replay_end,
         });
-        self.watermarks.observe(partition, event_time, now_ms);
+        op.watermarks.observe(partition, event_time, now_ms);
         placement
     }
 
     /// The consumer reached the end of `partition`'s log: its silence now counts towards
     /// idleness (see `watermark`).
     pub fn caught_up(&mut self, partition: i32) {
-        self.watermarks.caught_up(partition);
+        if let Some(op) = self.partitions.get_mut(&partition) {
+            op.watermarks.caught_up(partition);
+        }
     }
 
     /// The broker cannot be asked at `now_ms`: no partition's silence counts towards idleness.
     pub fn hold_idleness(&mut self, now_ms: i64) {
-        self.watermarks.hold_idleness(now_ms);
+        for op in self.partitions.values_mut() {
+            op.watermarks.hold_idleness(now_ms);
+        }
     }
 
-    /// Advances the job watermark at processing time `now_ms` (idle partitions stop holding
-    /// it back) and closes the windows it passed; `None` when it did not move.
-    pub fn on_tick(&mut self, now_ms: i64) -> Option<Advance> {
-        let watermark = self.watermarks.advance(now_ms)?;
-        Some(Advance {
-            watermark,
-            closed: self.windows.close(watermark),
-        })
+    /// Advances every partition's watermark at processing time `now_ms` and closes the windows
+    /// each passed; returns the partitions that have a watermark, with what they closed.
+    pub fn on_tick(&mut self, now_ms: i64) -> Vec<PartitionAdvance> {
+        self.partitions
+            .iter_mut()
+            .filter_map(|(&partition, op)| {
+                let watermark = op.watermarks.advance(now_ms)?;
+                Some(PartitionAdvance {
+                    partition,
+                    closed_through: watermark,
+                    closed: op.windows.close(watermark),
+                })
+            })
+            .collect()
     }
 
-    /// Closes every open window (the end of a finite input, in tests and benchmarks).
+    /// Closes every open window of every partition (the end of a finite input, in tests and
+    /// benchmarks) and returns the whole windows.
     pub fn flush(&mut self) -> Vec<WindowResult> {
-        self.windows.close(i64::MAX / 2)
+        let parts: Vec<WindowResult> = self
+            .partitions
+            .values_mut()
+            .flat_map(|op| op.windows.close(i64::MAX / 2))
+            .collect();
+        merge_by_window(&self.window, parts)
     }
 
-    /// Per partition, the earliest resume point among open windows.
+    /// Per partition, the earliest resume point among its open windows.
     pub fn resume_points(&self) -> BTreeMap<i32, ResumePoint> {
-        self.windows.resume_points()
+        self.partitions
+            .values()
+            .flat_map(|op| op.windows.resume_points())
+            .collect()
     }
 
-    /// The watermark through which windows are closed.
-    pub fn closed_through(&self) -> Option<i64> {
-        self.windows.closed_through()
+    /// Per partition, the watermark through which its windows are closed.
+    pub fn closed_through(&self) -> BTreeMap<i32, i64> {
+        self.partitions
+            .iter()
+            .filter_map(|(&p, op)| Some((p, op.windows.closed_through()?)))
+            .collect()
     }
 
-    /// The job watermark.
+    /// The lowest watermark among the owned partitions (all must have one).
     pub fn watermark(&self) -> Option<i64> {
-        self.watermarks.current()
+        self.partitions
+            .iter()
+            .map(|(&p, op)| {
+                op.watermarks
+                    .current()
+                    .or(op.watermarks.partition_watermark(p))
+            })
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|w| w.into_iter().min())
     }
 
-    /// Number of open windows.
+    /// Number of windows open in at least one partition.
     pub fn open_windows(&self) -> usize {
-        self.windows.open_count()
+        self.partitions
+            .values()
+            .map(|op| op.windows.open_count())
+            .max()
+            .unwrap_or(0)
     }
+}
+
+/// Merges per-partition window results of the same window (as closed by
+/// [`EventTimeOperator::on_tick`]) into whole windows, in start order — what the merge stage
+/// does with parts received from every owner.
+pub fn merge_by_window(config: &WindowConfig, results: Vec<WindowResult>) -> Vec<WindowResult> {
+    type Gathered = (BTreeMap<i32, WindowPart>, BTreeMap<i32, ResumePoint>);
+    let mut by_window: BTreeMap<i64, Gathered> = BTreeMap::new();
+    for result in results {
+        let (parts, points) = by_window.entry(result.start_ms).or_default();
+        parts.extend(result.parts);
+        points.extend(result.resume_points);
+    }
+    by_window
+        .into_iter()
+        .filter_map(|(start, (parts, points))| merge_parts(config, start, parts, points))
+        .collect()
 }
 
 #[cfg(test)]
@@ -162,8 +262,16 @@ mod tests {
         )
     }
 
+    fn closed(advances: &[PartitionAdvance], partition: i32) -> Vec<WindowResult> {
+        advances
+            .iter()
+            .filter(|a| a.partition == partition)
+            .flat_map(|a| a.closed.clone())
+            .collect()
+    }
+
     #[test]
-    fn a_window_closes_when_every_partition_passed_its_end() {
+    fn each_partition_closes_its_part_by_its_own_watermark() {
         let mut op = operator(i64::MAX / 4);
         op.assign(0, None, 0);
         op.assign(1, None, 0);
@@ -171,19 +279,30 @@ mod tests {
             op.on_record(0, 0, 1_000, 10, 0),
             Placement::Accepted { window_start: 0 }
         ));
+        op.on_record(1, 0, 2_000, 20, 0);
         op.on_record(0, 1, 70_000, 10, 0);
-        assert!(op.on_tick(0).is_none_or(|a| a.closed.is_empty()));
-        op.on_record(1, 0, 70_000, 10, 0);
-        let advance = op.on_tick(0).unwrap();
-        assert_eq!(advance.watermark, 68_000);
-        assert_eq!(advance.closed.len(), 1);
-        assert_eq!(advance.closed[0].stats.count, 1);
+        let advances = op.on_tick(0);
+        let part = closed(&advances, 0);
+        assert_eq!(part.len(), 1, "partition 0 passed window 0");
+        assert_eq!(part[0].stats.count, 1);
+        assert_eq!(part[0].parts.keys().copied().collect::<Vec<_>>(), vec![0]);
+        assert!(closed(&advances, 1).is_empty(), "partition 1 has not");
+        assert_eq!(
+            advances
+                .iter()
+                .find(|a| a.partition == 0)
+                .unwrap()
+                .closed_through,
+            68_000
+        );
+        op.on_record(1, 1, 70_000, 10, 0);
+        assert_eq!(closed(&op.on_tick(0), 1)[0].stats.count, 1);
     }
 
     #[test]
-    fn after_a_restart_replayed_records_of_written_windows_are_already_counted() {
+    fn after_a_restart_replayed_records_of_published_windows_are_already_counted() {
         let mut op = operator(i64::MAX / 4);
-        // Another partition had taken the job past window 0, which was written.
+        // The partition had published window 0 before the restart.
         let restored = RestoredPartition {
             max_event_time_before: Some(40_000),
             durable_through: Some(61_000),
@@ -208,54 +327,60 @@ mod tests {
     }
 
     #[test]
-    fn a_replayed_record_of_a_window_this_run_closed_is_late_not_skipped() {
-        // Restored: window 0 durable; partition 1 replays from offset 0 up to offset 10.
-        let mut op = operator(30_000);
+    fn a_partition_restored_on_another_instance_keeps_its_own_progress() {
+        // This instance is far ahead on partition 0 when partition 1 arrives with a
+        // checkpoint through window 0 only: partition 1's window 60 000 is still its to fill.
+        let mut op = operator(i64::MAX / 4);
         op.assign(0, None, 0);
+        op.on_record(0, 0, 500_000, 1, 0);
+        op.on_tick(0);
         op.assign(
             1,
             Some(RestoredPartition {
-                max_event_time_before: Some(60_500),
+                max_event_time_before: Some(61_000),
                 durable_through: Some(59_999),
-                replay_end: 10,
+                replay_end: 3,
             }),
             0,
         );
-        op.on_record(0, 0, 125_000, 1, 39_000);
-        op.caught_up(1);
-        // Partition 1 is caught up and silent past the idle timeout: the job closes window
-        // 60 000 without it.
-        let advance = op.on_tick(40_000).unwrap();
-        assert!(advance.watermark >= 119_999);
-        // Its replay then brings a record of that window: this run's window never counted it.
         assert!(matches!(
-            op.on_record(1, 3, 61_000, 1, 40_000),
-            Placement::Late {
+            op.on_record(1, 3, 62_000, 1, 0),
+            Placement::Accepted {
                 window_start: 60_000
             }
-        ));
-        // A record of window 0, written before the restart, is already counted.
-        assert!(matches!(
-            op.on_record(1, 4, 59_000, 1, 40_000),
-            Placement::AlreadyCounted { window_start: 0 }
         ));
     }
 
     #[test]
-    fn an_idle_partition_stops_holding_the_watermark_back() {
+    fn an_idle_partition_follows_the_clock() {
         let mut op = operator(30_000);
         op.assign(0, None, 0);
-        op.assign(1, None, 0);
         op.on_record(0, 0, 1_000, 1, 0);
-        assert!(op.on_tick(1_000).is_none_or(|a| a.closed.is_empty()));
-        op.on_record(0, 1, 70_000, 1, 30_000);
         assert!(
-            op.on_tick(31_000).is_none_or(|a| a.closed.is_empty()),
-            "silent, but not known to be caught up: records may wait"
+            closed(&op.on_tick(60_000), 0).is_empty(),
+            "not known to be caught up"
         );
-        op.caught_up(1);
-        let advance = op.on_tick(31_000).unwrap();
-        assert_eq!(advance.closed.len(), 1, "partition 1 went idle");
+        op.caught_up(0);
+        assert!(closed(&op.on_tick(89_998), 0).is_empty());
+        let advances = op.on_tick(89_999);
+        assert_eq!(
+            closed(&advances, 0).len(),
+            1,
+            "idle: now - idle timeout passed 59 999"
+        );
+        assert_eq!(advances[0].closed_through, 59_999);
+    }
+
+    #[test]
+    fn a_revoked_partition_is_forgotten() {
+        let mut op = operator(i64::MAX / 4);
+        op.assign(0, None, 0);
+        op.assign(1, None, 0);
+        op.on_record(1, 0, 1_000, 1, 0);
+        op.revoke(1);
+        assert_eq!(op.partitions(), vec![0]);
+        assert!(op.resume_points().is_empty());
+        assert!(op.flush().is_empty());
     }
 
     /// Feeds per-partition sequences in a given interleaving; returns every closed window.
@@ -277,12 +402,10 @@ mod tests {
             let placement = op.on_record(p as i32, cursors[p] as i64, t, latency, 0);
             assert!(!matches!(placement, Placement::AlreadyCounted { .. }));
             cursors[p] += 1;
-            if let Some(advance) = op.on_tick(0) {
-                out.extend(advance.closed);
-            }
+            out.extend(op.on_tick(0).into_iter().flat_map(|a| a.closed));
         }
         out.extend(op.flush());
-        out
+        merge_by_window(&op.window, out)
     }
 
     proptest! {

@@ -74,7 +74,9 @@ fn monitor_args(
     #[rustfmt::skip]
     args.extend(
         ["--group", group, "--window", "2s", "--max-out-of-orderness", "500ms",
-         "--idle-timeout", idle_timeout, "--sla", "5s"]
+         "--idle-timeout", idle_timeout, "--sla", "5s",
+         // A killed instance's partitions move to the next one once its session expires.
+         "-X", "session.timeout.ms=6000"]
             .iter()
             .chain(sink)
             .map(|a| a.to_string()),
@@ -127,6 +129,7 @@ async fn a_chaos_run_loses_nothing_and_writes_the_uninterrupted_windows() {
         reduced: reduced_topic.clone(),
         dlq: unique("chaos_rdlq"),
         checkpoints: unique("chaos_ckpt"),
+        shuffle: unique("chaos_shuffle"),
     };
     create_topic(&topics.reduced, 3).await;
     let es = format!("http://{}", es_proxy.addr);
@@ -214,6 +217,7 @@ async fn a_chaos_run_loses_nothing_and_writes_the_uninterrupted_windows() {
         reduced: topics.reduced.clone(),
         dlq: unique("chaos_ref_rdlq"),
         checkpoints: unique("chaos_ref_ckpt"),
+        shuffle: unique("chaos_ref_shuffle"),
     };
     let reference = start(
         MONITOR,

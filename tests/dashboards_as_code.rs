@@ -412,6 +412,8 @@ async fn alert_query_crosses_the_threshold_exactly_when_the_delay_is_on() {
             &dlq,
             "--checkpoint-topic",
             &ckpt,
+            "--shuffle-topic",
+            &unique("alertq_s"),
             "--group",
             &group,
             "--es-url",

@@ -29,6 +29,9 @@ fn args(s: &MonitorTopics, group: &str, es: &str, index: &str, idle: &str) -> Ve
             idle,
             "--sla",
             "1s",
+            // A killed instance's partitions move to the next one once its session expires.
+            "-X",
+            "session.timeout.ms=6000",
             "--commit-interval",
             "200ms",
         ])

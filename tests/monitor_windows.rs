@@ -34,6 +34,9 @@ fn monitor_args<'a>(
         idle,
         "--sla",
         "1s",
+        // A killed instance's partitions move to the next one once its session expires.
+        "-X",
+        "session.timeout.ms=6000",
         "--commit-interval",
         "200ms",
     ]);

@@ -95,6 +95,7 @@ pub async fn run(
             let delivery = enqueue(
                 &producer,
                 OutgoingRecord {
+                    partition: None,
                     topic: &config.topic,
                     key: record.key.as_deref().map(str::as_bytes),
                     value: Some(&record.value),

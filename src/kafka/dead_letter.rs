@@ -123,6 +123,7 @@ impl DeadLetterQueue {
             },
         );
         let record = OutgoingRecord {
+            partition: None,
             topic: &self.topic,
             key: message.key(),
             value: message.payload(),

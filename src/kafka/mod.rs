@@ -8,6 +8,7 @@ pub mod context;
 pub mod dead_letter;
 pub mod producer;
 pub mod properties;
+pub mod rebalance_events;
 pub mod security_failure;
 
 pub use admin::{ensure_topics, ensure_topics_when_reachable, TopicSpec};

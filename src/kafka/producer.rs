@@ -24,8 +24,10 @@ pub struct OutgoingRecord<'a> {
     pub topic: &'a str,
     /// Record key.
     pub key: Option<&'a [u8]>,
-    /// Record value.
+    /// Record value (`None`: a tombstone).
     pub value: Option<&'a [u8]>,
+    /// Destination partition (`None`: the partitioner chooses by key).
+    pub partition: Option<i32>,
 }
 
 /// Enqueues a record and returns the future of its delivery report. When librdkafka's local
@@ -43,6 +45,9 @@ pub async fn enqueue(
         }
         if let Some(value) = record.value {
             future_record = future_record.payload(value);
+        }
+        if let Some(partition) = record.partition {
+            future_record = future_record.partition(partition);
         }
         if let Some(headers) = headers.clone() {
             future_record = future_record.headers(headers);

@@ -89,6 +89,7 @@ pub async fn save(
             enqueue(
                 producer,
                 OutgoingRecord {
+                    partition: None,
                     topic: checkpoint_topic,
                     key: Some(key.as_bytes()),
                     value: Some(value.as_bytes()),

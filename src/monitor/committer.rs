@@ -7,10 +7,11 @@ use super::checkpoint::CheckpointRecord;
 use super::checkpoint_store;
 use super::decisions::MonitorCore;
 use crate::kafka::commit::commit_async;
+use crate::kafka::rebalance_events::RebalanceNotifier;
 use crate::kafka::JobContext;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use std::future::Future;
@@ -26,7 +27,7 @@ pub type CheckpointWrite = (Vec<CheckpointRecord>, Result<(), String>);
 
 /// Checkpoint writes and offset commits of one monitor.
 pub struct Committer {
-    consumer: Arc<StreamConsumer<JobContext>>,
+    consumer: Arc<StreamConsumer<RebalanceNotifier>>,
     producer: FutureProducer<JobContext>,
     checkpoint_topic: String,
     input_topic: String,
@@ -36,7 +37,7 @@ pub struct Committer {
 impl Committer {
     /// Commits for `consumer` of `input_topic`, writing checkpoints to `checkpoint_topic`.
     pub fn new(
-        consumer: Arc<StreamConsumer<JobContext>>,
+        consumer: Arc<StreamConsumer<RebalanceNotifier>>,
         producer: FutureProducer<JobContext>,
         checkpoint_topic: &str,
         input_topic: &str,
@@ -140,7 +141,7 @@ impl Committer {
             lists.iter().try_for_each(|list| {
                 let result = consumer.commit(list, CommitMode::Sync);
                 // librdkafka answers a synchronous commit to the caller only.
-                consumer.context().on_commit(&result, list);
+                consumer.context().commit_callback(result.clone(), list);
                 result
             })
         })

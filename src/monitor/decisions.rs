@@ -1,7 +1,8 @@
-//! The monitor's decisions, without I/O: what a consumed record is (counted, already counted,
-//! or a dead letter), which windows a clock tick closes and which documents they become, what
-//! the acknowledgements of the sink and the broker allow to be committed. Processing time comes
-//! in as an argument (`now_ms`), so every path — ticks, idleness, closing — is tested here.
+//! The monitor's decisions for the partitions it owns, without I/O: what a consumed record is
+//! (counted, already counted, or a dead letter), which window parts and progress a clock tick
+//! publishes to the shuffle (see `shuffle`), what the broker's acknowledgements allow to be
+//! committed, and what a partition moving to another instance drops. Processing time comes in
+//! as an argument (`now_ms`), so every path — ticks, idleness, closing — is tested here.
 
 use super::checkpoint::{Checkpoint, CheckpointRecord};
 use super::measurement::{measure, Plausibility, TimestampKind};
@@ -11,8 +12,7 @@ use super::MonitorReport;
 use crate::event_time::EventTimeOperator;
 use crate::rejection::{RejectReason, Rejection};
 use crate::watermark::WatermarkConfig;
-use crate::window::{earliest, Placement, ResumePoint, WindowConfig, WindowResult};
-use crate::window_document::WindowDocument;
+use crate::window::{Placement, ResumePoint, WindowConfig, WindowPart};
 use std::collections::BTreeMap;
 
 /// What the core needs to decide.
@@ -55,15 +55,18 @@ pub enum RecordDecision {
     },
 }
 
-/// Windows a tick closed, as documents for the sink.
+/// What a tick publishes to the shuffle: the window parts it closed (a batch whose delivery
+/// must be acknowledged before their records are committed), then the progress of the
+/// partitions that passed a window's end.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClosedBatch {
-    /// Identifies the batch in the sink's acknowledgement.
-    pub id: u64,
-    /// One document per closed window.
-    pub documents: Vec<WindowDocument>,
-    /// The closed windows themselves (for logs and gauges).
-    pub results: Vec<WindowResult>,
+pub struct Publication {
+    /// Identifies the parts in [`MonitorCore::on_batch_ack`]; `None` when no part closed.
+    pub batch: Option<u64>,
+    /// (window start, partition, part), partitions in order, windows in start order.
+    pub parts: Vec<(i64, i32, WindowPart)>,
+    /// (partition, watermark through which its windows are closed and published): the close
+    /// time of the last window it passed.
+    pub progress: Vec<(i32, i64)>,
 }
 
 /// The monitor's state between I/O events.
@@ -76,6 +79,11 @@ pub struct MonitorCore {
     unacknowledged: Unacknowledged,
     /// The checkpoint last saved per partition (nothing is saved twice).
     last_saved: BTreeMap<i32, Checkpoint>,
+    /// Per partition, the progress last published.
+    published_progress: BTreeMap<i32, i64>,
+    /// Per partition, the first offset of this assignment: records before it (a group offset
+    /// behind the checkpoint) were published before and are skipped.
+    resume_from: BTreeMap<i32, i64>,
     next_batch: u64,
     report: MonitorReport,
 }
@@ -89,6 +97,8 @@ impl MonitorCore {
             positions: BTreeMap::new(),
             unacknowledged: Unacknowledged::default(),
             last_saved: BTreeMap::new(),
+            published_progress: BTreeMap::new(),
+            resume_from: BTreeMap::new(),
             next_batch: 0,
             report: MonitorReport::default(),
         }
@@ -96,7 +106,9 @@ impl MonitorCore {
 
     /// Takes a partition as [`super::restore::resume_plan`] says, at processing time `now_ms`.
     pub fn assign(&mut self, resume: &PartitionResume, now_ms: i64) {
+        self.revoke(resume.partition);
         if let Some(offset) = resume.offset {
+            self.resume_from.insert(resume.partition, offset);
             self.positions.insert(
                 resume.partition,
                 ResumePoint {
@@ -109,6 +121,23 @@ impl MonitorCore {
             .assign(resume.partition, resume.restored, now_ms);
     }
 
+    /// A partition moved to another instance: everything about it is dropped (its open
+    /// windows, outstanding output and position); its new owner resumes from its checkpoint
+    /// and publishes the same parts.
+    pub fn revoke(&mut self, partition: i32) {
+        self.operator.revoke(partition);
+        self.positions.remove(&partition);
+        self.unacknowledged.remove_partition(partition);
+        self.last_saved.remove(&partition);
+        self.published_progress.remove(&partition);
+        self.resume_from.remove(&partition);
+    }
+
+    /// The partitions this instance owns.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.operator.partitions()
+    }
+
     /// Decides about the record at `offset` of `partition`.
     pub fn on_record(
         &mut self,
@@ -119,6 +148,13 @@ impl MonitorCore {
         now_ms: i64,
     ) -> RecordDecision {
         self.report.consumed += 1;
+        if self
+            .resume_from
+            .get(&partition)
+            .is_some_and(|&from| offset < from)
+        {
+            return RecordDecision::AlreadyCounted;
+        }
         let max_before = self.operator.max_event_time(partition);
         let position = self.positions.entry(partition).or_insert(ResumePoint {
             offset,
@@ -153,11 +189,11 @@ impl MonitorCore {
             Placement::Late { window_start } => {
                 self.report.late += 1;
                 let detail = format!(
-                    "window starting {} had closed (watermark {:?}) when the record arrived",
+                    "window starting {} had closed for partition {partition} (through {:?}) when the record arrived",
                     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(window_start)
                         .unwrap_or_default()
                         .to_rfc3339(),
-                    self.operator.watermark()
+                    self.operator.closed_through().get(&partition)
                 );
                 let rejection = Rejection::new(RejectReason::Late, detail);
                 self.dead_letter(partition, offset, max_before, rejection, Some(window_start))
@@ -198,47 +234,61 @@ impl MonitorCore {
         self.operator.hold_idleness(now_ms);
     }
 
-    /// Advances the watermark at processing time `now_ms`; the windows it closes become a
-    /// batch for the sink, which must acknowledge it before their records are committed.
-    pub fn on_tick(&mut self, now_ms: i64) -> Option<ClosedBatch> {
-        let advance = self.operator.on_tick(now_ms)?;
-        if advance.closed.is_empty() {
-            return None;
-        }
-        let close_at = advance
-            .closed
-            .iter()
-            .map(|r| self.config.window.close_at(r.start_ms))
-            .min()
-            .expect("non-empty");
-        let mut resume_points = BTreeMap::new();
-        for result in &advance.closed {
-            for (&p, &point) in &result.resume_points {
-                earliest(&mut resume_points, p, point);
+    /// Advances every partition's watermark at processing time `now_ms`; returns the window
+    /// parts they closed and the progress to publish, or `None` when there is nothing to say.
+    pub fn on_tick(&mut self, now_ms: i64) -> Option<Publication> {
+        let window = &self.config.window;
+        let mut parts = Vec::new();
+        let mut outstanding = BTreeMap::new();
+        let mut progress = Vec::new();
+        for advance in self.operator.on_tick(now_ms) {
+            for result in advance.closed {
+                let close_at = window.close_at(result.start_ms);
+                for (&p, &point) in &result.resume_points {
+                    let entry = outstanding.entry(p).or_insert((close_at, point));
+                    entry.0 = entry.0.min(close_at);
+                    if point.offset < entry.1.offset {
+                        entry.1 = point;
+                    }
+                }
+                for (p, part) in result.parts {
+                    parts.push((result.start_ms, p, part));
+                }
+            }
+            // The close time of the last window the partition passed.
+            let last_passed = window.close_at(window.window_start(
+                advance.closed_through + 1 - window.size_ms - window.allowed_lateness_ms,
+            ));
+            let published = self.published_progress.get(&advance.partition);
+            if published.is_none_or(|&p| last_passed > p) {
+                self.published_progress
+                    .insert(advance.partition, last_passed);
+                progress.push((advance.partition, last_passed));
             }
         }
-        let documents: Vec<WindowDocument> = advance
-            .closed
-            .iter()
-            .map(|r| WindowDocument::new(&self.config.job_name, self.config.window.sla_ms, r))
-            .collect();
-        self.report.windows_written += documents.len() as u64;
-        let id = self.next_batch;
-        self.next_batch += 1;
-        self.unacknowledged.add_batch(id, close_at, resume_points);
-        Some(ClosedBatch {
-            id,
-            documents,
-            results: advance.closed,
+        if parts.is_empty() && progress.is_empty() {
+            return None;
+        }
+        let batch = (!parts.is_empty()).then(|| {
+            let id = self.next_batch;
+            self.next_batch += 1;
+            self.unacknowledged.add_batch(id, outstanding);
+            id
+        });
+        self.report.parts_published += parts.len() as u64;
+        Some(Publication {
+            batch,
+            parts,
+            progress,
         })
     }
 
-    /// The sink acknowledged batch `id`; returns whether it was pending.
+    /// The broker acknowledged every part of batch `id`; returns whether it was pending.
     pub fn on_batch_ack(&mut self, id: u64) -> bool {
         self.unacknowledged.ack_batch(id)
     }
 
-    /// Window batches the sink has not acknowledged yet.
+    /// Batches of window parts the broker has not acknowledged yet.
     pub fn unacknowledged_batches(&self) -> usize {
         self.unacknowledged.batches()
     }
@@ -251,7 +301,7 @@ impl MonitorCore {
             .plan(
                 &self.positions,
                 self.operator.resume_points(),
-                self.operator.closed_through(),
+                &self.operator.closed_through(),
             )
             .into_iter()
             .filter(|(partition, checkpoint)| self.last_saved.get(partition) != Some(checkpoint))
@@ -276,7 +326,7 @@ impl MonitorCore {
         self.report
     }
 
-    /// The job watermark (ms).
+    /// The lowest watermark among the owned partitions (ms).
     pub fn watermark(&self) -> Option<i64> {
         self.operator.watermark()
     }
@@ -344,6 +394,26 @@ mod tests {
         )
     }
 
+    /// The whole windows a publication's parts make (as the merge stage merges them).
+    fn windows(publication: &Option<Publication>) -> Vec<crate::window::WindowResult> {
+        let Some(publication) = publication else {
+            return Vec::new();
+        };
+        let mut by_window: BTreeMap<i64, BTreeMap<i32, WindowPart>> = BTreeMap::new();
+        for (start, p, part) in &publication.parts {
+            by_window
+                .entry(*start)
+                .or_default()
+                .insert(*p, part.clone());
+        }
+        by_window
+            .into_iter()
+            .filter_map(|(start, parts)| {
+                crate::window::merge_parts(&core().config.window, start, parts, BTreeMap::new())
+            })
+            .collect()
+    }
+
     fn offsets(records: &[CheckpointRecord]) -> BTreeMap<i32, i64> {
         records
             .iter()
@@ -352,7 +422,7 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_committed_past_a_window_before_the_sink_acknowledged_it() {
+    fn nothing_is_committed_past_a_window_before_its_parts_are_acknowledged() {
         let mut core = core();
         for i in 0..3 {
             record(&mut core, 0, i, 1_000 + i, 50);
@@ -364,10 +434,18 @@ mod tests {
             offsets(&core.checkpoints_due()),
             BTreeMap::from([(0, 0), (1, 0)])
         );
-        let batch = core.on_tick(WINDOW + 1).expect("window 0 closes");
-        assert_eq!(batch.documents.len(), 1);
-        assert_eq!(batch.documents[0].count, 6);
-        // Written to the sink but not acknowledged: still needed after a crash.
+        let publication = core.on_tick(WINDOW + 1);
+        let closed = windows(&publication);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].stats.count, 6);
+        let publication = publication.unwrap();
+        assert_eq!(publication.parts.len(), 2, "one part per partition");
+        assert_eq!(
+            publication.progress,
+            vec![(0, WINDOW - 1), (1, WINDOW - 1)],
+            "both partitions passed window 0"
+        );
+        // Published but not acknowledged: still needed after a crash.
         let due = core.checkpoints_due();
         assert_eq!(offsets(&due), BTreeMap::from([(0, 0), (1, 0)]));
         assert!(
@@ -377,7 +455,7 @@ mod tests {
         );
         core.checkpoints_saved(&due);
         assert!(core.checkpoints_due().is_empty(), "nothing changed since");
-        assert!(core.on_batch_ack(batch.id));
+        assert!(core.on_batch_ack(publication.batch.unwrap()));
         let due = core.checkpoints_due();
         assert_eq!(
             offsets(&due),
@@ -413,18 +491,17 @@ mod tests {
     fn idle_partitions_let_the_last_window_close_with_the_clock() {
         let mut core = core();
         record(&mut core, 0, 0, 1_000, 10);
-        assert!(core.on_tick(2_000).is_none());
-        // Partition 1 never delivers, partition 0 stops: once both reached their end and the
-        // idle timeout passed, both are idle and the watermark follows the clock.
+        assert!(windows(&core.on_tick(2_000)).is_empty());
+        // Partition 0 stops: once it reached its end and the idle timeout passed, it is idle
+        // and its watermark follows the clock.
         assert!(
-            core.on_tick(WINDOW + 6_000).is_none(),
+            windows(&core.on_tick(WINDOW + 6_000)).is_empty(),
             "not known to be caught up"
         );
         core.on_caught_up(0);
-        core.on_caught_up(1);
-        let batch = core.on_tick(WINDOW + 6_000).expect("closed by idleness");
-        assert_eq!(batch.results[0].start_ms, 0);
-        assert_eq!(batch.documents[0].count, 1);
+        let closed = windows(&core.on_tick(WINDOW + 6_000));
+        assert_eq!(closed[0].start_ms, 0);
+        assert_eq!(closed[0].stats.count, 1);
     }
 
     #[test]
@@ -437,13 +514,13 @@ mod tests {
         for now in (2_000..=30_000).step_by(1_000) {
             core.on_broker_unreachable(now);
             assert!(
-                core.on_tick(now).is_none(),
+                windows(&core.on_tick(now)).is_empty(),
                 "closed at {now} during the outage"
             );
         }
         // Closed only once the idle timeout (5 s) passed after the outage.
-        assert!(core.on_tick(34_999).is_none());
-        assert!(core.on_tick(35_000).is_some());
+        assert!(windows(&core.on_tick(34_999)).is_empty());
+        assert_eq!(windows(&core.on_tick(35_000)).len(), 1);
     }
 
     #[test]
@@ -466,9 +543,9 @@ mod tests {
         ));
         record(&mut core, 0, 2, T0 + WINDOW + 1, 40);
         record(&mut core, 1, 0, T0 + WINDOW + 1, 40);
-        let batch = core.on_tick(T0 + WINDOW + 1).unwrap();
-        assert_eq!(batch.documents[0].count, 1);
-        assert_eq!(batch.documents[0].max, 40.0);
+        let closed = windows(&core.on_tick(T0 + WINDOW + 1));
+        assert_eq!(closed[0].stats.count, 1);
+        assert_eq!(closed[0].stats.max, 40.0);
         assert_eq!(core.report().rejected, 1);
     }
 
@@ -511,6 +588,38 @@ mod tests {
         );
         assert!(matches!(
             record(&mut core, 0, 9, WINDOW + 600, 10),
+            RecordDecision::Accepted { .. }
+        ));
+    }
+
+    #[test]
+    fn a_revoked_partition_holds_nothing_back_and_a_reassigned_one_skips_published_records() {
+        let mut core = core();
+        record(&mut core, 0, 0, 1_000, 10);
+        record(&mut core, 1, 0, 1_000, 10);
+        core.revoke(1);
+        assert_eq!(core.partitions(), vec![0]);
+        assert_eq!(
+            offsets(&core.checkpoints_due()),
+            BTreeMap::from([(0, 0)]),
+            "partition 1 is its new owner's to checkpoint"
+        );
+        // Assigned again with the group's offset behind its checkpoint: records before the
+        // checkpoint's offset were published by the previous owner.
+        core.assign(
+            &PartitionResume {
+                partition: 1,
+                offset: Some(3),
+                restored: None,
+            },
+            0,
+        );
+        assert_eq!(
+            record(&mut core, 1, 2, 1_500, 10),
+            RecordDecision::AlreadyCounted
+        );
+        assert!(matches!(
+            record(&mut core, 1, 3, 1_600, 10),
             RecordDecision::Accepted { .. }
         ));
     }

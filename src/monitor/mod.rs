@@ -1,48 +1,61 @@
 //! The monitor job: reduced visits → one latency summary per event-time window, written to a
-//! sink, with offsets committed only up to what the sink has acknowledged.
+//! sink, with offsets committed only up to output the broker has acknowledged.
 //!
-//! The consumer is assigned every partition of the topic (a window spans all partitions, so
-//! one monitor instance per job identity). Before each offset commit a
-//! [`checkpoint::Checkpoint`] per partition is written to the checkpoint topic, so a restart
-//! resumes from the first record of the oldest unwritten window, restores each partition's
-//! watermark, and rebuilds exactly the windows it had not written.
+//! Several instances of one monitor (same `--group`, same `--job-name`) share the work
+//! through Kafka's consumer-group protocol, in two stages:
+//! - **partitions**: the input consumer group spreads the input partitions over the instances
+//!   (cooperative rebalancing). For each partition it owns, an instance closes windows by the
+//!   partition's own watermark and publishes their parts, then the partition's progress, to the
+//!   compacted shuffle topic (see `shuffle`); offsets are committed once those parts are
+//!   acknowledged, after a [`checkpoint::Checkpoint`] per partition, so whichever instance
+//!   owns the partition next resumes from the first record of its oldest unpublished window;
+//! - **merge**: a second group (`<group>.merge`) spreads the shuffle partitions; the owner of
+//!   one merges each of its windows once every input partition has passed its end (see
+//!   `merge`), writes it to the sink, and marks it written.
+//!
+//! One instance does both for everything; killing an instance moves its partitions (and its
+//! merging) to the others, who resume from the checkpoints and the shuffle topic.
 //!
 //! Files by role: [`restore`] (checkpoints → where each partition resumes), [`decisions`] (every
-//! decision, no I/O), [`committer`] (checkpoint writes and offset commits), and this module's
-//! loop, which only moves records, ticks and acknowledgements between Kafka, the core and
-//! the sink.
+//! decision of the partition stage, no I/O), [`merging`] (the merge stage, no I/O),
+//! [`committer`] (checkpoint writes and offset commits), and this module's loop, which only
+//! moves records, ticks and acknowledgements between Kafka, the stages and the sink.
 
 pub mod checkpoint;
 pub mod checkpoint_store;
 pub mod committer;
 pub mod decisions;
 pub mod measurement;
+pub mod merging;
 pub mod restore;
 pub mod unacknowledged;
 
 use crate::http::Readiness;
 use crate::kafka::dead_letter::{DeadLetterQueue, WINDOW_START_HEADER};
-use crate::kafka::producer::{delivered, RELIABLE_PRODUCER};
+use crate::kafka::producer::{delivered, enqueue, OutgoingRecord, RELIABLE_PRODUCER};
+use crate::kafka::rebalance_events::{RebalanceNotifier, Rebalanced};
 use crate::kafka::{
     admin, ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec, READY_BATCH,
 };
+use crate::shuffle::{merging_partition, part_record, Shuffle, ShuffleRecord};
 use crate::shutdown::Shutdown;
 use crate::sink::driver::{self, Acknowledgement, Batch};
 use crate::sink::{SinkError, WindowSink};
 use crate::watermark::WatermarkConfig;
 use crate::window::{WindowConfig, WindowResult};
-use crate::window_document::percentile_field;
+use crate::window_document::{percentile_field, WindowDocument};
 use committer::Committer;
-use decisions::{ClosedBatch, CoreConfig, MonitorCore, RecordDecision};
+use decisions::{CoreConfig, MonitorCore, Publication, RecordDecision};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use measurement::TimestampKind;
+use merging::MergeStage;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::producer::FutureProducer;
-use rdkafka::{Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashSet};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,7 +74,13 @@ pub struct MonitorConfig {
     pub dead_letter_topic: String,
     /// Compacted topic holding the monitor's checkpoints.
     pub checkpoint_topic: String,
-    /// Consumer group id (used for committed offsets only; partitions are assigned).
+    /// Compacted topic where instances publish window parts and progress and merge windows.
+    pub shuffle_topic: String,
+    /// Partitions of the shuffle topic when the monitor creates it (how many instances can
+    /// merge windows at once; one is plenty: a record per window and partition).
+    pub shuffle_partitions: i32,
+    /// Consumer group of the instances sharing the input partitions (`<group>.merge` shares
+    /// the shuffle partitions).
     pub group: String,
     /// Identity of the monitored pipeline, part of every document id.
     pub job_name: String,
@@ -84,8 +103,10 @@ pub struct MonitorConfig {
 pub struct MonitorReport {
     /// Records consumed.
     pub consumed: u64,
-    /// Window documents acknowledged by the sink.
+    /// Window documents acknowledged by the sink (windows this instance merged).
     pub windows_written: u64,
+    /// Window parts published for the partitions this instance owned.
+    pub parts_published: u64,
     /// Records late for their window (kept on the dead-letter topic).
     pub late: u64,
     /// Records refused as malformed (kept on the dead-letter topic).
@@ -98,7 +119,8 @@ pub enum MonitorError {
     /// Setting up Kafka failed.
     #[error("{0}")]
     Setup(String),
-    /// A dead-letter record could not be delivered (its offset is not committed).
+    /// A dead-letter record or a window part could not be delivered (its offset is not
+    /// committed).
     #[error("delivering to {topic}: {source}")]
     Delivery {
         /// The dead-letter topic.
@@ -110,9 +132,13 @@ pub enum MonitorError {
     /// The sink refused documents in a way retrying cannot fix.
     #[error("window sink: {0}")]
     Sink(SinkError),
+    /// A record of this monitor on the shuffle topic does not decode (another version?).
+    #[error("{0}")]
+    Shuffle(#[from] crate::shuffle::ShuffleError),
 }
 
 type PendingDelivery = Pin<Box<dyn Future<Output = (i32, i64, Result<(), KafkaError>)> + Send>>;
+type PendingParts = Pin<Box<dyn Future<Output = (u64, Result<(), KafkaError>)> + Send>>;
 
 /// Brokers unreachable this long make the monitor report not ready.
 pub const KAFKA_UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
@@ -120,8 +146,8 @@ pub const KAFKA_UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
 /// A window batch the sink has not acknowledged for this long makes the monitor not ready.
 pub const SINK_STALLED_LIMIT: Duration = Duration::from_secs(60);
 
-/// Creates the input topic (with LogAppendTime) and the dead-letter topic when missing, and
-/// warns when the input topic does not use LogAppendTime.
+/// Creates the input topic (with LogAppendTime), the dead-letter, checkpoint and shuffle topics
+/// when missing, and warns when the input topic does not use LogAppendTime.
 pub async fn prepare_topics(config: &MonitorConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let k = &config.kafka;
     let client = k.client_config(&[]);
@@ -135,6 +161,12 @@ pub async fn prepare_topics(config: &MonitorConfig, shutdown: Shutdown) -> anyho
         ),
         TopicSpec::new(&config.checkpoint_topic, 1, k.replication_factor)
             .with_config("cleanup.policy", "compact"),
+        TopicSpec::new(
+            &config.shuffle_topic,
+            config.shuffle_partitions,
+            k.replication_factor,
+        )
+        .with_config("cleanup.policy", "compact"),
     ];
     ensure_topics_when_reachable(&client, &specs, shutdown).await?;
     match admin::timestamp_type(&client, &config.input_topic).await {
@@ -156,7 +188,7 @@ pub async fn prepare_topics(config: &MonitorConfig, shutdown: Shutdown) -> anyho
 }
 
 /// Runs the monitor until shutdown; windows still open at shutdown are not written (they are
-/// rebuilt from Kafka on the next start).
+/// rebuilt from Kafka by whichever instance owns their partitions next).
 pub async fn run(
     config: MonitorConfig,
     sink: impl WindowSink,
@@ -164,22 +196,32 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<MonitorReport, MonitorError> {
     let context = JobContext::new(config.kafka.bootstrap_servers());
-    let consumer: Arc<StreamConsumer<JobContext>> = Arc::new(
-        config
-            .kafka
-            .consumer_config(&config.group)
-            // Reaching a partition's end is the evidence idleness needs (see `watermark`).
-            .set("enable.partition.eof", "true")
-            .create_with_context(context.clone())
-            .map_err(|e| MonitorError::Setup(format!("creating the Kafka consumer: {e}")))?,
-    );
+    let (input_context, input_events) =
+        RebalanceNotifier::new(context.clone(), &config.input_topic);
+    let consumer = subscribed(
+        config.kafka.consumer_config(&config.group),
+        input_context,
+        &config.input_topic,
+    )?;
+    let merge_group = format!("{}.merge", config.group);
+    let (merge_context, merge_events) =
+        RebalanceNotifier::new(context.clone(), &config.shuffle_topic);
+    // The merge consumer never commits: each assignment re-reads its shuffle partition.
+    let merge_consumer = subscribed(
+        config.kafka.consumer_config(&merge_group),
+        merge_context,
+        &config.shuffle_topic,
+    )?;
     let producer: FutureProducer<JobContext> = config
         .kafka
         .producer_config(RELIABLE_PRODUCER)
         .create_with_context(context.clone())
         .map_err(|e| MonitorError::Setup(format!("creating the Kafka producer: {e}")))?;
+    let shuffle_partitions = partition_ids(&merge_consumer, &config.shuffle_topic)
+        .await?
+        .len() as i32;
     let sink_name = sink.describe();
-    let mut core = MonitorCore::new(CoreConfig {
+    let core = MonitorCore::new(CoreConfig {
         input_topic: config.input_topic.clone(),
         group: config.group.clone(),
         job_name: config.job_name.clone(),
@@ -187,9 +229,14 @@ pub async fn run(
         watermark: config.watermark,
         plausibility: config.plausibility,
     });
-    assign_all_partitions(&config, &consumer, &mut core).await?;
+    let shuffle = Shuffle::new(&config.group, &config.input_topic);
+    let mut merge = MergeStage::new(config.window.clone(), shuffle.clone());
+    merge.set_input_partitions(partition_ids(&consumer, &config.input_topic).await?);
     let (batches, acks) = driver::spawn(sink);
     readiness.set_ready();
+    for topic in [&config.input_topic, &config.shuffle_topic] {
+        metrics::gauge!("sla_assigned_partitions", "topic" => topic.clone()).set(0.0);
+    }
     let mut monitor = Monitor {
         committer: Committer::new(
             consumer.clone(),
@@ -198,7 +245,7 @@ pub async fn run(
             &config.input_topic,
         ),
         dead_letters: DeadLetterQueue::new(
-            producer,
+            producer.clone(),
             &config.input_topic,
             &config.dead_letter_topic,
         ),
@@ -215,16 +262,29 @@ pub async fn run(
         pending_batches: BTreeMap::new(),
         config,
         consumer,
+        merge_consumer,
+        input_events,
+        merge_events,
+        producer,
+        shuffle,
+        shuffle_partitions,
+        owned: BTreeSet::new(),
         context,
         core,
+        merge,
         batches,
         acks,
+        next_batch: 0,
         deliveries: FuturesUnordered::new(),
+        part_deliveries: FuturesUnordered::new(),
         timestamp_kinds_seen: HashSet::new(),
+        report: MonitorReport::default(),
     };
     tracing::info!(
         topic = %monitor.config.input_topic,
         job = %monitor.config.job_name,
+        group = %monitor.config.group,
+        shuffle = %monitor.config.shuffle_topic,
         window_ms = monitor.config.window.size_ms,
         sink = %sink_name,
         "monitor started"
@@ -236,16 +296,35 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Assigns every partition of the topic, resuming where the checkpoints (or the committed
-/// offsets) say. The blocking librdkafka calls run off the async workers.
-async fn assign_all_partitions(
-    config: &MonitorConfig,
-    consumer: &Arc<StreamConsumer<JobContext>>,
-    core: &mut MonitorCore,
-) -> Result<(), MonitorError> {
-    let topic = config.input_topic.clone();
-    let (reader, group) = (consumer.clone(), config.group.clone());
-    let (partitions, committed) = tokio::task::spawn_blocking(move || {
+/// A consumer of `topic` in the group `settings` name, subscribed, reporting rebalances;
+/// partition EOF on (reaching a partition's end is the evidence idleness needs, and the
+/// merge stage's signal that it has read its shuffle partition), cooperative rebalancing
+/// unless the user chose an assignor.
+fn subscribed(
+    mut settings: ClientConfig,
+    context: RebalanceNotifier,
+    topic: &str,
+) -> Result<Arc<StreamConsumer<RebalanceNotifier>>, MonitorError> {
+    settings.set("enable.partition.eof", "true");
+    if settings.get("partition.assignment.strategy").is_none() {
+        settings.set("partition.assignment.strategy", "cooperative-sticky");
+    }
+    let consumer: StreamConsumer<RebalanceNotifier> = settings
+        .create_with_context(context)
+        .map_err(|e| MonitorError::Setup(format!("creating the consumer of {topic}: {e}")))?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(|e| MonitorError::Setup(format!("subscribing to {topic}: {e}")))?;
+    Ok(Arc::new(consumer))
+}
+
+/// The partitions of `topic` (off the async workers: the call waits for the broker).
+async fn partition_ids(
+    consumer: &Arc<StreamConsumer<RebalanceNotifier>>,
+    topic: &str,
+) -> Result<Vec<i32>, MonitorError> {
+    let (reader, topic) = (consumer.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
         let metadata = reader
             .fetch_metadata(Some(&topic), Duration::from_secs(30))
             .map_err(|e| MonitorError::Setup(format!("reading the partitions of {topic}: {e}")))?;
@@ -260,73 +339,49 @@ async fn assign_all_partitions(
                 "topic {topic} has no partitions (does it exist?)"
             )));
         }
-        let mut wanted = TopicPartitionList::new();
-        for &p in &partitions {
-            wanted.add_partition(&topic, p);
-        }
-        let committed = reader
-            .committed_offsets(wanted, Duration::from_secs(30))
-            .map_err(|e| {
-                MonitorError::Setup(format!("reading committed offsets of group {group}: {e}"))
-            })?;
-        let committed: BTreeMap<i32, i64> = committed
-            .elements_for_topic(&topic)
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some((e.partition(), o)),
-                _ => None,
-            })
-            .collect();
-        Ok((partitions, committed))
+        Ok(partitions)
     })
     .await
-    .map_err(|e| MonitorError::Setup(format!("reading partitions: {e}")))??;
-    let topic = &config.input_topic;
-    let checkpoints = checkpoint_store::load(
-        &config.kafka,
-        &config.checkpoint_topic,
-        &config.group,
-        topic,
-    )
-    .await
-    .map_err(|e| {
-        MonitorError::Setup(format!(
-            "reading checkpoints from {}: {e}",
-            config.checkpoint_topic
-        ))
-    })?;
-    let now = now_ms();
-    let mut assignment = TopicPartitionList::new();
-    for resume in restore::resume_plan(&partitions, &committed, &checkpoints) {
-        let offset = resume.offset.map_or(Offset::Beginning, Offset::Offset);
-        assignment
-            .add_partition_offset(topic, resume.partition, offset)
-            .map_err(|e| {
-                MonitorError::Setup(format!("assigning {topic}/{}: {e}", resume.partition))
-            })?;
-        core.assign(&resume, now);
-        tracing::info!(partition = resume.partition, ?offset, restored = ?resume.restored, "resuming partition");
-    }
-    consumer
-        .assign(&assignment)
-        .map_err(|e| MonitorError::Setup(format!("assigning partitions of {topic}: {e}")))
+    .map_err(|e| MonitorError::Setup(format!("reading partitions: {e}")))?
 }
 
-/// The monitor's I/O: Kafka in, sink and dead letters out, the core deciding.
+/// A batch of window documents in the sink, and what to record once it is written.
+struct SinkBatch {
+    shuffle_partition: i32,
+    watermark: i64,
+    /// Keys of the parts the written windows were merged from (deleted afterwards).
+    parts: Vec<String>,
+    sent: Instant,
+}
+
+/// The monitor's I/O: Kafka in, shuffle and dead letters out, sink for merged windows; the
+/// partition stage ([`MonitorCore`]) and the merge stage ([`MergeStage`]) decide.
 struct Monitor {
     config: MonitorConfig,
     readiness: Readiness,
-    /// When each batch not yet acknowledged was sent to the sink.
-    pending_batches: BTreeMap<u64, Instant>,
-    consumer: Arc<StreamConsumer<JobContext>>,
+    /// Window documents in the sink, by batch id.
+    pending_batches: BTreeMap<u64, SinkBatch>,
+    consumer: Arc<StreamConsumer<RebalanceNotifier>>,
+    merge_consumer: Arc<StreamConsumer<RebalanceNotifier>>,
+    input_events: mpsc::UnboundedReceiver<Rebalanced>,
+    merge_events: mpsc::UnboundedReceiver<Rebalanced>,
+    producer: FutureProducer<JobContext>,
+    shuffle: Shuffle,
+    shuffle_partitions: i32,
+    /// Input partitions this instance owns now.
+    owned: BTreeSet<i32>,
     context: JobContext,
     core: MonitorCore,
+    merge: MergeStage,
     committer: Committer,
     dead_letters: DeadLetterQueue,
     batches: mpsc::UnboundedSender<Batch>,
     acks: mpsc::UnboundedReceiver<Acknowledgement>,
+    next_batch: u64,
     deliveries: FuturesUnordered<PendingDelivery>,
+    part_deliveries: FuturesUnordered<PendingParts>,
     timestamp_kinds_seen: HashSet<TimestampKind>,
+    report: MonitorReport,
     /// `sla_records_consumed_total` of the input topic, resolved once (not per record).
     consumed: metrics::Counter,
     /// `sla_monitor_records_by_timestamp_type_total` for LogAppendTime and CreateTime.
@@ -342,30 +397,50 @@ impl Monitor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_commit = Instant::now();
         let consumer = self.consumer.clone();
+        let merge_consumer = self.merge_consumer.clone();
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.wait() => break,
-                Some(ack) = self.acks.recv() => self.on_ack(ack)?,
+                Some(ack) = self.acks.recv() => self.on_sink_ack(ack).await?,
                 Some((partition, offset, result)) = self.deliveries.next() => {
                     result.map_err(|source| MonitorError::Delivery { topic: self.config.dead_letter_topic.clone(), source })?;
                     self.core.on_dead_letter_ack(partition, offset);
+                }
+                Some((batch, result)) = self.part_deliveries.next() => {
+                    result.map_err(|source| MonitorError::Delivery { topic: self.config.shuffle_topic.clone(), source })?;
+                    self.core.on_batch_ack(batch);
                 }
                 written = self.committer.next_written() => {
                     self.committer.finish(&mut self.core, written);
                 }
                 _ = tick.tick() => {
-                    self.on_tick();
+                    self.on_tick().await?;
                     self.update_readiness();
                     if last_commit.elapsed() >= self.config.commit_interval {
                         self.committer.start(&self.core);
                         last_commit = Instant::now();
                     }
                 }
+                message = merge_consumer.recv() => {
+                    self.apply_merge_rebalances().await?;
+                    match message {
+                        Ok(message) => {
+                            self.context.mark_healthy();
+                            self.merge.on_record(message.partition(), message.key(), message.payload())?;
+                        }
+                        Err(KafkaError::PartitionEOF(m)) => {
+                            self.context.mark_healthy();
+                            self.merge.caught_up(m);
+                        }
+                        Err(e) => tracing::warn!("consuming from {}: {e}", self.config.shuffle_topic),
+                    }
+                }
                 message = consumer.recv() => {
                     let mut next = Some(message);
                     let mut taken = 0;
                     while let Some(message) = next.take() {
+                        self.apply_input_rebalances().await?;
                         match message {
                             Ok(message) => self.on_message(&message).await?,
                             Err(KafkaError::PartitionEOF(partition)) => {
@@ -382,36 +457,141 @@ impl Monitor {
                 }
             }
         }
-        // A last tick: windows the watermark already closed are written before stopping, not
-        // held back for the next run (the windows it keeps open are still incomplete).
-        self.on_tick();
+        // A last tick: window parts the watermarks already closed are published, and merged
+        // windows written, before stopping (the windows still open are incomplete).
+        self.on_tick().await?;
         self.drain().await?;
         self.committer.finish_all(&mut self.core).await;
-        let report = self.core.report();
+        let report = MonitorReport {
+            parts_published: self.core.report().parts_published,
+            ..self.report
+        };
         tracing::info!(
             ?report,
             open_windows = self.core.open_windows(),
-            "monitor stopped; open windows will be rebuilt on restart"
+            "monitor stopped; open windows will be rebuilt by the partitions' next owner"
         );
         Ok(report)
     }
 
-    /// After shutdown: no new records, no incomplete windows; wait for the sink and the
-    /// dead-letter deliveries already under way, up to the drain timeout.
+    /// Takes the input partitions the group assigned (restoring each from its checkpoint) and
+    /// drops those it took away, before any record of theirs is handled.
+    async fn apply_input_rebalances(&mut self) -> Result<(), MonitorError> {
+        while let Ok(event) = self.input_events.try_recv() {
+            match event {
+                Rebalanced::Assigned(partitions) => self.take_partitions(&partitions).await?,
+                Rebalanced::Revoked(partitions) => {
+                    for p in partitions {
+                        self.owned.remove(&p);
+                        self.core.revoke(p);
+                    }
+                }
+            }
+            metrics::gauge!("sla_assigned_partitions", "topic" => self.config.input_topic.clone())
+                .set(self.owned.len() as f64);
+        }
+        Ok(())
+    }
+
+    /// Restores newly assigned input partitions from their checkpoints (or the group's
+    /// committed offsets). The blocking librdkafka call runs off the async workers.
+    async fn take_partitions(&mut self, partitions: &[i32]) -> Result<(), MonitorError> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let topic = self.config.input_topic.clone();
+        let mut wanted = TopicPartitionList::new();
+        for &p in partitions {
+            wanted.add_partition(&topic, p);
+        }
+        let (reader, group) = (self.consumer.clone(), self.config.group.clone());
+        let committed = tokio::task::spawn_blocking(move || {
+            reader.committed_offsets(wanted, Duration::from_secs(30))
+        })
+        .await
+        .map_err(|e| MonitorError::Setup(format!("reading committed offsets: {e}")))?
+        .map_err(|e| {
+            MonitorError::Setup(format!("reading committed offsets of group {group}: {e}"))
+        })?;
+        let committed: BTreeMap<i32, i64> = committed
+            .elements_for_topic(&topic)
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect();
+        let checkpoints = checkpoint_store::load(
+            &self.config.kafka,
+            &self.config.checkpoint_topic,
+            &self.config.group,
+            &topic,
+        )
+        .await
+        .map_err(|e| {
+            MonitorError::Setup(format!(
+                "reading checkpoints from {}: {e}",
+                self.config.checkpoint_topic
+            ))
+        })?;
+        let now = now_ms();
+        for resume in restore::resume_plan(partitions, &committed, &checkpoints) {
+            self.core.assign(&resume, now);
+            self.owned.insert(resume.partition);
+            tracing::info!(partition = resume.partition, offset = ?resume.offset, restored = ?resume.restored, "resuming partition");
+        }
+        Ok(())
+    }
+
+    /// Takes the shuffle partitions the merge group assigned (read from their beginning) and
+    /// drops those it took away.
+    async fn apply_merge_rebalances(&mut self) -> Result<(), MonitorError> {
+        while let Ok(event) = self.merge_events.try_recv() {
+            match event {
+                Rebalanced::Assigned(partitions) => {
+                    // Partitions may have been added to the input topic meanwhile.
+                    let inputs =
+                        partition_ids(&self.merge_consumer, &self.config.input_topic).await?;
+                    self.merge.set_input_partitions(inputs);
+                    self.merge.assign(&partitions);
+                }
+                Rebalanced::Revoked(partitions) => {
+                    self.merge.revoke(&partitions);
+                    self.pending_batches
+                        .retain(|_, b| !partitions.contains(&b.shuffle_partition));
+                }
+            }
+            metrics::gauge!("sla_assigned_partitions", "topic" => self.config.shuffle_topic.clone())
+                .set(self.merge.owned().len() as f64);
+        }
+        Ok(())
+    }
+
+    /// After shutdown: no new records, no incomplete windows; wait for the sink, the window
+    /// parts and the dead letters already under way, up to the drain timeout.
     async fn drain(&mut self) -> Result<(), MonitorError> {
         let deadline = Instant::now() + self.config.drain_timeout;
-        while self.core.unacknowledged_batches() > 0 || !self.deliveries.is_empty() {
+        while !self.pending_batches.is_empty()
+            || !self.deliveries.is_empty()
+            || !self.part_deliveries.is_empty()
+        {
             tokio::select! {
-                Some(ack) = self.acks.recv() => self.on_ack(ack)?,
+                Some(ack) = self.acks.recv() => self.on_sink_ack(ack).await?,
                 Some((partition, offset, result)) = self.deliveries.next() => {
                     if result.is_ok() {
                         self.core.on_dead_letter_ack(partition, offset);
                     }
                 }
+                Some((batch, result)) = self.part_deliveries.next() => {
+                    if result.is_ok() {
+                        self.core.on_batch_ack(batch);
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(
-                        pending_batches = self.core.unacknowledged_batches(),
+                        pending_batches = self.pending_batches.len(),
                         pending_dead_letters = self.deliveries.len(),
+                        pending_parts = self.part_deliveries.len(),
                         "drain timeout: unacknowledged output will be redone after a restart"
                     );
                     break;
@@ -421,17 +601,65 @@ impl Monitor {
         Ok(())
     }
 
-    fn on_ack(&mut self, ack: Acknowledgement) -> Result<(), MonitorError> {
+    /// The sink wrote a batch of merged windows: records on the shuffle partition that they
+    /// are written, then deletes the parts they were merged from.
+    async fn on_sink_ack(&mut self, ack: Acknowledgement) -> Result<(), MonitorError> {
         let id = ack.map_err(MonitorError::Sink)?;
-        self.pending_batches.remove(&id);
-        if self.core.on_batch_ack(id) {
-            metrics::counter!("sla_monitor_window_batches_acknowledged_total").increment(1);
+        let Some(batch) = self.pending_batches.remove(&id) else {
+            return Ok(());
+        };
+        metrics::counter!("sla_monitor_window_batches_acknowledged_total").increment(1);
+        if !self.merge.owns(batch.shuffle_partition) {
+            return Ok(());
         }
+        let marker = ShuffleRecord::Merged {
+            written_through: batch.watermark,
+        };
+        self.send_shuffle(
+            batch.shuffle_partition,
+            &self.shuffle.key(&marker),
+            Some(&Shuffle::encode(&marker)),
+        )
+        .await?;
+        for key in &batch.parts {
+            self.send_shuffle(batch.shuffle_partition, key, None)
+                .await?;
+        }
+        self.merge.written(batch.shuffle_partition, batch.watermark);
         Ok(())
+    }
+
+    /// Enqueues one record on shuffle partition `m` (a tombstone without `value`); its
+    /// delivery is not awaited (see the callers for why that is safe).
+    async fn send_shuffle(
+        &self,
+        m: i32,
+        key: &str,
+        value: Option<&[u8]>,
+    ) -> Result<rdkafka::producer::DeliveryFuture, MonitorError> {
+        enqueue(
+            &self.producer,
+            OutgoingRecord {
+                topic: &self.config.shuffle_topic,
+                key: Some(key.as_bytes()),
+                value,
+                partition: Some(m),
+            },
+            None,
+        )
+        .await
+        .map_err(|source| MonitorError::Delivery {
+            topic: self.config.shuffle_topic.clone(),
+            source,
+        })
     }
 
     async fn on_message(&mut self, message: &BorrowedMessage<'_>) -> Result<(), MonitorError> {
         self.context.mark_healthy();
+        if !self.owned.contains(&message.partition()) {
+            // Fetched before the partition was taken away: its new owner handles it.
+            return Ok(());
+        }
         self.consumed.increment(1);
         let timestamp = match message.timestamp() {
             Timestamp::LogAppendTime(t) => Some((TimestampKind::LogAppendTime, t)),
@@ -503,32 +731,121 @@ impl Monitor {
         }
     }
 
-    /// Advances the watermark with the clock and sends every window it closes to the sink.
-    fn on_tick(&mut self) {
+    /// Advances the owned partitions' watermarks with the clock and publishes what they
+    /// closed; then writes the windows the merge stage can merge.
+    async fn on_tick(&mut self) -> Result<(), MonitorError> {
         let now = now_ms();
         if self.context.unreachable_for().is_some() {
             self.core.on_broker_unreachable(now);
         }
-        let closed = self.core.on_tick(now);
+        if let Some(publication) = self.core.on_tick(now) {
+            self.publish(publication).await?;
+        }
         if let Some(watermark) = self.core.watermark() {
             metrics::gauge!("sla_monitor_watermark_seconds").set(watermark as f64 / 1000.0);
         }
         metrics::gauge!("sla_monitor_open_windows").set(self.core.open_windows() as f64);
-        let Some(ClosedBatch {
-            id,
-            documents,
-            results,
-        }) = closed
-        else {
+        for merged in self.merge.ready() {
+            self.write(merged);
+        }
+        if let Some(watermark) = self.merge.watermark() {
+            metrics::gauge!("sla_monitor_merge_watermark_seconds").set(watermark as f64 / 1000.0);
+        }
+        metrics::gauge!("sla_monitor_merge_pending_windows")
+            .set(self.merge.pending_windows() as f64);
+        metrics::gauge!("sla_monitor_merge_waiting_for_partitions")
+            .set(self.merge.holding_back().len() as f64);
+        metrics::counter!("sla_monitor_duplicate_parts_total").absolute(self.merge.duplicate_parts);
+        Ok(())
+    }
+
+    /// Publishes window parts to the shuffle partitions that merge their windows, then the
+    /// partitions' progress to every shuffle partition. One idempotent producer keeps them in
+    /// order, so progress never overtakes a part; the parts' delivery is awaited before their
+    /// records are committed, progress is published again with the next window.
+    async fn publish(&mut self, publication: Publication) -> Result<(), MonitorError> {
+        let Publication {
+            batch,
+            parts,
+            progress,
+        } = publication;
+        let mut deliveries = Vec::with_capacity(parts.len());
+        for (window_start, partition, part) in &parts {
+            let record = part_record(*window_start, *partition, part);
+            let m = merging_partition(
+                *window_start,
+                self.config.window.size_ms,
+                self.shuffle_partitions,
+            );
+            let delivery = self
+                .send_shuffle(
+                    m,
+                    &self.shuffle.key(&record),
+                    Some(&Shuffle::encode(&record)),
+                )
+                .await?;
+            deliveries.push(delivery);
+        }
+        metrics::counter!("sla_monitor_parts_published_total").increment(parts.len() as u64);
+        if let Some(batch) = batch {
+            self.part_deliveries.push(Box::pin(async move {
+                for delivery in deliveries {
+                    if let Err(e) = delivered(delivery).await {
+                        return (batch, Err(e));
+                    }
+                }
+                (batch, Ok(()))
+            }));
+        }
+        for (partition, closed_through) in progress {
+            let record = ShuffleRecord::Progress {
+                partition,
+                closed_through,
+            };
+            let value = Shuffle::encode(&record);
+            for m in 0..self.shuffle_partitions {
+                self.send_shuffle(m, &self.shuffle.key(&record), Some(&value))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends merged windows to the sink.
+    fn write(&mut self, merged: merging::MergedWindows) {
+        if merged.windows.is_empty() {
             return;
-        };
-        for result in &results {
+        }
+        let documents: Vec<WindowDocument> = merged
+            .windows
+            .iter()
+            .map(|r| WindowDocument::new(&self.config.job_name, self.config.window.sla_ms, r))
+            .collect();
+        let mut parts = Vec::new();
+        for result in &merged.windows {
             log_window(result);
             export_window(result);
+            parts.extend(
+                result
+                    .parts
+                    .keys()
+                    .map(|&p| self.shuffle.part_key(result.start_ms, p)),
+            );
         }
         metrics::counter!("sla_monitor_windows_closed_total").increment(documents.len() as u64);
+        self.report.windows_written += documents.len() as u64;
+        let id = self.next_batch;
+        self.next_batch += 1;
+        self.pending_batches.insert(
+            id,
+            SinkBatch {
+                shuffle_partition: merged.shuffle_partition,
+                watermark: merged.watermark,
+                parts,
+                sent: Instant::now(),
+            },
+        );
         // The sink task only ends after a fatal error, which arrives as an ack and stops us.
-        self.pending_batches.insert(id, Instant::now());
         let _ = self.batches.send(Batch { id, documents });
     }
 
@@ -542,6 +859,7 @@ impl Monitor {
         let stalled = self
             .pending_batches
             .values()
+            .map(|b| b.sent)
             .min()
             .map(|sent| sent.elapsed())
             .filter(|d| *d >= SINK_STALLED_LIMIT);
@@ -584,123 +902,4 @@ fn log_window(result: &WindowResult) {
         "window closed: {} ms",
         q.join(" ")
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::checkpoint::CheckpointRecord;
-    use super::decisions::{CoreConfig, MonitorCore};
-    use super::measurement::TimestampKind;
-    use super::restore::PartitionResume;
-    use crate::digest::DigestConfig;
-    use crate::sink::driver::{spawn, Batch};
-    use crate::sink::{SinkError, WindowSink};
-    use crate::watermark::WatermarkConfig;
-    use crate::window::WindowConfig;
-    use crate::window_document::WindowDocument;
-    use std::sync::{Arc, Mutex};
-
-    /// A sink that fails transiently a given number of times, then writes into memory.
-    struct FakeSink {
-        failures_left: usize,
-        written: Arc<Mutex<Vec<String>>>,
-    }
-
-    impl WindowSink for FakeSink {
-        async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
-            if self.failures_left > 0 {
-                self.failures_left -= 1;
-                return Err(SinkError::Transient("unreachable".into()));
-            }
-            let mut written = self.written.lock().unwrap();
-            written.extend(documents.iter().map(|d| d.id.clone()));
-            Ok(())
-        }
-
-        fn describe(&self) -> String {
-            "fake sink".into()
-        }
-    }
-
-    fn core() -> MonitorCore {
-        let mut core = MonitorCore::new(CoreConfig {
-            input_topic: "in".into(),
-            group: "g".into(),
-            job_name: "job".into(),
-            window: WindowConfig {
-                size_ms: 1_000,
-                allowed_lateness_ms: 0,
-                sla_ms: 100,
-                quantiles: vec![0.5],
-                digest: DigestConfig::default(),
-            },
-            watermark: WatermarkConfig {
-                max_out_of_orderness_ms: 0,
-                idle_timeout_ms: 60_000,
-            },
-            plausibility: super::measurement::Plausibility {
-                max_future_ms: i64::MAX / 4,
-                max_latency_ms: i64::MAX / 4,
-                max_clock_skew_ms: 0,
-            },
-        });
-        core.assign(
-            &PartitionResume {
-                partition: 0,
-                offset: None,
-                restored: None,
-            },
-            0,
-        );
-        core
-    }
-
-    fn resume_offset(due: &[CheckpointRecord]) -> Option<i64> {
-        due.first().map(|r| r.checkpoint.offset)
-    }
-
-    /// Through the real driver: a window's records are committable only after the sink wrote
-    /// it, however many transient failures come first (time is paused, so retries are
-    /// instant and deterministic).
-    #[tokio::test(start_paused = true)]
-    async fn offsets_pass_a_window_only_after_the_sink_acknowledged_it() {
-        let written = Arc::new(Mutex::new(Vec::new()));
-        let (batches, mut acks) = spawn(FakeSink {
-            failures_left: 3,
-            written: written.clone(),
-        });
-        let mut core = core();
-        let stamp = |t: i64| {
-            format!(
-                r#"{{"visit":{{"id":"v","event_time":0}},"start_processing_time_ms":{}}}"#,
-                t - 5
-            )
-        };
-        for (offset, t) in [(0, 100), (1, 200), (2, 1_500)] {
-            core.on_record(
-                0,
-                offset,
-                Some((TimestampKind::CreateTime, t)),
-                Some(stamp(t).as_bytes()),
-                t,
-            );
-        }
-        let batch = core.on_tick(1_500).expect("window 0 closes");
-        batches
-            .send(Batch {
-                id: batch.id,
-                documents: batch.documents,
-            })
-            .unwrap();
-        assert_eq!(resume_offset(&core.checkpoints_due()), Some(0));
-        let ack = acks.recv().await.expect("an acknowledgement");
-        assert_eq!(written.lock().unwrap().as_slice(), ["job-0"]);
-        assert_eq!(
-            resume_offset(&core.checkpoints_due()),
-            Some(0),
-            "not before the ack is handled"
-        );
-        assert!(core.on_batch_ack(ack.unwrap()));
-        assert_eq!(resume_offset(&core.checkpoints_due()), Some(2));
-    }
 }

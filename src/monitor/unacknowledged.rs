@@ -1,9 +1,10 @@
-//! Output the monitor has sent but not yet seen acknowledged (window batches in the sink,
-//! dead-letter records on Kafka), and what that allows it to commit.
+//! Output the monitor has sent but not yet seen acknowledged (window parts on the shuffle
+//! topic, dead-letter records), and what that allows it to commit.
 //!
 //! Per partition, the commit may not pass the first record still needed by an open window, an
-//! unacknowledged window batch or an unacknowledged dead letter; and the watermark saved as
-//! "durable" must stay below every window not yet acknowledged, so a restart rebuilds them.
+//! unacknowledged batch of window parts or an unacknowledged dead letter; and the partition's
+//! watermark saved as "durable" must stay below every one of its window parts not yet
+//! acknowledged, so a restart (here or on another instance) rebuilds them.
 
 use super::checkpoint::Checkpoint;
 use crate::window::{earliest, ResumePoint};
@@ -12,16 +13,27 @@ use std::collections::BTreeMap;
 /// Unacknowledged window batches and dead letters.
 #[derive(Debug, Default)]
 pub struct Unacknowledged {
-    /// Batch id → (earliest close time of its windows, their resume points per partition).
-    batches: BTreeMap<u64, (i64, BTreeMap<i32, ResumePoint>)>,
+    /// Batch id → per partition, the earliest close time of its windows in the batch and
+    /// their resume point.
+    batches: BTreeMap<u64, BTreeMap<i32, (i64, ResumePoint)>>,
     /// (partition, offset) → the partition's max event time before that record.
     dead_letters: BTreeMap<(i32, i64), Option<i64>>,
 }
 
 impl Unacknowledged {
-    /// A batch of windows was sent to the sink.
-    pub fn add_batch(&mut self, id: u64, close_at: i64, resume_points: BTreeMap<i32, ResumePoint>) {
-        self.batches.insert(id, (close_at, resume_points));
+    /// A batch of window parts was sent: per partition, the earliest close time of its
+    /// windows in the batch and their resume point.
+    pub fn add_batch(&mut self, id: u64, partitions: BTreeMap<i32, (i64, ResumePoint)>) {
+        self.batches.insert(id, partitions);
+    }
+
+    /// A partition was taken away: what it had outstanding no longer holds anything back
+    /// here (its new owner restores from its checkpoint).
+    pub fn remove_partition(&mut self, partition: i32) {
+        for batch in self.batches.values_mut() {
+            batch.remove(&partition);
+        }
+        self.dead_letters.retain(|&(p, _), _| p != partition);
     }
 
     /// The sink acknowledged a batch; returns whether it was pending.
@@ -45,22 +57,22 @@ impl Unacknowledged {
     }
 
     /// The checkpoint of every consumed partition: resume at the earliest of its consumed
-    /// position, the open windows' and the unacknowledged output's resume points; windows are
-    /// durable up to just before the earliest unacknowledged one (else through `closed_through`).
+    /// position, the open windows' and the unacknowledged output's resume points; its windows
+    /// are durable up to just before its earliest unacknowledged one (else through its
+    /// `closed_through`).
     pub fn plan(
         &self,
         positions: &BTreeMap<i32, ResumePoint>,
         open_windows: BTreeMap<i32, ResumePoint>,
-        closed_through: Option<i64>,
+        closed_through: &BTreeMap<i32, i64>,
     ) -> BTreeMap<i32, Checkpoint> {
-        let durable_through = match self.batches.values().map(|(close_at, _)| *close_at).min() {
-            Some(close_at) => Some(close_at - 1),
-            None => closed_through,
-        };
         let mut needed = open_windows;
-        for (_, points) in self.batches.values() {
-            for (&p, &point) in points {
+        let mut unacknowledged_close: BTreeMap<i32, i64> = BTreeMap::new();
+        for batch in self.batches.values() {
+            for (&p, &(close_at, point)) in batch {
                 earliest(&mut needed, p, point);
+                let earliest_close = unacknowledged_close.entry(p).or_insert(close_at);
+                *earliest_close = (*earliest_close).min(close_at);
             }
         }
         for (&(p, offset), &max_event_time_before) in &self.dead_letters {
@@ -79,6 +91,10 @@ impl Unacknowledged {
                 let mut resume = needed.clone();
                 earliest(&mut resume, partition, position);
                 let point = resume[&partition];
+                let durable_through = match unacknowledged_close.get(&partition) {
+                    Some(close_at) => Some(close_at - 1),
+                    None => closed_through.get(&partition).copied(),
+                };
                 let checkpoint = Checkpoint {
                     offset: point.offset,
                     max_event_time_before: point.max_event_time_before,
@@ -108,7 +124,8 @@ mod tests {
 
     #[test]
     fn with_nothing_outstanding_everything_consumed_is_committed() {
-        let plan = Unacknowledged::default().plan(&positions(), BTreeMap::new(), Some(5_999));
+        let closed = BTreeMap::from([(0, 5_999), (1, 5_999)]);
+        let plan = Unacknowledged::default().plan(&positions(), BTreeMap::new(), &closed);
         assert_eq!(
             plan[&0],
             Checkpoint {
@@ -124,7 +141,8 @@ mod tests {
     #[test]
     fn open_windows_hold_the_commit_back() {
         let open = BTreeMap::from([(0, point(70, 6_500))]);
-        let plan = Unacknowledged::default().plan(&positions(), open, Some(5_999));
+        let closed = BTreeMap::from([(0, 5_999), (1, 5_999)]);
+        let plan = Unacknowledged::default().plan(&positions(), open, &closed);
         assert_eq!(
             (
                 plan[&0].offset,
@@ -138,29 +156,31 @@ mod tests {
 
     #[test]
     fn unacknowledged_batches_hold_offsets_and_the_durable_watermark_back() {
+        let closed = BTreeMap::from([(0, 7_999), (1, 7_999)]);
         let mut u = Unacknowledged::default();
-        u.add_batch(1, 5_999, BTreeMap::from([(1, point(20, 3_000))]));
-        u.add_batch(2, 7_999, BTreeMap::from([(0, point(60, 6_000))]));
-        let plan = u.plan(&positions(), BTreeMap::new(), Some(7_999));
+        u.add_batch(1, BTreeMap::from([(1, (5_999, point(20, 3_000)))]));
+        u.add_batch(2, BTreeMap::from([(0, (7_999, point(60, 6_000)))]));
+        let plan = u.plan(&positions(), BTreeMap::new(), &closed);
         assert_eq!(plan[&0].offset, 60);
         assert_eq!(plan[&1].offset, 20);
         assert_eq!(
-            plan[&0].durable_through,
-            Some(5_998),
-            "window closing at 5999 is not durable yet"
+            (plan[&0].durable_through, plan[&1].durable_through),
+            (Some(7_998), Some(5_998)),
+            "each partition's own unacknowledged parts"
         );
         assert!(u.ack_batch(1));
         assert!(!u.ack_batch(1));
-        let plan = u.plan(&positions(), BTreeMap::new(), Some(7_999));
+        let plan = u.plan(&positions(), BTreeMap::new(), &closed);
         assert_eq!(
-            (plan[&1].offset, plan[&0].durable_through),
-            (50, Some(7_998))
+            (plan[&1].offset, plan[&1].durable_through),
+            (50, Some(7_999))
         );
-        u.ack_batch(2);
+        u.remove_partition(0);
         assert_eq!(
-            u.plan(&positions(), BTreeMap::new(), Some(7_999))[&0].durable_through,
+            u.plan(&positions(), BTreeMap::new(), &closed)[&0].durable_through,
             Some(7_999)
         );
+        u.ack_batch(2);
         assert_eq!(u.batches(), 0);
     }
 
@@ -168,8 +188,9 @@ mod tests {
     fn unacknowledged_dead_letters_hold_their_offset() {
         let mut u = Unacknowledged::default();
         u.add_dead_letter(0, 42, Some(4_000));
-        assert_eq!(u.plan(&positions(), BTreeMap::new(), None)[&0].offset, 42);
+        let none = BTreeMap::new();
+        assert_eq!(u.plan(&positions(), BTreeMap::new(), &none)[&0].offset, 42);
         u.ack_dead_letter(0, 42);
-        assert_eq!(u.plan(&positions(), BTreeMap::new(), None)[&0].offset, 100);
+        assert_eq!(u.plan(&positions(), BTreeMap::new(), &none)[&0].offset, 100);
     }
 }

@@ -89,4 +89,60 @@ mod tests {
         assert!(matches!(acks.recv().await, Some(Err(SinkError::Fatal(_)))));
         assert!(acks.recv().await.is_none(), "the driver stopped");
     }
+
+    /// A batch is acknowledged only once written, however many transient failures come first
+    /// (time is paused, so retries are instant and deterministic).
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_is_acknowledged_once_written_after_transient_failures() {
+        struct Flaky {
+            failures_left: usize,
+            written: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        }
+        impl WindowSink for Flaky {
+            async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
+                if self.failures_left > 0 {
+                    self.failures_left -= 1;
+                    return Err(SinkError::Transient("unreachable".into()));
+                }
+                let mut written = self.written.lock().unwrap();
+                written.extend(documents.iter().map(|d| d.id.clone()));
+                Ok(())
+            }
+            fn describe(&self) -> String {
+                "flaky".into()
+            }
+        }
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (batches, mut acks) = spawn(Flaky {
+            failures_left: 3,
+            written: written.clone(),
+        });
+        let document = WindowDocument::new(
+            "job",
+            100,
+            &crate::window::WindowResult {
+                start_ms: 0,
+                end_ms: 1_000,
+                stats: crate::digest::LatencyStats {
+                    count: 1,
+                    min: 5.0,
+                    max: 5.0,
+                    mean: 5.0,
+                    quantiles: vec![(0.5, 5.0)],
+                    exact: true,
+                },
+                over_sla: 0,
+                resume_points: Default::default(),
+                parts: Default::default(),
+            },
+        );
+        batches
+            .send(Batch {
+                id: 4,
+                documents: vec![document],
+            })
+            .unwrap();
+        assert_eq!(acks.recv().await.unwrap().unwrap(), 4);
+        assert_eq!(written.lock().unwrap().as_slice(), ["job-0"]);
+    }
 }

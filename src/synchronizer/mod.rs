@@ -424,6 +424,7 @@ impl Synchronizer {
         while self.waiting.peek().is_some_and(|Reverse(w)| w.due <= now) {
             let Reverse(w) = self.waiting.pop().expect("peeked");
             let record = OutgoingRecord {
+                partition: None,
                 topic: &self.config.output_topic,
                 key: Some(w.key.as_bytes()),
                 value: Some(w.value.as_bytes()),

@@ -751,6 +751,7 @@ pub struct MonitorTopics {
     pub reduced: String,
     pub dlq: String,
     pub checkpoints: String,
+    pub shuffle: String,
 }
 
 impl MonitorTopics {
@@ -763,6 +764,8 @@ impl MonitorTopics {
             &self.dlq,
             "--checkpoint-topic",
             &self.checkpoints,
+            "--shuffle-topic",
+            &self.shuffle,
         ]
     }
 }
@@ -773,6 +776,7 @@ pub fn monitor_topics(name: &str) -> MonitorTopics {
         reduced: unique(&format!("{name}_r")),
         dlq: unique(&format!("{name}_d")),
         checkpoints: unique(&format!("{name}_c")),
+        shuffle: unique(&format!("{name}_s")),
     }
 }
 
@@ -791,16 +795,18 @@ pub struct Pipeline {
 /// Starts a pipeline named `name`; `delay` is the synchronizer's initial delay, and
 /// `generator_args` say how much the generator produces.
 pub fn start_pipeline(name: &str, dir: &Path, delay: &str, generator_args: &[&str]) -> Pipeline {
-    let t: Vec<String> = ["visits", "reduced", "vdlq", "rdlq", "ckpt", "sg", "mg"]
-        .iter()
-        .map(|s| unique(&format!("{name}_{s}")))
-        .collect();
+    let t: Vec<String> = [
+        "visits", "reduced", "vdlq", "rdlq", "ckpt", "sg", "mg", "shuffle",
+    ]
+    .iter()
+    .map(|s| unique(&format!("{name}_{s}")))
+    .collect();
     let index = test_index(name);
     #[rustfmt::skip]
     let monitor = Job::start(
         env!("CARGO_BIN_EXE_monitor"),
         &[
-            "--reduced-topic", &t[1], "--dead-letter-topic", &t[3], "--checkpoint-topic", &t[4],
+            "--reduced-topic", &t[1], "--dead-letter-topic", &t[3], "--checkpoint-topic", &t[4], "--shuffle-topic", &t[7],
             "--group", &t[6], "--es-url", &es_url(), "--es-index", &index, "--window", "2s",
             "--max-out-of-orderness", "500ms", "--idle-timeout", "1500ms", "--sla", "5s",
         ],
@@ -870,10 +876,12 @@ pub fn run_json_lines_pipeline(
     kafka_args: &[&str],
     generator_args: &[&str],
 ) -> JsonLinesRun {
-    let t: Vec<String> = ["visits", "reduced", "vdlq", "rdlq", "ckpt", "sg", "mg"]
-        .iter()
-        .map(|s| unique(&format!("{name}_{s}")))
-        .collect();
+    let t: Vec<String> = [
+        "visits", "reduced", "vdlq", "rdlq", "ckpt", "sg", "mg", "shuffle",
+    ]
+    .iter()
+    .map(|s| unique(&format!("{name}_{s}")))
+    .collect();
     let output = dir.join(format!("{}.jsonl", unique(name)));
     let with_kafka = |args: &[&str]| -> Vec<String> {
         kafka_args
@@ -888,7 +896,7 @@ pub fn run_json_lines_pipeline(
     };
     #[rustfmt::skip]
     let monitor = job(env!("CARGO_BIN_EXE_monitor"), with_kafka(&[
-        "--reduced-topic", &t[1], "--dead-letter-topic", &t[3], "--checkpoint-topic", &t[4],
+        "--reduced-topic", &t[1], "--dead-letter-topic", &t[3], "--checkpoint-topic", &t[4], "--shuffle-topic", &t[7],
         "--group", &t[6], "--sink", "json-lines", "--output", output.to_str().unwrap(),
         "--window", "2s", "--max-out-of-orderness", "500ms", "--idle-timeout", "1500ms",
     ]));

@@ -1,0 +1,271 @@
+//! The merge stage of one monitor instance: a [`WindowMerger`] per shuffle partition the merge
+//! group gave this instance, fed with what it reads from the shuffle topic. No I/O: the loop
+//! passes records in and takes whole windows out.
+//!
+//! A merger re-reads its shuffle partition from the beginning whenever it is assigned (the
+//! topic is compacted, and written windows' parts are deleted), and writes nothing until it
+//! has reached the partition's end once: before that, a `merged` marker further on may say a
+//! window is already written.
+
+use crate::merge::WindowMerger;
+use crate::shuffle::{window_part, Shuffle, ShuffleError, ShuffleEvent, ShuffleRecord};
+use crate::window::{WindowConfig, WindowResult};
+use std::collections::BTreeMap;
+
+struct MergeState {
+    merger: WindowMerger,
+    caught_up: bool,
+}
+
+/// Whole windows ready to be written: which shuffle partition merged them and the watermark
+/// (every input partition's progress) they were merged at.
+#[derive(Debug)]
+pub struct MergedWindows {
+    /// The shuffle partition whose windows these are.
+    pub shuffle_partition: i32,
+    /// Windows closing at or before this are merged.
+    pub watermark: i64,
+    /// The windows, in start order.
+    pub windows: Vec<WindowResult>,
+}
+
+/// The shuffle partitions this instance merges.
+pub struct MergeStage {
+    config: WindowConfig,
+    shuffle: Shuffle,
+    input_partitions: Vec<i32>,
+    partitions: BTreeMap<i32, MergeState>,
+    /// Parts received for windows already merged (replays after a failover).
+    pub duplicate_parts: u64,
+}
+
+impl MergeStage {
+    /// Merges windows of `config` for the monitor whose records `shuffle` names.
+    pub fn new(config: WindowConfig, shuffle: Shuffle) -> Self {
+        MergeStage {
+            config,
+            shuffle,
+            input_partitions: Vec::new(),
+            partitions: BTreeMap::new(),
+            duplicate_parts: 0,
+        }
+    }
+
+    /// The input topic's partitions (every one must pass a window before it is merged).
+    pub fn set_input_partitions(&mut self, partitions: Vec<i32>) {
+        for state in self.partitions.values_mut() {
+            state.merger.set_input_partitions(partitions.clone());
+        }
+        self.input_partitions = partitions;
+    }
+
+    /// Shuffle partitions assigned: each starts empty, reading from its beginning.
+    pub fn assign(&mut self, shuffle_partitions: &[i32]) {
+        for &m in shuffle_partitions {
+            self.partitions.insert(
+                m,
+                MergeState {
+                    merger: WindowMerger::new(self.config.clone(), self.input_partitions.clone()),
+                    caught_up: false,
+                },
+            );
+        }
+    }
+
+    /// Shuffle partitions taken away: their state is dropped (the new owner re-reads them).
+    pub fn revoke(&mut self, shuffle_partitions: &[i32]) {
+        for m in shuffle_partitions {
+            self.partitions.remove(m);
+        }
+    }
+
+    /// Whether this instance merges shuffle partition `m`.
+    pub fn owns(&self, m: i32) -> bool {
+        self.partitions.contains_key(&m)
+    }
+
+    /// The shuffle partitions this instance merges.
+    pub fn owned(&self) -> Vec<i32> {
+        self.partitions.keys().copied().collect()
+    }
+
+    /// A record read from shuffle partition `m`.
+    pub fn on_record(
+        &mut self,
+        m: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<(), ShuffleError> {
+        let event = self.shuffle.decode(key, value)?;
+        let digest_config = self.config.digest;
+        let Some(state) = self.partitions.get_mut(&m) else {
+            return Ok(());
+        };
+        match event {
+            ShuffleEvent::Record(ShuffleRecord::Part {
+                window_start,
+                partition,
+                digest,
+                over_sla,
+            }) => {
+                let part = window_part(digest, over_sla, digest_config);
+                if !state.merger.on_part(window_start, partition, part) {
+                    self.duplicate_parts += 1;
+                }
+            }
+            ShuffleEvent::Record(ShuffleRecord::Progress {
+                partition,
+                closed_through,
+            }) => state.merger.on_progress(partition, closed_through),
+            ShuffleEvent::Record(ShuffleRecord::Merged { written_through }) => {
+                state.merger.on_written(written_through)
+            }
+            ShuffleEvent::PartRemoved | ShuffleEvent::Foreign => {}
+        }
+        Ok(())
+    }
+
+    /// The consumer reached the end of shuffle partition `m`: it may write from now on.
+    pub fn caught_up(&mut self, m: i32) {
+        if let Some(state) = self.partitions.get_mut(&m) {
+            state.caught_up = true;
+        }
+    }
+
+    /// Windows every input partition has passed, of the caught-up shuffle partitions.
+    pub fn ready(&mut self) -> Vec<MergedWindows> {
+        self.partitions
+            .iter_mut()
+            .filter(|(_, state)| state.caught_up)
+            .filter_map(|(&m, state)| {
+                let (watermark, windows) = state.merger.ready()?;
+                Some(MergedWindows {
+                    shuffle_partition: m,
+                    watermark,
+                    windows,
+                })
+            })
+            .collect()
+    }
+
+    /// The sink wrote shuffle partition `m`'s windows through `watermark`.
+    pub fn written(&mut self, m: i32, watermark: i64) {
+        if let Some(state) = self.partitions.get_mut(&m) {
+            state.merger.on_written(watermark);
+        }
+    }
+
+    /// The lowest merge watermark over the owned shuffle partitions.
+    pub fn watermark(&self) -> Option<i64> {
+        self.partitions
+            .values()
+            .filter_map(|s| s.merger.watermark())
+            .min()
+    }
+
+    /// Windows waiting for progress, over the owned shuffle partitions.
+    pub fn pending_windows(&self) -> usize {
+        self.partitions
+            .values()
+            .map(|s| s.merger.pending_windows())
+            .sum()
+    }
+
+    /// Input partitions holding back the oldest pending window of any owned shuffle partition.
+    pub fn holding_back(&self) -> Vec<i32> {
+        let mut all: Vec<i32> = self
+            .partitions
+            .values()
+            .flat_map(|s| s.merger.holding_back())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::{DigestConfig, LatencyDigest};
+    use crate::shuffle::part_record;
+    use crate::window::WindowPart;
+
+    fn config() -> WindowConfig {
+        WindowConfig {
+            size_ms: 1_000,
+            allowed_lateness_ms: 0,
+            sla_ms: 500,
+            quantiles: vec![0.5],
+            digest: DigestConfig::default(),
+        }
+    }
+
+    fn send(stage: &mut MergeStage, shuffle: &Shuffle, m: i32, record: &ShuffleRecord) {
+        let key = shuffle.key(record);
+        stage
+            .on_record(m, Some(key.as_bytes()), Some(&Shuffle::encode(record)))
+            .unwrap();
+    }
+
+    #[test]
+    fn nothing_is_written_before_the_partition_was_read_to_its_end() {
+        let shuffle = Shuffle::new("g", "t");
+        let mut stage = MergeStage::new(config(), shuffle.clone());
+        stage.set_input_partitions(vec![0]);
+        stage.assign(&[0]);
+        let mut digest = LatencyDigest::new(config().digest);
+        digest.add(7.0);
+        let part = WindowPart {
+            digest,
+            over_sla: 0,
+        };
+        send(&mut stage, &shuffle, 0, &part_record(0, 0, &part));
+        send(
+            &mut stage,
+            &shuffle,
+            0,
+            &ShuffleRecord::Progress {
+                partition: 0,
+                closed_through: 999,
+            },
+        );
+        assert!(stage.ready().is_empty(), "a marker may follow");
+        send(
+            &mut stage,
+            &shuffle,
+            0,
+            &ShuffleRecord::Merged {
+                written_through: 999,
+            },
+        );
+        stage.caught_up(0);
+        assert!(
+            stage.ready().iter().all(|m| m.windows.is_empty()),
+            "already written by the previous owner"
+        );
+        // A replayed part of the written window is counted as a duplicate, not merged again.
+        send(&mut stage, &shuffle, 0, &part_record(0, 0, &part));
+        assert_eq!(stage.duplicate_parts, 1);
+    }
+
+    #[test]
+    fn a_revoked_shuffle_partition_is_forgotten() {
+        let shuffle = Shuffle::new("g", "t");
+        let mut stage = MergeStage::new(config(), shuffle.clone());
+        stage.set_input_partitions(vec![0]);
+        stage.assign(&[0, 1]);
+        stage.revoke(&[0]);
+        assert_eq!(stage.owned(), vec![1]);
+        send(
+            &mut stage,
+            &shuffle,
+            0,
+            &ShuffleRecord::Progress {
+                partition: 0,
+                closed_through: 999,
+            },
+        );
+        assert!(stage.watermark().is_none());
+    }
+}
