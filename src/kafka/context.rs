@@ -132,6 +132,11 @@ impl ClientContext for JobContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code();
+        if code == Some(RDKafkaErrorCode::PartitionEOF) {
+            // Reaching a partition's end is news, not an error (consumers that ask for it
+            // handle it as the end of what waits).
+            return;
+        }
         let label = code.map_or_else(|| "other".to_string(), |c| format!("{c:?}"));
         metrics::counter!("sla_kafka_client_errors_total", "code" => label.clone()).increment(1);
         let unreachable = matches!(

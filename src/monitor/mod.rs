@@ -734,6 +734,9 @@ impl Monitor {
     /// Advances the owned partitions' watermarks with the clock and publishes what they
     /// closed; then writes the windows the merge stage can merge.
     async fn on_tick(&mut self) -> Result<(), MonitorError> {
+        // Rebalances that arrived without records after them (a partition taken away).
+        self.apply_input_rebalances().await?;
+        self.apply_merge_rebalances().await?;
         let now = now_ms();
         if self.context.unreachable_for().is_some() {
             self.core.on_broker_unreachable(now);
