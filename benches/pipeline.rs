@@ -118,6 +118,10 @@ fn main() {
                 run_monitor_json(b, &reduced, windows, dir.path()),
             ),
             (
+                "2 monitor instances → JSON lines",
+                run_monitor_pair_json(b, &reduced, windows, dir.path()),
+            ),
+            (
                 "monitor → Elasticsearch",
                 runtime.block_on(run_monitor_es(b, &reduced, windows, &args.es_url)),
             ),
@@ -201,6 +205,7 @@ fn print_table(args: &Args, results: &BTreeMap<&str, Vec<Run>>) {
     for (name, baseline) in [
         ("bare consumer", "bare consumer"),
         ("monitor → JSON lines", "bare consumer"),
+        ("2 monitor instances → JSON lines", "bare consumer"),
         ("monitor → Elasticsearch", "bare consumer"),
         ("bare consume → produce", "bare consume → produce"),
         ("synchronizer", "bare consume → produce"),
@@ -516,12 +521,18 @@ fn run_bare_pipe(brokers: &str, topic: &str, n: u64) -> Run {
 }
 
 fn monitor(brokers: &str, topic: &str) -> Command {
+    monitor_of(brokers, topic, &unique("bench_monitor"))
+}
+
+/// A monitor instance of the monitor `name` (its group, checkpoint and shuffle topics).
+fn monitor_of(brokers: &str, topic: &str, name: &str) -> Command {
     let mut command = job(env!("CARGO_BIN_EXE_monitor"));
     #[rustfmt::skip]
     command.args([
         "--brokers", brokers, "--reduced-topic", topic,
-        "--dead-letter-topic", &unique("bench_dlq"), "--checkpoint-topic", &unique("bench_ckpt"), "--shuffle-topic", &unique("bench_shuffle"),
-        "--group", &unique("bench_monitor"), "--window", "10s", "--idle-timeout", "1h",
+        "--dead-letter-topic", &format!("{name}_dlq"), "--checkpoint-topic", &format!("{name}_ckpt"),
+        "--shuffle-topic", &format!("{name}_shuffle"), "--group", name, "--window", "10s",
+        "--idle-timeout", "1h",
     ]);
     command
 }
@@ -536,6 +547,56 @@ fn run_monitor_json(brokers: &str, topic: &str, windows: u64, dir: &Path) -> Run
             .map(|text| text.lines().count() as u64 >= windows)
             .unwrap_or(false)
     })
+}
+
+/// Distinct window ids in JSON-lines files.
+fn distinct_windows(paths: &[PathBuf]) -> u64 {
+    let mut ids = std::collections::BTreeSet::new();
+    for path in paths {
+        for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+            if let Some(id) = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|d| d["id"].as_str().map(str::to_string))
+            {
+                ids.insert(id);
+            }
+        }
+    }
+    ids.len() as u64
+}
+
+/// Two instances of one monitor (same group) over the topic, each writing the windows it
+/// merges to its own file: from the first start until every window is written; the peak RSS
+/// is the higher of the two.
+fn run_monitor_pair_json(brokers: &str, topic: &str, windows: u64, dir: &Path) -> Run {
+    let name = unique("bench_pair");
+    let outputs: Vec<PathBuf> = (0..2)
+        .map(|_| dir.join(format!("{}.jsonl", unique("pair"))))
+        .collect();
+    let with_output = |path: &PathBuf| {
+        let mut command = monitor_of(brokers, topic, &name);
+        command.args(["--sink", "json-lines", "--output", path.to_str().unwrap()]);
+        command
+    };
+    let mut second = with_output(&outputs[1])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let second_pid = second.id();
+    let mut second_peak_kb = 0;
+    let paths = outputs.clone();
+    let mut run = measure(with_output(&outputs[0]), FILE_POLL, || {
+        if let Some(kb) = peak_rss_kb(second_pid) {
+            second_peak_kb = kb;
+        }
+        distinct_windows(&paths) >= windows
+    });
+    // SAFETY: signals our own child, which has not been reaped yet.
+    unsafe { libc::kill(second_pid as libc::pid_t, libc::SIGTERM) };
+    second.wait().unwrap();
+    run.peak_rss_mb = run.peak_rss_mb.max(second_peak_kb as f64 / 1024.0);
+    run
 }
 
 async fn es_count(client: &reqwest::Client, es: &str, index: &str) -> u64 {

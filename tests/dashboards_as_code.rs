@@ -267,9 +267,15 @@ fn compose_stack_is_complete_and_loopback_only() {
         "generator",
         "synchronizer",
         "monitor",
+        "monitor-2",
     ] {
         assert!(services.contains_key(wanted), "missing service {wanted}");
     }
+    // The two monitor replicas are instances of one monitor: same group, same job, same image.
+    let (first, second) = (&services["monitor"], &services["monitor-2"]);
+    assert_eq!(first["environment"], second["environment"]);
+    assert_eq!(first["entrypoint"], second["entrypoint"]);
+    assert_eq!(first["environment"]["SLA_MONITOR_GROUP"], "sla-monitor");
     for (name, service) in services {
         for port in service["ports"].as_array().into_iter().flatten() {
             assert!(
@@ -310,7 +316,7 @@ fn compose_stack_is_complete_and_loopback_only() {
             .contains("controller"),
         "KRaft mode"
     );
-    for job in ["generator", "synchronizer", "monitor"] {
+    for job in ["generator", "synchronizer", "monitor", "monitor-2"] {
         assert_eq!(
             compose["services"][job]["build"]["dockerfile"],
             "docker/Dockerfile"

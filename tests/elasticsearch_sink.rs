@@ -129,7 +129,19 @@ async fn killed_mid_window_the_restarted_monitor_leaves_the_documents_of_an_unin
         dir.path(),
     );
     wait_for_es_documents(&interrupted, 3, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Killed once window 3's first half is in its memory and a checkpoint past windows 0-2
+    // is committed.
+    wait_until_settled(&first, &s, 2);
+    let phase1_len = phase1.len() as f64;
+    let reduced = format!("topic=\"{}\"", s.reduced);
+    wait_for(
+        "phase 1 consumed and a checkpoint",
+        Duration::from_secs(30),
+        || {
+            metric_sum(&first, "sla_records_consumed_total", &[]) == Some(phase1_len)
+                && metric_sum(&first, "sla_committed_offset", &[&reduced]).is_some_and(|o| o > 0.0)
+        },
+    );
     first.kill();
     assert_eq!(
         es_documents(&interrupted).await.len(),
@@ -139,15 +151,15 @@ async fn killed_mid_window_the_restarted_monitor_leaves_the_documents_of_an_unin
 
     produce(&s.reduced, &phase2).await;
     let second = start(&args(&s, &group, &es_url(), &interrupted, "1s"), dir.path());
-    let after_restart = wait_for_es_documents(&interrupted, 6, Duration::from_secs(30)).await;
+    // The restarted instance gets the partitions once the killed one's session expired.
+    let after_restart = wait_for_es_documents(&interrupted, 6, Duration::from_secs(60)).await;
 
     let reference = test_index("reference");
     let third = start(
         &args(&s, &unique("reference_g"), &es_url(), &reference, "1s"),
         dir.path(),
     );
-    let uninterrupted = wait_for_es_documents(&reference, 6, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let uninterrupted = wait_for_es_documents(&reference, 6, Duration::from_secs(60)).await;
     assert!(second.terminate(Duration::from_secs(30)).success());
     assert!(third.terminate(Duration::from_secs(30)).success());
     assert_eq!(es_documents(&interrupted).await, after_restart);

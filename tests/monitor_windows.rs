@@ -143,6 +143,7 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
     wait_for("windows 0-2", Duration::from_secs(30), || {
         read_documents(&interrupted).0.len() >= 3
     });
+    wait_until_settled(&first, &s, 2);
     // Killed once window 3's first half (and the late record) is in its memory and a
     // checkpoint past windows 0-2 is committed.
     let phase1_len = phase1.len() as f64;
@@ -170,7 +171,7 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
     );
     wait_for(
         "all 6 windows after restart",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || read_documents(&interrupted).0.len() >= 6,
     );
     assert!(

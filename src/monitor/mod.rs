@@ -53,7 +53,7 @@ use merging::MergeStage;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
@@ -460,7 +460,10 @@ impl Monitor {
         // A last tick: window parts the watermarks already closed are published, and merged
         // windows written, before stopping (the windows still open are incomplete).
         self.on_tick().await?;
-        self.drain().await?;
+        let deadline = Instant::now() + self.config.drain_timeout;
+        self.drain(deadline).await?;
+        self.merge_what_was_published(deadline).await?;
+        self.drain(deadline).await?;
         self.committer.finish_all(&mut self.core).await;
         let report = MonitorReport {
             parts_published: self.core.report().parts_published,
@@ -569,8 +572,7 @@ impl Monitor {
 
     /// After shutdown: no new records, no incomplete windows; wait for the sink, the window
     /// parts and the dead letters already under way, up to the drain timeout.
-    async fn drain(&mut self) -> Result<(), MonitorError> {
-        let deadline = Instant::now() + self.config.drain_timeout;
+    async fn drain(&mut self, deadline: Instant) -> Result<(), MonitorError> {
         while !self.pending_batches.is_empty()
             || !self.deliveries.is_empty()
             || !self.part_deliveries.is_empty()
@@ -597,6 +599,70 @@ impl Monitor {
                     break;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// At shutdown, for the shuffle partitions this instance merges: reads them up to their
+    /// end (this instance's last parts and progress included) and writes the windows that are
+    /// complete, so a stop leaves no finished window for the next run.
+    async fn merge_what_was_published(&mut self, deadline: Instant) -> Result<(), MonitorError> {
+        let owned = self.merge.owned();
+        if owned.is_empty() {
+            return Ok(());
+        }
+        let (producer, consumer, topic) = (
+            self.producer.clone(),
+            self.merge_consumer.clone(),
+            self.config.shuffle_topic.clone(),
+        );
+        let ends = tokio::task::spawn_blocking(move || {
+            let _ = producer.flush(Duration::from_secs(5));
+            owned
+                .into_iter()
+                .filter_map(|m| {
+                    let (_, high) = consumer
+                        .fetch_watermarks(&topic, m, Duration::from_secs(5))
+                        .ok()?;
+                    Some((m, high))
+                })
+                .collect::<BTreeMap<i32, i64>>()
+        })
+        .await
+        .map_err(|e| MonitorError::Setup(format!("reading the shuffle's end: {e}")))?;
+        // Where the consumer stands (local, no request): what it already returned.
+        let mut read: BTreeMap<i32, i64> = self
+            .merge_consumer
+            .position()
+            .map(|list| {
+                list.elements_for_topic(&self.config.shuffle_topic)
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some((e.partition(), o)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let merge_consumer = self.merge_consumer.clone();
+        while ends.iter().any(|(m, end)| read.get(m).is_none_or(|r| r < end)) {
+            tokio::select! {
+                message = merge_consumer.recv() => match message {
+                    Ok(message) => {
+                        self.merge.on_record(message.partition(), message.key(), message.payload())?;
+                        read.insert(message.partition(), message.offset() + 1);
+                    }
+                    Err(KafkaError::PartitionEOF(m)) => {
+                        self.merge.caught_up(m);
+                        read.insert(m, ends.get(&m).copied().unwrap_or(0));
+                    }
+                    Err(e) => tracing::warn!("consuming from {}: {e}", self.config.shuffle_topic),
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        for merged in self.merge.ready() {
+            self.write(merged);
         }
         Ok(())
     }

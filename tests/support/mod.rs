@@ -770,6 +770,24 @@ impl MonitorTopics {
     }
 }
 
+/// Waits until a single monitor instance owns all `partitions` input partitions and merges
+/// (owns the shuffle partition): its group memberships are settled. Tests kill instances only
+/// then: tansu 0.6 never expires a member killed while it is still joining.
+pub fn wait_until_settled(job: &Job, topics: &MonitorTopics, partitions: usize) {
+    let (input, shuffle) = (
+        format!("topic=\"{}\"", topics.reduced),
+        format!("topic=\"{}\"", topics.shuffle),
+    );
+    wait_for(
+        "the monitor to own its partitions",
+        Duration::from_secs(60),
+        || {
+            metric_sum(job, "sla_assigned_partitions", &[&input]) == Some(partitions as f64)
+                && metric_sum(job, "sla_assigned_partitions", &[&shuffle]).is_some_and(|m| m > 0.0)
+        },
+    );
+}
+
 /// Fresh monitor topic names for the test `name`.
 pub fn monitor_topics(name: &str) -> MonitorTopics {
     MonitorTopics {
