@@ -131,17 +131,7 @@ async fn killed_mid_window_the_restarted_monitor_leaves_the_documents_of_an_unin
     wait_for_es_documents(&interrupted, 3, Duration::from_secs(30)).await;
     // Killed once window 3's first half is in its memory and a checkpoint past windows 0-2
     // is committed.
-    wait_until_settled(&first, &s, 2);
-    let phase1_len = phase1.len() as f64;
-    let reduced = format!("topic=\"{}\"", s.reduced);
-    wait_for(
-        "phase 1 consumed and a checkpoint",
-        Duration::from_secs(30),
-        || {
-            metric_sum(&first, "sla_records_consumed_total", &[]) == Some(phase1_len)
-                && metric_sum(&first, "sla_committed_offset", &[&reduced]).is_some_and(|o| o > 0.0)
-        },
-    );
+    wait_until_checkpointed(&first, &s, phase1.len());
     first.kill();
     assert_eq!(
         es_documents(&interrupted).await.len(),

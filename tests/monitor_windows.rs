@@ -143,19 +143,9 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
     wait_for("windows 0-2", Duration::from_secs(30), || {
         read_documents(&interrupted).0.len() >= 3
     });
-    wait_until_settled(&first, &s, 2);
     // Killed once window 3's first half (and the late record) is in its memory and a
     // checkpoint past windows 0-2 is committed.
-    let phase1_len = phase1.len() as f64;
-    let reduced = format!("topic=\"{}\"", s.reduced);
-    wait_for(
-        "every phase-1 record consumed and a checkpoint",
-        Duration::from_secs(30),
-        || {
-            metric_sum(&first, "sla_records_consumed_total", &[]) == Some(phase1_len)
-                && metric_sum(&first, "sla_committed_offset", &[&reduced]).is_some_and(|o| o > 0.0)
-        },
-    );
+    wait_until_checkpointed(&first, &s, phase1.len());
     first.kill();
     assert_eq!(
         read_documents(&interrupted).0.len(),

@@ -89,6 +89,21 @@ fn assigned(job: &Job, topic: &str) -> f64 {
     .unwrap_or(0.0)
 }
 
+/// Waits until every input partition is owned and every instance owns some.
+fn wait_until_spread(instances: &[Job], topics: &MonitorTopics) {
+    wait_for(
+        "the partitions spread over the instances",
+        Duration::from_secs(60),
+        || {
+            let counts: Vec<f64> = instances
+                .iter()
+                .map(|j| assigned(j, &topics.reduced))
+                .collect();
+            counts.iter().sum::<f64>() == f64::from(PARTITIONS) && counts.iter().all(|&c| c > 0.0)
+        },
+    );
+}
+
 /// What one undisturbed instance writes over `topics.reduced` (fresh group, shuffle and index).
 async fn reference(
     topics: &MonitorTopics,
@@ -152,17 +167,7 @@ async fn three_instances_one_killed_mid_window_one_added_write_what_one_instance
     let (group, index) = (unique("scale_g"), test_index("scale"));
     let args = monitor_args(&topics, &group, &es_url(), &index);
     let mut instances: Vec<Job> = (0..3).map(|_| start(&args, dir.path())).collect();
-    wait_for(
-        "the 6 partitions spread over 3 instances",
-        Duration::from_secs(60),
-        || {
-            let counts: Vec<f64> = instances
-                .iter()
-                .map(|j| assigned(j, &topics.reduced))
-                .collect();
-            counts.iter().sum::<f64>() == f64::from(PARTITIONS) && counts.iter().all(|&c| c > 0.0)
-        },
-    );
+    wait_until_spread(&instances, &topics);
     let phase1_len = phase1.len() as f64;
     wait_for("phase 1 consumed", Duration::from_secs(60), || {
         instances
@@ -183,17 +188,7 @@ async fn three_instances_one_killed_mid_window_one_added_write_what_one_instance
     instances.remove(merger).kill();
     produce(&topics.reduced, &phase2[..phase2.len() / 2]).await;
     instances.push(start(&args, dir.path()));
-    wait_for(
-        "the partitions spread over the 3 live instances",
-        Duration::from_secs(60),
-        || {
-            let counts: Vec<f64> = instances
-                .iter()
-                .map(|j| assigned(j, &topics.reduced))
-                .collect();
-            counts.iter().sum::<f64>() == f64::from(PARTITIONS) && counts.iter().all(|&c| c > 0.0)
-        },
-    );
+    wait_until_spread(&instances, &topics);
     produce(&topics.reduced, &phase2[phase2.len() / 2..]).await;
     produce(&topics.reduced, &terminators(base + 60 * WINDOW)).await;
 

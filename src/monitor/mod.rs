@@ -645,7 +645,10 @@ impl Monitor {
             })
             .unwrap_or_default();
         let merge_consumer = self.merge_consumer.clone();
-        while ends.iter().any(|(m, end)| read.get(m).is_none_or(|r| r < end)) {
+        while ends
+            .iter()
+            .any(|(m, end)| read.get(m).is_none_or(|r| r < end))
+        {
             tokio::select! {
                 message = merge_consumer.recv() => match message {
                     Ok(message) => {

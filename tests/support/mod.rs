@@ -778,12 +778,40 @@ pub fn wait_until_settled(job: &Job, topics: &MonitorTopics, partitions: usize) 
         format!("topic=\"{}\"", topics.reduced),
         format!("topic=\"{}\"", topics.shuffle),
     );
+    let settled = || {
+        metric_sum(job, "sla_assigned_partitions", &[&input]) == Some(partitions as f64)
+            && metric_sum(job, "sla_assigned_partitions", &[&shuffle]).is_some_and(|m| m > 0.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !settled() {
+        if Instant::now() > deadline {
+            let log = job.log_text();
+            let rebalances: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    l.contains("partitions") || l.contains("rebalance") || l.contains("ERROR")
+                })
+                .collect();
+            panic!(
+                "the monitor did not own its partitions within 60 s:\n{}",
+                rebalances.join("\n")
+            );
+        }
+        blocking(|| std::thread::sleep(Duration::from_millis(200)));
+    }
+}
+
+/// Waits until a settled monitor instance has consumed `records` records and committed a
+/// checkpoint past the start of its input: the moment a test kills it mid-window.
+pub fn wait_until_checkpointed(job: &Job, topics: &MonitorTopics, records: usize) {
+    wait_until_settled(job, topics, 2); // the tests' input topics have 2 partitions
+    let input = format!("topic=\"{}\"", topics.reduced);
     wait_for(
-        "the monitor to own its partitions",
-        Duration::from_secs(60),
+        "the records consumed and a checkpoint",
+        Duration::from_secs(30),
         || {
-            metric_sum(job, "sla_assigned_partitions", &[&input]) == Some(partitions as f64)
-                && metric_sum(job, "sla_assigned_partitions", &[&shuffle]).is_some_and(|m| m > 0.0)
+            metric_sum(job, "sla_records_consumed_total", &[]) == Some(records as f64)
+                && metric_sum(job, "sla_committed_offset", &[&input]).is_some_and(|o| o > 0.0)
         },
     );
 }
