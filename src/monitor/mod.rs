@@ -645,9 +645,10 @@ impl Monitor {
             })
             .unwrap_or_default();
         let merge_consumer = self.merge_consumer.clone();
+        // Nothing returned yet reads as offset 0 (an empty partition is read to its end).
         while ends
             .iter()
-            .any(|(m, end)| read.get(m).is_none_or(|r| r < end))
+            .any(|(m, end)| read.get(m).copied().unwrap_or(0) < *end)
         {
             tokio::select! {
                 message = merge_consumer.recv() => match message {
