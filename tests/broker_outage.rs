@@ -119,7 +119,7 @@ async fn a_broker_outage_closes_no_window_of_the_monitor_by_idleness() {
     #[rustfmt::skip]
     args.extend([
         "--group", &group, "--sink", "json-lines", "--output", output.to_str().unwrap(),
-        "--window", "2s", "--max-out-of-orderness", "500ms", "--idle-timeout", "3s", "--sla", "1s",
+        "--window", "2s", "--max-out-of-orderness", "500ms", "--idle-timeout", "6s", "--sla", "1s",
     ]);
     let monitor = Job::start_without_brokers(env!("CARGO_BIN_EXE_monitor"), &args, dir.path());
     wait_for("both records consumed", Duration::from_secs(30), || {
@@ -132,7 +132,7 @@ async fn a_broker_outage_closes_no_window_of_the_monitor_by_idleness() {
     wait_for("the outage to be noticed", Duration::from_secs(10), || {
         metric_sum(&monitor, "sla_kafka_reachable", &[]) == Some(0.0)
     });
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     assert!(
         read_documents(&output).0.is_empty(),
         "a window was closed by idleness during the outage"
