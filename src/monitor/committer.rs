@@ -112,6 +112,13 @@ impl Committer {
             );
             return None;
         }
+        // A partition taken away while its checkpoint was being written is its new owner's
+        // to commit now: committing here could move the group's offset back.
+        let owned = core.partitions();
+        let records: Vec<CheckpointRecord> = records
+            .into_iter()
+            .filter(|r| owned.contains(&r.partition))
+            .collect();
         core.checkpoints_saved(&records);
         let mut list = TopicPartitionList::new();
         for record in &records {
@@ -122,7 +129,7 @@ impl Committer {
             )
             .expect("valid offset");
         }
-        Some(list)
+        (list.count() > 0).then_some(list)
     }
 
     /// At shutdown: waits for a write under way, then writes a final checkpoint and commits

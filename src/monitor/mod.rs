@@ -348,6 +348,8 @@ async fn partition_ids(
 /// A batch of window documents in the sink, and what to record once it is written.
 struct SinkBatch {
     shuffle_partition: i32,
+    /// Window documents in the batch.
+    windows: u64,
     watermark: i64,
     /// Keys of the parts the written windows were merged from (deleted afterwards).
     parts: Vec<String>,
@@ -679,6 +681,7 @@ impl Monitor {
             return Ok(());
         };
         metrics::counter!("sla_monitor_window_batches_acknowledged_total").increment(1);
+        self.report.windows_written += batch.windows;
         if !self.merge.owns(batch.shuffle_partition) {
             return Ok(());
         }
@@ -906,13 +909,13 @@ impl Monitor {
             );
         }
         metrics::counter!("sla_monitor_windows_closed_total").increment(documents.len() as u64);
-        self.report.windows_written += documents.len() as u64;
         let id = self.next_batch;
         self.next_batch += 1;
         self.pending_batches.insert(
             id,
             SinkBatch {
                 shuffle_partition: merged.shuffle_partition,
+                windows: documents.len() as u64,
                 watermark: merged.watermark,
                 parts,
                 sent: Instant::now(),
