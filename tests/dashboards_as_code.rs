@@ -284,7 +284,11 @@ fn compose_stack_is_complete_and_loopback_only() {
             );
         }
         for volume in service["volumes"].as_array().into_iter().flatten() {
-            let source = volume.as_str().unwrap().split(':').next().unwrap();
+            // Short syntax `source:target[:mode]`, or the long syntax's `source`.
+            let source = match volume.as_str() {
+                Some(short) => short.split(':').next().unwrap(),
+                None => volume["source"].as_str().unwrap(),
+            };
             if source.starts_with("../") {
                 assert!(
                     repo("docker").join(source).exists(),
@@ -320,6 +324,31 @@ fn compose_stack_is_complete_and_loopback_only() {
         assert_eq!(
             compose["services"][job]["build"]["dockerfile"],
             "docker/Dockerfile"
+        );
+    }
+    // The secret file is mounted so that a missing one is an error, not an empty directory.
+    let secret = compose["services"]["alertmanager"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["target"] == "/etc/alertmanager/secrets/smtp_password")
+        .expect("the SMTP password mount");
+    assert_eq!(secret["bind"]["create_host_path"], false);
+    assert_eq!(secret["read_only"], true);
+    for job in ["generator", "synchronizer", "monitor", "monitor-2"] {
+        let grace = compose["services"][job]["stop_grace_period"]
+            .as_str()
+            .unwrap();
+        assert!(
+            humantime::parse_duration(grace).unwrap() > std::time::Duration::from_secs(30),
+            "{job}: stop_grace_period {grace} must exceed the 30 s drain timeout"
+        );
+    }
+    let ignored = read(".dockerignore");
+    for pattern in ["target/", ".git/", "docker/.env", "docker/secrets/"] {
+        assert!(
+            ignored.lines().any(|l| l.trim() == pattern),
+            ".dockerignore lacks {pattern}"
         );
     }
     let grafana_env = &compose["services"]["grafana"]["environment"];
