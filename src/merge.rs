@@ -22,9 +22,8 @@ pub struct WindowMerger {
     input_partitions: Vec<i32>,
     progress: BTreeMap<i32, i64>,
     pending: BTreeMap<i64, BTreeMap<i32, WindowPart>>,
-    /// Windows closing at or before this are written durably (restored from the marker).
-    written_through: Option<i64>,
-    /// Windows closing at or before this were handed out by [`Self::ready`].
+    /// Windows closing at or before this were handed out by [`Self::ready`] or are written
+    /// (the marker of an earlier merger).
     merged_through: Option<i64>,
 }
 
@@ -36,7 +35,6 @@ impl WindowMerger {
             input_partitions,
             progress: BTreeMap::new(),
             pending: BTreeMap::new(),
-            written_through: None,
             merged_through: None,
         }
     }
@@ -69,10 +67,6 @@ impl WindowMerger {
     /// The windows closing at or before `written_through` are durably written (the marker of
     /// an earlier merger, or of this one once the sink acknowledged).
     pub fn on_written(&mut self, written_through: i64) {
-        self.written_through = Some(
-            self.written_through
-                .map_or(written_through, |w| w.max(written_through)),
-        );
         self.merged_through = Some(
             self.merged_through
                 .map_or(written_through, |m| m.max(written_through)),
@@ -127,11 +121,6 @@ impl WindowMerger {
     /// Windows waiting for progress.
     pub fn pending_windows(&self) -> usize {
         self.pending.len()
-    }
-
-    /// Windows closing at or before this are durably written.
-    pub fn written_through(&self) -> Option<i64> {
-        self.written_through
     }
 }
 
