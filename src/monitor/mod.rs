@@ -230,8 +230,8 @@ pub async fn run(
         plausibility: config.plausibility,
     });
     let shuffle = Shuffle::new(&config.group, &config.input_topic);
-    let mut merge = MergeStage::new(config.window.clone(), shuffle.clone());
-    merge.set_input_partitions(partition_ids(&consumer, &config.input_topic).await?);
+    // The input partitions are read when shuffle partitions are assigned (they may grow).
+    let merge = MergeStage::new(config.window.clone(), shuffle.clone());
     let (batches, acks) = driver::spawn(sink);
     readiness.set_ready();
     for topic in [&config.input_topic, &config.shuffle_topic] {
