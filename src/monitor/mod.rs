@@ -278,7 +278,7 @@ pub async fn run(
         deliveries: FuturesUnordered::new(),
         part_deliveries: FuturesUnordered::new(),
         timestamp_kinds_seen: HashSet::new(),
-        report: MonitorReport::default(),
+        windows_written: 0,
     };
     tracing::info!(
         topic = %monitor.config.input_topic,
@@ -383,7 +383,8 @@ struct Monitor {
     deliveries: FuturesUnordered<PendingDelivery>,
     part_deliveries: FuturesUnordered<PendingParts>,
     timestamp_kinds_seen: HashSet<TimestampKind>,
-    report: MonitorReport,
+    /// Window documents the sink acknowledged (the rest of the report is the core's).
+    windows_written: u64,
     /// `sla_records_consumed_total` of the input topic, resolved once (not per record).
     consumed: metrics::Counter,
     /// `sla_monitor_records_by_timestamp_type_total` for LogAppendTime and CreateTime.
@@ -468,8 +469,8 @@ impl Monitor {
         self.drain(deadline).await?;
         self.committer.finish_all(&mut self.core).await;
         let report = MonitorReport {
-            parts_published: self.core.report().parts_published,
-            ..self.report
+            windows_written: self.windows_written,
+            ..self.core.report()
         };
         tracing::info!(
             ?report,
@@ -681,7 +682,7 @@ impl Monitor {
             return Ok(());
         };
         metrics::counter!("sla_monitor_window_batches_acknowledged_total").increment(1);
-        self.report.windows_written += batch.windows;
+        self.windows_written += batch.windows;
         if !self.merge.owns(batch.shuffle_partition) {
             return Ok(());
         }
