@@ -13,9 +13,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Reads Grafana alert-rule and data-source provisioning files and evaluates every rule each
-/// interval against Elasticsearch: query A as Grafana's Elasticsearch data source sends it,
-/// reduce B, threshold C, the pending period, keep_firing_for, noDataState and execErrState.
-/// Logs state changes only, serves GET /state, and can notify Alertmanager and a webhook.
+/// interval against Elasticsearch with Grafana 10.4's semantics: query A as Grafana's
+/// Elasticsearch data source sends it, reduce B, threshold C, the pending period, noDataState
+/// and execErrState. Logs state changes only, serves GET /state, sends alerts to every
+/// Alertmanager replica given and state changes to a webhook.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
@@ -42,9 +43,11 @@ struct Cli {
     #[arg(long, env = "SLA_ALERT_INTERVAL", value_parser = humantime::parse_duration)]
     interval: Option<Duration>,
 
-    /// Alertmanager to post alerts to (v2 API), e.g. http://127.0.0.1:9093.
-    #[arg(long, env = "SLA_ALERTMANAGER_URL")]
-    alertmanager_url: Option<String>,
+    /// Alertmanager to send alerts to (v2 API), e.g. http://127.0.0.1:9093. Repeat the flag
+    /// (or separate with commas) for each replica of an HA pair: every replica receives every
+    /// alert, as Grafana and Prometheus send them, and the replicas deduplicate notifications.
+    #[arg(long, env = "SLA_ALERTMANAGER_URL", value_delimiter = ',')]
+    alertmanager_url: Vec<String>,
 
     /// URL receiving a JSON POST on every state change.
     #[arg(long, env = "SLA_ALERT_WEBHOOK_URL")]
@@ -103,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
         client: cli.elasticsearch.client()?,
         index: cli.elasticsearch.index.clone(),
         interval: cli.interval,
-        alertmanager: cli.alertmanager_url,
+        alertmanagers: cli.alertmanager_url,
         webhook: cli.webhook_url,
     };
     evaluator::run(config, status, shutdown).await;

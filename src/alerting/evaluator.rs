@@ -1,10 +1,12 @@
 //! The evaluator service: evaluates each rule every interval against Elasticsearch, keeps its
-//! state with Grafana's semantics, logs state changes only, serves the state over HTTP, and
-//! notifies Alertmanager (v2 API) and a webhook.
+//! state with Grafana 10.4's semantics, logs state changes only, serves the state over HTTP,
+//! sends alerts to **every** Alertmanager replica (v2 API) when Grafana would (firing states at
+//! most every 30 s, the resolving evaluation at once, never Pending), and posts each state
+//! change to a webhook.
 
 use super::notify::{alertmanager_alert, webhook_payload};
 use super::rule::AlertRule;
-use super::state::{AlertState, Lifecycle, RuleState, Transition};
+use super::state::{format_state, Lifecycle, RuleState, Transition};
 use crate::shutdown::Shutdown;
 use axum::extract::State;
 use axum::routing::get;
@@ -28,8 +30,9 @@ pub struct EvaluatorConfig {
     pub index: String,
     /// Evaluation interval overriding the rule groups' (None: as provisioned).
     pub interval: Option<Duration>,
-    /// Alertmanager base URL, e.g. `http://127.0.0.1:9093`.
-    pub alertmanager: Option<String>,
+    /// Base URLs of the Alertmanager replicas, e.g. `http://127.0.0.1:9093`; each receives
+    /// every alert (replicas deduplicate notifications among themselves).
+    pub alertmanagers: Vec<String>,
     /// Webhook receiving state changes.
     pub webhook: Option<String>,
 }
@@ -102,7 +105,12 @@ pub async fn run(config: EvaluatorConfig, status: SharedStatus, shutdown: Shutdo
             tracing::info!(rule = %rule.title, ?interval, index = %config.index, "evaluating");
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut firing_since: Option<(i64, AlertState)> = None;
+            let lifecycle = Lifecycle {
+                pending_period: rule.pending_period,
+                interval,
+                no_data_state: rule.no_data_state,
+                exec_err_state: rule.exec_err_state,
+            };
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
@@ -110,12 +118,6 @@ pub async fn run(config: EvaluatorConfig, status: SharedStatus, shutdown: Shutdo
                 }
                 let now = now_ms();
                 let evaluation = rule.evaluate(&config.client, &config.index, now).await;
-                let lifecycle = Lifecycle {
-                    pending_period: rule.pending_period,
-                    keep_firing_for: rule.keep_firing_for,
-                    no_data_state: rule.no_data_state,
-                    exec_err_state: rule.exec_err_state,
-                };
                 let (transition, state) = {
                     let mut all = status.write().expect("status lock");
                     let entry = &mut all[index];
@@ -126,42 +128,43 @@ pub async fn run(config: EvaluatorConfig, status: SharedStatus, shutdown: Shutdo
                             entry.transitions.pop_front();
                         }
                     }
-                    (transition, entry.state.clone())
+                    let send = !config.alertmanagers.is_empty() && entry.state.needs_sending();
+                    if send {
+                        // Grafana marks the state sent when it hands it to its senders.
+                        entry.state.last_sent_ms = Some(now);
+                    }
+                    (transition, send.then(|| entry.state.clone()))
                 };
-                metrics::gauge!("sla_alert_rule_firing", "rule" => rule.title.clone())
-                    .set(f64::from(u8::from(state.state.is_firing())));
+                metrics::gauge!("sla_alert_rule_firing", "rule" => rule.title.clone()).set(
+                    f64::from(u8::from(
+                        status.read().expect("status lock")[index]
+                            .state
+                            .state
+                            .is_firing(),
+                    )),
+                );
                 if let Some(t) = &transition {
                     log_transition(rule, t);
                     if let Some(url) = &config.webhook {
                         post(&http, url, &webhook_payload(rule, t)).await;
                     }
                 }
-                if let Some(base) = &config.alertmanager {
-                    let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
-                    if state.state.is_firing() {
-                        let since = match firing_since {
-                            Some((since, kind))
-                                if kind == state.state || state.state == AlertState::Recovering =>
-                            {
-                                since
-                            }
-                            _ => state.since_ms,
-                        };
-                        firing_since = Some((since, state.state));
-                        post(
-                            &http,
-                            &url,
-                            &alertmanager_alert(rule, &state, since, now, state.state),
-                        )
-                        .await;
-                    } else if let Some((since, kind)) = firing_since.take() {
-                        post(
-                            &http,
-                            &url,
-                            &alertmanager_alert(rule, &state, since, now, kind),
-                        )
-                        .await;
-                    }
+                if let Some(state) = state {
+                    let body = alertmanager_alert(rule, &state);
+                    let sends = config.alertmanagers.iter().map(|base| {
+                        let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
+                        let (http, body) = (&http, &body);
+                        async move {
+                            let ok = post(http, &url, body).await;
+                            metrics::counter!(
+                                "sla_alert_notifications_total",
+                                "alertmanager" => base.clone(),
+                                "outcome" => if ok { "sent" } else { "failed" }
+                            )
+                            .increment(1);
+                        }
+                    });
+                    futures::future::join_all(sends).await;
                 }
             }
         }));
@@ -178,20 +181,31 @@ fn log_transition(rule: &AlertRule, t: &Transition) {
     let value = t
         .value
         .map_or_else(|| "no value".to_string(), |v| format!("{v:.0}"));
+    let (from, to) = (
+        format_state(t.from, t.from_reason),
+        format_state(t.to, t.reason),
+    );
     match &t.error {
-        Some(e) => {
-            tracing::warn!(rule = %rule.title, "{:?} -> {:?} after {lasted} ({e})", t.from, t.to)
-        }
-        None => {
-            tracing::info!(rule = %rule.title, "{:?} -> {:?} after {lasted} ({} = {value})", t.from, t.to, rule.reduce_ref)
-        }
+        Some(e) => tracing::warn!(rule = %rule.title, "{from} -> {to} after {lasted} ({e})"),
+        None => tracing::info!(
+            rule = %rule.title,
+            "{from} -> {to} after {lasted} ({} = {value})",
+            rule.reduce_ref
+        ),
     }
 }
 
-async fn post(http: &reqwest::Client, url: &str, body: &serde_json::Value) {
+/// Posts `body` as JSON; whether the receiver accepted it.
+async fn post(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> bool {
     match http.post(url).json(body).send().await {
-        Ok(r) if r.status().is_success() => {}
-        Ok(r) => tracing::warn!("{url} answered {}", r.status()),
-        Err(e) => tracing::warn!("posting to {url}: {e}"),
+        Ok(r) if r.status().is_success() => true,
+        Ok(r) => {
+            tracing::warn!("{url} answered {}", r.status());
+            false
+        }
+        Err(e) => {
+            tracing::warn!("posting to {url}: {e}");
+            false
+        }
     }
 }

@@ -66,44 +66,50 @@ pub fn humanize_si(value: f64) -> String {
     format!("{text}{prefix}")
 }
 
-/// The labels of the alert for a firing state.
+/// The labels Grafana 10.4 gives the alert of a rule in `state` (`compat.go`,
+/// `StateToPostableAlert`): the rule's labels, `alertname` = title, `grafana_folder`,
+/// `__alert_rule_uid__`; NoData is sent as `alertname=DatasourceNoData` and Error as
+/// `DatasourceError`, both with `rulename` = title, and a query error also carries `ref_id` and
+/// `datasource_uid` of the failing query.
 pub fn alert_labels(rule: &AlertRule, state: AlertState) -> BTreeMap<String, String> {
     let mut labels = rule.labels.clone();
-    let name = match state {
-        AlertState::NoData => "DatasourceNoData".to_string(),
-        AlertState::Error => "DatasourceError".to_string(),
-        _ => rule.title.clone(),
-    };
-    labels.insert("alertname".into(), name);
+    labels.insert("alertname".into(), rule.title.clone());
     labels.insert("grafana_folder".into(), rule.folder.clone());
     labels.insert("__alert_rule_uid__".into(), rule.uid.clone());
+    let renamed = match state {
+        AlertState::NoData => Some("DatasourceNoData"),
+        AlertState::Error => Some("DatasourceError"),
+        _ => None,
+    };
+    if let Some(name) = renamed {
+        labels.insert("rulename".into(), rule.title.clone());
+        labels.insert("alertname".into(), name.into());
+    }
+    if state == AlertState::Error {
+        // Every evaluation error here is query A failing against its data source.
+        labels.insert("ref_id".into(), rule.query_ref.clone());
+        labels.insert("datasource_uid".into(), rule.datasource_uid.clone());
+    }
     labels
 }
 
-/// The Alertmanager v2 `POST /api/v2/alerts` body for a rule's current state: a firing alert
-/// that expires unless re-sent (ends 4 evaluation intervals ahead), or a resolved one.
-pub fn alertmanager_alert(
-    rule: &AlertRule,
-    state: &RuleState,
-    firing_since_ms: i64,
-    now_ms: i64,
-    labels_of: AlertState,
-) -> Value {
-    let annotations: Map<String, Value> = rule
+/// The Alertmanager v2 `POST /api/v2/alerts` body Grafana 10.4 sends for a rule's state: a
+/// firing alert (Alerting, NoData, Error) from `StartsAt` to `EndsAt` (which expires it unless
+/// re-sent), or, on the evaluation that resolved an Alerting rule, the rule's alert ending now.
+pub fn alertmanager_alert(rule: &AlertRule, state: &RuleState) -> Value {
+    let mut annotations: Map<String, Value> = rule
         .annotations
         .iter()
         .map(|(k, v)| (k.clone(), Value::from(render(v, rule, state.last_value))))
         .collect();
-    let ends = if state.state.is_firing() {
-        now_ms + 4 * rule.interval.as_millis() as i64
-    } else {
-        now_ms
-    };
+    if let Some(error) = &state.error {
+        annotations.insert("Error".into(), Value::from(error.clone()));
+    }
     json!([{
-        "labels": alert_labels(rule, labels_of),
+        "labels": alert_labels(rule, state.state),
         "annotations": annotations,
-        "startsAt": iso(firing_since_ms),
-        "endsAt": iso(ends),
+        "startsAt": iso(state.starts_at_ms),
+        "endsAt": iso(state.ends_at_ms),
         "generatorURL": format!("sla-monitor-alerts:/rules/{}", rule.uid)
     }])
 }
@@ -114,7 +120,9 @@ pub fn webhook_payload(rule: &AlertRule, transition: &Transition) -> Value {
         "rule_uid": rule.uid,
         "title": rule.title,
         "from": transition.from,
+        "from_reason": transition.from_reason,
         "to": transition.to,
+        "reason": transition.reason,
         "at": iso(transition.at_ms),
         "previous_state_lasted_ms": transition.previous_lasted_ms,
         "value": transition.value,
@@ -160,25 +168,33 @@ mod tests {
         let r = sla_rule();
         let mut s = RuleState::new(0);
         s.state = AlertState::Alerting;
+        s.starts_at_ms = 1_000;
+        s.ends_at_ms = 241_000;
         s.last_value = Some(12_000.0);
-        let body = alertmanager_alert(&r, &s, 1_000, 61_000, AlertState::Alerting);
+        let body = alertmanager_alert(&r, &s);
         let alert = &body[0];
         assert_eq!(alert["labels"]["alertname"], "SLA miss visits synchronizer");
         assert_eq!(alert["labels"]["severity"], "critical");
         assert_eq!(alert["labels"]["grafana_folder"], "alerts");
         assert_eq!(alert["startsAt"], "1970-01-01T00:00:01.000Z");
+        assert_eq!(alert["endsAt"], "1970-01-01T00:04:01.000Z");
+        assert!(alert["labels"].get("rulename").is_none());
+
+        let no_data = alert_labels(&r, AlertState::NoData);
+        assert_eq!(no_data["alertname"], "DatasourceNoData");
+        assert_eq!(no_data["rulename"], "SLA miss visits synchronizer");
+        assert!(!no_data.contains_key("ref_id"));
+
+        s.state = AlertState::Error;
+        s.error = Some("querying Elasticsearch: connection refused".into());
+        let alert = &alertmanager_alert(&r, &s)[0];
+        assert_eq!(alert["labels"]["alertname"], "DatasourceError");
+        assert_eq!(alert["labels"]["rulename"], "SLA miss visits synchronizer");
+        assert_eq!(alert["labels"]["ref_id"], "A");
+        assert_eq!(alert["labels"]["datasource_uid"], "sla-elasticsearch");
         assert_eq!(
-            alert["endsAt"], "1970-01-01T00:05:01.000Z",
-            "expires after 4 intervals unless re-sent"
-        );
-        s.state = AlertState::Normal;
-        assert_eq!(
-            alertmanager_alert(&r, &s, 1_000, 61_000, AlertState::Alerting)[0]["endsAt"],
-            "1970-01-01T00:01:01.000Z"
-        );
-        assert_eq!(
-            alert_labels(&r, AlertState::NoData)["alertname"],
-            "DatasourceNoData"
+            alert["annotations"]["Error"],
+            "querying Elasticsearch: connection refused"
         );
     }
 }

@@ -2,7 +2,10 @@
 //! whose shape is not supported are refused with the reason, never evaluated differently.
 //!
 //! Supported: condition = Threshold over a Reduce over one Elasticsearch query
-//! (see [`EsQuery`]), with `for`, `keep_firing_for`, `noDataState` and `execErrState`.
+//! (see [`EsQuery`]), with `for`, `noDataState` and `execErrState`, read as Grafana 10.4's
+//! file provisioning reads them: a missing `noDataState` is NoData, a missing `execErrState`
+//! is **Alerting**. `keep_firing_for` (Grafana 12) is refused: Grafana 10.4 would ignore it, so
+//! evaluating it would show a lifecycle the provisioned Grafana never goes through.
 
 use super::es_query::EsQuery;
 use super::expressions::{Reduce, ReduceFunction, ReduceMode, Threshold};
@@ -81,7 +84,7 @@ fn default_no_data() -> NoDataState {
 }
 
 fn default_exec_err() -> ExecErrState {
-    ExecErrState::Error
+    ExecErrState::Alerting
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,8 +134,6 @@ pub struct AlertRule {
     pub threshold: Threshold,
     /// Pending period (`for`).
     pub pending_period: Duration,
-    /// How long the alert keeps firing after the condition stops holding.
-    pub keep_firing_for: Duration,
     /// No-data handling.
     pub no_data_state: NoDataState,
     /// Error handling.
@@ -193,6 +194,13 @@ fn compile(
         rule: title.clone(),
         reason,
     };
+    if spec.keep_firing_for.is_some() {
+        return Err(unsupported(
+            "keep_firing_for is a Grafana 12 setting; the Grafana 10.4 this repository provisions \
+             ignores it (remove it, or lengthen `for`)"
+                .into(),
+        ));
+    }
     if spec.is_paused {
         return Err(unsupported("the rule is paused".into()));
     }
@@ -324,7 +332,6 @@ fn compile(
         reduce: Reduce { function, mode },
         threshold,
         pending_period: duration(&spec.pending_period, "for", &title)?,
-        keep_firing_for: duration(&spec.keep_firing_for, "keep_firing_for", &title)?,
         no_data_state: spec.no_data_state,
         exec_err_state: spec.exec_err_state,
         labels: spec.labels,
@@ -374,5 +381,20 @@ mod tests {
         let range = RULES.replace("type: gt", "type: within_range");
         assert!(load(&range).is_err(), "within_range needs two params");
         assert!(matches!(load("groups: [1"), Err(RuleError::Parse(_))));
+        let keep = RULES.replace("for: 2m", "for: 2m\n        keep_firing_for: 5m");
+        assert!(
+            matches!(load(&keep), Err(RuleError::Unsupported { reason, .. }) if reason.contains("Grafana 12"))
+        );
+    }
+
+    #[test]
+    fn missing_mappings_default_as_in_grafana_provisioning() {
+        let bare = RULES
+            .replace("        noDataState: NoData\n", "")
+            .replace("        execErrState: Error\n", "");
+        assert_ne!(bare, RULES);
+        let r = &load(&bare).unwrap()[0];
+        assert_eq!(r.no_data_state, NoDataState::NoData);
+        assert_eq!(r.exec_err_state, ExecErrState::Alerting);
     }
 }
