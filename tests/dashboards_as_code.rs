@@ -239,18 +239,31 @@ fn prometheus_rules_and_alertmanager_routing_are_valid_and_tested() {
         &["test", "rules", "alert-rules.test.yml"],
         "dashboards/prometheus",
     );
+    // The template renders, with the environment's receivers, into a config amtool accepts.
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = render_alertmanager_config(dir.path(), &LOOPBACK_RECEIVERS).unwrap();
     let config = tool(
         "amtool",
-        &["check-config", "alertmanager.yml"],
+        &["check-config", rendered.to_str().unwrap()],
         "dashboards/alertmanager",
     );
-    assert!(config.contains("SUCCESS"));
-    let am = yaml("dashboards/alertmanager/alertmanager.yml");
+    assert!(config.contains("SUCCESS"), "{config}");
+    let am: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&rendered).unwrap()).unwrap();
+    assert_eq!(am["global"]["smtp_smarthost"], "127.0.0.1:2525");
+    assert_eq!(am["receivers"][0]["email_configs"][0]["to"], "oncall@localhost");
+    assert_eq!(am["route"]["group_wait"], "30s", "defaults where the template has them");
     assert!(
         am["global"]["smtp_auth_password"].is_null(),
         "the SMTP password must come from a file"
     );
     assert!(am["global"]["smtp_auth_password_file"].as_str().is_some());
+    // Nothing in the template is a real address: receivers come only from the environment.
+    let template = read("dashboards/alertmanager/alertmanager.yml.tmpl");
+    assert!(!template.contains("example.com") && !template.contains('@'));
+    // A missing receiver setting is refused by name, and nothing is written.
+    let error = render_alertmanager_config(dir.path(), &LOOPBACK_RECEIVERS[1..]).unwrap_err();
+    assert!(error.contains("set SLA_SMTP_SMARTHOST"), "{error}");
 }
 
 #[test]
@@ -264,6 +277,8 @@ fn compose_stack_is_complete_and_loopback_only() {
         "grafana",
         "prometheus",
         "alertmanager",
+        "alertmanager-2",
+        "grafana-init",
         "generator",
         "synchronizer",
         "monitor",
@@ -297,6 +312,41 @@ fn compose_stack_is_complete_and_loopback_only() {
             }
         }
     }
+    // The Alertmanager HA pair: both replicas render the template and peer with each other.
+    for replica in ["alertmanager", "alertmanager-2"] {
+        let command = services[replica]["command"][0].as_str().unwrap();
+        assert!(
+            command.contains("render-config.sh")
+                && command.contains("--cluster.peer=alertmanager:9094")
+                && command.contains("--cluster.peer=alertmanager-2:9094"),
+            "{replica}: {command}"
+        );
+        assert_eq!(
+            services[replica]["environment"],
+            services["alertmanager"]["environment"]
+        );
+    }
+    // Grafana sends its alerts to both replicas, and only to them.
+    let sources = yaml(DATASOURCES);
+    let alertmanagers: Vec<&str> = sources["datasources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["type"] == "alertmanager")
+        .inspect(|d| assert_eq!(d["jsonData"]["handleGrafanaManagedAlerts"], true))
+        .map(|d| d["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        alertmanagers,
+        ["http://alertmanager:9093", "http://alertmanager-2:9093"]
+    );
+    let choice = services["grafana-init"]["command"][0].as_str().unwrap();
+    assert!(choice.contains(r#"{"alertmanagersChoice":"external"}"#), "{choice}");
+    let prometheus = yaml("dashboards/prometheus/prometheus.yml");
+    assert_eq!(
+        prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"],
+        serde_json::json!(["alertmanager:9093", "alertmanager-2:9093"])
+    );
     let init = compose["services"]["kafka-init"]["command"][0]
         .as_str()
         .unwrap();

@@ -982,3 +982,32 @@ pub fn run_json_lines_pipeline(
         reduced: t[1].clone(),
     }
 }
+
+/// Renders `dashboards/alertmanager/alertmanager.yml.tmpl` with `render-config.sh` into `dir`,
+/// with only `vars` (and PATH) in the environment: the rendered file, or the script's message.
+pub fn render_alertmanager_config(dir: &Path, vars: &[(&str, &str)]) -> Result<PathBuf, String> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = dir.join("alertmanager.yml");
+    let out = Command::new("sh")
+        .arg(repo.join("dashboards/alertmanager/render-config.sh"))
+        .arg(repo.join("dashboards/alertmanager/alertmanager.yml.tmpl"))
+        .arg(&output)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().copied())
+        .output()
+        .expect("running render-config.sh");
+    if out.status.success() {
+        Ok(output)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The receiver settings an Alertmanager config needs, pointing nowhere beyond loopback.
+pub const LOOPBACK_RECEIVERS: [(&str, &str); 4] = [
+    ("SLA_SMTP_SMARTHOST", "127.0.0.1:2525"),
+    ("SLA_SMTP_FROM", "sla-monitor@localhost"),
+    ("SLA_ALERT_EMAIL", "oncall@localhost"),
+    ("SLA_ALERT_WEBHOOK_URL", "http://127.0.0.1:9199/alertmanager"),
+];
