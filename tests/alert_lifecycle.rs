@@ -91,8 +91,10 @@ async fn sla_alert_goes_pending_firing_and_back_to_normal() {
     let rules = dir.path().join("rules.yaml");
     let run = unique("run");
     std::fs::write(&rules, test_rule_file(&run)).unwrap();
-    let alertmanager = std::env::var("SLA_TEST_ALERTMANAGER_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:9093".into());
+    // The local stack's HA pair: `alerts` sends to both replicas, the test reads the first.
+    let alertmanagers = std::env::var("SLA_TEST_ALERTMANAGER_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:9093,http://127.0.0.1:9095".into());
+    let alertmanager = alertmanagers.split(',').next().unwrap().to_string();
     let active_alerts = || {
         let url = format!("{alertmanager}/api/v2/alerts?active=true&silenced=false&inhibited=false&filter=test_run%3D%22{run}%22");
         async move {
@@ -116,7 +118,7 @@ async fn sla_alert_goes_pending_firing_and_back_to_normal() {
             "--webhook-url",
             &webhook,
             "--alertmanager-url",
-            &alertmanager,
+            &alertmanagers,
         ],
         dir.path(),
     );

@@ -248,11 +248,16 @@ fn prometheus_rules_and_alertmanager_routing_are_valid_and_tested() {
         "dashboards/alertmanager",
     );
     assert!(config.contains("SUCCESS"), "{config}");
-    let am: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&rendered).unwrap()).unwrap();
+    let am: Value = serde_yaml::from_str(&std::fs::read_to_string(&rendered).unwrap()).unwrap();
     assert_eq!(am["global"]["smtp_smarthost"], "127.0.0.1:2525");
-    assert_eq!(am["receivers"][0]["email_configs"][0]["to"], "oncall@localhost");
-    assert_eq!(am["route"]["group_wait"], "30s", "defaults where the template has them");
+    assert_eq!(
+        am["receivers"][0]["email_configs"][0]["to"],
+        "oncall@localhost"
+    );
+    assert_eq!(
+        am["route"]["group_wait"], "30s",
+        "defaults where the template has them"
+    );
     assert!(
         am["global"]["smtp_auth_password"].is_null(),
         "the SMTP password must come from a file"
@@ -341,7 +346,10 @@ fn compose_stack_is_complete_and_loopback_only() {
         ["http://alertmanager:9093", "http://alertmanager-2:9093"]
     );
     let choice = services["grafana-init"]["command"][0].as_str().unwrap();
-    assert!(choice.contains(r#"{"alertmanagersChoice":"external"}"#), "{choice}");
+    assert!(
+        choice.contains(r#"{"alertmanagersChoice":"external"}"#),
+        "{choice}"
+    );
     let prometheus = yaml("dashboards/prometheus/prometheus.yml");
     assert_eq!(
         prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"],

@@ -1009,5 +1009,8 @@ pub const LOOPBACK_RECEIVERS: [(&str, &str); 4] = [
     ("SLA_SMTP_SMARTHOST", "127.0.0.1:2525"),
     ("SLA_SMTP_FROM", "sla-monitor@localhost"),
     ("SLA_ALERT_EMAIL", "oncall@localhost"),
-    ("SLA_ALERT_WEBHOOK_URL", "http://127.0.0.1:9199/alertmanager"),
+    (
+        "SLA_ALERT_WEBHOOK_URL",
+        "http://127.0.0.1:9199/alertmanager",
+    ),
 ];
