@@ -211,6 +211,11 @@ impl EsQuery {
         if first.is_null() {
             return Err(format!("unexpected response: {response}"));
         }
+        self.parse_item(first)
+    }
+
+    /// The series in one item of an `_msearch` response's `responses`.
+    pub fn parse_item(&self, first: &Value) -> Result<Vec<(i64, Option<f64>)>, String> {
         if !first["error"].is_null() {
             let e = &first["error"];
             let reason = e["root_cause"][0]["reason"]
@@ -219,12 +224,10 @@ impl EsQuery {
                 .unwrap_or("unknown error");
             return Err(format!("Elasticsearch error: {reason}"));
         }
-        let buckets = first["aggregations"][&self.bucket_id]["buckets"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let buckets = first["aggregations"][&self.bucket_id]["buckets"].as_array();
         Ok(buckets
-            .iter()
+            .into_iter()
+            .flatten()
             .filter_map(|b| Some((b["key"].as_i64()?, b[&self.metric_id]["value"].as_f64())))
             .collect())
     }

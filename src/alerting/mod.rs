@@ -1,7 +1,10 @@
 //! Grafana-managed alert rules, evaluated outside Grafana: the rule is read from the same
 //! provisioning file Grafana loads, query A is sent to Elasticsearch the way Grafana's
-//! Elasticsearch data source sends it, then reduced (B) and compared with a threshold (C).
+//! Elasticsearch data source sends it, then reduced (B) and compared with a threshold (C); the
+//! state follows Grafana 10.4's state machine, live (`evaluator`) or over a past range
+//! (`backtest`).
 
+pub mod backtest;
 pub mod datasource;
 pub mod es_query;
 pub mod evaluation;
