@@ -293,7 +293,8 @@ mod tests {
                 .find(|a| a.partition == 0)
                 .unwrap()
                 .closed_through,
-            68_000
+            67_999,
+            "70 000 − 2 000 out-of-orderness − 1"
         );
         op.on_record(1, 1, 70_000, 10, 0);
         assert_eq!(closed(&op.on_tick(0), 1)[0].stats.count, 1);

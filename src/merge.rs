@@ -129,6 +129,7 @@ mod tests {
     use super::*;
     use crate::digest::{DigestConfig, LatencyDigest};
     use crate::shuffle::{part_record, window_part, Shuffle, ShuffleEvent, ShuffleRecord};
+    use crate::watermark::{WatermarkConfig, Watermarks};
     use crate::window::{Observation, Windows};
     use proptest::prelude::*;
 
@@ -194,19 +195,22 @@ mod tests {
     fn owner_publishes(partition: i32, records: &[(i64, i64)]) -> Vec<ShuffleRecord> {
         let mut windows = Windows::new(config());
         let mut out = Vec::new();
-        let mut max: Option<i64> = None;
+        let mut clock = Watermarks::new(WatermarkConfig {
+            max_out_of_orderness_ms: 0,
+            idle_timeout_ms: i64::MAX / 4,
+        });
         for (offset, &(t, latency)) in records.iter().enumerate() {
             windows.place(Observation {
                 partition,
                 offset: offset as i64,
                 event_time: t,
                 latency_ms: latency,
-                partition_max_before: max,
-                partition_watermark: max,
+                partition_max_before: clock.max_event_time(partition),
+                partition_watermark: clock.partition_watermark(partition),
                 replayed: false,
             });
-            max = Some(max.map_or(t, |m| m.max(t)));
-            let watermark = max.unwrap();
+            clock.observe(partition, t, 0);
+            let watermark = clock.partition_watermark(partition).unwrap();
             for result in windows.close(watermark) {
                 for (p, part) in &result.parts {
                     out.push(part_record(result.start_ms, *p, part));

@@ -1,7 +1,9 @@
 //! Event-time watermarks over the partitions of a topic.
 //!
 //! Each partition's watermark is the highest event time it has delivered minus the allowed
-//! out-of-orderness. The job's watermark is the minimum over the partitions that are active;
+//! out-of-orderness, minus 1 ms — Flink's bounded out-of-orderness: a watermark W says no
+//! record at or before W is still to come, so a record exactly `max_out_of_orderness` behind
+//! the highest one (or at the same time as it) is on time. The job's watermark is the minimum over the partitions that are active;
 //! an idle partition stops holding it back and rejoins with its next record. When every
 //! partition is idle, the watermark follows the clock (`now - idle_timeout`), so the last
 //! windows close even if no newer record ever arrives. The job's watermark never goes
@@ -79,7 +81,10 @@ impl Watermarks {
         self.partitions
             .get(&partition)
             .and_then(|p| p.max_event_time)
-            .map(|t| t.saturating_sub(self.config.max_out_of_orderness_ms))
+            .map(|t| {
+                t.saturating_sub(self.config.max_out_of_orderness_ms)
+                    .saturating_sub(1)
+            })
     }
 
     /// The highest event time the partition has delivered.
@@ -175,15 +180,16 @@ mod tests {
 
     #[test]
     fn minimum_over_partitions_minus_out_of_orderness() {
+        // Each partition: highest event time − 1 000 ms − 1 ms.
         let mut w = Watermarks::new(config());
         w.assign(0, None, 0);
         w.assign(1, None, 0);
         w.observe(0, 50_000, 1);
         assert_eq!(w.advance(1), None, "partition 1 has not delivered yet");
         w.observe(1, 30_000, 2);
-        assert_eq!(w.advance(2), Some(29_000));
+        assert_eq!(w.advance(2), Some(28_999));
         w.observe(1, 60_000, 3);
-        assert_eq!(w.advance(3), Some(49_000));
+        assert_eq!(w.advance(3), Some(48_999));
     }
 
     #[test]
@@ -191,15 +197,15 @@ mod tests {
         let mut w = Watermarks::new(config());
         w.observe(0, 100_000, 0);
         w.observe(1, 10_000, 0);
-        assert_eq!(w.advance(0), Some(9_000));
+        assert_eq!(w.advance(0), Some(8_999));
         // Partition 0 keeps delivering; partition 1 reaches its end and falls silent.
         w.caught_up(1);
         w.observe(0, 120_000, 10_000);
-        assert_eq!(w.advance(10_000), Some(119_000));
+        assert_eq!(w.advance(10_000), Some(118_999));
         // Partition 1 rejoins with an old record: the watermark does not go back.
         w.observe(1, 20_000, 10_500);
-        assert_eq!(w.advance(10_500), Some(119_000));
-        assert_eq!(w.partition_watermark(1), Some(19_000));
+        assert_eq!(w.advance(10_500), Some(118_999));
+        assert_eq!(w.partition_watermark(1), Some(18_999));
     }
 
     #[test]
@@ -207,8 +213,8 @@ mod tests {
         let mut w = Watermarks::new(config());
         w.observe(0, 1_000_000, 1_000_000);
         w.caught_up(0);
-        assert_eq!(w.advance(1_000_000), Some(999_000));
-        assert_eq!(w.advance(1_009_999), Some(999_000));
+        assert_eq!(w.advance(1_000_000), Some(998_999));
+        assert_eq!(w.advance(1_009_999), Some(998_999));
         assert_eq!(w.advance(1_030_000), Some(1_020_000));
     }
 
@@ -221,7 +227,7 @@ mod tests {
         w.caught_up(1);
         assert_eq!(w.advance(100), None);
         w.observe(0, 500_001, 10_000);
-        assert_eq!(w.advance(10_000), Some(499_001));
+        assert_eq!(w.advance(10_000), Some(499_000));
     }
 
     #[test]
@@ -233,12 +239,12 @@ mod tests {
         // slow fetch, a partition whose owner died): it keeps holding the watermark back.
         w.caught_up(0);
         w.observe(0, 500_000, 100_000);
-        assert_eq!(w.advance(100_000), Some(9_000));
+        assert_eq!(w.advance(100_000), Some(8_999));
         assert!(!w.is_idle(1, 100_000));
         // Once it reaches its end and stays silent for the idle timeout, it is idle.
         w.caught_up(1);
         assert!(w.is_idle(1, 100_000));
-        assert_eq!(w.advance(100_000), Some(499_000));
+        assert_eq!(w.advance(100_000), Some(498_999));
     }
 
     #[test]
@@ -258,14 +264,14 @@ mod tests {
         w.observe(1, 10_000, 0);
         w.caught_up(0);
         w.caught_up(1);
-        assert_eq!(w.advance(5_000), Some(9_000));
+        assert_eq!(w.advance(5_000), Some(8_999));
         // The broker goes away at 5 s for 30 s: the monitor holds idleness every tick.
         for now in (5_000..35_000).step_by(1_000) {
             w.hold_idleness(now);
-            assert_eq!(w.advance(now), Some(9_000), "at {now}");
+            assert_eq!(w.advance(now), Some(8_999), "at {now}");
         }
         // Last held at 34 s (back at 35 s): idle only once the timeout has passed since.
-        assert_eq!(w.advance(43_999), Some(9_000));
+        assert_eq!(w.advance(43_999), Some(8_999));
         assert_eq!(w.advance(44_000), Some(34_000));
     }
 
@@ -274,10 +280,10 @@ mod tests {
         let mut w = Watermarks::new(config());
         w.assign(0, Some(70_000), 0);
         w.restore(65_000);
-        assert_eq!(w.partition_watermark(0), Some(69_000));
-        assert_eq!(w.advance(0), Some(69_000));
+        assert_eq!(w.partition_watermark(0), Some(68_999));
+        assert_eq!(w.advance(0), Some(68_999));
         w.restore(10);
-        assert_eq!(w.current(), Some(69_000));
+        assert_eq!(w.current(), Some(68_999));
     }
 
     proptest! {
