@@ -28,7 +28,8 @@ DELAY=10s
 INDEX="sla_${RUN}"
 SYNC_HTTP=127.0.0.1:19101
 ALERTS_HTTP=127.0.0.1:19103
-ALERTMANAGER=http://127.0.0.1:9093
+ALERTMANAGER=http://127.0.0.1:9093   # the stack's HA pair: alerts go to both replicas
+ALERTMANAGER_2=http://127.0.0.1:9095
 pids=()
 
 say() { printf '\n\033[1m[demo %s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*"; }
@@ -105,10 +106,10 @@ while True:
 ' "$INDEX" "$ALERTS_HTTP" & pids+=($!)
 
 # The evaluator starts once the first window is indexed: before that the rule would see no
-# data (and, as in Grafana, go Pending towards NoData).
+# data (and, as in Grafana 10.4, go straight to NoData).
 say "waiting for the first window in Elasticsearch"
 until curl -fsS "http://127.0.0.1:9200/$INDEX/_count" 2>/dev/null | grep -qv '"count":0'; do sleep 2; done
-$BIN/alerts --rules "$RULES" --es-index "$INDEX" --alertmanager-url "$ALERTMANAGER" \
+$BIN/alerts --rules "$RULES" --es-index "$INDEX" --alertmanager-url "$ALERTMANAGER,$ALERTMANAGER_2" \
   --http-addr "$ALERTS_HTTP" 2>"$WORK/alerts.log" & pids+=($!)
 wait_for_state Normal
 timeline=("$(date +%H:%M:%S) start, no delay")

@@ -30,9 +30,10 @@
 //!   partition resumes, and every decision of the monitor (records, ticks, acknowledgements,
 //!   what may be committed) with time passed in.
 //! - [`alerting::rule`], [`alerting::es_query`], [`alerting::expressions`], [`alerting::state`],
-//!   [`alerting::notify`]: Grafana alert rules read from provisioning files, query A as Grafana's
-//!   Elasticsearch data source builds it, reduce/threshold, Grafana's state machine, and the
-//!   Alertmanager/webhook payloads.
+//!   [`alerting::notify`], [`alerting::backtest`]: Grafana alert rules read from provisioning
+//!   files, query A as Grafana's Elasticsearch data source builds it, reduce/threshold, Grafana
+//!   10.4's state machine (tests: rows of Grafana's own state tests), the Alertmanager/webhook
+//!   payloads, and the replay of past evaluations into a timeline.
 //!
 //! Edges (I/O):
 //! - [`kafka`]: client settings (flags, properties files checked by librdkafka, compression),
@@ -53,7 +54,8 @@
 //! - [`synchronizer`]: visits → reduced visits (+ dead letters), with optional delay.
 //! - [`monitor`]: reduced visits → one latency summary per event-time window (a thin loop
 //!   around [`monitor::decisions`], with [`monitor::committer`] for checkpoints and commits).
-//! - `alerts` (binary): the Grafana rule evaluator built from [`alerting`].
+//! - `alerts` (binary): the Grafana rule evaluator built from [`alerting`], live (to every
+//!   Alertmanager replica) or `alerts backtest` over a past range.
 
 pub mod alerting;
 pub mod assignment_watchdog;
