@@ -98,27 +98,6 @@ impl Drop for Replica {
     }
 }
 
-/// The provisioned rule with test timings (1 s evaluation, 2 s windows, 30 s range, `for: 2s`)
-/// and a label naming this run.
-fn test_rule_file(run: &str) -> String {
-    let original = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/dashboards/grafana/provisioning/alerting/sla-alert-rules.yaml"
-    ))
-    .unwrap();
-    let changed = original
-        .replace("    interval: 1m\n", "    interval: 1s\n")
-        .replace("interval: 1m", "interval: 2s")
-        .replace("from: 600", "from: 30")
-        .replace("for: 2m", "for: 2s")
-        .replace(
-            "service: visits-synchronizer",
-            &format!("service: visits-synchronizer\n          test_run: {run}"),
-        );
-    assert_ne!(changed, original);
-    changed
-}
-
 /// Writes the current 2-second window's document every 500 ms, p99 above the SLA while
 /// `breach` is set, as the monitor would.
 fn write_windows(index: String, breach: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
@@ -202,7 +181,7 @@ async fn one_notification_when_a_replica_dies_while_the_rule_fires() {
 
     let run = unique("run");
     let rules = dir.path().join("rules.yaml");
-    std::fs::write(&rules, test_rule_file(&run)).unwrap();
+    std::fs::write(&rules, test_rule_file(&run, "2s")).unwrap();
     let both = format!("{},{}", replicas[0].url, replicas[1].url);
     let alerts = Job::start_without_brokers(
         env!("CARGO_BIN_EXE_alerts"),

@@ -241,11 +241,7 @@ mod tests {
     use std::time::Duration;
 
     fn sla_rule() -> AlertRule {
-        rule::load(include_str!(
-            "../../dashboards/grafana/provisioning/alerting/sla-alert-rules.yaml"
-        ))
-        .unwrap()
-        .remove(0)
+        rule::provisioned_sla_rule()
     }
 
     const MIN: i64 = 60_000;

@@ -138,11 +138,7 @@ mod tests {
     use crate::alerting::rule;
 
     fn sla_rule() -> AlertRule {
-        rule::load(include_str!(
-            "../../dashboards/grafana/provisioning/alerting/sla-alert-rules.yaml"
-        ))
-        .unwrap()
-        .remove(0)
+        rule::provisioned_sla_rule()
     }
 
     #[test]

@@ -339,6 +339,16 @@ fn compile(
     })
 }
 
+/// The SLA rule as provisioned in dashboards/, for tests.
+#[cfg(test)]
+pub(crate) fn provisioned_sla_rule() -> AlertRule {
+    load(include_str!(
+        "../../dashboards/grafana/provisioning/alerting/sla-alert-rules.yaml"
+    ))
+    .expect("the provisioned rule loads")
+    .remove(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

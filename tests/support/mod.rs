@@ -1014,3 +1014,25 @@ pub const LOOPBACK_RECEIVERS: [(&str, &str); 4] = [
         "http://127.0.0.1:9199/alertmanager",
     ),
 ];
+
+/// The provisioned SLA rule with test timings — evaluated every second over 2 s histogram
+/// buckets and a 30 s range, pending for `pending` (e.g. `6s`) — and a `test_run` label naming
+/// the run; everything else (queries, reducer, threshold, states, labels) as in dashboards/.
+pub fn test_rule_file(run: &str, pending: &str) -> String {
+    let original = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dashboards/grafana/provisioning/alerting/sla-alert-rules.yaml"
+    ))
+    .unwrap();
+    let changed = original
+        .replace("    interval: 1m\n", "    interval: 1s\n")
+        .replace("interval: 1m", "interval: 2s")
+        .replace("from: 600", "from: 30")
+        .replace("for: 2m", &format!("for: {pending}"))
+        .replace(
+            "service: visits-synchronizer",
+            &format!("service: visits-synchronizer\n          test_run: {run}"),
+        );
+    assert_ne!(changed, original);
+    changed
+}
