@@ -16,7 +16,9 @@
 //! - A state's *reason* (`StateReason`) is set when the result and the state differ and the
 //!   result was NoData or Error: `Alerting (NoData)`, `Normal (Error)`, `Pending (KeepLast)`.
 //! - `EndsAt` of a firing state is the evaluation time plus 4 × max(interval, 30 s)
-//!   (`nextEndsTime`; Grafana ≤ 10.3 used 3 ×); Normal states end when they start.
+//!   (`nextEndsTime`, "synchronized with Prometheus"); Normal states end when they start. The
+//!   Grafana 10 state tests from before KeepLast expect 3 ×; the source at the 10.4 tag itself
+//!   could not be read here, so the multiplier is one constant, [`ENDS_AT_INTERVALS`].
 //! - Grafana 10.4 has no `keep_firing_for` and no Recovering state (both came with Grafana 12);
 //!   a rule that sets `keep_firing_for` is refused when it is loaded.
 //!
