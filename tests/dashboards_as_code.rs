@@ -210,6 +210,16 @@ fn notifications_hold_no_secrets_and_route_to_existing_receivers() {
     }
 }
 
+/// The path of an installed command (CI installs what the tests use).
+fn which(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed (apt-get install {name})"))
+}
+
 fn tool(name: &str, args: &[&str], dir: &str) -> String {
     let out = Command::new(name)
         .args(args)
@@ -266,6 +276,30 @@ fn prometheus_rules_and_alertmanager_routing_are_valid_and_tested() {
     // Nothing in the template is a real address: receivers come only from the environment.
     let template = read("dashboards/alertmanager/alertmanager.yml.tmpl");
     assert!(!template.contains("example.com") && !template.contains('@'));
+    // The Docker image runs the renderer with busybox's sh and awk: same output.
+    let busybox = dir.path().join("busybox-bin");
+    std::fs::create_dir_all(&busybox).unwrap();
+    for tool in ["sh", "awk", "mv", "rm"] {
+        std::os::unix::fs::symlink(which("busybox"), busybox.join(tool)).unwrap();
+    }
+    let out = Command::new(busybox.join("sh"))
+        .arg(repo("dashboards/alertmanager/render-config.sh"))
+        .arg(repo("dashboards/alertmanager/alertmanager.yml.tmpl"))
+        .arg(dir.path().join("busybox.yml"))
+        .env_clear()
+        .env("PATH", &busybox)
+        .envs(LOOPBACK_RECEIVERS)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("busybox.yml")).unwrap(),
+        std::fs::read_to_string(&rendered).unwrap()
+    );
     // A missing receiver setting is refused by name, and nothing is written.
     let error = render_alertmanager_config(dir.path(), &LOOPBACK_RECEIVERS[1..]).unwrap_err();
     assert!(error.contains("set SLA_SMTP_SMARTHOST"), "{error}");
