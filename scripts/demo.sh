@@ -54,7 +54,8 @@ wait_for_state() {
 }
 
 say "mode: $MODE ($WINDOW windows, SLA 5s, a $DELAY delay while it is on)"
-if [ "$(scripts/stack.sh status | grep -c running)" = 4 ]; then stack_started=no; else stack_started=yes; fi
+# Already up when every component (one status line each) is running: leave it up afterwards.
+if ! scripts/stack.sh status | grep -qv ': running'; then stack_started=no; else stack_started=yes; fi
 scripts/stack.sh up
 say "building the jobs (release)"
 cargo build --release --quiet --bins
