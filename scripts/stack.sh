@@ -231,7 +231,11 @@ start_alertmanager_replica() {
   local name=$1 port=$2 peer_port=$3 dir="$STATE/$1"
   mkdir -p "$dir/data"
   if pid_alive "$dir/pid" && http_ready "$port" /-/ready; then
-    say "$name: already running on 127.0.0.1:$port"; return 0
+    if tr '\0' ' ' <"/proc/$(cat "$dir/pid")/cmdline" | grep -q -- "--cluster.peer=127.0.0.1:$((peer_port + 1))"; then
+      say "$name: already running on 127.0.0.1:$port"; return 0
+    fi
+    say "$name: running without its HA peer (started by an older stack.sh): restarting it"
+    stop_one "$name"
   fi
   port_open "$port" && die "port $port is in use by another program; stop it or set SLA_ALERTMANAGER_PORT / SLA_ALERTMANAGER_2_PORT"
   say "$name: starting on 127.0.0.1:$port (gossip 127.0.0.1:$((port + 1)), peer 127.0.0.1:$((peer_port + 1)))"
