@@ -236,19 +236,59 @@ async fn a_rebalance_while_elasticsearch_is_down_loses_no_window() {
                 >= 6.0
         },
     );
+    // Kill only once both groups are settled: tansu 0.6 never expires a member killed while
+    // a rebalance is under way.
+    wait_for(
+        "both groups settled over the 2 instances",
+        Duration::from_secs(60),
+        || {
+            let (input, shuffle): (f64, f64) = instances.iter().fold((0.0, 0.0), |(i, s), j| {
+                (
+                    i + assigned(j, &topics.reduced),
+                    s + assigned(j, &topics.shuffle),
+                )
+            });
+            input == f64::from(PARTITIONS)
+                && shuffle == 1.0
+                && instances.iter().all(|j| {
+                    j.log_text().lines().any(|l| {
+                        l.contains("partitions assigned") && l.contains(topics.shuffle.as_str())
+                    })
+                })
+        },
+    );
     let merger = instances
         .iter()
         .position(|j| assigned(j, &topics.shuffle) > 0.0)
         .expect("one instance merges");
     instances.remove(merger).kill();
     let survivor = &instances[0];
-    wait_for(
-        "the survivor owns everything",
-        Duration::from_secs(60),
-        || {
-            assigned(survivor, &topics.reduced) == f64::from(PARTITIONS)
-                && assigned(survivor, &topics.shuffle) > 0.0
-        },
+    // tansu 0.6 can leave the merge group stranded (the dead member keeps the shuffle
+    // partition; seen in about 1 run in 5): the survivor's merge-group watchdog rejoins after
+    // 30 s (twice the 6 s session timeout, at least 30 s), within this wait.
+    let owns_everything = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(
+            "the survivor owns everything",
+            Duration::from_secs(75),
+            || {
+                assigned(survivor, &topics.reduced) == f64::from(PARTITIONS)
+                    && assigned(survivor, &topics.shuffle) > 0.0
+            },
+        )
+    }));
+    if owns_everything.is_err() {
+        let log = survivor.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!(
+            "the survivor does not own everything: {} input, {} shuffle partitions; its log ends:\n{}",
+            assigned(survivor, &topics.reduced),
+            assigned(survivor, &topics.shuffle),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    println!(
+        "the survivor took over; merge-group rejoins: {}",
+        metric_sum(survivor, "sla_consumer_group_rejoins_total", &[]).unwrap_or(0.0)
     );
     proxy.set_up(true);
     let live = wait_for_es_documents(&index, 6, Duration::from_secs(90)).await;

@@ -88,12 +88,22 @@ pub async fn run(config: EvaluatorConfig, status: SharedStatus, shutdown: Shutdo
             })
             .collect();
     }
+    // One sender per replica: the evaluation loops never wait for an Alertmanager, and each
+    // replica receives the alerts in the order they were evaluated.
+    let senders: Arc<Vec<AlertmanagerSender>> = Arc::new(
+        config
+            .alertmanagers
+            .iter()
+            .map(|base| AlertmanagerSender::spawn(base, http.clone()))
+            .collect(),
+    );
     let mut loops = Vec::new();
     for index in 0..config.rules.len() {
-        let (config, status, http, mut shutdown) = (
+        let (config, status, http, senders, mut shutdown) = (
             config.clone(),
             status.clone(),
             http.clone(),
+            senders.clone(),
             shutdown.clone(),
         );
         loops.push(tokio::spawn(async move {
@@ -118,7 +128,7 @@ pub async fn run(config: EvaluatorConfig, status: SharedStatus, shutdown: Shutdo
                 }
                 let now = now_ms();
                 let evaluation = rule.evaluate(&config.client, &config.index, now).await;
-                let (transition, state) = {
+                let (transition, state, firing) = {
                     let mut all = status.write().expect("status lock");
                     let entry = &mut all[index];
                     let transition = entry.state.apply(&lifecycle, &evaluation, now);
@@ -133,16 +143,11 @@ pub async fn run(config: EvaluatorConfig, status: SharedStatus, shutdown: Shutdo
                         // Grafana marks the state sent when it hands it to its senders.
                         entry.state.last_sent_ms = Some(now);
                     }
-                    (transition, send.then(|| entry.state.clone()))
+                    let firing = entry.state.state.is_firing();
+                    (transition, send.then(|| entry.state.clone()), firing)
                 };
-                metrics::gauge!("sla_alert_rule_firing", "rule" => rule.title.clone()).set(
-                    f64::from(u8::from(
-                        status.read().expect("status lock")[index]
-                            .state
-                            .state
-                            .is_firing(),
-                    )),
-                );
+                metrics::gauge!("sla_alert_rule_firing", "rule" => rule.title.clone())
+                    .set(f64::from(u8::from(firing)));
                 if let Some(t) = &transition {
                     log_transition(rule, t);
                     if let Some(url) = &config.webhook {
@@ -151,26 +156,59 @@ pub async fn run(config: EvaluatorConfig, status: SharedStatus, shutdown: Shutdo
                 }
                 if let Some(state) = state {
                     let body = alertmanager_alert(rule, &state);
-                    let sends = config.alertmanagers.iter().map(|base| {
-                        let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
-                        let (http, body) = (&http, &body);
-                        async move {
-                            let ok = post(http, &url, body).await;
-                            metrics::counter!(
-                                "sla_alert_notifications_total",
-                                "alertmanager" => base.clone(),
-                                "outcome" => if ok { "sent" } else { "failed" }
-                            )
-                            .increment(1);
-                        }
-                    });
-                    futures::future::join_all(sends).await;
+                    for sender in senders.iter() {
+                        sender.send(body.clone());
+                    }
                 }
             }
         }));
     }
     for l in loops {
         let _ = l.await;
+    }
+}
+
+/// Alerts queued for one Alertmanager replica (Grafana's per-Alertmanager sender).
+struct AlertmanagerSender {
+    base: String,
+    queue: tokio::sync::mpsc::Sender<serde_json::Value>,
+}
+
+impl AlertmanagerSender {
+    /// Alerts waiting for a replica that does not answer; past this the newest are dropped
+    /// (and counted): the next send of a firing state carries the same alert again.
+    const QUEUE: usize = 64;
+
+    fn spawn(base: &str, http: reqwest::Client) -> Self {
+        let (queue, mut alerts) = tokio::sync::mpsc::channel::<serde_json::Value>(Self::QUEUE);
+        let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
+        let label = base.to_string();
+        tokio::spawn(async move {
+            while let Some(body) = alerts.recv().await {
+                let ok = post(&http, &url, &body).await;
+                metrics::counter!(
+                    "sla_alert_notifications_total",
+                    "alertmanager" => label.clone(),
+                    "outcome" => if ok { "sent" } else { "failed" }
+                )
+                .increment(1);
+            }
+        });
+        AlertmanagerSender {
+            base: base.to_string(),
+            queue,
+        }
+    }
+
+    fn send(&self, body: serde_json::Value) {
+        if self.queue.try_send(body).is_err() {
+            metrics::counter!(
+                "sla_alert_notifications_total",
+                "alertmanager" => self.base.clone(),
+                "outcome" => "dropped"
+            )
+            .increment(1);
+        }
     }
 }
 

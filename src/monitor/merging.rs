@@ -59,6 +59,11 @@ impl MergeStage {
         self.input_partitions = partitions;
     }
 
+    /// How many partitions the input topic has (0 before the first shuffle assignment).
+    pub fn input_partition_count(&self) -> usize {
+        self.input_partitions.len()
+    }
+
     /// Shuffle partitions assigned: each starts empty, reading from its beginning.
     pub fn assign(&mut self, shuffle_partitions: &[i32]) {
         for &m in shuffle_partitions {

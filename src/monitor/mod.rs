@@ -30,6 +30,7 @@ pub mod merging;
 pub mod restore;
 pub mod unacknowledged;
 
+use crate::assignment_watchdog::{self, AssignmentWatchdog, Verdict};
 use crate::http::Readiness;
 use crate::kafka::dead_letter::{DeadLetterQueue, WINDOW_START_HEADER};
 use crate::kafka::producer::{delivered, enqueue, OutgoingRecord, RELIABLE_PRODUCER};
@@ -209,9 +210,15 @@ pub async fn run(
     // The merge consumer never commits: each assignment re-reads its shuffle partition.
     let merge_consumer = subscribed(
         config.kafka.consumer_config(&merge_group),
-        merge_context,
+        merge_context.clone(),
         &config.shuffle_topic,
     )?;
+    let session_timeout = config
+        .kafka
+        .consumer_config(&merge_group)
+        .get("session.timeout.ms")
+        .and_then(|ms| ms.parse().ok())
+        .map_or(Duration::from_secs(45), Duration::from_millis);
     let producer: FutureProducer<JobContext> = config
         .kafka
         .producer_config(RELIABLE_PRODUCER)
@@ -237,6 +244,7 @@ pub async fn run(
     for topic in [&config.input_topic, &config.shuffle_topic] {
         metrics::gauge!("sla_assigned_partitions", "topic" => topic.clone()).set(0.0);
     }
+    let shuffle_topic = config.shuffle_topic.clone();
     let mut monitor = Monitor {
         committer: Committer::new(
             consumer.clone(),
@@ -263,6 +271,12 @@ pub async fn run(
         config,
         consumer,
         merge_consumer,
+        merge_context,
+        merge_watchdog: AssignmentWatchdog::new(
+            assignment_watchdog::default_limit(session_timeout),
+            Instant::now(),
+        ),
+        merge_rejoins: metrics::counter!("sla_consumer_group_rejoins_total", "topic" => shuffle_topic),
         input_events,
         merge_events,
         producer,
@@ -365,6 +379,12 @@ struct Monitor {
     pending_batches: BTreeMap<u64, SinkBatch>,
     consumer: Arc<StreamConsumer<RebalanceNotifier>>,
     merge_consumer: Arc<StreamConsumer<RebalanceNotifier>>,
+    /// The merge consumer's context, for a fresh consumer when it rejoins.
+    merge_context: RebalanceNotifier,
+    /// Notices a merge group left stranded (see `check_merge_assignment`).
+    merge_watchdog: AssignmentWatchdog,
+    /// `sla_consumer_group_rejoins_total` of the shuffle topic.
+    merge_rejoins: metrics::Counter,
     input_events: mpsc::UnboundedReceiver<Rebalanced>,
     merge_events: mpsc::UnboundedReceiver<Rebalanced>,
     producer: FutureProducer<JobContext>,
@@ -400,8 +420,9 @@ impl Monitor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_commit = Instant::now();
         let consumer = self.consumer.clone();
-        let merge_consumer = self.merge_consumer.clone();
         loop {
+            // Cloned each turn: `check_merge_assignment` may replace it.
+            let merge_consumer = self.merge_consumer.clone();
             tokio::select! {
                 biased;
                 _ = shutdown.wait() => break,
@@ -419,6 +440,7 @@ impl Monitor {
                 }
                 _ = tick.tick() => {
                     self.on_tick().await?;
+                    self.check_merge_assignment()?;
                     self.update_readiness();
                     if last_commit.elapsed() >= self.config.commit_interval {
                         self.committer.start(&self.core);
@@ -570,6 +592,55 @@ impl Monitor {
             metrics::gauge!("sla_assigned_partitions", "topic" => self.config.shuffle_topic.clone())
                 .set(self.merge.owned().len() as f64);
         }
+        Ok(())
+    }
+
+    /// Every instance is a member of both groups, so an instance that holds **every** input
+    /// partition is alone in the input group and should hold every shuffle partition too. When
+    /// it holds none of them for the watchdog's limit (twice the session timeout, at least
+    /// 30 s), the merge group's rebalance did not complete for it — seen on tansu 0.6, where a
+    /// dead member can keep its shuffle partition after its session expired — and nobody merges
+    /// the windows. It then joins the merge group again with a fresh consumer (each further
+    /// attempt waits twice as long). Apache Kafka removes a dead member from both groups alike,
+    /// so there this never lasts.
+    fn check_merge_assignment(&mut self) -> Result<(), MonitorError> {
+        let inputs = self.merge.input_partition_count();
+        let alone = inputs > 0 && self.owned.len() == inputs;
+        let held = if alone { self.merge.owned().len() } else { 1 };
+        let now = Instant::now();
+        let Verdict::Stuck { for_how_long } = self.merge_watchdog.observe(held, now) else {
+            return Ok(());
+        };
+        self.merge_watchdog.acted(now);
+        tracing::error!(
+            held_none_for = ?for_how_long,
+            input_partitions = inputs,
+            next_attempt_in = ?self.merge_watchdog.limit(),
+            "this instance holds every partition of {} but no partition of {}: the merge group's \
+             rebalance did not complete for it; joining the merge group again with a fresh consumer",
+            self.config.input_topic,
+            self.config.shuffle_topic
+        );
+        self.merge_rejoins.increment(1);
+        let fresh = subscribed(
+            self.config
+                .kafka
+                .consumer_config(&format!("{}.merge", self.config.group)),
+            self.merge_context.clone(),
+            &self.config.shuffle_topic,
+        )?;
+        let mut old = std::mem::replace(&mut self.merge_consumer, fresh);
+        // Closing leaves the group and blocks, so it happens off the async workers once the
+        // loop has dropped the clone it holds for the current turn.
+        tokio::task::spawn_blocking(move || loop {
+            match Arc::try_unwrap(old) {
+                Ok(consumer) => return drop(consumer),
+                Err(still_shared) => {
+                    old = still_shared;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
         Ok(())
     }
 
