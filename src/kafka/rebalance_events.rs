@@ -11,6 +11,8 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// A change of the partitions a consumer owns (of the topic it watches).
@@ -28,6 +30,7 @@ pub struct RebalanceNotifier {
     job: JobContext,
     topic: String,
     events: mpsc::UnboundedSender<Rebalanced>,
+    leaders_up: Arc<AtomicBool>,
 }
 
 impl RebalanceNotifier {
@@ -39,9 +42,19 @@ impl RebalanceNotifier {
                 job,
                 topic: topic.to_string(),
                 events,
+                leaders_up: Arc::new(AtomicBool::new(true)),
             },
             receiver,
         )
+    }
+
+    /// Whether, by this consumer's latest statistics, the brokers leading the partitions it
+    /// fetches (any broker, before it fetches any) are connected. Unlike the job-wide
+    /// reachability, which any client of the job restores, this is the consumer's own: after
+    /// an outage it may reconnect later than the job's producer (reconnect back-off), and
+    /// until it does, nobody knows what waits in its partitions.
+    pub fn leaders_up(&self) -> Arc<AtomicBool> {
+        self.leaders_up.clone()
     }
 
     fn partitions(&self, list: &TopicPartitionList) -> Vec<i32> {
@@ -59,6 +72,25 @@ impl ClientContext for RebalanceNotifier {
     }
 
     fn stats(&self, statistics: Statistics) {
+        let up = |nodeid: i32| {
+            statistics
+                .brokers
+                .values()
+                .any(|b| b.nodeid == nodeid && b.state == "UP")
+        };
+        let leaders: Vec<i32> = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.fetch_state != "none")
+            .map(|p| p.leader)
+            .collect();
+        let connected = if leaders.is_empty() {
+            statistics.brokers.values().any(|b| b.state == "UP")
+        } else {
+            leaders.iter().all(|&leader| up(leader))
+        };
+        self.leaders_up.store(connected, Ordering::Relaxed);
         self.job.stats(statistics);
     }
 

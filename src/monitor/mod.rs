@@ -199,6 +199,7 @@ pub async fn run(
     let context = JobContext::new(config.kafka.bootstrap_servers());
     let (input_context, input_events) =
         RebalanceNotifier::new(context.clone(), &config.input_topic);
+    let input_leaders_up = input_context.leaders_up();
     let consumer = subscribed(
         config.kafka.consumer_config(&config.group),
         input_context,
@@ -272,6 +273,7 @@ pub async fn run(
         consumer,
         merge_consumer,
         merge_context,
+        input_leaders_up,
         merge_watchdog: AssignmentWatchdog::new(
             assignment_watchdog::default_limit(session_timeout),
             Instant::now(),
@@ -381,6 +383,8 @@ struct Monitor {
     merge_consumer: Arc<StreamConsumer<RebalanceNotifier>>,
     /// The merge consumer's context, for a fresh consumer when it rejoins.
     merge_context: RebalanceNotifier,
+    /// The input consumer's own connection to its partitions' leaders (its statistics).
+    input_leaders_up: Arc<std::sync::atomic::AtomicBool>,
     /// Notices a merge group left stranded (see `check_merge_assignment`).
     merge_watchdog: AssignmentWatchdog,
     /// `sla_consumer_group_rejoins_total` of the shuffle topic.
@@ -883,7 +887,13 @@ impl Monitor {
         self.apply_input_rebalances().await?;
         self.apply_merge_rebalances().await?;
         let now = now_ms();
-        if self.context.unreachable_for().is_some() {
+        // Silence is evidence only while the input consumer itself can fetch: after an outage
+        // the job's other clients may reconnect first.
+        if self.context.unreachable_for().is_some()
+            || !self
+                .input_leaders_up
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
             self.core.on_broker_unreachable(now);
         }
         if let Some(publication) = self.core.on_tick(now) {
