@@ -39,7 +39,7 @@
 //! - [`kafka`]: client settings (flags, properties files checked by librdkafka, compression),
 //!   the connection check that turns refused credentials and untrusted certificates into a
 //!   clear stop ([`kafka::security_failure`]), topic administration, client context, dead
-//!   letters, producing.
+//!   letters, producing, and closing a consumer a job replaced ([`kafka::retire`]).
 //! - [`http`] and [`telemetry`]: the `/metrics` and `/healthz` endpoint, logging, metrics.
 //! - [`shutdown`]: graceful stop on SIGINT/SIGTERM; [`backoff`]: the shared retry schedule.
 //! - [`sink`]: where window documents go (Elasticsearch or JSON lines), written with retries

@@ -4,6 +4,7 @@
 
 use super::properties::{parse_properties_file, parse_property, PropertiesFile, Property};
 use rdkafka::ClientConfig;
+use std::time::Duration;
 
 /// Most kilobytes of records a consumer fetches ahead of the job (`queued.max.messages.kbytes`).
 pub const PREFETCH_KBYTES: &str = "8192";
@@ -108,6 +109,15 @@ impl KafkaArgs {
             ("statistics.interval.ms", "5000"),
             ("queued.max.messages.kbytes", PREFETCH_KBYTES),
         ])
+    }
+
+    /// The group session timeout consumers of `group` use (`session.timeout.ms`, as the user
+    /// set it or librdkafka's default of 45 s): how long a dead member keeps its partitions.
+    pub fn session_timeout(&self, group: &str) -> Duration {
+        self.consumer_config(group)
+            .get("session.timeout.ms")
+            .and_then(|ms| ms.parse().ok())
+            .map_or(Duration::from_secs(45), Duration::from_millis)
     }
 
     /// Settings for these brokers: `defaults` first, then the properties file, then `-X`

@@ -9,6 +9,7 @@ pub mod dead_letter;
 pub mod producer;
 pub mod properties;
 pub mod rebalance_events;
+pub mod retire;
 pub mod security_failure;
 
 pub use admin::{ensure_topics, ensure_topics_when_reachable, TopicSpec};

@@ -35,6 +35,7 @@ use crate::http::Readiness;
 use crate::kafka::dead_letter::{DeadLetterQueue, WINDOW_START_HEADER};
 use crate::kafka::producer::{delivered, enqueue, OutgoingRecord, RELIABLE_PRODUCER};
 use crate::kafka::rebalance_events::{RebalanceNotifier, Rebalanced};
+use crate::kafka::retire::retire_when_unshared;
 use crate::kafka::{
     admin, ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec, READY_BATCH,
 };
@@ -214,12 +215,7 @@ pub async fn run(
         merge_context.clone(),
         &config.shuffle_topic,
     )?;
-    let session_timeout = config
-        .kafka
-        .consumer_config(&merge_group)
-        .get("session.timeout.ms")
-        .and_then(|ms| ms.parse().ok())
-        .map_or(Duration::from_secs(45), Duration::from_millis);
+    let session_timeout = config.kafka.session_timeout(&merge_group);
     let producer: FutureProducer<JobContext> = config
         .kafka
         .producer_config(RELIABLE_PRODUCER)
@@ -633,18 +629,7 @@ impl Monitor {
             self.merge_context.clone(),
             &self.config.shuffle_topic,
         )?;
-        let mut old = std::mem::replace(&mut self.merge_consumer, fresh);
-        // Closing leaves the group and blocks, so it happens off the async workers once the
-        // loop has dropped the clone it holds for the current turn.
-        tokio::task::spawn_blocking(move || loop {
-            match Arc::try_unwrap(old) {
-                Ok(consumer) => return drop(consumer),
-                Err(still_shared) => {
-                    old = still_shared;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        });
+        retire_when_unshared(std::mem::replace(&mut self.merge_consumer, fresh));
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use crate::http::Readiness;
 use crate::kafka::commit::commit_async;
 use crate::kafka::dead_letter::DeadLetterQueue;
 use crate::kafka::producer::{delivered, enqueue, OutgoingRecord, RELIABLE_PRODUCER};
+use crate::kafka::retire::retire_when_unshared;
 use crate::kafka::{ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec, READY_BATCH};
 use crate::offset_tracker::OffsetTracker;
 use crate::reduced_visit::ReducedVisit;
@@ -209,12 +210,7 @@ pub async fn run(
         &config.dead_letter_topic,
     );
     let meters = Meters::new(&config);
-    let session_timeout = config
-        .kafka
-        .consumer_config(&config.group)
-        .get("session.timeout.ms")
-        .and_then(|ms| ms.parse().ok())
-        .map_or(Duration::from_secs(45), Duration::from_millis);
+    let session_timeout = config.kafka.session_timeout(&config.group);
     let limit = config
         .assignment_timeout
         .unwrap_or_else(|| assignment_watchdog::default_limit(session_timeout));
@@ -547,18 +543,7 @@ impl Synchronizer {
         ));
         self.meters.rejoins.increment(1);
         let fresh = subscribed_consumer(&self.config, self.consumer_context.clone())?;
-        let mut old = std::mem::replace(&mut self.consumer, fresh);
-        // Closing leaves the group and blocks, so it happens off the async workers, once the
-        // loop has dropped the clone it holds for the current iteration.
-        tokio::task::spawn_blocking(move || loop {
-            match Arc::try_unwrap(old) {
-                Ok(consumer) => return drop(consumer),
-                Err(still_shared) => {
-                    old = still_shared;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        });
+        retire_when_unshared(std::mem::replace(&mut self.consumer, fresh));
         Ok(())
     }
 
