@@ -282,22 +282,16 @@ fn prometheus_rules_and_alertmanager_routing_are_valid_and_tested() {
     for tool in ["sh", "awk", "mv", "rm"] {
         std::os::unix::fs::symlink(which("busybox"), busybox.join(tool)).unwrap();
     }
-    let out = Command::new(busybox.join("sh"))
-        .arg(repo("dashboards/alertmanager/render-config.sh"))
-        .arg(repo("dashboards/alertmanager/alertmanager.yml.tmpl"))
-        .arg(dir.path().join("busybox.yml"))
-        .env_clear()
-        .env("PATH", &busybox)
-        .envs(LOOPBACK_RECEIVERS)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let with_busybox = render_alertmanager_config_with(
+        &busybox.join("sh"),
+        busybox.as_os_str(),
+        dir.path(),
+        "busybox.yml",
+        &LOOPBACK_RECEIVERS,
+    )
+    .unwrap();
     assert_eq!(
-        std::fs::read_to_string(dir.path().join("busybox.yml")).unwrap(),
+        std::fs::read_to_string(with_busybox).unwrap(),
         std::fs::read_to_string(&rendered).unwrap()
     );
     // A missing receiver setting is refused by name, and nothing is written.

@@ -986,14 +986,27 @@ pub fn run_json_lines_pipeline(
 /// Renders `dashboards/alertmanager/alertmanager.yml.tmpl` with `render-config.sh` into `dir`,
 /// with only `vars` (and PATH) in the environment: the rendered file, or the script's message.
 pub fn render_alertmanager_config(dir: &Path, vars: &[(&str, &str)]) -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    render_alertmanager_config_with(Path::new("sh"), &path, dir, "alertmanager.yml", vars)
+}
+
+/// [`render_alertmanager_config`] run by `shell` with only `path` to find its tools (busybox's
+/// sh and awk, say, as in the Alertmanager image), into `dir/name`.
+pub fn render_alertmanager_config_with(
+    shell: &Path,
+    path: &std::ffi::OsStr,
+    dir: &Path,
+    name: &str,
+    vars: &[(&str, &str)],
+) -> Result<PathBuf, String> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let output = dir.join("alertmanager.yml");
-    let out = Command::new("sh")
+    let output = dir.join(name);
+    let out = Command::new(shell)
         .arg(repo.join("dashboards/alertmanager/render-config.sh"))
         .arg(repo.join("dashboards/alertmanager/alertmanager.yml.tmpl"))
         .arg(&output)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PATH", path)
         .envs(vars.iter().copied())
         .output()
         .expect("running render-config.sh");
