@@ -205,16 +205,8 @@ impl EsQuery {
         (header, body)
     }
 
-    /// The series in an `_msearch` response: (bucket start ms, value), `None` for empty buckets.
-    pub fn parse_response(&self, response: &Value) -> Result<Vec<(i64, Option<f64>)>, String> {
-        let first = &response["responses"][0];
-        if first.is_null() {
-            return Err(format!("unexpected response: {response}"));
-        }
-        self.parse_item(first)
-    }
-
-    /// The series in one item of an `_msearch` response's `responses`.
+    /// The series in one item of an `_msearch` response's `responses`: (bucket start ms,
+    /// value), `None` for empty buckets.
     pub fn parse_item(&self, first: &Value) -> Result<Vec<(i64, Option<f64>)>, String> {
         if !first["error"].is_null() {
             let e = &first["error"];
@@ -273,11 +265,14 @@ mod tests {
             {"key": 0, "doc_count": 1, "1": {"value": 12.5}},
             {"key": 60000, "doc_count": 0, "1": {"value": null}}]}}}]});
         assert_eq!(
-            q.parse_response(&ok).unwrap(),
+            q.parse_item(&ok["responses"][0]).unwrap(),
             vec![(0, Some(12.5)), (60_000, None)]
         );
         let err = json!({"responses": [{"error": {"root_cause": [{"reason": "No mapping found for [p99]"}]}, "status": 400}]});
-        assert!(q.parse_response(&err).unwrap_err().contains("No mapping"));
+        assert!(q
+            .parse_item(&err["responses"][0])
+            .unwrap_err()
+            .contains("No mapping"));
     }
 
     #[test]
