@@ -200,11 +200,8 @@ async fn run_backtest(args: &RuleArgs, from: &str, to: &str, json: bool) -> anyh
     let client = args.elasticsearch.client()?;
     let mut timelines: Vec<Timeline> = Vec::new();
     for rule in &rules {
-        let interval = args
-            .interval
-            .unwrap_or(rule.interval)
-            .max(Duration::from_millis(100));
-        let step = interval.as_millis() as i64;
+        let lifecycle = Lifecycle::of(rule, args.interval);
+        let step = lifecycle.interval.as_millis() as i64;
         // Grafana's scheduler ticks at multiples of the interval.
         let first = (from_ms + step - 1).div_euclid(step) * step;
         let times: Vec<i64> = (first..=to_ms).step_by(step as usize).collect();
@@ -221,12 +218,6 @@ async fn run_backtest(args: &RuleArgs, from: &str, to: &str, json: bool) -> anyh
                 .await;
             evaluations.extend(batch.iter().copied().zip(results));
         }
-        let lifecycle = Lifecycle {
-            pending_period: rule.pending_period,
-            interval,
-            no_data_state: rule.no_data_state,
-            exec_err_state: rule.exec_err_state,
-        };
         let timeline = backtest::replay(rule, &lifecycle, &evaluations, to_ms);
         if !json {
             println!("{}", backtest::render_text(&timeline, &rule.reduce_ref));

@@ -108,19 +108,11 @@ pub async fn run(config: EvaluatorConfig, status: SharedStatus, shutdown: Shutdo
         );
         loops.push(tokio::spawn(async move {
             let rule = &config.rules[index];
-            let interval = config
-                .interval
-                .unwrap_or(rule.interval)
-                .max(Duration::from_millis(100));
+            let lifecycle = Lifecycle::of(rule, config.interval);
+            let interval = lifecycle.interval;
             tracing::info!(rule = %rule.title, ?interval, index = %config.index, "evaluating");
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let lifecycle = Lifecycle {
-                pending_period: rule.pending_period,
-                interval,
-                no_data_state: rule.no_data_state,
-                exec_err_state: rule.exec_err_state,
-            };
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}

@@ -25,7 +25,7 @@
 //! Pure: evaluation results and times are passed in.
 
 use super::evaluation::Evaluation;
-use super::rule::{ExecErrState, NoDataState};
+use super::rule::{AlertRule, ExecErrState, NoDataState};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -98,6 +98,19 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
+    /// The lifecycle of `rule` evaluated every `interval` (its group's when `None`; at least
+    /// 100 ms).
+    pub fn of(rule: &AlertRule, interval: Option<Duration>) -> Self {
+        Lifecycle {
+            pending_period: rule.pending_period,
+            interval: interval
+                .unwrap_or(rule.interval)
+                .max(Duration::from_millis(100)),
+            no_data_state: rule.no_data_state,
+            exec_err_state: rule.exec_err_state,
+        }
+    }
+
     /// Grafana's `nextEndsTime`: when a firing state evaluated at `now_ms` expires.
     pub fn next_ends_ms(&self, now_ms: i64) -> i64 {
         let step = self.interval.max(RESEND_DELAY).as_millis() as i64;
