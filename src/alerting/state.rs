@@ -165,7 +165,7 @@ pub struct RuleState {
 
 /// The result of an evaluation, as Grafana's `eval.State` of a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Result {
+enum Observed {
     Normal,
     Alerting,
     NoData,
@@ -261,21 +261,21 @@ impl RuleState {
             Evaluation::Error(e) => (None, Some(e.clone())),
         };
         let result = match evaluation {
-            Evaluation::Value { met: true, .. } => Result::Alerting,
-            Evaluation::Value { met: false, .. } => Result::Normal,
-            Evaluation::NoData => Result::NoData,
-            Evaluation::Error(_) => Result::Error,
+            Evaluation::Value { met: true, .. } => Observed::Alerting,
+            Evaluation::Value { met: false, .. } => Observed::Normal,
+            Evaluation::NoData => Observed::NoData,
+            Evaluation::Error(_) => Observed::Error,
         };
         match result {
-            Result::Normal => self.result_normal(now_ms),
-            Result::Alerting => self.result_alerting(lifecycle, now_ms),
-            Result::NoData => match lifecycle.no_data_state {
+            Observed::Normal => self.result_normal(now_ms),
+            Observed::Alerting => self.result_alerting(lifecycle, now_ms),
+            Observed::NoData => match lifecycle.no_data_state {
                 NoDataState::Alerting => self.result_alerting(lifecycle, now_ms),
                 NoDataState::NoData => self.result_problem(AlertState::NoData, lifecycle, now_ms),
                 NoDataState::Ok => self.result_normal(now_ms),
                 NoDataState::KeepLast => self.result_keep_last(lifecycle, now_ms),
             },
-            Result::Error => match lifecycle.exec_err_state {
+            Observed::Error => match lifecycle.exec_err_state {
                 ExecErrState::Alerting => self.result_alerting(lifecycle, now_ms),
                 ExecErrState::Error => self.result_problem(AlertState::Error, lifecycle, now_ms),
                 ExecErrState::Ok => self.result_normal(now_ms),
@@ -286,18 +286,18 @@ impl RuleState {
         // (resultStateReason).
         let same = matches!(
             (result, self.state),
-            (Result::NoData, AlertState::NoData) | (Result::Error, AlertState::Error)
+            (Observed::NoData, AlertState::NoData) | (Observed::Error, AlertState::Error)
         );
         self.reason = match result {
-            Result::Normal | Result::Alerting => None,
+            Observed::Normal | Observed::Alerting => None,
             _ if same => None,
             _ if lifecycle.no_data_state == NoDataState::KeepLast
                 || lifecycle.exec_err_state == ExecErrState::KeepLast =>
             {
                 Some(StateReason::KeepLast)
             }
-            Result::NoData => Some(StateReason::NoData),
-            Result::Error => Some(StateReason::Error),
+            Observed::NoData => Some(StateReason::NoData),
+            Observed::Error => Some(StateReason::Error),
         };
         self.resolved = from == AlertState::Alerting && self.state == AlertState::Normal;
         if from == self.state && from_reason == self.reason {

@@ -206,7 +206,7 @@ pub async fn run(
         input_context,
         &config.input_topic,
     )?;
-    let merge_group = format!("{}.merge", config.group);
+    let merge_group = merge_group_of(&config.group);
     let (merge_context, merge_events) =
         RebalanceNotifier::new(context.clone(), &config.shuffle_topic);
     // The merge consumer never commits: each assignment re-reads its shuffle partition.
@@ -302,6 +302,11 @@ pub async fn run(
         "monitor started"
     );
     monitor.run(shutdown).await
+}
+
+/// The consumer group of the merge stage: the input group's name + `.merge`.
+fn merge_group_of(group: &str) -> String {
+    format!("{group}.merge")
 }
 
 fn now_ms() -> i64 {
@@ -625,7 +630,7 @@ impl Monitor {
         let fresh = subscribed(
             self.config
                 .kafka
-                .consumer_config(&format!("{}.merge", self.config.group)),
+                .consumer_config(&merge_group_of(&self.config.group)),
             self.merge_context.clone(),
             &self.config.shuffle_topic,
         )?;
