@@ -23,7 +23,7 @@ use std::time::Duration;
 /// Alertmanager replica given and state changes to a webhook. `alerts backtest` replays the
 /// rules over a past range instead.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(flatten)]
     rules: RuleArgs,

@@ -12,7 +12,7 @@ use std::time::Duration;
 /// duration_ms) at a steady rate, optionally with malformed, duplicate and late records. Prints
 /// a JSON report of the acknowledged records by kind on stdout when done.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     kafka: KafkaArgs,

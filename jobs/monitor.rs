@@ -31,7 +31,7 @@ enum SinkKind {
 /// windows with watermarks and writes one summary per window (count, percentiles, min, max,
 /// mean, records over the SLA). Offsets are committed only after a window is written.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     kafka: KafkaArgs,

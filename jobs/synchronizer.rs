@@ -15,7 +15,7 @@ use std::time::Duration;
 /// records go, unchanged, to a dead-letter topic. Offsets are committed only after the output is
 /// acknowledged (at-least-once, nothing lost).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     kafka: KafkaArgs,

@@ -31,12 +31,14 @@ ALERTS_HTTP=127.0.0.1:19103
 ALERTMANAGER=http://127.0.0.1:9093   # the stack's HA pair: alerts go to both replicas
 ALERTMANAGER_2=http://127.0.0.1:9095
 pids=()
+started=()
 
 say() { printf '\n\033[1m[demo %s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*"; }
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "${stack_started:-no}" = yes ]; then scripts/stack.sh down; fi
+  # Stops exactly the components this run started (alertmanager stands for the HA pair).
+  for c in "${started[@]}"; do scripts/stack.sh down "$c"; done
   echo "logs kept in $WORK"
 }
 trap cleanup EXIT
@@ -54,8 +56,17 @@ wait_for_state() {
 }
 
 say "mode: $MODE ($WINDOW windows, SLA 5s, a $DELAY delay while it is on)"
-# Already up when every component (one status line each) is running: leave it up afterwards.
-if ! scripts/stack.sh status | grep -qv ': running'; then stack_started=no; else stack_started=yes; fi
+# Components already running are left running afterwards; the others are stopped again. The
+# status is read whole first: a grep that stops at its first match would end stack.sh with
+# SIGPIPE, which pipefail reports as a failure.
+status_before=$(scripts/stack.sh status)
+started=()
+for c in kafka elasticsearch prometheus alertmanager; do
+  lines=("$c"); [ "$c" != alertmanager ] || lines+=(alertmanager-2)
+  for line in "${lines[@]}"; do
+    if ! grep -q "^$line: running" <<<"$status_before"; then started+=("$c"); break; fi
+  done
+done
 scripts/stack.sh up
 say "building the jobs (release)"
 cargo build --release --quiet --bins

@@ -11,10 +11,10 @@
 //! depend on how partitions interleave. Whole windows are the merge of every partition's part
 //! once all have passed the end (see `merge`).
 
-use crate::watermark::{WatermarkConfig, Watermarks};
+use crate::watermark::{PartitionWatermark, WatermarkConfig};
 use crate::window::{
-    merge_parts, Observation, Placement, ResumePoint, WindowConfig, WindowPart, WindowResult,
-    Windows,
+    merge_parts, ClosedPart, Observation, PartitionWindows, Placement, ResumePoint, WindowConfig,
+    WindowPart, WindowResult,
 };
 use std::collections::BTreeMap;
 
@@ -33,8 +33,8 @@ pub struct RestoredPartition {
 /// One partition's event time and windows.
 #[derive(Debug, Clone)]
 struct PartitionOperator {
-    watermarks: Watermarks,
-    windows: Windows,
+    watermark: PartitionWatermark,
+    windows: PartitionWindows,
     replay_end: i64,
 }
 
@@ -53,8 +53,8 @@ pub struct PartitionAdvance {
     pub partition: i32,
     /// Its watermark after the tick: its windows closing at or before it are closed.
     pub closed_through: i64,
-    /// The windows it closed, in start order, holding this partition's part only.
-    pub closed: Vec<WindowResult>,
+    /// Its parts of the windows it closed, in start order.
+    pub closed: Vec<ClosedPart>,
 }
 
 impl EventTimeOperator {
@@ -67,12 +67,14 @@ impl EventTimeOperator {
         }
     }
 
-    fn partition_operator(&self, partition: i32, now_ms: i64) -> PartitionOperator {
-        let mut watermarks = Watermarks::new(self.watermark);
-        watermarks.assign(partition, None, now_ms);
+    fn partition_operator(
+        &self,
+        max_event_time_before: Option<i64>,
+        now_ms: i64,
+    ) -> PartitionOperator {
         PartitionOperator {
-            watermarks,
-            windows: Windows::new(self.window.clone()),
+            watermark: PartitionWatermark::new(self.watermark, max_event_time_before, now_ms),
+            windows: PartitionWindows::new(self.window.clone()),
             replay_end: 0,
         }
     }
@@ -81,13 +83,11 @@ impl EventTimeOperator {
     /// (replacing any state it had).
     pub fn assign(&mut self, partition: i32, restored: Option<RestoredPartition>, now_ms: i64) {
         let restored = restored.unwrap_or_default();
-        let mut op = self.partition_operator(partition, now_ms);
-        op.watermarks
-            .assign(partition, restored.max_event_time_before, now_ms);
+        let mut op = self.partition_operator(restored.max_event_time_before, now_ms);
         op.replay_end = restored.replay_end;
         if let Some(durable) = restored.durable_through {
             op.windows.restore_closed_through(durable);
-            op.watermarks.restore(durable);
+            op.watermark.restore(durable);
         }
         self.partitions.insert(partition, op);
     }
@@ -103,12 +103,17 @@ impl EventTimeOperator {
         self.partitions.keys().copied().collect()
     }
 
+    /// Whether `partition` is owned.
+    pub fn owns(&self, partition: i32) -> bool {
+        self.partitions.contains_key(&partition)
+    }
+
     /// The partition's highest event time so far (what a resume point before the next record
     /// of this partition must restore).
     pub fn max_event_time(&self, partition: i32) -> Option<i64> {
         self.partitions
             .get(&partition)
-            .and_then(|op| op.watermarks.max_event_time(partition))
+            .and_then(|op| op.watermark.max_event_time())
     }
 
     /// Offers a record: decides where it goes, then advances its partition's event time.
@@ -122,20 +127,19 @@ impl EventTimeOperator {
         now_ms: i64,
     ) -> Placement {
         if !self.partitions.contains_key(&partition) {
-            let op = self.partition_operator(partition, now_ms);
+            let op = self.partition_operator(None, now_ms);
             self.partitions.insert(partition, op);
         }
         let op = self.partitions.get_mut(&partition).expect("just ensured");
         let placement = op.windows.place(Observation {
-            partition,
             offset,
             event_time,
             latency_ms,
-            partition_max_before: op.watermarks.max_event_time(partition),
-            partition_watermark: op.watermarks.partition_watermark(partition),
+            partition_max_before: op.watermark.max_event_time(),
+            partition_watermark: op.watermark.of_records(),
             replayed: offset < op.replay_end,
         });
-        op.watermarks.observe(partition, event_time, now_ms);
+        op.watermark.observe(event_time, now_ms);
         placement
     }
 
@@ -143,14 +147,14 @@ impl EventTimeOperator {
     /// idleness (see `watermark`).
     pub fn caught_up(&mut self, partition: i32) {
         if let Some(op) = self.partitions.get_mut(&partition) {
-            op.watermarks.caught_up(partition);
+            op.watermark.caught_up();
         }
     }
 
     /// The broker cannot be asked at `now_ms`: no partition's silence counts towards idleness.
     pub fn hold_idleness(&mut self, now_ms: i64) {
         for op in self.partitions.values_mut() {
-            op.watermarks.hold_idleness(now_ms);
+            op.watermark.hold_idleness(now_ms);
         }
     }
 
@@ -160,7 +164,7 @@ impl EventTimeOperator {
         self.partitions
             .iter_mut()
             .filter_map(|(&partition, op)| {
-                let watermark = op.watermarks.advance(now_ms)?;
+                let watermark = op.watermark.advance(now_ms)?;
                 Some(PartitionAdvance {
                     partition,
                     closed_through: watermark,
@@ -171,21 +175,30 @@ impl EventTimeOperator {
     }
 
     /// Closes every open window of every partition (the end of a finite input, in tests and
-    /// benchmarks) and returns the whole windows.
+    /// benchmarks) and returns their parts.
+    pub fn close_all(&mut self) -> Vec<(i32, ClosedPart)> {
+        self.partitions
+            .iter_mut()
+            .flat_map(|(&p, op)| {
+                op.windows
+                    .close(i64::MAX / 2)
+                    .into_iter()
+                    .map(move |c| (p, c))
+            })
+            .collect()
+    }
+
+    /// Closes every open window of every partition and returns the whole windows.
     pub fn flush(&mut self) -> Vec<WindowResult> {
-        let parts: Vec<WindowResult> = self
-            .partitions
-            .values_mut()
-            .flat_map(|op| op.windows.close(i64::MAX / 2))
-            .collect();
-        merge_by_window(&self.window, parts)
+        let parts = self.close_all();
+        whole_windows(&self.window, parts)
     }
 
     /// Per partition, the earliest resume point among its open windows.
     pub fn resume_points(&self) -> BTreeMap<i32, ResumePoint> {
         self.partitions
-            .values()
-            .flat_map(|op| op.windows.resume_points())
+            .iter()
+            .filter_map(|(&p, op)| Some((p, op.windows.resume_point()?)))
             .collect()
     }
 
@@ -200,12 +213,8 @@ impl EventTimeOperator {
     /// The lowest watermark among the owned partitions (all must have one).
     pub fn watermark(&self) -> Option<i64> {
         self.partitions
-            .iter()
-            .map(|(&p, op)| {
-                op.watermarks
-                    .current()
-                    .or(op.watermarks.partition_watermark(p))
-            })
+            .values()
+            .map(|op| op.watermark.current().or(op.watermark.of_records()))
             .collect::<Option<Vec<i64>>>()
             .and_then(|w| w.into_iter().min())
     }
@@ -220,20 +229,20 @@ impl EventTimeOperator {
     }
 }
 
-/// Merges per-partition window results of the same window (as closed by
-/// [`EventTimeOperator::on_tick`]) into whole windows, in start order — what the merge stage
-/// does with parts received from every owner.
-pub fn merge_by_window(config: &WindowConfig, results: Vec<WindowResult>) -> Vec<WindowResult> {
-    type Gathered = (BTreeMap<i32, WindowPart>, BTreeMap<i32, ResumePoint>);
-    let mut by_window: BTreeMap<i64, Gathered> = BTreeMap::new();
-    for result in results {
-        let (parts, points) = by_window.entry(result.start_ms).or_default();
-        parts.extend(result.parts);
-        points.extend(result.resume_points);
+/// Merges partitions' parts of the same windows (as closed by [`EventTimeOperator::on_tick`])
+/// into whole windows, in start order — what the merge stage does with parts received from
+/// every owner.
+pub fn whole_windows(config: &WindowConfig, closed: Vec<(i32, ClosedPart)>) -> Vec<WindowResult> {
+    let mut by_window: BTreeMap<i64, BTreeMap<i32, WindowPart>> = BTreeMap::new();
+    for (partition, c) in closed {
+        by_window
+            .entry(c.start_ms)
+            .or_default()
+            .insert(partition, c.part);
     }
     by_window
         .into_iter()
-        .filter_map(|(start, (parts, points))| merge_parts(config, start, parts, points))
+        .filter_map(|(start, parts)| merge_parts(config, start, parts))
         .collect()
 }
 
@@ -262,7 +271,7 @@ mod tests {
         )
     }
 
-    fn closed(advances: &[PartitionAdvance], partition: i32) -> Vec<WindowResult> {
+    fn closed(advances: &[PartitionAdvance], partition: i32) -> Vec<ClosedPart> {
         advances
             .iter()
             .filter(|a| a.partition == partition)
@@ -284,8 +293,7 @@ mod tests {
         let advances = op.on_tick(0);
         let part = closed(&advances, 0);
         assert_eq!(part.len(), 1, "partition 0 passed window 0");
-        assert_eq!(part[0].stats.count, 1);
-        assert_eq!(part[0].parts.keys().copied().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(part[0].part.digest.count(), 1);
         assert!(closed(&advances, 1).is_empty(), "partition 1 has not");
         assert_eq!(
             advances
@@ -297,7 +305,7 @@ mod tests {
             "70 000 − 2 000 out-of-orderness − 1"
         );
         op.on_record(1, 1, 70_000, 10, 0);
-        assert_eq!(closed(&op.on_tick(0), 1)[0].stats.count, 1);
+        assert_eq!(closed(&op.on_tick(0), 1)[0].part.digest.count(), 1);
     }
 
     #[test]
@@ -403,10 +411,14 @@ mod tests {
             let placement = op.on_record(p as i32, cursors[p] as i64, t, latency, 0);
             assert!(!matches!(placement, Placement::AlreadyCounted { .. }));
             cursors[p] += 1;
-            out.extend(op.on_tick(0).into_iter().flat_map(|a| a.closed));
+            out.extend(
+                op.on_tick(0)
+                    .into_iter()
+                    .flat_map(|a| a.closed.into_iter().map(move |c| (a.partition, c))),
+            );
         }
-        out.extend(op.flush());
-        merge_by_window(&op.window, out)
+        out.extend(op.close_all());
+        whole_windows(&op.window, out)
     }
 
     proptest! {

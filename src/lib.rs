@@ -16,19 +16,23 @@
 //! - [`assignment_watchdog`]: when a group member has held no partition for too long.
 //! - [`rate_limited_log`]: one log line per key and interval under floods of bad input.
 //! - [`generator::visits`]: the deterministic visit source.
-//! - [`watermark`]: per-partition event-time progress and the job watermark (idleness included).
-//! - [`window`]: tumbling event-time windows, lateness, resume points for safe commits.
-//! - [`event_time`]: the event-time operator — watermarks and windows together, the one place
-//!   that decides whether a record is accepted, late or already counted.
+//! - [`watermark`]: one partition's event-time watermark (bounded out-of-orderness, idleness).
+//! - [`window`]: one partition's tumbling event-time windows, lateness, resume points for safe
+//!   commits; [`window::merge_parts`] makes whole windows of the partitions' parts.
+//! - [`event_time`]: the event-time operator over the partitions an instance owns — each one's
+//!   watermark and windows, the one place that decides whether a record is accepted, late or
+//!   already counted.
 //! - [`digest`]: per-window percentiles, exact below a threshold, t-digest above.
 //! - [`window_document`]: the document written per closed window.
 //! - [`shuffle`], [`merge`]: how monitor instances that own different input partitions
 //!   publish window parts and progress to a compacted topic, and how the owner of a shuffle
 //!   partition merges them into whole windows once every input partition has passed their end.
 //! - [`monitor::measurement`], [`monitor::checkpoint`], [`monitor::restore`],
-//!   [`monitor::decisions`]: a record's latency, the state saved with each commit, where each
-//!   partition resumes, and every decision of the monitor (records, ticks, acknowledgements,
-//!   what may be committed) with time passed in.
+//!   [`monitor::decisions`], [`monitor::unacknowledged`], [`monitor::merge_state`]: a record's
+//!   latency, the state saved with each commit, where each partition resumes, every decision
+//!   of the monitor's partition stage (records, ticks, acknowledgements, what may be committed)
+//!   with time passed in, a partition's output not yet acknowledged, and the merge stage's
+//!   state over the shuffle partitions it owns.
 //! - [`alerting::rule`], [`alerting::es_query`], [`alerting::expressions`], [`alerting::state`],
 //!   [`alerting::notify`], [`alerting::backtest`]: Grafana alert rules read from provisioning
 //!   files, query A as Grafana's Elasticsearch data source builds it, reduce/threshold, Grafana
@@ -38,11 +42,15 @@
 //! Edges (I/O):
 //! - [`kafka`]: client settings (flags, properties files checked by librdkafka, compression),
 //!   the connection check that turns refused credentials and untrusted certificates into a
-//!   clear stop ([`kafka::security_failure`]), topic administration, client context, dead
-//!   letters, producing, and closing a consumer a job replaced ([`kafka::retire`]).
+//!   clear stop ([`kafka::security_failure`]), topic administration, client context, group
+//!   members and their broker look-ups ([`kafka::group_consumer`]), dead letters, producing,
+//!   and closing a consumer a job replaced ([`kafka::retire`]).
+//! - [`shuffle::publisher`]: writes the shuffle protocol (parts, progress, written markers,
+//!   tombstones) to the shuffle topic.
 //! - [`http`] and [`telemetry`]: the `/metrics` and `/healthz` endpoint, logging, metrics.
 //! - [`shutdown`]: graceful stop on SIGINT/SIGTERM; [`backoff`]: the shared retry schedule.
-//! - [`sink`]: where window documents go (Elasticsearch or JSON lines), written with retries
+//! - [`sink`]: where window documents go (Elasticsearch, JSON lines, or memory for programs that
+//!   run the monitor inside them), written with retries
 //!   and acknowledged; [`sink::elasticsearch`] split into mapping and bulk.
 //! - [`elasticsearch_connection`]: URL, index and credentials of Elasticsearch, shared by the
 //!   sink and the alert evaluator.
@@ -52,8 +60,10 @@
 //! Jobs (wiring the above; the binaries in `jobs/` only parse flags):
 //! - [`generator`]: produces visits at a rate.
 //! - [`synchronizer`]: visits → reduced visits (+ dead letters), with optional delay.
-//! - [`monitor`]: reduced visits → one latency summary per event-time window (a thin loop
-//!   around [`monitor::decisions`], with [`monitor::committer`] for checkpoints and commits).
+//! - [`monitor`]: reduced visits → one latency summary per event-time window, as two stages
+//!   in their own tasks: [`monitor::partition_stage`] (input → decisions → parts published →
+//!   checkpoints and commits via [`monitor::committer`]) and [`monitor::merge_stage`] (shuffle
+//!   → merged windows → sink → written markers); [`monitor::metrics`] names every metric.
 //! - `alerts` (binary): the Grafana rule evaluator built from [`alerting`], live (to every
 //!   Alertmanager replica) or `alerts backtest` over a past range.
 

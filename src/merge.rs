@@ -1,6 +1,6 @@
-//! The merge stage: turns the window parts and progress that the owners of the input
-//! partitions publish (see `shuffle`) into whole windows, for the windows one shuffle
-//! partition merges.
+//! Merging one shuffle partition ([`WindowMerger`]): turns the window parts and progress that
+//! the owners of the input partitions publish (see `shuffle`) into whole windows, for the
+//! windows that shuffle partition merges.
 //!
 //! A window is merged once **every** input partition's progress has passed its close time —
 //! a partition without any progress yet (its owner has not started, or died before
@@ -112,7 +112,7 @@ impl WindowMerger {
                 break;
             }
             let parts = self.pending.remove(&start).expect("first key exists");
-            results.extend(merge_parts(&self.config, start, parts, BTreeMap::new()));
+            results.extend(merge_parts(&self.config, start, parts));
         }
         self.merged_through = Some(watermark);
         Some((watermark, results))
@@ -128,9 +128,13 @@ impl WindowMerger {
 mod tests {
     use super::*;
     use crate::digest::{DigestConfig, LatencyDigest};
+    use crate::event_time::whole_windows;
+    use crate::monitor::decisions::{CoreConfig, MonitorCore, Publication, RecordDecision};
+    use crate::monitor::measurement::{Plausibility, TimestampKind};
+    use crate::monitor::restore::PartitionResume;
     use crate::shuffle::{part_record, window_part, Shuffle, ShuffleEvent, ShuffleRecord};
-    use crate::watermark::{WatermarkConfig, Watermarks};
-    use crate::window::{Observation, Windows};
+    use crate::watermark::WatermarkConfig;
+    use crate::window::{Observation, PartitionWindows};
     use proptest::prelude::*;
 
     fn config() -> WindowConfig {
@@ -189,47 +193,73 @@ mod tests {
         assert!(!m.on_part(2_000, 0, part(&[1.0])));
     }
 
-    /// Runs one partition's records through a single-partition window operator (its owner)
-    /// and returns the shuffle records it publishes: the parts of each closed window, then the
-    /// progress.
+    /// Where the property test's event times start (a plausible Unix time, window-aligned).
+    const T0: i64 = 1_700_000_000_000;
+
+    /// Runs one partition's records through the product's partition stage decisions
+    /// ([`MonitorCore`], the partition's owner), ticking after each record, and returns the
+    /// shuffle records it publishes, in order: the parts of each closed window, then the
+    /// progress by the product's own formula. At the end of its input the partition is caught
+    /// up and goes idle, which closes its last windows.
     fn owner_publishes(partition: i32, records: &[(i64, i64)]) -> Vec<ShuffleRecord> {
-        let mut windows = Windows::new(config());
+        let mut core = MonitorCore::new(CoreConfig {
+            input_topic: "t".into(),
+            group: "g".into(),
+            job_name: "job".into(),
+            window: config(),
+            watermark: WatermarkConfig {
+                max_out_of_orderness_ms: 0,
+                idle_timeout_ms: 1_000,
+            },
+            plausibility: Plausibility {
+                max_future_ms: 60_000,
+                max_latency_ms: 3_600_000,
+                max_clock_skew_ms: 0,
+            },
+        });
+        core.assign(
+            &PartitionResume {
+                partition,
+                offset: None,
+                restored: None,
+            },
+            T0,
+        );
         let mut out = Vec::new();
-        let mut clock = Watermarks::new(WatermarkConfig {
-            max_out_of_orderness_ms: 0,
-            idle_timeout_ms: i64::MAX / 4,
-        });
+        let mut publish = |publication: Option<Publication>| {
+            let Some(publication) = publication else {
+                return;
+            };
+            for (start, p, part) in &publication.parts {
+                out.push(part_record(*start, *p, part));
+            }
+            for &(partition, closed_through) in &publication.progress {
+                out.push(ShuffleRecord::Progress {
+                    partition,
+                    closed_through,
+                });
+            }
+        };
         for (offset, &(t, latency)) in records.iter().enumerate() {
-            windows.place(Observation {
+            let payload = format!(
+                r#"{{"visit":{{"id":"v","event_time":1}},"start_processing_time_ms":{}}}"#,
+                T0 + t - latency
+            );
+            let decision = core.on_record(
                 partition,
-                offset: offset as i64,
-                event_time: t,
-                latency_ms: latency,
-                partition_max_before: clock.max_event_time(partition),
-                partition_watermark: clock.partition_watermark(partition),
-                replayed: false,
-            });
-            clock.observe(partition, t, 0);
-            let watermark = clock.partition_watermark(partition).unwrap();
-            for result in windows.close(watermark) {
-                for (p, part) in &result.parts {
-                    out.push(part_record(result.start_ms, *p, part));
-                }
-            }
-            out.push(ShuffleRecord::Progress {
-                partition,
-                closed_through: watermark,
-            });
+                offset as i64,
+                Some((TimestampKind::CreateTime, T0 + t)),
+                Some(payload.as_bytes()),
+                T0 + t,
+            );
+            assert!(
+                matches!(decision, RecordDecision::Accepted { .. }),
+                "{decision:?}"
+            );
+            publish(core.on_tick(T0 + t));
         }
-        for result in windows.close(i64::MAX / 2) {
-            for (p, part) in &result.parts {
-                out.push(part_record(result.start_ms, *p, part));
-            }
-        }
-        out.push(ShuffleRecord::Progress {
-            partition,
-            closed_through: i64::MAX / 2,
-        });
+        core.on_caught_up(partition);
+        publish(core.on_tick(T0 + 1_000_000_000));
         out
     }
 
@@ -253,24 +283,23 @@ mod tests {
                     records.into_iter().map(|(dt, l)| { t += dt; (t, l) }).collect()
                 })
                 .collect();
-            let mut single = Windows::new(config());
+            // Each partition's windows alone, closed at the end, merged: one instance's view.
+            let mut closed = Vec::new();
             for (p, records) in partitions.iter().enumerate() {
+                let mut windows = PartitionWindows::new(config());
                 for (offset, &(t, latency)) in records.iter().enumerate() {
-                    single.place(Observation {
-                        partition: p as i32,
+                    windows.place(Observation {
                         offset: offset as i64,
-                        event_time: t,
+                        event_time: T0 + t,
                         latency_ms: latency,
                         partition_max_before: None,
                         partition_watermark: None,
                         replayed: false,
                     });
                 }
+                closed.extend(windows.close(i64::MAX / 2).into_iter().map(|c| (p as i32, c)));
             }
-            let mut expected = single.close(i64::MAX / 2);
-            for r in &mut expected {
-                r.resume_points.clear();
-            }
+            let expected = whole_windows(&config(), closed);
 
             let shuffle = Shuffle::new("g", "t");
             let streams: Vec<Vec<ShuffleRecord>> = partitions

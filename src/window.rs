@@ -1,16 +1,16 @@
-//! Tumbling event-time windows of latencies, aligned to the Unix epoch (UTC).
+//! Tumbling event-time windows of latencies, aligned to the Unix epoch (UTC), one partition's
+//! share of each.
 //!
-//! A record belongs to the window `[start, start + size)` holding its event time. The window
-//! closes when the job watermark reaches `end - 1 + allowed_lateness`. Whether a record is
-//! late is decided by its own partition's watermark (so the same per-partition sequences give
-//! the same windows whatever the interleaving of partitions), and, for windows the job has
-//! already closed, by the job watermark. Late records are not part of any window result
-//! (whether one arrives before or after its window closes depends on interleaving); the
-//! caller keeps and counts them.
+//! A record belongs to the window `[start, start + size)` holding its event time. A partition's
+//! part of a window closes when the partition's watermark reaches `end - 1 + allowed_lateness`;
+//! a record is late when its partition's watermark had already passed that point, so the same
+//! per-partition sequence gives the same parts whatever other partitions do. Late records are
+//! not part of any window (the caller keeps and counts them). Whole windows are the merge of
+//! every partition's part ([`merge_parts`]), computed once.
 //!
-//! Each open window remembers, per partition, the first offset it holds and the partition's
-//! highest event time before it (a [`ResumePoint`]): the consumer commits no further than the
-//! earliest resume point of a window not yet written, and a restart rebuilds the same windows.
+//! Each open window remembers the first offset it holds and the partition's highest event time
+//! before it (a [`ResumePoint`]): the consumer commits no further than the earliest resume
+//! point of a window not yet written, and a restart rebuilds the same windows.
 
 use crate::digest::{summarize, DigestConfig, LatencyDigest, LatencyStats};
 use std::collections::BTreeMap;
@@ -52,11 +52,9 @@ pub struct ResumePoint {
     pub max_event_time_before: Option<i64>,
 }
 
-/// One record, as the window operator sees it.
+/// One record of a partition, as its windows see it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Observation {
-    /// Source partition.
-    pub partition: i32,
     /// Source offset.
     pub offset: i64,
     /// Event time (ms): the record's Kafka timestamp.
@@ -92,11 +90,6 @@ pub enum Placement {
     },
 }
 
-#[derive(Debug, Clone)]
-struct OpenWindow {
-    parts: BTreeMap<i32, (WindowPart, ResumePoint)>,
-}
-
 /// One partition's share of a window: its latencies and how many missed the SLA. What a
 /// monitor instance publishes for the partitions it owns (see `shuffle`).
 #[derive(Debug, Clone)]
@@ -113,7 +106,19 @@ impl PartialEq for WindowPart {
     }
 }
 
-/// The result of a closed window.
+/// A partition's part of a window, closed by the partition's watermark: what is published,
+/// and where the partition must resume to rebuild it until it is acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedPart {
+    /// The window's start (ms).
+    pub start_ms: i64,
+    /// The partition's latencies in it.
+    pub part: WindowPart,
+    /// The first offset (and the event time before it) the part holds.
+    pub resume_point: ResumePoint,
+}
+
+/// The result of a whole window: every partition's part merged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowResult {
     /// Window start (ms, inclusive).
@@ -124,8 +129,6 @@ pub struct WindowResult {
     pub stats: LatencyStats,
     /// Records whose latency exceeded the SLA.
     pub over_sla: u64,
-    /// Per partition, where to resume to rebuild this window.
-    pub resume_points: BTreeMap<i32, ResumePoint>,
     /// Per partition, its share of the window (what the statistics were merged from).
     pub parts: BTreeMap<i32, WindowPart>,
 }
@@ -137,7 +140,6 @@ pub fn merge_parts(
     config: &WindowConfig,
     start: i64,
     parts: BTreeMap<i32, WindowPart>,
-    resume_points: BTreeMap<i32, ResumePoint>,
 ) -> Option<WindowResult> {
     let digests: Vec<&LatencyDigest> = parts.values().map(|p| &p.digest).collect();
     let stats = summarize(&digests, &config.quantiles, config.digest)?;
@@ -146,25 +148,31 @@ pub fn merge_parts(
         end_ms: start + config.size_ms,
         stats,
         over_sla: parts.values().map(|p| p.over_sla).sum(),
-        resume_points,
         parts,
     })
 }
 
-/// The open windows of a job and the watermark up to which windows are closed.
+/// One open window of a partition: its part so far and where it begins in the partition.
 #[derive(Debug, Clone)]
-pub struct Windows {
+struct OpenPart {
+    part: WindowPart,
+    resume_point: ResumePoint,
+}
+
+/// One partition's open windows and the watermark up to which they are closed.
+#[derive(Debug, Clone)]
+pub struct PartitionWindows {
     config: WindowConfig,
-    open: BTreeMap<i64, OpenWindow>,
+    open: BTreeMap<i64, OpenPart>,
     closed_through: Option<i64>,
     /// Through which watermark windows were durably written before this run (restored).
     durable_before_restart: Option<i64>,
 }
 
-impl Windows {
+impl PartitionWindows {
     /// No open windows.
     pub fn new(config: WindowConfig) -> Self {
-        Windows {
+        PartitionWindows {
             config,
             open: BTreeMap::new(),
             closed_through: None,
@@ -211,75 +219,54 @@ impl Windows {
             };
         }
         let digest_config = self.config.digest;
-        let window = self.open.entry(window_start).or_insert_with(|| OpenWindow {
-            parts: BTreeMap::new(),
+        let open = self.open.entry(window_start).or_insert_with(|| OpenPart {
+            part: WindowPart {
+                digest: LatencyDigest::new(digest_config),
+                over_sla: 0,
+            },
+            resume_point: ResumePoint {
+                offset: record.offset,
+                max_event_time_before: record.partition_max_before,
+            },
         });
-        let (part, _) = window.parts.entry(record.partition).or_insert_with(|| {
-            (
-                WindowPart {
-                    digest: LatencyDigest::new(digest_config),
-                    over_sla: 0,
-                },
-                ResumePoint {
-                    offset: record.offset,
-                    max_event_time_before: record.partition_max_before,
-                },
-            )
-        });
-        part.digest.add(record.latency_ms as f64);
+        open.part.digest.add(record.latency_ms as f64);
         if record.latency_ms > self.config.sla_ms {
-            part.over_sla += 1;
+            open.part.over_sla += 1;
         }
         Placement::Accepted { window_start }
     }
 
-    /// Closes, in start order, every open window whose close time the watermark has reached.
-    pub fn close(&mut self, watermark: i64) -> Vec<WindowResult> {
+    /// Closes, in start order, every open window whose close time the watermark has reached,
+    /// and returns their parts (no statistics: those are computed once, for whole windows).
+    pub fn close(&mut self, watermark: i64) -> Vec<ClosedPart> {
         self.advance_closed_through(watermark);
-        let mut results = Vec::new();
+        let mut closed = Vec::new();
         while let Some((&start, _)) = self.open.first_key_value() {
             if self.config.close_at(start) > watermark {
                 break;
             }
-            let window = self.open.remove(&start).expect("first key exists");
-            let resume_points = window.parts.iter().map(|(&p, (_, r))| (p, *r)).collect();
-            let parts = window
-                .parts
-                .into_iter()
-                .map(|(p, (part, _))| (p, part))
-                .collect();
-            results.extend(merge_parts(&self.config, start, parts, resume_points));
+            let open = self.open.remove(&start).expect("first key exists");
+            closed.push(ClosedPart {
+                start_ms: start,
+                part: open.part,
+                resume_point: open.resume_point,
+            });
         }
-        results
+        closed
     }
 
-    /// Per partition, the earliest resume point among open windows.
-    pub fn resume_points(&self) -> BTreeMap<i32, ResumePoint> {
-        let mut points: BTreeMap<i32, ResumePoint> = BTreeMap::new();
-        for window in self.open.values() {
-            for (&partition, (_, point)) in &window.parts {
-                earliest(&mut points, partition, *point);
-            }
-        }
-        points
+    /// The earliest resume point among the open windows.
+    pub fn resume_point(&self) -> Option<ResumePoint> {
+        self.open
+            .values()
+            .map(|open| open.resume_point)
+            .min_by_key(|point| point.offset)
     }
 
     /// Number of open windows.
     pub fn open_count(&self) -> usize {
         self.open.len()
     }
-}
-
-/// Keeps, for `partition`, whichever resume point has the lower offset.
-pub fn earliest(points: &mut BTreeMap<i32, ResumePoint>, partition: i32, point: ResumePoint) {
-    points
-        .entry(partition)
-        .and_modify(|p| {
-            if point.offset < p.offset {
-                *p = point;
-            }
-        })
-        .or_insert(point);
 }
 
 #[cfg(test)]
@@ -296,15 +283,8 @@ mod tests {
         }
     }
 
-    fn obs(
-        partition: i32,
-        offset: i64,
-        event_time: i64,
-        latency_ms: i64,
-        wm: Option<i64>,
-    ) -> Observation {
+    fn obs(offset: i64, event_time: i64, latency_ms: i64, wm: Option<i64>) -> Observation {
         Observation {
-            partition,
             offset,
             event_time,
             latency_ms,
@@ -326,35 +306,40 @@ mod tests {
 
     #[test]
     fn closes_when_the_watermark_reaches_the_end() {
-        let mut w = Windows::new(config());
+        let mut w = PartitionWindows::new(config());
         assert_eq!(
-            w.place(obs(0, 0, 1_000, 100, None)),
+            w.place(obs(0, 1_000, 100, None)),
             Placement::Accepted { window_start: 0 }
         );
-        w.place(obs(0, 1, 59_999, 7_000, Some(0)));
-        w.place(obs(1, 0, 60_000, 300, None));
+        w.place(obs(1, 59_999, 7_000, Some(0)));
+        w.place(obs(2, 60_000, 300, Some(0)));
         assert!(w.close(59_998).is_empty());
-        let results = w.close(59_999);
-        assert_eq!(results.len(), 1);
-        let r = &results[0];
+        let closed = w.close(59_999);
+        assert_eq!(closed.len(), 1);
+        let c = &closed[0];
         assert_eq!(
-            (r.start_ms, r.end_ms, r.stats.count, r.over_sla),
-            (0, 60_000, 2, 1)
+            (c.start_ms, c.part.digest.count(), c.part.over_sla),
+            (0, 2, 1)
         );
-        assert_eq!(r.resume_points[&0].offset, 0);
+        assert_eq!(c.resume_point.offset, 0);
         assert_eq!(w.open_count(), 1);
-        assert_eq!(w.resume_points()[&1].offset, 0);
+        assert_eq!(w.resume_point().unwrap().offset, 2);
+        let whole = merge_parts(&config(), 0, BTreeMap::from([(0, c.part.clone())])).unwrap();
+        assert_eq!(
+            (whole.end_ms, whole.stats.count, whole.over_sla),
+            (60_000, 2, 1)
+        );
     }
 
     #[test]
     fn allowed_lateness_delays_closing() {
         let mut c = config();
         c.allowed_lateness_ms = 10_000;
-        let mut w = Windows::new(c);
-        w.place(obs(0, 0, 1_000, 1, None));
+        let mut w = PartitionWindows::new(c);
+        w.place(obs(0, 1_000, 1, None));
         assert!(w.close(65_000).is_empty());
         assert_eq!(
-            w.place(obs(0, 1, 2_000, 1, Some(65_000))),
+            w.place(obs(1, 2_000, 1, Some(65_000))),
             Placement::Accepted { window_start: 0 }
         );
         assert_eq!(w.close(69_999).len(), 1);
@@ -362,26 +347,26 @@ mod tests {
 
     #[test]
     fn late_records_are_reported_never_dropped() {
-        let mut w = Windows::new(config());
-        w.place(obs(0, 0, 1_000, 1, None));
-        // Partition 0's own watermark passed the window: late even though it is still open.
+        let mut w = PartitionWindows::new(config());
+        w.place(obs(0, 1_000, 1, None));
+        // The partition's own watermark passed the window: late even though it is still open.
         assert_eq!(
-            w.place(obs(0, 5, 2_000, 1, Some(70_000))),
+            w.place(obs(5, 2_000, 1, Some(70_000))),
             Placement::Late { window_start: 0 }
         );
-        let r = w.close(60_000);
-        assert_eq!(r[0].stats.count, 1);
+        let closed = w.close(60_000);
+        assert_eq!(closed[0].part.digest.count(), 1);
         // The window is closed: a new record for it is late, and so is a replayed one, since
         // this run closed the window without it.
         assert_eq!(
-            w.place(obs(1, 0, 3_000, 1, None)),
+            w.place(obs(6, 3_000, 1, None)),
             Placement::Late { window_start: 0 }
         );
-        let mut replayed = obs(1, 0, 3_000, 1, None);
+        let mut replayed = obs(0, 3_000, 1, None);
         replayed.replayed = true;
         assert_eq!(w.place(replayed), Placement::Late { window_start: 0 });
         // Only a window written before the restart holds its replayed records already.
-        let mut restarted = Windows::new(config());
+        let mut restarted = PartitionWindows::new(config());
         restarted.restore_closed_through(60_000);
         assert_eq!(
             restarted.place(replayed),
@@ -390,34 +375,14 @@ mod tests {
     }
 
     #[test]
-    fn empty_windows_produce_nothing_and_resume_points_take_the_earliest() {
-        let mut w = Windows::new(config());
+    fn empty_windows_produce_nothing_and_the_resume_point_is_the_earliest() {
+        let mut w = PartitionWindows::new(config());
         assert!(w.close(1_000_000).is_empty());
-        let mut points = BTreeMap::new();
-        earliest(
-            &mut points,
-            0,
-            ResumePoint {
-                offset: 9,
-                max_event_time_before: Some(1),
-            },
-        );
-        earliest(
-            &mut points,
-            0,
-            ResumePoint {
-                offset: 4,
-                max_event_time_before: Some(0),
-            },
-        );
-        earliest(
-            &mut points,
-            0,
-            ResumePoint {
-                offset: 6,
-                max_event_time_before: Some(3),
-            },
-        );
-        assert_eq!(points[&0].offset, 4);
+        assert!(merge_parts(&config(), 0, BTreeMap::new()).is_none());
+        assert_eq!(w.resume_point(), None);
+        w.place(obs(9, 1_060_000, 1, None));
+        w.place(obs(4, 1_000_000, 1, None));
+        w.place(obs(6, 1_070_000, 1, None));
+        assert_eq!(w.resume_point().unwrap().offset, 4);
     }
 }

@@ -110,7 +110,6 @@ mod tests {
                 exact: true,
             },
             over_sla: 3,
-            resume_points: BTreeMap::new(),
             parts: BTreeMap::new(),
         };
         let doc = WindowDocument::new("sync", 5_000, &result);

@@ -96,9 +96,18 @@ async fn a_frozen_broker_leaves_no_member_without_partitions_for_good() {
     signal(broker.id(), "CONT");
     cluster.produce(&input, &visits(100, 200)).await;
     let duplicates = every_visit_arrives(&cluster, &output, 200, &job);
+    // The member holds its partitions again. Whether tansu re-admitted it by itself (seen:
+    // re-assigned 6.5 s after the freeze) or left it stranded until the watchdog rejoined
+    // (seen in other runs) varies from run to run, so the outcome is asserted, not the path.
+    let input_topic = format!("topic=\"{input}\"");
+    wait_for(
+        "the member to hold both partitions",
+        Duration::from_secs(30),
+        || metric_sum(&job, "sla_assigned_partitions", &[&input_topic]) == Some(2.0),
+    );
+    let rejoins = metric_sum(&job, "sla_consumer_group_rejoins_total", &[]).unwrap_or(0.0);
     eprintln!(
-        "all 200 visits reduced after the freeze, {duplicates} duplicates; rejoined: {}",
-        job.log_text().contains("rejoining with a fresh consumer")
+        "all 200 visits reduced after the freeze, {duplicates} duplicates; watchdog rejoins: {rejoins}"
     );
     assert!(job.terminate(Duration::from_secs(30)).success());
     broker.kill().unwrap();

@@ -8,6 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+use support::in_process::{document_json, partition_ends, test_config, InProcessMonitor};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_monitor");
@@ -45,7 +46,6 @@ fn monitor_args<'a>(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn windows_match_exact_percentiles_and_bad_records_are_kept() {
-    let dir = tempfile::tempdir().unwrap();
     let s = monitor_topics("exact");
     create_topic(&s.reduced, 2).await;
     let base = (now_ms() - 120_000) / WINDOW * WINDOW;
@@ -68,34 +68,34 @@ async fn windows_match_exact_percentiles_and_bad_records_are_kept() {
     });
     produce(&s.reduced, &records).await;
 
-    let output = dir.path().join("windows.jsonl");
-    let output_arg = output.to_str().unwrap().to_string();
     let group = unique("exact_g");
-    let job = Job::start(
-        BIN,
-        &monitor_args(&s, &group, &output_arg, "1s"),
-        dir.path(),
-    );
+    let monitor = InProcessMonitor::start(test_config(&s, &group, Duration::from_secs(1))).await;
     // No newer record ever arrives: the idle partitions let the last window close anyway.
-    wait_for("4 window documents", Duration::from_secs(30), || {
-        read_documents(&output).0.len() >= 4
-    });
+    let docs = monitor.documents(4, Duration::from_secs(30)).await;
     let dead = consume(
         &s.dlq,
         4,
         Duration::from_secs(20),
         Duration::from_millis(300),
     );
-    assert!(job.terminate(Duration::from_secs(30)).success());
+    let written = monitor.sink.written();
+    let committed_group = monitor.config.group.clone();
+    let report = monitor.stop().await;
+    let committed = support::in_process::committed_offsets(&committed_group, &s.reduced, 2);
 
-    let (docs, lines) = read_documents(&output);
     assert_eq!(docs.len(), 4);
-    assert_eq!(lines, 4, "each window written once");
+    assert_eq!(written, 4, "each window written once");
+    assert_eq!(report.windows_written, 4);
+    assert_eq!(report.rejected + report.late, 4, "{report:?}");
     for (start, latencies) in &expected {
-        let doc = &docs[&format!("visits-synchronizer-{start}")];
+        let doc = document_json(&docs[&format!("visits-synchronizer-{start}")]);
         assert_eq!(doc["window_start_ms"], *start);
-        assert_document(doc, latencies);
+        assert_document(&doc, latencies);
     }
+    // Everything consumed is accounted for (written or dead-lettered): the group has
+    // committed through the end of both partitions.
+    let ends = partition_ends(&s.reduced, 2);
+    assert_eq!(committed, ends, "committed offsets vs the partitions' ends");
     let reasons: BTreeMap<String, &Consumed> = dead
         .iter()
         .map(|d| (d.headers["dlq.reason"].clone(), d))
@@ -165,7 +165,11 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
         || read_documents(&interrupted).0.len() >= 6,
     );
     assert!(
-        second.log_text().contains("restored=Some"),
+        metric_sum(
+            &second,
+            "sla_monitor_partitions_restored_total",
+            &["from=\"checkpoint\""]
+        ) >= Some(1.0),
         "restart did not use its checkpoint:\n{}",
         second.log_text()
     );

@@ -5,7 +5,7 @@ use super::JobContext;
 use crate::rate_limited_log::RateLimitedLog;
 use crate::rejection::{RejectReason, Rejection};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -89,7 +89,7 @@ impl DeadLetterQueue {
     /// future of its delivery (the caller commits its offset only once that succeeded).
     pub async fn send(
         &mut self,
-        message: &BorrowedMessage<'_>,
+        message: &impl Message,
         rejection: &Rejection,
         extra: &[(&str, &str)],
     ) -> Result<DeliveryFuture, KafkaError> {
@@ -114,7 +114,7 @@ impl DeadLetterQueue {
             offset,
         };
         let headers = extra.iter().fold(
-            dead_letter_headers(message.headers().map(|h| h.detach()), rejection, source),
+            dead_letter_headers(message.headers().map(owned_headers), rejection, source),
             |headers, (key, value)| {
                 headers.insert(Header {
                     key,
@@ -130,6 +130,19 @@ impl DeadLetterQueue {
         };
         enqueue(&self.producer, record, Some(headers)).await
     }
+}
+
+/// A copy of a record's headers, to carry them onto its dead letter.
+fn owned_headers(headers: &impl Headers) -> OwnedHeaders {
+    headers.iter().fold(
+        OwnedHeaders::new_with_capacity(headers.count()),
+        |copy, h| {
+            copy.insert(Header {
+                key: h.key,
+                value: h.value,
+            })
+        },
+    )
 }
 
 #[cfg(test)]

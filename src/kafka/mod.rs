@@ -6,6 +6,7 @@ pub mod commit;
 pub mod config;
 pub mod context;
 pub mod dead_letter;
+pub mod group_consumer;
 pub mod producer;
 pub mod properties;
 pub mod rebalance_events;

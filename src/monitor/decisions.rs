@@ -69,21 +69,29 @@ pub struct Publication {
     pub progress: Vec<(i32, i64)>,
 }
 
+/// What the partition stage keeps about one partition it owns, besides its watermark and
+/// windows (the event-time operator's): dropped whole when the partition is revoked.
+#[derive(Debug, Default)]
+struct PartitionState {
+    /// The next offset to consume and the highest event time before it.
+    position: Option<ResumePoint>,
+    /// The first offset of this assignment: records before it (a group offset behind the
+    /// checkpoint) were published before and are skipped.
+    resume_from: Option<i64>,
+    /// Output sent and not yet acknowledged.
+    unacknowledged: Unacknowledged,
+    /// The checkpoint last saved (nothing is saved twice).
+    last_saved: Option<Checkpoint>,
+    /// The progress last published.
+    published_progress: Option<i64>,
+}
+
 /// The monitor's state between I/O events.
 #[derive(Debug)]
 pub struct MonitorCore {
     config: CoreConfig,
     operator: EventTimeOperator,
-    /// Per partition: the next offset to consume and the highest event time before it.
-    positions: BTreeMap<i32, ResumePoint>,
-    unacknowledged: Unacknowledged,
-    /// The checkpoint last saved per partition (nothing is saved twice).
-    last_saved: BTreeMap<i32, Checkpoint>,
-    /// Per partition, the progress last published.
-    published_progress: BTreeMap<i32, i64>,
-    /// Per partition, the first offset of this assignment: records before it (a group offset
-    /// behind the checkpoint) were published before and are skipped.
-    resume_from: BTreeMap<i32, i64>,
+    partitions: BTreeMap<i32, PartitionState>,
     next_batch: u64,
     report: MonitorReport,
 }
@@ -94,11 +102,7 @@ impl MonitorCore {
         MonitorCore {
             operator: EventTimeOperator::new(config.window.clone(), config.watermark),
             config,
-            positions: BTreeMap::new(),
-            unacknowledged: Unacknowledged::default(),
-            last_saved: BTreeMap::new(),
-            published_progress: BTreeMap::new(),
-            resume_from: BTreeMap::new(),
+            partitions: BTreeMap::new(),
             next_batch: 0,
             report: MonitorReport::default(),
         }
@@ -107,16 +111,15 @@ impl MonitorCore {
     /// Takes a partition as [`super::restore::resume_plan`] says, at processing time `now_ms`.
     pub fn assign(&mut self, resume: &PartitionResume, now_ms: i64) {
         self.revoke(resume.partition);
-        if let Some(offset) = resume.offset {
-            self.resume_from.insert(resume.partition, offset);
-            self.positions.insert(
-                resume.partition,
-                ResumePoint {
-                    offset,
-                    max_event_time_before: resume.restored.and_then(|r| r.max_event_time_before),
-                },
-            );
-        }
+        let state = PartitionState {
+            resume_from: resume.offset,
+            position: resume.offset.map(|offset| ResumePoint {
+                offset,
+                max_event_time_before: resume.restored.and_then(|r| r.max_event_time_before),
+            }),
+            ..PartitionState::default()
+        };
+        self.partitions.insert(resume.partition, state);
         self.operator
             .assign(resume.partition, resume.restored, now_ms);
     }
@@ -126,16 +129,18 @@ impl MonitorCore {
     /// and publishes the same parts.
     pub fn revoke(&mut self, partition: i32) {
         self.operator.revoke(partition);
-        self.positions.remove(&partition);
-        self.unacknowledged.remove_partition(partition);
-        self.last_saved.remove(&partition);
-        self.published_progress.remove(&partition);
-        self.resume_from.remove(&partition);
+        self.partitions.remove(&partition);
     }
 
     /// The partitions this instance owns.
     pub fn partitions(&self) -> Vec<i32> {
         self.operator.partitions()
+    }
+
+    /// Whether this instance owns `partition` (records of others were fetched before it was
+    /// taken away, and are its new owner's).
+    pub fn owns(&self, partition: i32) -> bool {
+        self.operator.owns(partition)
     }
 
     /// Decides about the record at `offset` of `partition`.
@@ -148,15 +153,12 @@ impl MonitorCore {
         now_ms: i64,
     ) -> RecordDecision {
         self.report.consumed += 1;
-        if self
-            .resume_from
-            .get(&partition)
-            .is_some_and(|&from| offset < from)
-        {
+        let state = self.partitions.entry(partition).or_default();
+        if state.resume_from.is_some_and(|from| offset < from) {
             return RecordDecision::AlreadyCounted;
         }
         let max_before = self.operator.max_event_time(partition);
-        let position = self.positions.entry(partition).or_insert(ResumePoint {
+        let position = state.position.get_or_insert(ResumePoint {
             offset,
             max_event_time_before: max_before,
         });
@@ -209,8 +211,11 @@ impl MonitorCore {
         rejection: Rejection,
         late_for_window: Option<i64>,
     ) -> RecordDecision {
-        self.unacknowledged
-            .add_dead_letter(partition, offset, max_before);
+        self.partitions
+            .entry(partition)
+            .or_default()
+            .unacknowledged
+            .add_dead_letter(offset, max_before);
         RecordDecision::DeadLetter {
             rejection,
             late_for_window,
@@ -219,7 +224,9 @@ impl MonitorCore {
 
     /// The broker acknowledged the dead letter of `offset` in `partition`.
     pub fn on_dead_letter_ack(&mut self, partition: i32, offset: i64) {
-        self.unacknowledged.ack_dead_letter(partition, offset);
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            state.unacknowledged.ack_dead_letter(offset);
+        }
     }
 
     /// The consumer reached the end of `partition`'s log (Kafka's partition EOF): its silence
@@ -242,27 +249,25 @@ impl MonitorCore {
         let mut outstanding = BTreeMap::new();
         let mut progress = Vec::new();
         for advance in self.operator.on_tick(now_ms) {
-            for result in advance.closed {
-                let close_at = window.close_at(result.start_ms);
-                for (&p, &point) in &result.resume_points {
-                    let entry = outstanding.entry(p).or_insert((close_at, point));
-                    entry.0 = entry.0.min(close_at);
-                    if point.offset < entry.1.offset {
-                        entry.1 = point;
-                    }
+            for closed in advance.closed {
+                let close_at = window.close_at(closed.start_ms);
+                let point = closed.resume_point;
+                let entry = outstanding
+                    .entry(advance.partition)
+                    .or_insert((close_at, point));
+                entry.0 = entry.0.min(close_at);
+                if point.offset < entry.1.offset {
+                    entry.1 = point;
                 }
-                for (p, part) in result.parts {
-                    parts.push((result.start_ms, p, part));
-                }
+                parts.push((closed.start_ms, advance.partition, closed.part));
             }
             // The close time of the last window the partition passed.
             let last_passed = window.close_at(window.window_start(
                 advance.closed_through + 1 - window.size_ms - window.allowed_lateness_ms,
             ));
-            let published = self.published_progress.get(&advance.partition);
-            if published.is_none_or(|&p| last_passed > p) {
-                self.published_progress
-                    .insert(advance.partition, last_passed);
+            let state = self.partitions.entry(advance.partition).or_default();
+            if state.published_progress.is_none_or(|p| last_passed > p) {
+                state.published_progress = Some(last_passed);
                 progress.push((advance.partition, last_passed));
             }
         }
@@ -272,7 +277,13 @@ impl MonitorCore {
         let batch = (!parts.is_empty()).then(|| {
             let id = self.next_batch;
             self.next_batch += 1;
-            self.unacknowledged.add_batch(id, outstanding);
+            for (partition, (close_at, point)) in outstanding {
+                self.partitions
+                    .entry(partition)
+                    .or_default()
+                    .unacknowledged
+                    .add_batch(id, close_at, point);
+            }
             id
         });
         self.report.parts_published += parts.len() as u64;
@@ -285,31 +296,33 @@ impl MonitorCore {
 
     /// The broker acknowledged every part of batch `id`; returns whether it was pending.
     pub fn on_batch_ack(&mut self, id: u64) -> bool {
-        self.unacknowledged.ack_batch(id)
-    }
-
-    /// Batches of window parts the broker has not acknowledged yet.
-    pub fn unacknowledged_batches(&self) -> usize {
-        self.unacknowledged.batches()
+        let mut pending = false;
+        for state in self.partitions.values_mut() {
+            pending |= state.unacknowledged.ack_batch(id);
+        }
+        pending
     }
 
     /// The checkpoints to save before the next commit: per partition whose state changed
     /// since the last save, the first offset still needed by an open window, a window not yet
     /// acknowledged by the sink or a dead letter not yet acknowledged by the broker.
     pub fn checkpoints_due(&self) -> Vec<CheckpointRecord> {
-        self.unacknowledged
-            .plan(
-                &self.positions,
-                self.operator.resume_points(),
-                &self.operator.closed_through(),
-            )
-            .into_iter()
-            .filter(|(partition, checkpoint)| self.last_saved.get(partition) != Some(checkpoint))
-            .map(|(partition, checkpoint)| CheckpointRecord {
-                group: self.config.group.clone(),
-                topic: self.config.input_topic.clone(),
-                partition,
-                checkpoint,
+        let open_windows = self.operator.resume_points();
+        let closed_through = self.operator.closed_through();
+        self.partitions
+            .iter()
+            .filter_map(|(&partition, state)| {
+                let checkpoint = state.unacknowledged.checkpoint(
+                    state.position?,
+                    open_windows.get(&partition).copied(),
+                    closed_through.get(&partition).copied(),
+                );
+                (state.last_saved != Some(checkpoint)).then(|| CheckpointRecord {
+                    group: self.config.group.clone(),
+                    topic: self.config.input_topic.clone(),
+                    partition,
+                    checkpoint,
+                })
             })
             .collect()
     }
@@ -317,7 +330,9 @@ impl MonitorCore {
     /// The broker acknowledged these checkpoints.
     pub fn checkpoints_saved(&mut self, records: &[CheckpointRecord]) {
         for record in records {
-            self.last_saved.insert(record.partition, record.checkpoint);
+            if let Some(state) = self.partitions.get_mut(&record.partition) {
+                state.last_saved = Some(record.checkpoint);
+            }
         }
     }
 
@@ -409,7 +424,7 @@ mod tests {
         by_window
             .into_iter()
             .filter_map(|(start, parts)| {
-                crate::window::merge_parts(&core().config.window, start, parts, BTreeMap::new())
+                crate::window::merge_parts(&core().config.window, start, parts)
             })
             .collect()
     }

@@ -16,54 +16,54 @@
 //! One instance does both for everything; killing an instance moves its partitions (and its
 //! merging) to the others, who resume from the checkpoints and the shuffle topic.
 //!
-//! Files by role: [`restore`] (checkpoints → where each partition resumes), [`decisions`] (every
-//! decision of the partition stage, no I/O), [`merging`] (the merge stage, no I/O),
-//! [`committer`] (checkpoint writes and offset commits), and this module's loop, which only
-//! moves records, ticks and acknowledgements between Kafka, the stages and the sink.
+//! Each stage is pure state plus one small loop of its own, in its own task, so that one
+//! stage's waiting (a rebalance's restore, a slow sink) never holds the other up:
+//! - partition stage: [`partition_stage`] (the loop) around [`decisions`] (every decision, no
+//!   I/O), with [`restore`] (checkpoints → where each partition resumes) and [`committer`]
+//!   (checkpoint writes and offset commits);
+//! - merge stage: [`merge_stage`] (the loop) around [`merge_state`] (no I/O);
+//! - shared: the producer, the shuffle protocol ([`crate::shuffle`], written by
+//!   [`crate::shuffle::publisher`]) and every metric ([`metrics`]).
+//!
+//! This module wires them: clients, topics, the sink task, and the order of shutdown (the
+//! partition stage publishes its last parts before the merge stage reads the shuffle to its
+//! end).
 
 pub mod checkpoint;
 pub mod checkpoint_store;
 pub mod committer;
 pub mod decisions;
 pub mod measurement;
-pub mod merging;
+pub mod merge_stage;
+pub mod merge_state;
+pub mod metrics;
+pub mod partition_stage;
 pub mod restore;
 pub mod unacknowledged;
 
-use crate::assignment_watchdog::{self, AssignmentWatchdog, Verdict};
 use crate::http::Readiness;
-use crate::kafka::dead_letter::{DeadLetterQueue, WINDOW_START_HEADER};
-use crate::kafka::producer::{delivered, enqueue, OutgoingRecord, RELIABLE_PRODUCER};
-use crate::kafka::rebalance_events::{RebalanceNotifier, Rebalanced};
-use crate::kafka::retire::retire_when_unshared;
-use crate::kafka::{
-    admin, ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec, READY_BATCH,
-};
-use crate::shuffle::{merging_partition, part_record, Shuffle, ShuffleRecord};
+use crate::kafka::dead_letter::DeadLetterQueue;
+use crate::kafka::group_consumer::{self, GroupConsumer};
+use crate::kafka::producer::RELIABLE_PRODUCER;
+use crate::kafka::rebalance_events::RebalanceNotifier;
+use crate::kafka::{admin, ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec};
+use crate::shuffle::publisher::ShufflePublisher;
+use crate::shuffle::Shuffle;
 use crate::shutdown::Shutdown;
-use crate::sink::driver::{self, Acknowledgement, Batch};
+use crate::sink::driver;
 use crate::sink::{SinkError, WindowSink};
 use crate::watermark::WatermarkConfig;
-use crate::window::{WindowConfig, WindowResult};
-use crate::window_document::{percentile_field, WindowDocument};
+use crate::window::WindowConfig;
 use committer::Committer;
-use decisions::{CoreConfig, MonitorCore, Publication, RecordDecision};
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
-use measurement::TimestampKind;
-use merging::MergeStage;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use decisions::{CoreConfig, MonitorCore};
+use merge_stage::{MergeStage, MergeStageParts};
+use merge_state::MergeState;
+use partition_stage::{PartitionStage, PartitionStageParts};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::producer::{FutureProducer, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::future::Future;
-use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 /// What the monitor needs to run.
 #[derive(Debug, Clone)]
@@ -139,9 +139,6 @@ pub enum MonitorError {
     Shuffle(#[from] crate::shuffle::ShuffleError),
 }
 
-type PendingDelivery = Pin<Box<dyn Future<Output = (i32, i64, Result<(), KafkaError>)> + Send>>;
-type PendingParts = Pin<Box<dyn Future<Output = (u64, Result<(), KafkaError>)> + Send>>;
-
 /// Brokers unreachable this long make the monitor report not ready.
 pub const KAFKA_UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
 
@@ -195,113 +192,151 @@ pub async fn run(
     config: MonitorConfig,
     sink: impl WindowSink,
     readiness: Readiness,
-    shutdown: Shutdown,
+    mut shutdown: Shutdown,
 ) -> Result<MonitorReport, MonitorError> {
     let context = JobContext::new(config.kafka.bootstrap_servers());
     let (input_context, input_events) =
         RebalanceNotifier::new(context.clone(), &config.input_topic);
-    let input_leaders_up = input_context.leaders_up();
-    let consumer = subscribed(
+    let leaders_up = input_context.leaders_up();
+    let consumer = group_consumer::subscribe(
         config.kafka.consumer_config(&config.group),
         input_context,
         &config.input_topic,
-    )?;
-    let merge_group = merge_group_of(&config.group);
+    )
+    .map_err(MonitorError::Setup)?;
     let (merge_context, merge_events) =
         RebalanceNotifier::new(context.clone(), &config.shuffle_topic);
     // The merge consumer never commits: each assignment re-reads its shuffle partition.
-    let merge_consumer = subscribed(
-        config.kafka.consumer_config(&merge_group),
+    let merge_consumer = group_consumer::subscribe(
+        config.kafka.consumer_config(&merge_group_of(&config.group)),
         merge_context.clone(),
         &config.shuffle_topic,
-    )?;
-    let session_timeout = config.kafka.session_timeout(&merge_group);
+    )
+    .map_err(MonitorError::Setup)?;
     let producer: FutureProducer<JobContext> = config
         .kafka
         .producer_config(RELIABLE_PRODUCER)
         .create_with_context(context.clone())
         .map_err(|e| MonitorError::Setup(format!("creating the Kafka producer: {e}")))?;
-    let shuffle_partitions = partition_ids(&merge_consumer, &config.shuffle_topic)
-        .await?
-        .len() as i32;
+    let shuffle_partitions = partition_count(&merge_consumer, &config.shuffle_topic).await?;
+    let input_partitions = group_consumer::partition_ids(&merge_consumer, &config.input_topic)
+        .await
+        .map_err(MonitorError::Setup)?;
     let sink_name = sink.describe();
-    let core = MonitorCore::new(CoreConfig {
-        input_topic: config.input_topic.clone(),
-        group: config.group.clone(),
-        job_name: config.job_name.clone(),
-        window: config.window.clone(),
-        watermark: config.watermark,
-        plausibility: config.plausibility,
-    });
     let shuffle = Shuffle::new(&config.group, &config.input_topic);
-    // The input partitions are read when shuffle partitions are assigned (they may grow).
-    let merge = MergeStage::new(config.window.clone(), shuffle.clone());
-    let (batches, acks) = driver::spawn(sink);
-    readiness.set_ready();
-    for topic in [&config.input_topic, &config.shuffle_topic] {
-        metrics::gauge!("sla_assigned_partitions", "topic" => topic.clone()).set(0.0);
-    }
-    let shuffle_topic = config.shuffle_topic.clone();
-    let mut monitor = Monitor {
-        committer: Committer::new(
-            consumer.clone(),
-            producer.clone(),
-            &config.checkpoint_topic,
-            &config.input_topic,
-        ),
-        dead_letters: DeadLetterQueue::new(
-            producer.clone(),
-            &config.input_topic,
-            &config.dead_letter_topic,
-        ),
-        consumed: metrics::counter!("sla_records_consumed_total", "topic" => config.input_topic.clone()),
-        by_timestamp_kind: [TimestampKind::LogAppendTime, TimestampKind::CreateTime].map(|kind| {
-            metrics::counter!("sla_monitor_records_by_timestamp_type_total", "type" => kind.as_str())
-        }),
-        negative_latencies: {
-            let counter = metrics::counter!("sla_monitor_negative_latency_records_total");
-            counter.increment(0);
-            counter
-        },
-        readiness,
-        pending_batches: BTreeMap::new(),
-        config,
-        consumer,
-        merge_consumer,
-        merge_context,
-        input_leaders_up,
-        merge_watchdog: AssignmentWatchdog::new(
-            assignment_watchdog::default_limit(session_timeout),
-            Instant::now(),
-        ),
-        merge_rejoins: metrics::counter!("sla_consumer_group_rejoins_total", "topic" => shuffle_topic),
-        input_events,
-        merge_events,
-        producer,
-        shuffle,
+    let publisher = ShufflePublisher::new(
+        producer.clone(),
+        &config.shuffle_topic,
+        shuffle.clone(),
         shuffle_partitions,
-        owned: BTreeSet::new(),
-        context,
-        core,
-        merge,
-        batches,
-        acks,
-        next_batch: 0,
-        deliveries: FuturesUnordered::new(),
-        part_deliveries: FuturesUnordered::new(),
-        timestamp_kinds_seen: HashSet::new(),
-        windows_written: 0,
-    };
+        config.window.size_ms,
+    );
+    let (batches, acks) = driver::spawn(sink, metrics::sink_retries());
+    let input_owned = Arc::new(AtomicUsize::new(0));
+    let partitions = PartitionStage::new(
+        config.clone(),
+        MonitorCore::new(CoreConfig {
+            input_topic: config.input_topic.clone(),
+            group: config.group.clone(),
+            job_name: config.job_name.clone(),
+            window: config.window.clone(),
+            watermark: config.watermark,
+            plausibility: config.plausibility,
+        }),
+        PartitionStageParts {
+            committer: Committer::new(
+                consumer.clone(),
+                producer.clone(),
+                &config.checkpoint_topic,
+                &config.input_topic,
+            ),
+            dead_letters: DeadLetterQueue::new(
+                producer.clone(),
+                &config.input_topic,
+                &config.dead_letter_topic,
+            ),
+            consumer,
+            events: input_events,
+            leaders_up,
+            context: context.clone(),
+            publisher: publisher.clone(),
+            owned_count: input_owned.clone(),
+        },
+    );
+    let merging = MergeStage::new(
+        config.clone(),
+        MergeState::new(config.window.clone(), shuffle),
+        MergeStageParts {
+            consumer: merge_consumer,
+            consumer_context: merge_context,
+            events: merge_events,
+            context,
+            producer: producer.clone(),
+            publisher,
+            batches,
+            acks,
+            input_partitions,
+            input_owned,
+            readiness: readiness.clone(),
+        },
+    );
+    readiness.set_ready();
     tracing::info!(
-        topic = %monitor.config.input_topic,
-        job = %monitor.config.job_name,
-        group = %monitor.config.group,
-        shuffle = %monitor.config.shuffle_topic,
-        window_ms = monitor.config.window.size_ms,
+        topic = %config.input_topic,
+        job = %config.job_name,
+        group = %config.group,
+        shuffle = %config.shuffle_topic,
+        window_ms = config.window.size_ms,
         sink = %sink_name,
         "monitor started"
     );
-    monitor.run(shutdown).await
+    // The partition stage stops on shutdown or when the merge stage failed; the merge stage
+    // once the partition stage has published its last parts.
+    let (stop_partitions, partitions_stop) = Shutdown::new();
+    let (partitions_done, merge_stop) = Shutdown::new();
+    let mut partition_task = tokio::spawn(partitions.run(partitions_stop));
+    let mut merge_task = tokio::spawn(merging.run(merge_stop));
+    let mut partition_result = None;
+    let mut merge_result = None;
+    tokio::select! {
+        _ = shutdown.wait() => {}
+        result = &mut partition_task => partition_result = Some(result),
+        result = &mut merge_task => merge_result = Some(result),
+    }
+    stop_partitions.trigger();
+    let partition_result = match partition_result {
+        Some(result) => result,
+        None => partition_task.await,
+    };
+    partitions_done.trigger();
+    let merge_result = match merge_result {
+        Some(result) => result,
+        None => merge_task.await,
+    };
+    // Written markers and tombstones are not awaited by the stages: give them a moment.
+    let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+    let report = partition_result.map_err(stage_panicked)??;
+    let windows_written = merge_result.map_err(stage_panicked)??;
+    let report = MonitorReport {
+        windows_written,
+        ..report
+    };
+    tracing::info!(
+        ?report,
+        "monitor stopped; open windows will be rebuilt by the partitions' next owner"
+    );
+    Ok(report)
+}
+
+/// Work a stage runs in the background and polls in its loop.
+type Pending<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// The outcome of a stage's background work under way (never completes when there is none).
+async fn outcome_of<T>(pending: &mut Option<Pending<T>>) -> T {
+    match pending {
+        Some(work) => work.await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The consumer group of the merge stage: the input group's name + `.merge`.
@@ -309,745 +344,14 @@ fn merge_group_of(group: &str) -> String {
     format!("{group}.merge")
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// A consumer of `topic` in the group `settings` name, subscribed, reporting rebalances;
-/// partition EOF on (reaching a partition's end is the evidence idleness needs, and the
-/// merge stage's signal that it has read its shuffle partition), cooperative rebalancing
-/// unless the user chose an assignor.
-fn subscribed(
-    mut settings: ClientConfig,
-    context: RebalanceNotifier,
-    topic: &str,
-) -> Result<Arc<StreamConsumer<RebalanceNotifier>>, MonitorError> {
-    settings.set("enable.partition.eof", "true");
-    if settings.get("partition.assignment.strategy").is_none() {
-        settings.set("partition.assignment.strategy", "cooperative-sticky");
-    }
-    let consumer: StreamConsumer<RebalanceNotifier> = settings
-        .create_with_context(context)
-        .map_err(|e| MonitorError::Setup(format!("creating the consumer of {topic}: {e}")))?;
-    consumer
-        .subscribe(&[topic])
-        .map_err(|e| MonitorError::Setup(format!("subscribing to {topic}: {e}")))?;
-    Ok(Arc::new(consumer))
-}
-
-/// The partitions of `topic` (off the async workers: the call waits for the broker).
-async fn partition_ids(
-    consumer: &Arc<StreamConsumer<RebalanceNotifier>>,
-    topic: &str,
-) -> Result<Vec<i32>, MonitorError> {
-    let (reader, topic) = (consumer.clone(), topic.to_string());
-    tokio::task::spawn_blocking(move || {
-        let metadata = reader
-            .fetch_metadata(Some(&topic), Duration::from_secs(30))
-            .map_err(|e| MonitorError::Setup(format!("reading the partitions of {topic}: {e}")))?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic)
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if partitions.is_empty() {
-            return Err(MonitorError::Setup(format!(
-                "topic {topic} has no partitions (does it exist?)"
-            )));
-        }
-        Ok(partitions)
-    })
-    .await
-    .map_err(|e| MonitorError::Setup(format!("reading partitions: {e}")))?
-}
-
-/// A batch of window documents in the sink, and what to record once it is written.
-struct SinkBatch {
-    shuffle_partition: i32,
-    /// Window documents in the batch.
-    windows: u64,
-    watermark: i64,
-    /// Keys of the parts the written windows were merged from (deleted afterwards).
-    parts: Vec<String>,
-    sent: Instant,
-}
-
-/// The monitor's I/O: Kafka in, shuffle and dead letters out, sink for merged windows; the
-/// partition stage ([`MonitorCore`]) and the merge stage ([`MergeStage`]) decide.
-struct Monitor {
-    config: MonitorConfig,
-    readiness: Readiness,
-    /// Window documents in the sink, by batch id.
-    pending_batches: BTreeMap<u64, SinkBatch>,
-    consumer: Arc<StreamConsumer<RebalanceNotifier>>,
-    merge_consumer: Arc<StreamConsumer<RebalanceNotifier>>,
-    /// The merge consumer's context, for a fresh consumer when it rejoins.
-    merge_context: RebalanceNotifier,
-    /// The input consumer's own connection to its partitions' leaders (its statistics).
-    input_leaders_up: Arc<std::sync::atomic::AtomicBool>,
-    /// Notices a merge group left stranded (see `check_merge_assignment`).
-    merge_watchdog: AssignmentWatchdog,
-    /// `sla_consumer_group_rejoins_total` of the shuffle topic.
-    merge_rejoins: metrics::Counter,
-    input_events: mpsc::UnboundedReceiver<Rebalanced>,
-    merge_events: mpsc::UnboundedReceiver<Rebalanced>,
-    producer: FutureProducer<JobContext>,
-    shuffle: Shuffle,
-    shuffle_partitions: i32,
-    /// Input partitions this instance owns now.
-    owned: BTreeSet<i32>,
-    context: JobContext,
-    core: MonitorCore,
-    merge: MergeStage,
-    committer: Committer,
-    dead_letters: DeadLetterQueue,
-    batches: mpsc::UnboundedSender<Batch>,
-    acks: mpsc::UnboundedReceiver<Acknowledgement>,
-    next_batch: u64,
-    deliveries: FuturesUnordered<PendingDelivery>,
-    part_deliveries: FuturesUnordered<PendingParts>,
-    timestamp_kinds_seen: HashSet<TimestampKind>,
-    /// Window documents the sink acknowledged (the rest of the report is the core's).
-    windows_written: u64,
-    /// `sla_records_consumed_total` of the input topic, resolved once (not per record).
-    consumed: metrics::Counter,
-    /// `sla_monitor_records_by_timestamp_type_total` for LogAppendTime and CreateTime.
-    by_timestamp_kind: [metrics::Counter; 2],
-    /// `sla_monitor_negative_latency_records_total`: accepted records whose stamp lies after
-    /// their timestamp (clock skew within tolerance).
-    negative_latencies: metrics::Counter,
-}
-
-impl Monitor {
-    async fn run(&mut self, mut shutdown: Shutdown) -> Result<MonitorReport, MonitorError> {
-        let mut tick = tokio::time::interval(self.config.tick);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_commit = Instant::now();
-        let consumer = self.consumer.clone();
-        loop {
-            // Cloned each turn: `check_merge_assignment` may replace it.
-            let merge_consumer = self.merge_consumer.clone();
-            tokio::select! {
-                biased;
-                _ = shutdown.wait() => break,
-                Some(ack) = self.acks.recv() => self.on_sink_ack(ack).await?,
-                Some((partition, offset, result)) = self.deliveries.next() => {
-                    result.map_err(|source| MonitorError::Delivery { topic: self.config.dead_letter_topic.clone(), source })?;
-                    self.core.on_dead_letter_ack(partition, offset);
-                }
-                Some((batch, result)) = self.part_deliveries.next() => {
-                    result.map_err(|source| MonitorError::Delivery { topic: self.config.shuffle_topic.clone(), source })?;
-                    self.core.on_batch_ack(batch);
-                }
-                written = self.committer.next_written() => {
-                    self.committer.finish(&mut self.core, written);
-                }
-                _ = tick.tick() => {
-                    self.on_tick().await?;
-                    self.check_merge_assignment()?;
-                    self.update_readiness();
-                    if last_commit.elapsed() >= self.config.commit_interval {
-                        self.committer.start(&self.core);
-                        last_commit = Instant::now();
-                    }
-                }
-                message = merge_consumer.recv() => {
-                    self.apply_merge_rebalances().await?;
-                    match message {
-                        Ok(message) => {
-                            self.context.mark_healthy();
-                            self.merge.on_record(message.partition(), message.key(), message.payload())?;
-                        }
-                        Err(KafkaError::PartitionEOF(m)) => {
-                            self.context.mark_healthy();
-                            self.merge.caught_up(m);
-                        }
-                        Err(e) => tracing::warn!("consuming from {}: {e}", self.config.shuffle_topic),
-                    }
-                }
-                message = consumer.recv() => {
-                    let mut next = Some(message);
-                    let mut taken = 0;
-                    while let Some(message) = next.take() {
-                        self.apply_input_rebalances().await?;
-                        match message {
-                            Ok(message) => self.on_message(&message).await?,
-                            Err(KafkaError::PartitionEOF(partition)) => {
-                                self.context.mark_healthy();
-                                self.core.on_caught_up(partition);
-                            }
-                            Err(e) => tracing::warn!("consuming from {}: {e}", self.config.input_topic),
-                        }
-                        taken += 1;
-                        if taken < READY_BATCH {
-                            next = consumer.recv().now_or_never();
-                        }
-                    }
-                }
-            }
-        }
-        // A last tick: window parts the watermarks already closed are published, and merged
-        // windows written, before stopping (the windows still open are incomplete).
-        self.on_tick().await?;
-        let deadline = Instant::now() + self.config.drain_timeout;
-        self.drain(deadline).await?;
-        self.merge_what_was_published(deadline).await?;
-        self.drain(deadline).await?;
-        self.committer.finish_all(&mut self.core).await;
-        let report = MonitorReport {
-            windows_written: self.windows_written,
-            ..self.core.report()
-        };
-        tracing::info!(
-            ?report,
-            open_windows = self.core.open_windows(),
-            "monitor stopped; open windows will be rebuilt by the partitions' next owner"
-        );
-        Ok(report)
-    }
-
-    /// Takes the input partitions the group assigned (restoring each from its checkpoint) and
-    /// drops those it took away, before any record of theirs is handled.
-    async fn apply_input_rebalances(&mut self) -> Result<(), MonitorError> {
-        while let Ok(event) = self.input_events.try_recv() {
-            match event {
-                Rebalanced::Assigned(partitions) => self.take_partitions(&partitions).await?,
-                Rebalanced::Revoked(partitions) => {
-                    for p in partitions {
-                        self.owned.remove(&p);
-                        self.core.revoke(p);
-                    }
-                }
-            }
-            metrics::gauge!("sla_assigned_partitions", "topic" => self.config.input_topic.clone())
-                .set(self.owned.len() as f64);
-        }
-        Ok(())
-    }
-
-    /// Restores newly assigned input partitions from their checkpoints (or the group's
-    /// committed offsets). The blocking librdkafka call runs off the async workers.
-    async fn take_partitions(&mut self, partitions: &[i32]) -> Result<(), MonitorError> {
-        if partitions.is_empty() {
-            return Ok(());
-        }
-        let topic = self.config.input_topic.clone();
-        let mut wanted = TopicPartitionList::new();
-        for &p in partitions {
-            wanted.add_partition(&topic, p);
-        }
-        let (reader, group) = (self.consumer.clone(), self.config.group.clone());
-        let committed = tokio::task::spawn_blocking(move || {
-            reader.committed_offsets(wanted, Duration::from_secs(30))
-        })
+/// How many partitions `topic` has.
+async fn partition_count(consumer: &GroupConsumer, topic: &str) -> Result<i32, MonitorError> {
+    let ids = group_consumer::partition_ids(consumer, topic)
         .await
-        .map_err(|e| MonitorError::Setup(format!("reading committed offsets: {e}")))?
-        .map_err(|e| {
-            MonitorError::Setup(format!("reading committed offsets of group {group}: {e}"))
-        })?;
-        let committed: BTreeMap<i32, i64> = committed
-            .elements_for_topic(&topic)
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some((e.partition(), o)),
-                _ => None,
-            })
-            .collect();
-        let checkpoints = checkpoint_store::load(
-            &self.config.kafka,
-            &self.config.checkpoint_topic,
-            &self.config.group,
-            &topic,
-        )
-        .await
-        .map_err(|e| {
-            MonitorError::Setup(format!(
-                "reading checkpoints from {}: {e}",
-                self.config.checkpoint_topic
-            ))
-        })?;
-        let now = now_ms();
-        for resume in restore::resume_plan(partitions, &committed, &checkpoints) {
-            self.core.assign(&resume, now);
-            self.owned.insert(resume.partition);
-            tracing::info!(partition = resume.partition, offset = ?resume.offset, restored = ?resume.restored, "resuming partition");
-        }
-        Ok(())
-    }
-
-    /// Takes the shuffle partitions the merge group assigned (read from their beginning) and
-    /// drops those it took away.
-    async fn apply_merge_rebalances(&mut self) -> Result<(), MonitorError> {
-        while let Ok(event) = self.merge_events.try_recv() {
-            match event {
-                Rebalanced::Assigned(partitions) => {
-                    // Partitions may have been added to the input topic meanwhile.
-                    let inputs =
-                        partition_ids(&self.merge_consumer, &self.config.input_topic).await?;
-                    self.merge.set_input_partitions(inputs);
-                    self.merge.assign(&partitions);
-                }
-                Rebalanced::Revoked(partitions) => {
-                    self.merge.revoke(&partitions);
-                    self.pending_batches
-                        .retain(|_, b| !partitions.contains(&b.shuffle_partition));
-                }
-            }
-            metrics::gauge!("sla_assigned_partitions", "topic" => self.config.shuffle_topic.clone())
-                .set(self.merge.owned().len() as f64);
-        }
-        Ok(())
-    }
-
-    /// Every instance is a member of both groups, so an instance that holds **every** input
-    /// partition is alone in the input group and should hold every shuffle partition too. When
-    /// it holds none of them for the watchdog's limit (twice the session timeout, at least
-    /// 30 s), the merge group's rebalance did not complete for it — seen on tansu 0.6, where a
-    /// dead member can keep its shuffle partition after its session expired — and nobody merges
-    /// the windows. It then joins the merge group again with a fresh consumer (each further
-    /// attempt waits twice as long). Apache Kafka removes a dead member from both groups alike,
-    /// so there this never lasts.
-    fn check_merge_assignment(&mut self) -> Result<(), MonitorError> {
-        let inputs = self.merge.input_partition_count();
-        let alone = inputs > 0 && self.owned.len() == inputs;
-        let held = if alone { self.merge.owned().len() } else { 1 };
-        let now = Instant::now();
-        let Verdict::Stuck { for_how_long } = self.merge_watchdog.observe(held, now) else {
-            return Ok(());
-        };
-        self.merge_watchdog.acted(now);
-        tracing::error!(
-            held_none_for = ?for_how_long,
-            input_partitions = inputs,
-            next_attempt_in = ?self.merge_watchdog.limit(),
-            "this instance holds every partition of {} but no partition of {}: the merge group's \
-             rebalance did not complete for it; joining the merge group again with a fresh consumer",
-            self.config.input_topic,
-            self.config.shuffle_topic
-        );
-        self.merge_rejoins.increment(1);
-        let fresh = subscribed(
-            self.config
-                .kafka
-                .consumer_config(&merge_group_of(&self.config.group)),
-            self.merge_context.clone(),
-            &self.config.shuffle_topic,
-        )?;
-        retire_when_unshared(std::mem::replace(&mut self.merge_consumer, fresh));
-        Ok(())
-    }
-
-    /// After shutdown: no new records, no incomplete windows; wait for the sink, the window
-    /// parts and the dead letters already under way, up to the drain timeout.
-    async fn drain(&mut self, deadline: Instant) -> Result<(), MonitorError> {
-        while !self.pending_batches.is_empty()
-            || !self.deliveries.is_empty()
-            || !self.part_deliveries.is_empty()
-        {
-            tokio::select! {
-                Some(ack) = self.acks.recv() => self.on_sink_ack(ack).await?,
-                Some((partition, offset, result)) = self.deliveries.next() => {
-                    if result.is_ok() {
-                        self.core.on_dead_letter_ack(partition, offset);
-                    }
-                }
-                Some((batch, result)) = self.part_deliveries.next() => {
-                    if result.is_ok() {
-                        self.core.on_batch_ack(batch);
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!(
-                        pending_batches = self.pending_batches.len(),
-                        pending_dead_letters = self.deliveries.len(),
-                        pending_parts = self.part_deliveries.len(),
-                        "drain timeout: unacknowledged output will be redone after a restart"
-                    );
-                    break;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// At shutdown, for the shuffle partitions this instance merges: reads them up to their
-    /// end (this instance's last parts and progress included) and writes the windows that are
-    /// complete, so a stop leaves no finished window for the next run.
-    async fn merge_what_was_published(&mut self, deadline: Instant) -> Result<(), MonitorError> {
-        let owned = self.merge.owned();
-        if owned.is_empty() {
-            return Ok(());
-        }
-        let (producer, consumer, topic) = (
-            self.producer.clone(),
-            self.merge_consumer.clone(),
-            self.config.shuffle_topic.clone(),
-        );
-        let ends = tokio::task::spawn_blocking(move || {
-            let _ = producer.flush(Duration::from_secs(5));
-            owned
-                .into_iter()
-                .filter_map(|m| {
-                    let (_, high) = consumer
-                        .fetch_watermarks(&topic, m, Duration::from_secs(5))
-                        .ok()?;
-                    Some((m, high))
-                })
-                .collect::<BTreeMap<i32, i64>>()
-        })
-        .await
-        .map_err(|e| MonitorError::Setup(format!("reading the shuffle's end: {e}")))?;
-        // Where the consumer stands (local, no request): what it already returned.
-        let mut read: BTreeMap<i32, i64> = self
-            .merge_consumer
-            .position()
-            .map(|list| {
-                list.elements_for_topic(&self.config.shuffle_topic)
-                    .iter()
-                    .filter_map(|e| match e.offset() {
-                        Offset::Offset(o) => Some((e.partition(), o)),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let merge_consumer = self.merge_consumer.clone();
-        // Nothing returned yet reads as offset 0 (an empty partition is read to its end).
-        while ends
-            .iter()
-            .any(|(m, end)| read.get(m).copied().unwrap_or(0) < *end)
-        {
-            tokio::select! {
-                message = merge_consumer.recv() => match message {
-                    Ok(message) => {
-                        self.merge.on_record(message.partition(), message.key(), message.payload())?;
-                        read.insert(message.partition(), message.offset() + 1);
-                    }
-                    Err(KafkaError::PartitionEOF(m)) => {
-                        self.merge.caught_up(m);
-                        read.insert(m, ends.get(&m).copied().unwrap_or(0));
-                    }
-                    Err(e) => tracing::warn!("consuming from {}: {e}", self.config.shuffle_topic),
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
-        }
-        for merged in self.merge.ready() {
-            self.write(merged);
-        }
-        Ok(())
-    }
-
-    /// The sink wrote a batch of merged windows: records on the shuffle partition that they
-    /// are written, then deletes the parts they were merged from.
-    async fn on_sink_ack(&mut self, ack: Acknowledgement) -> Result<(), MonitorError> {
-        let id = ack.map_err(MonitorError::Sink)?;
-        let Some(batch) = self.pending_batches.remove(&id) else {
-            return Ok(());
-        };
-        metrics::counter!("sla_monitor_window_batches_acknowledged_total").increment(1);
-        self.windows_written += batch.windows;
-        if !self.merge.owns(batch.shuffle_partition) {
-            return Ok(());
-        }
-        let marker = ShuffleRecord::Merged {
-            written_through: batch.watermark,
-        };
-        self.send_shuffle(
-            batch.shuffle_partition,
-            &self.shuffle.key(&marker),
-            Some(&Shuffle::encode(&marker)),
-        )
-        .await?;
-        for key in &batch.parts {
-            self.send_shuffle(batch.shuffle_partition, key, None)
-                .await?;
-        }
-        self.merge.written(batch.shuffle_partition, batch.watermark);
-        Ok(())
-    }
-
-    /// Enqueues one record on shuffle partition `m` (a tombstone without `value`); its
-    /// delivery is not awaited (see the callers for why that is safe).
-    async fn send_shuffle(
-        &self,
-        m: i32,
-        key: &str,
-        value: Option<&[u8]>,
-    ) -> Result<rdkafka::producer::DeliveryFuture, MonitorError> {
-        enqueue(
-            &self.producer,
-            OutgoingRecord {
-                topic: &self.config.shuffle_topic,
-                key: Some(key.as_bytes()),
-                value,
-                partition: Some(m),
-            },
-            None,
-        )
-        .await
-        .map_err(|source| MonitorError::Delivery {
-            topic: self.config.shuffle_topic.clone(),
-            source,
-        })
-    }
-
-    async fn on_message(&mut self, message: &BorrowedMessage<'_>) -> Result<(), MonitorError> {
-        self.context.mark_healthy();
-        if !self.owned.contains(&message.partition()) {
-            // Fetched before the partition was taken away: its new owner handles it.
-            return Ok(());
-        }
-        self.consumed.increment(1);
-        let timestamp = match message.timestamp() {
-            Timestamp::LogAppendTime(t) => Some((TimestampKind::LogAppendTime, t)),
-            Timestamp::CreateTime(t) => Some((TimestampKind::CreateTime, t)),
-            Timestamp::NotAvailable => None,
-        };
-        let decision = self.core.on_record(
-            message.partition(),
-            message.offset(),
-            timestamp,
-            message.payload(),
-            now_ms(),
-        );
-        match decision {
-            RecordDecision::Accepted {
-                timestamp_kind,
-                negative_latency,
-            } => {
-                self.count_timestamp_kind(timestamp_kind);
-                if negative_latency {
-                    self.negative_latencies.increment(1);
-                }
-            }
-            RecordDecision::AlreadyCounted => {
-                metrics::counter!("sla_monitor_replayed_already_written_total").increment(1);
-            }
-            RecordDecision::DeadLetter {
-                rejection,
-                late_for_window,
-            } => {
-                if late_for_window.is_some() {
-                    metrics::counter!("sla_monitor_late_records_total").increment(1);
-                }
-                let window_start = late_for_window.map(|start| start.to_string());
-                let extra: Vec<(&str, &str)> = window_start
-                    .iter()
-                    .map(|start| (WINDOW_START_HEADER, start.as_str()))
-                    .collect();
-                let delivery = self
-                    .dead_letters
-                    .send(message, &rejection, &extra)
-                    .await
-                    .map_err(|source| MonitorError::Delivery {
-                        topic: self.config.dead_letter_topic.clone(),
-                        source,
-                    })?;
-                let (partition, offset) = (message.partition(), message.offset());
-                self.deliveries.push(Box::pin(async move {
-                    (partition, offset, delivered(delivery).await)
-                }));
-            }
-        }
-        Ok(())
-    }
-
-    fn count_timestamp_kind(&mut self, kind: TimestampKind) {
-        match kind {
-            TimestampKind::LogAppendTime => self.by_timestamp_kind[0].increment(1),
-            TimestampKind::CreateTime => self.by_timestamp_kind[1].increment(1),
-        }
-        if self.timestamp_kinds_seen.insert(kind) {
-            match kind {
-                TimestampKind::LogAppendTime => tracing::info!("records carry LogAppendTime: event time is the broker's append time"),
-                TimestampKind::CreateTime => tracing::warn!(
-                    "records carry CreateTime, not LogAppendTime: event time is the producer's timestamp \
-                     (right only if the producer stamps the time of the produce call, as the synchronizer does)"
-                ),
-            }
-        }
-    }
-
-    /// Advances the owned partitions' watermarks with the clock and publishes what they
-    /// closed; then writes the windows the merge stage can merge.
-    async fn on_tick(&mut self) -> Result<(), MonitorError> {
-        // Rebalances that arrived without records after them (a partition taken away).
-        self.apply_input_rebalances().await?;
-        self.apply_merge_rebalances().await?;
-        let now = now_ms();
-        // Silence is evidence only while the input consumer itself can fetch: after an outage
-        // the job's other clients may reconnect first.
-        if self.context.unreachable_for().is_some()
-            || !self
-                .input_leaders_up
-                .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            self.core.on_broker_unreachable(now);
-        }
-        if let Some(publication) = self.core.on_tick(now) {
-            self.publish(publication).await?;
-        }
-        if let Some(watermark) = self.core.watermark() {
-            metrics::gauge!("sla_monitor_watermark_seconds").set(watermark as f64 / 1000.0);
-        }
-        metrics::gauge!("sla_monitor_open_windows").set(self.core.open_windows() as f64);
-        for merged in self.merge.ready() {
-            self.write(merged);
-        }
-        if let Some(watermark) = self.merge.watermark() {
-            metrics::gauge!("sla_monitor_merge_watermark_seconds").set(watermark as f64 / 1000.0);
-        }
-        metrics::gauge!("sla_monitor_merge_pending_windows")
-            .set(self.merge.pending_windows() as f64);
-        metrics::gauge!("sla_monitor_merge_waiting_for_partitions")
-            .set(self.merge.holding_back().len() as f64);
-        metrics::counter!("sla_monitor_duplicate_parts_total").absolute(self.merge.duplicate_parts);
-        Ok(())
-    }
-
-    /// Publishes window parts to the shuffle partitions that merge their windows, then the
-    /// partitions' progress to every shuffle partition. One idempotent producer keeps them in
-    /// order, so progress never overtakes a part; the parts' delivery is awaited before their
-    /// records are committed, progress is published again with the next window.
-    async fn publish(&mut self, publication: Publication) -> Result<(), MonitorError> {
-        let Publication {
-            batch,
-            parts,
-            progress,
-        } = publication;
-        let mut deliveries = Vec::with_capacity(parts.len());
-        for (window_start, partition, part) in &parts {
-            let record = part_record(*window_start, *partition, part);
-            let m = merging_partition(
-                *window_start,
-                self.config.window.size_ms,
-                self.shuffle_partitions,
-            );
-            let delivery = self
-                .send_shuffle(
-                    m,
-                    &self.shuffle.key(&record),
-                    Some(&Shuffle::encode(&record)),
-                )
-                .await?;
-            deliveries.push(delivery);
-        }
-        metrics::counter!("sla_monitor_parts_published_total").increment(parts.len() as u64);
-        if let Some(batch) = batch {
-            self.part_deliveries.push(Box::pin(async move {
-                for delivery in deliveries {
-                    if let Err(e) = delivered(delivery).await {
-                        return (batch, Err(e));
-                    }
-                }
-                (batch, Ok(()))
-            }));
-        }
-        for (partition, closed_through) in progress {
-            let record = ShuffleRecord::Progress {
-                partition,
-                closed_through,
-            };
-            let value = Shuffle::encode(&record);
-            for m in 0..self.shuffle_partitions {
-                self.send_shuffle(m, &self.shuffle.key(&record), Some(&value))
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends merged windows to the sink.
-    fn write(&mut self, merged: merging::MergedWindows) {
-        if merged.windows.is_empty() {
-            return;
-        }
-        let documents: Vec<WindowDocument> = merged
-            .windows
-            .iter()
-            .map(|r| WindowDocument::new(&self.config.job_name, self.config.window.sla_ms, r))
-            .collect();
-        let mut parts = Vec::new();
-        for result in &merged.windows {
-            log_window(result);
-            export_window(result);
-            parts.extend(
-                result
-                    .parts
-                    .keys()
-                    .map(|&p| self.shuffle.part_key(result.start_ms, p)),
-            );
-        }
-        metrics::counter!("sla_monitor_windows_closed_total").increment(documents.len() as u64);
-        let id = self.next_batch;
-        self.next_batch += 1;
-        self.pending_batches.insert(
-            id,
-            SinkBatch {
-                shuffle_partition: merged.shuffle_partition,
-                windows: documents.len() as u64,
-                watermark: merged.watermark,
-                parts,
-                sent: Instant::now(),
-            },
-        );
-        // The sink task only ends after a fatal error, which arrives as an ack and stops us.
-        let _ = self.batches.send(Batch { id, documents });
-    }
-
-    /// `/readyz`: not ready while every broker has been unreachable for [`KAFKA_UNREACHABLE_LIMIT`]
-    /// or the sink has left a batch unacknowledged for [`SINK_STALLED_LIMIT`].
-    fn update_readiness(&self) {
-        let unreachable = self
-            .context
-            .unreachable_for()
-            .filter(|d| *d >= KAFKA_UNREACHABLE_LIMIT);
-        let stalled = self
-            .pending_batches
-            .values()
-            .map(|b| b.sent)
-            .min()
-            .map(|sent| sent.elapsed())
-            .filter(|d| *d >= SINK_STALLED_LIMIT);
-        match (unreachable, stalled) {
-            (Some(d), _) => self
-                .readiness
-                .set_not_ready(format!("Kafka unreachable for {:.0?}", d)),
-            (None, Some(d)) => self.readiness.set_not_ready(format!(
-                "the sink has not acknowledged window documents for {:.0?}",
-                d
-            )),
-            (None, None) => self.readiness.set_ready(),
-        }
-    }
+        .map_err(MonitorError::Setup)?;
+    Ok(ids.len() as i32)
 }
 
-/// The latest closed window as gauges: the per-window aggregate Prometheus sees (a histogram
-/// fed per record would hold every sample until scraped and repeat what the window computes).
-fn export_window(result: &WindowResult) {
-    for (q, value) in &result.stats.quantiles {
-        metrics::gauge!("sla_monitor_window_latency_seconds", "quantile" => q.to_string())
-            .set(value / 1000.0);
-    }
-    metrics::gauge!("sla_monitor_window_records").set(result.stats.count as f64);
-    metrics::gauge!("sla_monitor_window_over_sla_records").set(result.over_sla as f64);
-    metrics::gauge!("sla_monitor_window_start_seconds").set(result.start_ms as f64 / 1000.0);
-}
-
-fn log_window(result: &WindowResult) {
-    let q: Vec<String> = result
-        .stats
-        .quantiles
-        .iter()
-        .map(|(q, v)| format!("{}={v:.0}", percentile_field(*q)))
-        .collect();
-    tracing::info!(
-        start = %chrono::DateTime::<chrono::Utc>::from_timestamp_millis(result.start_ms).unwrap_or_default().to_rfc3339(),
-        count = result.stats.count,
-        over_sla = result.over_sla,
-        "window closed: {} ms",
-        q.join(" ")
-    );
+fn stage_panicked(e: tokio::task::JoinError) -> MonitorError {
+    MonitorError::Setup(format!("a monitor stage stopped unexpectedly: {e}"))
 }

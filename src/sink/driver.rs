@@ -21,9 +21,11 @@ pub struct Batch {
 /// The outcome of a batch: `Ok(id)` once written, or the fatal error that stopped the sink.
 pub type Acknowledgement = Result<u64, SinkError>;
 
-/// Starts the sink task. Dropping the returned sender ends it after pending batches.
+/// Starts the sink task, counting each retry in `retries`. Dropping the returned sender ends
+/// it after pending batches.
 pub fn spawn(
     mut sink: impl WindowSink,
+    retries: metrics::Counter,
 ) -> (
     mpsc::UnboundedSender<Batch>,
     mpsc::UnboundedReceiver<Acknowledgement>,
@@ -32,7 +34,7 @@ pub fn spawn(
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(batch) = batch_rx.recv().await {
-            let outcome = write_with_retries(&mut sink, &batch.documents).await;
+            let outcome = write_with_retries(&mut sink, &batch.documents, &retries).await;
             let fatal = outcome.is_err();
             if ack_tx.send(outcome.map(|()| batch.id)).is_err() || fatal {
                 break;
@@ -45,6 +47,7 @@ pub fn spawn(
 async fn write_with_retries(
     sink: &mut impl WindowSink,
     documents: &[WindowDocument],
+    retries: &metrics::Counter,
 ) -> Result<(), SinkError> {
     let mut backoff = retry_policy(Duration::from_millis(200)).build();
     loop {
@@ -52,7 +55,7 @@ async fn write_with_retries(
             Ok(()) => return Ok(()),
             Err(SinkError::Transient(e)) => {
                 let wait = backoff.next().unwrap_or(MAX_RETRY_DELAY);
-                metrics::counter!("sla_monitor_sink_retries_total").increment(1);
+                retries.increment(1);
                 tracing::warn!(
                     "{}: {e}; retrying in {wait:.1?} (windows are kept meanwhile)",
                     sink.describe()
@@ -79,7 +82,7 @@ mod tests {
                 "refusing".into()
             }
         }
-        let (batches, mut acks) = spawn(Refusing);
+        let (batches, mut acks) = spawn(Refusing, metrics::Counter::noop());
         batches
             .send(Batch {
                 id: 7,
@@ -113,10 +116,13 @@ mod tests {
             }
         }
         let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (batches, mut acks) = spawn(Flaky {
-            failures_left: 3,
-            written: written.clone(),
-        });
+        let (batches, mut acks) = spawn(
+            Flaky {
+                failures_left: 3,
+                written: written.clone(),
+            },
+            metrics::Counter::noop(),
+        );
         let document = WindowDocument::new(
             "job",
             100,
@@ -132,7 +138,6 @@ mod tests {
                     exact: true,
                 },
                 over_sla: 0,
-                resume_points: Default::default(),
                 parts: Default::default(),
             },
         );

@@ -4,6 +4,7 @@
 pub mod driver;
 pub mod elasticsearch;
 pub mod json_lines;
+pub mod memory;
 
 use crate::window_document::WindowDocument;
 use std::future::Future;

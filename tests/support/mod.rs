@@ -3,6 +3,7 @@
 //! groups, so tests never interfere and never delete topics.
 #![allow(dead_code)]
 
+pub mod in_process;
 pub mod private_broker;
 
 use rand::rngs::StdRng;
@@ -419,6 +420,20 @@ impl Drop for Job {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Checks that `condition` keeps holding for all of `period`, polling every 100 ms; panics
+/// with `what` as soon as it does not. For claims that something does *not* happen while a
+/// stimulus lasts: the period is the stimulus, and a loaded machine can only make the check
+/// weaker, never fail it wrongly.
+pub fn holds_throughout(what: &str, period: Duration, mut condition: impl FnMut() -> bool) {
+    blocking(|| {
+        let end = Instant::now() + period;
+        while Instant::now() < end {
+            assert!(condition(), "{what} stopped holding");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
 }
 
 /// Waits until `condition` holds, polling every 100 ms; panics with `what` after `timeout`.

@@ -1,4 +1,4 @@
-//! The merge stage of one monitor instance: a [`WindowMerger`] per shuffle partition the merge
+//! The merge stage's state (see `merge_stage` for its loop): a [`WindowMerger`] per shuffle partition the merge
 //! group gave this instance, fed with what it reads from the shuffle topic. No I/O: the loop
 //! passes records in and takes whole windows out.
 //!
@@ -12,7 +12,8 @@ use crate::shuffle::{window_part, Shuffle, ShuffleError, ShuffleEvent, ShuffleRe
 use crate::window::{WindowConfig, WindowResult};
 use std::collections::BTreeMap;
 
-struct MergeState {
+/// One owned shuffle partition: its merger, and whether it was read to its end once.
+struct OwnedShufflePartition {
     merger: WindowMerger,
     caught_up: bool,
 }
@@ -30,19 +31,19 @@ pub struct MergedWindows {
 }
 
 /// The shuffle partitions this instance merges.
-pub struct MergeStage {
+pub struct MergeState {
     config: WindowConfig,
     shuffle: Shuffle,
     input_partitions: Vec<i32>,
-    partitions: BTreeMap<i32, MergeState>,
+    partitions: BTreeMap<i32, OwnedShufflePartition>,
     /// Parts received for windows already merged (replays after a failover).
     pub duplicate_parts: u64,
 }
 
-impl MergeStage {
+impl MergeState {
     /// Merges windows of `config` for the monitor whose records `shuffle` names.
     pub fn new(config: WindowConfig, shuffle: Shuffle) -> Self {
-        MergeStage {
+        MergeState {
             config,
             shuffle,
             input_partitions: Vec::new(),
@@ -69,7 +70,7 @@ impl MergeStage {
         for &m in shuffle_partitions {
             self.partitions.insert(
                 m,
-                MergeState {
+                OwnedShufflePartition {
                     merger: WindowMerger::new(self.config.clone(), self.input_partitions.clone()),
                     caught_up: false,
                 },
@@ -206,7 +207,7 @@ mod tests {
         }
     }
 
-    fn send(stage: &mut MergeStage, shuffle: &Shuffle, m: i32, record: &ShuffleRecord) {
+    fn send(stage: &mut MergeState, shuffle: &Shuffle, m: i32, record: &ShuffleRecord) {
         let key = shuffle.key(record);
         stage
             .on_record(m, Some(key.as_bytes()), Some(&Shuffle::encode(record)))
@@ -216,7 +217,7 @@ mod tests {
     #[test]
     fn nothing_is_written_before_the_partition_was_read_to_its_end() {
         let shuffle = Shuffle::new("g", "t");
-        let mut stage = MergeStage::new(config(), shuffle.clone());
+        let mut stage = MergeState::new(config(), shuffle.clone());
         stage.set_input_partitions(vec![0]);
         stage.assign(&[0]);
         let mut digest = LatencyDigest::new(config().digest);
@@ -257,7 +258,7 @@ mod tests {
     #[test]
     fn a_revoked_shuffle_partition_is_forgotten() {
         let shuffle = Shuffle::new("g", "t");
-        let mut stage = MergeStage::new(config(), shuffle.clone());
+        let mut stage = MergeState::new(config(), shuffle.clone());
         stage.set_input_partitions(vec![0]);
         stage.assign(&[0, 1]);
         stage.revoke(&[0]);

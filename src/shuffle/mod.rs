@@ -17,6 +17,11 @@
 //! Keys carry a namespace (the monitor's group and input topic) so that several monitors can
 //! share one shuffle topic. Values are postcard-encoded: floats travel bit for bit, so a
 //! window merged from received parts is the window one instance computes.
+//!
+//! This module is the protocol (records, keys, routing, decoding, no I/O); [`publisher`]
+//! writes it to the topic.
+
+pub mod publisher;
 
 use crate::digest::{DigestConfig, DigestParts, LatencyDigest};
 use crate::window::WindowPart;

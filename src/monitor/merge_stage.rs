@@ -1,0 +1,450 @@
+//! The merge stage: shuffle consumer → [`MergeState`] → sink → written markers. It owns the
+//! shuffle partitions the merge group (`<group>.merge`) gives this instance.
+//!
+//! One loop, in one of three phases:
+//! - **merging**: shuffle records, clock ticks (merge what is complete, watch the assignment,
+//!   readiness) and the sink's acknowledgements, each followed by the written marker and the
+//!   tombstones of the window's parts;
+//! - **reading to the end** (once the partition stage has stopped and published its last
+//!   parts): the owned shuffle partitions are read up to their end as it is then, so a stop
+//!   leaves no finished window for the next run;
+//! - **flushing**: the windows now complete are written and their acknowledgements awaited,
+//!   up to the drain timeout.
+
+use super::merge_state::{MergeState, MergedWindows};
+use super::metrics::MergeMetrics;
+use super::{
+    outcome_of, MonitorConfig, MonitorError, Pending, KAFKA_UNREACHABLE_LIMIT, SINK_STALLED_LIMIT,
+};
+use crate::assignment_watchdog::{self, AssignmentWatchdog, Verdict};
+use crate::http::Readiness;
+use crate::kafka::group_consumer::{self, GroupConsumer};
+use crate::kafka::rebalance_events::{RebalanceNotifier, Rebalanced};
+use crate::kafka::retire::retire_when_unshared;
+use crate::kafka::JobContext;
+use crate::shuffle::publisher::ShufflePublisher;
+use crate::shutdown::Shutdown;
+use crate::sink::driver::{Acknowledgement, Batch};
+use crate::window_document::WindowDocument;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, Producer};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// What the stage needs besides its configuration.
+pub struct MergeStageParts {
+    /// The shuffle consumer, subscribed to the merge group.
+    pub consumer: GroupConsumer,
+    /// Its context, for a fresh consumer when the watchdog rejoins.
+    pub consumer_context: RebalanceNotifier,
+    /// Its rebalances.
+    pub events: mpsc::UnboundedReceiver<Rebalanced>,
+    /// The job's Kafka health.
+    pub context: JobContext,
+    /// The job's producer (flushed before reading the shuffle to its end).
+    pub producer: FutureProducer<JobContext>,
+    /// Where written markers and tombstones go.
+    pub publisher: ShufflePublisher,
+    /// The sink task's input and acknowledgements.
+    pub batches: mpsc::UnboundedSender<Batch>,
+    /// The sink's acknowledgements.
+    pub acks: mpsc::UnboundedReceiver<Acknowledgement>,
+    /// The input topic's partitions.
+    pub input_partitions: Vec<i32>,
+    /// Input partitions the partition stage holds now.
+    pub input_owned: Arc<AtomicUsize>,
+    /// `/readyz`.
+    pub readiness: Readiness,
+}
+
+/// A batch of window documents in the sink, and what to record once it is written.
+struct SinkBatch {
+    shuffle_partition: i32,
+    /// Window documents in the batch.
+    windows: u64,
+    watermark: i64,
+    /// (window start, input partition) of the parts the windows were merged from.
+    parts: Vec<(i64, i32)>,
+    sent: Instant,
+}
+
+/// Where the loop stands (see the module documentation).
+enum Phase {
+    Merging,
+    ReadingToEnd {
+        /// Per owned shuffle partition, the offset to read up to.
+        ends: BTreeMap<i32, i64>,
+        /// Per owned shuffle partition, the next offset to read.
+        read: BTreeMap<i32, i64>,
+        deadline: Instant,
+    },
+    Flushing {
+        deadline: Instant,
+    },
+}
+
+/// The merge stage's state (see the module documentation).
+pub struct MergeStage {
+    config: MonitorConfig,
+    consumer: GroupConsumer,
+    consumer_context: RebalanceNotifier,
+    events: mpsc::UnboundedReceiver<Rebalanced>,
+    context: JobContext,
+    producer: FutureProducer<JobContext>,
+    state: MergeState,
+    publisher: ShufflePublisher,
+    batches: mpsc::UnboundedSender<Batch>,
+    acks: mpsc::UnboundedReceiver<Acknowledgement>,
+    /// Window documents in the sink, by batch id.
+    in_sink: BTreeMap<u64, SinkBatch>,
+    next_batch: u64,
+    input_owned: Arc<AtomicUsize>,
+    watchdog: AssignmentWatchdog,
+    readiness: Readiness,
+    metrics: MergeMetrics,
+    windows_written: u64,
+    /// A look-up of the input topic's partitions under way (started by each assignment:
+    /// partitions may have been added to the input topic meanwhile).
+    refreshing_inputs: Option<Pending<Result<Vec<i32>, String>>>,
+}
+
+impl MergeStage {
+    /// A stage merging no shuffle partition yet.
+    pub fn new(config: MonitorConfig, state: MergeState, parts: MergeStageParts) -> Self {
+        let session_timeout = config
+            .kafka
+            .session_timeout(&super::merge_group_of(&config.group));
+        let mut state = state;
+        state.set_input_partitions(parts.input_partitions);
+        MergeStage {
+            metrics: MergeMetrics::new(&config.shuffle_topic, &config.window.quantiles),
+            config,
+            consumer: parts.consumer,
+            consumer_context: parts.consumer_context,
+            events: parts.events,
+            context: parts.context,
+            producer: parts.producer,
+            state,
+            publisher: parts.publisher,
+            batches: parts.batches,
+            acks: parts.acks,
+            in_sink: BTreeMap::new(),
+            next_batch: 0,
+            input_owned: parts.input_owned,
+            watchdog: AssignmentWatchdog::new(
+                assignment_watchdog::default_limit(session_timeout),
+                Instant::now(),
+            ),
+            readiness: parts.readiness,
+            windows_written: 0,
+            refreshing_inputs: None,
+        }
+    }
+
+    /// Merges until `inputs_done` (the partition stage stopped), then reads its shuffle
+    /// partitions to their end and writes what is complete; returns the window documents the
+    /// sink acknowledged.
+    pub async fn run(mut self, mut inputs_done: Shutdown) -> Result<u64, MonitorError> {
+        let mut tick = tokio::time::interval(self.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut phase = Phase::Merging;
+        loop {
+            phase = match phase {
+                Phase::ReadingToEnd {
+                    ends,
+                    read,
+                    deadline,
+                } if Instant::now() >= deadline || caught_up(&ends, &read) => {
+                    self.write_ready();
+                    Phase::Flushing { deadline }
+                }
+                other => other,
+            };
+            if let Phase::Flushing { deadline } = phase {
+                if self.in_sink.is_empty() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!(
+                        pending_batches = self.in_sink.len(),
+                        "drain timeout: windows not acknowledged by the sink will be written by the next run"
+                    );
+                    break;
+                }
+            }
+            let deadline = match &phase {
+                Phase::Merging => None,
+                Phase::ReadingToEnd { deadline, .. } | Phase::Flushing { deadline } => {
+                    Some(*deadline)
+                }
+            };
+            let reading = !matches!(phase, Phase::Flushing { .. });
+            // Cloned each turn: the watchdog may replace it.
+            let consumer = self.consumer.clone();
+            tokio::select! {
+                biased;
+                _ = inputs_done.wait(), if matches!(phase, Phase::Merging) => {
+                    phase = self.start_reading_to_end().await;
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
+                Some(ack) = self.acks.recv() => self.on_sink_ack(ack).await?,
+                _ = tick.tick(), if matches!(phase, Phase::Merging) => self.on_tick()?,
+                inputs = outcome_of(&mut self.refreshing_inputs) => {
+                    self.refreshing_inputs = None;
+                    match inputs {
+                        Ok(inputs) => self.state.set_input_partitions(inputs),
+                        Err(e) => tracing::warn!("{e} (merging with the partitions known before)"),
+                    }
+                }
+                message = consumer.recv(), if reading => {
+                    self.apply_rebalances();
+                    let position = self.on_polled(message)?;
+                    if let (Phase::ReadingToEnd { read, .. }, Some((m, next))) = (&mut phase, position) {
+                        read.insert(m, next);
+                    }
+                }
+            }
+        }
+        Ok(self.windows_written)
+    }
+
+    /// Handles one poll of the shuffle consumer; returns the shuffle partition and the next
+    /// offset to read when it says where the consumer stands.
+    fn on_polled<M: Message>(
+        &mut self,
+        polled: Result<M, KafkaError>,
+    ) -> Result<Option<(i32, i64)>, MonitorError> {
+        match polled {
+            Ok(message) => {
+                self.context.mark_healthy();
+                self.state
+                    .on_record(message.partition(), message.key(), message.payload())?;
+                Ok(Some((message.partition(), message.offset() + 1)))
+            }
+            Err(KafkaError::PartitionEOF(m)) => {
+                self.context.mark_healthy();
+                self.state.caught_up(m);
+                Ok(Some((m, i64::MAX)))
+            }
+            Err(e) => {
+                tracing::warn!("consuming from {}: {e}", self.config.shuffle_topic);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Takes the shuffle partitions the merge group assigned (read from their beginning) and
+    /// drops those it took away.
+    fn apply_rebalances(&mut self) {
+        while let Ok(event) = self.events.try_recv() {
+            match event {
+                Rebalanced::Assigned(partitions) => {
+                    self.state.assign(&partitions);
+                    let (consumer, topic) =
+                        (self.consumer.clone(), self.config.input_topic.clone());
+                    self.refreshing_inputs = Some(Box::pin(async move {
+                        group_consumer::partition_ids(&consumer, &topic).await
+                    }));
+                }
+                Rebalanced::Revoked(partitions) => {
+                    self.state.revoke(&partitions);
+                    self.in_sink
+                        .retain(|_, b| !partitions.contains(&b.shuffle_partition));
+                }
+            }
+            self.metrics.assigned.set(self.state.owned().len() as f64);
+        }
+    }
+
+    /// Writes what is complete, watches the assignment, updates readiness and gauges.
+    fn on_tick(&mut self) -> Result<(), MonitorError> {
+        // Rebalances that arrived without records after them (a partition taken away).
+        self.apply_rebalances();
+        self.write_ready();
+        if let Some(watermark) = self.state.watermark() {
+            self.metrics.merge_watermark.set(watermark as f64 / 1000.0);
+        }
+        self.metrics
+            .pending_windows
+            .set(self.state.pending_windows() as f64);
+        self.metrics
+            .waiting_for_partitions
+            .set(self.state.holding_back().len() as f64);
+        self.metrics
+            .duplicate_parts
+            .absolute(self.state.duplicate_parts);
+        self.check_assignment()?;
+        self.update_readiness();
+        Ok(())
+    }
+
+    /// Every instance is a member of both groups, so an instance that holds **every** input
+    /// partition is alone in the input group and should hold every shuffle partition too. When
+    /// it holds none of them for the watchdog's limit (twice the session timeout, at least
+    /// 30 s), the merge group's rebalance did not complete for it — seen on tansu 0.6, where a
+    /// dead member can keep its shuffle partition after its session expired — and nobody merges
+    /// the windows. It then joins the merge group again with a fresh consumer (each further
+    /// attempt waits twice as long). Apache Kafka removes a dead member from both groups alike,
+    /// so there this never lasts.
+    fn check_assignment(&mut self) -> Result<(), MonitorError> {
+        let inputs = self.state.input_partition_count();
+        let alone = inputs > 0 && self.input_owned.load(Ordering::Relaxed) == inputs;
+        let held = if alone { self.state.owned().len() } else { 1 };
+        let now = Instant::now();
+        let Verdict::Stuck { for_how_long } = self.watchdog.observe(held, now) else {
+            return Ok(());
+        };
+        self.watchdog.acted(now);
+        tracing::error!(
+            held_none_for = ?for_how_long,
+            input_partitions = inputs,
+            next_attempt_in = ?self.watchdog.limit(),
+            "this instance holds every partition of {} but no partition of {}: the merge group's \
+             rebalance did not complete for it; joining the merge group again with a fresh consumer",
+            self.config.input_topic,
+            self.config.shuffle_topic
+        );
+        self.metrics.rejoins.increment(1);
+        let fresh = group_consumer::subscribe(
+            self.config
+                .kafka
+                .consumer_config(&super::merge_group_of(&self.config.group)),
+            self.consumer_context.clone(),
+            &self.config.shuffle_topic,
+        )
+        .map_err(MonitorError::Setup)?;
+        retire_when_unshared(std::mem::replace(&mut self.consumer, fresh));
+        Ok(())
+    }
+
+    /// The partition stage has stopped: its last parts and progress are enqueued. Flushes
+    /// them, then reads the owned shuffle partitions up to where they end now.
+    async fn start_reading_to_end(&mut self) -> Phase {
+        let deadline = Instant::now() + self.config.drain_timeout;
+        let owned = self.state.owned();
+        if owned.is_empty() {
+            return Phase::Flushing { deadline };
+        }
+        let producer = self.producer.clone();
+        let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+        let ends = group_consumer::ends(&self.consumer, &self.config.shuffle_topic, owned).await;
+        // Where the consumer stands (local, no request): what it already returned. Nothing
+        // returned yet reads as offset 0 (an empty partition is read to its end).
+        let read = self
+            .consumer
+            .position()
+            .map(|list| group_consumer::offsets_of(&list, &self.config.shuffle_topic))
+            .unwrap_or_default();
+        tracing::debug!(
+            ?ends,
+            ?read,
+            "reading the shuffle partitions this instance merges to their end"
+        );
+        Phase::ReadingToEnd {
+            ends,
+            read,
+            deadline,
+        }
+    }
+
+    /// Sends the windows the merge state can merge to the sink.
+    fn write_ready(&mut self) {
+        for merged in self.state.ready() {
+            self.write(merged);
+        }
+    }
+
+    fn write(&mut self, merged: MergedWindows) {
+        if merged.windows.is_empty() {
+            return;
+        }
+        let documents: Vec<WindowDocument> = merged
+            .windows
+            .iter()
+            .map(|r| WindowDocument::new(&self.config.job_name, self.config.window.sla_ms, r))
+            .collect();
+        let mut parts = Vec::new();
+        for result in &merged.windows {
+            self.metrics.window_written(result);
+            parts.extend(result.parts.keys().map(|&p| (result.start_ms, p)));
+        }
+        self.metrics
+            .windows_closed
+            .increment(documents.len() as u64);
+        let id = self.next_batch;
+        self.next_batch += 1;
+        self.in_sink.insert(
+            id,
+            SinkBatch {
+                shuffle_partition: merged.shuffle_partition,
+                windows: documents.len() as u64,
+                watermark: merged.watermark,
+                parts,
+                sent: Instant::now(),
+            },
+        );
+        // The sink task only ends after a fatal error, which arrives as an ack and stops us.
+        let _ = self.batches.send(Batch { id, documents });
+    }
+
+    /// The sink wrote a batch of merged windows: records on the shuffle partition that they
+    /// are written, then deletes the parts they were merged from.
+    async fn on_sink_ack(&mut self, ack: Acknowledgement) -> Result<(), MonitorError> {
+        let id = ack.map_err(MonitorError::Sink)?;
+        let Some(batch) = self.in_sink.remove(&id) else {
+            return Ok(());
+        };
+        self.metrics.batches_acknowledged.increment(1);
+        self.windows_written += batch.windows;
+        if !self.state.owns(batch.shuffle_partition) {
+            return Ok(());
+        }
+        self.publisher
+            .mark_written(batch.shuffle_partition, batch.watermark, &batch.parts)
+            .await
+            .map_err(|source| MonitorError::Delivery {
+                topic: self.config.shuffle_topic.clone(),
+                source,
+            })?;
+        self.state.written(batch.shuffle_partition, batch.watermark);
+        Ok(())
+    }
+
+    /// `/readyz`: not ready while every broker has been unreachable for [`KAFKA_UNREACHABLE_LIMIT`]
+    /// or the sink has left a batch unacknowledged for [`SINK_STALLED_LIMIT`].
+    fn update_readiness(&self) {
+        let unreachable = self
+            .context
+            .unreachable_for()
+            .filter(|d| *d >= KAFKA_UNREACHABLE_LIMIT);
+        let stalled = self
+            .in_sink
+            .values()
+            .map(|b| b.sent)
+            .min()
+            .map(|sent| sent.elapsed())
+            .filter(|d| *d >= SINK_STALLED_LIMIT);
+        match (unreachable, stalled) {
+            (Some(d), _) => self
+                .readiness
+                .set_not_ready(format!("Kafka unreachable for {:.0?}", d)),
+            (None, Some(d)) => self.readiness.set_not_ready(format!(
+                "the sink has not acknowledged window documents for {:.0?}",
+                d
+            )),
+            (None, None) => self.readiness.set_ready(),
+        }
+    }
+}
+
+/// Whether every shuffle partition was read up to its end.
+fn caught_up(ends: &BTreeMap<i32, i64>, read: &BTreeMap<i32, i64>) -> bool {
+    ends.iter()
+        .all(|(m, end)| read.get(m).copied().unwrap_or(0) >= *end)
+}

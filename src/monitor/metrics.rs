@@ -1,0 +1,172 @@
+//! Every `sla_monitor_*` metric of the monitor's two stages, resolved once when a stage starts
+//! (a handle per series, not a registry look-up per record), with what each means. The
+//! metrics shared by every job (`sla_records_consumed_total`, `sla_assigned_partitions`,
+//! `sla_consumer_group_rejoins_total`, ...) are resolved here too for the monitor's topics.
+
+use super::measurement::TimestampKind;
+use super::restore::PartitionResume;
+use crate::window::WindowResult;
+use crate::window_document::percentile_field;
+use metrics::{counter, gauge, Counter, Gauge};
+
+/// The partition stage's metrics.
+pub struct PartitionMetrics {
+    /// `sla_records_consumed_total{topic}`: records read from the input topic.
+    pub consumed: Counter,
+    /// `sla_monitor_records_by_timestamp_type_total{type}`: LogAppendTime, then CreateTime.
+    by_timestamp_kind: [Counter; 2],
+    /// `sla_monitor_negative_latency_records_total`: accepted records whose stamp lies after
+    /// their timestamp (clock skew within tolerance).
+    pub negative_latencies: Counter,
+    /// `sla_monitor_replayed_already_written_total`: replayed records a written window counted.
+    pub already_counted: Counter,
+    /// `sla_monitor_late_records_total`: records for a window their partition had closed.
+    pub late: Counter,
+    /// `sla_monitor_parts_published_total`: window parts sent to the shuffle topic.
+    pub parts_published: Counter,
+    /// `sla_assigned_partitions{topic=<input>}`.
+    pub assigned: Gauge,
+    /// `sla_monitor_partitions_restored_total{from}`: assigned partitions by where they
+    /// resumed: `checkpoint`, `committed_offset` (no checkpoint) or `start` (neither).
+    restored_from: [Counter; 3],
+    /// `sla_monitor_watermark_seconds`: the lowest watermark of the owned partitions.
+    pub watermark: Gauge,
+    /// `sla_monitor_open_windows`: windows open in at least one owned partition.
+    pub open_windows: Gauge,
+}
+
+impl PartitionMetrics {
+    /// The handles for input topic `input_topic`; counters that alerts divide by start at 0.
+    pub fn new(input_topic: &str) -> Self {
+        let metrics = PartitionMetrics {
+            consumed: counter!("sla_records_consumed_total", "topic" => input_topic.to_string()),
+            by_timestamp_kind: [TimestampKind::LogAppendTime, TimestampKind::CreateTime].map(
+                |kind| counter!("sla_monitor_records_by_timestamp_type_total", "type" => kind.as_str()),
+            ),
+            negative_latencies: counter!("sla_monitor_negative_latency_records_total"),
+            already_counted: counter!("sla_monitor_replayed_already_written_total"),
+            late: counter!("sla_monitor_late_records_total"),
+            parts_published: counter!("sla_monitor_parts_published_total"),
+            assigned: gauge!("sla_assigned_partitions", "topic" => input_topic.to_string()),
+            restored_from: ["checkpoint", "committed_offset", "start"]
+                .map(|from| counter!("sla_monitor_partitions_restored_total", "from" => from)),
+            watermark: gauge!("sla_monitor_watermark_seconds"),
+            open_windows: gauge!("sla_monitor_open_windows"),
+        };
+        metrics.negative_latencies.increment(0);
+        metrics.assigned.set(0.0);
+        metrics
+    }
+
+    /// Counts a partition taken by where it resumes.
+    pub fn restored(&self, resume: &PartitionResume) {
+        let from = match (resume.restored, resume.offset) {
+            (Some(_), _) => 0,
+            (None, Some(_)) => 1,
+            (None, None) => 2,
+        };
+        self.restored_from[from].increment(1);
+    }
+
+    /// Counts a record by the kind of its timestamp.
+    pub fn timestamp_kind(&self, kind: TimestampKind) -> &Counter {
+        match kind {
+            TimestampKind::LogAppendTime => &self.by_timestamp_kind[0],
+            TimestampKind::CreateTime => &self.by_timestamp_kind[1],
+        }
+    }
+}
+
+/// `sla_monitor_sink_retries_total`: writes of window documents the sink retried.
+pub fn sink_retries() -> Counter {
+    counter!("sla_monitor_sink_retries_total")
+}
+
+/// The merge stage's metrics.
+pub struct MergeMetrics {
+    /// `sla_assigned_partitions{topic=<shuffle>}`.
+    pub assigned: Gauge,
+    /// `sla_consumer_group_rejoins_total{topic=<shuffle>}`: merge-group rejoins by the watchdog.
+    pub rejoins: Counter,
+    /// `sla_monitor_windows_closed_total`: whole windows sent to the sink.
+    pub windows_closed: Counter,
+    /// `sla_monitor_window_batches_acknowledged_total`: batches of windows the sink wrote.
+    pub batches_acknowledged: Counter,
+    /// `sla_monitor_merge_watermark_seconds`: the lowest merge watermark of the owned shuffle
+    /// partitions.
+    pub merge_watermark: Gauge,
+    /// `sla_monitor_merge_pending_windows`: windows with parts received, not yet written.
+    pub pending_windows: Gauge,
+    /// `sla_monitor_merge_waiting_for_partitions`: input partitions whose progress holds
+    /// merging back.
+    pub waiting_for_partitions: Gauge,
+    /// `sla_monitor_duplicate_parts_total`: parts received again for a written window.
+    pub duplicate_parts: Counter,
+    /// The latest written window, by quantile (`sla_monitor_window_latency_seconds`).
+    latency_by_quantile: Vec<(f64, Gauge)>,
+    /// `sla_monitor_window_records`, `sla_monitor_window_over_sla_records`,
+    /// `sla_monitor_window_start_seconds` of the latest window.
+    window_records: Gauge,
+    window_over_sla: Gauge,
+    window_start: Gauge,
+}
+
+impl MergeMetrics {
+    /// The handles for shuffle topic `shuffle_topic` and the configured `quantiles`.
+    pub fn new(shuffle_topic: &str, quantiles: &[f64]) -> Self {
+        let metrics = MergeMetrics {
+            assigned: gauge!("sla_assigned_partitions", "topic" => shuffle_topic.to_string()),
+            rejoins: counter!("sla_consumer_group_rejoins_total", "topic" => shuffle_topic.to_string()),
+            windows_closed: counter!("sla_monitor_windows_closed_total"),
+            batches_acknowledged: counter!("sla_monitor_window_batches_acknowledged_total"),
+            merge_watermark: gauge!("sla_monitor_merge_watermark_seconds"),
+            pending_windows: gauge!("sla_monitor_merge_pending_windows"),
+            waiting_for_partitions: gauge!("sla_monitor_merge_waiting_for_partitions"),
+            duplicate_parts: counter!("sla_monitor_duplicate_parts_total"),
+            latency_by_quantile: quantiles
+                .iter()
+                .map(|&q| {
+                    let gauge =
+                        gauge!("sla_monitor_window_latency_seconds", "quantile" => q.to_string());
+                    (q, gauge)
+                })
+                .collect(),
+            window_records: gauge!("sla_monitor_window_records"),
+            window_over_sla: gauge!("sla_monitor_window_over_sla_records"),
+            window_start: gauge!("sla_monitor_window_start_seconds"),
+        };
+        metrics.assigned.set(0.0);
+        metrics
+    }
+
+    /// The latest written window as gauges and a log line: the per-window aggregate Prometheus
+    /// sees (a histogram fed per record would hold every sample until scraped and repeat what
+    /// the window computes).
+    pub fn window_written(&self, result: &WindowResult) {
+        for (q, value) in &result.stats.quantiles {
+            if let Some((_, gauge)) = self
+                .latency_by_quantile
+                .iter()
+                .find(|(known, _)| known == q)
+            {
+                gauge.set(value / 1000.0);
+            }
+        }
+        self.window_records.set(result.stats.count as f64);
+        self.window_over_sla.set(result.over_sla as f64);
+        self.window_start.set(result.start_ms as f64 / 1000.0);
+        let q: Vec<String> = result
+            .stats
+            .quantiles
+            .iter()
+            .map(|(q, v)| format!("{}={v:.0}", percentile_field(*q)))
+            .collect();
+        tracing::info!(
+            start = %chrono::DateTime::<chrono::Utc>::from_timestamp_millis(result.start_ms).unwrap_or_default().to_rfc3339(),
+            count = result.stats.count,
+            over_sla = result.over_sla,
+            "window closed: {} ms",
+            q.join(" ")
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! The partition stage: input consumer → [`MonitorCore`] decisions → window parts and progress
+//! published to the shuffle topic → checkpoints and offset commits. It owns the input
+//! partitions the consumer group gives this instance and nothing else.
+//!
+//! One loop, in one of two phases:
+//! - **consuming**: records, clock ticks, acknowledgements of parts and dead letters, and
+//!   checkpoint writes. A newly assigned partition is restored (committed offsets and a read
+//!   of the checkpoint topic, which can take seconds) in the background: meanwhile no record
+//!   is taken from the consumer, but ticks, acknowledgements and commits go on;
+//! - **draining** (after shutdown): one last tick publishes the parts the watermarks closed,
+//!   then only outstanding deliveries are awaited (up to the drain timeout) before the final
+//!   checkpoints and commit.
+
+use super::checkpoint_store;
+use super::committer::Committer;
+use super::decisions::{MonitorCore, Publication, RecordDecision};
+use super::measurement::TimestampKind;
+use super::metrics::PartitionMetrics;
+use super::restore::{self, PartitionResume};
+use super::{outcome_of, MonitorConfig, MonitorError, MonitorReport, Pending};
+use crate::kafka::dead_letter::{DeadLetterQueue, WINDOW_START_HEADER};
+use crate::kafka::group_consumer::{self, GroupConsumer};
+use crate::kafka::producer::delivered;
+use crate::kafka::rebalance_events::Rebalanced;
+use crate::kafka::{JobContext, KafkaArgs, READY_BATCH};
+use crate::shuffle::publisher::ShufflePublisher;
+use crate::shutdown::Shutdown;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage, Timestamp};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Output under way to the broker: what it was, and whether it was delivered.
+type Delivery<K> = Pending<(K, Result<(), KafkaError>)>;
+
+/// What the stage needs besides its configuration.
+pub struct PartitionStageParts {
+    /// The input consumer, subscribed.
+    pub consumer: GroupConsumer,
+    /// Its rebalances.
+    pub events: mpsc::UnboundedReceiver<Rebalanced>,
+    /// Whether the input consumer is connected to its partitions' leaders.
+    pub leaders_up: Arc<AtomicBool>,
+    /// The job's Kafka health.
+    pub context: JobContext,
+    /// Checkpoint writes and offset commits.
+    pub committer: Committer,
+    /// Refused and late records.
+    pub dead_letters: DeadLetterQueue,
+    /// Where window parts and progress go.
+    pub publisher: ShufflePublisher,
+    /// Input partitions held now, for the merge stage's watchdog.
+    pub owned_count: Arc<AtomicUsize>,
+}
+
+/// The partition stage's state (see the module documentation).
+pub struct PartitionStage {
+    config: MonitorConfig,
+    consumer: GroupConsumer,
+    events: mpsc::UnboundedReceiver<Rebalanced>,
+    leaders_up: Arc<AtomicBool>,
+    context: JobContext,
+    core: MonitorCore,
+    committer: Committer,
+    dead_letters: DeadLetterQueue,
+    publisher: ShufflePublisher,
+    metrics: PartitionMetrics,
+    owned_count: Arc<AtomicUsize>,
+    /// Dead letters under way, by (partition, offset).
+    dead_letter_deliveries: FuturesUnordered<Delivery<(i32, i64)>>,
+    /// Batches of window parts under way, by batch id.
+    part_deliveries: FuturesUnordered<Delivery<u64>>,
+    /// The restore of newly assigned partitions, while it runs.
+    restoring: Option<Pending<Result<Vec<PartitionResume>, String>>>,
+    /// A record received in the poll that assigned its partition, held until it is restored.
+    held_back: Option<Result<OwnedMessage, KafkaError>>,
+    timestamp_kinds_seen: HashSet<TimestampKind>,
+}
+
+impl PartitionStage {
+    /// A stage owning no partition yet.
+    pub fn new(config: MonitorConfig, core: MonitorCore, parts: PartitionStageParts) -> Self {
+        PartitionStage {
+            metrics: PartitionMetrics::new(&config.input_topic),
+            config,
+            consumer: parts.consumer,
+            events: parts.events,
+            leaders_up: parts.leaders_up,
+            context: parts.context,
+            core,
+            committer: parts.committer,
+            dead_letters: parts.dead_letters,
+            publisher: parts.publisher,
+            owned_count: parts.owned_count,
+            dead_letter_deliveries: FuturesUnordered::new(),
+            part_deliveries: FuturesUnordered::new(),
+            restoring: None,
+            held_back: None,
+            timestamp_kinds_seen: HashSet::new(),
+        }
+    }
+
+    /// Runs until `shutdown`, then drains; returns what it did.
+    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<MonitorReport, MonitorError> {
+        let mut tick = tokio::time::interval(self.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_commit = Instant::now();
+        let consumer = self.consumer.clone();
+        let mut draining: Option<Instant> = None;
+        loop {
+            if let Some(deadline) = draining {
+                if self.dead_letter_deliveries.is_empty() && self.part_deliveries.is_empty() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!(
+                        pending_dead_letters = self.dead_letter_deliveries.len(),
+                        pending_part_batches = self.part_deliveries.len(),
+                        "drain timeout: unacknowledged output will be redone after a restart"
+                    );
+                    break;
+                }
+            }
+            let consuming = draining.is_none();
+            let deadline = draining.unwrap_or_else(Instant::now);
+            tokio::select! {
+                biased;
+                _ = shutdown.wait(), if consuming => {
+                    // Parts the watermarks already closed are published before stopping (the
+                    // windows still open are incomplete).
+                    self.on_tick().await?;
+                    draining = Some(Instant::now() + self.config.drain_timeout);
+                }
+                _ = tokio::time::sleep_until(deadline), if !consuming => {}
+                Some(((partition, offset), result)) = self.dead_letter_deliveries.next() => match result {
+                    Ok(()) => self.core.on_dead_letter_ack(partition, offset),
+                    Err(source) if consuming => return Err(MonitorError::Delivery { topic: self.config.dead_letter_topic.clone(), source }),
+                    Err(e) => tracing::warn!("dead letter of partition {partition} offset {offset} not delivered at shutdown: {e}"),
+                },
+                Some((batch, result)) = self.part_deliveries.next() => match result {
+                    Ok(()) => { self.core.on_batch_ack(batch); }
+                    Err(source) if consuming => return Err(MonitorError::Delivery { topic: self.publisher.topic().to_string(), source }),
+                    Err(e) => tracing::warn!("window parts not delivered at shutdown: {e}"),
+                },
+                written = self.committer.next_written() => self.committer.finish(&mut self.core, written),
+                restored = outcome_of(&mut self.restoring), if consuming => {
+                    self.restoring = None;
+                    self.take_partitions(restored.map_err(MonitorError::Setup)?);
+                    if let Some(message) = self.held_back.take() {
+                        self.on_polled(message).await?;
+                    }
+                    self.apply_rebalances();
+                }
+                _ = tick.tick(), if consuming => {
+                    self.apply_rebalances();
+                    self.on_tick().await?;
+                    if last_commit.elapsed() >= self.config.commit_interval {
+                        self.committer.start(&self.core);
+                        last_commit = Instant::now();
+                    }
+                }
+                message = consumer.recv(), if consuming && self.restoring.is_none() => {
+                    let mut next = Some(message);
+                    let mut taken = 0;
+                    while let Some(message) = next.take() {
+                        self.apply_rebalances();
+                        if self.restoring.is_some() {
+                            // Its partition may be one being restored: handled once it is.
+                            self.held_back = Some(message.map(|m| m.detach()));
+                            break;
+                        }
+                        self.on_polled(message).await?;
+                        taken += 1;
+                        if taken < READY_BATCH {
+                            next = consumer.recv().now_or_never();
+                        }
+                    }
+                }
+            }
+        }
+        self.committer.finish_all(&mut self.core).await;
+        Ok(self.core.report())
+    }
+
+    /// Applies the rebalances the consumer reported, in order, up to the first assignment:
+    /// revoked partitions are dropped at once; an assignment starts restoring its partitions
+    /// in the background (further events wait until it is done).
+    fn apply_rebalances(&mut self) {
+        while self.restoring.is_none() {
+            let Ok(event) = self.events.try_recv() else {
+                break;
+            };
+            match event {
+                Rebalanced::Assigned(partitions) if !partitions.is_empty() => {
+                    self.restoring = Some(Box::pin(restore_partitions(
+                        self.consumer.clone(),
+                        self.config.kafka.clone(),
+                        self.config.checkpoint_topic.clone(),
+                        self.config.group.clone(),
+                        self.config.input_topic.clone(),
+                        partitions,
+                    )));
+                }
+                Rebalanced::Assigned(_) => {}
+                Rebalanced::Revoked(partitions) => {
+                    for p in partitions {
+                        self.core.revoke(p);
+                    }
+                    self.partitions_changed();
+                }
+            }
+        }
+    }
+
+    /// Takes restored partitions as their resume plan says.
+    fn take_partitions(&mut self, plan: Vec<PartitionResume>) {
+        let now = now_ms();
+        for resume in plan {
+            self.core.assign(&resume, now);
+            self.metrics.restored(&resume);
+            tracing::info!(partition = resume.partition, offset = ?resume.offset, restored = ?resume.restored, "resuming partition");
+        }
+        self.partitions_changed();
+    }
+
+    fn partitions_changed(&self) {
+        let owned = self.core.partitions().len();
+        self.owned_count.store(owned, Ordering::Relaxed);
+        self.metrics.assigned.set(owned as f64);
+    }
+
+    /// Handles what one poll of the consumer returned.
+    async fn on_polled<M: Message>(
+        &mut self,
+        polled: Result<M, KafkaError>,
+    ) -> Result<(), MonitorError> {
+        match polled {
+            Ok(message) => self.on_message(&message).await,
+            Err(KafkaError::PartitionEOF(partition)) => {
+                self.context.mark_healthy();
+                self.core.on_caught_up(partition);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!("consuming from {}: {e}", self.config.input_topic);
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_message(&mut self, message: &impl Message) -> Result<(), MonitorError> {
+        self.context.mark_healthy();
+        if !self.core.owns(message.partition()) {
+            // Fetched before the partition was taken away: its new owner handles it.
+            return Ok(());
+        }
+        self.metrics.consumed.increment(1);
+        let timestamp = match message.timestamp() {
+            Timestamp::LogAppendTime(t) => Some((TimestampKind::LogAppendTime, t)),
+            Timestamp::CreateTime(t) => Some((TimestampKind::CreateTime, t)),
+            Timestamp::NotAvailable => None,
+        };
+        let decision = self.core.on_record(
+            message.partition(),
+            message.offset(),
+            timestamp,
+            message.payload(),
+            now_ms(),
+        );
+        match decision {
+            RecordDecision::Accepted {
+                timestamp_kind,
+                negative_latency,
+            } => {
+                self.count_timestamp_kind(timestamp_kind);
+                if negative_latency {
+                    self.metrics.negative_latencies.increment(1);
+                }
+            }
+            RecordDecision::AlreadyCounted => self.metrics.already_counted.increment(1),
+            RecordDecision::DeadLetter {
+                rejection,
+                late_for_window,
+            } => {
+                if late_for_window.is_some() {
+                    self.metrics.late.increment(1);
+                }
+                let window_start = late_for_window.map(|start| start.to_string());
+                let extra: Vec<(&str, &str)> = window_start
+                    .iter()
+                    .map(|start| (WINDOW_START_HEADER, start.as_str()))
+                    .collect();
+                let delivery = self
+                    .dead_letters
+                    .send(message, &rejection, &extra)
+                    .await
+                    .map_err(|source| MonitorError::Delivery {
+                        topic: self.config.dead_letter_topic.clone(),
+                        source,
+                    })?;
+                let (partition, offset) = (message.partition(), message.offset());
+                self.dead_letter_deliveries.push(Box::pin(async move {
+                    ((partition, offset), delivered(delivery).await)
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    fn count_timestamp_kind(&mut self, kind: TimestampKind) {
+        self.metrics.timestamp_kind(kind).increment(1);
+        if self.timestamp_kinds_seen.insert(kind) {
+            match kind {
+                TimestampKind::LogAppendTime => tracing::info!("records carry LogAppendTime: event time is the broker's append time"),
+                TimestampKind::CreateTime => tracing::warn!(
+                    "records carry CreateTime, not LogAppendTime: event time is the producer's timestamp \
+                     (right only if the producer stamps the time of the produce call, as the synchronizer does)"
+                ),
+            }
+        }
+    }
+
+    /// Advances the owned partitions' watermarks with the clock and publishes what they closed.
+    async fn on_tick(&mut self) -> Result<(), MonitorError> {
+        let now = now_ms();
+        // Silence is evidence only while the input consumer itself can fetch: after an outage
+        // the job's other clients may reconnect first.
+        if self.context.unreachable_for().is_some() || !self.leaders_up.load(Ordering::Relaxed) {
+            self.core.on_broker_unreachable(now);
+        }
+        if let Some(publication) = self.core.on_tick(now) {
+            self.publish(publication).await?;
+        }
+        if let Some(watermark) = self.core.watermark() {
+            self.metrics.watermark.set(watermark as f64 / 1000.0);
+        }
+        self.metrics
+            .open_windows
+            .set(self.core.open_windows() as f64);
+        Ok(())
+    }
+
+    /// Publishes window parts, then the partitions' progress. One idempotent producer keeps
+    /// them in order, so progress never overtakes a part; the parts' delivery is awaited
+    /// before their records are committed.
+    async fn publish(&mut self, publication: Publication) -> Result<(), MonitorError> {
+        let Publication {
+            batch,
+            parts,
+            progress,
+        } = publication;
+        let delivery_failed = |source| MonitorError::Delivery {
+            topic: self.publisher.topic().to_string(),
+            source,
+        };
+        let deliveries = self
+            .publisher
+            .publish_parts(&parts)
+            .await
+            .map_err(delivery_failed)?;
+        self.metrics.parts_published.increment(parts.len() as u64);
+        if let Some(batch) = batch {
+            self.part_deliveries.push(Box::pin(async move {
+                for delivery in deliveries {
+                    if let Err(e) = delivered(delivery).await {
+                        return (batch, Err(e));
+                    }
+                }
+                (batch, Ok(()))
+            }));
+        }
+        self.publisher
+            .publish_progress(&progress)
+            .await
+            .map_err(delivery_failed)
+    }
+}
+
+/// Where newly assigned `partitions` resume: their checkpoints, else the group's committed
+/// offsets (see [`restore::resume_plan`]).
+async fn restore_partitions(
+    consumer: GroupConsumer,
+    kafka: KafkaArgs,
+    checkpoint_topic: String,
+    group: String,
+    topic: String,
+    partitions: Vec<i32>,
+) -> Result<Vec<PartitionResume>, String> {
+    let committed = group_consumer::committed_offsets(&consumer, &topic, &partitions)
+        .await
+        .map_err(|e| format!("{e} (group {group})"))?;
+    let checkpoints = checkpoint_store::load(&kafka, &checkpoint_topic, &group, &topic)
+        .await
+        .map_err(|e| format!("reading checkpoints from {checkpoint_topic}: {e}"))?;
+    Ok(restore::resume_plan(&partitions, &committed, &checkpoints))
+}
+
+/// Processing time now (ms since the epoch).
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,123 @@
+//! Writes the shuffle protocol to the shuffle topic: window parts to the shuffle partition that
+//! merges their window, progress to every shuffle partition, and, once a window is written,
+//! the merged marker and the tombstones of its parts. One idempotent producer carries all of
+//! them, so on each shuffle partition they arrive in the order they were enqueued.
+
+use super::{merging_partition, part_record, Shuffle, ShuffleRecord};
+use crate::kafka::producer::{enqueue, OutgoingRecord};
+use crate::kafka::JobContext;
+use crate::window::WindowPart;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
+
+/// The writing side of one monitor's shuffle.
+#[derive(Clone)]
+pub struct ShufflePublisher {
+    producer: FutureProducer<JobContext>,
+    topic: String,
+    shuffle: Shuffle,
+    shuffle_partitions: i32,
+    window_size_ms: i64,
+}
+
+impl ShufflePublisher {
+    /// Publishes `shuffle`'s records to `topic`, which has `shuffle_partitions` partitions,
+    /// for windows of `window_size_ms`.
+    pub fn new(
+        producer: FutureProducer<JobContext>,
+        topic: &str,
+        shuffle: Shuffle,
+        shuffle_partitions: i32,
+        window_size_ms: i64,
+    ) -> Self {
+        ShufflePublisher {
+            producer,
+            topic: topic.to_string(),
+            shuffle,
+            shuffle_partitions,
+            window_size_ms,
+        }
+    }
+
+    /// The shuffle topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Enqueues window parts, `(window start, input partition, part)`, each to the shuffle
+    /// partition that merges its window; returns their deliveries (a part's records may be
+    /// committed only once it is delivered).
+    pub async fn publish_parts(
+        &self,
+        parts: &[(i64, i32, WindowPart)],
+    ) -> Result<Vec<DeliveryFuture>, KafkaError> {
+        let mut deliveries = Vec::with_capacity(parts.len());
+        for (window_start, partition, part) in parts {
+            let record = part_record(*window_start, *partition, part);
+            let m = merging_partition(*window_start, self.window_size_ms, self.shuffle_partitions);
+            deliveries.push(
+                self.send(m, &self.shuffle.key(&record), Some(&record))
+                    .await?,
+            );
+        }
+        Ok(deliveries)
+    }
+
+    /// Enqueues the progress of input partitions, `(partition, closed through)`, to every
+    /// shuffle partition. Its delivery is not awaited: progress is published again with the
+    /// partition's next window, and a lost one only delays merging.
+    pub async fn publish_progress(&self, progress: &[(i32, i64)]) -> Result<(), KafkaError> {
+        for &(partition, closed_through) in progress {
+            let record = ShuffleRecord::Progress {
+                partition,
+                closed_through,
+            };
+            let key = self.shuffle.key(&record);
+            for m in 0..self.shuffle_partitions {
+                self.send(m, &key, Some(&record)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records on shuffle partition `m` that its windows closing through `written_through` are
+    /// written, then deletes the parts they were merged from, `(window start, partition)`.
+    /// Their delivery is not awaited: a lost marker makes the next owner write the same
+    /// windows again under the same document ids.
+    pub async fn mark_written(
+        &self,
+        m: i32,
+        written_through: i64,
+        parts: &[(i64, i32)],
+    ) -> Result<(), KafkaError> {
+        let marker = ShuffleRecord::Merged { written_through };
+        self.send(m, &self.shuffle.key(&marker), Some(&marker))
+            .await?;
+        for &(window_start, partition) in parts {
+            self.send(m, &self.shuffle.part_key(window_start, partition), None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Enqueues one record on shuffle partition `m` (a tombstone without `record`).
+    async fn send(
+        &self,
+        m: i32,
+        key: &str,
+        record: Option<&ShuffleRecord>,
+    ) -> Result<DeliveryFuture, KafkaError> {
+        let value = record.map(Shuffle::encode);
+        enqueue(
+            &self.producer,
+            OutgoingRecord {
+                topic: &self.topic,
+                key: Some(key.as_bytes()),
+                value: value.as_deref(),
+                partition: Some(m),
+            },
+            None,
+        )
+        .await
+    }
+}

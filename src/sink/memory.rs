@@ -1,0 +1,76 @@
+//! A sink keeping window documents in memory, shared with its creator: for running the monitor
+//! inside another program (a test harness, an embedding) and reading what it wrote, by id, as
+//! soon as the monitor counts it acknowledged.
+
+use super::{SinkError, WindowSink};
+use crate::window_document::WindowDocument;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// The documents written so far, by id (a replay replaces a document, as in Elasticsearch).
+#[derive(Debug, Clone)]
+pub struct MemorySink {
+    documents: Arc<Mutex<BTreeMap<String, WindowDocument>>>,
+    /// Documents written in all, replays included.
+    writes: Arc<watch::Sender<u64>>,
+}
+
+impl Default for MemorySink {
+    fn default() -> Self {
+        MemorySink {
+            documents: Arc::default(),
+            writes: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+impl MemorySink {
+    /// An empty sink; clones share its documents.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The documents written so far, by id.
+    pub fn documents(&self) -> BTreeMap<String, WindowDocument> {
+        self.documents.lock().expect("sink poisoned").clone()
+    }
+
+    /// How many documents were written in all, a replaced one counted each time.
+    pub fn written(&self) -> u64 {
+        *self.writes.borrow()
+    }
+
+    /// Waits until `condition` holds for the documents written so far, and returns them.
+    pub async fn wait_until(
+        &self,
+        mut condition: impl FnMut(&BTreeMap<String, WindowDocument>) -> bool,
+    ) -> BTreeMap<String, WindowDocument> {
+        let mut writes = self.writes.subscribe();
+        loop {
+            let documents = self.documents();
+            if condition(&documents) {
+                return documents;
+            }
+            // Every write bumps the counter; the sender lives as long as any clone.
+            let _ = writes.changed().await;
+        }
+    }
+}
+
+impl WindowSink for MemorySink {
+    async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
+        {
+            let mut stored = self.documents.lock().expect("sink poisoned");
+            for document in documents {
+                stored.insert(document.id.clone(), document.clone());
+            }
+        }
+        self.writes.send_modify(|n| *n += documents.len() as u64);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "memory".to_string()
+    }
+}
