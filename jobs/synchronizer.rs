@@ -2,7 +2,7 @@
 //! processing, with an optional artificial delay. See `--help`.
 
 use clap::Parser;
-use sla_monitor::delay::{DelayMode, DelayPolicy};
+use sla_monitor::delay::{parse_delay, DelayMode, DelayPolicy};
 use sla_monitor::kafka::KafkaArgs;
 use sla_monitor::shutdown::Shutdown;
 use sla_monitor::synchronizer::{self, control, SynchronizerConfig};
@@ -41,12 +41,12 @@ struct Cli {
     group: String,
 
     /// Artificial processing delay added between the stamp and the produce, e.g. 10s, 250ms
-    /// (0s: none). Changeable at runtime with PUT /delay?delay=10s on --http-addr.
-    #[arg(long, env = "SLA_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    /// (0s: none; at most 1h). Changeable at runtime with PUT /delay?delay=10s on --http-addr.
+    #[arg(long, env = "SLA_DELAY", default_value = "0s", value_parser = parse_delay)]
     delay: Duration,
 
-    /// Upper bound of a random extra delay per record (uniform), e.g. 500ms.
-    #[arg(long, env = "SLA_DELAY_JITTER", default_value = "0s", value_parser = humantime::parse_duration)]
+    /// Upper bound of a random extra delay per record (uniform), e.g. 500ms (at most 1h).
+    #[arg(long, env = "SLA_DELAY_JITTER", default_value = "0s", value_parser = parse_delay)]
     delay_jitter: Duration,
 
     /// pipelined: records wait concurrently, throughput stays. blocking: one record at a time,

@@ -6,6 +6,23 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// The longest delay, and the longest jitter, the synchronizer accepts (from flags or the
+/// control endpoint): an hour shows any SLA miss, and bounds how long a record may be held.
+pub const MAX_DELAY: Duration = Duration::from_secs(3600);
+
+/// Reads a delay or jitter like `10s` or `250ms`, refusing anything above [`MAX_DELAY`].
+pub fn parse_delay(raw: &str) -> Result<Duration, String> {
+    let delay = humantime::parse_duration(raw)
+        .map_err(|e| format!("{raw:?} is not a duration like 10s or 250ms: {e}"))?;
+    if delay > MAX_DELAY {
+        return Err(format!(
+            "{raw:?} is longer than the maximum of {}",
+            humantime::format_duration(MAX_DELAY)
+        ));
+    }
+    Ok(delay)
+}
+
 /// How delayed records are processed.
 #[derive(
     Debug,
@@ -48,7 +65,7 @@ impl DelayPolicy {
             return self.delay;
         }
         let extra = rng.random_range(0..=self.jitter.as_micros() as u64);
-        self.delay + Duration::from_micros(extra)
+        self.delay.saturating_add(Duration::from_micros(extra))
     }
 
     /// How many records may wait in the schedule at once under this policy.
@@ -97,13 +114,21 @@ impl PartitionOrderedSchedule {
     /// The due instant of a record of `partition` whose processing started at `start` and
     /// that must wait `delay`.
     pub fn due_at(&mut self, partition: i32, start: Instant, delay: Duration) -> Instant {
-        let wanted = start + delay;
+        // Delay and jitter are each at most MAX_DELAY (checked where they are set); the bound
+        // keeps the instant representable whatever is passed.
+        let wanted = start + delay.min(2 * MAX_DELAY);
         let due = match self.last_due.get(&partition) {
             Some(&last) if last > wanted => last,
             _ => wanted,
         };
         self.last_due.insert(partition, due);
         due
+    }
+
+    /// Forgets every partition's last due instant (before the waiting records are scheduled
+    /// again under a new policy).
+    pub fn reset(&mut self) {
+        self.last_due.clear();
     }
 
     /// Forgets a partition (after it was revoked from this consumer).

@@ -112,3 +112,108 @@ async fn blocking_delay_processes_one_record_at_a_time() {
     }
     assert!(lat.iter().all(|(l, _)| *l >= 400));
 }
+
+/// The control endpoint refuses what it cannot apply, and switching a long delay off releases
+/// the records waiting for it at once, each partition still in input order.
+#[tokio::test(flavor = "multi_thread")]
+async fn switching_a_long_delay_off_releases_waiting_records_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "release";
+    let (visits, reduced, dlq, group) = (
+        unique(&format!("{name}_v")),
+        unique(&format!("{name}_r")),
+        unique(&format!("{name}_d")),
+        unique(name),
+    );
+    create_topic(&visits, 2).await;
+    let n = 40;
+    let records: Vec<Outgoing> = (0..n)
+        .map(|i| Outgoing {
+            key: Some(format!("v{i:02}")),
+            value: Some(visit_json(&format!("v{i:02}"), now_ms())),
+            partition: Some((i % 2) as i32),
+            ..Default::default()
+        })
+        .collect();
+    produce(&visits, &records).await;
+    let job = Job::start(
+        BIN,
+        &[
+            "--visits-topic",
+            &visits,
+            "--reduced-topic",
+            &reduced,
+            "--dead-letter-topic",
+            &dlq,
+            "--group",
+            &group,
+            "--delay",
+            "1h",
+        ],
+        dir.path(),
+    );
+    wait_for(
+        "every visit waiting for the delay",
+        Duration::from_secs(60),
+        || metric_sum(&job, "sla_records_waiting", &[]) == Some(n as f64),
+    );
+    let control = format!("http://{}/delay", http_addr_of(&job));
+    let client = reqwest::Client::new();
+    let put = |query: &'static str| {
+        let request = client.put(format!("{control}?{query}"));
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, body) = put("dealy=0s").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("dealy"),
+        "the unknown parameter is named: {body}"
+    );
+    let (status, body) = put("delay=300000000000y").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("maximum"), "{body}");
+    let current: serde_json::Value = client
+        .get(&control)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        current["delay"], 3_600_000,
+        "refused updates change nothing"
+    );
+
+    let (status, body) = put("delay=0s").await;
+    assert_eq!(status, 200, "{body}");
+    let out = consume(
+        &reduced,
+        n,
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+    );
+    assert_eq!(out.len(), n, "every waiting record released");
+    // Within each output partition, the records of one input partition (even keys came from
+    // partition 0, odd ones from 1) keep their input order.
+    for output in 0..2 {
+        for input in 0..2 {
+            let keys: Vec<usize> = out
+                .iter()
+                .filter(|r| r.partition == output)
+                .map(|r| r.key.as_deref().unwrap()[1..].parse().unwrap())
+                .filter(|i: &usize| i % 2 == input)
+                .collect();
+            let mut sorted = keys.clone();
+            sorted.sort();
+            assert_eq!(
+                keys, sorted,
+                "input partition {input} in output partition {output}"
+            );
+        }
+    }
+    assert!(job.terminate(Duration::from_secs(30)).success());
+}

@@ -2,9 +2,11 @@
 //! SLA miss on and off without restarting the job.
 //!
 //! - `GET /delay` returns the current policy as JSON (durations in milliseconds).
-//! - `PUT /delay?delay=10s&jitter=500ms&mode=blocking` changes it; omitted fields keep their value.
+//! - `PUT /delay?delay=10s&jitter=500ms&mode=blocking` changes it; omitted fields keep their
+//!   value. A delay or jitter above [`MAX_DELAY`](crate::delay::MAX_DELAY) and an unknown parameter (a typo such as
+//!   `dealy`) are refused with 400 and the reason; nothing changes then.
 
-use crate::delay::{DelayMode, DelayPolicy};
+use crate::delay::{parse_delay, DelayMode, DelayPolicy};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -14,6 +16,7 @@ use tokio::sync::watch;
 
 /// Query parameters of `PUT /delay`.
 #[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DelayUpdate {
     /// New fixed delay, e.g. `10s` or `250ms`.
     pub delay: Option<String>,
@@ -26,10 +29,7 @@ pub struct DelayUpdate {
 impl DelayUpdate {
     /// Applies the update to `policy`, or explains which value is wrong.
     pub fn apply(&self, mut policy: DelayPolicy) -> Result<DelayPolicy, String> {
-        let parse = |name: &str, raw: &str| {
-            humantime::parse_duration(raw)
-                .map_err(|e| format!("{name}={raw:?} is not a duration like 10s or 250ms: {e}"))
-        };
+        let parse = |name: &str, raw: &str| parse_delay(raw).map_err(|e| format!("{name}: {e}"));
         if let Some(raw) = &self.delay {
             policy.delay = parse("delay", raw)?;
         }
@@ -68,6 +68,7 @@ async fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delay::MAX_DELAY;
     use std::time::Duration;
 
     #[test]
@@ -92,5 +93,32 @@ mod tests {
         .apply(start)
         .unwrap_err();
         assert!(err.contains("jitter"), "{err}");
+        for (update, named) in [
+            (
+                DelayUpdate {
+                    delay: Some("300000000000y".into()),
+                    ..Default::default()
+                },
+                "delay",
+            ),
+            (
+                DelayUpdate {
+                    jitter: Some("2h".into()),
+                    ..Default::default()
+                },
+                "jitter",
+            ),
+        ] {
+            let err = update.apply(start).unwrap_err();
+            assert!(err.starts_with(named) && err.contains("maximum"), "{err}");
+        }
+        let longest = DelayUpdate {
+            delay: Some("1h".into()),
+            jitter: Some("1h".into()),
+            ..Default::default()
+        }
+        .apply(start)
+        .unwrap();
+        assert_eq!((longest.delay, longest.jitter), (MAX_DELAY, MAX_DELAY));
     }
 }

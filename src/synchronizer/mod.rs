@@ -115,6 +115,8 @@ fn setup_error(context: impl Into<String>) -> impl FnOnce(KafkaError) -> Synchro
 struct Waiting {
     due: Instant,
     sequence: u64,
+    /// When its processing started (its delay counts from here).
+    started: Instant,
     partition: i32,
     offset: i64,
     key: String,
@@ -306,6 +308,8 @@ impl Synchronizer {
                 tracing::info!(from = %last_policy, to = %policy, "delay changed");
                 metrics::gauge!("sla_synchronizer_delay_seconds").set(policy.delay.as_secs_f64());
                 last_policy = policy;
+                self.reschedule(policy);
+                continue;
             }
             let in_flight = self.tracker.lock().expect("tracker").in_flight();
             self.meters.in_flight.set(in_flight as f64);
@@ -385,6 +389,7 @@ impl Synchronizer {
                 self.waiting.push(Reverse(Waiting {
                     due,
                     sequence: self.sequence,
+                    started,
                     partition,
                     offset,
                     key: visit.id,
@@ -412,6 +417,20 @@ impl Synchronizer {
             }
         }
         Ok(())
+    }
+
+    /// The delay changed: every waiting record is due again under `policy`, counted from when
+    /// its processing started (switching a long delay off releases what waits for it), in
+    /// consumption order so that each partition's output keeps its input order.
+    fn reschedule(&mut self, policy: DelayPolicy) {
+        let mut records: Vec<Waiting> = self.waiting.drain().map(|Reverse(w)| w).collect();
+        records.sort_unstable_by_key(|w| w.sequence);
+        self.schedule.reset();
+        for mut record in records {
+            let wait = policy.sample(&mut self.rng);
+            record.due = self.schedule.due_at(record.partition, record.started, wait);
+            self.waiting.push(Reverse(record));
+        }
     }
 
     /// Produces every waiting record whose due time has come, in due order.
