@@ -55,13 +55,14 @@ pub enum RecordDecision {
     },
 }
 
-/// What a tick publishes to the shuffle: the window parts it closed (a batch whose delivery
+/// What a tick publishes to the shuffle: the window parts it closed (whose delivery
 /// must be acknowledged before their records are committed), then the progress of the
 /// partitions that passed a window's end.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Publication {
-    /// Identifies the parts in [`MonitorCore::on_batch_ack`]; `None` when no part closed.
-    pub batch: Option<u64>,
+    /// Identifies the parts (one id per publication, its own id space) in
+    /// [`MonitorCore::on_parts_ack`]; `None` when no part closed.
+    pub parts_id: Option<u64>,
     /// (window start, partition, part), partitions in order, windows in start order.
     pub parts: Vec<(i64, i32, WindowPart)>,
     /// (partition, watermark through which its windows are closed and published): the close
@@ -92,7 +93,7 @@ pub struct MonitorCore {
     config: CoreConfig,
     operator: EventTimeOperator,
     partitions: BTreeMap<i32, PartitionState>,
-    next_batch: u64,
+    next_publication: u64,
     report: MonitorReport,
 }
 
@@ -103,7 +104,7 @@ impl MonitorCore {
             operator: EventTimeOperator::new(config.window.clone(), config.watermark),
             config,
             partitions: BTreeMap::new(),
-            next_batch: 0,
+            next_publication: 0,
             report: MonitorReport::default(),
         }
     }
@@ -274,31 +275,31 @@ impl MonitorCore {
         if parts.is_empty() && progress.is_empty() {
             return None;
         }
-        let batch = (!parts.is_empty()).then(|| {
-            let id = self.next_batch;
-            self.next_batch += 1;
+        let parts_id = (!parts.is_empty()).then(|| {
+            let id = self.next_publication;
+            self.next_publication += 1;
             for (partition, (close_at, point)) in outstanding {
                 self.partitions
                     .entry(partition)
                     .or_default()
                     .unacknowledged
-                    .add_batch(id, close_at, point);
+                    .add_parts(id, close_at, point);
             }
             id
         });
         self.report.parts_published += parts.len() as u64;
         Some(Publication {
-            batch,
+            parts_id,
             parts,
             progress,
         })
     }
 
-    /// The broker acknowledged every part of batch `id`; returns whether it was pending.
-    pub fn on_batch_ack(&mut self, id: u64) -> bool {
+    /// The broker acknowledged every part of publication `id`; returns whether it was pending.
+    pub fn on_parts_ack(&mut self, id: u64) -> bool {
         let mut pending = false;
         for state in self.partitions.values_mut() {
-            pending |= state.unacknowledged.ack_batch(id);
+            pending |= state.unacknowledged.ack_parts(id);
         }
         pending
     }
@@ -470,7 +471,7 @@ mod tests {
         );
         core.checkpoints_saved(&due);
         assert!(core.checkpoints_due().is_empty(), "nothing changed since");
-        assert!(core.on_batch_ack(publication.batch.unwrap()));
+        assert!(core.on_parts_ack(publication.parts_id.unwrap()));
         let due = core.checkpoints_due();
         assert_eq!(
             offsets(&due),

@@ -73,7 +73,7 @@ pub struct PartitionStage {
     owned_count: Arc<AtomicUsize>,
     /// Dead letters under way, by (partition, offset).
     dead_letter_deliveries: FuturesUnordered<Delivery<(i32, i64)>>,
-    /// Batches of window parts under way, by batch id.
+    /// Window parts under way, by publication id.
     part_deliveries: FuturesUnordered<Delivery<u64>>,
     /// The restore of newly assigned partitions, while it runs.
     restoring: Option<Pending<Result<Vec<PartitionResume>, String>>>,
@@ -120,7 +120,7 @@ impl PartitionStage {
                 if Instant::now() >= deadline {
                     tracing::warn!(
                         pending_dead_letters = self.dead_letter_deliveries.len(),
-                        pending_part_batches = self.part_deliveries.len(),
+                        pending_publications = self.part_deliveries.len(),
                         "drain timeout: unacknowledged output will be redone after a restart"
                     );
                     break;
@@ -142,8 +142,8 @@ impl PartitionStage {
                     Err(source) if consuming => return Err(MonitorError::Delivery { topic: self.config.dead_letter_topic.clone(), source }),
                     Err(e) => tracing::warn!("dead letter of partition {partition} offset {offset} not delivered at shutdown: {e}"),
                 },
-                Some((batch, result)) = self.part_deliveries.next() => match result {
-                    Ok(()) => { self.core.on_batch_ack(batch); }
+                Some((parts_id, result)) = self.part_deliveries.next() => match result {
+                    Ok(()) => { self.core.on_parts_ack(parts_id); }
                     Err(source) if consuming => return Err(MonitorError::Delivery { topic: self.publisher.topic().to_string(), source }),
                     Err(e) => tracing::warn!("window parts not delivered at shutdown: {e}"),
                 },
@@ -350,7 +350,7 @@ impl PartitionStage {
     /// before their records are committed.
     async fn publish(&mut self, publication: Publication) -> Result<(), MonitorError> {
         let Publication {
-            batch,
+            parts_id,
             parts,
             progress,
         } = publication;
@@ -364,14 +364,14 @@ impl PartitionStage {
             .await
             .map_err(delivery_failed)?;
         self.metrics.parts_published.increment(parts.len() as u64);
-        if let Some(batch) = batch {
+        if let Some(parts_id) = parts_id {
             self.part_deliveries.push(Box::pin(async move {
                 for delivery in deliveries {
                     if let Err(e) = delivered(delivery).await {
-                        return (batch, Err(e));
+                        return (parts_id, Err(e));
                     }
                 }
-                (batch, Ok(()))
+                (parts_id, Ok(()))
             }));
         }
         self.publisher

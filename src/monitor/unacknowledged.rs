@@ -10,26 +10,27 @@ use super::checkpoint::Checkpoint;
 use crate::window::ResumePoint;
 use std::collections::BTreeMap;
 
-/// One partition's unacknowledged window parts (by publication batch) and dead letters.
+/// One partition's unacknowledged window parts (by publication) and dead letters.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Unacknowledged {
-    /// Batch id → the earliest close time of this partition's windows in the batch, and their
+    /// Publication id → the earliest close time of this partition's windows in it, and their
     /// resume point.
-    batches: BTreeMap<u64, (i64, ResumePoint)>,
+    publications: BTreeMap<u64, (i64, ResumePoint)>,
     /// Offset → the partition's max event time before that record.
     dead_letters: BTreeMap<i64, Option<i64>>,
 }
 
 impl Unacknowledged {
-    /// Parts of this partition were sent in batch `id`: the earliest close time of their
+    /// Parts of this partition were sent in publication `id`: the earliest close time of their
     /// windows and their resume point.
-    pub fn add_batch(&mut self, id: u64, close_at: i64, point: ResumePoint) {
-        self.batches.insert(id, (close_at, point));
+    pub fn add_parts(&mut self, id: u64, close_at: i64, point: ResumePoint) {
+        self.publications.insert(id, (close_at, point));
     }
 
-    /// The broker acknowledged batch `id`; returns whether this partition was waiting for it.
-    pub fn ack_batch(&mut self, id: u64) -> bool {
-        self.batches.remove(&id).is_some()
+    /// The broker acknowledged publication `id`; returns whether this partition was waiting
+    /// for it.
+    pub fn ack_parts(&mut self, id: u64) -> bool {
+        self.publications.remove(&id).is_some()
     }
 
     /// The record at `offset` was sent to the dead-letter topic.
@@ -59,7 +60,7 @@ impl Unacknowledged {
                 max_event_time_before,
             });
         let point = self
-            .batches
+            .publications
             .values()
             .map(|&(_, point)| point)
             .chain(dead_letters)
@@ -71,7 +72,12 @@ impl Unacknowledged {
                     earliest
                 }
             });
-        let durable_through = match self.batches.values().map(|&(close_at, _)| close_at).min() {
+        let durable_through = match self
+            .publications
+            .values()
+            .map(|&(close_at, _)| close_at)
+            .min()
+        {
             Some(close_at) => Some(close_at - 1),
             None => closed_through,
         };
@@ -129,22 +135,22 @@ mod tests {
     #[test]
     fn unacknowledged_parts_hold_the_offset_and_the_durable_watermark_back() {
         let mut u = Unacknowledged::default();
-        u.add_batch(1, 5_999, point(20, 3_000));
-        u.add_batch(2, 7_999, point(60, 6_000));
+        u.add_parts(1, 5_999, point(20, 3_000));
+        u.add_parts(2, 7_999, point(60, 6_000));
         let checkpoint = u.checkpoint(point(100, 9_000), None, Some(7_999));
         assert_eq!(
             (checkpoint.offset, checkpoint.durable_through),
             (20, Some(5_998)),
             "the earliest unacknowledged part"
         );
-        assert!(u.ack_batch(1));
-        assert!(!u.ack_batch(1));
+        assert!(u.ack_parts(1));
+        assert!(!u.ack_parts(1));
         let checkpoint = u.checkpoint(point(100, 9_000), None, Some(7_999));
         assert_eq!(
             (checkpoint.offset, checkpoint.durable_through),
             (60, Some(7_998))
         );
-        u.ack_batch(2);
+        u.ack_parts(2);
         let checkpoint = u.checkpoint(point(100, 9_000), None, Some(7_999));
         assert_eq!(
             (checkpoint.offset, checkpoint.durable_through),
