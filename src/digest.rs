@@ -130,6 +130,56 @@ pub struct TDigestParts {
     pub min: Option<f64>,
 }
 
+impl DigestParts {
+    /// Whether these parts describe a digest [`LatencyDigest::add`] could have built: at least
+    /// one value, every number finite, `min <= max` with every raw value between them, and
+    /// counts that add up (raw values plus the t-digest's). Parts read from another process
+    /// are checked before use: a digest that fails this would panic or lie when summarised.
+    pub fn check(&self) -> Result<(), String> {
+        if self.count == 0 {
+            return Err("a part without values".into());
+        }
+        if !(self.min.is_finite() && self.max.is_finite() && self.sum.is_finite()) {
+            return Err("min, max or sum is not finite".into());
+        }
+        if self.min > self.max {
+            return Err(format!("min {} is above max {}", self.min, self.max));
+        }
+        if self
+            .values
+            .iter()
+            .any(|v| !v.is_finite() || *v < self.min || *v > self.max)
+        {
+            return Err("a raw value is not finite or lies outside [min, max]".into());
+        }
+        let in_digest = match &self.digest {
+            None => 0.0,
+            Some(d) => {
+                let centroids_ok =
+                    d.centroids.iter().all(|(mean, weight)| {
+                        mean.is_finite() && weight.is_finite() && *weight > 0.0
+                    }) && d.centroids.windows(2).all(|w| w[0].0 <= w[1].0);
+                let bounds_ok = [d.min, d.max].iter().flatten().all(|b| b.is_finite())
+                    && d.sum.is_finite()
+                    && d.count.is_finite()
+                    && d.count >= 0.0;
+                if !(centroids_ok && bounds_ok) {
+                    return Err("the t-digest's centroids or totals are not consistent".into());
+                }
+                d.count
+            }
+        };
+        if self.values.len() as f64 + in_digest != self.count as f64 {
+            return Err(format!(
+                "count {} is not the {} raw values plus the t-digest's {in_digest}",
+                self.count,
+                self.values.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl LatencyDigest {
     /// This digest as plain data.
     pub fn to_parts(&self) -> DigestParts {
@@ -258,6 +308,44 @@ pub fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_of_a_real_digest_pass_the_check_and_broken_ones_do_not() {
+        let config = DigestConfig {
+            exact_threshold: 10,
+            compression: 20,
+        };
+        for n in [1u64, 10, 11, 5_000] {
+            let mut digest = LatencyDigest::new(config);
+            (0..n).for_each(|i| digest.add(i as f64));
+            assert_eq!(digest.to_parts().check(), Ok(()), "{n} values");
+        }
+        let mut digest = LatencyDigest::new(config);
+        digest.add(5.0);
+        let good = digest.to_parts();
+        let broken = [
+            DigestParts {
+                values: Vec::new(),
+                ..good.clone()
+            },
+            DigestParts {
+                min: 9.0,
+                ..good.clone()
+            },
+            DigestParts {
+                max: f64::NAN,
+                ..good.clone()
+            },
+            DigestParts {
+                count: 0,
+                values: Vec::new(),
+                ..good.clone()
+            },
+        ];
+        for parts in broken {
+            assert!(parts.check().is_err(), "{parts:?}");
+        }
+    }
     use proptest::prelude::*;
 
     proptest! {

@@ -232,3 +232,65 @@ async fn sigterm_exits_cleanly_without_writing_incomplete_windows() {
         "only window 0 (closed by window 1's watermark) may be written: {docs:?}"
     );
 }
+
+/// Records under this monitor's keys on the shuffle topic that it could not have written —
+/// bytes of no known encoding, a part whose counts do not add up, a written marker at the end
+/// of time — are skipped: the monitor neither stops nor lets them stop its merging, and writes
+/// the windows of its real records.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_on_the_shuffle_topic_it_could_not_have_written_are_skipped() {
+    use sla_monitor::digest::{DigestConfig, LatencyDigest};
+    use sla_monitor::shuffle::{part_record, Shuffle, ShuffleRecord};
+    use sla_monitor::window::WindowPart;
+
+    let s = monitor_topics("poison");
+    create_topic(&s.reduced, 2).await;
+    create_topic(&s.shuffle, 1).await;
+    let group = unique("poison_g");
+    let base = (now_ms() - 120_000) / WINDOW * WINDOW;
+    let shuffle = Shuffle::new(&group, &s.reduced);
+    let mut digest = LatencyDigest::new(DigestConfig::default());
+    digest.add(5.0);
+    let mut inconsistent = part_record(
+        base,
+        0,
+        &WindowPart {
+            digest,
+            over_sla: 0,
+        },
+    );
+    if let ShuffleRecord::Part { digest, .. } = &mut inconsistent {
+        digest.values.clear(); // one record counted, none there
+    }
+    let end_of_time = ShuffleRecord::Merged {
+        written_through: i64::MAX,
+    };
+    let on_shuffle = |key: String, value: Vec<u8>| Outgoing {
+        key: Some(key),
+        value: Some(value),
+        partition: Some(0),
+        ..Default::default()
+    };
+    produce(
+        &s.shuffle,
+        &[
+            on_shuffle(shuffle.part_key(base, 1), vec![0xff, 0x00, 0xff]),
+            on_shuffle(shuffle.key(&inconsistent), Shuffle::encode(&inconsistent)),
+            on_shuffle(shuffle.key(&end_of_time), Shuffle::encode(&end_of_time)),
+        ],
+    )
+    .await;
+    let (records, expected) = windows_of_records(base, 0..3, 20, 7);
+    produce(&s.reduced, &records).await;
+
+    let monitor = InProcessMonitor::start(test_config(&s, &group, Duration::from_secs(1))).await;
+    let docs = monitor.documents(3, Duration::from_secs(30)).await;
+    let report = monitor.stop().await;
+    assert_eq!(report.windows_written, 3);
+    for (start, latencies) in &expected {
+        assert_document(
+            &document_json(&docs[&format!("visits-synchronizer-{start}")]),
+            latencies,
+        );
+    }
+}

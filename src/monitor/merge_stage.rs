@@ -22,6 +22,7 @@ use crate::kafka::group_consumer::{self, GroupConsumer};
 use crate::kafka::rebalance_events::{RebalanceNotifier, Rebalanced};
 use crate::kafka::retire::retire_when_unshared;
 use crate::kafka::JobContext;
+use crate::rate_limited_log::RateLimitedLog;
 use crate::shuffle::publisher::ShufflePublisher;
 use crate::shutdown::Shutdown;
 use crate::sink::driver::{Acknowledgement, Batch};
@@ -108,6 +109,8 @@ pub struct MergeStage {
     watchdog: AssignmentWatchdog,
     readiness: Readiness,
     metrics: MergeMetrics,
+    /// One log line per refusal reason every 10 s.
+    refusal_log: RateLimitedLog<&'static str>,
     windows_written: u64,
     /// A look-up of the input topic's partitions under way (started by each assignment:
     /// partitions may have been added to the input topic meanwhile).
@@ -142,6 +145,7 @@ impl MergeStage {
                 Instant::now(),
             ),
             readiness: parts.readiness,
+            refusal_log: RateLimitedLog::new(Duration::from_secs(10)),
             windows_written: 0,
             refreshing_inputs: None,
         }
@@ -223,9 +227,28 @@ impl MergeStage {
         match polled {
             Ok(message) => {
                 self.context.mark_healthy();
-                self.state
-                    .on_record(message.partition(), message.key(), message.payload())?;
-                Ok(Some((message.partition(), message.offset() + 1)))
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                let (m, offset) = (message.partition(), message.offset());
+                if let Err(refused) =
+                    self.state
+                        .on_record(m, message.key(), message.payload(), now_ms)
+                {
+                    self.metrics.refused(refused.reason);
+                    if let Some(suppressed) =
+                        self.refusal_log.should_log(refused.reason, Instant::now())
+                    {
+                        tracing::warn!(
+                            reason = refused.reason,
+                            shuffle_partition = m,
+                            offset,
+                            suppressed,
+                            "skipping a record of {}: {}",
+                            self.config.shuffle_topic,
+                            refused.detail
+                        );
+                    }
+                }
+                Ok(Some((m, offset + 1)))
             }
             Err(KafkaError::PartitionEOF(m)) => {
                 self.context.mark_healthy();

@@ -8,7 +8,7 @@
 //! window is already written.
 
 use crate::merge::WindowMerger;
-use crate::shuffle::{window_part, Shuffle, ShuffleError, ShuffleEvent, ShuffleRecord};
+use crate::shuffle::{window_part, Refused, Shuffle, ShuffleEvent, ShuffleRecord};
 use crate::window::{WindowConfig, WindowResult};
 use std::collections::BTreeMap;
 
@@ -95,38 +95,45 @@ impl MergeState {
         self.partitions.keys().copied().collect()
     }
 
-    /// A record read from shuffle partition `m`.
+    /// A record read from shuffle partition `m` at processing time `now_ms`. A record of this
+    /// monitor that does not decode or fails [`ShuffleRecord::check`] is refused (the caller
+    /// counts and logs it) and changes nothing.
     pub fn on_record(
         &mut self,
         m: i32,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-    ) -> Result<(), ShuffleError> {
-        let event = self.shuffle.decode(key, value)?;
+        now_ms: i64,
+    ) -> Result<(), Refused> {
+        let event = self.shuffle.decode(key, value).map_err(|e| Refused {
+            reason: "undecodable",
+            detail: e.to_string(),
+        })?;
+        let ShuffleEvent::Record(record) = event else {
+            return Ok(()); // a tombstone, or another monitor's record
+        };
+        record.check(self.config.size_ms, now_ms)?;
         let digest_config = self.config.digest;
         let Some(state) = self.partitions.get_mut(&m) else {
             return Ok(());
         };
-        match event {
-            ShuffleEvent::Record(ShuffleRecord::Part {
+        match record {
+            ShuffleRecord::Part {
                 window_start,
                 partition,
                 digest,
                 over_sla,
-            }) => {
+            } => {
                 let part = window_part(digest, over_sla, digest_config);
                 if !state.merger.on_part(window_start, partition, part) {
                     self.duplicate_parts += 1;
                 }
             }
-            ShuffleEvent::Record(ShuffleRecord::Progress {
+            ShuffleRecord::Progress {
                 partition,
                 closed_through,
-            }) => state.merger.on_progress(partition, closed_through),
-            ShuffleEvent::Record(ShuffleRecord::Merged { written_through }) => {
-                state.merger.on_written(written_through)
-            }
-            ShuffleEvent::PartRemoved | ShuffleEvent::Foreign => {}
+            } => state.merger.on_progress(partition, closed_through),
+            ShuffleRecord::Merged { written_through } => state.merger.on_written(written_through),
         }
         Ok(())
     }
@@ -207,11 +214,130 @@ mod tests {
         }
     }
 
+    /// Processing time of the tests' records.
+    const NOW: i64 = 1_000_000;
+
     fn send(stage: &mut MergeState, shuffle: &Shuffle, m: i32, record: &ShuffleRecord) {
         let key = shuffle.key(record);
         stage
-            .on_record(m, Some(key.as_bytes()), Some(&Shuffle::encode(record)))
+            .on_record(m, Some(key.as_bytes()), Some(&Shuffle::encode(record)), NOW)
             .unwrap();
+    }
+
+    fn refusal(stage: &mut MergeState, key: &str, value: &[u8]) -> &'static str {
+        stage
+            .on_record(0, Some(key.as_bytes()), Some(value), NOW)
+            .expect_err("refused")
+            .reason
+    }
+
+    fn one_value_part(value: f64, over_sla: u64) -> WindowPart {
+        let mut digest = LatencyDigest::new(config().digest);
+        digest.add(value);
+        WindowPart { digest, over_sla }
+    }
+
+    #[test]
+    fn records_this_monitor_could_not_have_written_are_refused_and_change_nothing() {
+        let shuffle = Shuffle::new("g", "t");
+        let mut stage = MergeState::new(config(), shuffle.clone());
+        stage.set_input_partitions(vec![0]);
+        stage.assign(&[0]);
+        let part_key = shuffle.part_key(0, 0);
+        assert_eq!(
+            refusal(&mut stage, &part_key, &[0xff, 0xff, 0xff]),
+            "undecodable"
+        );
+        let mut parts = part_record(0, 0, &one_value_part(7.0, 0));
+        if let ShuffleRecord::Part { digest, .. } = &mut parts {
+            digest.values.clear(); // count 1, no value: would panic when summarised
+        }
+        assert_eq!(
+            refusal(&mut stage, &part_key, &Shuffle::encode(&parts)),
+            "inconsistent_part"
+        );
+        let too_many_over = part_record(0, 0, &one_value_part(7.0, 2));
+        assert_eq!(
+            refusal(&mut stage, &part_key, &Shuffle::encode(&too_many_over)),
+            "inconsistent_part"
+        );
+        let unaligned = part_record(500, 0, &one_value_part(7.0, 0));
+        assert_eq!(
+            refusal(
+                &mut stage,
+                &shuffle.key(&unaligned),
+                &Shuffle::encode(&unaligned)
+            ),
+            "unaligned_window"
+        );
+        let forever = ShuffleRecord::Merged {
+            written_through: i64::MAX,
+        };
+        assert_eq!(
+            refusal(
+                &mut stage,
+                &shuffle.key(&forever),
+                &Shuffle::encode(&forever)
+            ),
+            "time_out_of_bounds"
+        );
+        let negative = ShuffleRecord::Progress {
+            partition: -1,
+            closed_through: 999,
+        };
+        assert_eq!(
+            refusal(
+                &mut stage,
+                &shuffle.key(&negative),
+                &Shuffle::encode(&negative)
+            ),
+            "bad_partition"
+        );
+        // Nothing refused moved anything: a valid part and progress still merge.
+        send(
+            &mut stage,
+            &shuffle,
+            0,
+            &part_record(0, 0, &one_value_part(7.0, 0)),
+        );
+        send(
+            &mut stage,
+            &shuffle,
+            0,
+            &ShuffleRecord::Progress {
+                partition: 0,
+                closed_through: 999,
+            },
+        );
+        stage.caught_up(0);
+        let ready = stage.ready();
+        assert_eq!(ready[0].windows.len(), 1);
+        assert_eq!(ready[0].windows[0].stats.count, 1);
+    }
+
+    proptest::proptest! {
+        /// Any bytes under this monitor's keys decode to a record or a refusal, never a panic,
+        /// and whatever is accepted can be merged and summarised without one.
+        #[test]
+        fn any_bytes_are_a_record_or_a_refusal(
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            kind in 0usize..3,
+        ) {
+            let shuffle = Shuffle::new("g", "t");
+            let mut stage = MergeState::new(config(), shuffle.clone());
+            stage.set_input_partitions(vec![0]);
+            stage.assign(&[0]);
+            let key = match kind {
+                0 => shuffle.part_key(0, 0),
+                1 => shuffle.key(&ShuffleRecord::Progress { partition: 0, closed_through: 0 }),
+                _ => shuffle.key(&ShuffleRecord::Merged { written_through: 0 }),
+            };
+            let _ = stage.on_record(0, Some(key.as_bytes()), Some(&value), NOW);
+            let _ = stage.on_record(0, Some(key.as_bytes()), Some(&value), NOW);
+            send(&mut stage, &shuffle, 0, &ShuffleRecord::Progress { partition: 0, closed_through: NOW });
+            stage.caught_up(0);
+            let _ = stage.ready();
+        }
     }
 
     #[test]

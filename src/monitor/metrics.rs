@@ -5,6 +5,7 @@
 
 use super::measurement::TimestampKind;
 use super::restore::PartitionResume;
+use crate::shuffle::REFUSAL_REASONS;
 use crate::window::WindowResult;
 use crate::window_document::percentile_field;
 use metrics::{counter, gauge, Counter, Gauge};
@@ -102,6 +103,9 @@ pub struct MergeMetrics {
     pub waiting_for_partitions: Gauge,
     /// `sla_monitor_duplicate_parts_total`: parts received again for a written window.
     pub duplicate_parts: Counter,
+    /// `sla_monitor_shuffle_records_refused_total{reason}`: shuffle records of this monitor
+    /// skipped because they do not decode or could not have been written by it.
+    refused: Vec<(&'static str, Counter)>,
     /// The latest written window, by quantile (`sla_monitor_window_latency_seconds`).
     latency_by_quantile: Vec<(f64, Gauge)>,
     /// `sla_monitor_window_records`, `sla_monitor_window_over_sla_records`,
@@ -123,6 +127,15 @@ impl MergeMetrics {
             pending_windows: gauge!("sla_monitor_merge_pending_windows"),
             waiting_for_partitions: gauge!("sla_monitor_merge_waiting_for_partitions"),
             duplicate_parts: counter!("sla_monitor_duplicate_parts_total"),
+            refused: REFUSAL_REASONS
+                .iter()
+                .map(|&reason| {
+                    (
+                        reason,
+                        counter!("sla_monitor_shuffle_records_refused_total", "reason" => reason),
+                    )
+                })
+                .collect(),
             latency_by_quantile: quantiles
                 .iter()
                 .map(|&q| {
@@ -136,7 +149,17 @@ impl MergeMetrics {
             window_start: gauge!("sla_monitor_window_start_seconds"),
         };
         metrics.assigned.set(0.0);
+        for (_, counter) in &metrics.refused {
+            counter.increment(0);
+        }
         metrics
+    }
+
+    /// Counts a refused shuffle record.
+    pub fn refused(&self, reason: &str) {
+        if let Some((_, counter)) = self.refused.iter().find(|(known, _)| *known == reason) {
+            counter.increment(1);
+        }
     }
 
     /// The latest written window as gauges and a log line: the per-window aggregate Prometheus

@@ -134,9 +134,6 @@ pub enum MonitorError {
     /// The sink refused documents in a way retrying cannot fix.
     #[error("window sink: {0}")]
     Sink(SinkError),
-    /// A record of this monitor on the shuffle topic does not decode (another version?).
-    #[error("{0}")]
-    Shuffle(#[from] crate::shuffle::ShuffleError),
 }
 
 /// Brokers unreachable this long make the monitor report not ready.

@@ -79,6 +79,109 @@ pub enum ShuffleError {
     },
 }
 
+/// Why a shuffle record was refused: it is skipped, counted by reason and logged, never merged
+/// and never fatal (one bad record must not stop every instance that reads its partition).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// A stable reason, a metric label: `undecodable`, `unaligned_window`, `bad_partition`,
+    /// `inconsistent_part` or `time_out_of_bounds`.
+    pub reason: &'static str,
+    /// What was wrong, for the log.
+    pub detail: String,
+}
+
+impl Refused {
+    fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+        Refused {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Every reason a shuffle record can be refused for.
+pub const REFUSAL_REASONS: [&str; 5] = [
+    "undecodable",
+    "unaligned_window",
+    "bad_partition",
+    "inconsistent_part",
+    "time_out_of_bounds",
+];
+
+/// How far ahead of this host's clock a shuffle record's time may lie. Progress follows event
+/// times, which the monitor accepts up to `--max-future` ahead (5 minutes by default); a day
+/// leaves room for any sane setting and keeps a record at `i64::MAX` from stopping merging.
+pub const MAX_AHEAD_MS: i64 = 24 * 3_600_000;
+
+impl ShuffleRecord {
+    /// Whether the record is one this monitor could have written, for windows of
+    /// `window_size_ms`, read at processing time `now_ms`: an aligned window, a valid
+    /// partition, a self-consistent part (see [`DigestParts::check`]) with no more records
+    /// over the SLA than records, and times not beyond [`MAX_AHEAD_MS`] ahead of the clock.
+    pub fn check(&self, window_size_ms: i64, now_ms: i64) -> Result<(), Refused> {
+        let latest = now_ms.saturating_add(MAX_AHEAD_MS);
+        let in_bounds = |what: &str, t: i64| {
+            if t > latest {
+                Err(Refused::new(
+                    "time_out_of_bounds",
+                    format!("{what} {t} lies more than a day ahead of this host's clock"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let valid_partition = |partition: i32| {
+            if partition < 0 {
+                Err(Refused::new(
+                    "bad_partition",
+                    format!("partition {partition}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            ShuffleRecord::Part {
+                window_start,
+                partition,
+                digest,
+                over_sla,
+            } => {
+                if window_start.rem_euclid(window_size_ms) != 0 {
+                    return Err(Refused::new(
+                        "unaligned_window",
+                        format!(
+                            "window start {window_start} is not a multiple of {window_size_ms} ms"
+                        ),
+                    ));
+                }
+                valid_partition(*partition)?;
+                in_bounds("window start", *window_start)?;
+                digest
+                    .check()
+                    .map_err(|e| Refused::new("inconsistent_part", e))?;
+                if *over_sla > digest.count {
+                    return Err(Refused::new(
+                        "inconsistent_part",
+                        format!("{over_sla} records over the SLA of {}", digest.count),
+                    ));
+                }
+                Ok(())
+            }
+            ShuffleRecord::Progress {
+                partition,
+                closed_through,
+            } => {
+                valid_partition(*partition)?;
+                in_bounds("progress", *closed_through)
+            }
+            ShuffleRecord::Merged { written_through } => {
+                in_bounds("written marker", *written_through)
+            }
+        }
+    }
+}
+
 /// Keys and routing of one monitor's shuffle records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shuffle {
