@@ -8,6 +8,7 @@ use sla_monitor::shutdown::Shutdown;
 use sla_monitor::synchronizer::{self, control, SynchronizerConfig};
 use sla_monitor::{http, telemetry};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Consumes visit records, reduces each to {"visit":{"id","event_time"},"start_processing_time_ms"}
@@ -74,6 +75,12 @@ struct Cli {
     #[arg(long, env = "SLA_ASSIGNMENT_TIMEOUT", value_parser = humantime::parse_duration)]
     assignment_timeout: Option<Duration>,
 
+    /// File holding the secret token that PUT /delay requires (`Authorization: Bearer <token>`;
+    /// at least 16 characters, e.g. from `openssl rand -hex 16`). Required when --http-addr is
+    /// not a loopback address; GET /delay stays open.
+    #[arg(long, env = "SLA_CONTROL_TOKEN_FILE")]
+    control_token_file: Option<PathBuf>,
+
     /// Address of the HTTP endpoint (/metrics, /healthz, /readyz, /delay). Port 0 picks a free port.
     #[arg(
         long,
@@ -94,10 +101,18 @@ async fn main() -> anyhow::Result<()> {
         jitter: cli.delay_jitter,
         mode: cli.delay_mode,
     });
+    let token = cli
+        .control_token_file
+        .as_deref()
+        .map(control::ControlToken::read)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    control::require_token_beyond_loopback(cli.http_addr, token.as_ref())
+        .map_err(anyhow::Error::msg)?;
     let readiness = http::Readiness::default();
     readiness.set_not_ready("starting: preparing the topics and joining the group");
-    let router =
-        http::base_router(metrics, readiness.clone()).merge(control::delay_router(delay_sender));
+    let router = http::base_router(metrics, readiness.clone())
+        .merge(control::delay_router(delay_sender, token));
     http::spawn_server(cli.http_addr, router, shutdown.clone()).await?;
     let config = SynchronizerConfig {
         kafka: cli.kafka,

@@ -27,6 +27,9 @@ fi
 DELAY=10s
 INDEX="sla_${RUN}"
 SYNC_HTTP=127.0.0.1:19101
+# The secret PUT /delay requires (kept in the run's work directory, never printed).
+TOKEN_FILE="$WORK/control_token"
+(umask 077; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TOKEN_FILE")
 ALERTS_HTTP=127.0.0.1:19103
 ALERTMANAGER=http://127.0.0.1:9093   # the stack's HA pair: alerts go to both replicas
 ALERTMANAGER_2=http://127.0.0.1:9095
@@ -79,6 +82,7 @@ $BIN/monitor --reduced-topic "${RUN}_reduced" --dead-letter-topic "${RUN}_reduce
   --http-addr 127.0.0.1:0 2>"$WORK/monitor.log" & pids+=($!)
 $BIN/synchronizer --visits-topic "${RUN}_visits" --reduced-topic "${RUN}_reduced" \
   --dead-letter-topic "${RUN}_visits_dlq" --group "${RUN}_synchronizer" --http-addr "$SYNC_HTTP" \
+  --control-token-file "$TOKEN_FILE" \
   2>"$WORK/synchronizer.log" & pids+=($!)
 $BIN/generator --visits-topic "${RUN}_visits" --rate 50 --invalid-json-pct 1 --http-addr 127.0.0.1:0 \
   >/dev/null 2>"$WORK/generator.log" & pids+=($!)
@@ -128,7 +132,7 @@ timeline=("$(date +%H:%M:%S) start, no delay")
 say "phase 1: no delay, p99 well under the SLA (${WARMUP}s)"
 sleep "$WARMUP"
 say "turning the delay on at runtime: PUT http://$SYNC_HTTP/delay?delay=$DELAY"
-curl -fsS -X PUT "http://$SYNC_HTTP/delay?delay=$DELAY"; echo
+curl -fsS -X PUT -H "Authorization: Bearer $(cat "$TOKEN_FILE")" "http://$SYNC_HTTP/delay?delay=$DELAY"; echo
 timeline+=("$(date +%H:%M:%S) delay on ($DELAY)")
 say "phase 2: waiting for the rule to go Pending, then Firing (Alerting)"
 wait_for_state Alerting
@@ -138,7 +142,7 @@ import json, sys
 for a in json.load(sys.stdin):
     print("  %s [%s] %s" % (a["labels"]["alertname"], a["status"]["state"], a["annotations"].get("summary", "")))'
 say "turning the delay off: PUT http://$SYNC_HTTP/delay?delay=0s"
-curl -fsS -X PUT "http://$SYNC_HTTP/delay?delay=0s"; echo
+curl -fsS -X PUT -H "Authorization: Bearer $(cat "$TOKEN_FILE")" "http://$SYNC_HTTP/delay?delay=0s"; echo
 timeline+=("$(date +%H:%M:%S) delay off")
 say "phase 3: waiting for the rule to return to Normal"
 wait_for_state Normal

@@ -421,6 +421,24 @@ fn compose_stack_is_complete_and_loopback_only() {
         .expect("the SMTP password mount");
     assert_eq!(secret["bind"]["create_host_path"], false);
     assert_eq!(secret["read_only"], true);
+    // The synchronizer listens beyond its container's loopback: PUT /delay needs a token, read
+    // from a file outside the repo, mounted the same way.
+    let synchronizer = &compose["services"]["synchronizer"];
+    let token_path = synchronizer["environment"]["SLA_CONTROL_TOKEN_FILE"]
+        .as_str()
+        .expect("the synchronizer's control token file");
+    let token = synchronizer["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["target"] == token_path)
+        .expect("the control token mount");
+    assert_eq!(token["bind"]["create_host_path"], false);
+    assert_eq!(token["read_only"], true);
+    assert!(token["source"]
+        .as_str()
+        .unwrap()
+        .contains("${SLA_CONTROL_TOKEN_FILE:-./secrets/control_token}"));
     for job in ["generator", "synchronizer", "monitor", "monitor-2"] {
         let grace = compose["services"][job]["stop_grace_period"]
             .as_str()

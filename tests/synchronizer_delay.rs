@@ -1,5 +1,6 @@
 //! The artificial delay: pipelined, every record is late by the delay (record timestamp minus
-//! start_processing_time_ms); blocking, records are processed one at a time.
+//! start_processing_time_ms); blocking, records are processed one at a time. The control
+//! endpoint: bounds, unknown parameters, the token, and releasing waiting records.
 
 mod support;
 
@@ -136,6 +137,9 @@ async fn switching_a_long_delay_off_releases_waiting_records_in_order() {
         })
         .collect();
     produce(&visits, &records).await;
+    let token = "5f1c0d9e2b7a4c3d8e6f";
+    let token_file = dir.path().join("control_token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
     let job = Job::start(
         BIN,
         &[
@@ -149,6 +153,8 @@ async fn switching_a_long_delay_off_releases_waiting_records_in_order() {
             &group,
             "--delay",
             "1h",
+            "--control-token-file",
+            token_file.to_str().unwrap(),
         ],
         dir.path(),
     );
@@ -160,12 +166,30 @@ async fn switching_a_long_delay_off_releases_waiting_records_in_order() {
     let control = format!("http://{}/delay", http_addr_of(&job));
     let client = reqwest::Client::new();
     let put = |query: &'static str| {
-        let request = client.put(format!("{control}?{query}"));
+        let request = client.put(format!("{control}?{query}")).bearer_auth(token);
         async move {
             let response = request.send().await.unwrap();
             (response.status().as_u16(), response.text().await.unwrap())
         }
     };
+    let anonymous = client
+        .put(format!("{control}?delay=0s"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let body = anonymous.text().await.unwrap();
+    assert!(
+        body.contains("--control-token-file") && !body.contains(token),
+        "{body}"
+    );
+    let wrong = client
+        .put(format!("{control}?delay=0s"))
+        .bearer_auth("not-the-token-at-all")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
     let (status, body) = put("dealy=0s").await;
     assert_eq!(status, 400, "{body}");
     assert!(
@@ -216,4 +240,20 @@ async fn switching_a_long_delay_off_releases_waiting_records_in_order() {
         }
     }
     assert!(job.terminate(Duration::from_secs(30)).success());
+}
+
+/// Bound beyond loopback without a control token, the synchronizer refuses to start, saying
+/// what to set: otherwise anyone on the network could change the delay.
+#[test]
+fn beyond_loopback_the_control_endpoint_needs_a_token() {
+    let output = std::process::Command::new(BIN)
+        .args(["--http-addr", "0.0.0.0:0", "--brokers", &brokers()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--control-token-file") && stderr.contains("127.0.0.1"),
+        "{stderr}"
+    );
 }

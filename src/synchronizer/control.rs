@@ -3,16 +3,84 @@
 //!
 //! - `GET /delay` returns the current policy as JSON (durations in milliseconds).
 //! - `PUT /delay?delay=10s&jitter=500ms&mode=blocking` changes it; omitted fields keep their
-//!   value. A delay or jitter above [`MAX_DELAY`](crate::delay::MAX_DELAY) and an unknown parameter (a typo such as
-//!   `dealy`) are refused with 400 and the reason; nothing changes then.
+//!   value. A delay or jitter above [`MAX_DELAY`](crate::delay::MAX_DELAY) and an unknown
+//!   parameter (a typo such as `dealy`) are refused with 400 and the reason; nothing changes
+//!   then.
+//!
+//! With a [`ControlToken`] (`--control-token-file`), `PUT` needs `Authorization: Bearer
+//! <token>` (401 otherwise); `GET` stays open. [`require_token_beyond_loopback`] refuses to
+//! serve the endpoint beyond this host without one.
 
 use crate::delay::{parse_delay, DelayMode, DelayPolicy};
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
+
+/// The secret a caller must present to change the delay.
+#[derive(Clone)]
+pub struct ControlToken(Arc<str>);
+
+impl std::fmt::Debug for ControlToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ControlToken(…)")
+    }
+}
+
+impl ControlToken {
+    /// The token in `path` (surrounding whitespace ignored). The error names the file, never
+    /// its content.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading the control token file {}: {e}", path.display()))?;
+        let token = text.trim();
+        if token.len() < 16 {
+            return Err(format!(
+                "the control token in {} is shorter than 16 characters: use a random secret,                  e.g. `openssl rand -hex 16 > {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+        Ok(ControlToken(token.into()))
+    }
+
+    /// Whether `headers` carry `Authorization: Bearer <this token>` (compared in constant time).
+    fn admits(&self, headers: &HeaderMap) -> bool {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(presented.as_bytes(), self.0.as_bytes())
+    }
+}
+
+/// Equality whose time does not depend on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut difference = a.len() ^ b.len();
+    for (i, &x) in a.iter().enumerate() {
+        difference |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+    }
+    difference == 0
+}
+
+/// Refuses to expose `PUT /delay` beyond this host without a token: when `addr` is not a
+/// loopback address, a token is required, and the error says how to provide one.
+pub fn require_token_beyond_loopback(
+    addr: SocketAddr,
+    token: Option<&ControlToken>,
+) -> Result<(), String> {
+    if addr.ip().is_loopback() || token.is_some() {
+        return Ok(());
+    }
+    Err(format!(
+        "--http-addr {addr} can be reached beyond this host, and anyone reaching it could change          the delay with PUT /delay: set --control-token-file (a file holding a random secret, e.g.          `openssl rand -hex 16`), or bind to 127.0.0.1"
+    ))
+}
 
 /// Query parameters of `PUT /delay`.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -43,21 +111,41 @@ impl DelayUpdate {
     }
 }
 
-/// Routes reading and changing the delay held by `sender`.
-pub fn delay_router(sender: watch::Sender<DelayPolicy>) -> Router {
-    Router::new()
-        .route("/delay", get(current).put(update))
-        .with_state(Arc::new(sender))
+/// What the delay routes share.
+struct Control {
+    sender: watch::Sender<DelayPolicy>,
+    token: Option<ControlToken>,
 }
 
-async fn current(State(sender): State<Arc<watch::Sender<DelayPolicy>>>) -> Json<DelayPolicy> {
-    Json(*sender.borrow())
+/// Routes reading and changing the delay held by `sender`; changing it needs `token` when one
+/// is given.
+pub fn delay_router(sender: watch::Sender<DelayPolicy>, token: Option<ControlToken>) -> Router {
+    Router::new()
+        .route("/delay", get(current).put(update))
+        .with_state(Arc::new(Control { sender, token }))
+}
+
+async fn current(State(control): State<Arc<Control>>) -> Json<DelayPolicy> {
+    Json(*control.sender.borrow())
 }
 
 async fn update(
-    State(sender): State<Arc<watch::Sender<DelayPolicy>>>,
-    Query(update): Query<DelayUpdate>,
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    query: Result<Query<DelayUpdate>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DelayPolicy>, (StatusCode, String)> {
+    if let Some(token) = &control.token {
+        if !token.admits(&headers) {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                "PUT /delay needs `Authorization: Bearer <token>`, the token in the synchronizer's                  --control-token-file\n"
+                    .to_string(),
+            ));
+        }
+    }
+    let Query(update) =
+        query.map_err(|e| (StatusCode::BAD_REQUEST, format!("{}\n", e.body_text())))?;
+    let sender = &control.sender;
     let policy = update
         .apply(*sender.borrow())
         .map_err(|e| (StatusCode::BAD_REQUEST, e + "\n"))?;
@@ -70,6 +158,47 @@ mod tests {
     use super::*;
     use crate::delay::MAX_DELAY;
     use std::time::Duration;
+
+    #[test]
+    fn a_token_is_required_beyond_loopback_and_compared_exactly() {
+        let loopback: SocketAddr = "127.0.0.1:9101".parse().unwrap();
+        let everywhere: SocketAddr = "0.0.0.0:9101".parse().unwrap();
+        assert!(require_token_beyond_loopback(loopback, None).is_ok());
+        let err = require_token_beyond_loopback(everywhere, None).unwrap_err();
+        assert!(err.contains("--control-token-file"), "{err}");
+        let token = ControlToken("0123456789abcdef".into());
+        assert!(require_token_beyond_loopback(everywhere, Some(&token)).is_ok());
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            headers
+        };
+        assert!(token.admits(&with("Bearer 0123456789abcdef")));
+        assert!(!token.admits(&with("Bearer 0123456789abcdeF")));
+        assert!(!token.admits(&with("Bearer 0123456789abcde")));
+        assert!(!token.admits(&with("0123456789abcdef")));
+        assert!(!token.admits(&HeaderMap::new()));
+        assert!(!format!("{token:?}").contains("0123"), "never printed");
+    }
+
+    #[test]
+    fn a_token_file_is_read_trimmed_and_a_short_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "0123456789abcdef\n").unwrap();
+        assert!(ControlToken::read(&path)
+            .unwrap()
+            .admits(&HeaderMap::from_iter([(
+                header::AUTHORIZATION,
+                "Bearer 0123456789abcdef".parse().unwrap()
+            )])));
+        std::fs::write(&path, "short").unwrap();
+        let err = ControlToken::read(&path).unwrap_err();
+        assert!(err.contains("shorter") && !err.contains("short\n"), "{err}");
+        assert!(ControlToken::read(&dir.path().join("missing"))
+            .unwrap_err()
+            .contains("missing"));
+    }
 
     #[test]
     fn update_changes_only_given_fields() {
