@@ -9,39 +9,63 @@ use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_synchronizer");
 
+/// One test's topics and consumer group, named after it.
+struct Topics {
+    visits: String,
+    reduced: String,
+    dlq: String,
+    group: String,
+}
+
+impl Topics {
+    /// Fresh names; the visits topic is created with 2 partitions and holds `n` visits keyed
+    /// `v00`, `v01`, … alternately on partitions 0 and 1.
+    async fn with_visits(name: &str, n: usize) -> Topics {
+        let topics = Topics {
+            visits: unique(&format!("{name}_v")),
+            reduced: unique(&format!("{name}_r")),
+            dlq: unique(&format!("{name}_d")),
+            group: unique(name),
+        };
+        create_topic(&topics.visits, 2).await;
+        let records: Vec<Outgoing> = (0..n)
+            .map(|i| Outgoing {
+                key: Some(format!("v{i:02}")),
+                value: Some(visit_json(&format!("v{i:02}"), now_ms())),
+                partition: Some((i % 2) as i32),
+                ..Default::default()
+            })
+            .collect();
+        produce(&topics.visits, &records).await;
+        topics
+    }
+
+    /// Starts the synchronizer on these topics with `args`.
+    fn start(&self, args: &[&str], dir: &std::path::Path) -> Job {
+        let mut all = vec![
+            "--visits-topic",
+            &self.visits,
+            "--reduced-topic",
+            &self.reduced,
+            "--dead-letter-topic",
+            &self.dlq,
+            "--group",
+            &self.group,
+        ];
+        all.extend_from_slice(args);
+        Job::start(BIN, &all, dir)
+    }
+}
+
 /// Runs the synchronizer over `n` visits with `args` and returns (timestamp - stamp, stamp)
 /// per output record.
 async fn run(name: &str, n: usize, args: &[&str]) -> Vec<(i64, i64)> {
     let dir = tempfile::tempdir().unwrap();
-    let (visits, reduced, dlq, group) = (
-        unique(&format!("{name}_v")),
-        unique(&format!("{name}_r")),
-        unique(&format!("{name}_d")),
-        unique(name),
-    );
-    create_topic(&visits, 2).await;
-    let records: Vec<Outgoing> = (0..n)
-        .map(|i| Outgoing {
-            key: Some(format!("v{i}")),
-            value: Some(visit_json(&format!("v{i}"), now_ms())),
-            ..Default::default()
-        })
-        .collect();
-    produce(&visits, &records).await;
-    let mut all = vec![
-        "--visits-topic",
-        &visits,
-        "--reduced-topic",
-        &reduced,
-        "--dead-letter-topic",
-        &dlq,
-        "--group",
-        &group,
-    ];
-    all.extend_from_slice(args);
-    let job = Job::start(BIN, &all, dir.path());
+    let topics = Topics::with_visits(name, n).await;
+    let job = topics.start(args, dir.path());
+    let reduced = &topics.reduced;
     let out = consume(
-        &reduced,
+        reduced,
         n,
         Duration::from_secs(90),
         Duration::from_millis(300),
@@ -119,38 +143,13 @@ async fn blocking_delay_processes_one_record_at_a_time() {
 #[tokio::test(flavor = "multi_thread")]
 async fn switching_a_long_delay_off_releases_waiting_records_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let name = "release";
-    let (visits, reduced, dlq, group) = (
-        unique(&format!("{name}_v")),
-        unique(&format!("{name}_r")),
-        unique(&format!("{name}_d")),
-        unique(name),
-    );
-    create_topic(&visits, 2).await;
     let n = 40;
-    let records: Vec<Outgoing> = (0..n)
-        .map(|i| Outgoing {
-            key: Some(format!("v{i:02}")),
-            value: Some(visit_json(&format!("v{i:02}"), now_ms())),
-            partition: Some((i % 2) as i32),
-            ..Default::default()
-        })
-        .collect();
-    produce(&visits, &records).await;
+    let topics = Topics::with_visits("release", n).await;
     let token = "5f1c0d9e2b7a4c3d8e6f";
     let token_file = dir.path().join("control_token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    let job = Job::start(
-        BIN,
+    let job = topics.start(
         &[
-            "--visits-topic",
-            &visits,
-            "--reduced-topic",
-            &reduced,
-            "--dead-letter-topic",
-            &dlq,
-            "--group",
-            &group,
             "--delay",
             "1h",
             "--control-token-file",
@@ -215,7 +214,7 @@ async fn switching_a_long_delay_off_releases_waiting_records_in_order() {
     let (status, body) = put("delay=0s").await;
     assert_eq!(status, 200, "{body}");
     let out = consume(
-        &reduced,
+        &topics.reduced,
         n,
         Duration::from_secs(60),
         Duration::from_millis(300),
