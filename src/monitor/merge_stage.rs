@@ -14,7 +14,8 @@
 use super::merge_state::{MergeState, MergedWindows};
 use super::metrics::MergeMetrics;
 use super::{
-    outcome_of, MonitorConfig, MonitorError, Pending, KAFKA_UNREACHABLE_LIMIT, SINK_STALLED_LIMIT,
+    now_ms, outcome_of, MonitorConfig, MonitorError, Pending, KAFKA_UNREACHABLE_LIMIT,
+    SINK_STALLED_LIMIT,
 };
 use crate::assignment_watchdog::{self, AssignmentWatchdog, Verdict};
 use crate::http::Readiness;
@@ -208,7 +209,7 @@ impl MergeStage {
                 }
                 message = consumer.recv(), if reading => {
                     self.apply_rebalances();
-                    let position = self.on_polled(message)?;
+                    let position = self.on_polled(message);
                     if let (Phase::ReadingToEnd { read, .. }, Some((m, next))) = (&mut phase, position) {
                         read.insert(m, next);
                     }
@@ -218,20 +219,17 @@ impl MergeStage {
         Ok(self.windows_written)
     }
 
-    /// Handles one poll of the shuffle consumer; returns the shuffle partition and the next
-    /// offset to read when it says where the consumer stands.
-    fn on_polled<M: Message>(
-        &mut self,
-        polled: Result<M, KafkaError>,
-    ) -> Result<Option<(i32, i64)>, MonitorError> {
+    /// Handles one poll of the shuffle consumer (a refused record is counted and logged, never
+    /// fatal); returns the shuffle partition and the next offset to read when it says where
+    /// the consumer stands.
+    fn on_polled<M: Message>(&mut self, polled: Result<M, KafkaError>) -> Option<(i32, i64)> {
         match polled {
             Ok(message) => {
                 self.context.mark_healthy();
-                let now_ms = chrono::Utc::now().timestamp_millis();
                 let (m, offset) = (message.partition(), message.offset());
                 if let Err(refused) =
                     self.state
-                        .on_record(m, message.key(), message.payload(), now_ms)
+                        .on_record(m, message.key(), message.payload(), now_ms())
                 {
                     self.metrics.refused(refused.reason);
                     if let Some(suppressed) =
@@ -248,16 +246,16 @@ impl MergeStage {
                         );
                     }
                 }
-                Ok(Some((m, offset + 1)))
+                Some((m, offset + 1))
             }
             Err(KafkaError::PartitionEOF(m)) => {
                 self.context.mark_healthy();
                 self.state.caught_up(m);
-                Ok(Some((m, i64::MAX)))
+                Some((m, i64::MAX))
             }
             Err(e) => {
                 tracing::warn!("consuming from {}: {e}", self.config.shuffle_topic);
-                Ok(None)
+                None
             }
         }
     }

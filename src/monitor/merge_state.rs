@@ -243,56 +243,41 @@ mod tests {
         let mut stage = MergeState::new(config(), shuffle.clone());
         stage.set_input_partitions(vec![0]);
         stage.assign(&[0]);
-        let part_key = shuffle.part_key(0, 0);
         assert_eq!(
-            refusal(&mut stage, &part_key, &[0xff, 0xff, 0xff]),
+            refusal(&mut stage, &shuffle.part_key(0, 0), &[0xff, 0xff, 0xff]),
             "undecodable"
         );
-        let mut parts = part_record(0, 0, &one_value_part(7.0, 0));
-        if let ShuffleRecord::Part { digest, .. } = &mut parts {
+        let mut no_values = part_record(0, 0, &one_value_part(7.0, 0));
+        if let ShuffleRecord::Part { digest, .. } = &mut no_values {
             digest.values.clear(); // count 1, no value: would panic when summarised
         }
-        assert_eq!(
-            refusal(&mut stage, &part_key, &Shuffle::encode(&parts)),
-            "inconsistent_part"
-        );
-        let too_many_over = part_record(0, 0, &one_value_part(7.0, 2));
-        assert_eq!(
-            refusal(&mut stage, &part_key, &Shuffle::encode(&too_many_over)),
-            "inconsistent_part"
-        );
-        let unaligned = part_record(500, 0, &one_value_part(7.0, 0));
-        assert_eq!(
-            refusal(
-                &mut stage,
-                &shuffle.key(&unaligned),
-                &Shuffle::encode(&unaligned)
+        for (record, reason) in [
+            (no_values, "inconsistent_part"),
+            (
+                part_record(0, 0, &one_value_part(7.0, 2)),
+                "inconsistent_part",
             ),
-            "unaligned_window"
-        );
-        let forever = ShuffleRecord::Merged {
-            written_through: i64::MAX,
-        };
-        assert_eq!(
-            refusal(
-                &mut stage,
-                &shuffle.key(&forever),
-                &Shuffle::encode(&forever)
+            (
+                part_record(500, 0, &one_value_part(7.0, 0)),
+                "unaligned_window",
             ),
-            "time_out_of_bounds"
-        );
-        let negative = ShuffleRecord::Progress {
-            partition: -1,
-            closed_through: 999,
-        };
-        assert_eq!(
-            refusal(
-                &mut stage,
-                &shuffle.key(&negative),
-                &Shuffle::encode(&negative)
+            (
+                ShuffleRecord::Merged {
+                    written_through: i64::MAX,
+                },
+                "time_out_of_bounds",
             ),
-            "bad_partition"
-        );
+            (
+                ShuffleRecord::Progress {
+                    partition: -1,
+                    closed_through: 999,
+                },
+                "bad_partition",
+            ),
+        ] {
+            let (key, value) = (shuffle.key(&record), Shuffle::encode(&record));
+            assert_eq!(refusal(&mut stage, &key, &value), reason, "{record:?}");
+        }
         // Nothing refused moved anything: a valid part and progress still merge.
         send(
             &mut stage,

@@ -336,6 +336,11 @@ async fn outcome_of<T>(pending: &mut Option<Pending<T>>) -> T {
     }
 }
 
+/// Processing time now (ms since the epoch), as both stages pass it to their state.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// The consumer group of the merge stage: the input group's name + `.merge`.
 fn merge_group_of(group: &str) -> String {
     format!("{group}.merge")

@@ -17,7 +17,7 @@ use super::decisions::{MonitorCore, Publication, RecordDecision};
 use super::measurement::TimestampKind;
 use super::metrics::PartitionMetrics;
 use super::restore::{self, PartitionResume};
-use super::{outcome_of, MonitorConfig, MonitorError, MonitorReport, Pending};
+use super::{now_ms, outcome_of, MonitorConfig, MonitorError, MonitorReport, Pending};
 use crate::kafka::dead_letter::{DeadLetterQueue, WINDOW_START_HEADER};
 use crate::kafka::group_consumer::{self, GroupConsumer};
 use crate::kafka::producer::delivered;
@@ -398,9 +398,4 @@ async fn restore_partitions(
         .await
         .map_err(|e| format!("reading checkpoints from {checkpoint_topic}: {e}"))?;
     Ok(restore::resume_plan(&partitions, &committed, &checkpoints))
-}
-
-/// Processing time now (ms since the epoch).
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }

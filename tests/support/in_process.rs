@@ -5,9 +5,10 @@
 use super::{brokers, MonitorTopics};
 use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, TopicPartitionList};
 use sla_monitor::digest::DigestConfig;
 use sla_monitor::http::Readiness;
+use sla_monitor::kafka::group_consumer::offsets_of;
 use sla_monitor::kafka::KafkaArgs;
 use sla_monitor::monitor::measurement::Plausibility;
 use sla_monitor::monitor::{self, MonitorConfig, MonitorError, MonitorReport};
@@ -139,15 +140,9 @@ pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> BTreeMap<
     for p in 0..partitions {
         list.add_partition(topic, p);
     }
-    super::blocking(|| consumer.committed_offsets(list, Duration::from_secs(10)))
-        .expect("reading committed offsets")
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect()
+    let committed = super::blocking(|| consumer.committed_offsets(list, Duration::from_secs(10)))
+        .expect("reading committed offsets");
+    offsets_of(&committed, topic)
 }
 
 /// A window document as the JSON a sink stores (with its `id`), for the shared assertions.
