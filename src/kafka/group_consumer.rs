@@ -4,6 +4,7 @@
 
 use super::rebalance_events::RebalanceNotifier;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,7 +66,7 @@ pub async fn committed_offsets(
     consumer: &GroupConsumer,
     topic: &str,
     partitions: &[i32],
-) -> Result<BTreeMap<i32, i64>, String> {
+) -> Result<BTreeMap<i32, i64>, KafkaError> {
     let mut wanted = TopicPartitionList::new();
     for &p in partitions {
         wanted.add_partition(topic, p);
@@ -74,8 +75,7 @@ pub async fn committed_offsets(
     let committed =
         tokio::task::spawn_blocking(move || reader.committed_offsets(wanted, LOOKUP_TIMEOUT))
             .await
-            .map_err(|e| format!("reading committed offsets: {e}"))?
-            .map_err(|e| format!("reading committed offsets of {topic}: {e}"))?;
+            .map_err(|_| KafkaError::Canceled)??;
     Ok(offsets_of(&committed, topic))
 }
 

@@ -12,6 +12,7 @@ pub mod properties;
 pub mod rebalance_events;
 pub mod retire;
 pub mod security_failure;
+pub mod transient;
 
 pub use admin::{ensure_topics, ensure_topics_when_reachable, TopicSpec};
 pub use config::{Compression, KafkaArgs};

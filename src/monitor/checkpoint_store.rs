@@ -2,6 +2,7 @@
 
 use super::checkpoint::{Checkpoint, CheckpointRecord};
 use crate::kafka::producer::{delivered, enqueue, OutgoingRecord};
+use crate::kafka::transient::is_transient;
 use crate::kafka::{JobContext, KafkaArgs};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -13,7 +14,8 @@ use std::time::Duration;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Reads the latest checkpoint of every partition of `topic` saved by `group`.
+/// Reads the latest checkpoint of every partition of `topic` saved by `group`. Gives up after
+/// 30 s per checkpoint partition (the caller retries transient failures).
 pub async fn load(
     kafka: &KafkaArgs,
     checkpoint_topic: &str,
@@ -64,6 +66,10 @@ pub async fn load(
                                 found.insert(record.partition, record.checkpoint);
                             }
                         }
+                    }
+                    // The client reconnects by itself; the deadline bounds the wait.
+                    Some(Err(e)) if is_transient(&e) => {
+                        std::thread::sleep(Duration::from_millis(100))
                     }
                     Some(Err(e)) => return Err(e),
                     None => {}

@@ -18,13 +18,16 @@ use super::measurement::TimestampKind;
 use super::metrics::PartitionMetrics;
 use super::restore::{self, PartitionResume};
 use super::{now_ms, outcome_of, MonitorConfig, MonitorError, MonitorReport, Pending};
+use crate::backoff::retry_policy;
 use crate::kafka::dead_letter::{DeadLetterQueue, WINDOW_START_HEADER};
 use crate::kafka::group_consumer::{self, GroupConsumer};
 use crate::kafka::producer::delivered;
 use crate::kafka::rebalance_events::Rebalanced;
+use crate::kafka::transient::is_transient;
 use crate::kafka::{JobContext, KafkaArgs, READY_BATCH};
 use crate::shuffle::publisher::ShufflePublisher;
 use crate::shutdown::Shutdown;
+use backon::Retryable;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use rdkafka::error::KafkaError;
@@ -32,6 +35,7 @@ use rdkafka::message::{Message, OwnedMessage, Timestamp};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -382,7 +386,10 @@ impl PartitionStage {
 }
 
 /// Where newly assigned `partitions` resume: their checkpoints, else the group's committed
-/// offsets (see [`restore::resume_plan`]).
+/// offsets (see [`restore::resume_plan`]). An unreachable or busy broker is waited for
+/// (retried with backoff, without limit, while the stage goes on acknowledging and committing;
+/// shutdown drops this future); only a failure no retry fixes (permissions, credentials) is
+/// returned.
 async fn restore_partitions(
     consumer: GroupConsumer,
     kafka: KafkaArgs,
@@ -391,11 +398,26 @@ async fn restore_partitions(
     topic: String,
     partitions: Vec<i32>,
 ) -> Result<Vec<PartitionResume>, String> {
-    let committed = group_consumer::committed_offsets(&consumer, &topic, &partitions)
+    let attempt = || async {
+        let committed = group_consumer::committed_offsets(&consumer, &topic, &partitions)
+            .await
+            .map_err(|e| {
+                (
+                    format!("reading the committed offsets of {topic} (group {group})"),
+                    e,
+                )
+            })?;
+        let checkpoints = checkpoint_store::load(&kafka, &checkpoint_topic, &group, &topic)
+            .await
+            .map_err(|e| (format!("reading checkpoints from {checkpoint_topic}"), e))?;
+        Ok(restore::resume_plan(&partitions, &committed, &checkpoints))
+    };
+    attempt
+        .retry(retry_policy(Duration::from_millis(500)))
+        .when(|(_, e): &(String, KafkaError)| is_transient(e))
+        .notify(|(action, e), wait| {
+            tracing::warn!(partitions = ?partitions, "{action}: {e}; retrying in {wait:.1?}")
+        })
         .await
-        .map_err(|e| format!("{e} (group {group})"))?;
-    let checkpoints = checkpoint_store::load(&kafka, &checkpoint_topic, &group, &topic)
-        .await
-        .map_err(|e| format!("reading checkpoints from {checkpoint_topic}: {e}"))?;
-    Ok(restore::resume_plan(&partitions, &committed, &checkpoints))
+        .map_err(|(action, e)| format!("{action}: {e}"))
 }
