@@ -53,6 +53,9 @@ struct Args {
     /// Record counts at which the monitor's peak RSS is measured (comma-separated; 0: skip).
     #[arg(long, value_delimiter = ',', default_value = "1000000,20000000")]
     flat: Vec<u64>,
+    /// Which side-by-side pairs to run: monitor, synchronizer (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "monitor,synchronizer")]
+    only: Vec<String>,
     /// Seconds of live records for the freshness measurement (0: skip).
     #[arg(long, default_value_t = 40)]
     fresh_seconds: u64,
@@ -108,33 +111,37 @@ fn main() {
     let mut results: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
     for round in 1..=args.rounds {
         let b = &broker.address;
-        let r = vec![
-            (
+        let mut r = Vec::new();
+        if args.only.iter().any(|o| o == "monitor") {
+            r.push((
                 "bare consumer",
                 run_bare_consumer(b, &reduced, args.records),
-            ),
-            (
+            ));
+            r.push((
                 "monitor → JSON lines",
                 run_monitor_json(b, &reduced, windows, dir.path()),
-            ),
-            (
+            ));
+            r.push((
                 "2 monitor instances → JSON lines",
                 run_monitor_pair_json(b, &reduced, windows, dir.path()),
-            ),
-            (
+            ));
+            r.push((
                 "monitor → Elasticsearch",
                 runtime.block_on(run_monitor_es(b, &reduced, windows, &args.es_url)),
-            ),
-            (
+            ));
+        }
+        if args.only.iter().any(|o| o == "synchronizer") {
+            r.push((
                 "bare consume → produce",
                 run_bare_pipe(b, &visits, args.records),
-            ),
-            ("synchronizer", run_synchronizer(b, &visits, args.records)),
-        ];
+            ));
+            r.push(("synchronizer", run_synchronizer(b, &visits, args.records)));
+        }
         for (name, run) in r {
             println!(
-                "round {round}: {name:<26} {:>10.0} records/s  peak RSS {:>6.1} MB",
+                "round {round}: {name:<32} {:>10.0} records/s  {:>5.2} CPU s per million  peak RSS {:>6.1} MB",
                 args.records as f64 / run.seconds,
+                run.cpu_seconds * 1e6 / args.records as f64,
                 run.peak_rss_mb
             );
             results.entry(name).or_default().push(run);
@@ -175,6 +182,8 @@ fn main() {
 struct Run {
     seconds: f64,
     peak_rss_mb: f64,
+    /// User + system CPU seconds the process(es) used until done.
+    cpu_seconds: f64,
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -183,14 +192,11 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn print_table(args: &Args, results: &BTreeMap<&str, Vec<Run>>) {
-    let rate = |name: &str| {
-        median(
-            &mut results[name]
-                .iter()
-                .map(|r| args.records as f64 / r.seconds)
-                .collect::<Vec<_>>(),
-        )
+    let median_of = |name: &str, f: &dyn Fn(&Run) -> f64| {
+        median(&mut results[name].iter().map(f).collect::<Vec<_>>())
     };
+    let rate = |name: &str| median_of(name, &|r| args.records as f64 / r.seconds);
+    let cpu = |name: &str| median_of(name, &|r| r.cpu_seconds * 1e6 / args.records as f64);
     let rss = |name: &str| {
         results[name]
             .iter()
@@ -198,22 +204,29 @@ fn print_table(args: &Args, results: &BTreeMap<&str, Vec<Run>>) {
             .fold(0.0, f64::max)
     };
     println!(
-        "\n{} records, {} per window, {} rounds (median records/s, highest peak RSS):\n",
+        "\n{} records, {} per window, {} rounds (medians; highest peak RSS):\n",
         args.records, args.per_window, args.rounds
     );
-    println!("| run | records/s | ratio | peak RSS (MB) |\n|---|---:|---:|---:|");
+    println!(
+        "| run | records/s | ratio | CPU s per million records | CPU ratio | peak RSS (MB) |\n|---|---:|---:|---:|---:|---:|"
+    );
     for (name, baseline) in [
         ("bare consumer", "bare consumer"),
         ("monitor → JSON lines", "bare consumer"),
-        ("2 monitor instances → JSON lines", "bare consumer"),
+        ("2 monitor instances → JSON lines", "monitor → JSON lines"),
         ("monitor → Elasticsearch", "bare consumer"),
         ("bare consume → produce", "bare consume → produce"),
         ("synchronizer", "bare consume → produce"),
     ] {
+        if !results.contains_key(name) {
+            continue;
+        }
         println!(
-            "| {name} | {:.0} | {:.2} × {baseline} | {:.1} |",
+            "| {name} | {:.0} | {:.2} × {baseline} | {:.2} | {:.2} × {baseline} | {:.1} |",
             rate(name),
             rate(name) / rate(baseline),
+            cpu(name),
+            cpu(name) / cpu(baseline),
             rss(name)
         );
     }
@@ -434,12 +447,28 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
         .and_then(|kb| kb.parse().ok())
 }
 
-/// Prints this process's peak resident set for [`measure`] (roles that exit by themselves).
+/// Prints this process's peak resident set and CPU time for [`measure`] (roles that exit by
+/// themselves).
 fn report_own_peak_rss() {
     println!(
         "peak_rss_kb={}",
         peak_rss_kb(std::process::id()).unwrap_or(0)
     );
+    println!(
+        "cpu_seconds={}",
+        cpu_seconds(std::process::id()).unwrap_or(0.0)
+    );
+}
+
+/// User + system CPU seconds process `pid` used so far (`/proc/PID/stat`).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) ends with ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / per_second)
 }
 
 /// Runs `command` until `done` holds (checked every `every`) or it exits by itself; then
@@ -456,17 +485,22 @@ fn measure(mut command: Command, every: Duration, mut done: impl FnMut() -> bool
     let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
     let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
     let mut peak_kb = 0;
+    let cpu;
     let seconds = loop {
         if let Some(status) = child.try_wait().unwrap() {
             let seconds = started.elapsed().as_secs_f64();
             let log = log.join().unwrap();
             assert!(status.success(), "{command:?} failed:\n{log}");
             let reported = out.join().unwrap();
-            peak_kb = reported
-                .lines()
-                .find_map(|line| line.strip_prefix("peak_rss_kb="))
-                .and_then(|kb| kb.parse().ok())
-                .unwrap_or_else(|| panic!("{command:?} did not report its peak RSS"));
+            let value = |name: &str| {
+                reported
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or_else(|| panic!("{command:?} did not report {name}"))
+            };
+            peak_kb = value("peak_rss_kb=") as u64;
+            cpu = value("cpu_seconds=");
             break seconds;
         }
         if let Some(kb) = peak_rss_kb(pid) {
@@ -477,6 +511,7 @@ fn measure(mut command: Command, every: Duration, mut done: impl FnMut() -> bool
             if let Some(kb) = peak_rss_kb(pid) {
                 peak_kb = kb;
             }
+            cpu = cpu_seconds(pid).unwrap_or(0.0);
             // SAFETY: signals our own child, which has not been reaped yet.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
             child.wait().unwrap();
@@ -491,6 +526,7 @@ fn measure(mut command: Command, every: Duration, mut done: impl FnMut() -> bool
     Run {
         seconds,
         peak_rss_mb: peak_kb as f64 / 1024.0,
+        cpu_seconds: cpu,
     }
 }
 
@@ -585,13 +621,16 @@ fn run_monitor_pair_json(brokers: &str, topic: &str, windows: u64, dir: &Path) -
         .unwrap();
     let second_pid = second.id();
     let mut second_peak_kb = 0;
+    let mut second_cpu = 0.0;
     let paths = outputs.clone();
     let mut run = measure(with_output(&outputs[0]), FILE_POLL, || {
         if let Some(kb) = peak_rss_kb(second_pid) {
             second_peak_kb = kb;
         }
+        second_cpu = cpu_seconds(second_pid).unwrap_or(second_cpu);
         distinct_windows(&paths) >= windows
     });
+    run.cpu_seconds += second_cpu;
     // SAFETY: signals our own child, which has not been reaped yet.
     unsafe { libc::kill(second_pid as libc::pid_t, libc::SIGTERM) };
     second.wait().unwrap();

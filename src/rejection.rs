@@ -30,12 +30,15 @@ pub enum RejectReason {
     ImplausibleLatency,
     /// The stamp lies after the record's timestamp by more than the tolerated clock skew.
     ClockSkew,
+    /// The record (or what the job makes of it) is larger than the producer may send
+    /// (`message.max.bytes`) or the broker accepts.
+    TooLarge,
 }
 
 impl RejectReason {
     /// Every reason, so that each job's rejection counters exist (at 0) from its start and
     /// alerts on their rate or absence work.
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::EmptyPayload,
         RejectReason::InvalidJson,
         RejectReason::NotAnObject,
@@ -48,6 +51,7 @@ impl RejectReason {
         RejectReason::Late,
         RejectReason::ImplausibleLatency,
         RejectReason::ClockSkew,
+        RejectReason::TooLarge,
     ];
 
     /// The stable snake_case name used in metric labels and dead-letter headers.
@@ -65,6 +69,7 @@ impl RejectReason {
             RejectReason::Late => "late",
             RejectReason::ImplausibleLatency => "implausible_latency",
             RejectReason::ClockSkew => "clock_skew",
+            RejectReason::TooLarge => "too_large",
         }
     }
 }
@@ -163,8 +168,9 @@ mod tests {
             RejectReason::Late => 9,
             RejectReason::ImplausibleLatency => 10,
             RejectReason::ClockSkew => 11,
+            RejectReason::TooLarge => 12,
         };
         let positions: Vec<usize> = RejectReason::ALL.iter().map(|&r| position(r)).collect();
-        assert_eq!(positions, (0..12).collect::<Vec<_>>());
+        assert_eq!(positions, (0..13).collect::<Vec<_>>());
     }
 }

@@ -196,3 +196,88 @@ async fn undecodable_visits_go_to_the_dead_letter_topic_with_reasons() {
     }
     assert_eq!(dead[bad.len()].headers["dlq.reason"], "empty_payload");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_records_are_dead_lettered_cut_to_fit_and_the_job_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topics("large");
+    create_topic(&t.visits, 1).await;
+    const MAX: usize = 20_000;
+    // Its reduced record (the id as key and inside the value) is over the producer's limit.
+    let huge_id = "v".repeat(12_000);
+    // Undecodable and, with the dead-letter headers, over the limit too: the detail quotes
+    // the bad value.
+    let bad_time = "9".repeat(25_000);
+    let too_big_to_keep = format!("{{\"visit_id\":\"x\",\"event_time\":\"{bad_time}\"}}");
+    let records = vec![
+        Outgoing {
+            key: Some("good-0".into()),
+            value: Some(visit_json("good-0", now_ms())),
+            ..Default::default()
+        },
+        Outgoing {
+            key: Some("huge".into()),
+            value: Some(visit_json(&huge_id, now_ms())),
+            ..Default::default()
+        },
+        Outgoing {
+            key: Some("bad".into()),
+            value: Some(too_big_to_keep.clone().into_bytes()),
+            ..Default::default()
+        },
+        Outgoing {
+            key: Some("good-1".into()),
+            value: Some(visit_json("good-1", now_ms())),
+            ..Default::default()
+        },
+    ];
+    produce(&t.visits, &records).await;
+    let max = MAX.to_string();
+    let property = format!("message.max.bytes={max}");
+    let job = start(&t, &["-X", &property], dir.path());
+    let mut dead = consume(
+        &t.dlq,
+        2,
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+    );
+    // (The dead-letter topic's partitions are read one after the other.)
+    dead.sort_by_key(|d| d.headers["dlq.source.offset"].clone());
+    let good = consume(
+        &t.reduced,
+        2,
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+    );
+    assert!(
+        job.terminate(Duration::from_secs(30)).success(),
+        "the job survived both records and stops cleanly"
+    );
+    let mut keys: Vec<_> = good.iter().map(|r| r.key.clone().unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys, ["good-0", "good-1"]);
+    assert_eq!(dead.len(), 2);
+
+    let huge = &dead[0];
+    assert_eq!(huge.headers["dlq.reason"], "too_large");
+    assert_eq!(huge.headers["dlq.source.offset"], "1");
+    assert_eq!(
+        huge.value.as_deref(),
+        records[1].value.as_deref(),
+        "kept unchanged: it fits"
+    );
+    assert!(!huge.headers.contains_key("dlq.truncated"));
+
+    let cut = &dead[1];
+    assert_eq!(cut.headers["dlq.reason"], "invalid_event_time");
+    assert_eq!(cut.headers["dlq.source.offset"], "2");
+    assert_eq!(cut.headers["dlq.truncated"], "true");
+    assert_eq!(
+        cut.headers["dlq.original.size"],
+        (too_big_to_keep.len() + "bad".len()).to_string()
+    );
+    let kept = cut.value.as_deref().unwrap();
+    assert!(!kept.is_empty() && kept.len() < MAX);
+    assert!(too_big_to_keep.as_bytes().starts_with(kept), "its start");
+    assert!(cut.headers["dlq.detail"].len() <= 1024, "detail bounded");
+}

@@ -111,6 +111,15 @@ impl KafkaArgs {
         ])
     }
 
+    /// The most bytes a produced record may have (`message.max.bytes` as the user set it, else
+    /// librdkafka's default): larger records are refused by the producer before sending.
+    pub fn message_max_bytes(&self) -> usize {
+        self.client_config(&[])
+            .get("message.max.bytes")
+            .and_then(|bytes| bytes.parse().ok())
+            .unwrap_or(super::dead_letter::DEFAULT_MESSAGE_MAX_BYTES)
+    }
+
     /// The group session timeout consumers of `group` use (`session.timeout.ms`, as the user
     /// set it or librdkafka's default of 45 s): how long a dead member keeps its partitions.
     pub fn session_timeout(&self, group: &str) -> Duration {

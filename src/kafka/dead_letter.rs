@@ -59,41 +59,85 @@ pub fn dead_letter_headers(
     })
 }
 
-/// Writes refused records to a dead-letter topic: each is counted by reason
+/// Header set to `true` when the dead letter keeps only the start of the record's key or value
+/// (the whole record would exceed what the producer may send).
+pub const TRUNCATED_HEADER: &str = "dlq.truncated";
+/// Header carrying the refused record's original size in bytes (key plus value).
+pub const ORIGINAL_SIZE_HEADER: &str = "dlq.original.size";
+/// The longest `dlq.detail` header in bytes; longer details are cut (a detail may quote the
+/// record's own content).
+pub const MAX_DETAIL_BYTES: usize = 1024;
+/// What a dead letter's headers and framing may take beyond its key and value.
+const HEADERS_ALLOWANCE: usize = 4096;
+
+/// A refused record to keep: its content and where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused<'a, H> {
+    /// Its key.
+    pub key: Option<&'a [u8]>,
+    /// Its value.
+    pub value: Option<&'a [u8]>,
+    /// Its headers, carried onto the dead letter.
+    pub headers: Option<&'a H>,
+    /// The partition it was consumed from.
+    pub partition: i32,
+    /// The offset it was consumed from.
+    pub offset: i64,
+}
+
+/// A dead letter ready to produce to [`DeadLetters::topic`].
+#[derive(Debug)]
+pub struct DeadLetter<'a> {
+    /// The record's key (cut to fit if it had to be).
+    pub key: Option<&'a [u8]>,
+    /// The record's value (cut to fit if it had to be).
+    pub value: Option<&'a [u8]>,
+    /// Reason, detail, source and, when cut, the original size.
+    pub headers: OwnedHeaders,
+}
+
+/// Turns refused records into dead letters: each is counted by reason
 /// (`sla_records_rejected_total`), logged at most once per reason every 10 s, and kept
-/// unchanged with why and where it came from in its headers.
-pub struct DeadLetterQueue {
-    producer: FutureProducer<JobContext>,
+/// unchanged — or, when it would exceed `max_bytes`, its start, flagged with
+/// [`TRUNCATED_HEADER`] and [`ORIGINAL_SIZE_HEADER`] — with why and where it came from in its
+/// headers.
+pub struct DeadLetters {
     source_topic: String,
     topic: String,
+    max_bytes: usize,
     log: RateLimitedLog<RejectReason>,
 }
 
-impl DeadLetterQueue {
-    /// A queue writing records consumed from `source_topic` to `topic` with `producer`; the
-    /// rejection counter of every reason is published (at 0) from now on.
-    pub fn new(producer: FutureProducer<JobContext>, source_topic: &str, topic: &str) -> Self {
+impl DeadLetters {
+    /// Dead letters of records consumed from `source_topic`, for `topic`, each at most
+    /// `max_bytes` (the producer's `message.max.bytes`); the rejection counter of every reason
+    /// is published (at 0) from now on.
+    pub fn new(source_topic: &str, topic: &str, max_bytes: usize) -> Self {
         for reason in RejectReason::ALL {
             metrics::counter!("sla_records_rejected_total", "reason" => reason.as_str())
                 .increment(0);
         }
-        DeadLetterQueue {
-            producer,
+        DeadLetters {
             source_topic: source_topic.to_string(),
             topic: topic.to_string(),
+            max_bytes,
             log: RateLimitedLog::new(Duration::from_secs(10)),
         }
     }
 
-    /// Enqueues `message` with the reason it was refused and any `extra` headers; returns the
-    /// future of its delivery (the caller commits its offset only once that succeeded).
-    pub async fn send(
+    /// The dead-letter topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Counts and logs `refused` and returns its dead letter, with any `extra` headers.
+    pub fn prepare<'a, H: Headers>(
         &mut self,
-        message: &impl Message,
+        refused: Refused<'a, H>,
         rejection: &Rejection,
         extra: &[(&str, &str)],
-    ) -> Result<DeliveryFuture, KafkaError> {
-        let (partition, offset) = (message.partition(), message.offset());
+    ) -> DeadLetter<'a> {
+        let (partition, offset) = (refused.partition, refused.offset);
         metrics::counter!("sla_records_rejected_total", "reason" => rejection.reason.as_str())
             .increment(1);
         if let Some(suppressed) = self.log.should_log(rejection.reason, Instant::now()) {
@@ -105,7 +149,7 @@ impl DeadLetterQueue {
                 "record of {} sent to {}: {}",
                 self.source_topic,
                 self.topic,
-                rejection.detail
+                cut(&rejection.detail, MAX_DETAIL_BYTES)
             );
         }
         let source = SourcePosition {
@@ -113,8 +157,22 @@ impl DeadLetterQueue {
             partition,
             offset,
         };
-        let headers = extra.iter().fold(
-            dead_letter_headers(message.headers().map(owned_headers), rejection, source),
+        let bounded = Rejection {
+            reason: rejection.reason,
+            detail: cut(&rejection.detail, MAX_DETAIL_BYTES).to_string(),
+        };
+        let original_headers = refused.headers.map(owned_headers);
+        let headers_size = original_headers.as_ref().map_or(0, headers_size);
+        let budget = self
+            .max_bytes
+            .saturating_sub(HEADERS_ALLOWANCE + headers_size);
+        let (key, value) = (
+            refused.key.unwrap_or_default(),
+            refused.value.unwrap_or_default(),
+        );
+        let fits = key.len() + value.len() <= budget;
+        let mut headers = extra.iter().fold(
+            dead_letter_headers(original_headers, &bounded, source),
             |headers, (key, value)| {
                 headers.insert(Header {
                     key,
@@ -122,14 +180,100 @@ impl DeadLetterQueue {
                 })
             },
         );
-        let record = OutgoingRecord {
-            partition: None,
-            topic: &self.topic,
+        if fits {
+            return DeadLetter {
+                key: refused.key,
+                value: refused.value,
+                headers,
+            };
+        }
+        let original_size = (key.len() + value.len()).to_string();
+        headers = headers
+            .insert(Header {
+                key: TRUNCATED_HEADER,
+                value: Some("true"),
+            })
+            .insert(Header {
+                key: ORIGINAL_SIZE_HEADER,
+                value: Some(original_size.as_str()),
+            });
+        let kept_key = key.len().min(budget);
+        let kept_value = value.len().min(budget - kept_key);
+        DeadLetter {
+            key: refused.key.map(|k| &k[..kept_key]),
+            value: refused.value.map(|v| &v[..kept_value]),
+            headers,
+        }
+    }
+}
+
+/// Writes refused records to a dead-letter topic as [`DeadLetters`] describes.
+pub struct DeadLetterQueue {
+    producer: FutureProducer<JobContext>,
+    letters: DeadLetters,
+}
+
+impl DeadLetterQueue {
+    /// A queue writing records consumed from `source_topic` to `topic` with `producer`, each
+    /// at most `max_bytes` (see [`DeadLetters::new`]).
+    pub fn new(
+        producer: FutureProducer<JobContext>,
+        source_topic: &str,
+        topic: &str,
+        max_bytes: usize,
+    ) -> Self {
+        DeadLetterQueue {
+            producer,
+            letters: DeadLetters::new(source_topic, topic, max_bytes),
+        }
+    }
+
+    /// Enqueues `message` with the reason it was refused and any `extra` headers; returns the
+    /// future of its delivery (the caller commits its offset only once that succeeded).
+    pub async fn send(
+        &mut self,
+        message: &impl Message,
+        rejection: &Rejection,
+        extra: &[(&str, &str)],
+    ) -> Result<DeliveryFuture, KafkaError> {
+        let refused = Refused {
             key: message.key(),
             value: message.payload(),
+            headers: message.headers(),
+            partition: message.partition(),
+            offset: message.offset(),
         };
-        enqueue(&self.producer, record, Some(headers)).await
+        let letter = self.letters.prepare(refused, rejection, extra);
+        let record = OutgoingRecord {
+            partition: None,
+            topic: &self.letters.topic,
+            key: letter.key,
+            value: letter.value,
+        };
+        enqueue(&self.producer, record, Some(letter.headers)).await
     }
+}
+
+/// librdkafka's default `message.max.bytes`.
+pub const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// `text`, cut at a character boundary to at most `max` bytes.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn headers_size(headers: &OwnedHeaders) -> usize {
+    headers
+        .iter()
+        .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len) + 8)
+        .sum()
 }
 
 /// A copy of a record's headers, to carry them onto its dead letter.
@@ -180,5 +324,61 @@ mod tests {
         assert!(pairs.contains(&(SOURCE_PARTITION_HEADER.into(), "1".into())));
         assert!(pairs.contains(&(SOURCE_OFFSET_HEADER.into(), "42".into())));
         assert!(pairs.contains(&(SOURCE_TOPIC_HEADER.into(), "visits".into())));
+    }
+
+    fn header(headers: &OwnedHeaders, key: &str) -> Option<String> {
+        headers
+            .iter()
+            .find(|h| h.key == key)
+            .map(|h| String::from_utf8(h.value.unwrap().to_vec()).unwrap())
+    }
+
+    fn refused<'a>(key: &'a [u8], value: &'a [u8]) -> Refused<'a, OwnedHeaders> {
+        Refused {
+            key: Some(key),
+            value: Some(value),
+            headers: None,
+            partition: 0,
+            offset: 7,
+        }
+    }
+
+    #[test]
+    fn a_record_that_fits_is_kept_whole() {
+        let mut letters = DeadLetters::new("in", "dlq", 10_000);
+        let rejection = Rejection::new(RejectReason::InvalidJson, "x");
+        let letter = letters.prepare(refused(b"k", &[b'a'; 5_000]), &rejection, &[]);
+        assert_eq!(letter.value.unwrap().len(), 5_000);
+        assert_eq!(header(&letter.headers, TRUNCATED_HEADER), None);
+    }
+
+    #[test]
+    fn a_record_too_large_keeps_its_start_flagged_with_its_size() {
+        let mut letters = DeadLetters::new("in", "dlq", 10_000);
+        let rejection = Rejection::new(RejectReason::TooLarge, "é".repeat(5_000));
+        let value = vec![b'a'; 50_000];
+        let letter = letters.prepare(refused(b"key", &value), &rejection, &[]);
+        let kept = letter.key.unwrap().len() + letter.value.unwrap().len();
+        assert!(kept > 0 && kept <= 10_000 - HEADERS_ALLOWANCE, "{kept}");
+        assert_eq!(
+            header(&letter.headers, TRUNCATED_HEADER).as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            header(&letter.headers, ORIGINAL_SIZE_HEADER).as_deref(),
+            Some("50003")
+        );
+        let detail = header(&letter.headers, DETAIL_HEADER).unwrap();
+        assert!(detail.len() <= MAX_DETAIL_BYTES && detail.starts_with('é'));
+    }
+
+    #[test]
+    fn a_huge_key_is_cut_too() {
+        let mut letters = DeadLetters::new("in", "dlq", 8_192);
+        let rejection = Rejection::new(RejectReason::TooLarge, "big");
+        let key = vec![b'k'; 100_000];
+        let letter = letters.prepare(refused(&key, b"v"), &rejection, &[]);
+        assert_eq!(letter.key.unwrap().len(), 8_192 - HEADERS_ALLOWANCE);
+        assert_eq!(letter.value.unwrap().len(), 0);
     }
 }

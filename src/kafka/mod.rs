@@ -10,6 +10,7 @@ pub mod group_consumer;
 pub mod producer;
 pub mod properties;
 pub mod rebalance_events;
+pub mod reporting_producer;
 pub mod retire;
 pub mod security_failure;
 pub mod transient;

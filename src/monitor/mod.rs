@@ -251,6 +251,7 @@ pub async fn run(
                 producer.clone(),
                 &config.input_topic,
                 &config.dead_letter_topic,
+                config.kafka.message_max_bytes(),
             ),
             consumer,
             events: input_events,
