@@ -4,11 +4,16 @@
 //! skip the delay), so a partition's committable offset is the lowest offset still in flight,
 //! or one past the highest offset seen when nothing is in flight.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Debug, Default)]
 struct PartitionState {
-    in_flight: BTreeSet<i64>,
+    /// Consumed offsets from the oldest unacknowledged one on, in consumption (ascending)
+    /// order, each with whether its output was acknowledged: acknowledging is a binary
+    /// search, and the committable offset is the front.
+    pending: VecDeque<(i64, bool)>,
+    /// How many of `pending` are not acknowledged.
+    unacknowledged: usize,
     /// One past the highest offset tracked so far.
     end: i64,
     /// The offset last committed (the next offset to consume after a restart).
@@ -17,7 +22,32 @@ struct PartitionState {
 
 impl PartitionState {
     fn committable(&self) -> i64 {
-        self.in_flight.first().copied().unwrap_or(self.end)
+        self.pending.front().map_or(self.end, |&(offset, _)| offset)
+    }
+
+    fn track(&mut self, offset: i64) {
+        if self.pending.back().is_some_and(|&(last, _)| last >= offset) {
+            // Consumed again from an earlier position (a seek): what was pending is redone.
+            self.pending.retain(|&(o, _)| o < offset);
+            self.unacknowledged = self.pending.iter().filter(|(_, acked)| !acked).count();
+        }
+        self.pending.push_back((offset, false));
+        self.unacknowledged += 1;
+        self.end = self.end.max(offset + 1);
+    }
+
+    fn ack(&mut self, offset: i64) {
+        let Ok(index) = self.pending.binary_search_by_key(&offset, |&(o, _)| o) else {
+            return;
+        };
+        let entry = &mut self.pending[index].1;
+        if !*entry {
+            *entry = true;
+            self.unacknowledged -= 1;
+        }
+        while self.pending.front().is_some_and(|&(_, acked)| acked) {
+            self.pending.pop_front();
+        }
     }
 }
 
@@ -30,22 +60,20 @@ pub struct OffsetTracker {
 impl OffsetTracker {
     /// Records that `offset` of `partition` was consumed and its output is pending.
     pub fn track(&mut self, partition: i32, offset: i64) {
-        let state = self.partitions.entry(partition).or_default();
-        state.in_flight.insert(offset);
-        state.end = state.end.max(offset + 1);
+        self.partitions.entry(partition).or_default().track(offset);
     }
 
     /// Records that the output produced from `offset` was acknowledged (or that the offset
     /// needs no output). Unknown partitions (revoked meanwhile) are ignored.
     pub fn ack(&mut self, partition: i32, offset: i64) {
         if let Some(state) = self.partitions.get_mut(&partition) {
-            state.in_flight.remove(&offset);
+            state.ack(offset);
         }
     }
 
     /// Number of consumed records whose output is still pending.
     pub fn in_flight(&self) -> usize {
-        self.partitions.values().map(|s| s.in_flight.len()).sum()
+        self.partitions.values().map(|s| s.unacknowledged).sum()
     }
 
     /// The offsets (next offset to consume, per partition) that are safe to commit and

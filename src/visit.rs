@@ -18,8 +18,23 @@ pub struct Visit {
 impl Visit {
     /// Decodes a record value into a visit.
     ///
-    /// Requires an object with `visit_id` (string or integer) and `event_time` (RFC 3339 string).
+    /// Requires an object with `visit_id` (string or integer) and `event_time` (RFC 3339 string)
+    /// not before 1970 (reduced records carry it as non-negative Unix seconds).
     pub fn decode(payload: Option<&[u8]>) -> Result<Visit, Rejection> {
+        let visit = Self::decode_fields(payload)?;
+        if visit.event_time.timestamp() < 0 {
+            return Err(Rejection::new(
+                RejectReason::InvalidEventTime,
+                format!(
+                    "event_time {} is before 1970-01-01T00:00:00Z",
+                    visit.event_time.to_rfc3339()
+                ),
+            ));
+        }
+        Ok(visit)
+    }
+
+    fn decode_fields(payload: Option<&[u8]>) -> Result<Visit, Rejection> {
         if let Some(Ok(view)) = payload.map(serde_json::from_slice::<VisitView<'_>>) {
             if let (Some(id), Ok(event_time)) = (
                 view.visit_id.0,
@@ -121,6 +136,18 @@ mod tests {
 
     fn reason(payload: &[u8]) -> RejectReason {
         Visit::decode(Some(payload)).unwrap_err().reason
+    }
+
+    #[test]
+    fn an_event_time_before_1970_is_refused() {
+        assert_eq!(
+            reason(br#"{"visit_id":"v","event_time":"1969-12-31T23:59:59Z"}"#),
+            RejectReason::InvalidEventTime
+        );
+        assert!(Visit::decode(Some(
+            br#"{"visit_id":"v","event_time":"1970-01-01T00:00:00Z"}"#
+        ))
+        .is_ok());
     }
 
     #[test]

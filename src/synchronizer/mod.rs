@@ -133,6 +133,9 @@ struct PendingOutput {
     started: Instant,
 }
 
+/// Most kilobytes of records waiting in the producer's queue (`queue.buffering.max.kbytes`).
+const PRODUCER_QUEUE_KBYTES: &str = "16384";
+
 /// Most delivery reports taken at once.
 const REPORT_BATCH: usize = 1024;
 
@@ -196,6 +199,9 @@ pub async fn run(
     let queue_limit = (config.max_in_flight * 2).max(1000).to_string();
     let mut producer_settings = RELIABLE_PRODUCER.to_vec();
     producer_settings.push(("queue.buffering.max.messages", &queue_limit));
+    // What waits in librdkafka's queue is bounded in bytes too (its default, 1 GB, would let a
+    // slow broker take most of the job's memory); a full queue makes the job wait.
+    producer_settings.push(("queue.buffering.max.kbytes", PRODUCER_QUEUE_KBYTES));
     let (producer, reports) = ReportingProducer::new(
         &config.kafka.producer_config(&producer_settings),
         context.clone(),
@@ -445,6 +451,12 @@ impl Synchronizer {
         }
         let wait = policy.sample(&mut self.rng);
         let due = self.schedule.due_at(partition, started, wait);
+        if self.waiting.is_empty() && due <= started {
+            // Due now and nothing waits before it: produced at once.
+            return self
+                .produce_reduced(partition, offset, due, &visit.id, &value)
+                .await;
+        }
         self.sequence += 1;
         self.waiting.push(Reverse(Waiting {
             due,
@@ -579,26 +591,42 @@ impl Synchronizer {
         let now = Instant::now();
         while self.waiting.peek().is_some_and(|Reverse(w)| w.due <= now) {
             let Reverse(w) = self.waiting.pop().expect("peeked");
-            let record = OutgoingRecord {
-                partition: None,
-                topic: &self.config.output_topic,
-                key: Some(w.key.as_bytes()),
-                value: Some(w.value.as_bytes()),
-            };
-            let pending = PendingOutput {
-                partition: w.partition,
-                offset: w.offset,
-                kind: OutputKind::Reduced,
-                started: w.due,
-            };
-            let refusal =
-                enqueue_output(&self.producer, &mut self.outputs, record, None, pending).await?;
-            if let Some((content, e)) = refusal {
-                self.dead_letter_refused(w.partition, w.offset, content, &e)
-                    .await?;
-            }
+            self.produce_reduced(w.partition, w.offset, w.due, &w.key, &w.value)
+                .await?;
         }
         Ok(())
+    }
+
+    /// Produces the reduced record of input `offset` of `partition`, due at `due`.
+    async fn produce_reduced(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        due: Instant,
+        key: &str,
+        value: &str,
+    ) -> Result<(), SynchronizerError> {
+        let record = OutgoingRecord {
+            partition: None,
+            topic: &self.config.output_topic,
+            key: Some(key.as_bytes()),
+            value: Some(value.as_bytes()),
+        };
+        let pending = PendingOutput {
+            partition,
+            offset,
+            kind: OutputKind::Reduced,
+            started: due,
+        };
+        let refusal =
+            enqueue_output(&self.producer, &mut self.outputs, record, None, pending).await?;
+        match refusal {
+            None => Ok(()),
+            Some((content, e)) => {
+                self.dead_letter_refused(partition, offset, content, &e)
+                    .await
+            }
+        }
     }
 
     /// Takes a batch of delivery reports: acknowledged records let their offsets be committed;
