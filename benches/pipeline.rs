@@ -2,6 +2,7 @@
 //! topics in the same run, so the results are ratios that hold on any machine.
 //!
 //! `cargo bench --bench pipeline -- [--records 5000000] [--per-window 500000] [--rounds 3]
+//! [--partitions 2] [--only monitor,synchronizer]
 //! [--flat 1000000,20000000] [--fresh-seconds 40]`
 //!
 //! Needs `scripts/stack.sh up kafka elasticsearch` (the tansu binary and Elasticsearch); the
@@ -53,6 +54,9 @@ struct Args {
     /// Record counts at which the monitor's peak RSS is measured (comma-separated; 0: skip).
     #[arg(long, value_delimiter = ',', default_value = "1000000,20000000")]
     flat: Vec<u64>,
+    /// Partitions of the input topics.
+    #[arg(long, default_value_t = 2)]
+    partitions: i32,
     /// Which side-by-side pairs to run: monitor, synchronizer (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "monitor,synchronizer")]
     only: Vec<String>,
@@ -67,7 +71,15 @@ struct Args {
     rest: Vec<String>,
 }
 
-const PARTITIONS: i32 = 2;
+/// Partitions of the benchmark's topics (`--partitions`, passed to the roles this benchmark
+/// starts as processes through the environment).
+fn partitions() -> i32 {
+    std::env::var(PARTITIONS_VARIABLE)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(2)
+}
+const PARTITIONS_VARIABLE: &str = "SLA_BENCH_PARTITIONS";
 const WINDOW_MS: i64 = 10_000;
 /// How often a file or process is checked for completion.
 const FILE_POLL: Duration = Duration::from_millis(20);
@@ -94,6 +106,8 @@ fn main() {
         return;
     }
     let args = Args::parse();
+    // SAFETY: no other thread runs yet.
+    unsafe { std::env::set_var(PARTITIONS_VARIABLE, args.partitions.to_string()) };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
@@ -204,8 +218,8 @@ fn print_table(args: &Args, results: &BTreeMap<&str, Vec<Run>>) {
             .fold(0.0, f64::max)
     };
     println!(
-        "\n{} records, {} per window, {} rounds (medians; highest peak RSS):\n",
-        args.records, args.per_window, args.rounds
+        "\n{} records, {} per window, {} partitions, {} rounds (medians; highest peak RSS):\n",
+        args.records, args.per_window, args.partitions, args.rounds
     );
     println!(
         "| run | records/s | ratio | CPU s per million records | CPU ratio | peak RSS (MB) |\n|---|---:|---:|---:|---:|---:|"
@@ -316,7 +330,7 @@ fn create_topic(brokers: &str, topic: &str) {
         .unwrap();
     let results = runtime
         .block_on(admin.create_topics(
-            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
+            &[NewTopic::new(topic, partitions(), TopicReplication::Fixed(1))],
             &AdminOptions::new(),
         ))
         .unwrap();
@@ -387,9 +401,9 @@ fn produce_reduced(brokers: &str, topic: &str, n: u64, per_window: u64) -> u64 {
         .set("queue.buffering.max.messages", "1000000");
     let (producer, acked) = producer(config);
     let mut rng = StdRng::seed_from_u64(7);
-    let sent = n + PARTITIONS as u64;
+    let sent = n + partitions() as u64;
     for i in 0..sent {
-        let partition = (i % PARTITIONS as u64) as i32;
+        let partition = (i % partitions() as u64) as i32;
         let event_time = if i < n {
             base + (i as i64 * WINDOW_MS) / per_window as i64
         } else {
@@ -546,7 +560,7 @@ fn job(binary: &str) -> Command {
 
 fn run_bare_consumer(brokers: &str, topic: &str, n: u64) -> Run {
     let mut command = this_bench("bare-consumer");
-    command.args([brokers, topic, &(n + PARTITIONS as u64).to_string()]);
+    command.args([brokers, topic, &(n + partitions() as u64).to_string()]);
     measure(command, FILE_POLL, || false)
 }
 
@@ -684,12 +698,12 @@ fn run_synchronizer(brokers: &str, topic: &str, n: u64) -> Run {
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let mut partitions = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        partitions.add_partition(topic, p);
+    let mut wanted = TopicPartitionList::new();
+    for p in 0..partitions() {
+        wanted.add_partition(topic, p);
     }
     measure(command, Duration::from_millis(100), move || {
-        let committed = match reader.committed_offsets(partitions.clone(), Duration::from_secs(5)) {
+        let committed = match reader.committed_offsets(wanted.clone(), Duration::from_secs(5)) {
             Ok(c) => c,
             Err(_) => return false,
         };
@@ -713,7 +727,7 @@ fn bare_consumer(brokers: &str, topic: &str, n: u64) {
         .create()
         .unwrap();
     let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
+    for p in 0..partitions() {
         assignment
             .add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
@@ -791,7 +805,7 @@ async fn freshness(brokers: &str, topic: &str, es: &str, seconds: u64) {
             let mut rng = StdRng::seed_from_u64(3);
             let mut sent = 0u64;
             while started.elapsed() < Duration::from_secs(seconds) {
-                for partition in 0..PARTITIONS {
+                for partition in 0..partitions() {
                     let value = format!(
                         r#"{{"visit":{{"id":"f-{sent}","event_time":0}},"start_processing_time_ms":{}}}"#,
                         now_ms() - latency(&mut rng)
