@@ -330,7 +330,11 @@ fn create_topic(brokers: &str, topic: &str) {
         .unwrap();
     let results = runtime
         .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions(), TopicReplication::Fixed(1))],
+            &[NewTopic::new(
+                topic,
+                partitions(),
+                TopicReplication::Fixed(1),
+            )],
             &AdminOptions::new(),
         ))
         .unwrap();

@@ -224,7 +224,7 @@ impl Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = sla_monitor::cli::parse();
     telemetry::init_logging();
     let metrics = telemetry::install_metrics("monitor")?;
     let shutdown = Shutdown::on_signals();
@@ -238,6 +238,10 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let (sink, output, es) = (cli.sink, cli.output.clone(), cli.elasticsearch.clone());
     let config = cli.config()?;
+    if matches!(sink, SinkKind::Elasticsearch) {
+        // A misconfigured Elasticsearch is said at once, not after Kafka became reachable.
+        es.client()?;
+    }
     monitor::prepare_topics(&config, shutdown.clone()).await?;
     match sink {
         SinkKind::JsonLines => {

@@ -92,7 +92,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = sla_monitor::cli::parse();
     telemetry::init_logging();
     let metrics = telemetry::install_metrics("synchronizer")?;
     let shutdown = Shutdown::on_signals();

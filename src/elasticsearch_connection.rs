@@ -124,10 +124,18 @@ impl ElasticsearchArgs {
 
     /// A client for these settings.
     pub fn client(&self) -> Result<Elasticsearch, ConfigError> {
-        let url = self
-            .url
-            .parse()
-            .map_err(|e| ConfigError(format!("--es-url {:?} is not a URL: {e}", self.url)))?;
+        if crate::redact::has_userinfo(&self.url) {
+            return Err(ConfigError(format!(
+                "--es-url {} carries credentials (user:password@), which would be logged and                  shown: give them as --es-username with SLA_ES_PASSWORD or --es-password-file",
+                crate::redact::without_userinfo(&self.url)
+            )));
+        }
+        let url = self.url.parse().map_err(|e| {
+            ConfigError(format!(
+                "--es-url {:?} is not a URL: {e}",
+                crate::redact::without_userinfo(&self.url)
+            ))
+        })?;
         let mut builder =
             TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(self.timeout);
         if let Some(credentials) = self.credentials()? {

@@ -70,6 +70,7 @@
 pub mod alerting;
 pub mod assignment_watchdog;
 pub mod backoff;
+pub mod cli;
 pub mod delay;
 pub mod digest;
 pub mod elasticsearch_connection;
@@ -81,6 +82,7 @@ pub mod merge;
 pub mod monitor;
 pub mod offset_tracker;
 pub mod rate_limited_log;
+pub mod redact;
 pub mod reduced_visit;
 pub mod rejection;
 pub mod shuffle;

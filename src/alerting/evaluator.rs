@@ -174,7 +174,8 @@ impl AlertmanagerSender {
     fn spawn(base: &str, http: reqwest::Client) -> Self {
         let (queue, mut alerts) = tokio::sync::mpsc::channel::<serde_json::Value>(Self::QUEUE);
         let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
-        let label = base.to_string();
+        // Labels and logs show the URL without the credentials it may carry.
+        let label = crate::redact::without_userinfo(base);
         tokio::spawn(async move {
             while let Some(body) = alerts.recv().await {
                 let ok = post(&http, &url, &body).await;
@@ -187,7 +188,7 @@ impl AlertmanagerSender {
             }
         });
         AlertmanagerSender {
-            base: base.to_string(),
+            base: crate::redact::without_userinfo(base),
             queue,
         }
     }
@@ -230,11 +231,13 @@ async fn post(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> bo
     match http.post(url).json(body).send().await {
         Ok(r) if r.status().is_success() => true,
         Ok(r) => {
-            tracing::warn!("{url} answered {}", r.status());
+            let shown = crate::redact::without_userinfo(url);
+            tracing::warn!("{shown} answered {}", r.status());
             false
         }
         Err(e) => {
-            tracing::warn!("posting to {url}: {e}");
+            let shown = crate::redact::without_userinfo(url);
+            tracing::warn!("posting to {shown}: {}", e.without_url());
             false
         }
     }

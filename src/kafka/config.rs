@@ -2,7 +2,7 @@
 //! properties file, for TLS, SASL and anything else librdkafka offers), the compression of
 //! what the jobs produce, and the shape of the topics the jobs create.
 
-use super::properties::{parse_properties_file, parse_property, PropertiesFile, Property};
+use super::properties::{parse_properties_file, PropertiesFile, Property, PropertyParser};
 use rdkafka::ClientConfig;
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ pub struct KafkaArgs {
         env = "SLA_KAFKA_PROPERTIES",
         value_name = "KEY=VALUE",
         value_delimiter = ',',
-        value_parser = parse_property
+        value_parser = PropertyParser
     )]
     pub properties: Vec<Property>,
 

@@ -77,7 +77,36 @@ pub fn parse_properties(text: &str) -> Result<Vec<(usize, Property)>, String> {
     Ok(properties)
 }
 
-/// clap value parser of one `-X key=value` property: split at the first `=`, then checked.
+/// clap value parser of `-X key=value`: [`parse_property`], with errors that never repeat
+/// the raw argument (clap's own message would quote it whole, value included, and the value
+/// may be a secret).
+#[derive(Debug, Clone, Copy)]
+pub struct PropertyParser;
+
+impl clap::builder::TypedValueParser for PropertyParser {
+    type Value = Property;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Property, clap::Error> {
+        let refused = |message: String| {
+            let mut command = command.clone();
+            command.error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("-X: {message}"),
+            )
+        };
+        let raw = value
+            .to_str()
+            .ok_or_else(|| refused("the property is not valid UTF-8".to_string()))?;
+        parse_property(raw).map_err(refused)
+    }
+}
+
+/// One `-X key=value` property: split at the first `=`, then checked.
 pub fn parse_property(raw: &str) -> Result<Property, String> {
     match raw.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
