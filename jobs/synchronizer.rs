@@ -63,6 +63,11 @@ struct Cli {
     #[arg(long, env = "SLA_MAX_IN_FLIGHT", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
 
+    /// Most bytes of reduced records (key plus value) held while they wait for the delay, e.g.
+    /// 32MiB: consuming pauses while they are reached (bounds memory whatever the records' size).
+    #[arg(long, env = "SLA_MAX_WAITING_BYTES", default_value = "32MiB")]
+    max_waiting_bytes: bytesize::ByteSize,
+
     /// On shutdown, how long to wait for delayed and in-flight records before exiting anyway
     /// (records not acknowledged by then are reprocessed after a restart).
     #[arg(long, env = "SLA_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -122,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
         group: cli.group,
         commit_interval: cli.commit_interval,
         max_in_flight: cli.max_in_flight as usize,
+        max_waiting_bytes: cli.max_waiting_bytes.as_u64() as usize,
         drain_timeout: cli.drain_timeout,
         assignment_timeout: cli.assignment_timeout,
         readiness,

@@ -256,3 +256,45 @@ fn beyond_loopback_the_control_endpoint_needs_a_token() {
         "{stderr}"
     );
 }
+
+/// Under a delay, what waits is bounded in bytes: consuming pauses once the waiting records'
+/// keys and values reach --max-waiting-bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_waiting_for_the_delay_are_bounded_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 40;
+    let topics = Topics::with_visits("bytes", n).await;
+    let job = topics.start(
+        &[
+            "--delay",
+            "1h",
+            "--max-waiting-bytes",
+            "1KiB",
+            "--drain-timeout",
+            "1s",
+        ],
+        dir.path(),
+    );
+    // Each waiting record: a 3-byte key and its reduced value (10-digit event time, 13-digit stamp).
+    let value = format!(
+        r#"{{"visit":{{"id":"v00","event_time":{}}},"start_processing_time_ms":{}}}"#,
+        1_795_000_000i64, 1_795_000_000_000i64
+    );
+    let per_record = 3 + value.len();
+    let admitted = 1024usize.div_ceil(per_record);
+    assert!(admitted < n);
+    wait_for("the byte bound reached", Duration::from_secs(60), || {
+        metric_sum(&job, "sla_records_waiting", &[]) == Some(admitted as f64)
+    });
+    // Consuming stays paused: nothing more is taken while they wait.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        metric_sum(&job, "sla_records_waiting", &[]),
+        Some(admitted as f64)
+    );
+    assert_eq!(
+        metric_sum(&job, "sla_records_consumed_total", &[]),
+        Some(admitted as f64)
+    );
+    assert!(job.terminate(Duration::from_secs(60)).success());
+}

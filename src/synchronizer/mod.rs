@@ -58,6 +58,8 @@ pub struct SynchronizerConfig {
     pub commit_interval: Duration,
     /// Most records consumed but not yet acknowledged at once (bounds memory).
     pub max_in_flight: usize,
+    /// Most bytes of reduced records (key plus value) waiting for their due time at once.
+    pub max_waiting_bytes: usize,
     /// How long a shutdown waits for delayed and in-flight records before giving up on them
     /// (their offsets are then not committed; they are reprocessed after a restart).
     pub drain_timeout: Duration,
@@ -240,6 +242,7 @@ pub async fn run(
         delay,
         schedule: PartitionOrderedSchedule::default(),
         waiting: BinaryHeap::new(),
+        waiting_bytes: 0,
         sequence: 0,
         rng: StdRng::seed_from_u64(rand_seed()),
         dead_letters,
@@ -302,6 +305,8 @@ struct Synchronizer {
     delay: watch::Receiver<DelayPolicy>,
     schedule: PartitionOrderedSchedule,
     waiting: BinaryHeap<Reverse<Waiting>>,
+    /// Bytes of keys and values in `waiting`.
+    waiting_bytes: usize,
     sequence: u64,
     rng: StdRng,
     dead_letters: DeadLetters,
@@ -365,7 +370,7 @@ impl Synchronizer {
                 break;
             }
             let can_consume = drain_deadline.is_none()
-                && self.waiting.len() < policy.max_waiting(self.config.max_in_flight)
+                && self.has_room(policy)
                 && in_flight < self.config.max_in_flight;
             let next_due = self.waiting.peek().map(|Reverse(w)| w.due);
             let consumer = self.consumer.clone();
@@ -407,7 +412,7 @@ impl Synchronizer {
                             Err(e) => tracing::warn!("consuming from {}: {e}", self.config.input_topic),
                         }
                         taken += 1;
-                        if taken < READY_BATCH && self.waiting.len() < policy.max_waiting(self.config.max_in_flight) {
+                        if taken < READY_BATCH && self.has_room(policy) {
                             next = consumer.recv().now_or_never();
                         }
                     }
@@ -458,6 +463,7 @@ impl Synchronizer {
                 .await;
         }
         self.sequence += 1;
+        self.waiting_bytes += visit.id.len() + value.len();
         self.waiting.push(Reverse(Waiting {
             due,
             sequence: self.sequence,
@@ -468,6 +474,13 @@ impl Synchronizer {
             value,
         }));
         Ok(())
+    }
+
+    /// Whether another record may wait for its due time: under the policy's count limit and
+    /// under the byte limit.
+    fn has_room(&self, policy: DelayPolicy) -> bool {
+        self.waiting.len() < policy.max_waiting(self.config.max_in_flight)
+            && self.waiting_bytes < self.config.max_waiting_bytes
     }
 
     /// Sends a consumed record to the dead-letter topic; its offset is committed once that is
@@ -591,6 +604,7 @@ impl Synchronizer {
         let now = Instant::now();
         while self.waiting.peek().is_some_and(|Reverse(w)| w.due <= now) {
             let Reverse(w) = self.waiting.pop().expect("peeked");
+            self.waiting_bytes -= w.key.len() + w.value.len();
             self.produce_reduced(w.partition, w.offset, w.due, &w.key, &w.value)
                 .await?;
         }
