@@ -412,6 +412,71 @@ fn compose_stack_is_complete_and_loopback_only() {
             "docker/Dockerfile"
         );
     }
+    // Services that build must not share an image name: Compose builds them in parallel and
+    // the second tag fails ("image already exists").
+    let mut built_images = BTreeSet::new();
+    for (name, service) in services {
+        if service.get("build").is_some() {
+            let image = service["image"].as_str().unwrap_or(name).to_string();
+            assert!(
+                built_images.insert(image.clone()),
+                "{name} builds image {image} like another service"
+            );
+        }
+    }
+    // Every long-running service comes back after a crash or a host restart; one-shots do not.
+    for (name, service) in services {
+        let restart = service["restart"].as_str();
+        if ["kafka-init", "grafana-init"].contains(&name.as_str()) {
+            assert_ne!(restart, Some("unless-stopped"), "{name} is a one-shot");
+        } else {
+            assert_eq!(
+                restart,
+                Some("unless-stopped"),
+                "{name} has no restart policy"
+            );
+        }
+    }
+    // No host port is published twice, nor the alerts evaluator's default (127.0.0.1:9103).
+    let mut host_ports = BTreeSet::new();
+    for (name, service) in services {
+        for port in service["ports"].as_array().into_iter().flatten() {
+            let host = port
+                .as_str()
+                .unwrap()
+                .rsplit_once(':')
+                .unwrap()
+                .0
+                .to_string();
+            assert_ne!(
+                host, "127.0.0.1:9103",
+                "{name} takes the alerts evaluator's port"
+            );
+            assert!(
+                host_ports.insert(host.clone()),
+                "{name} publishes {host} twice"
+            );
+        }
+    }
+    // Notifications work out of the box: the Alertmanagers' default SMTP server is a service
+    // of the stack (mailpit), not a placeholder that fails every e-mail.
+    let smarthost = services["alertmanager"]["environment"]["SLA_SMTP_SMARTHOST"]
+        .as_str()
+        .unwrap();
+    let default_host = smarthost
+        .split_once(":-")
+        .map(|(_, default)| default.trim_end_matches('}'))
+        .expect("a default SMTP server");
+    let default_service = default_host.split(':').next().unwrap();
+    assert!(
+        services.contains_key(default_service),
+        "the default SMTP server {default_host} is not a service of the stack"
+    );
+    let example = read("docker/.env.example");
+    assert!(
+        !example.contains("example.com:"),
+        ".env.example points a server at a placeholder host"
+    );
     // The secret file is mounted so that a missing one is an error, not an empty directory.
     let secret = compose["services"]["alertmanager"]["volumes"]
         .as_array()
@@ -482,9 +547,20 @@ fn compose_stack_is_complete_and_loopback_only() {
 #[test]
 fn secured_kafka_override_keeps_client_secrets_outside_the_repo() {
     let compose = yaml("docker/secured-kafka.yml");
-    for job in ["generator", "synchronizer", "monitor"] {
+    for job in ["generator", "synchronizer", "monitor", "monitor-2"] {
         let service = &compose["services"][job];
         let env = &service["environment"];
+        assert!(
+            service["user"].as_str().unwrap().starts_with("${SLA_UID:?"),
+            "{job}: runs as the owner of the private secrets directory"
+        );
+        assert!(
+            env["SLA_REPLICATION_FACTOR"]
+                .as_str()
+                .unwrap()
+                .starts_with("${SLA_REPLICATION_FACTOR"),
+            "{job}: the replication factor of created topics is the user's"
+        );
         assert!(
             env["SLA_BROKERS"]
                 .as_str()
@@ -503,6 +579,36 @@ fn secured_kafka_override_keeps_client_secrets_outside_the_repo() {
                 && volume.ends_with(":/etc/sla-monitor/kafka:ro"),
             "{job}: secrets mounted read-only from outside the repo: {volume}"
         );
+    }
+    // The documented `up` starts every service of the stack but the local broker (and the
+    // generator, which writes test data).
+    let text = read("docker/secured-kafka.yml");
+    let command: String = text
+        .lines()
+        .skip_while(|l| !l.contains("up -d --build"))
+        .take_while(|l| l.trim_end().ends_with('\\') || l.contains("up -d --build"))
+        .chain(
+            text.lines()
+                .skip_while(|l| !l.contains("up -d --build"))
+                .skip_while(|l| l.trim_end().ends_with('\\'))
+                .take(1),
+        )
+        .collect::<Vec<_>>()
+        .join(" ");
+    let started: BTreeSet<&str> = command
+        .split_whitespace()
+        .skip_while(|w| *w != "--build")
+        .skip(1)
+        .filter(|w| *w != "\\" && *w != "#")
+        .collect();
+    let base = yaml("docker/docker-compose.yml");
+    for service in base["services"].as_object().unwrap().keys() {
+        if !["kafka", "kafka-init", "generator"].contains(&service.as_str()) {
+            assert!(
+                started.contains(service.as_str()),
+                "the secured overlay's `up` leaves out {service}: {command}"
+            );
+        }
     }
     let template = repo("docker/kafka-client.properties.example");
     let properties = sla_monitor::kafka::properties::PropertiesFile::read(&template)

@@ -25,7 +25,7 @@ pub struct PartitionMetrics {
     pub late: Counter,
     /// `sla_monitor_parts_published_total`: window parts sent to the shuffle topic.
     pub parts_published: Counter,
-    /// `sla_assigned_partitions{topic=<input>}`.
+    /// `sla_assigned_partitions{topic=<input>, role="input"}`.
     pub assigned: Gauge,
     /// `sla_monitor_partitions_restored_total{from}`: assigned partitions by where they
     /// resumed: `checkpoint`, `committed_offset` (no checkpoint) or `start` (neither).
@@ -48,7 +48,7 @@ impl PartitionMetrics {
             already_counted: counter!("sla_monitor_replayed_already_written_total"),
             late: counter!("sla_monitor_late_records_total"),
             parts_published: counter!("sla_monitor_parts_published_total"),
-            assigned: gauge!("sla_assigned_partitions", "topic" => input_topic.to_string()),
+            assigned: gauge!("sla_assigned_partitions", "topic" => input_topic.to_string(), "role" => "input"),
             restored_from: ["checkpoint", "committed_offset", "start"]
                 .map(|from| counter!("sla_monitor_partitions_restored_total", "from" => from)),
             watermark: gauge!("sla_monitor_watermark_seconds"),
@@ -85,7 +85,8 @@ pub fn sink_retries() -> Counter {
 
 /// The merge stage's metrics.
 pub struct MergeMetrics {
-    /// `sla_assigned_partitions{topic=<shuffle>}`.
+    /// `sla_assigned_partitions{topic=<shuffle>, role="shuffle"}`: an instance without a
+    /// shuffle partition is normal (there are more instances than shuffle partitions).
     pub assigned: Gauge,
     /// `sla_consumer_group_rejoins_total{topic=<shuffle>}`: merge-group rejoins by the watchdog.
     pub rejoins: Counter,
@@ -119,7 +120,7 @@ impl MergeMetrics {
     /// The handles for shuffle topic `shuffle_topic` and the configured `quantiles`.
     pub fn new(shuffle_topic: &str, quantiles: &[f64]) -> Self {
         let metrics = MergeMetrics {
-            assigned: gauge!("sla_assigned_partitions", "topic" => shuffle_topic.to_string()),
+            assigned: gauge!("sla_assigned_partitions", "topic" => shuffle_topic.to_string(), "role" => "shuffle"),
             rejoins: counter!("sla_consumer_group_rejoins_total", "topic" => shuffle_topic.to_string()),
             windows_closed: counter!("sla_monitor_windows_closed_total"),
             batches_acknowledged: counter!("sla_monitor_window_batches_acknowledged_total"),

@@ -336,7 +336,7 @@ impl Meters {
             produce_ack: metrics::histogram!("sla_produce_ack_seconds"),
             in_flight: metrics::gauge!("sla_records_in_flight"),
             waiting: metrics::gauge!("sla_records_waiting"),
-            assigned: metrics::gauge!("sla_assigned_partitions", "topic" => config.input_topic.clone()),
+            assigned: metrics::gauge!("sla_assigned_partitions", "topic" => config.input_topic.clone(), "role" => "input"),
             rejoins: metrics::counter!("sla_consumer_group_rejoins_total", "topic" => config.input_topic.clone()),
         }
     }
