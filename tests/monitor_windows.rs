@@ -294,3 +294,67 @@ async fn records_on_the_shuffle_topic_it_could_not_have_written_are_skipped() {
         );
     }
 }
+
+/// Checkpoints under this monitor's group and topic that it could not have saved — an offset
+/// at the end of time (which would mark every record as already counted), offsets beyond the
+/// partition's end, an impossible event time — are not used: every record is counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_it_could_not_have_saved_are_not_used() {
+    use sla_monitor::monitor::checkpoint::{Checkpoint, CheckpointRecord};
+
+    let s = monitor_topics("forged");
+    create_topic(&s.reduced, 2).await;
+    create_topic(&s.checkpoints, 1).await;
+    let group = unique("forged_g");
+    let forged = |partition: i32, checkpoint: Checkpoint| {
+        let record = CheckpointRecord {
+            group: group.clone(),
+            topic: s.reduced.clone(),
+            partition,
+            checkpoint,
+        };
+        Outgoing {
+            key: Some(record.key()),
+            value: Some(record.encode().into_bytes()),
+            ..Default::default()
+        }
+    };
+    produce(
+        &s.checkpoints,
+        &[
+            forged(
+                0,
+                Checkpoint {
+                    offset: i64::MAX,
+                    max_event_time_before: None,
+                    durable_through: Some(i64::MAX),
+                    replay_end: i64::MAX,
+                },
+            ),
+            forged(
+                1,
+                Checkpoint {
+                    offset: 1_000_000,
+                    max_event_time_before: None,
+                    durable_through: None,
+                    replay_end: 1_000_000,
+                },
+            ),
+        ],
+    )
+    .await;
+    let base = (now_ms() - 120_000) / WINDOW * WINDOW;
+    let (records, expected) = windows_of_records(base, 0..3, 20, 7);
+    produce(&s.reduced, &records).await;
+
+    let monitor = InProcessMonitor::start(test_config(&s, &group, Duration::from_secs(1))).await;
+    let docs = monitor.documents(3, Duration::from_secs(30)).await;
+    let report = monitor.stop().await;
+    assert_eq!(report.windows_written, 3);
+    for (start, latencies) in &expected {
+        assert_document(
+            &document_json(&docs[&format!("visits-synchronizer-{start}")]),
+            latencies,
+        );
+    }
+}

@@ -4,6 +4,7 @@
 //! fields are named on the wire as in the code; checkpoints written before that (`max_ts`,
 //! `closed`, `end`) are still read.
 
+use crate::shuffle::MAX_AHEAD_MS;
 use serde::{Deserialize, Serialize};
 
 /// Per-partition state saved before each offset commit.
@@ -23,6 +24,44 @@ pub struct Checkpoint {
     #[serde(alias = "end")]
     pub replay_end: i64,
 }
+
+impl Checkpoint {
+    /// Whether this checkpoint is one a monitor could have saved, read at processing time
+    /// `now_ms`: offsets not negative, the replay end not before the resume offset and far from
+    /// `i64::MAX`, times not beyond [`MAX_AHEAD_MS`] ahead of the clock. A checkpoint that
+    /// fails this is not used (the partition resumes from the committed offset): an offset of
+    /// `i64::MAX` would mark every record as already counted, a time there would overflow.
+    pub fn check(&self, now_ms: i64) -> Result<(), String> {
+        if self.offset < 0 || self.replay_end < self.offset {
+            return Err(format!(
+                "offsets out of order: resume at {}, replay to {}",
+                self.offset, self.replay_end
+            ));
+        }
+        if self.replay_end > MAX_OFFSET {
+            return Err(format!(
+                "replay end {} is beyond any offset",
+                self.replay_end
+            ));
+        }
+        let latest = now_ms.saturating_add(MAX_AHEAD_MS);
+        for (what, time) in [
+            ("max_event_time_before", self.max_event_time_before),
+            ("durable_through", self.durable_through),
+        ] {
+            if let Some(t) = time {
+                if !(0..=latest).contains(&t) {
+                    return Err(format!("{what} {t} is not a plausible time"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The highest offset a checkpoint may name (2^62: far beyond any real partition, far enough
+/// from `i64::MAX` that offset arithmetic cannot overflow).
+pub const MAX_OFFSET: i64 = 1 << 62;
 
 /// A checkpoint record: which group, topic and partition it belongs to, and the checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +97,53 @@ impl CheckpointRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const NOW: i64 = 1_795_000_000_000;
+
+    fn checkpoint(offset: i64, replay_end: i64, times: Option<i64>) -> Checkpoint {
+        Checkpoint {
+            offset,
+            max_event_time_before: times,
+            durable_through: times,
+            replay_end,
+        }
+    }
+
+    #[test]
+    fn implausible_checkpoints_are_refused() {
+        assert!(checkpoint(40, 42, Some(NOW - 1_000)).check(NOW).is_ok());
+        assert!(checkpoint(0, 0, None).check(NOW).is_ok());
+        for bad in [
+            checkpoint(-1, 5, None),
+            checkpoint(9, 5, None),
+            checkpoint(i64::MAX, i64::MAX, None),
+            checkpoint(0, MAX_OFFSET + 1, None),
+            checkpoint(4, 6, Some(i64::MAX)),
+            checkpoint(4, 6, Some(-5)),
+            checkpoint(4, 6, Some(NOW + MAX_AHEAD_MS + 1)),
+        ] {
+            assert!(bad.check(NOW).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        /// Any bytes on the checkpoint topic decode to a record or to nothing, never a panic.
+        #[test]
+        fn decoding_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Some(record) = CheckpointRecord::decode(&bytes) {
+                let _ = record.checkpoint.check(NOW);
+            }
+        }
+
+        #[test]
+        fn decoding_any_fields_never_panics(offset in any::<i64>(), end in any::<i64>(), t in any::<Option<i64>>(), partition in any::<i32>()) {
+            let value = serde_json::json!({"group": "g", "topic": "t", "partition": partition, "offset": offset, "replay_end": end, "durable_through": t});
+            let record = CheckpointRecord::decode(value.to_string().as_bytes()).unwrap();
+            let checked = record.checkpoint.check(NOW);
+            prop_assert!(checked.is_err() || (offset >= 0 && end >= offset && end <= MAX_OFFSET));
+        }
+    }
 
     #[test]
     fn round_trips_and_ignores_foreign_records() {

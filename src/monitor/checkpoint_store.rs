@@ -1,6 +1,7 @@
 //! Reading and writing checkpoints on the checkpoint topic.
 
 use super::checkpoint::{Checkpoint, CheckpointRecord};
+use super::now_ms;
 use crate::kafka::producer::{delivered, enqueue, OutgoingRecord};
 use crate::kafka::transient::is_transient;
 use crate::kafka::{JobContext, KafkaArgs};
@@ -41,6 +42,7 @@ pub async fn load(
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
         let mut found = BTreeMap::new();
+        let mut first_refusal = None;
         for partition in partitions {
             let (low, high) =
                 consumer.fetch_watermarks(&checkpoint_topic, partition, READ_TIMEOUT)?;
@@ -63,7 +65,17 @@ pub async fn load(
                         next = message.offset() + 1;
                         if let Some(record) = message.payload().and_then(CheckpointRecord::decode) {
                             if record.group == group && record.topic == topic {
-                                found.insert(record.partition, record.checkpoint);
+                                // An implausible checkpoint is not used: the one before it
+                                // (if any) or the committed offset is.
+                                match record.checkpoint.check(now_ms()) {
+                                    Ok(()) => {
+                                        found.insert(record.partition, record.checkpoint);
+                                    }
+                                    Err(why) => {
+                                        refused("implausible");
+                                        first_refusal.get_or_insert((record.partition, message.offset(), why));
+                                    }
+                                }
                             }
                         }
                     }
@@ -76,10 +88,24 @@ pub async fn load(
                 }
             }
         }
+        if let Some((partition, offset, why)) = first_refusal {
+            tracing::warn!(
+                partition,
+                checkpoint_offset = offset,
+                "checkpoints of {checkpoint_topic} not used (sla_monitor_checkpoints_refused_total), \
+                 the first: {why}; those partitions resume from an earlier checkpoint or their \
+                 committed offset"
+            );
+        }
         Ok(found)
     })
     .await
     .map_err(|_| KafkaError::Canceled)?
+}
+
+/// Counts a checkpoint not used (`sla_monitor_checkpoints_refused_total{reason}`).
+pub fn refused(reason: &'static str) {
+    super::metrics::checkpoints_refused(reason).increment(1);
 }
 
 /// Writes checkpoints and waits until the broker acknowledged all of them.

@@ -78,6 +78,13 @@ impl PartitionMetrics {
     }
 }
 
+/// `sla_monitor_checkpoints_refused_total{reason}`: checkpoints read at a restore but not used
+/// (`implausible`: fails [`super::checkpoint::Checkpoint::check`]; `beyond_partition_end`:
+/// names offsets the partition does not have).
+pub fn checkpoints_refused(reason: &'static str) -> Counter {
+    counter!("sla_monitor_checkpoints_refused_total", "reason" => reason)
+}
+
 /// `sla_monitor_sink_retries_total`: writes of window documents the sink retried.
 pub fn sink_retries() -> Counter {
     counter!("sla_monitor_sink_retries_total")

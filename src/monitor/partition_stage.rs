@@ -419,6 +419,17 @@ async fn restore_partitions(
         let checkpoints = checkpoint_store::load(&kafka, &checkpoint_topic, &group, &topic)
             .await
             .map_err(|e| (format!("reading checkpoints from {checkpoint_topic}"), e))?;
+        let ends = group_consumer::ends(&consumer, &topic, partitions.clone()).await;
+        let (checkpoints, beyond) = restore::fitting_checkpoints(checkpoints, &ends);
+        for partition in beyond {
+            checkpoint_store::refused("beyond_partition_end");
+            tracing::warn!(
+                partition,
+                "the checkpoint of {topic} partition {partition} names offsets beyond the \
+                 partition's end (forged, or left from a deleted topic of the same name): not \
+                 used; the partition resumes from its committed offset"
+            );
+        }
         Ok(restore::resume_plan(&partitions, &committed, &checkpoints))
     };
     attempt

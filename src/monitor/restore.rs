@@ -45,9 +45,48 @@ pub fn resume_plan(
         .collect()
 }
 
+/// Splits `checkpoints` into those that fit their partition — a replay end not beyond the
+/// partition's end (`ends`: high watermarks; a partition without one is not judged) — and the
+/// partitions whose checkpoint names offsets the partition does not have (a forged checkpoint,
+/// or one left from a deleted topic of the same name), which resume as if they had none.
+pub fn fitting_checkpoints(
+    checkpoints: BTreeMap<i32, Checkpoint>,
+    ends: &BTreeMap<i32, i64>,
+) -> (BTreeMap<i32, Checkpoint>, Vec<i32>) {
+    let mut beyond = Vec::new();
+    let kept = checkpoints
+        .into_iter()
+        .filter(|(partition, checkpoint)| {
+            let fits = ends
+                .get(partition)
+                .is_none_or(|&end| checkpoint.replay_end <= end);
+            if !fits {
+                beyond.push(*partition);
+            }
+            fits
+        })
+        .collect();
+    (kept, beyond)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_beyond_its_partition_end_is_not_used() {
+        let at = |offset, replay_end| Checkpoint {
+            offset,
+            max_event_time_before: None,
+            durable_through: None,
+            replay_end,
+        };
+        let checkpoints = BTreeMap::from([(0, at(40, 44)), (1, at(5, 1 << 40)), (2, at(3, 9))]);
+        let ends = BTreeMap::from([(0, 44), (1, 100)]);
+        let (kept, beyond) = fitting_checkpoints(checkpoints, &ends);
+        assert_eq!(kept.keys().copied().collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(beyond, [1]);
+    }
 
     #[test]
     fn checkpoint_then_committed_offset_then_the_start() {
