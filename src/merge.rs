@@ -132,6 +132,7 @@ mod tests {
     use crate::monitor::decisions::{CoreConfig, MonitorCore, Publication, RecordDecision};
     use crate::monitor::measurement::{Plausibility, TimestampKind};
     use crate::monitor::restore::PartitionResume;
+    use crate::shuffle::JobIdentity;
     use crate::shuffle::{part_record, window_part, Shuffle, ShuffleEvent, ShuffleRecord};
     use crate::watermark::WatermarkConfig;
     use crate::window::{Observation, PartitionWindows};
@@ -301,7 +302,7 @@ mod tests {
             }
             let expected = whole_windows(&config(), closed);
 
-            let shuffle = Shuffle::new("g", "t");
+            let shuffle = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000));
             let streams: Vec<Vec<ShuffleRecord>> = partitions
                 .iter()
                 .enumerate()
@@ -318,7 +319,7 @@ mod tests {
                 let Some(record) = streams[p].get(cursors[p]) else { continue };
                 cursors[p] += 1;
                 let key = shuffle.key(record);
-                let event = shuffle.decode(Some(key.as_bytes()), Some(&Shuffle::encode(record))).unwrap();
+                let event = shuffle.decode(Some(key.as_bytes()), Some(&shuffle.encode(record))).unwrap();
                 match event {
                     ShuffleEvent::Record(ShuffleRecord::Part { window_start, partition, digest, over_sla }) => {
                         merger.on_part(window_start, partition, window_part(digest, over_sla, config().digest));

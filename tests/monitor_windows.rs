@@ -240,7 +240,7 @@ async fn sigterm_exits_cleanly_without_writing_incomplete_windows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn records_on_the_shuffle_topic_it_could_not_have_written_are_skipped() {
     use sla_monitor::digest::{DigestConfig, LatencyDigest};
-    use sla_monitor::shuffle::{part_record, Shuffle, ShuffleRecord};
+    use sla_monitor::shuffle::{part_record, JobIdentity, Shuffle, ShuffleRecord};
     use sla_monitor::window::WindowPart;
 
     let s = monitor_topics("poison");
@@ -248,7 +248,12 @@ async fn records_on_the_shuffle_topic_it_could_not_have_written_are_skipped() {
     create_topic(&s.shuffle, 1).await;
     let group = unique("poison_g");
     let base = (now_ms() - 120_000) / WINDOW * WINDOW;
-    let shuffle = Shuffle::new(&group, &s.reduced);
+    let shuffle = Shuffle::new(JobIdentity::new(
+        &group,
+        &s.reduced,
+        "visits-synchronizer",
+        WINDOW,
+    ));
     let mut digest = LatencyDigest::new(DigestConfig::default());
     digest.add(5.0);
     let mut inconsistent = part_record(
@@ -275,8 +280,8 @@ async fn records_on_the_shuffle_topic_it_could_not_have_written_are_skipped() {
         &s.shuffle,
         &[
             on_shuffle(shuffle.part_key(base, 1), vec![0xff, 0x00, 0xff]),
-            on_shuffle(shuffle.key(&inconsistent), Shuffle::encode(&inconsistent)),
-            on_shuffle(shuffle.key(&end_of_time), Shuffle::encode(&end_of_time)),
+            on_shuffle(shuffle.key(&inconsistent), shuffle.encode(&inconsistent)),
+            on_shuffle(shuffle.key(&end_of_time), shuffle.encode(&end_of_time)),
         ],
     )
     .await;
@@ -311,6 +316,8 @@ async fn checkpoints_it_could_not_have_saved_are_not_used() {
             group: group.clone(),
             topic: s.reduced.clone(),
             partition,
+            job: "visits-synchronizer".into(),
+            window_ms: WINDOW,
             checkpoint,
         };
         Outgoing {

@@ -15,24 +15,35 @@ use std::time::Duration;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Reads the latest checkpoint of every partition of `topic` saved by `group`. Gives up after
-/// 30 s per checkpoint partition (the caller retries transient failures).
+/// Whose checkpoints to read: the monitor's group, input topic, job name and window length.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// Consumer group.
+    pub group: String,
+    /// Input topic.
+    pub topic: String,
+    /// Job name.
+    pub job: String,
+    /// Window length (ms).
+    pub window_ms: i64,
+}
+
+/// Reads the latest usable checkpoint of every partition of `owner`'s topic saved by its
+/// group: a checkpoint of another job or window length, of an unknown format, failing its
+/// checksum or implausible is not used (the one before it is, if any) and is counted. Gives
+/// up after 30 s per checkpoint partition (the caller retries transient failures).
 pub async fn load(
     kafka: &KafkaArgs,
     checkpoint_topic: &str,
-    group: &str,
-    topic: &str,
+    owner: &Owner,
 ) -> Result<BTreeMap<i32, Checkpoint>, KafkaError> {
+    let group = owner.group.as_str();
     let config = kafka.client_config(&[
         ("group.id", &format!("{group}-checkpoint-reader")),
         ("enable.auto.commit", "false"),
         ("enable.partition.eof", "false"),
     ]);
-    let (checkpoint_topic, group, topic) = (
-        checkpoint_topic.to_string(),
-        group.to_string(),
-        topic.to_string(),
-    );
+    let (checkpoint_topic, owner) = (checkpoint_topic.to_string(), owner.clone());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = config.create()?;
         let metadata = consumer.fetch_metadata(Some(&checkpoint_topic), READ_TIMEOUT)?;
@@ -63,16 +74,25 @@ pub async fn load(
                 match consumer.poll(Duration::from_millis(200)) {
                     Some(Ok(message)) => {
                         next = message.offset() + 1;
-                        if let Some(record) = message.payload().and_then(CheckpointRecord::decode) {
-                            if record.group == group && record.topic == topic {
-                                // An implausible checkpoint is not used: the one before it
-                                // (if any) or the committed offset is.
-                                match record.checkpoint.check(now_ms()) {
+                        let decoded = message.payload().and_then(CheckpointRecord::decode);
+                        if let Some((record, format)) = decoded {
+                            if record.group == owner.group && record.topic == owner.topic {
+                                // A checkpoint not used leaves the one before it (if any) or
+                                // the committed offset to decide.
+                                let usable = record
+                                    .usable_by(format, &owner.job, owner.window_ms)
+                                    .and_then(|()| {
+                                        record
+                                            .checkpoint
+                                            .check(now_ms())
+                                            .map_err(|why| ("implausible", why))
+                                    });
+                                match usable {
                                     Ok(()) => {
                                         found.insert(record.partition, record.checkpoint);
                                     }
-                                    Err(why) => {
-                                        refused("implausible");
+                                    Err((reason, why)) => {
+                                        refused(reason);
                                         first_refusal.get_or_insert((record.partition, message.offset(), why));
                                     }
                                 }

@@ -322,6 +322,8 @@ impl MonitorCore {
                     group: self.config.group.clone(),
                     topic: self.config.input_topic.clone(),
                     partition,
+                    job: self.config.job_name.clone(),
+                    window_ms: self.config.window.size_ms,
                     checkpoint,
                 })
             })

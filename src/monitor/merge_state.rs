@@ -106,7 +106,7 @@ impl MergeState {
         now_ms: i64,
     ) -> Result<(), Refused> {
         let event = self.shuffle.decode(key, value).map_err(|e| Refused {
-            reason: "undecodable",
+            reason: e.reason(),
             detail: e.to_string(),
         })?;
         let ShuffleEvent::Record(record) = event else {
@@ -201,7 +201,7 @@ impl MergeState {
 mod tests {
     use super::*;
     use crate::digest::{DigestConfig, LatencyDigest};
-    use crate::shuffle::part_record;
+    use crate::shuffle::{part_record, JobIdentity};
     use crate::window::WindowPart;
 
     fn config() -> WindowConfig {
@@ -220,7 +220,7 @@ mod tests {
     fn send(stage: &mut MergeState, shuffle: &Shuffle, m: i32, record: &ShuffleRecord) {
         let key = shuffle.key(record);
         stage
-            .on_record(m, Some(key.as_bytes()), Some(&Shuffle::encode(record)), NOW)
+            .on_record(m, Some(key.as_bytes()), Some(&shuffle.encode(record)), NOW)
             .unwrap();
     }
 
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn records_this_monitor_could_not_have_written_are_refused_and_change_nothing() {
-        let shuffle = Shuffle::new("g", "t");
+        let shuffle = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000));
         let mut stage = MergeState::new(config(), shuffle.clone());
         stage.set_input_partitions(vec![0]);
         stage.assign(&[0]);
@@ -275,7 +275,7 @@ mod tests {
                 "bad_partition",
             ),
         ] {
-            let (key, value) = (shuffle.key(&record), Shuffle::encode(&record));
+            let (key, value) = (shuffle.key(&record), shuffle.encode(&record));
             assert_eq!(refusal(&mut stage, &key, &value), reason, "{record:?}");
         }
         // Nothing refused moved anything: a valid part and progress still merge.
@@ -308,7 +308,7 @@ mod tests {
             value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
             kind in 0usize..3,
         ) {
-            let shuffle = Shuffle::new("g", "t");
+            let shuffle = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000));
             let mut stage = MergeState::new(config(), shuffle.clone());
             stage.set_input_partitions(vec![0]);
             stage.assign(&[0]);
@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn nothing_is_written_before_the_partition_was_read_to_its_end() {
-        let shuffle = Shuffle::new("g", "t");
+        let shuffle = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000));
         let mut stage = MergeState::new(config(), shuffle.clone());
         stage.set_input_partitions(vec![0]);
         stage.assign(&[0]);
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn a_revoked_shuffle_partition_is_forgotten() {
-        let shuffle = Shuffle::new("g", "t");
+        let shuffle = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000));
         let mut stage = MergeState::new(config(), shuffle.clone());
         stage.set_input_partitions(vec![0]);
         stage.assign(&[0, 1]);

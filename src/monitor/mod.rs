@@ -48,7 +48,7 @@ use crate::kafka::producer::RELIABLE_PRODUCER;
 use crate::kafka::rebalance_events::RebalanceNotifier;
 use crate::kafka::{admin, ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec};
 use crate::shuffle::publisher::ShufflePublisher;
-use crate::shuffle::Shuffle;
+use crate::shuffle::{JobIdentity, Shuffle};
 use crate::shutdown::Shutdown;
 use crate::sink::driver;
 use crate::sink::{SinkError, WindowSink};
@@ -220,7 +220,12 @@ pub async fn run(
         .await
         .map_err(MonitorError::Setup)?;
     let sink_name = sink.describe();
-    let shuffle = Shuffle::new(&config.group, &config.input_topic);
+    let shuffle = Shuffle::new(JobIdentity {
+        group: config.group.clone(),
+        input_topic: config.input_topic.clone(),
+        job: config.job_name.clone(),
+        window_ms: config.window.size_ms,
+    });
     let publisher = ShufflePublisher::new(
         producer.clone(),
         &config.shuffle_topic,

@@ -208,12 +208,17 @@ impl PartitionStage {
             };
             match event {
                 Rebalanced::Assigned(partitions) if !partitions.is_empty() => {
+                    let owner = checkpoint_store::Owner {
+                        group: self.config.group.clone(),
+                        topic: self.config.input_topic.clone(),
+                        job: self.config.job_name.clone(),
+                        window_ms: self.config.window.size_ms,
+                    };
                     self.restoring = Some(Box::pin(restore_partitions(
                         self.consumer.clone(),
                         self.config.kafka.clone(),
                         self.config.checkpoint_topic.clone(),
-                        self.config.group.clone(),
-                        self.config.input_topic.clone(),
+                        owner,
                         partitions,
                     )));
                 }
@@ -403,12 +408,12 @@ async fn restore_partitions(
     consumer: GroupConsumer,
     kafka: KafkaArgs,
     checkpoint_topic: String,
-    group: String,
-    topic: String,
+    owner: checkpoint_store::Owner,
     partitions: Vec<i32>,
 ) -> Result<Vec<PartitionResume>, String> {
+    let (group, topic) = (&owner.group, &owner.topic);
     let attempt = || async {
-        let committed = group_consumer::committed_offsets(&consumer, &topic, &partitions)
+        let committed = group_consumer::committed_offsets(&consumer, topic, &partitions)
             .await
             .map_err(|e| {
                 (
@@ -416,10 +421,10 @@ async fn restore_partitions(
                     e,
                 )
             })?;
-        let checkpoints = checkpoint_store::load(&kafka, &checkpoint_topic, &group, &topic)
+        let checkpoints = checkpoint_store::load(&kafka, &checkpoint_topic, &owner)
             .await
             .map_err(|e| (format!("reading checkpoints from {checkpoint_topic}"), e))?;
-        let ends = group_consumer::ends(&consumer, &topic, partitions.clone()).await;
+        let ends = group_consumer::ends(&consumer, topic, partitions.clone()).await;
         let (checkpoints, beyond) = restore::fitting_checkpoints(checkpoints, &ends);
         for partition in beyond {
             checkpoint_store::refused("beyond_partition_end");

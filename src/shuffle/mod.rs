@@ -15,8 +15,12 @@
 //!   and deletes the window's parts (tombstones), so compaction keeps the topic small.
 //!
 //! Keys carry a namespace (the monitor's group and input topic) so that several monitors can
-//! share one shuffle topic. Values are postcard-encoded: floats travel bit for bit, so a
-//! window merged from received parts is the window one instance computes.
+//! share one shuffle topic. Values are versioned envelopes (see [`FORMAT_VERSION`]): the
+//! identity of the job that wrote them (group, input topic, job name, window length), the
+//! record postcard-encoded (floats travel bit for bit, so a window merged from received parts
+//! is the window one instance computes) and a CRC-32 of all that. A record of another job or
+//! window length, of an unknown format version, or failing its checksum is refused, never
+//! merged; format 0 (a bare postcard record, written before format 1) is still read.
 //!
 //! This module is the protocol (records, keys, routing, decoding, no I/O); [`publisher`]
 //! writes it to the topic.
@@ -66,10 +70,10 @@ pub enum ShuffleEvent {
     Foreign,
 }
 
-/// Errors reading a shuffle record.
+/// Errors reading a shuffle record under this monitor's key.
 #[derive(Debug, thiserror::Error)]
 pub enum ShuffleError {
-    /// The value does not decode although the key is this monitor's.
+    /// The value does not decode.
     #[error("undecodable shuffle record {key}: {source}")]
     Undecodable {
         /// The record's key.
@@ -77,6 +81,100 @@ pub enum ShuffleError {
         /// Why it does not decode.
         source: postcard::Error,
     },
+    /// The value's checksum does not match its content.
+    #[error("shuffle record {key} fails its checksum (corrupted or forged)")]
+    Integrity {
+        /// The record's key.
+        key: String,
+    },
+    /// Written in a format this release does not know.
+    #[error(
+        "shuffle record {key} is in format {version}, this release reads formats 0 to \
+         {FORMAT_VERSION}: it was written by a newer release; run the same release on every \
+         instance of the monitor"
+    )]
+    UnknownVersion {
+        /// The record's key.
+        key: String,
+        /// Its format version.
+        version: u8,
+    },
+    /// Written by another job or for another window length under this monitor's key.
+    #[error("shuffle record {key} was written by {written_by}, not by this monitor ({ours})")]
+    ForeignIdentity {
+        /// The record's key.
+        key: String,
+        /// The identity it carries.
+        written_by: String,
+        /// This monitor's.
+        ours: String,
+    },
+}
+
+impl ShuffleError {
+    /// The refusal reason (a metric label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ShuffleError::Undecodable { .. } => "undecodable",
+            ShuffleError::Integrity { .. } => "integrity",
+            ShuffleError::UnknownVersion { .. } => "unknown_version",
+            ShuffleError::ForeignIdentity { .. } => "foreign_identity",
+        }
+    }
+}
+
+/// The shuffle format this release writes: `SM`, the version byte, the postcard-encoded
+/// envelope (writer identity and record), and a CRC-32 (little endian) of everything before
+/// it. Format 0, a bare postcard record, is still read.
+pub const FORMAT_VERSION: u8 = 1;
+const MAGIC: &[u8; 2] = b"SM";
+
+/// Which monitor wrote a shuffle record: only a monitor with the same identity merges it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobIdentity {
+    /// The monitor's consumer group.
+    pub group: String,
+    /// The input topic.
+    pub input_topic: String,
+    /// The job name written into the window documents.
+    pub job: String,
+    /// The window length (ms).
+    pub window_ms: i64,
+}
+
+impl JobIdentity {
+    /// The identity of the monitor of `group` reading `input_topic` as `job` in `window_ms`
+    /// windows.
+    pub fn new(group: &str, input_topic: &str, job: &str, window_ms: i64) -> Self {
+        JobIdentity {
+            group: group.to_string(),
+            input_topic: input_topic.to_string(),
+            job: job.to_string(),
+            window_ms,
+        }
+    }
+}
+
+impl std::fmt::Display for JobIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "job {} of group {} on {} with {} ms windows",
+            self.job, self.group, self.input_topic, self.window_ms
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct EnvelopeRef<'a> {
+    identity: &'a JobIdentity,
+    record: &'a ShuffleRecord,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    identity: JobIdentity,
+    record: ShuffleRecord,
 }
 
 /// Why a shuffle record was refused: it is skipped, counted by reason and logged, never merged
@@ -100,8 +198,11 @@ impl Refused {
 }
 
 /// Every reason a shuffle record can be refused for.
-pub const REFUSAL_REASONS: [&str; 5] = [
+pub const REFUSAL_REASONS: [&str; 8] = [
     "undecodable",
+    "integrity",
+    "unknown_version",
+    "foreign_identity",
     "unaligned_window",
     "bad_partition",
     "inconsistent_part",
@@ -182,17 +283,19 @@ impl ShuffleRecord {
     }
 }
 
-/// Keys and routing of one monitor's shuffle records.
+/// Keys, encoding and routing of one monitor's shuffle records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shuffle {
     namespace: String,
+    identity: JobIdentity,
 }
 
 impl Shuffle {
-    /// The shuffle of the monitor with consumer group `group` reading `input_topic`.
-    pub fn new(group: &str, input_topic: &str) -> Self {
+    /// The shuffle of the monitor `identity`.
+    pub fn new(identity: JobIdentity) -> Self {
         Shuffle {
-            namespace: format!("{group}/{input_topic}"),
+            namespace: format!("{}/{}", identity.group, identity.input_topic),
+            identity,
         }
     }
 
@@ -217,9 +320,59 @@ impl Shuffle {
         format!("{}|part|{window_start}|{partition}", self.namespace)
     }
 
-    /// Encodes a record's value.
-    pub fn encode(record: &ShuffleRecord) -> Vec<u8> {
-        postcard::to_stdvec(record).expect("shuffle records always encode")
+    /// Encodes a record's value in format [`FORMAT_VERSION`].
+    pub fn encode(&self, record: &ShuffleRecord) -> Vec<u8> {
+        let mut value = MAGIC.to_vec();
+        value.push(FORMAT_VERSION);
+        let envelope = EnvelopeRef {
+            identity: &self.identity,
+            record,
+        };
+        let mut value =
+            postcard::to_extend(&envelope, value).expect("shuffle records always encode");
+        let checksum = crc32fast::hash(&value);
+        value.extend_from_slice(&checksum.to_le_bytes());
+        value
+    }
+
+    /// A record value of this monitor: format 1 (checked and identified) or format 0.
+    fn decode_value(&self, key: &str, value: &[u8]) -> Result<ShuffleRecord, ShuffleError> {
+        let undecodable = |source| ShuffleError::Undecodable {
+            key: key.to_string(),
+            source,
+        };
+        let Some(rest) = value.strip_prefix(MAGIC) else {
+            // Format 0: a bare postcard record.
+            return postcard::from_bytes(value).map_err(undecodable);
+        };
+        let Some((&version, _)) = rest.split_first() else {
+            return Err(undecodable(postcard::Error::DeserializeUnexpectedEnd));
+        };
+        if version != FORMAT_VERSION {
+            return Err(ShuffleError::UnknownVersion {
+                key: key.to_string(),
+                version,
+            });
+        }
+        if value.len() < MAGIC.len() + 1 + 4 {
+            return Err(undecodable(postcard::Error::DeserializeUnexpectedEnd));
+        }
+        let (content, checksum) = value.split_at(value.len() - 4);
+        if crc32fast::hash(content).to_le_bytes() != checksum {
+            return Err(ShuffleError::Integrity {
+                key: key.to_string(),
+            });
+        }
+        let envelope: Envelope =
+            postcard::from_bytes(&content[MAGIC.len() + 1..]).map_err(undecodable)?;
+        if envelope.identity != self.identity {
+            return Err(ShuffleError::ForeignIdentity {
+                key: key.to_string(),
+                written_by: envelope.identity.to_string(),
+                ours: self.identity.to_string(),
+            });
+        }
+        Ok(envelope.record)
     }
 
     /// Reads a record of the shuffle topic.
@@ -237,12 +390,7 @@ impl Shuffle {
         }
         match value {
             None => Ok(ShuffleEvent::PartRemoved),
-            Some(value) => postcard::from_bytes(value)
-                .map(ShuffleEvent::Record)
-                .map_err(|source| ShuffleError::Undecodable {
-                    key: key.to_string(),
-                    source,
-                }),
+            Some(value) => self.decode_value(key, value).map(ShuffleEvent::Record),
         }
     }
 }
@@ -278,7 +426,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_other_monitors_are_ignored() {
-        let shuffle = Shuffle::new("g", "reduced_visits");
+        let shuffle = Shuffle::new(JobIdentity::new("g", "reduced_visits", "job", 60_000));
         let mut digest = LatencyDigest::new(DigestConfig::default());
         digest.add(12.5);
         let part = WindowPart {
@@ -296,12 +444,12 @@ mod tests {
             },
         ] {
             let key = shuffle.key(&record);
-            let value = Shuffle::encode(&record);
+            let value = shuffle.encode(&record);
             assert_eq!(
                 shuffle.decode(Some(key.as_bytes()), Some(&value)).unwrap(),
                 ShuffleEvent::Record(record.clone())
             );
-            let other = Shuffle::new("g2", "reduced_visits");
+            let other = Shuffle::new(JobIdentity::new("g2", "reduced_visits", "job", 60_000));
             assert_eq!(
                 other.decode(Some(key.as_bytes()), Some(&value)).unwrap(),
                 ShuffleEvent::Foreign
@@ -313,7 +461,7 @@ mod tests {
             ShuffleEvent::PartRemoved
         );
         // A namespace that merely starts like ours is another monitor's.
-        let longer = Shuffle::new("g", "reduced_visits_2");
+        let longer = Shuffle::new(JobIdentity::new("g", "reduced_visits_2", "job", 60_000));
         let key = longer.key(&ShuffleRecord::Merged { written_through: 1 });
         assert_eq!(
             shuffle.decode(Some(key.as_bytes()), Some(&[0])).unwrap(),
@@ -322,6 +470,68 @@ mod tests {
         assert!(shuffle
             .decode(Some(shuffle.part_key(0, 0).as_bytes()), Some(&[0xff, 0xff]))
             .is_err());
+    }
+
+    #[test]
+    fn foreign_corrupted_and_newer_records_are_refused_and_format_0_is_read() {
+        let ours = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000));
+        let record = ShuffleRecord::Progress {
+            partition: 1,
+            closed_through: 119_999,
+        };
+        let key = ours.key(&record);
+        let read = |value: &[u8]| ours.decode(Some(key.as_bytes()), Some(value));
+
+        let format_0 = postcard::to_stdvec(&record).unwrap();
+        assert_eq!(
+            read(&format_0).unwrap(),
+            ShuffleEvent::Record(record.clone())
+        );
+
+        let mut corrupted = ours.encode(&record);
+        let middle = corrupted.len() / 2;
+        corrupted[middle] ^= 0x01;
+        assert_eq!(read(&corrupted).unwrap_err().reason(), "integrity");
+
+        let mut newer = ours.encode(&record);
+        newer[2] = FORMAT_VERSION + 1;
+        let error = read(&newer).unwrap_err();
+        assert_eq!(error.reason(), "unknown_version");
+        assert!(error.to_string().contains("same release"), "{error}");
+
+        // Same group and topic (so the same keys), another window length or job name.
+        for other in [
+            JobIdentity::new("g", "t", "job", 10_000),
+            JobIdentity::new("g", "t", "other-job", 60_000),
+        ] {
+            let value = Shuffle::new(other).encode(&record);
+            assert_eq!(read(&value).unwrap_err().reason(), "foreign_identity");
+        }
+        assert!(read(b"SM").is_err() && read(b"SM\x01\x00").is_err());
+        for reason in [
+            "integrity",
+            "unknown_version",
+            "foreign_identity",
+            "undecodable",
+        ] {
+            assert!(REFUSAL_REASONS.contains(&reason));
+        }
+    }
+
+    proptest::proptest! {
+        /// Any bytes under this monitor's key are a record or a refusal, never a panic.
+        #[test]
+        fn decoding_any_value_never_panics(mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120), framed in proptest::prelude::any::<bool>()) {
+            let ours = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000));
+            if framed {
+                let mut value = b"SM\x01".to_vec();
+                value.append(&mut bytes);
+                let checksum = crc32fast::hash(&value);
+                value.extend_from_slice(&checksum.to_le_bytes());
+                bytes = value;
+            }
+            let _ = ours.decode(Some(ours.part_key(0, 0).as_bytes()), Some(&bytes));
+        }
     }
 
     #[test]

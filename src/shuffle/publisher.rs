@@ -107,7 +107,7 @@ impl ShufflePublisher {
         key: &str,
         record: Option<&ShuffleRecord>,
     ) -> Result<DeliveryFuture, KafkaError> {
-        let value = record.map(Shuffle::encode);
+        let value = record.map(|r| self.shuffle.encode(r));
         enqueue(
             &self.producer,
             OutgoingRecord {
