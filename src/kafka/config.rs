@@ -108,6 +108,9 @@ impl KafkaArgs {
             ("fetch.wait.max.ms", "50"),
             ("statistics.interval.ms", "5000"),
             ("queued.max.messages.kbytes", PREFETCH_KBYTES),
+            // Partitions added to a topic are noticed (and assigned by a rebalance) within
+            // 30 s instead of librdkafka's 5 minutes.
+            ("topic.metadata.refresh.interval.ms", "30000"),
         ])
     }
 

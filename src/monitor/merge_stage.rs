@@ -113,10 +113,17 @@ pub struct MergeStage {
     /// One log line per refusal reason every 10 s.
     refusal_log: RateLimitedLog<&'static str>,
     windows_written: u64,
-    /// A look-up of the input topic's partitions under way (started by each assignment:
-    /// partitions may have been added to the input topic meanwhile).
+    /// A look-up of the input topic's partitions under way (started by each assignment and
+    /// every [`INPUT_REFRESH_INTERVAL`]: partitions may have been added to the input topic).
     refreshing_inputs: Option<Pending<Result<Vec<i32>, String>>>,
+    /// When the last look-up started.
+    inputs_refreshed: Instant,
 }
+
+/// How often the merge stage looks the input topic's partitions up again while it merges:
+/// windows closing later wait for a partition added to the input topic (its owner's progress),
+/// instead of being written without it.
+pub const INPUT_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 impl MergeStage {
     /// A stage merging no shuffle partition yet.
@@ -149,6 +156,7 @@ impl MergeStage {
             refusal_log: RateLimitedLog::new(Duration::from_secs(10)),
             windows_written: 0,
             refreshing_inputs: None,
+            inputs_refreshed: Instant::now(),
         }
     }
 
@@ -203,7 +211,18 @@ impl MergeStage {
                 inputs = outcome_of(&mut self.refreshing_inputs) => {
                     self.refreshing_inputs = None;
                     match inputs {
-                        Ok(inputs) => self.state.set_input_partitions(inputs),
+                        Ok(inputs) => {
+                            let before = self.state.input_partition_count();
+                            if before > 0 && inputs.len() != before {
+                                tracing::info!(
+                                    from = before,
+                                    to = inputs.len(),
+                                    "{} has a new number of partitions: windows closing from now on wait for all of them",
+                                    self.config.input_topic
+                                );
+                            }
+                            self.state.set_input_partitions(inputs);
+                        }
                         Err(e) => tracing::warn!("{e} (merging with the partitions known before)"),
                     }
                 }
@@ -267,11 +286,7 @@ impl MergeStage {
             match event {
                 Rebalanced::Assigned(partitions) => {
                     self.state.assign(&partitions);
-                    let (consumer, topic) =
-                        (self.consumer.clone(), self.config.input_topic.clone());
-                    self.refreshing_inputs = Some(Box::pin(async move {
-                        group_consumer::partition_ids(&consumer, &topic).await
-                    }));
+                    self.refresh_inputs();
                 }
                 Rebalanced::Revoked(partitions) => {
                     self.state.revoke(&partitions);
@@ -283,10 +298,25 @@ impl MergeStage {
         }
     }
 
+    /// Starts looking the input topic's partitions up in the background.
+    fn refresh_inputs(&mut self) {
+        let (consumer, topic) = (self.consumer.clone(), self.config.input_topic.clone());
+        self.refreshing_inputs = Some(Box::pin(async move {
+            group_consumer::partition_ids(&consumer, &topic).await
+        }));
+        self.inputs_refreshed = Instant::now();
+    }
+
     /// Writes what is complete, watches the assignment, updates readiness and gauges.
     fn on_tick(&mut self) -> Result<(), MonitorError> {
         // Rebalances that arrived without records after them (a partition taken away).
         self.apply_rebalances();
+        if self.refreshing_inputs.is_none()
+            && !self.state.owned().is_empty()
+            && self.inputs_refreshed.elapsed() >= INPUT_REFRESH_INTERVAL
+        {
+            self.refresh_inputs();
+        }
         self.write_ready();
         if let Some(watermark) = self.state.watermark() {
             self.metrics.merge_watermark.set(watermark as f64 / 1000.0);
