@@ -68,6 +68,8 @@
 //!   Alertmanager replica) or `alerts backtest` over a past range.
 
 pub mod alerting;
+#[cfg(test)]
+mod arbitrary_json;
 pub mod assignment_watchdog;
 pub mod backoff;
 pub mod cli;

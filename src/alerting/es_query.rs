@@ -228,6 +228,19 @@ impl EsQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arbitrary_json::arbitrary_json;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any item of an `_msearch` reply gives a series or an error, never a panic.
+        #[test]
+        fn any_search_reply_gives_a_series_or_an_error(
+            item in arbitrary_json(&["error", "root_cause", "reason", "aggregations", "2", "buckets", "key", "1", "value", "doc_count"]),
+        ) {
+            let q = EsQuery::from_model(&model()).unwrap();
+            let _ = q.parse_item(&item);
+        }
+    }
 
     fn model() -> Value {
         json!({

@@ -276,6 +276,33 @@ fn headers_size(headers: &OwnedHeaders) -> usize {
         .sum()
 }
 
+impl DeadLetterQueue {
+    /// Enqueues a dead letter of input record `offset` of `partition` holding only headers
+    /// (reason, detail, source): for a record whose full dead letter was refused for its size.
+    pub async fn send_bare(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        rejection: &Rejection,
+    ) -> Result<DeliveryFuture, KafkaError> {
+        let refused = Refused::<OwnedHeaders> {
+            key: None,
+            value: None,
+            headers: None,
+            partition,
+            offset,
+        };
+        let letter = self.letters.prepare(refused, rejection, &[]);
+        let record = OutgoingRecord {
+            partition: None,
+            topic: &self.letters.topic,
+            key: None,
+            value: None,
+        };
+        enqueue(&self.producer, record, Some(letter.headers)).await
+    }
+}
+
 /// A copy of a record's headers, to carry them onto its dead letter.
 fn owned_headers(headers: &impl Headers) -> OwnedHeaders {
     headers.iter().fold(

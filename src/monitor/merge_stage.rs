@@ -26,7 +26,7 @@ use crate::kafka::JobContext;
 use crate::rate_limited_log::RateLimitedLog;
 use crate::shuffle::publisher::ShufflePublisher;
 use crate::shutdown::Shutdown;
-use crate::sink::driver::{Acknowledgement, Batch};
+use crate::sink::driver::{self, Acknowledgement, Batch};
 use crate::window_document::WindowDocument;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
@@ -54,7 +54,7 @@ pub struct MergeStageParts {
     /// Where written markers and tombstones go.
     pub publisher: ShufflePublisher,
     /// The sink task's input and acknowledgements.
-    pub batches: mpsc::UnboundedSender<Batch>,
+    pub batches: mpsc::Sender<Batch>,
     /// The sink's acknowledgements.
     pub acks: mpsc::UnboundedReceiver<Acknowledgement>,
     /// The input topic's partitions.
@@ -101,7 +101,7 @@ pub struct MergeStage {
     producer: FutureProducer<JobContext>,
     state: MergeState,
     publisher: ShufflePublisher,
-    batches: mpsc::UnboundedSender<Batch>,
+    batches: mpsc::Sender<Batch>,
     acks: mpsc::UnboundedReceiver<Acknowledgement>,
     /// Window documents in the sink, by batch id.
     in_sink: BTreeMap<u64, SinkBatch>,
@@ -406,6 +406,12 @@ impl MergeStage {
 
     /// Sends the windows the merge state can merge to the sink.
     fn write_ready(&mut self) {
+        // At most SINK_QUEUE batches wait for the sink (an outage of Elasticsearch must not
+        // grow a queue without bound); the rest stays merged-but-pending in the state and is
+        // written as acknowledgements come back.
+        if self.in_sink.len() >= driver::SINK_QUEUE {
+            return;
+        }
         for merged in self.state.ready() {
             self.write(merged);
         }
@@ -440,8 +446,11 @@ impl MergeStage {
                 sent: Instant::now(),
             },
         );
-        // The sink task only ends after a fatal error, which arrives as an ack and stops us.
-        let _ = self.batches.send(Batch { id, documents });
+        // Never full (write_ready keeps at most SINK_QUEUE batches in the sink); the sink task
+        // only ends after a fatal error, which arrives as an ack and stops us.
+        if let Err(e) = self.batches.try_send(Batch { id, documents }) {
+            tracing::error!("window documents not handed to the sink: {e}");
+        }
     }
 
     /// The sink wrote a batch of merged windows: records on the shuffle partition that they
@@ -454,6 +463,7 @@ impl MergeStage {
         self.metrics.batches_acknowledged.increment(1);
         self.windows_written += batch.windows;
         if !self.state.owns(batch.shuffle_partition) {
+            self.write_ready();
             return Ok(());
         }
         self.publisher
@@ -464,6 +474,7 @@ impl MergeStage {
                 source,
             })?;
         self.state.written(batch.shuffle_partition, batch.watermark);
+        self.write_ready();
         Ok(())
     }
 

@@ -23,8 +23,10 @@ use crate::kafka::dead_letter::{DeadLetterQueue, WINDOW_START_HEADER};
 use crate::kafka::group_consumer::{self, GroupConsumer};
 use crate::kafka::producer::delivered;
 use crate::kafka::rebalance_events::Rebalanced;
+use crate::kafka::reporting_producer::refused_for_itself;
 use crate::kafka::transient::is_transient;
 use crate::kafka::{JobContext, KafkaArgs, READY_BATCH};
+use crate::rejection::{RejectReason, Rejection};
 use crate::shuffle::publisher::ShufflePublisher;
 use crate::shutdown::Shutdown;
 use backon::Retryable;
@@ -32,6 +34,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage, Timestamp};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +79,8 @@ pub struct PartitionStage {
     owned_count: Arc<AtomicUsize>,
     /// Dead letters under way, by (partition, offset).
     dead_letter_deliveries: FuturesUnordered<Delivery<(i32, i64)>>,
+    /// Records whose dead letter the broker refused for its size, sent again as headers alone.
+    bare_dead_letters: HashSet<(i32, i64)>,
     /// Window parts under way, by publication id.
     part_deliveries: FuturesUnordered<Delivery<u64>>,
     /// The restore of newly assigned partitions, while it runs.
@@ -104,6 +109,7 @@ impl PartitionStage {
             publisher: parts.publisher,
             owned_count: parts.owned_count,
             dead_letter_deliveries: FuturesUnordered::new(),
+            bare_dead_letters: HashSet::new(),
             part_deliveries: FuturesUnordered::new(),
             restoring: None,
             held_back: None,
@@ -145,7 +151,16 @@ impl PartitionStage {
                 }
                 _ = tokio::time::sleep_until(deadline), if !consuming => {}
                 Some(((partition, offset), result)) = self.dead_letter_deliveries.next() => match result {
-                    Ok(()) => self.core.on_dead_letter_ack(partition, offset),
+                    Ok(()) => {
+                        self.bare_dead_letters.remove(&(partition, offset));
+                        self.core.on_dead_letter_ack(partition, offset);
+                    }
+                    Err(e) if consuming && refused_for_itself(&e) && !self.bare_dead_letters.contains(&(partition, offset)) => {
+                        // The broker refused the dead letter for its size (a topic limit below
+                        // the producer's): kept as its headers alone, reason and source.
+                        self.bare_dead_letters.insert((partition, offset));
+                        self.send_bare_dead_letter(partition, offset, &e).await?;
+                    }
                     Err(source) if consuming => return Err(MonitorError::Delivery { topic: self.config.dead_letter_topic.clone(), source }),
                     Err(e) => tracing::warn!("dead letter of partition {partition} offset {offset} not delivered at shutdown: {e}"),
                 },
@@ -326,6 +341,32 @@ impl PartitionStage {
                 }));
             }
         }
+        Ok(())
+    }
+
+    /// Dead-letters input record `offset` of `partition` as its headers alone: its dead letter
+    /// (`refusal`) was refused by the broker for its size.
+    async fn send_bare_dead_letter(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        refusal: &KafkaError,
+    ) -> Result<(), MonitorError> {
+        let rejection = Rejection::new(
+            RejectReason::TooLarge,
+            format!("its dead letter was refused by the broker: {refusal}"),
+        );
+        let delivery = self
+            .dead_letters
+            .send_bare(partition, offset, &rejection)
+            .await
+            .map_err(|source| MonitorError::Delivery {
+                topic: self.config.dead_letter_topic.clone(),
+                source,
+            })?;
+        self.dead_letter_deliveries.push(Box::pin(async move {
+            ((partition, offset), delivered(delivery).await)
+        }));
         Ok(())
     }
 

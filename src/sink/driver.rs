@@ -21,16 +21,19 @@ pub struct Batch {
 /// The outcome of a batch: `Ok(id)` once written, or the fatal error that stopped the sink.
 pub type Acknowledgement = Result<u64, SinkError>;
 
+/// Most batches waiting for the sink at once (the channel's capacity).
+pub const SINK_QUEUE: usize = 64;
+
 /// Starts the sink task, counting each retry in `retries`. Dropping the returned sender ends
 /// it after pending batches.
 pub fn spawn(
     mut sink: impl WindowSink,
     retries: metrics::Counter,
 ) -> (
-    mpsc::UnboundedSender<Batch>,
+    mpsc::Sender<Batch>,
     mpsc::UnboundedReceiver<Acknowledgement>,
 ) {
-    let (batch_tx, mut batch_rx) = mpsc::unbounded_channel::<Batch>();
+    let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(SINK_QUEUE);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(batch) = batch_rx.recv().await {
@@ -88,6 +91,7 @@ mod tests {
                 id: 7,
                 documents: Vec::new(),
             })
+            .await
             .unwrap();
         assert!(matches!(acks.recv().await, Some(Err(SinkError::Fatal(_)))));
         assert!(acks.recv().await.is_none(), "the driver stopped");
@@ -146,6 +150,7 @@ mod tests {
                 id: 4,
                 documents: vec![document],
             })
+            .await
             .unwrap();
         assert_eq!(acks.recv().await.unwrap().unwrap(), 4);
         assert_eq!(written.lock().unwrap().as_slice(), ["job-0"]);

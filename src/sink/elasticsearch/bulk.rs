@@ -113,6 +113,21 @@ pub fn classify_bulk(status: u16, body: &Value, index: &str, documents: usize) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arbitrary_json::arbitrary_json;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any reply Elasticsearch (or something in its place) sends to a bulk request is
+        /// classified — acknowledged, retried or fatal — never a panic.
+        #[test]
+        fn any_bulk_reply_is_classified(
+            status in 100u16..600,
+            body in arbitrary_json(&["errors", "items", "index", "status", "error", "type", "reason", "caused_by", "root_cause", "_id", "result"]),
+            documents in 0usize..4,
+        ) {
+            let _ = classify_bulk(status, &body, "i", documents);
+        }
+    }
 
     #[test]
     fn a_success_status_with_an_unreadable_or_short_body_is_retried_not_acknowledged() {
