@@ -555,11 +555,45 @@ fn this_bench(role: &str) -> Command {
 }
 
 fn job(binary: &str) -> Command {
+    job_at(binary, "127.0.0.1:0")
+}
+
+/// A job serving /metrics on `http_addr`.
+fn job_at(binary: &str, http_addr: &str) -> Command {
     let mut command = Command::new(binary);
     command
-        .args(["--http-addr", "127.0.0.1:0"])
+        .args(["--http-addr", http_addr])
         .env("RUST_LOG", "warn");
     command
+}
+
+/// A port free right now on 127.0.0.1 (for a job's /metrics the benchmark reads).
+fn free_local_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// The sum of the samples of metric `name` per value of its `kind` label, read from the
+/// Prometheus text of `http://{addr}/metrics`.
+fn metric_by_kind(addr: &str, name: &str) -> BTreeMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut text = String::new();
+    if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+        let _ = write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        let _ = stream.read_to_string(&mut text);
+    }
+    let mut found = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with(name)) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or((line, "0"));
+        let kind = series
+            .split("kind=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("")
+            .to_string();
+        *found.entry(kind).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+    }
+    found
 }
 
 fn run_bare_consumer(brokers: &str, topic: &str, n: u64) -> Run {
@@ -580,7 +614,11 @@ fn monitor(brokers: &str, topic: &str) -> Command {
 
 /// A monitor instance of the monitor `name` (its group, checkpoint and shuffle topics).
 fn monitor_of(brokers: &str, topic: &str, name: &str) -> Command {
-    let mut command = job(env!("CARGO_BIN_EXE_monitor"));
+    monitor_at(brokers, topic, name, "127.0.0.1:0")
+}
+
+fn monitor_at(brokers: &str, topic: &str, name: &str, http_addr: &str) -> Command {
+    let mut command = job_at(env!("CARGO_BIN_EXE_monitor"), http_addr);
     #[rustfmt::skip]
     command.args([
         "--brokers", brokers, "--reduced-topic", topic,
@@ -591,16 +629,44 @@ fn monitor_of(brokers: &str, topic: &str, name: &str) -> Command {
     command
 }
 
+/// The monitor to JSON lines until every window is written; then prints what the shuffle
+/// carried per window (records and bytes by kind, from the monitor's /metrics).
 fn run_monitor_json(brokers: &str, topic: &str, windows: u64, dir: &Path) -> Run {
     let output: PathBuf = dir.join(format!("{}.jsonl", unique("windows")));
-    let mut command = monitor(brokers, topic);
+    let addr = free_local_addr();
+    let mut command = monitor_at(brokers, topic, &unique("bench_monitor"), &addr);
     command.args(["--sink", "json-lines", "--output", output.to_str().unwrap()]);
     let path = output.clone();
-    measure(command, FILE_POLL, move || {
-        std::fs::read_to_string(&path)
+    let mut traffic = None;
+    let run = measure(command, FILE_POLL, || {
+        let done = std::fs::read_to_string(&path)
             .map(|text| text.lines().count() as u64 >= windows)
-            .unwrap_or(false)
-    })
+            .unwrap_or(false);
+        if done {
+            traffic = Some((
+                metric_by_kind(&addr, "sla_monitor_shuffle_records_published_total"),
+                metric_by_kind(&addr, "sla_monitor_shuffle_bytes_published_total"),
+            ));
+        }
+        done
+    });
+    if let Some((records, bytes)) = traffic {
+        let per_window = |m: &BTreeMap<String, f64>| {
+            m.iter()
+                .map(|(kind, v)| format!("{kind} {:.0}", v / windows as f64))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "  shuffle per window ({} partitions): records {} (total {:.0}); bytes {} (total {:.0})",
+            partitions(),
+            per_window(&records),
+            records.values().sum::<f64>() / windows as f64,
+            per_window(&bytes),
+            bytes.values().sum::<f64>() / windows as f64,
+        );
+    }
+    run
 }
 
 /// Distinct window ids in JSON-lines files.

@@ -18,6 +18,36 @@ pub struct ShufflePublisher {
     shuffle: Shuffle,
     shuffle_partitions: i32,
     window_size_ms: i64,
+    traffic: [Traffic; 4],
+}
+
+/// What the shuffle costs, by kind of record: `sla_monitor_shuffle_records_published_total`
+/// and `sla_monitor_shuffle_bytes_published_total` (key plus value) with `kind` = `part`,
+/// `progress`, `merged` or `tombstone`.
+#[derive(Clone)]
+struct Traffic {
+    records: metrics::Counter,
+    bytes: metrics::Counter,
+}
+
+impl Traffic {
+    const KINDS: [&'static str; 4] = ["part", "progress", "merged", "tombstone"];
+
+    fn all() -> [Traffic; 4] {
+        Self::KINDS.map(|kind| Traffic {
+            records: metrics::counter!("sla_monitor_shuffle_records_published_total", "kind" => kind),
+            bytes: metrics::counter!("sla_monitor_shuffle_bytes_published_total", "kind" => kind),
+        })
+    }
+
+    fn index(record: Option<&ShuffleRecord>) -> usize {
+        match record {
+            Some(ShuffleRecord::Part { .. }) => 0,
+            Some(ShuffleRecord::Progress { .. }) => 1,
+            Some(ShuffleRecord::Merged { .. }) => 2,
+            None => 3,
+        }
+    }
 }
 
 impl ShufflePublisher {
@@ -36,6 +66,7 @@ impl ShufflePublisher {
             shuffle,
             shuffle_partitions,
             window_size_ms,
+            traffic: Traffic::all(),
         }
     }
 
@@ -108,6 +139,11 @@ impl ShufflePublisher {
         record: Option<&ShuffleRecord>,
     ) -> Result<DeliveryFuture, KafkaError> {
         let value = record.map(|r| self.shuffle.encode(r));
+        let traffic = &self.traffic[Traffic::index(record)];
+        traffic.records.increment(1);
+        traffic
+            .bytes
+            .increment((key.len() + value.as_ref().map_or(0, Vec::len)) as u64);
         enqueue(
             &self.producer,
             OutgoingRecord {
