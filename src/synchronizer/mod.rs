@@ -136,7 +136,7 @@ struct PendingOutput {
 }
 
 /// Most kilobytes of records waiting in the producer's queue (`queue.buffering.max.kbytes`).
-const PRODUCER_QUEUE_KBYTES: &str = "16384";
+const PRODUCER_QUEUE_KBYTES: &str = "8192";
 
 /// Most delivery reports taken at once.
 const REPORT_BATCH: usize = 1024;
