@@ -498,6 +498,23 @@ impl Synchronizer {
             partition,
             offset,
         };
+        match self.enqueue_dead_letter(refused, rejection).await? {
+            None => Ok(()),
+            Some((content, e)) => {
+                self.dead_letter_refused(partition, offset, content, &e)
+                    .await
+            }
+        }
+    }
+
+    /// Enqueues the dead letter of `refused`; a dead letter the producer refuses for its size
+    /// is handed back with the refusal.
+    async fn enqueue_dead_letter<H: rdkafka::message::Headers>(
+        &mut self,
+        refused: Refused<'_, H>,
+        rejection: &Rejection,
+    ) -> Result<Option<(RefusedContent, KafkaError)>, SynchronizerError> {
+        let (partition, offset) = (refused.partition, refused.offset);
         let letter = self.dead_letters.prepare(refused, rejection, &[]);
         let record = OutgoingRecord {
             partition: None,
@@ -511,21 +528,14 @@ impl Synchronizer {
             kind: OutputKind::DeadLetter,
             started: Instant::now(),
         };
-        let refusal = enqueue_output(
+        enqueue_output(
             &self.producer,
             &mut self.outputs,
             record,
             Some(letter.headers),
             pending,
         )
-        .await?;
-        match refusal {
-            None => Ok(()),
-            Some((content, e)) => {
-                self.dead_letter_refused(partition, offset, content, &e)
-                    .await
-            }
-        }
+        .await
     }
 
     /// Dead-letters a record the producer or the broker refused for itself (its size): what
@@ -551,28 +561,7 @@ impl Synchronizer {
             partition,
             offset,
         };
-        let letter = self.dead_letters.prepare(refused, &rejection, &[]);
-        let record = OutgoingRecord {
-            partition: None,
-            topic: self.dead_letters.topic(),
-            key: letter.key,
-            value: letter.value,
-        };
-        let pending = PendingOutput {
-            partition,
-            offset,
-            kind: OutputKind::DeadLetter,
-            started: Instant::now(),
-        };
-        let refusal = enqueue_output(
-            &self.producer,
-            &mut self.outputs,
-            record,
-            Some(letter.headers),
-            pending,
-        )
-        .await?;
-        match refusal {
+        match self.enqueue_dead_letter(refused, &rejection).await? {
             None => Ok(()),
             Some((_, e)) if size > 0 => {
                 let bare = RefusedContent::default();
