@@ -285,19 +285,7 @@ async fn records_on_the_shuffle_topic_it_could_not_have_written_are_skipped() {
         ],
     )
     .await;
-    let (records, expected) = windows_of_records(base, 0..3, 20, 7);
-    produce(&s.reduced, &records).await;
-
-    let monitor = InProcessMonitor::start(test_config(&s, &group, Duration::from_secs(1))).await;
-    let docs = monitor.documents(3, Duration::from_secs(30)).await;
-    let report = monitor.stop().await;
-    assert_eq!(report.windows_written, 3);
-    for (start, latencies) in &expected {
-        assert_document(
-            &document_json(&docs[&format!("visits-synchronizer-{start}")]),
-            latencies,
-        );
-    }
+    three_windows_of_records_are_written_exactly(&s, &group, base).await;
 }
 
 /// Checkpoints under this monitor's group and topic that it could not have saved — an offset
@@ -351,10 +339,15 @@ async fn checkpoints_it_could_not_have_saved_are_not_used() {
     )
     .await;
     let base = (now_ms() - 120_000) / WINDOW * WINDOW;
+    three_windows_of_records_are_written_exactly(&s, &group, base).await;
+}
+
+/// Produces three windows of records from `base` on both input partitions, runs the monitor
+/// in-process until it has written them, and checks each document against exact percentiles.
+async fn three_windows_of_records_are_written_exactly(s: &MonitorTopics, group: &str, base: i64) {
     let (records, expected) = windows_of_records(base, 0..3, 20, 7);
     produce(&s.reduced, &records).await;
-
-    let monitor = InProcessMonitor::start(test_config(&s, &group, Duration::from_secs(1))).await;
+    let monitor = InProcessMonitor::start(test_config(s, group, Duration::from_secs(1))).await;
     let docs = monitor.documents(3, Duration::from_secs(30)).await;
     let report = monitor.stop().await;
     assert_eq!(report.windows_written, 3);
