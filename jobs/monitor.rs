@@ -10,6 +10,7 @@ use sla_monitor::monitor::{self, MonitorConfig};
 use sla_monitor::shutdown::Shutdown;
 use sla_monitor::sink::elasticsearch::ElasticsearchSink;
 use sla_monitor::sink::json_lines::JsonLinesSink;
+use sla_monitor::stamp::{self, EndSource, LatencyStamps, Stamp, StampSource, TimeFormat};
 use sla_monitor::watermark::WatermarkConfig;
 use sla_monitor::window::WindowConfig;
 use sla_monitor::{http, telemetry};
@@ -26,8 +27,9 @@ enum SinkKind {
     JsonLines,
 }
 
-/// Consumes reduced visits, takes each record's Kafka timestamp (LogAppendTime) as event time,
-/// latency = timestamp - start_processing_time_ms, groups records into tumbling event-time
+/// Consumes a pipeline's output (by default reduced visits), takes each record's Kafka timestamp
+/// (LogAppendTime) as event time, latency = timestamp - the record's start stamp (by default
+/// start_processing_time_ms; see --start-time), groups records into tumbling event-time
 /// windows with watermarks and writes one summary per window (count, percentiles, min, max,
 /// mean, records over the SLA). Offsets are committed only after a window is written.
 #[derive(Debug, Parser)]
@@ -132,6 +134,27 @@ struct Cli {
     #[arg(long, env = "SLA_MAX_CLOCK_SKEW", default_value = "5s", value_parser = humantime::parse_duration)]
     max_clock_skew: Duration,
 
+    /// Where each record's latency starts: field:<JSON pointer> into the JSON value (RFC 6901,
+    /// e.g. field:/meta/processed_at) or header:<name> (the payload is then never decoded, so
+    /// any encoding works). Records without a valid stamp are dead-lettered with the reason.
+    #[arg(long, env = "SLA_START_TIME", default_value = stamp::DEFAULT_START)]
+    start_time: StampSource,
+
+    /// How the start stamp is written. A header may also hold an 8-byte big-endian integer in
+    /// the unit (Java's Longs.toByteArray).
+    #[arg(long, env = "SLA_START_TIME_FORMAT", value_enum, default_value_t = TimeFormat::UnixMs)]
+    start_time_format: TimeFormat,
+
+    /// Where each record's latency ends, which is also its event time: timestamp (the record's
+    /// Kafka timestamp: LogAppendTime on a topic so configured), or field:… / header:… as for
+    /// --start-time, for pipelines that stamp their end themselves.
+    #[arg(long, env = "SLA_END_TIME", default_value = "timestamp")]
+    end_time: String,
+
+    /// How the end stamp is written (with --end-time field:… or header:…; default unix_ms).
+    #[arg(long, env = "SLA_END_TIME_FORMAT", value_enum)]
+    end_time_format: Option<TimeFormat>,
+
     /// How often acknowledged offsets are committed.
     #[arg(long, env = "SLA_COMMIT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     commit_interval: Duration,
@@ -186,6 +209,33 @@ impl Cli {
             !quantiles.is_empty(),
             "--percentiles must name at least one percentile"
         );
+        let end = match (self.end_time.as_str(), self.end_time_format) {
+            ("timestamp", None) => EndSource::KafkaTimestamp,
+            ("timestamp", Some(format)) => anyhow::bail!(
+                "--end-time-format {} applies to an end read from the record (--end-time field:… or \
+                 header:…); with --end-time timestamp the end is the record's Kafka timestamp",
+                format.as_str()
+            ),
+            (source, format) => EndSource::Stamp(Stamp {
+                source: source.parse().map_err(|e| {
+                    anyhow::anyhow!("--end-time: {e}, or timestamp for the record's Kafka timestamp")
+                })?,
+                format: format.unwrap_or(TimeFormat::UnixMs),
+            }),
+        };
+        if matches!(&end, EndSource::Stamp(s) if s.source == self.start_time) {
+            anyhow::bail!(
+                "--start-time and --end-time both read {}: every latency would be 0",
+                self.start_time
+            );
+        }
+        let stamps = LatencyStamps {
+            start: Stamp {
+                source: self.start_time,
+                format: self.start_time_format,
+            },
+            end,
+        };
         let tick = (self.window / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
         Ok(MonitorConfig {
             kafka: self.kafka,
@@ -215,6 +265,7 @@ impl Cli {
                 max_latency_ms: millis(self.max_latency),
                 max_clock_skew_ms: millis(self.max_clock_skew),
             },
+            stamps,
             commit_interval: self.commit_interval,
             tick,
             drain_timeout: self.drain_timeout,

@@ -130,7 +130,7 @@ mod tests {
     use crate::digest::{DigestConfig, LatencyDigest};
     use crate::event_time::whole_windows;
     use crate::monitor::decisions::{CoreConfig, MonitorCore, Publication, RecordDecision};
-    use crate::monitor::measurement::{Plausibility, TimestampKind};
+    use crate::monitor::measurement::{InputRecord, Plausibility, TimestampKind};
     use crate::monitor::restore::PartitionResume;
     use crate::shuffle::JobIdentity;
     use crate::shuffle::{part_record, window_part, Shuffle, ShuffleEvent, ShuffleRecord};
@@ -217,6 +217,7 @@ mod tests {
                 max_latency_ms: 3_600_000,
                 max_clock_skew_ms: 0,
             },
+            stamps: crate::stamp::LatencyStamps::default(),
         });
         core.assign(
             &PartitionResume {
@@ -246,13 +247,12 @@ mod tests {
                 r#"{{"visit":{{"id":"v","event_time":1}},"start_processing_time_ms":{}}}"#,
                 T0 + t - latency
             );
-            let decision = core.on_record(
-                partition,
-                offset as i64,
-                Some((TimestampKind::CreateTime, T0 + t)),
-                Some(payload.as_bytes()),
-                T0 + t,
-            );
+            let record = InputRecord {
+                timestamp: Some((TimestampKind::CreateTime, T0 + t)),
+                payload: Some(payload.as_bytes()),
+                headers: &crate::stamp::NoHeaders,
+            };
+            let decision = core.on_record(partition, offset as i64, &record, T0 + t);
             assert!(
                 matches!(decision, RecordDecision::Accepted { .. }),
                 "{decision:?}"

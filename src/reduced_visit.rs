@@ -79,27 +79,12 @@ impl ReducedVisit {
     }
 }
 
-/// The processing start stamp of a record value from `reduced_visits`: what the monitor needs
-/// per record. Valid records are read in one pass without building a JSON tree or copying the
-/// id; anything the fast path does not accept goes through [`ReducedVisit::decode`], so the
-/// result (and the reason of a rejection) is always the same as decoding in full.
-pub fn start_processing_time_ms(payload: Option<&[u8]>) -> Result<i64, Rejection> {
-    if let Some(stamp) = payload.and_then(canonical_stamp) {
-        return Ok(stamp);
-    }
-    if let Some(Ok(view)) = payload.map(serde_json::from_slice::<ReducedVisitView>) {
-        if view.start_processing_time_ms >= 0 && view.visit.event_time >= 0 {
-            return Ok(view.start_processing_time_ms);
-        }
-    }
-    ReducedVisit::decode(payload).map(|visit| visit.start_processing_time_ms)
-}
-
 /// The stamp of a value in exactly the synchronizer's encoding (`{"visit":{"id":"…",
 /// "event_time":N},"start_processing_time_ms":N}`: a string id without escapes, non-negative
 /// integers without leading zeros, no whitespace), read without a JSON parser — a quarter of the
-/// monitor's time went into parsing. `None` for anything else, which the parser then decides.
-fn canonical_stamp(bytes: &[u8]) -> Option<i64> {
+/// monitor's time went into parsing. `None` for anything else, which the parser then decides
+/// (`stamp::Stamp::read_ms`, whose property test checks that both agree).
+pub(crate) fn canonical_stamp(bytes: &[u8]) -> Option<i64> {
     let rest = bytes.strip_prefix(br#"{"visit":{"id":""#)?;
     let end = rest
         .iter()
@@ -130,48 +115,6 @@ fn natural_number(bytes: &[u8]) -> Option<(i64, &[u8])> {
     Some((value, &bytes[digits..]))
 }
 
-/// The fields of a valid reduced visit, checked but not kept (unknown fields are skipped).
-#[derive(Deserialize)]
-struct ReducedVisitView {
-    visit: VisitView,
-    start_processing_time_ms: i64,
-}
-
-#[derive(Deserialize)]
-struct VisitView {
-    #[allow(dead_code)] // checked for its type by deserialising, never read
-    id: IdView,
-    event_time: i64,
-}
-
-/// A visit id as [`ReducedVisit::decode`] accepts it (a string or a number), not copied.
-struct IdView;
-
-impl<'de> Deserialize<'de> for IdView {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct IdVisitor;
-        impl serde::de::Visitor<'_> for IdVisitor {
-            type Value = IdView;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string or a number")
-            }
-            fn visit_str<E>(self, _: &str) -> Result<IdView, E> {
-                Ok(IdView)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<IdView, E> {
-                Ok(IdView)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<IdView, E> {
-                Ok(IdView)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<IdView, E> {
-                Ok(IdView)
-            }
-        }
-        deserializer.deserialize_any(IdVisitor)
-    }
-}
-
 fn non_negative_integer(value: &Value, field: &str) -> Result<i64, Rejection> {
     match value.as_i64() {
         Some(n) if n >= 0 => Ok(n),
@@ -189,6 +132,7 @@ fn non_negative_integer(value: &Value, field: &str) -> Result<i64, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json_pointer::{JsonPointer, Scalar};
     use chrono::DateTime;
     use proptest::prelude::*;
 
@@ -249,12 +193,22 @@ mod tests {
         })
     }
 
+    /// The fast path answers only for values that full decoding reads as a valid reduced
+    /// visit with the same stamp, and that the general field reader reads the same way.
+    fn agrees_when_it_answers(payload: &[u8]) -> Result<(), TestCaseError> {
+        if let Some(stamp) = canonical_stamp(payload) {
+            let full = ReducedVisit::decode(Some(payload)).map(|v| v.start_processing_time_ms);
+            prop_assert_eq!(full, Ok(stamp));
+            let pointer = JsonPointer::parse("/start_processing_time_ms").unwrap();
+            prop_assert_eq!(pointer.find(payload).unwrap(), Some(Scalar::Integer(stamp)));
+        }
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn canonical_reading_agrees_with_full_decoding(payload in canonical_like()) {
-            let fast = start_processing_time_ms(Some(payload.as_bytes()));
-            let full = ReducedVisit::decode(Some(payload.as_bytes())).map(|v| v.start_processing_time_ms);
-            prop_assert_eq!(fast, full);
+            agrees_when_it_answers(payload.as_bytes())?;
         }
 
         #[test]
@@ -262,17 +216,28 @@ mod tests {
             let mut payload = br#"{"visit":{"id":""#.to_vec();
             payload.extend_from_slice(&prefix);
             payload.extend_from_slice(format!(r#"","event_time":1}},"start_processing_time_ms":{stamp}}}"#).as_bytes());
-            let fast = start_processing_time_ms(Some(&payload));
-            let full = ReducedVisit::decode(Some(&payload)).map(|v| v.start_processing_time_ms);
-            prop_assert_eq!(fast, full);
+            agrees_when_it_answers(&payload)?;
         }
 
         #[test]
         fn fast_stamp_reading_agrees_with_full_decoding(payload in payloads()) {
-            let fast = start_processing_time_ms(Some(payload.as_bytes()));
-            let full = ReducedVisit::decode(Some(payload.as_bytes())).map(|v| v.start_processing_time_ms);
-            prop_assert_eq!(fast, full);
+            agrees_when_it_answers(payload.as_bytes())?;
         }
+    }
+
+    #[test]
+    fn the_synchronizer_encoding_takes_the_fast_path() {
+        let reduced = ReducedVisit {
+            visit: ReducedVisitBody {
+                id: "v-1".into(),
+                event_time: 1,
+            },
+            start_processing_time_ms: 1_796_000_000_123,
+        };
+        assert_eq!(
+            canonical_stamp(reduced.to_json().as_bytes()),
+            Some(1_796_000_000_123)
+        );
     }
 
     #[test]

@@ -33,12 +33,18 @@ pub enum RejectReason {
     /// The record (or what the job makes of it) is larger than the producer may send
     /// (`message.max.bytes`) or the broker accepts.
     TooLarge,
+    /// The header a latency stamp is read from (`--start-time header:…`) is absent.
+    MissingHeader,
+    /// A latency stamp is text or bytes that are not a time in the configured format.
+    InvalidStamp,
+    /// A latency stamp is a number too large to be a time in the configured unit.
+    StampOutOfRange,
 }
 
 impl RejectReason {
     /// Every reason, so that each job's rejection counters exist (at 0) from its start and
     /// alerts on their rate or absence work.
-    pub const ALL: [RejectReason; 13] = [
+    pub const ALL: [RejectReason; 16] = [
         RejectReason::EmptyPayload,
         RejectReason::InvalidJson,
         RejectReason::NotAnObject,
@@ -52,6 +58,9 @@ impl RejectReason {
         RejectReason::ImplausibleLatency,
         RejectReason::ClockSkew,
         RejectReason::TooLarge,
+        RejectReason::MissingHeader,
+        RejectReason::InvalidStamp,
+        RejectReason::StampOutOfRange,
     ];
 
     /// The stable snake_case name used in metric labels and dead-letter headers.
@@ -70,6 +79,9 @@ impl RejectReason {
             RejectReason::ImplausibleLatency => "implausible_latency",
             RejectReason::ClockSkew => "clock_skew",
             RejectReason::TooLarge => "too_large",
+            RejectReason::MissingHeader => "missing_header",
+            RejectReason::InvalidStamp => "invalid_stamp",
+            RejectReason::StampOutOfRange => "stamp_out_of_range",
         }
     }
 }
@@ -169,8 +181,11 @@ mod tests {
             RejectReason::ImplausibleLatency => 10,
             RejectReason::ClockSkew => 11,
             RejectReason::TooLarge => 12,
+            RejectReason::MissingHeader => 13,
+            RejectReason::InvalidStamp => 14,
+            RejectReason::StampOutOfRange => 15,
         };
         let positions: Vec<usize> = RejectReason::ALL.iter().map(|&r| position(r)).collect();
-        assert_eq!(positions, (0..13).collect::<Vec<_>>());
+        assert_eq!(positions, (0..16).collect::<Vec<_>>());
     }
 }

@@ -13,6 +13,7 @@ pub mod rebalance_events;
 pub mod reporting_producer;
 pub mod retire;
 pub mod security_failure;
+pub mod stamp_headers;
 pub mod transient;
 
 pub use admin::{ensure_topics, ensure_topics_when_reachable, TopicSpec};

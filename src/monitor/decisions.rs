@@ -5,12 +5,13 @@
 //! as an argument (`now_ms`), so every path — ticks, idleness, closing — is tested here.
 
 use super::checkpoint::{Checkpoint, CheckpointRecord};
-use super::measurement::{measure, Plausibility, TimestampKind};
+use super::measurement::{measure, InputRecord, Plausibility, TimestampKind};
 use super::restore::PartitionResume;
 use super::unacknowledged::Unacknowledged;
 use super::MonitorReport;
 use crate::event_time::EventTimeOperator;
 use crate::rejection::{RejectReason, Rejection};
+use crate::stamp::LatencyStamps;
 use crate::watermark::WatermarkConfig;
 use crate::window::{Placement, ResumePoint, WindowConfig, WindowPart};
 use std::collections::BTreeMap;
@@ -30,6 +31,8 @@ pub struct CoreConfig {
     pub watermark: WatermarkConfig,
     /// What counts as a plausible measurement.
     pub plausibility: Plausibility,
+    /// Where each record's latency starts and ends.
+    pub stamps: LatencyStamps,
 }
 
 /// What to do with a consumed record.
@@ -149,8 +152,7 @@ impl MonitorCore {
         &mut self,
         partition: i32,
         offset: i64,
-        timestamp: Option<(TimestampKind, i64)>,
-        payload: Option<&[u8]>,
+        record: &InputRecord<'_>,
         now_ms: i64,
     ) -> RecordDecision {
         self.report.consumed += 1;
@@ -164,7 +166,12 @@ impl MonitorCore {
             max_event_time_before: max_before,
         });
         position.offset = offset + 1;
-        let measurement = match measure(payload, timestamp, now_ms, &self.config.plausibility) {
+        let measurement = match measure(
+            record,
+            &self.config.stamps,
+            now_ms,
+            &self.config.plausibility,
+        ) {
             Ok(m) => m,
             Err(rejection) => {
                 self.report.rejected += 1;
@@ -384,6 +391,7 @@ mod tests {
                 max_latency_ms: 3_600_000,
                 max_clock_skew_ms: 5_000,
             },
+            stamps: LatencyStamps::default(),
         });
         for partition in [0, 1] {
             core.assign(
@@ -398,6 +406,17 @@ mod tests {
         core
     }
 
+    fn input<'a>(
+        timestamp: Option<(TimestampKind, i64)>,
+        payload: Option<&'a [u8]>,
+    ) -> InputRecord<'a> {
+        InputRecord {
+            timestamp,
+            payload,
+            headers: &crate::stamp::NoHeaders,
+        }
+    }
+
     fn record(core: &mut MonitorCore, p: i32, offset: i64, t: i64, latency: i64) -> RecordDecision {
         let value = format!(
             r#"{{"visit":{{"id":"v","event_time":1}},"start_processing_time_ms":{}}}"#,
@@ -406,8 +425,7 @@ mod tests {
         core.on_record(
             p,
             offset,
-            Some((TimestampKind::CreateTime, t)),
-            Some(value.as_bytes()),
+            &input(Some((TimestampKind::CreateTime, t)), Some(value.as_bytes())),
             t,
         )
     }
@@ -490,8 +508,7 @@ mod tests {
         let decision = core.on_record(
             0,
             0,
-            Some((TimestampKind::CreateTime, 1_000)),
-            Some(b"{oops"),
+            &input(Some((TimestampKind::CreateTime, 1_000)), Some(b"{oops")),
             1_000,
         );
         assert!(matches!(
@@ -550,8 +567,10 @@ mod tests {
         let decision = core.on_record(
             0,
             1,
-            Some((TimestampKind::CreateTime, T0 + 2_000)),
-            Some(br#"{"visit":{"id":"v","event_time":1},"start_processing_time_ms":1}"#),
+            &input(
+                Some((TimestampKind::CreateTime, T0 + 2_000)),
+                Some(br#"{"visit":{"id":"v","event_time":1},"start_processing_time_ms":1}"#),
+            ),
             T0 + 2_000,
         );
         assert!(matches!(

@@ -1,9 +1,10 @@
-//! From a consumed reduced-visit record to a latency measurement: event time is the record's
-//! Kafka timestamp (LogAppendTime, or CreateTime where the broker does not apply it), latency
-//! is that minus `start_processing_time_ms`.
+//! From a consumed record to a latency measurement: by default event time is the record's
+//! Kafka timestamp (LogAppendTime, or CreateTime where the broker does not apply it) and the
+//! latency is that minus the start stamp (`start_processing_time_ms` of a reduced visit);
+//! both ends can be read from elsewhere (see [`crate::stamp`]).
 
-use crate::reduced_visit::start_processing_time_ms;
 use crate::rejection::{RejectReason, Rejection};
+use crate::stamp::{EndSource, LatencyStamps, RecordHeaders};
 
 /// The kind of timestamp a record carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -13,6 +14,8 @@ pub enum TimestampKind {
     /// The producer's create time: used as is, but only meaningful if the producer stamps
     /// the time of the produce call.
     CreateTime,
+    /// A stamp the pipeline wrote (`--end-time field:…` or `header:…`), not a Kafka timestamp.
+    Stamp,
 }
 
 impl TimestampKind {
@@ -21,6 +24,7 @@ impl TimestampKind {
         match self {
             TimestampKind::LogAppendTime => "log_append_time",
             TimestampKind::CreateTime => "create_time",
+            TimestampKind::Stamp => "stamp",
         }
     }
 }
@@ -50,45 +54,66 @@ pub struct Measurement {
     pub timestamp_kind: TimestampKind,
 }
 
-/// Measures a record. `timestamp` is `None` when the record has none; timestamps ahead of
+/// A consumed record, as much of it as a measurement reads.
+pub struct InputRecord<'a> {
+    /// The Kafka timestamp, if the record has one.
+    pub timestamp: Option<(TimestampKind, i64)>,
+    /// The value.
+    pub payload: Option<&'a [u8]>,
+    /// The headers (only those the stamps name are ever looked up).
+    pub headers: &'a dyn RecordHeaders,
+}
+
+/// Measures a record: the latency from `stamps.start` to `stamps.end`. End times ahead of
 /// `now_ms` and latencies outside `bounds` are refused.
 pub fn measure(
-    payload: Option<&[u8]>,
-    timestamp: Option<(TimestampKind, i64)>,
+    record: &InputRecord<'_>,
+    stamps: &LatencyStamps,
     now_ms: i64,
     bounds: &Plausibility,
 ) -> Result<Measurement, Rejection> {
     let max_future_ms = bounds.max_future_ms;
-    let (timestamp_kind, event_time) = timestamp.ok_or_else(|| {
-        Rejection::new(
-            RejectReason::MissingTimestamp,
-            "record has no Kafka timestamp",
-        )
-    })?;
-    if event_time < 0 {
-        return Err(Rejection::new(
-            RejectReason::NegativeValue,
-            format!("record timestamp is negative ({event_time})"),
-        ));
-    }
+    let (timestamp_kind, event_time) = match &stamps.end {
+        EndSource::KafkaTimestamp => {
+            let (kind, time) = record.timestamp.ok_or_else(|| {
+                Rejection::new(
+                    RejectReason::MissingTimestamp,
+                    "record has no Kafka timestamp",
+                )
+            })?;
+            if time < 0 {
+                return Err(Rejection::new(
+                    RejectReason::NegativeValue,
+                    format!("record timestamp is negative ({time})"),
+                ));
+            }
+            (kind, time)
+        }
+        EndSource::Stamp(end) => (
+            TimestampKind::Stamp,
+            end.read_ms("end", record.payload, record.headers)?,
+        ),
+    };
     if event_time > now_ms.saturating_add(max_future_ms) {
         return Err(Rejection::new(
             RejectReason::TimestampInFuture,
             format!(
-                "record timestamp {event_time} is {} ms ahead of this host's clock",
+                "record's end time {event_time} is {} ms ahead of this host's clock",
                 event_time - now_ms
             ),
         ));
     }
-    let start_processing_time_ms = start_processing_time_ms(payload)?;
-    let latency_ms = event_time - start_processing_time_ms;
+    let start = stamps
+        .start
+        .read_ms("start", record.payload, record.headers)?;
+    let latency_ms = event_time - start;
     if latency_ms > bounds.max_latency_ms {
         return Err(Rejection::new(
             RejectReason::ImplausibleLatency,
             format!(
-                "latency {latency_ms} ms (start_processing_time_ms {start_processing_time_ms}) exceeds the \
-                 plausible maximum of {} ms (--max-latency)",
-                bounds.max_latency_ms
+                "latency {latency_ms} ms (start time {start} from {}) exceeds the plausible maximum \
+                 of {} ms (--max-latency)",
+                stamps.start.source, bounds.max_latency_ms
             ),
         ));
     }
@@ -96,9 +121,9 @@ pub fn measure(
         return Err(Rejection::new(
             RejectReason::ClockSkew,
             format!(
-                "start_processing_time_ms {start_processing_time_ms} is {} ms after the record's timestamp: \
-                 more clock skew than the {} ms tolerated (--max-clock-skew)",
-                -latency_ms, bounds.max_clock_skew_ms
+                "start time {start} from {} is {} ms after the record's end time: more clock skew \
+                 than the {} ms tolerated (--max-clock-skew)",
+                stamps.start.source, -latency_ms, bounds.max_clock_skew_ms
             ),
         ));
     }
@@ -112,6 +137,65 @@ pub fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stamp::{NoHeaders, Stamp, TimeFormat};
+
+    /// Measures with the demo pipeline's stamps.
+    fn demo_measure(
+        payload: Option<&[u8]>,
+        timestamp: Option<(TimestampKind, i64)>,
+        now_ms: i64,
+        bounds: &Plausibility,
+    ) -> Result<Measurement, Rejection> {
+        let record = InputRecord {
+            timestamp,
+            payload,
+            headers: &NoHeaders,
+        };
+        measure(&record, &LatencyStamps::default(), now_ms, bounds)
+    }
+
+    #[test]
+    fn both_ends_can_be_stamps_and_the_kafka_timestamp_is_then_unused() {
+        let stamps = LatencyStamps {
+            start: Stamp {
+                source: "header:start".parse().unwrap(),
+                format: TimeFormat::UnixMs,
+            },
+            end: EndSource::Stamp(Stamp {
+                source: "field:/done".parse().unwrap(),
+                format: TimeFormat::UnixS,
+            }),
+        };
+        let start = (NOW - 2_500).to_string();
+        let headers: &[(&str, &[u8])] = &[("start", start.as_bytes())];
+        let payload = format!(r#"{{"done":{}}}"#, NOW / 1000);
+        let record = InputRecord {
+            timestamp: None,
+            payload: Some(payload.as_bytes()),
+            headers: &headers,
+        };
+        let m = measure(&record, &stamps, NOW, &future(0)).unwrap();
+        assert_eq!(
+            (m.event_time, m.latency_ms, m.timestamp_kind),
+            (
+                NOW / 1000 * 1000,
+                NOW / 1000 * 1000 - NOW + 2_500,
+                TimestampKind::Stamp
+            )
+        );
+        let late_end = format!(r#"{{"done":{}}}"#, NOW / 1000 + 10);
+        let record = InputRecord {
+            timestamp: None,
+            payload: Some(late_end.as_bytes()),
+            headers: &headers,
+        };
+        assert_eq!(
+            measure(&record, &stamps, NOW, &future(0))
+                .unwrap_err()
+                .reason,
+            RejectReason::TimestampInFuture
+        );
+    }
 
     const NOW: i64 = 1_800_000_000_000;
 
@@ -130,7 +214,7 @@ mod tests {
 
     #[test]
     fn latency_is_timestamp_minus_start() {
-        let m = measure(
+        let m = demo_measure(
             Some(&payload(NOW - 10_250)),
             Some((TimestampKind::LogAppendTime, NOW)),
             NOW,
@@ -145,7 +229,7 @@ mod tests {
     fn refuses_missing_future_and_negative_timestamps() {
         let p = payload(NOW);
         let reason = |ts| {
-            measure(Some(&p), ts, NOW, &future(60_000))
+            demo_measure(Some(&p), ts, NOW, &future(60_000))
                 .unwrap_err()
                 .reason
         };
@@ -158,7 +242,7 @@ mod tests {
             reason(Some((TimestampKind::CreateTime, -1))),
             RejectReason::NegativeValue
         );
-        assert!(measure(
+        assert!(demo_measure(
             Some(&p),
             Some((TimestampKind::CreateTime, NOW + 60_000)),
             NOW,
@@ -171,11 +255,13 @@ mod tests {
     fn bad_payloads_are_refused_with_reasons() {
         let ts = Some((TimestampKind::CreateTime, NOW));
         assert_eq!(
-            measure(Some(b"x"), ts, NOW, &future(0)).unwrap_err().reason,
+            demo_measure(Some(b"x"), ts, NOW, &future(0))
+                .unwrap_err()
+                .reason,
             RejectReason::InvalidJson
         );
         assert_eq!(
-            measure(Some(&payload(-3)), ts, NOW, &future(0))
+            demo_measure(Some(&payload(-3)), ts, NOW, &future(0))
                 .unwrap_err()
                 .reason,
             RejectReason::NegativeValue
@@ -186,7 +272,7 @@ mod tests {
     fn implausible_latencies_are_refused_and_small_skew_is_kept() {
         let ts = Some((TimestampKind::LogAppendTime, NOW));
         let bounds = future(60_000);
-        let at = |start: i64| measure(Some(&payload(start)), ts, NOW, &bounds);
+        let at = |start: i64| demo_measure(Some(&payload(start)), ts, NOW, &bounds);
         // A stamp of 1 ms after the epoch: a latency of 57 years.
         assert_eq!(at(1).unwrap_err().reason, RejectReason::ImplausibleLatency);
         assert!(at(NOW - 3_600_000).is_ok(), "exactly the maximum is kept");

@@ -14,8 +14,9 @@ use metrics::{counter, gauge, Counter, Gauge};
 pub struct PartitionMetrics {
     /// `sla_records_consumed_total{topic}`: records read from the input topic.
     pub consumed: Counter,
-    /// `sla_monitor_records_by_timestamp_type_total{type}`: LogAppendTime, then CreateTime.
-    by_timestamp_kind: [Counter; 2],
+    /// `sla_monitor_records_by_timestamp_type_total{type}`: LogAppendTime, CreateTime, then
+    /// `stamp` (the end read from the record, `--end-time`).
+    by_timestamp_kind: [Counter; 3],
     /// `sla_monitor_negative_latency_records_total`: accepted records whose stamp lies after
     /// their timestamp (clock skew within tolerance).
     pub negative_latencies: Counter,
@@ -41,7 +42,12 @@ impl PartitionMetrics {
     pub fn new(input_topic: &str) -> Self {
         let metrics = PartitionMetrics {
             consumed: counter!("sla_records_consumed_total", "topic" => input_topic.to_string()),
-            by_timestamp_kind: [TimestampKind::LogAppendTime, TimestampKind::CreateTime].map(
+            by_timestamp_kind: [
+                TimestampKind::LogAppendTime,
+                TimestampKind::CreateTime,
+                TimestampKind::Stamp,
+            ]
+            .map(
                 |kind| counter!("sla_monitor_records_by_timestamp_type_total", "type" => kind.as_str()),
             ),
             negative_latencies: counter!("sla_monitor_negative_latency_records_total"),
@@ -74,6 +80,7 @@ impl PartitionMetrics {
         match kind {
             TimestampKind::LogAppendTime => &self.by_timestamp_kind[0],
             TimestampKind::CreateTime => &self.by_timestamp_kind[1],
+            TimestampKind::Stamp => &self.by_timestamp_kind[2],
         }
     }
 }

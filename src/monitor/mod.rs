@@ -92,6 +92,8 @@ pub struct MonitorConfig {
     pub watermark: WatermarkConfig,
     /// Plausibility bounds of timestamps and latencies.
     pub plausibility: measurement::Plausibility,
+    /// Where each record's latency starts and ends (`--start-time`, `--end-time`).
+    pub stamps: crate::stamp::LatencyStamps,
     /// How often safe offsets are committed.
     pub commit_interval: Duration,
     /// How often the watermark is advanced by the clock and windows are closed.
@@ -244,6 +246,7 @@ pub async fn run(
             window: config.window.clone(),
             watermark: config.watermark,
             plausibility: config.plausibility,
+            stamps: config.stamps.clone(),
         }),
         PartitionStageParts {
             committer: Committer::new(

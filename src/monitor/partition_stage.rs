@@ -14,7 +14,7 @@
 use super::checkpoint_store;
 use super::committer::Committer;
 use super::decisions::{MonitorCore, Publication, RecordDecision};
-use super::measurement::TimestampKind;
+use super::measurement::{InputRecord, TimestampKind};
 use super::metrics::PartitionMetrics;
 use super::restore::{self, PartitionResume};
 use super::{now_ms, outcome_of, MonitorConfig, MonitorError, MonitorReport, Pending};
@@ -24,6 +24,7 @@ use crate::kafka::group_consumer::{self, GroupConsumer};
 use crate::kafka::producer::delivered;
 use crate::kafka::rebalance_events::Rebalanced;
 use crate::kafka::reporting_producer::refused_for_itself;
+use crate::kafka::stamp_headers::StampHeaders;
 use crate::kafka::transient::is_transient;
 use crate::kafka::{JobContext, KafkaArgs, READY_BATCH};
 use crate::rejection::{RejectReason, Rejection};
@@ -90,7 +91,7 @@ pub struct PartitionStage {
     /// Records consumed since `sla_records_consumed_total` was last advanced (once per batch).
     consumed_unreported: u64,
     /// Which timestamp kinds were seen (indexed by the kind), to say so once each.
-    timestamp_kinds_seen: [bool; 2],
+    timestamp_kinds_seen: [bool; 3],
 }
 
 impl PartitionStage {
@@ -114,7 +115,7 @@ impl PartitionStage {
             restoring: None,
             held_back: None,
             consumed_unreported: 0,
-            timestamp_kinds_seen: [false; 2],
+            timestamp_kinds_seen: [false; 3],
         }
     }
 
@@ -297,13 +298,15 @@ impl PartitionStage {
             Timestamp::CreateTime(t) => Some((TimestampKind::CreateTime, t)),
             Timestamp::NotAvailable => None,
         };
-        let decision = self.core.on_record(
-            message.partition(),
-            message.offset(),
+        let headers = StampHeaders::of(message, &self.config.stamps);
+        let record = InputRecord {
             timestamp,
-            message.payload(),
-            now,
-        );
+            payload: message.payload(),
+            headers: &headers,
+        };
+        let decision = self
+            .core
+            .on_record(message.partition(), message.offset(), &record, now);
         match decision {
             RecordDecision::Accepted {
                 timestamp_kind,
@@ -379,6 +382,10 @@ impl PartitionStage {
                 TimestampKind::CreateTime => tracing::warn!(
                     "records carry CreateTime, not LogAppendTime: event time is the producer's timestamp \
                      (right only if the producer stamps the time of the produce call, as the synchronizer does)"
+                ),
+                TimestampKind::Stamp => tracing::info!(
+                    "latency measured {}; event time is the end stamp",
+                    self.config.stamps
                 ),
             }
         }

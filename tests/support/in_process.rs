@@ -64,6 +64,7 @@ pub fn test_config(topics: &MonitorTopics, group: &str, idle: Duration) -> Monit
             max_latency_ms: 3_600_000,
             max_clock_skew_ms: 5_000,
         },
+        stamps: sla_monitor::stamp::LatencyStamps::default(),
         commit_interval: Duration::from_millis(200),
         tick: Duration::from_millis(200),
         drain_timeout: Duration::from_secs(30),

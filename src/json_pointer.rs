@@ -1,0 +1,388 @@
+//! One value of a JSON document, found by an RFC 6901 JSON pointer without building the
+//! document's tree: the parser walks the document once, descends only into the members and
+//! elements on the pointer's path and skips everything else (still checking that the whole
+//! document is valid JSON). What the monitor needs per record when the stamp is a field.
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt;
+
+/// A parsed RFC 6901 JSON pointer, e.g. `/meta/processed_at` (`~1` is `/`, `~0` is `~`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPointer {
+    text: String,
+    tokens: Vec<String>,
+}
+
+/// Why a text is not a JSON pointer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PointerError {
+    /// A non-empty pointer must start with `/`.
+    #[error("a JSON pointer starts with '/' (e.g. /meta/processed_at), got {0:?}")]
+    NoLeadingSlash(String),
+    /// `~` must be followed by `0` or `1`.
+    #[error("in JSON pointer {0:?}: '~' must be followed by 0 (for ~) or 1 (for /)")]
+    BadEscape(String),
+}
+
+impl JsonPointer {
+    /// Parses a pointer; the empty pointer is the whole document.
+    pub fn parse(text: &str) -> Result<JsonPointer, PointerError> {
+        if text.is_empty() {
+            return Ok(JsonPointer {
+                text: String::new(),
+                tokens: Vec::new(),
+            });
+        }
+        let Some(rest) = text.strip_prefix('/') else {
+            return Err(PointerError::NoLeadingSlash(text.to_string()));
+        };
+        let tokens = rest
+            .split('/')
+            .map(|raw| unescape(raw).ok_or_else(|| PointerError::BadEscape(text.to_string())))
+            .collect::<Result<_, _>>()?;
+        Ok(JsonPointer {
+            text: text.to_string(),
+            tokens,
+        })
+    }
+
+    /// The pointer as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Finds the value the pointer names in `document`: `Ok(None)` when the path does not
+    /// exist; an error when the document is not valid JSON. Of a member that appears twice,
+    /// the last counts (as when the document is parsed whole).
+    pub fn find<'a>(&self, document: &'a [u8]) -> Result<Option<Scalar<'a>>, serde_json::Error> {
+        let mut deserializer = serde_json::Deserializer::from_slice(document);
+        let found = Seek {
+            tokens: &self.tokens,
+        }
+        .deserialize(&mut deserializer)?;
+        deserializer.end()?;
+        Ok(found)
+    }
+}
+
+impl fmt::Display for JsonPointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn unescape(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '~' => match chars.next() {
+                Some('0') => out.push('~'),
+                Some('1') => out.push('/'),
+                _ => return None,
+            },
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// The value a pointer found: a scalar as the document wrote it, or the kind of a container.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar<'a> {
+    /// A JSON integer that fits an `i64`.
+    Integer(i64),
+    /// A JSON integer above `i64::MAX`.
+    Unsigned(u64),
+    /// A JSON number with a fraction or exponent.
+    Float(f64),
+    /// A JSON string (borrowed from the document unless it had escapes).
+    Text(Cow<'a, str>),
+    /// `true` or `false`.
+    Boolean(bool),
+    /// `null`.
+    Null,
+    /// An array (not looked into).
+    Array,
+    /// An object (not looked into).
+    Object,
+}
+
+impl Scalar<'_> {
+    /// The JSON type, for messages: "a string", "an object", …
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Scalar::Integer(_) | Scalar::Unsigned(_) | Scalar::Float(_) => "a number",
+            Scalar::Text(_) => "a string",
+            Scalar::Boolean(_) => "a boolean",
+            Scalar::Null => "null",
+            Scalar::Array => "an array",
+            Scalar::Object => "an object",
+        }
+    }
+}
+
+/// Walks to the value at `tokens` of whatever comes next in the input.
+struct Seek<'p> {
+    tokens: &'p [String],
+}
+
+impl<'de> DeserializeSeed<'de> for Seek<'_> {
+    type Value = Option<Scalar<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        match self.tokens.split_first() {
+            None => deserializer.deserialize_any(Take).map(Some),
+            Some((token, rest)) => deserializer.deserialize_any(Descend { token, rest }),
+        }
+    }
+}
+
+/// Takes the value itself (containers are skipped and only named).
+struct Take;
+
+impl<'de> Visitor<'de> for Take {
+    type Value = Scalar<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Boolean(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::Integer(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).map_or(Scalar::Unsigned(v), Scalar::Integer))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::Float(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Text(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Text(Cow::Owned(v.to_string())))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Array)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Object)
+    }
+}
+
+/// Looks for `token` in an object (a member name) or an array (an index), then for `rest`
+/// inside it; scalars have no members.
+struct Descend<'p> {
+    token: &'p str,
+    rest: &'p [String],
+}
+
+impl<'de> Visitor<'de> for Descend<'_> {
+    type Value = Option<Scalar<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // RFC 6901: an index is 0 or digits without a leading zero; "-" names no element.
+        let index = (self.token == "0"
+            || (!self.token.starts_with('0') && self.token.bytes().all(|b| b.is_ascii_digit())))
+        .then(|| self.token.parse::<usize>().ok())
+        .flatten();
+        let mut found = None;
+        let mut at = 0usize;
+        loop {
+            if Some(at) == index {
+                match seq.next_element_seed(Seek { tokens: self.rest })? {
+                    Some(value) => found = value,
+                    None => break,
+                }
+            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                break;
+            }
+            at += 1;
+        }
+        Ok(found)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(matches) = map.next_key_seed(KeyIs(self.token))? {
+            if matches {
+                found = map.next_value_seed(Seek { tokens: self.rest })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Whether the next member name is `token` (compared without copying unescaped names).
+struct KeyIs<'p>(&'p str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(v == self.0)
+    }
+    fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<bool, E> {
+        Err(E::custom("a member name must be a string"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arbitrary_json::arbitrary_json;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn find(pointer: &str, document: &str) -> Option<Scalar<'static>> {
+        let found = JsonPointer::parse(pointer)
+            .unwrap()
+            .find(document.as_bytes())
+            .unwrap();
+        found.map(owned)
+    }
+
+    fn owned(s: Scalar<'_>) -> Scalar<'static> {
+        match s {
+            Scalar::Text(t) => Scalar::Text(Cow::Owned(t.into_owned())),
+            Scalar::Integer(v) => Scalar::Integer(v),
+            Scalar::Unsigned(v) => Scalar::Unsigned(v),
+            Scalar::Float(v) => Scalar::Float(v),
+            Scalar::Boolean(v) => Scalar::Boolean(v),
+            Scalar::Null => Scalar::Null,
+            Scalar::Array => Scalar::Array,
+            Scalar::Object => Scalar::Object,
+        }
+    }
+
+    /// What a full parse finds at the pointer, in the same terms.
+    fn oracle(pointer: &str, document: &Value) -> Option<Scalar<'static>> {
+        document.pointer(pointer).map(|v| match v {
+            Value::Null => Scalar::Null,
+            Value::Bool(b) => Scalar::Boolean(*b),
+            Value::Number(n) => n
+                .as_i64()
+                .map(Scalar::Integer)
+                .or_else(|| n.as_u64().map(Scalar::Unsigned))
+                .unwrap_or_else(|| Scalar::Float(n.as_f64().unwrap())),
+            Value::String(s) => Scalar::Text(Cow::Owned(s.clone())),
+            Value::Array(_) => Scalar::Array,
+            Value::Object(_) => Scalar::Object,
+        })
+    }
+
+    #[test]
+    fn finds_nested_members_and_elements() {
+        let doc = r#"{"order":{"id":7},"meta":{"processed_at":"2026-11-30T05:50:00.123Z","n":[1,{"t":5}]}}"#;
+        assert_eq!(
+            find("/meta/processed_at", doc),
+            Some(Scalar::Text("2026-11-30T05:50:00.123Z".into()))
+        );
+        assert_eq!(find("/meta/n/1/t", doc), Some(Scalar::Integer(5)));
+        assert_eq!(find("/meta/n/01", doc), None, "no leading zeros");
+        assert_eq!(find("/meta/n/-", doc), None);
+        assert_eq!(find("/order/id/x", doc), None);
+        assert_eq!(find("/absent", doc), None);
+        assert_eq!(find("", "17"), Some(Scalar::Integer(17)));
+        assert_eq!(
+            find("/a~1b/c~0d", r#"{"a/b":{"c~d":1.5}}"#),
+            Some(Scalar::Float(1.5))
+        );
+        assert_eq!(
+            find("/a", r#"{"a":1,"a":2}"#),
+            Some(Scalar::Integer(2)),
+            "last wins"
+        );
+    }
+
+    #[test]
+    fn refuses_invalid_documents_and_pointers() {
+        let p = JsonPointer::parse("/a").unwrap();
+        assert!(p.find(br#"{"a":1"#).is_err());
+        assert!(p.find(br#"{"a":1} x"#).is_err(), "trailing data");
+        assert!(p.find(br#"{"b":[1,}"#).is_err(), "invalid outside the path");
+        assert!(matches!(
+            JsonPointer::parse("a"),
+            Err(PointerError::NoLeadingSlash(_))
+        ));
+        assert!(matches!(
+            JsonPointer::parse("/a~2"),
+            Err(PointerError::BadEscape(_))
+        ));
+    }
+
+    fn pointers() -> impl Strategy<Value = String> {
+        let token = prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just("0".to_string()),
+            Just("1".to_string()),
+            Just("01".to_string()),
+            Just("-".to_string()),
+            Just("a~1b".to_string()),
+            Just("".to_string()),
+        ];
+        proptest::collection::vec(token, 0..4)
+            .prop_map(|t| t.iter().map(|t| format!("/{t}")).collect::<String>())
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_parsing_the_whole_document(document in arbitrary_json(&["a", "b", "a/b", "0"]), pointer in pointers()) {
+            // Both read the same text (a float's text may parse 1 ulp away from the original).
+            let text = document.to_string();
+            let reparsed: Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(find(&pointer, &text), oracle(&pointer, &reparsed));
+        }
+
+        #[test]
+        fn never_panics_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64), pointer in pointers()) {
+            let p = JsonPointer::parse(&pointer).unwrap();
+            let fast = p.find(&bytes).is_ok();
+            let full = serde_json::from_slice::<Value>(&bytes).is_ok();
+            prop_assert_eq!(fast, full, "valid exactly when the whole document is valid");
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! The headers of a consumed Kafka record that the latency stamps name, looked up once per
+//! record (nothing is looked up when no stamp is a header).
+
+use crate::stamp::{LatencyStamps, RecordHeaders};
+use rdkafka::message::{Headers, Message};
+
+/// The values of the (at most two) headers the stamps read, borrowed from the record.
+pub struct StampHeaders<'a> {
+    found: [(&'a str, Option<&'a [u8]>); 2],
+}
+
+impl<'a> StampHeaders<'a> {
+    /// Looks up, in `message`, the last header of each name `stamps` read.
+    pub fn of<M: Message>(message: &'a M, stamps: &'a LatencyStamps) -> StampHeaders<'a> {
+        let mut found: [(&str, Option<&[u8]>); 2] = [("", None), ("", None)];
+        let mut names = stamps.header_names();
+        let (first, second) = (names.next(), names.next());
+        if let (Some(headers), Some(first)) = (message.headers(), first) {
+            found[0].0 = first;
+            if let Some(second) = second {
+                found[1].0 = second;
+            }
+            for header in headers.iter() {
+                for slot in found.iter_mut().filter(|(name, _)| !name.is_empty()) {
+                    if header.key == slot.0 {
+                        slot.1 = Some(header.value.unwrap_or_default());
+                    }
+                }
+            }
+        }
+        StampHeaders { found }
+    }
+}
+
+impl RecordHeaders for StampHeaders<'_> {
+    fn last(&self, name: &str) -> Option<&[u8]> {
+        self.found
+            .iter()
+            .find(|(n, _)| !n.is_empty() && *n == name)
+            .and_then(|(_, v)| *v)
+    }
+}
