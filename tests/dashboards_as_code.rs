@@ -116,6 +116,22 @@ fn dashboard_uses_provisioned_datasources_and_existing_fields() {
             "missing panel {wanted}: {titles:?}"
         );
     }
+    // One dashboard for every pipeline: a `job` variable filled from the index, which every
+    // Elasticsearch panel filters on.
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    assert!(
+        variables
+            .iter()
+            .any(|v| v["name"] == "job" && v["query"].as_str().unwrap().contains("\"job\"")),
+        "{variables:?}"
+    );
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            if target["datasource"]["type"] == "elasticsearch" {
+                assert_eq!(target["query"], "job:\"$job\"", "panel {}", panel["title"]);
+            }
+        }
+    }
     for panel in panels {
         let uid = panel["datasource"]["uid"].as_str().unwrap();
         assert!(
@@ -148,7 +164,7 @@ fn dashboard_uses_provisioned_datasources_and_existing_fields() {
 fn alert_rule_is_complete_and_matches_the_documented_sla() {
     let raw = yaml(RULES);
     let spec = &raw["groups"][0]["rules"][0];
-    assert_eq!(spec["title"], "SLA miss visits synchronizer");
+    assert_eq!(spec["title"], "SLA miss");
     assert_eq!(spec["for"], "2m");
     assert_eq!(spec["labels"]["severity"], "critical");
     let summary = spec["annotations"]["summary"].as_str().unwrap();
@@ -169,10 +185,25 @@ fn alert_rule_is_complete_and_matches_the_documented_sla() {
             "query A uses {field}, not in the mapping"
         );
     }
+    // Each pipeline is judged against its own SLA: the value is p99 minus the window's sla_ms
+    // (what the monitor's --sla wrote), per job, and the threshold is 0.
     assert_eq!(
         r.threshold,
-        sla_monitor::alerting::expressions::Threshold::Above(documented_sla_ms()),
-        "the alert threshold must be the monitor's documented SLA"
+        sla_monitor::alerting::expressions::Threshold::Above(0.0)
+    );
+    let model = &spec["data"][0]["model"];
+    assert_eq!(model["bucketAggs"][0]["type"], "terms");
+    assert_eq!(model["bucketAggs"][0]["field"], "job");
+    let script = model["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["type"] == "bucket_script")
+        .expect("a bucket_script");
+    assert_eq!(script["settings"]["script"], "params.p99 - params.sla");
+    assert!(
+        documented_sla_ms() > 0.0,
+        "the monitor documents its default SLA"
     );
 }
 
@@ -689,18 +720,28 @@ async fn alert_query_crosses_the_threshold_exactly_when_the_delay_is_on() {
         // An evaluation at a time when window w is the newest document (documents carry their
         // window's start as @timestamp).
         let at = base + w * minute + 30_000;
-        let evaluation = r.evaluate(&client, &index, at).await;
-        let Evaluation::Value { value, met } = evaluation else {
-            panic!("window {w}: {evaluation:?}");
+        let results = r.evaluate(&client, &index, at).await;
+        // One instance: the one pipeline's, labelled with its job.
+        let [(labels, Evaluation::Value { value, met })] = results.as_slice() else {
+            panic!("window {w}: {results:?}");
         };
-        assert_eq!(met, delayed(w), "window {w}: B = {value}");
+        assert_eq!(labels["job"], "visits-synchronizer");
+        assert_eq!(*met, delayed(w), "window {w}: B = {value}");
+        // B is p99 minus the window's own SLA (the monitor's default 5 s).
         if delayed(w) {
-            assert!(value >= 10_000.0, "window {w}: p99 {value}");
+            assert!(
+                *value >= 10_000.0 - 5_000.0,
+                "window {w}: p99 - SLA {value}"
+            );
+        } else {
+            assert!(*value < -4_000.0, "window {w}: p99 - SLA {value}");
         }
     }
-    // Long after the last window, the 10-minute range holds no document: NoData.
-    assert_eq!(
-        r.evaluate(&client, &index, base + 40 * minute).await,
-        Evaluation::NoData
+    // Long after the last window, the 10-minute range holds no document: one NoData for the
+    // whole rule.
+    let results = r.evaluate(&client, &index, base + 40 * minute).await;
+    assert!(
+        matches!(results.as_slice(), [(labels, Evaluation::NoData)] if labels.is_empty()),
+        "{results:?}"
     );
 }

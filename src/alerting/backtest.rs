@@ -5,10 +5,11 @@
 //! Pure: the evaluations are passed in (see `AlertRule::evaluate_many` for running them against
 //! stored windows).
 
-use super::evaluation::Evaluation;
+use super::evaluation::{Evaluation, Labels, Results};
+use super::instances::{labels_text, InstanceState, InstanceTransition, RuleInstances};
 use super::notify::alert_labels;
 use super::rule::AlertRule;
-use super::state::{format_state, AlertState, Lifecycle, RuleState, Transition};
+use super::state::{format_state, AlertState, Lifecycle};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -29,6 +30,8 @@ pub enum Ending {
 /// One alert as Alertmanager would have held it: from its first send to its end.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SentAlert {
+    /// The instance's labels (its series', e.g. `job`).
+    pub labels: Labels,
     /// `alertname` label (the rule title, `DatasourceNoData` or `DatasourceError`).
     pub alertname: String,
     /// The rule state it was sent for.
@@ -58,49 +61,55 @@ pub struct Timeline {
     pub evaluations: usize,
     /// Of which failed (query errors).
     pub errors: usize,
-    /// Every change of state, oldest first.
-    pub transitions: Vec<Transition>,
+    /// Every change of state of every instance, oldest first.
+    pub transitions: Vec<InstanceTransition>,
     /// Every alert that would have been sent to Alertmanager, by start.
     pub alerts: Vec<SentAlert>,
-    /// Milliseconds spent in each state (by `format_state` name, e.g. `Alerting`).
-    pub time_in_state_ms: BTreeMap<String, i64>,
-    /// The state after the last evaluation.
-    pub final_state: RuleState,
+    /// Per instance (`{job="…"}`, `{}` for the rule-level one), milliseconds spent in each
+    /// state while it existed.
+    pub time_in_state_ms: BTreeMap<String, BTreeMap<String, i64>>,
+    /// The instances after the last evaluation.
+    pub final_states: Vec<InstanceState>,
 }
 
 impl Timeline {
-    /// How many times the rule entered Alerting.
+    /// How many times an instance entered Alerting.
     pub fn times_fired(&self) -> usize {
         self.transitions
             .iter()
-            .filter(|t| t.to == AlertState::Alerting && t.from != AlertState::Alerting)
+            .filter(|t| {
+                t.transition.to == AlertState::Alerting && t.transition.from != AlertState::Alerting
+            })
             .count()
     }
 }
 
-/// Replays `evaluations` (time-ordered) through the state machine, starting Normal at the
-/// first one (as a rule created then), with Grafana's sending rules; `to_ms` closes the range.
+/// Replays `evaluations` (time-ordered) through the state machine of each instance, starting
+/// at the first one (as a rule created then), with Grafana's sending rules; `to_ms` closes the
+/// range.
 pub fn replay(
     rule: &AlertRule,
     lifecycle: &Lifecycle,
-    evaluations: &[(i64, Evaluation)],
+    evaluations: &[(i64, Results)],
     to_ms: i64,
 ) -> Timeline {
     let from_ms = evaluations.first().map_or(to_ms, |(t, _)| *t);
-    let mut state = RuleState::new(from_ms);
+    let mut machine = RuleInstances::default();
     let mut transitions = Vec::new();
     let mut alerts: Vec<SentAlert> = Vec::new();
-    // Index in `alerts` of the alert still held by Alertmanager, per alertname.
-    let mut open: BTreeMap<String, usize> = BTreeMap::new();
-    let mut time_in_state_ms: BTreeMap<String, i64> = BTreeMap::new();
+    // Index in `alerts` of the alert still held by Alertmanager, per instance and alertname.
+    let mut open: BTreeMap<(Labels, String), usize> = BTreeMap::new();
+    let mut time_in_state_ms: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     let mut errors = 0;
-    for (i, (at, evaluation)) in evaluations.iter().enumerate() {
-        if matches!(evaluation, Evaluation::Error(_)) {
+    for (i, (at, results)) in evaluations.iter().enumerate() {
+        if results
+            .iter()
+            .any(|(_, e)| matches!(e, Evaluation::Error(_)))
+        {
             errors += 1;
         }
-        if let Some(t) = state.apply(lifecycle, evaluation, *at) {
-            transitions.push(t);
-        }
+        let applied = machine.apply(lifecycle, results, *at, true);
+        transitions.extend(applied.transitions);
         // Alerts whose endsAt passed without a resend have expired in Alertmanager.
         open.retain(|_, &mut index| {
             let alert = &mut alerts[index];
@@ -110,47 +119,53 @@ pub fn replay(
             }
             !expired
         });
-        if state.needs_sending() {
-            state.last_sent_ms = Some(*at);
+        for InstanceState { labels, state } in applied.to_send {
             if state.state == AlertState::Normal {
-                // The resolving evaluation: the rule's alert ends now.
-                let name = alert_labels(rule, AlertState::Alerting)["alertname"].clone();
-                if let Some(index) = open.remove(&name) {
+                // The resolving evaluation: the instance's alert ends now.
+                let name = alert_labels(rule, AlertState::Alerting, &labels)["alertname"].clone();
+                if let Some(index) = open.remove(&(labels, name)) {
                     let alert = &mut alerts[index];
                     (alert.ends_at_ms, alert.ending, alert.sends) =
                         (*at, Ending::Resolved, alert.sends + 1);
                 }
-            } else {
-                let name = alert_labels(rule, state.state)["alertname"].clone();
-                match open.get(&name) {
-                    Some(&index) => {
-                        alerts[index].ends_at_ms = state.ends_at_ms;
-                        alerts[index].sends += 1;
-                    }
-                    None => {
-                        open.insert(name.clone(), alerts.len());
-                        alerts.push(SentAlert {
-                            alertname: name,
-                            state: state.state,
-                            starts_at_ms: state.starts_at_ms,
-                            ends_at_ms: state.ends_at_ms,
-                            ending: Ending::Firing,
-                            sends: 1,
-                        });
-                    }
+                continue;
+            }
+            let name = alert_labels(rule, state.state, &labels)["alertname"].clone();
+            let key = (labels.clone(), name.clone());
+            match open.get(&key) {
+                Some(&index) => {
+                    alerts[index].ends_at_ms = state.ends_at_ms;
+                    alerts[index].sends += 1;
+                }
+                None => {
+                    open.insert(key, alerts.len());
+                    alerts.push(SentAlert {
+                        labels,
+                        alertname: name,
+                        state: state.state,
+                        starts_at_ms: state.starts_at_ms,
+                        ends_at_ms: state.ends_at_ms,
+                        ending: Ending::Firing,
+                        sends: 1,
+                    });
                 }
             }
         }
         let until = evaluations.get(i + 1).map_or(to_ms, |(t, _)| *t).max(*at);
-        *time_in_state_ms
-            .entry(format!("{:?}", state.state))
-            .or_default() += until - at;
+        for instance in machine.states() {
+            *time_in_state_ms
+                .entry(labels_text(&instance.labels))
+                .or_default()
+                .entry(format!("{:?}", instance.state.state))
+                .or_default() += until - at;
+        }
     }
     for (_, index) in open {
         if alerts[index].ends_at_ms <= to_ms {
             alerts[index].ending = Ending::Expired;
         }
     }
+    alerts.sort_by_key(|a| a.starts_at_ms);
     Timeline {
         rule: rule.title.clone(),
         grafana_version: super::state::GRAFANA_VERSION,
@@ -161,7 +176,7 @@ pub fn replay(
         transitions,
         alerts,
         time_in_state_ms,
-        final_state: state,
+        final_states: machine.states(),
     }
 }
 
@@ -192,9 +207,10 @@ pub fn render_text(timeline: &Timeline, reduce_ref: &str) -> String {
     );
     let _ = writeln!(out, "\nState changes:");
     if t.transitions.is_empty() {
-        let _ = writeln!(out, "  none: {:?} throughout", t.final_state.state);
+        let _ = writeln!(out, "  none");
     }
-    for tr in &t.transitions {
+    for change in &t.transitions {
+        let tr = &change.transition;
         let value = tr.value.map_or_else(
             || "no value".to_string(),
             |v| format!("{reduce_ref} = {v:.0}"),
@@ -202,8 +218,9 @@ pub fn render_text(timeline: &Timeline, reduce_ref: &str) -> String {
         let detail = tr.error.as_deref().unwrap_or(&value);
         let _ = writeln!(
             out,
-            "  {}  {} -> {} after {} ({detail})",
+            "  {}  {} {} -> {} after {} ({detail})",
             iso(tr.at_ms),
+            labels_text(&change.labels),
             format_state(tr.from, tr.from_reason),
             format_state(tr.to, tr.reason),
             duration(tr.previous_lasted_ms)
@@ -216,9 +233,10 @@ pub fn render_text(timeline: &Timeline, reduce_ref: &str) -> String {
     for a in &t.alerts {
         let _ = writeln!(
             out,
-            "  {}  {} ({:?}) for {}, {:?} {}, sent {} time(s)",
+            "  {}  {} {} ({:?}) for {}, {:?} {}, sent {} time(s)",
             iso(a.starts_at_ms),
             a.alertname,
+            labels_text(&a.labels),
             a.state,
             duration(a.ends_at_ms - a.starts_at_ms),
             a.ending,
@@ -227,9 +245,11 @@ pub fn render_text(timeline: &Timeline, reduce_ref: &str) -> String {
         );
     }
     let _ = writeln!(out, "\nSummary: fired {} time(s);", t.times_fired());
-    for (state, ms) in &t.time_in_state_ms {
-        let share = 100.0 * *ms as f64 / (t.to_ms - t.from_ms).max(1) as f64;
-        let _ = writeln!(out, "  {state}: {} ({share:.1}%)", duration(*ms));
+    for (instance, states) in &t.time_in_state_ms {
+        for (state, ms) in states {
+            let share = 100.0 * *ms as f64 / (t.to_ms - t.from_ms).max(1) as f64;
+            let _ = writeln!(out, "  {instance} {state}: {} ({share:.1}%)", duration(*ms));
+        }
     }
     out
 }
@@ -264,7 +284,7 @@ mod tests {
 
     /// Minute-by-minute evaluations from a compact script: `.` clear, `X` breach, `-` no data,
     /// `E` error.
-    fn script(s: &str) -> Vec<(i64, Evaluation)> {
+    fn script(s: &str) -> Vec<(i64, Results)> {
         s.chars()
             .enumerate()
             .map(|(i, c)| {
@@ -274,7 +294,7 @@ mod tests {
                     '-' => Evaluation::NoData,
                     _ => Evaluation::Error("connection refused".into()),
                 };
-                (i as i64 * MIN, e)
+                (i as i64 * MIN, vec![(Labels::new(), e)])
             })
             .collect()
     }
@@ -287,7 +307,7 @@ mod tests {
         let path: Vec<_> = t
             .transitions
             .iter()
-            .map(|t| (t.from, t.to, t.at_ms))
+            .map(|t| (t.transition.from, t.transition.to, t.transition.at_ms))
             .collect();
         assert_eq!(
             path,
@@ -304,9 +324,10 @@ mod tests {
             (AlertState::Alerting, 4 * MIN, 7 * MIN, Ending::Resolved, 4),
             "sent at 4, 5, 6 min (every evaluation: the 1 m interval exceeds the 30 s resend delay) and resolved at 7"
         );
-        assert_eq!(t.time_in_state_ms["Pending"], 2 * MIN);
-        assert_eq!(t.time_in_state_ms["Alerting"], 3 * MIN);
-        assert_eq!(t.time_in_state_ms["Normal"], 5 * MIN);
+        let times = &t.time_in_state_ms["{}"];
+        assert_eq!(times["Pending"], 2 * MIN);
+        assert_eq!(times["Alerting"], 3 * MIN);
+        assert_eq!(times["Normal"], 5 * MIN);
     }
 
     #[test]
@@ -342,7 +363,7 @@ mod tests {
         assert_eq!(
             names,
             vec![
-                ("SLA miss visits synchronizer", Ending::Expired),
+                ("SLA miss", Ending::Expired),
                 ("DatasourceError", Ending::Expired)
             ]
         );
@@ -357,6 +378,50 @@ mod tests {
     fn still_firing_at_the_end_is_reported_as_firing() {
         let t = replay(&sla_rule(), &lifecycle(), &script("XXXXX"), 5 * MIN);
         assert_eq!(t.alerts[0].ending, Ending::Firing);
-        assert_eq!(t.final_state.state, AlertState::Alerting);
+        assert_eq!(t.final_states[0].state.state, AlertState::Alerting);
+    }
+
+    /// Two pipelines, one breaching: one alert instance per job; the breaching one fires and
+    /// is resolved when its series disappears for two evaluations (MissingSeries).
+    #[test]
+    fn one_instance_per_job_and_a_vanished_series_resolves() {
+        let job = |name: &str| -> Labels { [("job".to_string(), name.to_string())].into() };
+        let evaluations: Vec<(i64, Results)> = (0..9)
+            .map(|m| {
+                let mut results = vec![(job("visits"), value(-4_000.0))];
+                if m < 6 {
+                    results.push((
+                        job("checkout"),
+                        Evaluation::Value {
+                            value: 300.0,
+                            met: true,
+                        },
+                    ));
+                }
+                (m * MIN, results)
+            })
+            .collect();
+        let t = replay(&sla_rule(), &lifecycle(), &evaluations, 9 * MIN);
+        assert_eq!(t.times_fired(), 1);
+        let [a] = t.alerts.as_slice() else {
+            panic!("{:?}", t.alerts)
+        };
+        assert_eq!(a.labels, job("checkout"));
+        assert_eq!(
+            (a.starts_at_ms, a.ending, a.ends_at_ms),
+            (2 * MIN, Ending::Resolved, 7 * MIN),
+            "missing at 6, stale at 7"
+        );
+        assert!(t.time_in_state_ms[r#"{job="visits"}"#]
+            .keys()
+            .all(|s| s == "Normal"));
+        let last = t.transitions.last().unwrap();
+        assert_eq!(
+            last.transition.reason,
+            Some(crate::alerting::state::StateReason::MissingSeries)
+        );
+        assert_eq!(t.final_states.len(), 1, "the checkout instance is gone");
+        let text = render_text(&t, "B");
+        assert!(text.contains(r#"{job="checkout"}"#), "{text}");
     }
 }

@@ -42,17 +42,70 @@ pub enum HistogramInterval {
     },
 }
 
+/// A metric aggregation over a field (`max` of `p99`), with its id in the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldMetric {
+    /// Id in the model (the aggregation's name in the request).
+    pub id: String,
+    /// The aggregation.
+    pub kind: MetricKind,
+    /// The field aggregated.
+    pub field: String,
+}
+
+/// What the query's one visible metric is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueMetric {
+    /// A metric over a field.
+    Field(FieldMetric),
+    /// A `bucket_script` pipeline aggregation over hidden metrics, computed by Elasticsearch
+    /// per bucket (e.g. `params.p99 - params.sla` over `max(p99)` and `max(sla_ms)`).
+    Script {
+        /// Id in the model.
+        id: String,
+        /// The Painless script.
+        script: String,
+        /// Its variables: name and the (hidden) metric it reads.
+        variables: Vec<(String, FieldMetric)>,
+    },
+}
+
+impl ValueMetric {
+    fn id(&self) -> &str {
+        match self {
+            ValueMetric::Field(m) => &m.id,
+            ValueMetric::Script { id, .. } => id,
+        }
+    }
+}
+
+/// A `terms` bucket aggregation around the date histogram: one series per value of `field`
+/// (labelled `field=value`), hence one alert instance per value — a multi-dimensional rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terms {
+    /// Id in the model.
+    pub id: String,
+    /// The field whose values split the series (e.g. `job`).
+    pub field: String,
+    /// Most values (Grafana: the `size` setting, 500 when absent or 0).
+    pub size: u64,
+    /// `orderBy` (`_key`, `_count`, `_term`), as Grafana passes it on.
+    pub order_by: Option<String>,
+    /// `order` (`desc` unless set).
+    pub order: String,
+    /// `min_doc_count`, if set.
+    pub min_doc_count: Option<u64>,
+}
+
 /// A supported Elasticsearch query model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EsQuery {
     /// Lucene query string (`*` when empty).
     pub query: String,
-    /// Id of the metric aggregation in the model.
-    pub metric_id: String,
-    /// The metric aggregation.
-    pub metric: MetricKind,
-    /// The field aggregated.
-    pub field: String,
+    /// The one visible metric: the series' values.
+    pub value: ValueMetric,
+    /// The terms aggregation splitting the series, if any.
+    pub group_by: Option<Terms>,
     /// Id of the date histogram in the model.
     pub bucket_id: String,
     /// The histogram's time field.
@@ -71,6 +124,66 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
+fn field_metric(metric: &Value) -> Result<FieldMetric, String> {
+    let kind = match metric["type"].as_str().unwrap_or("") {
+        "max" => MetricKind::Max,
+        "min" => MetricKind::Min,
+        "avg" => MetricKind::Avg,
+        "sum" => MetricKind::Sum,
+        other => {
+            return Err(format!(
+                "metric type {other:?} is not supported (max, min, avg, sum, or bucket_script over them)"
+            ))
+        }
+    };
+    Ok(FieldMetric {
+        id: text(&metric["id"]).ok_or("the metric has no id")?,
+        kind,
+        field: metric["field"]
+            .as_str()
+            .filter(|f| !f.is_empty())
+            .ok_or("the metric has no field")?
+            .to_string(),
+    })
+}
+
+/// A terms aggregation as Grafana's data source builds it (`addTermsAgg`).
+fn terms_agg(terms: &Value) -> Result<Terms, String> {
+    let settings = &terms["settings"];
+    let order_by = text(&settings["orderBy"]).filter(|o| !o.is_empty());
+    if order_by
+        .as_deref()
+        .is_some_and(|o| o.starts_with(|c: char| c.is_ascii_digit()))
+    {
+        return Err("terms ordered by a metric are not supported (order by _key or _count)".into());
+    }
+    Ok(Terms {
+        id: text(&terms["id"]).ok_or("the terms aggregation has no id")?,
+        field: terms["field"]
+            .as_str()
+            .filter(|f| !f.is_empty())
+            .ok_or("the terms aggregation has no field")?
+            .to_string(),
+        size: text(&settings["size"])
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|&s| s > 0)
+            .unwrap_or(500),
+        order_by,
+        order: text(&settings["order"]).unwrap_or_else(|| "desc".into()),
+        min_doc_count: text(&settings["min_doc_count"]).and_then(|m| m.parse().ok()),
+    })
+}
+
+/// One series of a query's result: its labels (`{job: …}` under a terms aggregation, none
+/// otherwise) and its points (bucket start ms, value; `None` for an empty bucket).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Labels of the series.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Points, oldest first.
+    pub points: Vec<(i64, Option<f64>)>,
+}
+
 impl EsQuery {
     /// Reads a Grafana Elasticsearch query model, refusing what this evaluator does not
     /// implement (so a rule is never evaluated differently from Grafana in silence).
@@ -83,44 +196,54 @@ impl EsQuery {
                 "query type {kind:?} is not supported (only metric queries)"
             ));
         }
-        let metrics: Vec<&Value> = model["metrics"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|m| m["hide"] != true)
-            .collect();
-        let [metric] = metrics.as_slice() else {
+        let all: Vec<&Value> = model["metrics"].as_array().into_iter().flatten().collect();
+        let visible: Vec<&Value> = all.iter().copied().filter(|m| m["hide"] != true).collect();
+        let [metric] = visible.as_slice() else {
             return Err(format!(
                 "exactly one visible metric is supported, the model has {}",
-                metrics.len()
+                visible.len()
             ));
         };
-        let kind = match metric["type"].as_str().unwrap_or("") {
-            "max" => MetricKind::Max,
-            "min" => MetricKind::Min,
-            "avg" => MetricKind::Avg,
-            "sum" => MetricKind::Sum,
-            other => {
+        let value = if metric["type"] == "bucket_script" {
+            let script = text(&metric["settings"]["script"])
+                .or_else(|| text(&metric["settings"]["script"]["inline"]))
+                .filter(|s| !s.is_empty())
+                .ok_or("the bucket_script has no script")?;
+            let mut variables = Vec::new();
+            for variable in metric["pipelineVariables"].as_array().into_iter().flatten() {
+                let name = text(&variable["name"]).ok_or("a pipeline variable has no name")?;
+                let target = text(&variable["pipelineAgg"]).unwrap_or_default();
+                let input = all
+                    .iter()
+                    .find(|m| text(&m["id"]).as_deref() == Some(target.as_str()))
+                    .ok_or_else(|| format!("pipeline variable {name} reads metric {target:?}, which is not in the query"))?;
+                variables.push((name, field_metric(input)?));
+            }
+            if variables.is_empty() {
+                return Err("the bucket_script has no pipeline variables".into());
+            }
+            ValueMetric::Script {
+                id: text(&metric["id"]).ok_or("the metric has no id")?,
+                script,
+                variables,
+            }
+        } else {
+            ValueMetric::Field(field_metric(metric)?)
+        };
+        let buckets = model["bucketAggs"].as_array().cloned().unwrap_or_default();
+        let (group_by, bucket) = match buckets.as_slice() {
+            [bucket] => (None, bucket),
+            [terms, bucket] if terms["type"] == "terms" => (Some(terms_agg(terms)?), bucket),
+            _ => {
                 return Err(format!(
-                    "metric type {other:?} is not supported (max, min, avg, sum)"
+                    "a date_histogram, optionally inside one terms aggregation, is supported; the model has {} bucket aggregations",
+                    buckets.len()
                 ))
             }
         };
-        let field = metric["field"]
-            .as_str()
-            .filter(|f| !f.is_empty())
-            .ok_or("the metric has no field")?
-            .to_string();
-        let buckets = model["bucketAggs"].as_array().cloned().unwrap_or_default();
-        let [bucket] = buckets.as_slice() else {
-            return Err(format!(
-                "exactly one bucket aggregation (date_histogram) is supported, the model has {}",
-                buckets.len()
-            ));
-        };
         if bucket["type"] != "date_histogram" {
             return Err(format!(
-                "bucket aggregation {} is not supported (date_histogram only)",
+                "bucket aggregation {} is not supported (date_histogram, optionally inside terms)",
                 bucket["type"]
             ));
         }
@@ -157,9 +280,8 @@ impl EsQuery {
             .to_string();
         Ok(EsQuery {
             query,
-            metric_id: text(&metric["id"]).ok_or("the metric has no id")?,
-            metric: kind,
-            field,
+            value,
+            group_by,
             bucket_id: text(&bucket["id"]).ok_or("the bucket aggregation has no id")?,
             time_field,
             interval,
@@ -185,7 +307,7 @@ impl EsQuery {
     /// The `_msearch` header and body for `index` over `[from_ms, to_ms]`.
     pub fn msearch(&self, index: &str, from_ms: i64, to_ms: i64) -> (Value, Value) {
         let header = json!({ "search_type": "query_then_fetch", "ignore_unavailable": true, "index": index });
-        let body = json!({
+        let mut body = json!({
             "size": 0,
             "query": { "bool": { "filter": [
                 { "range": { self.time_field.clone(): { "gte": from_ms, "lte": to_ms, "format": "epoch_millis" } } },
@@ -199,28 +321,86 @@ impl EsQuery {
                     "format": "epoch_millis",
                     "fixed_interval": self.fixed_interval(from_ms, to_ms)
                 },
-                "aggs": { self.metric_id.clone(): { self.metric.name(): { "field": self.field } } }
+                "aggs": self.metric_aggs()
             } }
         });
+        if let Some(terms) = &self.group_by {
+            let histogram = body["aggs"].take();
+            let mut spec = json!({ "field": terms.field, "size": terms.size });
+            if let Some(order_by) = &terms.order_by {
+                spec["order"] = json!({ order_by.clone(): terms.order });
+            }
+            if let Some(min) = terms.min_doc_count {
+                spec["min_doc_count"] = json!(min);
+            }
+            body["aggs"] = json!({ terms.id.clone(): { "terms": spec, "aggs": histogram } });
+        }
         (header, body)
     }
 
-    /// The series in one item of an `_msearch` response's `responses`: (bucket start ms,
-    /// value), `None` for empty buckets.
-    pub fn parse_item(&self, first: &Value) -> Result<Vec<(i64, Option<f64>)>, String> {
-        if !first["error"].is_null() {
-            let e = &first["error"];
+    /// The metric aggregations inside each histogram bucket (hidden inputs included).
+    fn metric_aggs(&self) -> Value {
+        let field = |m: &FieldMetric| json!({ m.kind.name(): { "field": m.field } });
+        match &self.value {
+            ValueMetric::Field(m) => json!({ m.id.clone(): field(m) }),
+            ValueMetric::Script {
+                id,
+                script,
+                variables,
+            } => {
+                let mut aggs = serde_json::Map::new();
+                let mut paths = serde_json::Map::new();
+                for (name, input) in variables {
+                    aggs.insert(input.id.clone(), field(input));
+                    paths.insert(name.clone(), Value::from(input.id.clone()));
+                }
+                aggs.insert(
+                    id.clone(),
+                    json!({ "bucket_script": { "buckets_path": paths, "script": script } }),
+                );
+                Value::Object(aggs)
+            }
+        }
+    }
+
+    /// The series in one item of an `_msearch` response's `responses`: one without a terms
+    /// aggregation, one per term (in the reply's order) with it — none when no document
+    /// matched.
+    pub fn parse_item(&self, item: &Value) -> Result<Vec<Series>, String> {
+        if !item["error"].is_null() {
+            let e = &item["error"];
             let reason = e["root_cause"][0]["reason"]
                 .as_str()
                 .or(e["reason"].as_str())
                 .unwrap_or("unknown error");
             return Err(format!("Elasticsearch error: {reason}"));
         }
-        let buckets = first["aggregations"][&self.bucket_id]["buckets"].as_array();
-        Ok(buckets
+        let points = |histogram: &Value| -> Vec<(i64, Option<f64>)> {
+            histogram[&self.bucket_id]["buckets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|b| Some((b["key"].as_i64()?, b[self.value.id()]["value"].as_f64())))
+                .collect()
+        };
+        let aggregations = &item["aggregations"];
+        let Some(terms) = &self.group_by else {
+            return Ok(vec![Series {
+                labels: Default::default(),
+                points: points(aggregations),
+            }]);
+        };
+        Ok(aggregations[&terms.id]["buckets"]
+            .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|b| Some((b["key"].as_i64()?, b[&self.metric_id]["value"].as_f64())))
+            .filter_map(|bucket| {
+                let key = text(&bucket["key"])?;
+                Some(Series {
+                    labels: [(terms.field.clone(), key)].into(),
+                    points: points(bucket),
+                })
+            })
             .collect())
     }
 }
@@ -279,7 +459,10 @@ mod tests {
             {"key": 60000, "doc_count": 0, "1": {"value": null}}]}}}]});
         assert_eq!(
             q.parse_item(&ok["responses"][0]).unwrap(),
-            vec![(0, Some(12.5)), (60_000, None)]
+            vec![Series {
+                labels: Default::default(),
+                points: vec![(0, Some(12.5)), (60_000, None)]
+            }]
         );
         let err = json!({"responses": [{"error": {"root_cause": [{"reason": "No mapping found for [p99]"}]}, "status": 400}]});
         assert!(q
@@ -302,6 +485,66 @@ mod tests {
         let mut m = model();
         m["bucketAggs"][0]["settings"]["interval"] = json!("$__interval");
         assert!(EsQuery::from_model(&m).is_err());
+    }
+
+    /// The provisioned multi-pipeline model: p99 minus the document's own SLA, per job.
+    fn per_job_model() -> Value {
+        json!({
+            "refId": "A", "query": "*",
+            "metrics": [
+                {"id": "1", "type": "max", "field": "p99", "hide": true},
+                {"id": "3", "type": "max", "field": "sla_ms", "hide": true},
+                {"id": "4", "type": "bucket_script", "settings": {"script": "params.p99 - params.sla"},
+                 "pipelineVariables": [{"name": "p99", "pipelineAgg": "1"}, {"name": "sla", "pipelineAgg": "3"}]}
+            ],
+            "bucketAggs": [
+                {"id": "5", "type": "terms", "field": "job",
+                 "settings": {"size": "0", "order": "asc", "orderBy": "_key", "min_doc_count": "1"}},
+                {"id": "2", "type": "date_histogram", "field": "@timestamp",
+                 "settings": {"interval": "1m", "min_doc_count": "0"}}
+            ],
+            "timeField": "@timestamp"
+        })
+    }
+
+    #[test]
+    fn a_terms_split_and_a_bucket_script_are_built_and_read_per_term() {
+        let q = EsQuery::from_model(&per_job_model()).unwrap();
+        let (_, body) = q.msearch("i", 0, 120_000);
+        let terms = &body["aggs"]["5"];
+        assert_eq!(
+            terms["terms"],
+            json!({"field": "job", "size": 500, "order": {"_key": "asc"}, "min_doc_count": 1})
+        );
+        let inner = &terms["aggs"]["2"]["aggs"];
+        assert_eq!(inner["1"]["max"]["field"], "p99");
+        assert_eq!(inner["3"]["max"]["field"], "sla_ms");
+        assert_eq!(
+            inner["4"]["bucket_script"]["buckets_path"],
+            json!({"p99": "1", "sla": "3"})
+        );
+        assert_eq!(
+            inner["4"]["bucket_script"]["script"],
+            "params.p99 - params.sla"
+        );
+        let reply = json!({"aggregations": {"5": {"buckets": [
+            {"key": "checkout", "2": {"buckets": [{"key": 0, "4": {"value": 250.0}}, {"key": 60000}]}},
+            {"key": "visits", "2": {"buckets": [{"key": 0, "4": {"value": -4000.0}}]}}]}}});
+        let series = q.parse_item(&reply).unwrap();
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].labels["job"], "checkout");
+        assert_eq!(series[0].points, vec![(0, Some(250.0)), (60_000, None)]);
+        assert_eq!(series[1].points, vec![(0, Some(-4000.0))]);
+        assert!(q
+            .parse_item(&json!({"aggregations": {"5": {"buckets": []}}}))
+            .unwrap()
+            .is_empty());
+        let mut m = per_job_model();
+        m["bucketAggs"][0]["settings"]["orderBy"] = json!("1");
+        assert!(EsQuery::from_model(&m).unwrap_err().contains("metric"));
+        let mut m = per_job_model();
+        m["metrics"][2]["pipelineVariables"][1]["pipelineAgg"] = json!("9");
+        assert!(EsQuery::from_model(&m).unwrap_err().contains("\"9\""));
     }
 
     #[test]

@@ -1,10 +1,19 @@
 //! One evaluation of a rule at a point in time: query A against Elasticsearch over the rule's
 //! relative range, reduce B, threshold C.
 
+use super::es_query::Series;
 use super::rule::AlertRule;
 use elasticsearch::http::request::JsonBody;
 use elasticsearch::{Elasticsearch, MsearchParts};
 use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The labels of an alert instance: those of its series (`{job: …}`), empty for a rule with
+/// one series and for a result that concerns the whole rule (no data at all, an error).
+pub type Labels = BTreeMap<String, String>;
+
+/// One evaluation's results: one per series, as Grafana's `eval.Results`.
+pub type Results = Vec<(Labels, Evaluation)>;
 
 /// The outcome of evaluating a rule once.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,8 +44,20 @@ impl AlertRule {
         }
     }
 
+    /// The results for every series query A returned: one per series, or — when it returned
+    /// none (no document matched) — one NoData for the whole rule, as Grafana's evaluator.
+    pub fn evaluate_frames(&self, series: &[Series]) -> Results {
+        if series.is_empty() {
+            return vec![(Labels::new(), Evaluation::NoData)];
+        }
+        series
+            .iter()
+            .map(|s| (s.labels.clone(), self.evaluate_series(&s.points)))
+            .collect()
+    }
+
     /// Runs query A against `index` as Grafana would at `now_ms` and evaluates the condition.
-    pub async fn evaluate(&self, client: &Elasticsearch, index: &str, now_ms: i64) -> Evaluation {
+    pub async fn evaluate(&self, client: &Elasticsearch, index: &str, now_ms: i64) -> Results {
         self.evaluate_many(client, index, &[now_ms])
             .await
             .pop()
@@ -51,16 +72,17 @@ impl AlertRule {
         client: &Elasticsearch,
         index: &str,
         times: &[i64],
-    ) -> Vec<Evaluation> {
+    ) -> Vec<Results> {
+        let error = |e: String| vec![(Labels::new(), Evaluation::Error(e))];
         match self.query_many(client, index, times).await {
             Ok(items) => items
                 .iter()
                 .map(|item| match self.query.parse_item(item) {
-                    Ok(series) => self.evaluate_series(&series),
-                    Err(e) => Evaluation::Error(e),
+                    Ok(series) => self.evaluate_frames(&series),
+                    Err(e) => error(e),
                 })
                 .collect(),
-            Err(e) => times.iter().map(|_| Evaluation::Error(e.clone())).collect(),
+            Err(e) => times.iter().map(|_| error(e.clone())).collect(),
         }
     }
 
@@ -86,6 +108,9 @@ impl AlertRule {
                 "responses.status",
                 "responses.aggregations.*.buckets.key",
                 "responses.aggregations.*.buckets.*.value",
+                // Under a terms aggregation: each term's histogram.
+                "responses.aggregations.*.buckets.*.buckets.key",
+                "responses.aggregations.*.buckets.*.buckets.*.value",
             ])
             .body(lines)
             .send()

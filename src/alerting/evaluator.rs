@@ -4,9 +4,10 @@
 //! most every 30 s, the resolving evaluation at once, never Pending), and posts each state
 //! change to a webhook.
 
+use super::instances::{labels_text, InstanceState, InstanceTransition, RuleInstances};
 use super::notify::{alertmanager_alert, webhook_payload};
 use super::rule::AlertRule;
-use super::state::{format_state, Lifecycle, RuleState, Transition};
+use super::state::{format_state, Lifecycle};
 use crate::shutdown::Shutdown;
 use axum::extract::State;
 use axum::routing::get;
@@ -37,17 +38,21 @@ pub struct EvaluatorConfig {
     pub webhook: Option<String>,
 }
 
-/// A rule's state and history, as served by `/state`.
+/// A rule's instances and history, as served by `/state`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleStatus {
     /// Rule uid.
     pub uid: String,
     /// Rule title.
     pub title: String,
-    /// Current state.
-    pub state: RuleState,
-    /// Past transitions, oldest first.
-    pub transitions: VecDeque<Transition>,
+    /// When the rule was last evaluated (Unix ms).
+    pub last_evaluation_ms: Option<i64>,
+    /// Current state of each alert instance (one per series, e.g. per job).
+    pub instances: Vec<InstanceState>,
+    /// Past transitions of all instances, oldest first.
+    pub transitions: VecDeque<InstanceTransition>,
+    #[serde(skip)]
+    machine: RuleInstances,
 }
 
 /// The state of every rule, shared with the HTTP endpoint.
@@ -83,8 +88,10 @@ pub async fn run(config: EvaluatorConfig, status: SharedStatus, shutdown: Shutdo
             .map(|r| RuleStatus {
                 uid: r.uid.clone(),
                 title: r.title.clone(),
-                state: RuleState::new(now_ms()),
+                last_evaluation_ms: None,
+                instances: Vec::new(),
                 transitions: VecDeque::new(),
+                machine: RuleInstances::default(),
             })
             .collect();
     }
@@ -119,35 +126,33 @@ pub async fn run(config: EvaluatorConfig, status: SharedStatus, shutdown: Shutdo
                     _ = shutdown.wait() => break,
                 }
                 let now = now_ms();
-                let evaluation = rule.evaluate(&config.client, &config.index, now).await;
-                let (transition, state, firing) = {
+                let results = rule.evaluate(&config.client, &config.index, now).await;
+                let sending = !config.alertmanagers.is_empty();
+                let (applied, firing) = {
                     let mut all = status.write().expect("status lock");
                     let entry = &mut all[index];
-                    let transition = entry.state.apply(&lifecycle, &evaluation, now);
-                    if let Some(t) = &transition {
-                        entry.transitions.push_back(t.clone());
-                        if entry.transitions.len() > HISTORY {
-                            entry.transitions.pop_front();
-                        }
+                    let applied = entry.machine.apply(&lifecycle, &results, now, sending);
+                    entry.last_evaluation_ms = Some(now);
+                    entry.instances = entry.machine.states();
+                    entry
+                        .transitions
+                        .extend(applied.transitions.iter().cloned());
+                    while entry.transitions.len() > HISTORY {
+                        entry.transitions.pop_front();
                     }
-                    let send = !config.alertmanagers.is_empty() && entry.state.needs_sending();
-                    if send {
-                        // Grafana marks the state sent when it hands it to its senders.
-                        entry.state.last_sent_ms = Some(now);
-                    }
-                    let firing = entry.state.state.is_firing();
-                    (transition, send.then(|| entry.state.clone()), firing)
+                    (applied, entry.machine.any_firing())
                 };
                 metrics::gauge!("sla_alert_rule_firing", "rule" => rule.title.clone())
                     .set(f64::from(u8::from(firing)));
-                if let Some(t) = &transition {
+                for t in &applied.transitions {
                     log_transition(rule, t);
                     if let Some(url) = &config.webhook {
                         post(&http, url, &webhook_payload(rule, t)).await;
                     }
                 }
-                if let Some(state) = state {
-                    let body = alertmanager_alert(rule, &state);
+                if !applied.to_send.is_empty() {
+                    // One request with every instance to send, as Grafana's sender posts them.
+                    let body = alertmanager_alert(rule, &applied.to_send);
                     for sender in senders.iter() {
                         sender.send(body.clone());
                     }
@@ -205,7 +210,9 @@ impl AlertmanagerSender {
     }
 }
 
-fn log_transition(rule: &AlertRule, t: &Transition) {
+fn log_transition(rule: &AlertRule, change: &InstanceTransition) {
+    let t = &change.transition;
+    let instance = labels_text(&change.labels);
     let lasted = humantime::format_duration(Duration::from_secs(
         (t.previous_lasted_ms / 1000).max(0) as u64,
     ));
@@ -217,9 +224,12 @@ fn log_transition(rule: &AlertRule, t: &Transition) {
         format_state(t.to, t.reason),
     );
     match &t.error {
-        Some(e) => tracing::warn!(rule = %rule.title, "{from} -> {to} after {lasted} ({e})"),
+        Some(e) => {
+            tracing::warn!(rule = %rule.title, %instance, "{from} -> {to} after {lasted} ({e})")
+        }
         None => tracing::info!(
             rule = %rule.title,
+            %instance,
             "{from} -> {to} after {lasted} ({} = {value})",
             rule.reduce_ref
         ),

@@ -10,6 +10,7 @@ pub mod es_query;
 pub mod evaluation;
 pub mod evaluator;
 pub mod expressions;
+pub mod instances;
 pub mod notify;
 pub mod rule;
 pub mod state;

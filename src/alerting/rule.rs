@@ -352,6 +352,7 @@ pub(crate) fn provisioned_sla_rule() -> AlertRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerting::es_query::ValueMetric;
 
     const RULES: &str =
         include_str!("../../dashboards/grafana/provisioning/alerting/sla-alert-rules.yaml");
@@ -361,9 +362,9 @@ mod tests {
         let rules = load(RULES).unwrap();
         assert_eq!(rules.len(), 1);
         let r = &rules[0];
-        assert_eq!(r.title, "SLA miss visits synchronizer");
+        assert_eq!(r.title, "SLA miss");
         assert_eq!(r.pending_period, Duration::from_secs(120));
-        assert_eq!(r.threshold, Threshold::Above(5000.0));
+        assert_eq!(r.threshold, Threshold::Above(0.0));
         assert_eq!(
             r.reduce,
             Reduce {
@@ -374,7 +375,15 @@ mod tests {
         assert_eq!(r.range_from, Duration::from_secs(600));
         assert_eq!(r.no_data_state, NoDataState::NoData);
         assert_eq!(r.exec_err_state, ExecErrState::Error);
-        assert_eq!(r.query.field, "p99");
+        assert_eq!(
+            r.query.group_by.as_ref().map(|t| t.field.as_str()),
+            Some("job")
+        );
+        assert!(
+            matches!(&r.query.value, ValueMetric::Script { script, variables, .. }
+                if script == "params.p99 - params.sla"
+                    && variables.iter().map(|(_, m)| m.field.as_str()).eq(["p99", "sla_ms"]))
+        );
         assert_eq!(r.interval, Duration::from_secs(60));
     }
 

@@ -74,6 +74,9 @@ pub enum StateReason {
     Error,
     /// No data or an error, and the rule keeps its last state.
     KeepLast,
+    /// The instance's series was missing for two evaluation intervals: resolved and removed
+    /// (Grafana's stale states).
+    MissingSeries,
 }
 
 /// Grafana's `FormatStateAndReason`: `Alerting`, `Alerting (NoData)`.

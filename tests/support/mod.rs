@@ -1058,8 +1058,8 @@ pub fn test_rule_file(run: &str, pending: &str) -> String {
         .replace("from: 600", "from: 30")
         .replace("for: 2m", &format!("for: {pending}"))
         .replace(
-            "service: visits-synchronizer",
-            &format!("service: visits-synchronizer\n          test_run: {run}"),
+            "severity: critical",
+            &format!("severity: critical\n          test_run: {run}"),
         );
     assert_ne!(changed, original);
     changed
