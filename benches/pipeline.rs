@@ -2,7 +2,7 @@
 //! topics in the same run, so the results are ratios that hold on any machine.
 //!
 //! `cargo bench --bench pipeline -- [--records 5000000] [--per-window 500000] [--rounds 3]
-//! [--partitions 2] [--only monitor,synchronizer]
+//! [--partitions 2] [--only monitor,synchronizer,stamps]
 //! [--flat 1000000,20000000] [--fresh-seconds 40]`
 //!
 //! Needs `scripts/stack.sh up kafka elasticsearch` (the tansu binary and Elasticsearch); the
@@ -11,6 +11,8 @@
 //! - the bare consumer: an rdkafka consumer with the jobs' consumer settings reading every record;
 //! - the monitor writing JSON lines, until every window document is written;
 //! - the monitor writing to Elasticsearch, until every window document is searchable;
+//! - (`stamps`) the same records with a binary payload and the start stamp in an 8-byte header:
+//!   the bare consumer on that topic, and the monitor with `--start-time header:processed_at`;
 //! - the bare consume → produce loop: the synchronizer's consumer and producer settings, no work;
 //! - the synchronizer, until its group has committed every input record.
 //!
@@ -27,7 +29,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use sla_monitor::generator::visits::{RecordMix, VisitGenerator};
@@ -57,8 +59,13 @@ struct Args {
     /// Partitions of the input topics.
     #[arg(long, default_value_t = 2)]
     partitions: i32,
-    /// Which side-by-side pairs to run: monitor, synchronizer (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "monitor,synchronizer")]
+    /// Which side-by-side pairs to run: monitor, synchronizer, stamps (the monitor with a
+    /// header stamp over binary payloads) (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "monitor,synchronizer,stamps"
+    )]
     only: Vec<String>,
     /// Seconds of live records for the freshness measurement (0: skip).
     #[arg(long, default_value_t = 40)]
@@ -114,7 +121,23 @@ fn main() {
     println!("private tansu (memory storage) on {}", broker.address);
 
     let reduced = unique("bench_reduced");
-    let windows = produce_reduced(&broker.address, &reduced, args.records, args.per_window);
+    let windows = produce_reduced(
+        &broker.address,
+        &reduced,
+        args.records,
+        args.per_window,
+        false,
+    );
+    let stamped = unique("bench_stamped");
+    if args.only.iter().any(|o| o == "stamps") {
+        produce_reduced(
+            &broker.address,
+            &stamped,
+            args.records,
+            args.per_window,
+            true,
+        );
+    }
     let visits = unique("bench_visits");
     produce_visits(&broker.address, &visits, args.records);
     println!(
@@ -144,6 +167,16 @@ fn main() {
                 runtime.block_on(run_monitor_es(b, &reduced, windows, &args.es_url)),
             ));
         }
+        if args.only.iter().any(|o| o == "stamps") {
+            r.push((
+                "bare consumer (header-stamped)",
+                run_bare_consumer(b, &stamped, args.records),
+            ));
+            r.push((
+                "monitor, header stamp → JSON lines",
+                run_monitor_json_with(b, &stamped, windows, dir.path(), HEADER_STAMP),
+            ));
+        }
         if args.only.iter().any(|o| o == "synchronizer") {
             r.push((
                 "bare consume → produce",
@@ -170,7 +203,7 @@ fn main() {
         println!("\n| records | monitor peak RSS (MB) | records/s |\n|---:|---:|---:|");
         for n in flat {
             let topic = unique("bench_flat");
-            let windows = produce_reduced(&broker.address, &topic, n, args.per_window);
+            let windows = produce_reduced(&broker.address, &topic, n, args.per_window, false);
             let run = run_monitor_json(&broker.address, &topic, windows, dir.path());
             println!(
                 "| {n} | {:.1} | {:.0} |",
@@ -229,6 +262,14 @@ fn print_table(args: &Args, results: &BTreeMap<&str, Vec<Run>>) {
         ("monitor → JSON lines", "bare consumer"),
         ("2 monitor instances → JSON lines", "monitor → JSON lines"),
         ("monitor → Elasticsearch", "bare consumer"),
+        (
+            "bare consumer (header-stamped)",
+            "bare consumer (header-stamped)",
+        ),
+        (
+            "monitor, header stamp → JSON lines",
+            "bare consumer (header-stamped)",
+        ),
         ("bare consume → produce", "bare consume → produce"),
         ("synchronizer", "bare consume → produce"),
     ] {
@@ -393,7 +434,19 @@ fn latency(rng: &mut StdRng) -> i64 {
 /// Produces `n` reduced visits, `per_window` per 10 s event-time window ending well before
 /// now, plus one record per partition far after the last window so that every window can
 /// close. Returns the number of windows.
-fn produce_reduced(brokers: &str, topic: &str, n: u64, per_window: u64) -> u64 {
+/// The monitor's flags for records stamped in a header (see `produce_reduced`).
+const HEADER_STAMP: &[&str] = &["--start-time", "header:processed_at"];
+
+/// Produces `n` reduced visits over windows of `per_window` records (plus one record per
+/// partition in a later window, so every window closes); with `header_stamped`, each value is
+/// instead opaque bytes of the same length and the start stamp is an 8-byte big-endian header.
+fn produce_reduced(
+    brokers: &str,
+    topic: &str,
+    n: u64,
+    per_window: u64,
+    header_stamped: bool,
+) -> u64 {
     create_topic(brokers, topic);
     let windows = n.div_ceil(per_window);
     let base = (now_ms() - (windows as i64 + 10) * WINDOW_MS) / WINDOW_MS * WINDOW_MS;
@@ -419,14 +472,21 @@ fn produce_reduced(brokers: &str, topic: &str, n: u64, per_window: u64) -> u64 {
             event_time - latency(&mut rng)
         );
         let key = format!("v-{i}");
-        send(
-            &producer,
-            BaseRecord::to(topic)
-                .partition(partition)
-                .key(key.as_bytes())
-                .payload(value.as_bytes())
-                .timestamp(event_time),
-        );
+        let record = BaseRecord::to(topic)
+            .partition(partition)
+            .key(key.as_bytes())
+            .timestamp(event_time);
+        if header_stamped {
+            let start = event_time - latency(&mut rng);
+            let opaque: Vec<u8> = value.bytes().map(|b| b ^ 0xa5).collect();
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "processed_at",
+                value: Some(&start.to_be_bytes()[..]),
+            });
+            send(&producer, record.payload(&opaque[..]).headers(headers));
+        } else {
+            send(&producer, record.payload(value.as_bytes()));
+        }
     }
     wait_acked(&producer, &acked, sent);
     windows
@@ -632,10 +692,22 @@ fn monitor_at(brokers: &str, topic: &str, name: &str, http_addr: &str) -> Comman
 /// The monitor to JSON lines until every window is written; then prints what the shuffle
 /// carried per window (records and bytes by kind, from the monitor's /metrics).
 fn run_monitor_json(brokers: &str, topic: &str, windows: u64, dir: &Path) -> Run {
+    run_monitor_json_with(brokers, topic, windows, dir, &[])
+}
+
+/// As [`run_monitor_json`], with `extra` flags for the monitor.
+fn run_monitor_json_with(
+    brokers: &str,
+    topic: &str,
+    windows: u64,
+    dir: &Path,
+    extra: &[&str],
+) -> Run {
     let output: PathBuf = dir.join(format!("{}.jsonl", unique("windows")));
     let addr = free_local_addr();
     let mut command = monitor_at(brokers, topic, &unique("bench_monitor"), &addr);
     command.args(["--sink", "json-lines", "--output", output.to_str().unwrap()]);
+    command.args(extra);
     let path = output.clone();
     let mut traffic = None;
     let run = measure(command, FILE_POLL, || {

@@ -134,8 +134,8 @@ struct Cli {
     #[arg(long, env = "SLA_MAX_CLOCK_SKEW", default_value = "5s", value_parser = humantime::parse_duration)]
     max_clock_skew: Duration,
 
-    /// Where each record's latency starts: field:<JSON pointer> into the JSON value (RFC 6901,
-    /// e.g. field:/meta/processed_at) or header:<name> (the payload is then never decoded, so
+    /// Where each record's latency starts: field:POINTER, a JSON pointer into the value (RFC 6901,
+    /// e.g. field:/meta/processed_at) or header:NAME (the payload is then never decoded, so
     /// any encoding works). Records without a valid stamp are dead-lettered with the reason.
     #[arg(long, env = "SLA_START_TIME", default_value = stamp::DEFAULT_START)]
     start_time: StampSource,

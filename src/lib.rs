@@ -11,6 +11,8 @@
 //! - [`visit`]: decoding and validation of input visits.
 //! - [`reduced_visit`]: the reduced record written by the synchronizer and read by the monitor.
 //! - [`rejection`]: the fixed set of reasons a record is refused.
+//! - [`stamp`], [`json_pointer`]: where a record's latency starts and ends (a JSON field named by
+//!   a pointer, read without building a tree, or a header; any time format) — any pipeline.
 //! - [`delay`]: the artificial delay policy and the per-partition order-keeping schedule.
 //! - [`offset_tracker`]: which consumed offsets are safe to commit.
 //! - [`assignment_watchdog`]: when a group member has held no partition for too long.
@@ -34,17 +36,19 @@
 //!   with time passed in, a partition's output not yet acknowledged, and the merge stage's
 //!   state over the shuffle partitions it owns.
 //! - [`alerting::rule`], [`alerting::es_query`], [`alerting::expressions`], [`alerting::state`],
-//!   [`alerting::notify`], [`alerting::backtest`]: Grafana alert rules read from provisioning
-//!   files, query A as Grafana's Elasticsearch data source builds it, reduce/threshold, Grafana
-//!   10.4's state machine (tests: rows of Grafana's own state tests), the Alertmanager/webhook
-//!   payloads, and the replay of past evaluations into a timeline.
+//!   [`alerting::instances`], [`alerting::notify`], [`alerting::backtest`]: Grafana alert rules
+//!   read from provisioning files, query A as Grafana's Elasticsearch data source builds it
+//!   (terms split, bucket script), reduce/threshold, Grafana 10.4's state machine (tests: rows of
+//!   Grafana's own state tests) per alert instance with stale series resolved, the
+//!   Alertmanager/webhook payloads, and the replay of past evaluations into a timeline.
 //!
 //! Edges (I/O):
 //! - [`kafka`]: client settings (flags, properties files checked by librdkafka, compression),
 //!   the connection check that turns refused credentials and untrusted certificates into a
 //!   clear stop ([`kafka::security_failure`]), topic administration, client context, group
 //!   members and their broker look-ups ([`kafka::group_consumer`]), dead letters, producing,
-//!   and closing a consumer a job replaced ([`kafka::retire`]).
+//!   closing a consumer a job replaced ([`kafka::retire`]), and the headers a stamp names
+//!   ([`kafka::stamp_headers`]).
 //! - [`shuffle::publisher`]: writes the shuffle protocol (parts, progress, written markers,
 //!   tombstones) to the shuffle topic.
 //! - [`http`] and [`telemetry`]: the `/metrics` and `/healthz` endpoint, logging, metrics.

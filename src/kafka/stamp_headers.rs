@@ -14,12 +14,16 @@ impl<'a> StampHeaders<'a> {
     pub fn of<M: Message>(message: &'a M, stamps: &'a LatencyStamps) -> StampHeaders<'a> {
         let mut found: [(&str, Option<&[u8]>); 2] = [("", None), ("", None)];
         let mut names = stamps.header_names();
-        let (first, second) = (names.next(), names.next());
-        if let (Some(headers), Some(first)) = (message.headers(), first) {
-            found[0].0 = first;
-            if let Some(second) = second {
-                found[1].0 = second;
-            }
+        let Some(first) = names.next() else {
+            // No stamp is a header: the record's headers are not even asked for (librdkafka
+            // parses them on request).
+            return StampHeaders { found };
+        };
+        found[0].0 = first;
+        if let Some(second) = names.next() {
+            found[1].0 = second;
+        }
+        if let Some(headers) = message.headers() {
             for header in headers.iter() {
                 for slot in found.iter_mut().filter(|(name, _)| !name.is_empty()) {
                     if header.key == slot.0 {
