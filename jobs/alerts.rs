@@ -19,7 +19,8 @@ use std::time::Duration;
 /// Reads Grafana alert-rule and data-source provisioning files and evaluates every rule each
 /// interval against Elasticsearch with Grafana 10.4's semantics: query A as Grafana's
 /// Elasticsearch data source sends it, reduce B, threshold C, the pending period, noDataState
-/// and execErrState. Logs state changes only, serves GET /state, sends alerts to every
+/// and execErrState, one alert instance per series (e.g. per job: one per monitored pipeline).
+/// Logs state changes only, serves GET /state, sends alerts to every
 /// Alertmanager replica given and state changes to a webhook. `alerts backtest` replays the
 /// rules over a past range instead.
 #[derive(Debug, Parser)]

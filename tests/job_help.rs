@@ -24,7 +24,7 @@ fn each_job_help_opens_with_what_the_job_does() {
         ),
         (
             env!("CARGO_BIN_EXE_monitor"),
-            "Consumes reduced visits, takes each record's Kafka timestamp",
+            "Consumes a pipeline's output (by default reduced visits)",
         ),
         (
             env!("CARGO_BIN_EXE_alerts"),
