@@ -239,6 +239,24 @@ mod tests {
     }
 
     #[test]
+    fn a_series_without_a_value_is_no_data_for_its_own_instance_only() {
+        let mut r = RuleInstances::default();
+        let l = lifecycle();
+        let results = vec![
+            (job("checkout"), Evaluation::NoData),
+            (job("visits"), value(false)),
+        ];
+        let applied = r.apply(&l, &results, 0, true);
+        assert_eq!(state_of(&r, &job("checkout")), Some(NoData));
+        assert_eq!(state_of(&r, &job("visits")), Some(Normal));
+        assert_eq!(state_of(&r, &Labels::new()), None, "no rule-level instance");
+        let [sent] = applied.to_send.as_slice() else {
+            panic!("{:?}", applied.to_send)
+        };
+        assert_eq!(sent.labels, job("checkout"));
+    }
+
+    #[test]
     fn no_series_at_all_is_a_rule_level_no_data_instance_beside_the_others() {
         let mut r = RuleInstances::default();
         let l = lifecycle();
