@@ -10,6 +10,7 @@ use sla_monitor::alerting::rule::AlertRule;
 use sla_monitor::alerting::state::Lifecycle;
 use sla_monitor::alerting::{datasource, rule};
 use sla_monitor::elasticsearch_connection::ElasticsearchArgs;
+use sla_monitor::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::shutdown::Shutdown;
 use sla_monitor::{http, telemetry};
 use std::net::SocketAddr;
@@ -72,6 +73,9 @@ struct RuleArgs {
     /// Evaluate every this long instead of each rule group's interval, e.g. 5s.
     #[arg(long, env = "SLA_ALERT_INTERVAL", value_parser = humantime::parse_duration)]
     interval: Option<Duration>,
+
+    #[command(flatten)]
+    errors: ErrorReportingArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,8 +107,12 @@ const BACKTEST_BATCH: usize = 500;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init_logging();
-    match cli.command {
+    let errors = match &cli.command {
+        Some(Command::Backtest { rules, .. }) => &rules.errors,
+        None => &cli.rules.errors,
+    };
+    let reporting = error_reporting::start(errors, "alerts")?;
+    let outcome = match cli.command {
         Some(Command::Backtest {
             rules,
             from,
@@ -112,7 +120,8 @@ async fn main() -> anyhow::Result<()> {
             json,
         }) => run_backtest(&rules, &from, &to, json).await,
         None => serve(cli).await,
-    }
+    };
+    reporting.outcome(outcome)
 }
 
 /// Reads the rules and checks each against its data source.

@@ -1,6 +1,7 @@
 //! `generator`: produces visit records to `visits` at a steady rate. See `--help`.
 
 use clap::Parser;
+use sla_monitor::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::generator::{self, GeneratorConfig, RecordMix};
 use sla_monitor::kafka::KafkaArgs;
 use sla_monitor::shutdown::Shutdown;
@@ -69,12 +70,19 @@ struct Cli {
         default_value = "127.0.0.1:9100"
     )]
     http_addr: SocketAddr,
+
+    #[command(flatten)]
+    errors: ErrorReportingArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli: Cli = sla_monitor::cli::parse();
-    telemetry::init_logging();
+    let reporting = error_reporting::start(&cli.errors, "generator")?;
+    reporting.outcome(run(cli).await)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let metrics = telemetry::install_metrics("generator")?;
     let shutdown = Shutdown::on_signals();
     http::spawn_server(

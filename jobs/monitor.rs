@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use sla_monitor::digest::DigestConfig;
 use sla_monitor::elasticsearch_connection::ElasticsearchArgs;
+use sla_monitor::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::kafka::KafkaArgs;
 use sla_monitor::monitor::measurement::Plausibility;
 use sla_monitor::monitor::{self, MonitorConfig};
@@ -177,6 +178,9 @@ struct Cli {
     /// Address of the HTTP endpoint (/metrics, /healthz). Port 0 picks a free port.
     #[arg(long, env = "SLA_MONITOR_HTTP_ADDR", default_value = "127.0.0.1:9102")]
     http_addr: SocketAddr,
+
+    #[command(flatten)]
+    errors: ErrorReportingArgs,
 }
 
 fn millis(d: Duration) -> i64 {
@@ -276,7 +280,13 @@ impl Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli: Cli = sla_monitor::cli::parse();
-    telemetry::init_logging();
+    let reporting = error_reporting::start(&cli.errors, "monitor")?;
+    reporting.tag("job_name", &cli.job_name);
+    reporting.tag("topic", &cli.reduced_topic);
+    reporting.outcome(run(cli).await)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let metrics = telemetry::install_metrics("monitor")?;
     let shutdown = Shutdown::on_signals();
     let readiness = http::Readiness::default();

@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use sla_monitor::delay::{parse_delay, DelayMode, DelayPolicy};
+use sla_monitor::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::kafka::KafkaArgs;
 use sla_monitor::shutdown::Shutdown;
 use sla_monitor::synchronizer::{self, control, SynchronizerConfig};
@@ -93,12 +94,19 @@ struct Cli {
         default_value = "127.0.0.1:9101"
     )]
     http_addr: SocketAddr,
+
+    #[command(flatten)]
+    errors: ErrorReportingArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli: Cli = sla_monitor::cli::parse();
-    telemetry::init_logging();
+    let reporting = error_reporting::start(&cli.errors, "synchronizer")?;
+    reporting.outcome(run(cli).await)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let metrics = telemetry::install_metrics("synchronizer")?;
     let shutdown = Shutdown::on_signals();
     let (delay_sender, delay) = tokio::sync::watch::channel(DelayPolicy {

@@ -80,6 +80,7 @@ pub mod cli;
 pub mod delay;
 pub mod digest;
 pub mod elasticsearch_connection;
+pub mod error_reporting;
 pub mod event_time;
 pub mod generator;
 pub mod http;

@@ -14,6 +14,104 @@ pub fn without_userinfo(url: &str) -> String {
     }
 }
 
+/// Keys whose values are secrets wherever they appear as `key=value` or `key: value` in text.
+const SECRET_KEYS: [&str; 8] = [
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "sasl.oauthbearer.config",
+];
+
+/// Free text (a log line, an error chain) with every secret it may quote replaced by
+/// `[redacted]`: URLs' userinfo, the values of `password=…`, `token: …` and the like (any key
+/// containing one of [`SECRET_KEYS`], e.g. `sasl.password`, `ssl.key.password`), and bearer
+/// tokens. For what leaves the process (error reports); logs keep their own rules.
+pub fn scrub_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    // URLs' userinfo.
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| {
+                c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\''
+            })
+            .unwrap_or(after.len());
+        match after[..end].rfind('@') {
+            Some(user_end) => {
+                out.push_str("[redacted]@");
+                rest = &after[user_end + 1..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    redact_values(&out)
+}
+
+/// `key=value` / `key: value` pairs whose key names a secret, and `Bearer …` tokens.
+fn redact_values(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let bytes = text.as_bytes();
+    let mut cut: Vec<(usize, usize)> = Vec::new();
+    for (i, c) in text.char_indices() {
+        if c != '=' && c != ':' {
+            continue;
+        }
+        // The key: the word right before the separator.
+        let key_start = lower[..i]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-'))
+            .map_or(0, |p| p + 1);
+        let key = &lower[key_start..i];
+        if key.is_empty() || !SECRET_KEYS.iter().any(|k| key.contains(k)) {
+            continue;
+        }
+        let mut start = i + 1;
+        while start < bytes.len()
+            && (bytes[start] == b' ' || bytes[start] == b'"' || bytes[start] == b'\'')
+        {
+            start += 1;
+        }
+        let end = text[start..]
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, ',' | ';' | '"' | '\'' | ')' | '}' | ']')
+            })
+            .map_or(text.len(), |e| start + e);
+        if end > start && !text[start..end].starts_with("//") {
+            cut.push((start, end));
+        }
+    }
+    let mut search = 0;
+    while let Some(p) = lower[search..].find("bearer ") {
+        let start = search + p + "bearer ".len();
+        let end = text[start..]
+            .find(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '"' | '\''))
+            .map_or(text.len(), |e| start + e);
+        if end > start {
+            cut.push((start, end));
+        }
+        search = start;
+    }
+    cut.sort();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in cut {
+        if start < at {
+            continue;
+        }
+        out.push_str(&text[at..start]);
+        out.push_str("[redacted]");
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
 /// Whether `url` carries userinfo (credentials) before its host.
 pub fn has_userinfo(url: &str) -> bool {
     without_userinfo(url) != url
@@ -40,7 +138,32 @@ mod tests {
         assert!(!has_userinfo("http://h/x@y"));
     }
 
+    #[test]
+    fn text_keeps_no_secret() {
+        let text = r#"connecting to https://elastic:pw1@es:9200/_bulk failed; sasl.password=pw2 token: "pw3", Authorization: Bearer pw4 (ssl.key.password=pw5)"#;
+        let shown = scrub_text(text);
+        for secret in ["pw1", "pw2", "pw3", "pw4", "pw5"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("https://[redacted]@es:9200/_bulk"),
+            "{shown}"
+        );
+        assert_eq!(
+            scrub_text("nothing here: 3 records, http://h:1/x"),
+            "nothing here: 3 records, http://h:1/x"
+        );
+    }
+
     proptest! {
+        #[test]
+        fn no_secret_survives_in_text(prefix in "[a-z ]{0,10}", key in "(sasl\\.password|password|token|api_key)", secret in "[A-Za-z0-9]{6,12}", user in "[a-z]{1,6}", url_secret in "[A-Za-z0-9]{6,12}") {
+            let text = format!("{prefix} {key}={secret} at https://{user}:{url_secret}@host/p");
+            let shown = scrub_text(&text);
+            prop_assert!(!shown.contains(&secret), "{}", shown);
+            prop_assert!(!shown.contains(&url_secret), "{}", shown);
+        }
+
         #[test]
         fn no_password_survives(user in "[a-z]{1,8}", password in "[A-Za-z0-9@:]{1,12}", host in "[a-z]{1,8}(:[0-9]{2,4})?", path in "(/[a-z@]{0,6}){0,2}") {
             let url = format!("https://{user}:{password}@{host}{path}");

@@ -5,14 +5,30 @@ use std::io::IsTerminal;
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
-/// Initialises logging to stderr. `RUST_LOG` overrides the default level (`info`).
-pub fn init_logging() {
+/// Initialises logging to stderr. `RUST_LOG` overrides the default level (`info`). With
+/// `reporting` (a Sentry DSN was given, see [`crate::error_reporting`]), warnings and errors
+/// also become error events, and info and warning lines the breadcrumbs sent with them.
+pub fn init_logging(reporting: bool) {
+    use sentry::integrations::tracing::{BreadcrumbLayer, ErrorLayer};
+    use tracing_subscriber::filter::{filter_fn, LevelFilter};
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
+        .with_target(false);
+    // The breadcrumb layer comes first so that a warning is also among its own breadcrumbs.
+    let breadcrumbs = reporting.then(|| {
+        BreadcrumbLayer::new().with_filter(filter_fn(|m| {
+            matches!(*m.level(), tracing::Level::INFO | tracing::Level::WARN)
+        }))
+    });
+    let events = reporting.then(|| ErrorLayer::new().with_filter(LevelFilter::WARN));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(breadcrumbs)
+        .with(events)
         .try_init();
 }
 
