@@ -10,13 +10,16 @@
 # Components: kafka (tansu 0.6.0, a Kafka-protocol broker), elasticsearch (8.12.2),
 # prometheus (scraping the jobs' default ports, with dashboards/prometheus/alert-rules.yml) and
 # alertmanager: an HA pair (two replicas gossiping on loopback, routing rendered from
-# dashboards/alertmanager/alertmanager.yml.tmpl), both from Debian packages. Default: all.
+# dashboards/alertmanager/alertmanager.yml.tmpl), both from Debian packages. Default: those four.
+# Optional, by name: bugsink (2.6.2 from PyPI, a Sentry-protocol error tracker with SQLite, for
+# the error-reporting tests; its DSN is written to $SLA_STACK_STATE/bugsink/dsn).
 #
 # Environment (all optional):
 #   SLA_STACK_CACHE   where installs are cached     (default /opt/sla-monitor if writable, else ~/.cache/sla-monitor)
 #   SLA_STACK_STATE   data, logs and pid files      (default /var/tmp/sla-monitor-stack)
 #   SLA_KAFKA_PORT    broker port                   (default 9092)
 #   SLA_ES_PORT       Elasticsearch HTTP port       (default 9200)
+#   SLA_BUGSINK_PORT  Bugsink's port                (default 9280)
 #   SLA_PROMETHEUS_PORT, SLA_ALERTMANAGER_PORT      (default 9090, 9093; the second replica
 #                     listens on SLA_ALERTMANAGER_2_PORT, default 9095; gossip on 9094 and 9096)
 #   SLA_SMTP_SMARTHOST, SLA_SMTP_FROM, SLA_ALERT_EMAIL, SLA_ALERT_WEBHOOK_URL, SLA_SMTP_*:
@@ -39,12 +42,15 @@ ES_PORT="${SLA_ES_PORT:-9200}"
 PROMETHEUS_PORT="${SLA_PROMETHEUS_PORT:-9090}"
 ALERTMANAGER_PORT="${SLA_ALERTMANAGER_PORT:-9093}"
 ALERTMANAGER_2_PORT="${SLA_ALERTMANAGER_2_PORT:-9095}"
+BUGSINK_PORT="${SLA_BUGSINK_PORT:-9280}"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 TANSU_VERSION=0.6.0
 ES_VERSION=8.12.2
 ES_NPM_VERSION=0.0.3
 ES_NPM_SHA512=d4791e2e30221d5e6e0284089ba3347c0232c49173caccc64b6548aafac94066af1ba05c3f2f4635bc016004195371bb79864d331996f8cea76fc290976b4638
 ALL_COMPONENTS=(kafka elasticsearch prometheus alertmanager)
+OPTIONAL_COMPONENTS=(bugsink)
+BUGSINK_VERSION=2.6.2
 
 say() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -264,6 +270,56 @@ start_alertmanager() {
   start_alertmanager_replica alertmanager-2 "$ALERTMANAGER_2_PORT" "$ALERTMANAGER_PORT"
 }
 
+# Bugsink: a virtualenv in the cache (venvs are not relocatable: built in place, marked complete).
+bugsink_venv() { echo "$CACHE/bugsink-$BUGSINK_VERSION"; }
+
+install_bugsink() {
+  local venv; venv=$(bugsink_venv)
+  [ -f "$venv/.complete" ] && return 0
+  command -v python3 >/dev/null || die "bugsink needs python3 (with venv)"
+  rm -rf "$venv"
+  say "bugsink: installing $BUGSINK_VERSION from PyPI into $venv (~30 s)"
+  python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  run_with_heartbeat "bugsink install" "$CACHE/bugsink-install.log" \
+    "$venv/bin/pip" install --disable-pip-version-check -q "bugsink==$BUGSINK_VERSION" \
+    || die "installing bugsink failed (log: $CACHE/bugsink-install.log)"
+  touch "$venv/.complete"
+}
+
+start_bugsink() {
+  local dir="$STATE/bugsink" venv; venv=$(bugsink_venv)
+  mkdir -p "$dir"
+  if pid_alive "$dir/pid" && http_ready "$BUGSINK_PORT" /health/ready; then
+    say "bugsink: already running on 127.0.0.1:$BUGSINK_PORT"; return 0
+  fi
+  port_open "$BUGSINK_PORT" && die "port $BUGSINK_PORT is in use by another program; stop it or set SLA_BUGSINK_PORT"
+  # A wrapper that runs bugsink-manage with this instance's settings (tests read events with it).
+  printf '#!/bin/sh\ncd "%s" && exec "%s/bin/bugsink-manage" "$@"\n' "$dir" "$venv" >"$dir/manage"
+  chmod +x "$dir/manage"
+  if [ ! -f "$dir/bugsink_conf.py" ]; then
+    (cd "$dir" && "$venv/bin/bugsink-create-conf" --template=local --host=127.0.0.1 --port="$BUGSINK_PORT" >/dev/null)
+    # Everything under $dir, nothing phoning home.
+    cat >>"$dir/bugsink_conf.py" <<CONF
+DATABASES["default"]["NAME"] = "$dir/db.sqlite3"
+DATABASES["snappea"]["NAME"] = "$dir/snappea.sqlite3"
+SNAPPEA["WAKEUP_CALLS_DIR"] = "$dir/snappea-wakeup"
+BUGSINK["INGEST_STORE_BASE_DIR"] = "$dir/ingestion"
+BUGSINK["PHONEHOME"] = False
+CONF
+  fi
+  "$dir/manage" migrate -v 0 >"$dir/migrate.log" 2>&1 || die "bugsink migrate failed (log: $dir/migrate.log)"
+  "$dir/manage" shell -v 0 -c 'from teams.models import Team; from projects.models import Project
+t, _ = Team.objects.get_or_create(name="sla-monitor")
+p, _ = Project.objects.get_or_create(name="sla-monitor", defaults={"team": t})
+print(p.dsn)' >"$dir/dsn" 2>"$dir/dsn.log" || die "creating the bugsink project failed (log: $dir/dsn.log)"
+  say "bugsink: starting on 127.0.0.1:$BUGSINK_PORT (DSN in $dir/dsn)"
+  (cd "$dir" && exec setsid "$venv/bin/bugsink-manage" runserver --noreload "127.0.0.1:$BUGSINK_PORT" \
+     >"$dir/bugsink.log" 2>&1 </dev/null) &
+  echo $! >"$dir/pid"
+  wait_until "bugsink (log: $dir/bugsink.log)" 60 http_ready "$BUGSINK_PORT" /health/ready
+  say "bugsink: ready"
+}
+
 # ---------------------------------------------------------------- commands
 stop_component() {
   [ "$1" != alertmanager ] || stop_one alertmanager-2
@@ -289,7 +345,7 @@ status_component() {
   case $1 in
     kafka) port=$KAFKA_PORT;; elasticsearch) port=$ES_PORT;;
     prometheus) port=$PROMETHEUS_PORT;; alertmanager) port=$ALERTMANAGER_PORT;;
-    alertmanager-2) port=$ALERTMANAGER_2_PORT;;
+    alertmanager-2) port=$ALERTMANAGER_2_PORT;; bugsink) port=$BUGSINK_PORT;;
   esac
   if pid_alive "$dir/pid"; then echo "$1: running (pid $(cat "$dir/pid"), 127.0.0.1:$port)"
   elif port_open "$port"; then echo "$1: port $port open, not started by this script"
@@ -297,9 +353,15 @@ status_component() {
 }
 
 cmd=${1:-}; shift || true
-components=("$@"); [ ${#components[@]} -gt 0 ] || components=("${ALL_COMPONENTS[@]}")
+components=("$@")
+if [ ${#components[@]} -eq 0 ]; then
+  components=("${ALL_COMPONENTS[@]}")
+  # `down` also stops the optional components it started.
+  [ "$cmd" != down ] || components+=("${OPTIONAL_COMPONENTS[@]}")
+fi
 for c in "${components[@]}"; do
-  [[ " ${ALL_COMPONENTS[*]} " == *" $c "* ]] || die "unknown component '$c' (known: ${ALL_COMPONENTS[*]})"
+  [[ " ${ALL_COMPONENTS[*]} ${OPTIONAL_COMPONENTS[*]} " == *" $c "* ]] \
+    || die "unknown component '$c' (known: ${ALL_COMPONENTS[*]} ${OPTIONAL_COMPONENTS[*]})"
 done
 case $cmd in
   up) for c in "${components[@]}"; do "install_$c"; "start_$c"; done ;;

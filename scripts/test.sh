@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/stack.sh up
+scripts/stack.sh up bugsink   # the Sentry-protocol server the error-reporting tests read back
 es="${SLA_TEST_ES_URL:-http://127.0.0.1:9200}"
 stale=$(curl -fsS "$es/_cat/indices/sla_test_*?h=index" 2>/dev/null | tr -s ' \n' ',' | sed 's/^,//; s/,$//')
 if [ -n "$stale" ]; then

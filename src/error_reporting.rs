@@ -211,6 +211,8 @@ fn prepare(
         return Some(event);
     }
     let kind = event_kind(&event, &module);
+    // Repeats are one issue, whatever numbers their text carries.
+    event.fingerprint = Cow::Owned(vec![Cow::Owned(kind.clone())]);
     match limiter.admit(kind, now) {
         None => None,
         Some(0) => Some(event),
@@ -231,12 +233,17 @@ fn event_kind(event: &Event<'_>, module: &str) -> String {
         .clone()
         .or_else(|| event.exception.values.last().and_then(|e| e.value.clone()))
         .unwrap_or_default();
+    // Numbers with what sticks to them ("740.5ms", "1.9s", "127.0.0.1") become one `#`.
     let mut masked = String::with_capacity(text.len());
+    let mut in_number = false;
     for c in text.chars() {
-        if !c.is_ascii_digit() {
-            masked.push(c);
-        } else if !masked.ends_with('#') {
+        if c.is_ascii_digit() && !in_number {
+            in_number = true;
             masked.push('#');
+        } else if in_number && (c.is_alphanumeric() || c == '.') {
+        } else {
+            in_number = false;
+            masked.push(c);
         }
     }
     format!("{:?} {module} {masked}", event.level)
@@ -324,6 +331,7 @@ mod tests {
         }
         let next = prepare(sink_failed(99), &limiter, at(61)).unwrap();
         assert_eq!(next.tags["held_back_since_last"], "49");
+        assert_eq!(next.fingerprint.len(), 1, "one issue for all repeats");
         let other = log_event("Kafka unreachable", "sla_monitor::kafka::context", &[]);
         assert!(
             prepare(other, &limiter, at(62)).is_some(),

@@ -3,6 +3,7 @@
 //! groups, so tests never interfere and never delete topics.
 #![allow(dead_code)]
 
+pub mod bugsink;
 pub mod in_process;
 pub mod private_broker;
 
@@ -308,7 +309,25 @@ impl Job {
     pub fn start(binary: &str, args: &[&str], dir: &Path) -> Job {
         let mut all = vec!["--brokers".to_string(), brokers()];
         all.extend(args.iter().map(|a| a.to_string()));
-        Job::spawn(binary, &all, dir)
+        Job::spawn(binary, &all, dir, &[])
+    }
+
+    /// As [`Job::start`], with environment variables set for the job.
+    pub fn start_with_env(binary: &str, args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Job {
+        let mut all = vec!["--brokers".to_string(), brokers()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        Job::spawn(binary, &all, dir, env)
+    }
+
+    /// As [`Job::start_without_brokers`], with environment variables set for the job.
+    pub fn start_without_brokers_with_env(
+        binary: &str,
+        args: &[&str],
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Job {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        Job::spawn(binary, &args, dir, env)
     }
 
     /// Starts a binary that talks to no broker (e.g. `alerts`) with `args`.
@@ -317,10 +336,11 @@ impl Job {
             binary,
             &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             dir,
+            &[],
         )
     }
 
-    fn spawn(binary: &str, args: &[String], dir: &Path) -> Job {
+    fn spawn(binary: &str, args: &[String], dir: &Path, env: &[(&str, &str)]) -> Job {
         let name = Path::new(binary)
             .file_name()
             .unwrap()
@@ -333,6 +353,7 @@ impl Job {
             .arg("127.0.0.1:0")
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .stdin(Stdio::null())
