@@ -12,7 +12,7 @@
 
 use crate::redact::scrub_text;
 use anyhow::Context as _;
-use sentry::protocol::{Context, Event, Level, Value};
+use sentry::protocol::{Breadcrumb, Context, Event, Level, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -145,11 +145,7 @@ pub fn init(args: &ErrorReportingArgs, job: &'static str) -> anyhow::Result<Erro
         o.before_send = Some(Arc::new(move |event| {
             prepare(event, &limiter, Instant::now())
         }));
-        o.before_breadcrumb = Some(Arc::new(|mut crumb| {
-            crumb.message = crumb.message.map(|m| scrub_text(&m));
-            crumb.data.clear();
-            Some(crumb)
-        }));
+        o.before_breadcrumb = Some(Arc::new(|crumb| Some(prepare_breadcrumb(crumb))));
         o
     };
     let guard = sentry::init(options);
@@ -185,11 +181,24 @@ fn prepare(
             .to_string(),
         _ => String::new(),
     };
-    if module.ends_with("dead_letter") {
+    // A dead-letter line stands for itself and the lines of its reason it held back.
+    let dead_letter = module.ends_with("dead_letter");
+    let weight = if dead_letter {
+        1 + event
+            .tags
+            .get("suppressed")
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+    } else {
+        1
+    };
+    if dead_letter {
         // A refused record's detail may quote its payload: only the reason and the count go.
         let reason = event.tags.get("reason").cloned().unwrap_or_default();
         event.message = Some(format!("records refused and dead-lettered: {reason}"));
         event.exception.values.clear();
+        event.tags.remove("suppressed");
+        event.tags.remove("offset");
     }
     // Whatever else a log line held stays on this machine.
     event.contexts.remove("Rust Tracing Fields");
@@ -213,16 +222,34 @@ fn prepare(
     let kind = event_kind(&event, &module);
     // Repeats are one issue, whatever numbers their text carries.
     event.fingerprint = Cow::Owned(vec![Cow::Owned(kind.clone())]);
-    match limiter.admit(kind, now) {
-        None => None,
-        Some(0) => Some(event),
-        Some(held_back) => {
-            event
-                .tags
-                .insert("held_back_since_last".into(), held_back.to_string());
-            Some(event)
-        }
+    let held_back = limiter.admit(kind, now, weight)?;
+    if dead_letter {
+        // How many records of this reason since the last event about it.
+        event
+            .tags
+            .insert("records".into(), (weight + held_back).to_string());
+    } else if held_back > 0 {
+        event
+            .tags
+            .insert("held_back_since_last".into(), held_back.to_string());
     }
+    Some(event)
+}
+
+/// A log line as a breadcrumb: scrubbed, without its fields, and a dead letter's without the
+/// record's text (its detail may quote the payload).
+fn prepare_breadcrumb(mut crumb: Breadcrumb) -> Breadcrumb {
+    let dead_letter = crumb
+        .category
+        .as_deref()
+        .is_some_and(|c| c.ends_with("dead_letter"));
+    crumb.message = if dead_letter {
+        Some("a record was refused and dead-lettered".into())
+    } else {
+        crumb.message.map(|m| scrub_text(&m))
+    };
+    crumb.data.clear();
+    crumb
 }
 
 /// What makes two events "the same" for rate limiting: level, where, and the text with its
@@ -249,7 +276,8 @@ fn event_kind(event: &Event<'_>, module: &str) -> String {
     format!("{:?} {module} {masked}", event.level)
 }
 
-/// One event per kind per interval; counts what it held back.
+/// One event per kind per interval; counts what it held back (each event weighing, for dead
+/// letters, the records it stands for).
 struct RateLimiter {
     interval: Duration,
     kinds: Mutex<HashMap<String, (Instant, u64)>>,
@@ -263,12 +291,13 @@ impl RateLimiter {
         }
     }
 
-    /// `Some(held back since the last one admitted)` when an event of `kind` may go at `now`.
-    fn admit(&self, kind: String, now: Instant) -> Option<u64> {
+    /// `Some(weight held back since the last one admitted)` when an event of `kind` may go at
+    /// `now`; otherwise its `weight` is added to what is held back.
+    fn admit(&self, kind: String, now: Instant, weight: u64) -> Option<u64> {
         let mut kinds = self.kinds.lock().expect("rate limiter lock");
         match kinds.get_mut(&kind) {
             Some((last, held)) if now.duration_since(*last) < self.interval => {
-                *held += 1;
+                *held += weight;
                 None
             }
             Some((last, held)) => {
@@ -286,7 +315,17 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sentry::protocol::{Breadcrumb, Exception, Map};
+    use sentry::protocol::{Exception, Map};
+
+    #[test]
+    fn dead_letter_breadcrumbs_lose_the_record_text() {
+        let crumb = prepare_breadcrumb(Breadcrumb {
+            category: Some("sla_monitor::kafka::dead_letter".into()),
+            message: Some(r#"record sent: "card 4111" is not a time"#.into()),
+            ..Default::default()
+        });
+        assert!(!crumb.message.unwrap().contains("4111"));
+    }
 
     fn log_event(message: &str, module: &str, fields: &[(&str, Value)]) -> Event<'static> {
         let mut event = Event {
@@ -359,7 +398,25 @@ mod tests {
         );
         assert_eq!(sent.tags["reason"], "invalid_stamp");
         assert_eq!(sent.tags["partition"], "3");
-        assert_eq!(sent.tags["suppressed"], "17");
+        assert_eq!(
+            sent.tags["records"], "18",
+            "itself and the 17 its log line held back"
+        );
+        // The next lines of that reason within the minute are counted into the next event.
+        let again = || {
+            log_event(
+                "record of orders sent to orders_dlq: other text",
+                "sla_monitor::kafka::dead_letter",
+                &[
+                    ("reason", Value::from("invalid_stamp")),
+                    ("suppressed", Value::from(9)),
+                ],
+            )
+        };
+        let t0 = Instant::now();
+        assert!(prepare(again(), &limiter, t0 + Duration::from_secs(10)).is_none());
+        let later = prepare(again(), &limiter, t0 + Duration::from_secs(70)).unwrap();
+        assert_eq!(later.tags["records"], "20", "10 held back + 10 now");
         let text = serde_json::to_string(&sent).unwrap();
         assert!(!text.contains("4111"), "{text}");
     }

@@ -226,3 +226,80 @@ fn a_panic_is_reported_with_its_message_and_breadcrumbs() {
         "{panic:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_are_reported_by_reason_without_their_records() {
+    let bugsink = Bugsink::local();
+    let dir = tempfile::tempdir().unwrap();
+    let topics = monitor_topics("report_dlq");
+    create_topic(&topics.reduced, 2).await;
+    let base = (now_ms() - 60_000) / WINDOW * WINDOW;
+    let mut records: Vec<Outgoing> = (0..20)
+        .map(|i| Outgoing {
+            key: Some(format!("bad-{i}")),
+            value: Some(format!("{{oops card 4111-1111-1111-{i:04}").into_bytes()),
+            partition: Some(i % 2),
+            timestamp_ms: Some(base + i as i64),
+        })
+        .collect();
+    records.push(record(0, base + 100, 40, "good"));
+    produce(&topics.reduced, &records).await;
+    let environment = unique("test");
+    let dsn = bugsink.dsn();
+    let output = dir.path().join("windows.jsonl");
+    let group = unique("report_dlq_g");
+    let mut args = topics.args();
+    args.extend([
+        "--group",
+        &group,
+        "--sink",
+        "json-lines",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    let job = Job::start_with_env(
+        env!("CARGO_BIN_EXE_monitor"),
+        &args,
+        dir.path(),
+        &[
+            ("SENTRY_DSN", dsn.as_str()),
+            ("SENTRY_ENVIRONMENT", environment.as_str()),
+        ],
+    );
+    let dead = consume(
+        &topics.dlq,
+        20,
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+    );
+    assert_eq!(dead.len(), 20);
+    let mut events = Vec::new();
+    wait_for("the dead-letter report", Duration::from_secs(20), || {
+        events = bugsink.events(&environment);
+        events
+            .iter()
+            .any(|e| tag(e, "reason").as_deref() == Some("invalid_json"))
+    });
+    job.terminate(Duration::from_secs(30));
+    let reports: Vec<_> = events
+        .iter()
+        .filter(|e| tag(e, "reason").as_deref() == Some("invalid_json"))
+        .collect();
+    assert_eq!(
+        reports.len(),
+        1,
+        "one event per reason per interval: {reports:#?}"
+    );
+    let report = reports[0];
+    assert!(
+        report
+            .to_string()
+            .contains("records refused and dead-lettered: invalid_json"),
+        "{report:#}"
+    );
+    assert!(tag(report, "records").is_some_and(|n| n.parse::<u64>().unwrap() >= 1));
+    assert!(
+        !serde_json::to_string(&events).unwrap().contains("4111"),
+        "a record's text was sent"
+    );
+}

@@ -152,18 +152,21 @@ impl ClientContext for JobContext {
             metrics::gauge!("sla_kafka_reachable").set(0.0);
         }
         if let Some(suppressed) = self.should_log(format!("error:{label}")) {
+            // `kafka_error` (the librdkafka code) becomes a tag of the error report.
+            let kafka_error = label.as_str();
             if let Some(failure) = classify(code, reason) {
-                tracing::error!(brokers = %self.inner.brokers, suppressed, "{failure}");
+                tracing::error!(brokers = %self.inner.brokers, kafka_error, suppressed, "{failure}");
             } else if let Some(hint) = transport_hint(reason) {
-                tracing::error!(brokers = %self.inner.brokers, suppressed, "Kafka connection failed ({reason}); {hint}");
+                tracing::error!(brokers = %self.inner.brokers, kafka_error, suppressed, "Kafka connection failed ({reason}); {hint}");
             } else if unreachable {
                 tracing::error!(
                     brokers = %self.inner.brokers,
+                    kafka_error,
                     suppressed,
                     "Kafka broker unreachable ({reason}); retrying until it returns"
                 );
             } else {
-                tracing::error!(brokers = %self.inner.brokers, suppressed, "Kafka client error: {error}: {reason}");
+                tracing::error!(brokers = %self.inner.brokers, kafka_error, suppressed, "Kafka client error: {error}: {reason}");
             }
         }
     }
