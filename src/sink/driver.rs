@@ -59,7 +59,13 @@ async fn write_with_retries(
             Err(SinkError::Transient(e)) => {
                 let wait = backoff.next().unwrap_or(MAX_RETRY_DELAY);
                 retries.increment(1);
+                // The oldest window waiting (a tag of the error report).
+                let window_start = documents
+                    .first()
+                    .map(|d| d.timestamp.as_str())
+                    .unwrap_or("");
                 tracing::warn!(
+                    window_start,
                     "{}: {e}; retrying in {wait:.1?} (windows are kept meanwhile)",
                     sink.describe()
                 );
