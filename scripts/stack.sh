@@ -12,7 +12,7 @@
 # alertmanager: an HA pair (two replicas gossiping on loopback, routing rendered from
 # dashboards/alertmanager/alertmanager.yml.tmpl), both from Debian packages. Default: those four.
 # Optional, by name: bugsink (2.6.2 from PyPI, a Sentry-protocol error tracker with SQLite, for
-# the error-reporting tests; its DSN is written to $SLA_STACK_STATE/bugsink/dsn).
+# the error-reporting tests; its DSN and an API token are written to $SLA_STACK_STATE/bugsink/).
 #
 # Environment (all optional):
 #   SLA_STACK_CACHE   where installs are cached     (default /opt/sla-monitor if writable, else ~/.cache/sla-monitor)
@@ -312,6 +312,8 @@ CONF
 t, _ = Team.objects.get_or_create(name="sla-monitor")
 p, _ = Project.objects.get_or_create(name="sla-monitor", defaults={"team": t})
 print(p.dsn)' >"$dir/dsn" 2>"$dir/dsn.log" || die "creating the bugsink project failed (log: $dir/dsn.log)"
+  # A token for its HTTP API (how tests read events back).
+  [ -s "$dir/api_token" ] || "$dir/manage" create_auth_token 2>>"$dir/dsn.log" | tail -n 1 >"$dir/api_token"
   say "bugsink: starting on 127.0.0.1:$BUGSINK_PORT (DSN in $dir/dsn)"
   (cd "$dir" && exec setsid "$venv/bin/bugsink-manage" runserver --noreload "127.0.0.1:$BUGSINK_PORT" \
      >"$dir/bugsink.log" 2>&1 </dev/null) &

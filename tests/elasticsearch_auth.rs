@@ -132,8 +132,36 @@ async fn monitor_authenticates_with_basic_auth_or_an_api_key_and_explains_a_refu
         Job::start(env!("CARGO_BIN_EXE_monitor"), &refs, dir.path())
     };
 
-    // No credentials: the monitor stops and says what to set.
-    let mut refused = monitor(&unique("auth_g0"), &test_index("auth_none"), &[]);
+    // No credentials: the monitor stops and says what to set — in its log, and as a fatal
+    // event to the Sentry-protocol server its DSN names.
+    let bugsink = support::bugsink::Bugsink::local();
+    let environment = unique("test");
+    let dsn = bugsink.dsn();
+    let mut refused = {
+        let mut args: Vec<String> = s.args().into_iter().map(String::from).collect();
+        let (group, index) = (unique("auth_g0"), test_index("auth_none"));
+        args.extend(
+            [
+                "--group",
+                &group,
+                "--es-index",
+                &index,
+                "--es-url",
+                &es.url(),
+            ]
+            .map(String::from),
+        );
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Job::start_with_env(
+            env!("CARGO_BIN_EXE_monitor"),
+            &refs,
+            dir.path(),
+            &[
+                ("SENTRY_DSN", dsn.as_str()),
+                ("SENTRY_ENVIRONMENT", environment.as_str()),
+            ],
+        )
+    };
     assert!(
         !refused.wait(Duration::from_secs(60)).success(),
         "must not run without credentials"
@@ -142,6 +170,20 @@ async fn monitor_authenticates_with_basic_auth_or_an_api_key_and_explains_a_refu
     assert!(
         log.contains("SLA_ES_PASSWORD") && log.contains("SLA_ES_API_KEY"),
         "{log}"
+    );
+    let mut events = Vec::new();
+    wait_for("the refusal in Bugsink", Duration::from_secs(20), || {
+        events = bugsink.events(&environment);
+        events.iter().any(|e| e["level"] == "fatal")
+    });
+    let fatal = events.iter().find(|e| e["level"] == "fatal").unwrap();
+    assert!(
+        fatal["exception"].to_string().contains("SLA_ES_PASSWORD"),
+        "{fatal:#}"
+    );
+    assert_eq!(
+        support::bugsink::tag(fatal, "job").as_deref(),
+        Some("monitor")
     );
 
     // Basic authentication, the password read from a file outside the repo.
