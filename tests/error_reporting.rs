@@ -237,7 +237,7 @@ async fn dead_letters_are_reported_by_reason_without_their_records() {
     let mut records: Vec<Outgoing> = (0..20)
         .map(|i| Outgoing {
             key: Some(format!("bad-{i}")),
-            value: Some(format!("{{oops card 4111-1111-1111-{i:04}").into_bytes()),
+            value: Some(format!("{{oops cardholder-secret-{i}").into_bytes()),
             partition: Some(i % 2),
             timestamp_ms: Some(base + i as i64),
         })
