@@ -458,50 +458,38 @@ mod tests {
             "{}",
             missing.detail
         );
-        assert_eq!(
-            refused(field("/t", UnixMs, r#"{"t":null}"#)).reason,
-            RejectReason::MissingField
-        );
-        assert_eq!(
-            refused(field("/t", UnixMs, r#"{"t":true}"#)).reason,
-            RejectReason::WrongType
-        );
-        assert_eq!(
-            refused(field("/t", UnixMs, r#"{"t":-5}"#)).reason,
-            RejectReason::NegativeValue
-        );
-        assert_eq!(
-            refused(field("/t", UnixMs, r#"{"t":"soon"}"#)).reason,
-            RejectReason::InvalidStamp
-        );
-        assert_eq!(
-            refused(field("/t", UnixMs, r#"{"t":18446744073709551615}"#)).reason,
-            RejectReason::StampOutOfRange
-        );
-        assert_eq!(
-            refused(field("/t", UnixS, r#"{"t":9223372036854775807}"#)).reason,
-            RejectReason::StampOutOfRange
-        );
-        assert_eq!(
-            refused(field("/t", UnixMs, r#"{"t":1e300}"#)).reason,
-            RejectReason::StampOutOfRange
-        );
-        assert_eq!(
-            refused(field("/t", Rfc3339, r#"{"t":17}"#)).reason,
-            RejectReason::WrongType
-        );
-        assert_eq!(
-            refused(field("/t", Rfc3339, r#"{"t":"yesterday"}"#)).reason,
-            RejectReason::InvalidStamp
-        );
-        assert_eq!(
-            refused(field("/t", Rfc3339, r#"{"t":"1969-12-31T23:59:59Z"}"#)).reason,
-            RejectReason::NegativeValue
-        );
-        assert_eq!(
-            refused(field("/t", UnixMs, r#"{"t":1"#)).reason,
-            RejectReason::InvalidJson
-        );
+        let cases = [
+            (UnixMs, r#"{"t":null}"#, RejectReason::MissingField),
+            (UnixMs, r#"{"t":true}"#, RejectReason::WrongType),
+            (UnixMs, r#"{"t":-5}"#, RejectReason::NegativeValue),
+            (UnixMs, r#"{"t":"soon"}"#, RejectReason::InvalidStamp),
+            (
+                UnixMs,
+                r#"{"t":18446744073709551615}"#,
+                RejectReason::StampOutOfRange,
+            ),
+            (
+                UnixS,
+                r#"{"t":9223372036854775807}"#,
+                RejectReason::StampOutOfRange,
+            ),
+            (UnixMs, r#"{"t":1e300}"#, RejectReason::StampOutOfRange),
+            (Rfc3339, r#"{"t":17}"#, RejectReason::WrongType),
+            (Rfc3339, r#"{"t":"yesterday"}"#, RejectReason::InvalidStamp),
+            (
+                Rfc3339,
+                r#"{"t":"1969-12-31T23:59:59Z"}"#,
+                RejectReason::NegativeValue,
+            ),
+            (UnixMs, r#"{"t":1"#, RejectReason::InvalidJson),
+        ];
+        for (format, payload, reason) in cases {
+            assert_eq!(
+                refused(field("/t", format, payload)).reason,
+                reason,
+                "{payload}"
+            );
+        }
         let empty = stamp("field:/t", UnixMs)
             .read_ms("end", None, &NoHeaders)
             .unwrap_err();

@@ -234,23 +234,7 @@ async fn sla_alert_goes_pending_firing_and_back_to_normal() {
     // out-of-orderness, the monitor's tick, the index refresh and the evaluation phase (the
     // slack counted twice: once for the live run, once for the write).
     let to_ms = now_ms();
-    let iso = |ms: i64| {
-        chrono::DateTime::from_timestamp_millis(ms)
-            .unwrap()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    };
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_alerts"))
-        .args(["backtest", "--rules", rules.to_str().unwrap()])
-        .args(["--es-url", &es_url(), "--es-index", &index, "--json"])
-        .args(["--from", &iso(first_evaluation_ms), "--to", &iso(to_ms)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let timelines: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let timelines = backtest(&rules, &index, first_evaluation_ms, to_ms);
     let replayed: Vec<&Value> = timelines[0]["transitions"]
         .as_array()
         .unwrap()

@@ -126,16 +126,7 @@ async fn without_a_dsn_nothing_is_sent() {
 fn a_refused_broker_certificate_is_a_fatal_event_of_each_job() {
     let bugsink = Bugsink::local();
     let dir = tempfile::tempdir().unwrap();
-    let certificates = Certificates::generate(dir.path());
-    let broker = PrivateBroker::start(dir.path(), Wire::Tls, Some(&certificates), &[]);
-    let config = properties_file(
-        dir.path(),
-        "untrusted.properties",
-        &[
-            ("security.protocol", "SSL"),
-            ("ssl.ca.location", certificates.other_ca.to_str().unwrap()),
-        ],
-    );
+    let (broker, config) = broker_with_an_untrusted_certificate(dir.path());
     let environment = unique("test");
     let dsn = bugsink.dsn();
     let env = [

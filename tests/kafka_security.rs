@@ -109,16 +109,7 @@ fn tls_pipeline_verifies_the_broker_certificate() {
 #[test]
 fn an_untrusted_broker_certificate_stops_every_job_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let certificates = Certificates::generate(dir.path());
-    let broker = PrivateBroker::start(dir.path(), Wire::Tls, Some(&certificates), &[]);
-    let config = properties_file(
-        dir.path(),
-        "untrusted.properties",
-        &[
-            ("security.protocol", "SSL"),
-            ("ssl.ca.location", certificates.other_ca.to_str().unwrap()),
-        ],
-    );
+    let (broker, config) = broker_with_an_untrusted_certificate(dir.path());
     every_job_stops_at_start(
         dir.path(),
         &broker,

@@ -101,24 +101,8 @@ async fn the_rule_fires_for_exactly_the_pipeline_that_breaches_its_own_sla() {
     assert_eq!(sla_of("payments"), [5_000].into());
 
     let rules = rule_file(dir.path());
-    let iso = |ms: i64| {
-        chrono::DateTime::from_timestamp_millis(ms)
-            .unwrap()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    };
     // Replayed over the windows.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_alerts"))
-        .args(["backtest", "--rules", rules.to_str().unwrap()])
-        .args(["--es-url", &es_url(), "--es-index", &index, "--json"])
-        .args(["--from", &iso(base), "--to", &iso(now_ms())])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let timelines: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let timelines = backtest(&rules, &index, base, now_ms());
     let timeline = &timelines[0];
     let alerts = timeline["alerts"].as_array().unwrap();
     assert!(!alerts.is_empty(), "{timeline}");

@@ -1064,6 +1064,27 @@ pub const LOOPBACK_RECEIVERS: [(&str, &str); 4] = [
     ),
 ];
 
+/// `alerts backtest --json` of `rules` over `index` from `from_ms` to `to_ms`: the timelines.
+pub fn backtest(rules: &Path, index: &str, from_ms: i64, to_ms: i64) -> serde_json::Value {
+    let iso = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_alerts"))
+        .args(["backtest", "--rules", rules.to_str().unwrap()])
+        .args(["--es-url", &es_url(), "--es-index", index, "--json"])
+        .args(["--from", &iso(from_ms), "--to", &iso(to_ms)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// The provisioned SLA rule with test timings — evaluated every second over 2 s histogram
 /// buckets and a 30 s range, pending for `pending` (e.g. `6s`) — and a `test_run` label naming
 /// the run; everything else (queries, reducer, threshold, states, labels) as in dashboards/.

@@ -361,3 +361,18 @@ fn create_scram_users(bootstrap: &str, users: &[ScramUser<'_>]) {
         );
     }
 }
+
+/// A TLS broker, and a client properties file trusting another CA: every job must refuse it.
+pub fn broker_with_an_untrusted_certificate(dir: &Path) -> (PrivateBroker, PathBuf) {
+    let certificates = Certificates::generate(dir);
+    let broker = PrivateBroker::start(dir, Wire::Tls, Some(&certificates), &[]);
+    let config = properties_file(
+        dir,
+        "untrusted.properties",
+        &[
+            ("security.protocol", "SSL"),
+            ("ssl.ca.location", certificates.other_ca.to_str().unwrap()),
+        ],
+    );
+    (broker, config)
+}
