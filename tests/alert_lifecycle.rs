@@ -94,15 +94,10 @@ async fn sla_alert_goes_pending_firing_and_back_to_normal() {
         }
     };
     let (webhook, received) = json_receiver().await;
-    let alerts_job = Job::start_without_brokers(
-        env!("CARGO_BIN_EXE_alerts"),
+    let alerts_job = start_alerts(
+        &rules,
+        &index,
         &[
-            "--rules",
-            rules.to_str().unwrap(),
-            "--es-url",
-            &es_url(),
-            "--es-index",
-            &index,
             "--webhook-url",
             &webhook,
             "--alertmanager-url",

@@ -186,20 +186,7 @@ async fn one_notification_when_a_replica_dies_while_the_rule_fires() {
     let rules = dir.path().join("rules.yaml");
     std::fs::write(&rules, test_rule_file(&run, "2s")).unwrap();
     let both = format!("{},{}", replicas[0].url, replicas[1].url);
-    let alerts = Job::start_without_brokers(
-        env!("CARGO_BIN_EXE_alerts"),
-        &[
-            "--rules",
-            rules.to_str().unwrap(),
-            "--es-url",
-            &es_url(),
-            "--es-index",
-            &index,
-            "--alertmanager-url",
-            &both,
-        ],
-        dir.path(),
-    );
+    let alerts = start_alerts(&rules, &index, &["--alertmanager-url", &both], dir.path());
 
     // The rule fires; one replica notifies, the other finds the notification in the gossiped
     // notification log and does not.

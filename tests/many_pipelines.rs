@@ -131,18 +131,7 @@ async fn the_rule_fires_for_exactly_the_pipeline_that_breaches_its_own_sla() {
     );
 
     // Live: two instances, checkout Alerting and payments Normal.
-    let alerts_job = Job::start_without_brokers(
-        env!("CARGO_BIN_EXE_alerts"),
-        &[
-            "--rules",
-            rules.to_str().unwrap(),
-            "--es-url",
-            &es_url(),
-            "--es-index",
-            &index,
-        ],
-        dir.path(),
-    );
+    let alerts_job = start_alerts(&rules, &index, &[], dir.path());
     let state_url = format!("http://{}/state", http_addr_of(&alerts_job));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -257,8 +257,7 @@ pub fn render_text(timeline: &Timeline, reduce_ref: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerting::rule::{self, ExecErrState, NoDataState};
-    use std::time::Duration;
+    use crate::alerting::rule;
 
     fn sla_rule() -> AlertRule {
         rule::provisioned_sla_rule()
@@ -267,12 +266,7 @@ mod tests {
     const MIN: i64 = 60_000;
 
     fn lifecycle() -> Lifecycle {
-        Lifecycle {
-            pending_period: Duration::from_secs(120),
-            interval: Duration::from_secs(60),
-            no_data_state: NoDataState::NoData,
-            exec_err_state: ExecErrState::Error,
-        }
+        crate::alerting::state::minute_lifecycle()
     }
 
     fn value(v: f64) -> Evaluation {

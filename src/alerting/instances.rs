@@ -151,19 +151,12 @@ impl RuleInstances {
 mod tests {
     use super::*;
     use crate::alerting::evaluation::Evaluation;
-    use crate::alerting::rule::{ExecErrState, NoDataState};
-    use std::time::Duration;
     use AlertState::*;
 
     const MIN: i64 = 60_000;
 
     fn lifecycle() -> Lifecycle {
-        Lifecycle {
-            pending_period: Duration::from_secs(120),
-            interval: Duration::from_secs(60),
-            no_data_state: NoDataState::NoData,
-            exec_err_state: ExecErrState::Error,
-        }
+        crate::alerting::state::minute_lifecycle()
     }
 
     fn job(name: &str) -> Labels {

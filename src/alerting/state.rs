@@ -336,6 +336,17 @@ impl RuleState {
     }
 }
 
+/// The provisioned rule's lifecycle (every minute, `for: 2m`, NoData, Error), for tests.
+#[cfg(test)]
+pub(crate) fn minute_lifecycle() -> Lifecycle {
+    Lifecycle {
+        pending_period: Duration::from_secs(120),
+        interval: Duration::from_secs(60),
+        no_data_state: NoDataState::NoData,
+        exec_err_state: ExecErrState::Error,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1064,6 +1064,21 @@ pub const LOOPBACK_RECEIVERS: [(&str, &str); 4] = [
     ),
 ];
 
+/// The `alerts` evaluator on `rules` over `index`, with `extra` flags (webhook, Alertmanagers).
+pub fn start_alerts(rules: &Path, index: &str, extra: &[&str], dir: &Path) -> Job {
+    let es = es_url();
+    let mut args = vec![
+        "--rules",
+        rules.to_str().unwrap(),
+        "--es-url",
+        &es,
+        "--es-index",
+        index,
+    ];
+    args.extend(extra);
+    Job::start_without_brokers(env!("CARGO_BIN_EXE_alerts"), &args, dir)
+}
+
 /// `alerts backtest --json` of `rules` over `index` from `from_ms` to `to_ms`: the timelines.
 pub fn backtest(rules: &Path, index: &str, from_ms: i64, to_ms: i64) -> serde_json::Value {
     let iso = |ms: i64| {
