@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 pub const EVENT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Fields of log lines that become tags, so events can be filtered and grouped by them.
-pub const TAG_FIELDS: [&str; 8] = [
+pub const TAG_FIELDS: [&str; 9] = [
+    "records",
     "topic",
     "partition",
     "offset",
@@ -181,16 +182,15 @@ fn prepare(
             .to_string(),
         _ => String::new(),
     };
-    // A dead-letter line stands for itself and the lines of its reason it held back.
+    // A dead-letter line stands for itself and the lines of its reason it held back (or, the
+    // last one before a stop, for the records it names).
     let dead_letter = module.ends_with("dead_letter");
-    let weight = if dead_letter {
-        1 + event
-            .tags
-            .get("suppressed")
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-    } else {
-        1
+    let count = |tag: &str| event.tags.get(tag).and_then(|s| s.parse::<u64>().ok());
+    let (named, suppressed) = (count("records"), count("suppressed"));
+    let weight = match (dead_letter, named, suppressed) {
+        (false, ..) => 1,
+        (true, Some(records), _) => records,
+        (true, None, suppressed) => 1 + suppressed.unwrap_or(0),
     };
     if dead_letter {
         // A refused record's detail may quote its payload: only the reason and the count go.
@@ -222,7 +222,12 @@ fn prepare(
     let kind = event_kind(&event, &module);
     // Repeats are one issue, whatever numbers their text carries.
     event.fingerprint = Cow::Owned(vec![Cow::Owned(kind.clone())]);
-    let held_back = limiter.admit(kind, now, weight)?;
+    // The last dead-letter line before a stop always goes: nothing would carry its count later.
+    let held_back = if dead_letter && named.is_some() {
+        limiter.admit_now(kind, now)
+    } else {
+        limiter.admit(kind, now, weight)?
+    };
     if dead_letter {
         // How many records of this reason since the last event about it.
         event
@@ -309,6 +314,12 @@ impl RateLimiter {
                 Some(0)
             }
         }
+    }
+
+    /// Admits an event of `kind` whatever the interval; returns the weight held back before it.
+    fn admit_now(&self, kind: String, now: Instant) -> u64 {
+        let mut kinds = self.kinds.lock().expect("rate limiter lock");
+        kinds.insert(kind, (now, 0)).map_or(0, |(_, held)| held)
     }
 }
 
@@ -417,6 +428,19 @@ mod tests {
         assert!(prepare(again(), &limiter, t0 + Duration::from_secs(10)).is_none());
         let later = prepare(again(), &limiter, t0 + Duration::from_secs(70)).unwrap();
         assert_eq!(later.tags["records"], "20", "10 held back + 10 now");
+        // The job stops: its last line names what its log held back, and goes at once with
+        // what the reports held back.
+        assert!(prepare(again(), &limiter, t0 + Duration::from_secs(75)).is_none());
+        let last = log_event(
+            "4 more records of orders sent to orders_dlq (invalid_stamp) since the last line",
+            "sla_monitor::kafka::dead_letter",
+            &[
+                ("reason", Value::from("invalid_stamp")),
+                ("records", Value::from(4)),
+            ],
+        );
+        let last = prepare(last, &limiter, t0 + Duration::from_secs(76)).unwrap();
+        assert_eq!(last.tags["records"], "14", "10 held back + 4 named");
         let text = serde_json::to_string(&sent).unwrap();
         assert!(!text.contains("4111"), "{text}");
     }

@@ -53,11 +53,33 @@ impl<K: Eq + Hash> RateLimitedLog<K> {
             }
         }
     }
+
+    /// The occurrences of each key not logged since its last line (only keys with some),
+    /// cleared: what a job says before it stops, so no count is lost.
+    pub fn take_held_back(&mut self) -> Vec<(&K, u64)> {
+        self.keys
+            .iter_mut()
+            .filter(|(_, state)| state.suppressed > 0)
+            .map(|(key, state)| (key, std::mem::take(&mut state.suppressed)))
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_was_held_back_can_be_said_once() {
+        let mut log = RateLimitedLog::new(Duration::from_secs(10));
+        let now = Instant::now();
+        assert_eq!(log.should_log("a", now), Some(0));
+        assert_eq!(log.should_log("a", now), None);
+        assert_eq!(log.should_log("a", now), None);
+        assert_eq!(log.should_log("b", now), Some(0));
+        assert_eq!(log.take_held_back(), vec![(&"a", 2)]);
+        assert!(log.take_held_back().is_empty(), "cleared");
+    }
 
     #[test]
     fn logs_first_occurrence_then_once_per_interval_with_suppressed_count() {

@@ -129,7 +129,25 @@ impl DeadLetters {
     pub fn topic(&self) -> &str {
         &self.topic
     }
+}
 
+impl Drop for DeadLetters {
+    /// Says how many records of each reason were dead-lettered since its last log line, so a
+    /// job that stops loses no count (error reports carry them as `records`).
+    fn drop(&mut self) {
+        for (reason, records) in self.log.take_held_back() {
+            tracing::warn!(
+                reason = %reason,
+                records,
+                "{records} more records of {} sent to {} ({reason}) since the last line",
+                self.source_topic,
+                self.topic
+            );
+        }
+    }
+}
+
+impl DeadLetters {
     /// Counts and logs `refused` and returns its dead letter, with any `extra` headers.
     pub fn prepare<'a, H: Headers>(
         &mut self,
