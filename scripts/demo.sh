@@ -46,8 +46,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The state of the demo pipeline's alert instance (label job=visits-synchronizer).
 rule_state() {
-  curl -fsS "http://$ALERTS_HTTP/state" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["state"]["state"])' 2>/dev/null || echo starting
+  curl -fsS "http://$ALERTS_HTTP/state" 2>/dev/null | python3 -c '
+import json, sys
+rule = json.load(sys.stdin)[0]
+print(next(i["state"]["state"] for i in rule["instances"] if i["labels"].get("job") == "visits-synchronizer"))' \
+    2>/dev/null || echo starting
 }
 
 wait_for_state() {
@@ -111,10 +116,10 @@ while True:
     try:
         rule = json.load(urllib.request.urlopen("http://%s/state" % alerts, timeout=5))[0]
         for t in rule["transitions"][seen_transitions:]:
-            value = "no value" if t["value"] is None else "%.0f ms" % t["value"]
-            print("  \033[1mRULE %s: %s -> %s\033[0m (p99 %s, %s lasted %.0f s)"
-                  % (time.strftime("%H:%M:%S", time.localtime(t["at_ms"] / 1000)), t["from"], t["to"],
-                     value, t["from"], t["previous_lasted_ms"] / 1000), flush=True)
+            value = "no value" if t["value"] is None else "%+.0f ms" % t["value"]
+            print("  \033[1mRULE %s %s: %s -> %s\033[0m (p99 - SLA %s, %s lasted %.0f s)"
+                  % (time.strftime("%H:%M:%S", time.localtime(t["at_ms"] / 1000)), t["labels"].get("job", "(rule)"),
+                     t["from"], t["to"], value, t["from"], t["previous_lasted_ms"] / 1000), flush=True)
         seen_transitions = len(rule["transitions"])
     except Exception:
         pass
@@ -137,7 +142,7 @@ timeline+=("$(date +%H:%M:%S) delay on ($DELAY)")
 say "phase 2: waiting for the rule to go Pending, then Firing (Alerting)"
 wait_for_state Alerting
 say "Alertmanager received:"
-curl -fsS "$ALERTMANAGER/api/v2/alerts?filter=alertname%3D%22SLA%20miss%20visits%20synchronizer%22" | python3 -c '
+curl -fsS "$ALERTMANAGER/api/v2/alerts?filter=alertname%3D%22SLA%20miss%22" | python3 -c '
 import json, sys
 for a in json.load(sys.stdin):
     print("  %s [%s] %s" % (a["labels"]["alertname"], a["status"]["state"], a["annotations"].get("summary", "")))'
@@ -154,6 +159,8 @@ say "timeline"
   curl -fsS "http://$ALERTS_HTTP/state" | python3 -c '
 import json, sys, time
 for t in json.load(sys.stdin)[0]["transitions"]:
+    if t["labels"].get("job") != "visits-synchronizer":
+        continue
     print("%s rule %s -> %s (after %.0f s)" % (time.strftime("%H:%M:%S", time.localtime(t["at_ms"] / 1000)),
           t["from"], t["to"], t["previous_lasted_ms"] / 1000))'
 } | sort | sed 's/^/  /'
