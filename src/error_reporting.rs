@@ -52,7 +52,7 @@ pub struct ErrorReportingArgs {
     #[arg(long, env = "SENTRY_ENVIRONMENT", default_value = "production")]
     pub sentry_environment: String,
 
-    /// Release reported with every event (default sla-monitor@<version>).
+    /// Release reported with every event (default sla-monitor@VERSION).
     #[arg(long, env = "SENTRY_RELEASE")]
     pub sentry_release: Option<String>,
 }

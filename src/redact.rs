@@ -28,7 +28,7 @@ const SECRET_KEYS: [&str; 8] = [
 
 /// Free text (a log line, an error chain) with every secret it may quote replaced by
 /// `[redacted]`: URLs' userinfo, the values of `password=…`, `token: …` and the like (any key
-/// containing one of [`SECRET_KEYS`], e.g. `sasl.password`, `ssl.key.password`), and bearer
+/// containing one of `SECRET_KEYS`, e.g. `sasl.password`, `ssl.key.password`), and bearer
 /// tokens. For what leaves the process (error reports); logs keep their own rules.
 pub fn scrub_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -1,7 +1,7 @@
 //! The headers of a consumed Kafka record that the latency stamps name, looked up once per
 //! record (nothing is looked up when no stamp is a header).
 
-use crate::stamp::{LatencyStamps, RecordHeaders};
+use crate::stamp::RecordHeaders;
 use rdkafka::message::{Headers, Message};
 
 /// The values of the (at most two) headers the stamps read, borrowed from the record.
@@ -10,18 +10,17 @@ pub struct StampHeaders<'a> {
 }
 
 impl<'a> StampHeaders<'a> {
-    /// Looks up, in `message`, the last header of each name `stamps` read.
-    pub fn of<M: Message>(message: &'a M, stamps: &'a LatencyStamps) -> StampHeaders<'a> {
+    /// Looks up, in `message`, the last header of each of `names` (at most two: the header
+    /// names the stamps read, [`crate::stamp::LatencyStamps::header_names`], computed once per job).
+    pub fn of<M: Message>(message: &'a M, names: &'a [String]) -> StampHeaders<'a> {
         let mut found: [(&str, Option<&[u8]>); 2] = [("", None), ("", None)];
-        let mut names = stamps.header_names();
-        let Some(first) = names.next() else {
+        if names.is_empty() {
             // No stamp is a header: the record's headers are not even asked for (librdkafka
             // parses them on request).
             return StampHeaders { found };
-        };
-        found[0].0 = first;
-        if let Some(second) = names.next() {
-            found[1].0 = second;
+        }
+        for (slot, name) in found.iter_mut().zip(names) {
+            slot.0 = name;
         }
         if let Some(headers) = message.headers() {
             for header in headers.iter() {

@@ -92,11 +92,14 @@ pub struct PartitionStage {
     consumed_unreported: u64,
     /// Which timestamp kinds were seen (indexed by the kind), to say so once each.
     timestamp_kinds_seen: [bool; 3],
+    /// The headers the stamps read (none for the default), found once, not per record.
+    stamp_headers: Vec<String>,
 }
 
 impl PartitionStage {
     /// A stage owning no partition yet.
     pub fn new(config: MonitorConfig, core: MonitorCore, parts: PartitionStageParts) -> Self {
+        let stamp_headers = config.stamps.header_names().map(String::from).collect();
         PartitionStage {
             metrics: PartitionMetrics::new(&config.input_topic),
             config,
@@ -116,6 +119,7 @@ impl PartitionStage {
             held_back: None,
             consumed_unreported: 0,
             timestamp_kinds_seen: [false; 3],
+            stamp_headers,
         }
     }
 
@@ -298,7 +302,7 @@ impl PartitionStage {
             Timestamp::CreateTime(t) => Some((TimestampKind::CreateTime, t)),
             Timestamp::NotAvailable => None,
         };
-        let headers = StampHeaders::of(message, &self.config.stamps);
+        let headers = StampHeaders::of(message, &self.stamp_headers);
         let record = InputRecord {
             timestamp,
             payload: message.payload(),
