@@ -90,9 +90,9 @@ const PARTITIONS_VARIABLE: &str = "SLA_BENCH_PARTITIONS";
 const WINDOW_MS: i64 = 10_000;
 /// How often a file or process is checked for completion.
 const FILE_POLL: Duration = Duration::from_millis(20);
-/// How often Elasticsearch is asked (refresh + count): more often would load the two cores
-/// the measured job shares with Elasticsearch and the broker.
-const ES_POLL: Duration = Duration::from_millis(250);
+/// How often Elasticsearch is asked how many window documents a search finds (a `_count`, no
+/// refresh of its own: the monitor's documents are searchable once written, `--es-refresh`).
+const ES_POLL: Duration = Duration::from_millis(50);
 
 fn main() {
     if let Ok(role) = std::env::var("SLA_BENCH_ROLE") {
@@ -795,7 +795,6 @@ fn run_monitor_pair_json(brokers: &str, topic: &str, windows: u64, dir: &Path) -
 }
 
 async fn es_count(client: &reqwest::Client, es: &str, index: &str) -> u64 {
-    let _ = client.post(format!("{es}/{index}/_refresh")).send().await;
     match client.get(format!("{es}/{index}/_count")).send().await {
         Ok(response) => response
             .json::<serde_json::Value>()

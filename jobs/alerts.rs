@@ -4,15 +4,21 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use sla_monitor::alerting::backtest::{self, Timeline};
+use futures::StreamExt;
+use sla_monitor::alerting::backtest;
+use sla_monitor::alerting::evaluation::Results;
 use sla_monitor::alerting::evaluator::{self, EvaluatorConfig, SharedStatus};
+use sla_monitor::alerting::report::{self, Run};
 use sla_monitor::alerting::rule::AlertRule;
 use sla_monitor::alerting::state::Lifecycle;
+use sla_monitor::alerting::variants::{self, Variant};
 use sla_monitor::alerting::{datasource, rule};
+use sla_monitor::alerting::{incidents, requirements, score};
 use sla_monitor::elasticsearch_connection::ElasticsearchArgs;
 use sla_monitor::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::shutdown::Shutdown;
 use sla_monitor::{http, telemetry};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -95,14 +101,48 @@ enum Command {
         #[arg(long, default_value = "0s")]
         to: String,
 
-        /// Print the timelines as JSON (one array) instead of text.
+        /// Print the timelines as JSON (one array) instead of text; with --incidents each
+        /// carries its score, with --set each its variant.
         #[arg(long)]
         json: bool,
+
+        #[command(flatten)]
+        judging: Judging,
     },
+}
+
+/// How a backtest is judged and shown.
+#[derive(Debug, Args)]
+struct Judging {
+    /// Known incidents (YAML: a list of {name, start, end, job?}, RFC 3339 times): score each
+    /// rule and alert instance by precision, recall, detection and reset time.
+    #[arg(long)]
+    incidents: Option<PathBuf>,
+
+    /// Fail (exit 1, naming what failed) unless every rule as provisioned meets these, e.g.
+    /// 'recall>=1,precision>=0.9,detection<=5m'. Measures: recall, precision,
+    /// time_precision, detection, reset, notifications, false_notifications. Needs
+    /// --incidents.
+    #[arg(long)]
+    require: Option<String>,
+
+    /// A what-if variant replayed beside the rule as provisioned, e.g. 'for=5m' or
+    /// 'for=2m,threshold=4000' (settings: for, threshold, interval). Repeat for several.
+    #[arg(long = "set", value_name = "SETTINGS")]
+    variants: Vec<String>,
+
+    /// Write a self-contained HTML report (series against the threshold, state bands,
+    /// notifications, incidents, scores, every variant) to this file.
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
 }
 
 /// Evaluations per `_msearch` request of a backtest.
 const BACKTEST_BATCH: usize = 500;
+
+/// `_msearch` requests of a backtest under way at once (Elasticsearch runs them on its search
+/// threads; one at a time left its cores idle between requests).
+const BACKTEST_CONCURRENCY: usize = 2;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -118,10 +158,24 @@ async fn main() -> anyhow::Result<()> {
             from,
             to,
             json,
-        }) => run_backtest(&rules, &from, &to, json).await,
-        None => serve(cli).await,
+            judging,
+        }) => run_backtest(&rules, &from, &to, json, &judging).await,
+        None => serve(cli).await.map(|()| Vec::new()),
     };
-    reporting.outcome(outcome)
+    let failures = match outcome {
+        Ok(failures) => failures,
+        Err(e) => return reporting.outcome(Err(e)),
+    };
+    reporting.outcome(Ok(()))?;
+    if !failures.is_empty() {
+        // A rule that fails its requirements is the answer asked for, not an error to report.
+        eprintln!("backtest gate failed:");
+        for failure in &failures {
+            eprintln!("  {failure}");
+        }
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// Reads the rules and checks each against its data source.
@@ -199,7 +253,42 @@ fn parse_time(text: &str, now_ms: i64, flag: &str) -> anyhow::Result<i64> {
     Ok(now_ms - ago.as_millis() as i64)
 }
 
-async fn run_backtest(args: &RuleArgs, from: &str, to: &str, json: bool) -> anyhow::Result<()> {
+/// The evaluations of `rule` at every multiple of `step` in the range (Grafana's scheduler
+/// ticks at multiples of the interval), `BACKTEST_CONCURRENCY` `_msearch` requests at a time.
+async fn evaluations(
+    rule: &AlertRule,
+    client: &elasticsearch::Elasticsearch,
+    index: &str,
+    (from_ms, to_ms, step): (i64, i64, i64),
+) -> anyhow::Result<Vec<(i64, Results)>> {
+    let first = (from_ms + step - 1).div_euclid(step) * step;
+    let times: Vec<i64> = (first..=to_ms).step_by(step as usize).collect();
+    anyhow::ensure!(
+        times.len() <= 1_000_000,
+        "{} evaluations of {:?} in that range; shorten it or raise --interval",
+        times.len(),
+        rule.title
+    );
+    let batches: Vec<Vec<Results>> = futures::stream::iter(times.chunks(BACKTEST_BATCH))
+        .map(|batch| rule.evaluate_range(client, index, batch))
+        .buffered(BACKTEST_CONCURRENCY)
+        .collect()
+        .await;
+    Ok(times
+        .into_iter()
+        .zip(batches.into_iter().flatten())
+        .collect())
+}
+
+/// Replays every rule (and each variant) over the range; returns the requirements the rules
+/// as provisioned failed.
+async fn run_backtest(
+    args: &RuleArgs,
+    from: &str,
+    to: &str,
+    json: bool,
+    judging: &Judging,
+) -> anyhow::Result<Vec<String>> {
     let rules = load_rules(args)?;
     let now = chrono::Utc::now().timestamp_millis();
     let (from_ms, to_ms) = (
@@ -207,35 +296,110 @@ async fn run_backtest(args: &RuleArgs, from: &str, to: &str, json: bool) -> anyh
         parse_time(to, now, "--to")?,
     );
     anyhow::ensure!(from_ms < to_ms, "--from must be before --to");
+    let incidents = match &judging.incidents {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))
+                .and_then(|text| {
+                    incidents::parse(&text).with_context(|| format!("in {}", path.display()))
+                })?,
+        ),
+        None => None,
+    };
+    let requirements = match &judging.require {
+        Some(text) => {
+            anyhow::ensure!(
+                incidents.is_some(),
+                "--require needs --incidents: the requirements are about known incidents"
+            );
+            requirements::parse(text)?
+        }
+        None => Vec::new(),
+    };
+    let mut variants = vec![Variant::provisioned()];
+    for text in &judging.variants {
+        variants.push(Variant::parse(text)?);
+    }
     let client = args.elasticsearch.client()?;
-    let mut timelines: Vec<Timeline> = Vec::new();
+    let index = &args.elasticsearch.index;
+    let mut runs: Vec<Run> = Vec::new();
+    let mut failures = Vec::new();
     for rule in &rules {
-        let lifecycle = Lifecycle::of(rule, args.interval);
-        let step = lifecycle.interval.as_millis() as i64;
-        // Grafana's scheduler ticks at multiples of the interval.
-        let first = (from_ms + step - 1).div_euclid(step) * step;
-        let times: Vec<i64> = (first..=to_ms).step_by(step as usize).collect();
-        anyhow::ensure!(
-            times.len() <= 1_000_000,
-            "{} evaluations of {:?} in that range; shorten it or raise --interval",
-            times.len(),
-            rule.title
-        );
-        let mut evaluations = Vec::with_capacity(times.len());
-        for batch in times.chunks(BACKTEST_BATCH) {
-            let results = rule
-                .evaluate_many(&client, &args.elasticsearch.index, batch)
-                .await;
-            evaluations.extend(batch.iter().copied().zip(results));
+        // The queries do not change with `for` or the threshold: one set per interval.
+        let mut by_interval: BTreeMap<i64, Vec<(i64, Results)>> = BTreeMap::new();
+        for (number, variant) in variants.iter().enumerate() {
+            let changed = variant.apply(rule)?;
+            let lifecycle = Lifecycle::of(&changed, variant.interval.or(args.interval));
+            let step = lifecycle.interval.as_millis() as i64;
+            if let std::collections::btree_map::Entry::Vacant(entry) = by_interval.entry(step) {
+                let started = std::time::Instant::now();
+                let found = evaluations(rule, &client, index, (from_ms, to_ms, step)).await?;
+                tracing::info!(
+                    "{:?}: {} evaluations queried in {:.1?}",
+                    rule.title,
+                    found.len(),
+                    started.elapsed()
+                );
+                entry.insert(found);
+            }
+            let evaluations = &by_interval[&step];
+            let timeline = if variant.threshold.is_some() {
+                backtest::replay(
+                    &changed,
+                    &lifecycle,
+                    &variants::rejudge(&changed, evaluations),
+                    to_ms,
+                )
+            } else {
+                backtest::replay(&changed, &lifecycle, evaluations, to_ms)
+            };
+            let score = incidents.as_ref().map(|i| score::score(&timeline, i));
+            // The gate judges the rules as provisioned; variants are for comparing.
+            if let (Some(score), 0) = (&score, number) {
+                failures.extend(
+                    requirements::failures(&requirements, &score.numbers)
+                        .into_iter()
+                        .map(|f| format!("rule {:?}: {f}", rule.title)),
+                );
+            }
+            if !json {
+                if variants.len() > 1 {
+                    println!("=== {:?}, {} ===", rule.title, variant.name);
+                }
+                println!("{}", backtest::render_text(&timeline, &rule.reduce_ref));
+                if let Some(score) = &score {
+                    println!("{}", score::render_text(score));
+                }
+            }
+            runs.push(Run {
+                timeline,
+                variant: variant.name.clone(),
+                threshold: Some(changed.threshold),
+                score,
+            });
         }
-        let timeline = backtest::replay(rule, &lifecycle, &evaluations, to_ms);
-        if !json {
-            println!("{}", backtest::render_text(&timeline, &rule.reduce_ref));
-        }
-        timelines.push(timeline);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&timelines)?);
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+    } else if variants.len() > 1 && incidents.is_some() {
+        println!("Variants side by side:");
+        for run in &runs {
+            if let Some(score) = &run.score {
+                println!(
+                    "  {:?} {:<24} {}",
+                    run.timeline.rule,
+                    run.variant,
+                    score::numbers_text(&score.numbers)
+                );
+            }
+        }
     }
-    Ok(())
+    if let Some(path) = &judging.report {
+        let page = report::render(&runs, incidents.as_deref().unwrap_or_default());
+        std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
+        if !json {
+            println!("Report written to {}", path.display());
+        }
+    }
+    Ok(failures)
 }

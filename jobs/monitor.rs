@@ -9,7 +9,7 @@ use sla_monitor::kafka::KafkaArgs;
 use sla_monitor::monitor::measurement::Plausibility;
 use sla_monitor::monitor::{self, MonitorConfig};
 use sla_monitor::shutdown::Shutdown;
-use sla_monitor::sink::elasticsearch::ElasticsearchSink;
+use sla_monitor::sink::elasticsearch::{ElasticsearchSink, Refresh};
 use sla_monitor::sink::json_lines::JsonLinesSink;
 use sla_monitor::stamp::{self, EndSource, LatencyStamps, Stamp, StampSource, TimeFormat};
 use sla_monitor::watermark::WatermarkConfig;
@@ -171,6 +171,12 @@ struct Cli {
     #[command(flatten)]
     elasticsearch: ElasticsearchArgs,
 
+    /// When a written window document becomes searchable: true (at once, the default: one
+    /// document per window costs Elasticsearch little), wait_for (the bulk is answered after
+    /// the next periodic refresh) or false (at the index's next refresh).
+    #[arg(long, env = "SLA_ES_REFRESH", value_enum, default_value_t = Refresh::Immediately)]
+    es_refresh: Refresh,
+
     /// With --sink json-lines: append window documents to this file instead of stdout.
     #[arg(long, env = "SLA_OUTPUT")]
     output: Option<PathBuf>,
@@ -297,7 +303,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
-    let (sink, output, es) = (cli.sink, cli.output.clone(), cli.elasticsearch.clone());
+    let (sink, output, es, refresh) = (
+        cli.sink,
+        cli.output.clone(),
+        cli.elasticsearch.clone(),
+        cli.es_refresh,
+    );
     let config = cli.config()?;
     if matches!(sink, SinkKind::Elasticsearch) {
         // A misconfigured Elasticsearch is said at once, not after Kafka became reachable.
@@ -313,7 +324,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("monitor stopped")?
         }
         SinkKind::Elasticsearch => {
-            let sink = ElasticsearchSink::new(&es)?;
+            let sink = ElasticsearchSink::new(&es, refresh)?;
             readiness.set_not_ready(format!(
                 "starting: preparing the Elasticsearch index {}",
                 es.index

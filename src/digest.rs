@@ -86,6 +86,24 @@ impl LatencyDigest {
         self.digest = Some(base.merge_unsorted(values));
     }
 
+    /// Whether raw values are kept (every value while exact, a pending batch after).
+    pub fn has_raw_values(&self) -> bool {
+        !self.values.is_empty()
+    }
+
+    /// Merges the raw values into the t-digest, exactly as [`summarize`] does for a window
+    /// above the exact threshold, so that the part travels as at most `compression`
+    /// centroids instead of every value. Changes nothing [`summarize`] computes for a window
+    /// of more than `exact_threshold` records; call it only for such windows (a smaller one
+    /// needs the raw values to be exact).
+    pub fn fold_values(&mut self) {
+        if self.values.is_empty() {
+            return;
+        }
+        self.digest = Some(self.to_tdigest());
+        self.values = Vec::new();
+    }
+
     /// This partition's values as a t-digest (pending values merged in).
     fn to_tdigest(&self) -> TDigest {
         let base = self
@@ -432,6 +450,39 @@ mod tests {
     }
 
     proptest! {
+        /// Folding the raw values of some parts of a window above the exact threshold (what
+        /// the monitor does before publishing them) changes none of its statistics.
+        #[test]
+        fn folding_parts_of_a_window_above_the_threshold_changes_nothing(
+            parts in proptest::collection::vec(proptest::collection::vec(0u32..100_000, 0..1_500), 1..5),
+            fold in proptest::collection::vec(any::<bool>(), 5),
+        ) {
+            let config = DigestConfig { exact_threshold: 500, compression: 40 };
+            let total: usize = parts.iter().map(Vec::len).sum();
+            prop_assume!(total > config.exact_threshold);
+            let digests: Vec<LatencyDigest> = parts
+                .iter()
+                .map(|values| {
+                    let mut digest = LatencyDigest::new(config);
+                    values.iter().for_each(|&v| digest.add(f64::from(v)));
+                    digest
+                })
+                .collect();
+            let mut folded = digests.clone();
+            for (digest, fold) in folded.iter_mut().zip(&fold) {
+                if *fold {
+                    digest.fold_values();
+                    prop_assert!(!digest.has_raw_values());
+                    // It travels through the shuffle as plain data.
+                    *digest = LatencyDigest::from_parts(digest.to_parts(), config);
+                }
+            }
+            let quantiles = [0.5, 0.75, 0.9, 0.99];
+            let before = summarize(&digests.iter().collect::<Vec<_>>(), &quantiles, config);
+            let after = summarize(&folded.iter().collect::<Vec<_>>(), &quantiles, config);
+            prop_assert_eq!(before, after);
+        }
+
         #[test]
         fn below_threshold_equals_exact_and_stays_in_range(
             parts in proptest::collection::vec(proptest::collection::vec(0u32..100_000, 0..200), 1..4),

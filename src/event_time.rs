@@ -219,6 +219,14 @@ impl EventTimeOperator {
             .and_then(|w| w.into_iter().min())
     }
 
+    /// Records in the open parts of the window starting at `start`, over every partition.
+    pub fn open_records_in(&self, start: i64) -> u64 {
+        self.partitions
+            .values()
+            .map(|op| op.windows.count_in(start))
+            .sum()
+    }
+
     /// Number of windows open in at least one partition.
     pub fn open_windows(&self) -> usize {
         self.partitions

@@ -263,6 +263,13 @@ impl PartitionWindows {
             .min_by_key(|point| point.offset)
     }
 
+    /// Records in this partition's open part of the window starting at `start`.
+    pub fn count_in(&self, start: i64) -> u64 {
+        self.open
+            .get(&start)
+            .map_or(0, |open| open.part.digest.count())
+    }
+
     /// Number of open windows.
     pub fn open_count(&self) -> usize {
         self.open.len()

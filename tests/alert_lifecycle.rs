@@ -110,6 +110,7 @@ async fn sla_alert_goes_pending_firing_and_back_to_normal() {
     let first_evaluation_ms = started["last_evaluation_ms"].as_i64().unwrap();
 
     let on = Instant::now();
+    let on_ms = now_ms();
     http(
         reqwest::Method::PUT,
         &format!("http://{control}/delay?delay=10s"),
@@ -144,6 +145,7 @@ async fn sla_alert_goes_pending_firing_and_back_to_normal() {
         "{summary}"
     );
     let off = Instant::now();
+    let off_ms = now_ms();
     http(
         reqwest::Method::PUT,
         &format!("http://{control}/delay?delay=0s"),
@@ -267,4 +269,150 @@ async fn sla_alert_goes_pending_firing_and_back_to_normal() {
     );
     assert!(alerts_job.terminate(Duration::from_secs(10)).success());
     assert!(synchronizer.terminate(Duration::from_secs(30)).success());
+
+    score_against_the_incident(
+        dir.path(),
+        &rules,
+        &index,
+        (first_evaluation_ms, to_ms),
+        (on_ms, off_ms),
+    );
+}
+
+/// The same backtest scored against the incident the test caused: the delay was on from
+/// `on_ms` to `off_ms`, and the windows holding delayed records close up to two windows
+/// later (the incident's end). The provisioned rule passes a CI gate on it; a `for=5m`
+/// variant, replayed beside it, misses it; a stricter gate fails naming what failed; and the
+/// HTML report renders in a real browser.
+fn score_against_the_incident(
+    dir: &std::path::Path,
+    rules: &std::path::Path,
+    index: &str,
+    (from_ms, to_ms): (i64, i64),
+    (on_ms, off_ms): (i64, i64),
+) {
+    let incidents = dir.join("incidents.yaml");
+    let end_ms = off_ms + (1000.0 * (2.0 * WINDOW_S + OOO_S)) as i64;
+    std::fs::write(
+        &incidents,
+        format!(
+            "- name: delay switched on\n  start: {}\n  end: {}\n  job: {JOB}\n",
+            iso_ms(on_ms),
+            iso_ms(end_ms)
+        ),
+    )
+    .unwrap();
+    let report = dir.join("report.html");
+    let out = backtest_with(
+        rules,
+        index,
+        from_ms,
+        to_ms,
+        &[
+            "--incidents",
+            incidents.to_str().unwrap(),
+            "--require",
+            "recall>=1,precision>=1,detection<=40s",
+            "--set",
+            "for=5m",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "gate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.len(), 2, "the rule as provisioned and one variant");
+    let (provisioned, slow) = (&runs[0]["score"], &runs[1]["score"]);
+    assert_eq!(runs[0]["variant"], "as provisioned");
+    assert_eq!(
+        (
+            provisioned["recall"].as_f64(),
+            provisioned["precision"].as_f64()
+        ),
+        (Some(1.0), Some(1.0)),
+        "{provisioned}"
+    );
+    let incident = &provisioned["incidents"][0];
+    assert_eq!(incident["detected"], true);
+    assert_eq!(incident["notified_by"][0], format!("{{job={JOB:?}}}"));
+    let detection_s = incident["detection_ms"].as_f64().unwrap() / 1000.0;
+    // At least the pending period after the first breaching window; at most the live bounds.
+    assert!(
+        (FOR_S..=40.0).contains(&detection_s),
+        "detected {detection_s:.1} s after the delay went on"
+    );
+    assert_eq!(runs[1]["variant"], "for=5m");
+    assert_eq!(slow["recall"].as_f64(), Some(0.0), "{slow}");
+    assert_eq!(slow["notifications"].as_u64(), Some(0));
+
+    // A gate the rule does not meet: exit 1, naming the measure, its value and the bound.
+    let failed = backtest_with(
+        rules,
+        index,
+        from_ms,
+        to_ms,
+        &[
+            "--incidents",
+            incidents.to_str().unwrap(),
+            "--require",
+            "recall>=1,detection<=1s",
+        ],
+    );
+    assert_eq!(failed.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        said.contains("rule \"SLA miss\": detection") && said.contains("required <=1s"),
+        "{said}"
+    );
+    assert!(!said.contains("recall"), "recall was met: {said}");
+
+    // The report, in a real browser (SLA_KEEP_REPORT=path keeps a copy to look at).
+    if let Ok(keep) = std::env::var("SLA_KEEP_REPORT") {
+        std::fs::copy(&report, keep).unwrap();
+    }
+    let page = std::fs::read_to_string(&report).unwrap();
+    assert!(!page.contains("<script") && !page.contains("src=") && !page.contains("href="));
+    let Some(chromium) = chromium() else { return };
+    let rendered = render_in_browser(&chromium, &report);
+    for needle in [
+        "id=\"legend\"",
+        "Alerting",
+        "precision",
+        "recall",
+        "delay switched on",
+        "for=5m",
+        "class=\"scores\"",
+    ] {
+        assert!(
+            rendered.dom.contains(needle),
+            "{needle} not in the rendered page"
+        );
+    }
+    assert!(
+        rendered.console.is_empty(),
+        "console messages: {:?}",
+        rendered.console
+    );
+    let (width, height) = rendered.size;
+    assert_eq!((width, height), (1400, 1000));
+    let drawn = rendered
+        .pixels
+        .chunks(4)
+        .filter(|p| p[0] < 200 || p[1] < 200 || p[2] < 200)
+        .count();
+    let colours: std::collections::BTreeSet<&[u8]> = rendered.pixels.chunks(4).collect();
+    assert!(
+        drawn > 1_400 * 1_000 / 100 && colours.len() > 20,
+        "the page looks blank: {drawn} drawn pixels, {} colours",
+        colours.len()
+    );
+    println!(
+        "report rendered by {}: {drawn} drawn pixels, {} colours",
+        chromium.display(),
+        colours.len()
+    );
 }

@@ -70,6 +70,10 @@ pub struct Timeline {
     pub time_in_state_ms: BTreeMap<String, BTreeMap<String, i64>>,
     /// The instances after the last evaluation.
     pub final_states: Vec<InstanceState>,
+    /// Per instance (`{job="…"}`), the value of the reduced series at each evaluation (`None`
+    /// for no data or an error): what a report draws against the threshold.
+    #[serde(skip)]
+    pub values: BTreeMap<String, Vec<(i64, Option<f64>)>>,
 }
 
 impl Timeline {
@@ -101,7 +105,18 @@ pub fn replay(
     let mut open: BTreeMap<(Labels, String), usize> = BTreeMap::new();
     let mut time_in_state_ms: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     let mut errors = 0;
+    let mut values: BTreeMap<String, Vec<(i64, Option<f64>)>> = BTreeMap::new();
     for (i, (at, results)) in evaluations.iter().enumerate() {
+        for (labels, evaluation) in results {
+            let value = match evaluation {
+                Evaluation::Value { value, .. } => Some(*value),
+                _ => None,
+            };
+            values
+                .entry(labels_text(labels))
+                .or_default()
+                .push((*at, value));
+        }
         if results
             .iter()
             .any(|(_, e)| matches!(e, Evaluation::Error(_)))
@@ -177,6 +192,7 @@ pub fn replay(
         alerts,
         time_in_state_ms,
         final_states: machine.states(),
+        values,
     }
 }
 

@@ -116,7 +116,8 @@ pub struct EsQuery {
     pub min_doc_count: u64,
 }
 
-fn text(value: &Value) -> Option<String> {
+/// A JSON string or number as text (a term's key, a model setting).
+pub(crate) fn text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -306,6 +307,34 @@ impl EsQuery {
 
     /// The `_msearch` header and body for `index` over `[from_ms, to_ms]`.
     pub fn msearch(&self, index: &str, from_ms: i64, to_ms: i64) -> (Value, Value) {
+        let interval = self.fixed_interval(from_ms, to_ms);
+        self.msearch_at(index, from_ms, to_ms, interval)
+    }
+
+    /// [`Self::msearch`] with the histogram interval given (ms) instead of derived from the
+    /// range: a search over a longer span with the buckets of the rule's own range.
+    pub fn msearch_with_interval(
+        &self,
+        index: &str,
+        from_ms: i64,
+        to_ms: i64,
+        interval_ms: i64,
+    ) -> (Value, Value) {
+        self.msearch_at(index, from_ms, to_ms, format!("{interval_ms}ms"))
+    }
+
+    /// The id of the visible metric (where a bucket's value is read).
+    pub fn value_id(&self) -> &str {
+        self.value.id()
+    }
+
+    fn msearch_at(
+        &self,
+        index: &str,
+        from_ms: i64,
+        to_ms: i64,
+        interval: String,
+    ) -> (Value, Value) {
         let header = json!({ "search_type": "query_then_fetch", "ignore_unavailable": true, "index": index });
         let mut body = json!({
             "size": 0,
@@ -319,7 +348,7 @@ impl EsQuery {
                     "min_doc_count": self.min_doc_count,
                     "extended_bounds": { "min": from_ms, "max": to_ms },
                     "format": "epoch_millis",
-                    "fixed_interval": self.fixed_interval(from_ms, to_ms)
+                    "fixed_interval": interval
                 },
                 "aggs": self.metric_aggs()
             } }

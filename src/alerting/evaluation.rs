@@ -1,6 +1,7 @@
 //! One evaluation of a rule at a point in time: query A against Elasticsearch over the rule's
 //! relative range, reduce B, threshold C.
 
+use super::aligned::AlignedSearch;
 use super::es_query::Series;
 use super::rule::AlertRule;
 use elasticsearch::http::request::JsonBody;
@@ -92,44 +93,105 @@ impl AlertRule {
         index: &str,
         times: &[i64],
     ) -> Result<Vec<Value>, String> {
-        let mut lines = Vec::with_capacity(2 * times.len());
+        let mut searches = Vec::with_capacity(times.len());
         for &at in times {
             let from = at - self.range_from.as_millis() as i64;
             let to = at - self.range_to.as_millis() as i64;
-            let (header, body) = self.query.msearch(index, from, to);
-            lines.extend([JsonBody::new(header), JsonBody::new(body)]);
+            searches.push(self.query.msearch(index, from, to));
         }
-        let response = client
-            .msearch(MsearchParts::None)
-            // Only what the series is read from: halves the response (keys as strings, doc
-            // counts and shard statistics are dropped), which matters over long backtests.
-            .filter_path(&[
-                "responses.error",
-                "responses.status",
-                "responses.aggregations.*.buckets.key",
-                "responses.aggregations.*.buckets.*.value",
-                // Under a terms aggregation: each term's histogram.
-                "responses.aggregations.*.buckets.*.buckets.key",
-                "responses.aggregations.*.buckets.*.buckets.*.value",
-            ])
-            .body(lines)
-            .send()
-            .await
-            .map_err(|e| format!("querying Elasticsearch: {e}"))?;
-        let status = response.status_code().as_u16();
-        let mut json: Value = response
-            .json()
-            .await
-            .map_err(|e| format!("reading the Elasticsearch response: {e}"))?;
-        if !(200..300).contains(&status) {
-            return Err(format!(
-                "Elasticsearch answered {status}: {}",
-                json["error"]["reason"].as_str().unwrap_or("")
-            ));
+        // Only what the series is read from: halves the response (keys as strings, doc
+        // counts and shard statistics are dropped), which matters over long backtests.
+        let paths = [
+            "responses.error",
+            "responses.status",
+            "responses.aggregations.*.buckets.key",
+            "responses.aggregations.*.buckets.*.value",
+            // Under a terms aggregation: each term's histogram.
+            "responses.aggregations.*.buckets.*.buckets.key",
+            "responses.aggregations.*.buckets.*.buckets.*.value",
+        ];
+        msearch(client, searches, &paths).await
+    }
+
+    /// Evaluates the rule at each of `times` like [`Self::evaluate_many`], with two searches
+    /// in all when the times and the rule's range are aligned on its histogram interval (see
+    /// [`AlignedSearch`]: the same results, read from the same buckets), else one per time.
+    pub async fn evaluate_range(
+        &self,
+        client: &Elasticsearch,
+        index: &str,
+        times: &[i64],
+    ) -> Vec<Results> {
+        match self.evaluate_aligned(client, index, times).await {
+            Some(results) => results,
+            None => self.evaluate_many(client, index, times).await,
         }
-        match json["responses"].take() {
-            Value::Array(items) if items.len() == times.len() => Ok(items),
-            _ => Err(format!("unexpected response: {json}")),
-        }
+    }
+
+    /// The two-search way of [`Self::evaluate_range`]; `None` when it does not apply (times
+    /// or range not aligned, terms it cannot reproduce) or a search failed.
+    pub async fn evaluate_aligned(
+        &self,
+        client: &Elasticsearch,
+        index: &str,
+        times: &[i64],
+    ) -> Option<Vec<Results>> {
+        let range = (
+            self.range_from.as_millis() as i64,
+            self.range_to.as_millis() as i64,
+        );
+        let plan = AlignedSearch::plan(&self.query, range, times)?;
+        let searches = plan.searches(&self.query, index, times).to_vec();
+        let paths = [
+            "responses.error",
+            "responses.status",
+            "responses.aggregations.*.sum_other_doc_count",
+            "responses.aggregations.*.buckets.key",
+            "responses.aggregations.*.buckets.doc_count",
+            "responses.aggregations.*.buckets.*.value",
+            "responses.aggregations.*.buckets.*.sum_other_doc_count",
+            "responses.aggregations.*.buckets.*.buckets.key",
+            "responses.aggregations.*.buckets.*.buckets.doc_count",
+            "responses.aggregations.*.buckets.*.buckets.*.value",
+        ];
+        let items = msearch(client, searches, &paths).await.ok()?;
+        let series = plan.assemble(&self.query, &items[0], &items[1], times)?;
+        Some(series.iter().map(|s| self.evaluate_frames(s)).collect())
+    }
+}
+
+/// Sends `searches` (header, body) in one `_msearch`, keeping `filter_path`; the reply's
+/// items, one per search.
+async fn msearch(
+    client: &Elasticsearch,
+    searches: Vec<(Value, Value)>,
+    filter_path: &[&str],
+) -> Result<Vec<Value>, String> {
+    let count = searches.len();
+    let lines: Vec<JsonBody<Value>> = searches
+        .into_iter()
+        .flat_map(|(header, body)| [JsonBody::new(header), JsonBody::new(body)])
+        .collect();
+    let response = client
+        .msearch(MsearchParts::None)
+        .filter_path(filter_path)
+        .body(lines)
+        .send()
+        .await
+        .map_err(|e| format!("querying Elasticsearch: {e}"))?;
+    let status = response.status_code().as_u16();
+    let mut json: Value = response
+        .json()
+        .await
+        .map_err(|e| format!("reading the Elasticsearch response: {e}"))?;
+    if !(200..300).contains(&status) {
+        return Err(format!(
+            "Elasticsearch answered {status}: {}",
+            json["error"]["reason"].as_str().unwrap_or("")
+        ));
+    }
+    match json["responses"].take() {
+        Value::Array(items) if items.len() == count => Ok(items),
+        _ => Err(format!("unexpected response: {json}")),
     }
 }

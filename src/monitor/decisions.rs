@@ -5,6 +5,7 @@
 //! as an argument (`now_ms`), so every path — ticks, idleness, closing — is tested here.
 
 use super::checkpoint::{Checkpoint, CheckpointRecord};
+use super::known_totals::KnownTotals;
 use super::measurement::{measure, InputRecord, Plausibility, TimestampKind};
 use super::restore::PartitionResume;
 use super::unacknowledged::Unacknowledged;
@@ -96,6 +97,8 @@ pub struct MonitorCore {
     config: CoreConfig,
     operator: EventTimeOperator,
     partitions: BTreeMap<i32, PartitionState>,
+    /// What this instance knows of each window's size (see [`KnownTotals`]).
+    known: KnownTotals,
     next_publication: u64,
     report: MonitorReport,
 }
@@ -107,6 +110,7 @@ impl MonitorCore {
             operator: EventTimeOperator::new(config.window.clone(), config.watermark),
             config,
             partitions: BTreeMap::new(),
+            known: KnownTotals::default(),
             next_publication: 0,
             report: MonitorReport::default(),
         }
@@ -134,6 +138,7 @@ impl MonitorCore {
     pub fn revoke(&mut self, partition: i32) {
         self.operator.revoke(partition);
         self.partitions.remove(&partition);
+        self.known.forget_partition(partition);
     }
 
     /// The partitions this instance owns.
@@ -282,6 +287,7 @@ impl MonitorCore {
         if parts.is_empty() && progress.is_empty() {
             return None;
         }
+        self.shrink_parts_of_large_windows(&mut parts);
         let parts_id = (!parts.is_empty()).then(|| {
             let id = self.next_publication;
             self.next_publication += 1;
@@ -300,6 +306,45 @@ impl MonitorCore {
             parts,
             progress,
         })
+    }
+
+    /// Folds the raw values of the parts whose window holds more than the exact threshold —
+    /// as far as this instance knows: its published parts, the parts closing now and the
+    /// parts still open — into their t-digests. Such a window cannot be exact, and its
+    /// statistics come out the same (see [`crate::digest::LatencyDigest::fold_values`]); its
+    /// parts travel as centroids, not as up to `exact_threshold` values each (with many
+    /// partitions, every value went through the shuffle).
+    fn shrink_parts_of_large_windows(&mut self, parts: &mut [(i64, i32, WindowPart)]) {
+        let threshold = self.config.window.digest.exact_threshold as u64;
+        let mut closing: BTreeMap<i64, (Vec<i32>, u64)> = BTreeMap::new();
+        for (start, partition, part) in parts.iter() {
+            let entry = closing.entry(*start).or_default();
+            entry.0.push(*partition);
+            entry.1 += part.digest.count();
+        }
+        let large: Vec<i64> = closing
+            .iter()
+            .filter(|(&start, (partitions, count))| {
+                count
+                    + self.known.published(start, partitions)
+                    + self.operator.open_records_in(start)
+                    > threshold
+            })
+            .map(|(&start, _)| start)
+            .collect();
+        for (start, partition, part) in parts.iter_mut() {
+            if large.contains(start) {
+                part.digest.fold_values();
+            }
+            self.known
+                .on_published(*start, *partition, part.digest.count());
+        }
+        let closed_everywhere = self.operator.closed_through().values().copied().min();
+        if let Some(closed) = closed_everywhere {
+            let window = &self.config.window;
+            self.known
+                .retain_windows(|start| window.close_at(start) > closed);
+        }
     }
 
     /// The broker acknowledged every part of publication `id`; returns whether it was pending.
@@ -371,6 +416,10 @@ mod tests {
     const WINDOW: i64 = 10_000;
 
     fn core() -> MonitorCore {
+        core_with(DigestConfig::default())
+    }
+
+    fn core_with(digest: DigestConfig) -> MonitorCore {
         let mut core = MonitorCore::new(CoreConfig {
             input_topic: "reduced".into(),
             group: "g".into(),
@@ -380,7 +429,7 @@ mod tests {
                 allowed_lateness_ms: 0,
                 sla_ms: 1_000,
                 quantiles: vec![0.5, 0.99],
-                digest: DigestConfig::default(),
+                digest,
             },
             watermark: WatermarkConfig {
                 max_out_of_orderness_ms: 0,
@@ -455,6 +504,86 @@ mod tests {
             .iter()
             .map(|r| (r.partition, r.checkpoint.offset))
             .collect()
+    }
+
+    /// The window the latencies make when every part keeps its raw values (as before parts
+    /// were folded): what the published parts must merge to.
+    fn unfolded_window(
+        digest: DigestConfig,
+        latencies: &[(i32, i64)],
+    ) -> crate::window::WindowResult {
+        let mut parts: BTreeMap<i32, WindowPart> = BTreeMap::new();
+        for &(p, latency) in latencies {
+            let part = parts.entry(p).or_insert_with(|| WindowPart {
+                digest: crate::digest::LatencyDigest::new(digest),
+                over_sla: 0,
+            });
+            part.digest.add(latency as f64);
+            part.over_sla += u64::from(latency > 1_000);
+        }
+        let mut window = core_with(digest).config.window;
+        window.digest = digest;
+        crate::window::merge_parts(&window, 0, parts).unwrap()
+    }
+
+    #[test]
+    fn parts_of_a_window_above_the_exact_threshold_travel_as_digests_with_the_same_result() {
+        let digest = DigestConfig {
+            exact_threshold: 10,
+            compression: 20,
+        };
+        // Partition 0 closes the window first, partition 1 a tick later: each time the
+        // instance knows the window holds 12 records (one part open or published, one closing).
+        let mut core = core_with(digest);
+        let mut latencies = Vec::new();
+        for i in 0..6 {
+            record(&mut core, 0, i, 8_000 + i, 100 * (i + 1));
+            record(&mut core, 1, i, 9_000 + i, 1_500 + 7 * i);
+            latencies.extend([(0, 100 * (i + 1)), (1, 1_500 + 7 * i)]);
+        }
+        record(&mut core, 0, 6, WINDOW + 1, 50);
+        let first = core.on_tick(WINDOW + 1).unwrap();
+        record(&mut core, 1, 6, WINDOW + 2, 50);
+        let second = core.on_tick(WINDOW + 2).unwrap();
+        let mut parts = BTreeMap::new();
+        for (start, p, part) in first.parts.into_iter().chain(second.parts) {
+            assert_eq!(start, 0);
+            assert!(
+                !part.digest.has_raw_values(),
+                "partition {p}'s part carries raw values"
+            );
+            parts.insert(p, part);
+        }
+        assert_eq!(parts.len(), 2);
+        let merged = crate::window::merge_parts(&core.config.window, 0, parts).unwrap();
+        let expected = unfolded_window(digest, &latencies);
+        assert!(!merged.stats.exact);
+        assert_eq!(merged.stats, expected.stats);
+        assert_eq!(merged.over_sla, expected.over_sla);
+    }
+
+    #[test]
+    fn parts_of_a_window_that_may_be_exact_keep_their_values() {
+        let digest = DigestConfig {
+            exact_threshold: 10,
+            compression: 20,
+        };
+        let mut core = core_with(digest);
+        for i in 0..5 {
+            record(&mut core, 0, i, 8_000 + i, 100 + i);
+            record(&mut core, 1, i, 9_000 + i, 200 + i);
+        }
+        record(&mut core, 0, 5, WINDOW + 1, 50);
+        record(&mut core, 1, 5, WINDOW + 1, 50);
+        let publication = core.on_tick(WINDOW + 1);
+        let parts = &publication.as_ref().unwrap().parts;
+        assert_eq!(parts.len(), 2);
+        assert!(parts
+            .iter()
+            .all(|(_, _, part)| part.digest.has_raw_values()));
+        let closed = windows(&publication);
+        assert!(closed[0].stats.exact);
+        assert_eq!(closed[0].stats.count, 10);
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! Each stage is pure state plus one small loop of its own, in its own task, so that one
 //! stage's waiting (a rebalance's restore, a slow sink) never holds the other up:
 //! - partition stage: [`partition_stage`] (the loop) around [`decisions`] (every decision, no
-//!   I/O), with [`restore`] (checkpoints → where each partition resumes) and [`committer`]
+//!   I/O, with [`known_totals`]: which windows cannot be exact, so their parts travel small), with [`restore`] (checkpoints → where each partition resumes) and [`committer`]
 //!   (checkpoint writes and offset commits);
 //! - merge stage: [`merge_stage`] (the loop) around [`merge_state`] (no I/O);
 //! - shared: the producer, the shuffle protocol ([`crate::shuffle`], written by
@@ -33,6 +33,7 @@ pub mod checkpoint;
 pub mod checkpoint_store;
 pub mod committer;
 pub mod decisions;
+pub mod known_totals;
 pub mod measurement;
 pub mod merge_stage;
 pub mod merge_state;

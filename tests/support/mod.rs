@@ -607,7 +607,8 @@ pub fn es_url() -> String {
     std::env::var("SLA_TEST_ES_URL").unwrap_or_else(|_| "http://127.0.0.1:9200".to_string())
 }
 
-fn es_client(url: &str) -> elasticsearch::Elasticsearch {
+/// A client of the test Elasticsearch at `url`.
+pub fn es_client(url: &str) -> elasticsearch::Elasticsearch {
     let pool = elasticsearch::http::transport::SingleNodeConnectionPool::new(url.parse().unwrap());
     elasticsearch::Elasticsearch::new(
         elasticsearch::http::transport::TransportBuilder::new(pool)
@@ -1081,23 +1082,130 @@ pub fn start_alerts(rules: &Path, index: &str, extra: &[&str], dir: &Path) -> Jo
 
 /// `alerts backtest --json` of `rules` over `index` from `from_ms` to `to_ms`: the timelines.
 pub fn backtest(rules: &Path, index: &str, from_ms: i64, to_ms: i64) -> serde_json::Value {
-    let iso = |ms: i64| {
-        chrono::DateTime::from_timestamp_millis(ms)
-            .unwrap()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    };
-    let out = Command::new(env!("CARGO_BIN_EXE_alerts"))
-        .args(["backtest", "--rules", rules.to_str().unwrap()])
-        .args(["--es-url", &es_url(), "--es-index", index, "--json"])
-        .args(["--from", &iso(from_ms), "--to", &iso(to_ms)])
-        .output()
-        .unwrap();
+    let out = backtest_with(rules, index, from_ms, to_ms, &[]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// An RFC 3339 time (ms precision) for flags and files.
+pub fn iso_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `alerts backtest --json` over `[from_ms, to_ms]` with `extra` flags; its exit status and
+/// output, whatever they are.
+pub fn backtest_with(
+    rules: &Path,
+    index: &str,
+    from_ms: i64,
+    to_ms: i64,
+    extra: &[&str],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_alerts"))
+        .args(["backtest", "--rules", rules.to_str().unwrap()])
+        .args(["--es-url", &es_url(), "--es-index", index, "--json"])
+        .args(["--from", &iso_ms(from_ms), "--to", &iso_ms(to_ms)])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Headless Chromium (Debian's `chromium`), or `None` with the reason when it is not installed
+/// (`.ci/run` installs it; a machine without it skips the browser checks, saying so).
+pub fn chromium() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        println!("SKIPPED the browser checks: no chromium on PATH (apt-get install -y --no-install-recommends chromium)");
+    }
+    found
+}
+
+/// What a real browser made of an HTML page: its DOM after loading, a screenshot (PNG), and
+/// the console messages the page logged (`CONSOLE(` lines of Chromium's log).
+pub struct Rendered {
+    /// The DOM as serialised after loading.
+    pub dom: String,
+    /// The screenshot's pixels (RGBA) and size.
+    pub pixels: Vec<u8>,
+    /// Width and height of the screenshot.
+    pub size: (u32, u32),
+    /// Console messages logged by the page.
+    pub console: Vec<String>,
+}
+
+/// Opens `page` in headless `chromium`: dumps its DOM and takes a 1400×1000 screenshot.
+pub fn render_in_browser(chromium: &Path, page: &Path) -> Rendered {
+    let url = format!("file://{}", page.canonicalize().unwrap().display());
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--enable-logging=stderr",
+                "--v=0",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                dir.path().join("profile").display()
+            ))
+            .args(args)
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "chromium {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let shot = dir.path().join("page.png");
+    let screenshot = run(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1400,1000",
+    ]);
+    let dumped = run(&["--dump-dom"]);
+    let console = [&screenshot.stderr, &dumped.stderr]
+        .iter()
+        .flat_map(|e| {
+            String::from_utf8_lossy(e)
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|line| line.contains(":CONSOLE("))
+        .collect();
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    pixels.truncate(info.buffer_size());
+    let pixels = match info.color_type {
+        png::ColorType::Rgba => pixels,
+        png::ColorType::Rgb => pixels
+            .chunks(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect(),
+        other => panic!("unexpected screenshot colour type {other:?}"),
+    };
+    Rendered {
+        dom: String::from_utf8_lossy(&dumped.stdout).into_owned(),
+        pixels,
+        size: (info.width, info.height),
+        console,
+    }
 }
 
 /// The provisioned SLA rule with test timings — evaluated every second over 2 s histogram

@@ -18,11 +18,43 @@ use elasticsearch::{BulkParts, Elasticsearch};
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// When a written window document becomes searchable (Elasticsearch's `refresh` parameter of
+/// the bulk request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Refresh {
+    /// At once: the shards the bulk wrote to are refreshed before it is answered. Window
+    /// documents are few (one per window and job), so the refresh costs Elasticsearch
+    /// little, and dashboards, alert rules and `alerts` see a window as soon as it is written.
+    #[default]
+    #[value(name = "true")]
+    Immediately,
+    /// The bulk is answered once the next periodic refresh made the documents searchable
+    /// (the acknowledgement, and the offset commit after it, wait up to the index's
+    /// `refresh_interval`).
+    #[value(name = "wait_for")]
+    WaitFor,
+    /// Not asked: the documents become searchable at the index's next periodic refresh (1 s by
+    /// default, or never while the index gets no searches, per Elasticsearch's idle shards).
+    #[value(name = "false")]
+    Periodic,
+}
+
+impl Refresh {
+    fn parameter(self) -> elasticsearch::params::Refresh {
+        match self {
+            Refresh::Immediately => elasticsearch::params::Refresh::True,
+            Refresh::WaitFor => elasticsearch::params::Refresh::WaitFor,
+            Refresh::Periodic => elasticsearch::params::Refresh::False,
+        }
+    }
+}
+
 /// Writes window documents to one index.
 pub struct ElasticsearchSink {
     client: Elasticsearch,
     url: String,
     index: String,
+    refresh: Refresh,
 }
 
 /// The status and JSON body of a response, or a transport error (unreachable, timeout).
@@ -50,11 +82,13 @@ fn setup_outcome(what: &str, status: u16, body: &Value, index: &str) -> Result<(
 
 impl ElasticsearchSink {
     /// Connects (lazily) with the given settings; misconfiguration is reported at once.
-    pub fn new(args: &ElasticsearchArgs) -> Result<Self, ConfigError> {
+    /// Documents become searchable as `refresh` says.
+    pub fn new(args: &ElasticsearchArgs, refresh: Refresh) -> Result<Self, ConfigError> {
         Ok(ElasticsearchSink {
             client: args.client()?,
             url: args.url.clone(),
             index: args.index.clone(),
+            refresh,
         })
     }
 
@@ -141,7 +175,14 @@ impl WindowSink for ElasticsearchSink {
             return Ok(());
         }
         let body = bulk_body(&self.index, documents);
-        let (status, response) = send(self.client.bulk(BulkParts::None).body(body).send()).await?;
+        let (status, response) = send(
+            self.client
+                .bulk(BulkParts::None)
+                .refresh(self.refresh.parameter())
+                .body(body)
+                .send(),
+        )
+        .await?;
         match classify_bulk(status, &response, &self.index, documents.len()) {
             BulkOutcome::Acknowledged => Ok(()),
             BulkOutcome::Retry(m) => Err(SinkError::Transient(m)),
