@@ -5,6 +5,7 @@
 #   scripts/stack.sh up [COMPONENT...]     install what is missing, start, wait until ready
 #   scripts/stack.sh down [COMPONENT...]   stop what this script started
 #   scripts/stack.sh status                one line per component
+#   scripts/stack.sh reset kafka           stop the broker, delete its data, start it afresh
 #   scripts/stack.sh bin kafka             print the path of the installed broker binary
 #
 # Components: kafka (tansu 0.6.0, a Kafka-protocol broker), elasticsearch (8.12.2),
@@ -368,6 +369,12 @@ done
 case $cmd in
   up) for c in "${components[@]}"; do "install_$c"; "start_$c"; done ;;
   down) for c in "${components[@]}"; do stop_component "$c"; done ;;
+  reset) for c in "${components[@]}"; do
+           [ "$c" = kafka ] || die "reset: only kafka (its SQLite store only grows)"
+           stop_component kafka
+           rm -f "$STATE/kafka/tansu.db" "$STATE/kafka/tansu.db-shm" "$STATE/kafka/tansu.db-wal"
+           install_kafka; start_kafka
+         done ;;
   status) for c in "${components[@]}"; do
             status_component "$c"; [ "$c" != alertmanager ] || status_component alertmanager-2
           done ;;
