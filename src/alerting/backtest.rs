@@ -196,10 +196,25 @@ pub fn replay(
     }
 }
 
-fn iso(ms: i64) -> String {
+/// A time as RFC 3339 in UTC, to the second (backtest texts and reports).
+pub(crate) fn iso(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A duration to the second, negative ones with a sign, `—` for none (scores and reports).
+pub(crate) fn signed_duration(ms: Option<i64>) -> String {
+    match ms {
+        None => "—".into(),
+        Some(ms) => {
+            let sign = if ms < 0 { "-" } else { "" };
+            let text = humantime::format_duration(std::time::Duration::from_secs(
+                ms.unsigned_abs() / 1000,
+            ));
+            format!("{sign}{text}")
+        }
+    }
 }
 
 fn duration(ms: i64) -> String {

@@ -3,11 +3,10 @@
 //! the reduced series against the threshold, the state of every alert instance as coloured
 //! bands, the notifications, the known incidents overlaid, and the score.
 
-use super::backtest::Timeline;
+use super::backtest::{iso, signed_duration as duration, Timeline};
 use super::expressions::Threshold;
 use super::incidents::Incident;
 use super::score::{Numbers, Score};
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -49,26 +48,6 @@ fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn iso(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn duration(ms: Option<i64>) -> String {
-    match ms {
-        None => "—".into(),
-        Some(ms) => {
-            let sign = if ms < 0 { "−" } else { "" };
-            let text = humantime::format_duration(std::time::Duration::from_secs(
-                (ms.unsigned_abs()) / 1000,
-            ))
-            .to_string();
-            format!("{sign}{text}")
-        }
-    }
 }
 
 fn share(value: f64) -> String {

@@ -4,7 +4,6 @@
 
 use super::score::Numbers;
 use std::fmt;
-use std::time::Duration;
 
 /// A number of the score a requirement is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,10 +193,7 @@ fn show(metric: Metric, value: f64) -> String {
         return "unbounded".into();
     }
     if metric.is_duration() {
-        let sign = if value < 0.0 { "-" } else { "" };
-        let ms = value.abs() as u64;
-        let text = humantime::format_duration(Duration::from_secs(ms / 1000)).to_string();
-        return format!("{sign}{text}");
+        return super::backtest::signed_duration(Some(value as i64));
     }
     format!("{value}")
 }

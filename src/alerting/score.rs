@@ -17,7 +17,7 @@
 //!
 //! Pure: a [`Timeline`] and the incidents in, a [`Score`] out.
 
-use super::backtest::{Ending, SentAlert, Timeline};
+use super::backtest::{iso, signed_duration, Ending, SentAlert, Timeline};
 use super::evaluation::Labels;
 use super::incidents::Incident;
 use super::instances::labels_text;
@@ -324,19 +324,6 @@ pub fn score(timeline: &Timeline, incidents: &[Incident]) -> Score {
     }
 }
 
-fn show_ms(ms: Option<i64>) -> String {
-    match ms {
-        None => "—".into(),
-        Some(ms) => {
-            let sign = if ms < 0 { "-" } else { "" };
-            let text = humantime::format_duration(std::time::Duration::from_secs(
-                ms.unsigned_abs() / 1000,
-            ));
-            format!("{sign}{text}")
-        }
-    }
-}
-
 /// One line of numbers (`notifications 2 (1 false), precision 50 %, …`).
 pub fn numbers_text(n: &Numbers) -> String {
     format!(
@@ -346,9 +333,9 @@ pub fn numbers_text(n: &Numbers) -> String {
         n.precision * 100.0,
         n.time_precision * 100.0,
         n.recall * 100.0,
-        show_ms(n.detection_max_ms),
-        show_ms(n.detection_mean_ms),
-        show_ms(n.reset_max_ms)
+        signed_duration(n.detection_max_ms),
+        signed_duration(n.detection_mean_ms),
+        signed_duration(n.reset_max_ms)
     )
 }
 
@@ -370,21 +357,16 @@ pub fn render_text(score: &Score) -> String {
         );
     }
     for o in &score.incidents {
-        let iso = |ms: i64| {
-            chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-                .unwrap_or_default()
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        };
         let what = if o.detected {
             let reset = if o.still_firing {
                 "still firing at the end".to_string()
             } else {
-                format!("reset {}", show_ms(o.reset_ms))
+                format!("reset {}", signed_duration(o.reset_ms))
             };
             format!(
                 "notified by {} after {}, {reset}",
                 o.notified_by.join(" "),
-                show_ms(o.detection_ms)
+                signed_duration(o.detection_ms)
             )
         } else {
             "MISSED: no notification".to_string()
