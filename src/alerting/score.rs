@@ -153,21 +153,16 @@ fn ratio(part: usize, whole: usize) -> f64 {
 }
 
 /// The numbers of the notifications and Alerting intervals of `instances` (labels) against
-/// the incidents; `outcomes` receives what happened to each incident.
+/// `relevant` incidents, and what happened to each of those incidents.
 fn numbers(
     timeline: &Timeline,
     instances: &[Labels],
-    incidents: &[Incident],
-    outcomes: &mut Vec<IncidentOutcome>,
-) -> Numbers {
+    relevant: &[&Incident],
+) -> (Numbers, Vec<IncidentOutcome>) {
     let notifications: Vec<&SentAlert> = timeline
         .alerts
         .iter()
         .filter(|a| a.state == AlertState::Alerting && instances.contains(&a.labels))
-        .collect();
-    let relevant: Vec<&Incident> = incidents
-        .iter()
-        .filter(|i| instances.iter().any(|l| i.concerns(l)))
         .collect();
     let mut false_notifications = 0;
     for alert in &notifications {
@@ -191,8 +186,8 @@ fn numbers(
             firing_inside_ms += covered_ms(from, to, &own);
         }
     }
-    outcomes.clear();
-    for incident in &relevant {
+    let mut outcomes = Vec::with_capacity(relevant.len());
+    for incident in relevant {
         let overlapping: Vec<&&SentAlert> = notifications
             .iter()
             .filter(|a| {
@@ -225,7 +220,7 @@ fn numbers(
         .filter(|o| o.detected)
         .map(|o| o.reset_ms)
         .collect();
-    Numbers {
+    let numbers = Numbers {
         notifications: notifications.len(),
         false_notifications,
         precision: ratio(
@@ -247,7 +242,8 @@ fn numbers(
             .then(|| resets.iter().flatten().copied().max())
             .flatten(),
         firing_ms,
-    }
+    };
+    (numbers, outcomes)
 }
 
 /// Every alert instance the timeline knows of (transitions, alerts, final states), and one per
@@ -272,48 +268,21 @@ fn instances(timeline: &Timeline, incidents: &[Incident]) -> Vec<Labels> {
 /// Scores `timeline` against `incidents` (see the module documentation).
 pub fn score(timeline: &Timeline, incidents: &[Incident]) -> Score {
     let all = instances(timeline, incidents);
-    let mut scratch = Vec::new();
     let per_instance = all
         .iter()
-        .map(|labels| InstanceScore {
-            instance: labels_text(labels),
-            numbers: numbers(
-                timeline,
-                std::slice::from_ref(labels),
-                incidents,
-                &mut scratch,
-            ),
+        .map(|labels| {
+            let own: Vec<&Incident> = incidents.iter().filter(|i| i.concerns(labels)).collect();
+            InstanceScore {
+                instance: labels_text(labels),
+                numbers: numbers(timeline, std::slice::from_ref(labels), &own).0,
+            }
         })
         .collect();
-    let mut outcomes = Vec::new();
-    // A rule with no instance at all still missed every incident.
-    let rule_numbers = numbers(timeline, &all, incidents, &mut outcomes);
-    let outcomes = if all.is_empty() {
-        incidents
-            .iter()
-            .map(|i| IncidentOutcome {
-                incident: i.clone(),
-                detected: false,
-                notified_by: Vec::new(),
-                notified_at_ms: None,
-                detection_ms: None,
-                resolved_at_ms: None,
-                reset_ms: None,
-                still_firing: false,
-            })
-            .collect()
-    } else {
-        outcomes
-    };
-    let recall = ratio(
-        outcomes.iter().filter(|o| o.detected).count(),
-        outcomes.len(),
-    );
+    // The rule as a whole answers for every incident (each concerns some instance, or the
+    // job-less one; a rule that never had an instance missed them all).
+    let (numbers, outcomes) = numbers(timeline, &all, &incidents.iter().collect::<Vec<_>>());
     Score {
-        numbers: Numbers {
-            recall,
-            ..rule_numbers
-        },
+        numbers,
         other_alerts: timeline
             .alerts
             .iter()
@@ -498,6 +467,21 @@ mod tests {
         assert_eq!(by_instance(r#"{job="a"}"#).numbers.precision, 1.0);
         assert_eq!(by_instance(r#"{job="b"}"#).numbers.precision, 0.0);
         assert_eq!(by_instance(r#"{job="c"}"#).numbers.recall, 0.0);
+    }
+
+    #[test]
+    fn a_rule_without_any_instance_missed_every_incident() {
+        let empty = replay(
+            &rule::provisioned_sla_rule(),
+            &minute_lifecycle(),
+            &[],
+            10 * MIN,
+        );
+        let s = score(&empty, &[incident("unseen", 1, 5, None)]);
+        assert_eq!(s.numbers.recall, 0.0);
+        assert_eq!(s.incidents.len(), 1);
+        assert!(!s.incidents[0].detected);
+        assert!(s.instances.is_empty());
     }
 
     #[test]
