@@ -25,6 +25,8 @@
 //!   watermark and windows, the one place that decides whether a record is accepted, late or
 //!   already counted.
 //! - [`digest`]: per-window percentiles, exact below a threshold, t-digest above.
+//! - [`latency_histogram`]: a window's whole latency distribution (exact counts, or buckets
+//!   within a proved bound) for Elasticsearch's `histogram` field.
 //! - [`window_document`]: the document written per closed window.
 //! - [`shuffle`], [`merge`]: how monitor instances that own different input partitions
 //!   publish window parts and progress to a compacted topic, and how the owner of a shuffle
@@ -86,6 +88,7 @@ pub mod generator;
 pub mod http;
 pub mod json_pointer;
 pub mod kafka;
+pub mod latency_histogram;
 pub mod merge;
 pub mod monitor;
 pub mod offset_tracker;

@@ -154,9 +154,12 @@ mod tests {
     fn part(values: &[f64]) -> WindowPart {
         let mut digest = LatencyDigest::new(config().digest);
         values.iter().for_each(|&v| digest.add(v));
+        let mut histogram = crate::latency_histogram::LatencyHistogram::new();
+        values.iter().for_each(|&v| histogram.add(v as i64));
         WindowPart {
             digest,
             over_sla: values.iter().filter(|&&v| v > 500.0).count() as u64,
+            histogram: Some(histogram),
         }
     }
 
@@ -321,8 +324,8 @@ mod tests {
                 let key = shuffle.key(record);
                 let event = shuffle.decode(Some(key.as_bytes()), Some(&shuffle.encode(record))).unwrap();
                 match event {
-                    ShuffleEvent::Record(ShuffleRecord::Part { window_start, partition, digest, over_sla }) => {
-                        merger.on_part(window_start, partition, window_part(digest, over_sla, config().digest));
+                    ShuffleEvent::Record(ShuffleRecord::Part { window_start, partition, digest, over_sla, histogram }) => {
+                        merger.on_part(window_start, partition, window_part(digest, over_sla, histogram, config().digest));
                     }
                     ShuffleEvent::Record(ShuffleRecord::Progress { partition, closed_through }) => {
                         merger.on_progress(partition, closed_through);

@@ -13,6 +13,7 @@
 //! point of a window not yet written, and a restart rebuilds the same windows.
 
 use crate::digest::{summarize, DigestConfig, LatencyDigest, LatencyStats};
+use crate::latency_histogram::{merge_histograms, LatencyHistogram, WindowHistogram};
 use std::collections::BTreeMap;
 
 /// Window parameters.
@@ -98,11 +99,38 @@ pub struct WindowPart {
     pub digest: LatencyDigest,
     /// Of them, those above the SLA.
     pub over_sla: u64,
+    /// Their distribution (exact counts, or buckets once sealed); `None` for a part an older
+    /// release published without one.
+    pub histogram: Option<LatencyHistogram>,
+}
+
+impl WindowPart {
+    /// An empty part, to be added to.
+    pub fn new(config: DigestConfig) -> Self {
+        WindowPart {
+            digest: LatencyDigest::new(config),
+            over_sla: 0,
+            histogram: Some(LatencyHistogram::new()),
+        }
+    }
+
+    /// Adds one record's latency, judged against `sla_ms`.
+    pub fn add(&mut self, latency_ms: i64, sla_ms: i64) {
+        self.digest.add(latency_ms as f64);
+        if let Some(histogram) = &mut self.histogram {
+            histogram.add(latency_ms);
+        }
+        if latency_ms > sla_ms {
+            self.over_sla += 1;
+        }
+    }
 }
 
 impl PartialEq for WindowPart {
     fn eq(&self, other: &Self) -> bool {
-        self.over_sla == other.over_sla && self.digest.to_parts() == other.digest.to_parts()
+        self.over_sla == other.over_sla
+            && self.digest.to_parts() == other.digest.to_parts()
+            && self.histogram == other.histogram
     }
 }
 
@@ -129,6 +157,8 @@ pub struct WindowResult {
     pub stats: LatencyStats,
     /// Records whose latency exceeded the SLA.
     pub over_sla: u64,
+    /// The whole latency distribution; `None` when a part came from an older release.
+    pub histogram: Option<WindowHistogram>,
     /// Per partition, its share of the window (what the statistics were merged from).
     pub parts: BTreeMap<i32, WindowPart>,
 }
@@ -143,11 +173,15 @@ pub fn merge_parts(
 ) -> Option<WindowResult> {
     let digests: Vec<&LatencyDigest> = parts.values().map(|p| &p.digest).collect();
     let stats = summarize(&digests, &config.quantiles, config.digest)?;
+    let histograms: Option<Vec<&LatencyHistogram>> =
+        parts.values().map(|p| p.histogram.as_ref()).collect();
     Some(WindowResult {
         start_ms: start,
         end_ms: start + config.size_ms,
         stats,
         over_sla: parts.values().map(|p| p.over_sla).sum(),
+        histogram: histograms
+            .map(|histograms| merge_histograms(&histograms, config.digest.exact_threshold)),
         parts,
     })
 }
@@ -220,19 +254,13 @@ impl PartitionWindows {
         }
         let digest_config = self.config.digest;
         let open = self.open.entry(window_start).or_insert_with(|| OpenPart {
-            part: WindowPart {
-                digest: LatencyDigest::new(digest_config),
-                over_sla: 0,
-            },
+            part: WindowPart::new(digest_config),
             resume_point: ResumePoint {
                 offset: record.offset,
                 max_event_time_before: record.partition_max_before,
             },
         });
-        open.part.digest.add(record.latency_ms as f64);
-        if record.latency_ms > self.config.sla_ms {
-            open.part.over_sla += 1;
-        }
+        open.part.add(record.latency_ms, self.config.sla_ms);
         Placement::Accepted { window_start }
     }
 
@@ -245,7 +273,10 @@ impl PartitionWindows {
             if self.config.close_at(start) > watermark {
                 break;
             }
-            let open = self.open.remove(&start).expect("first key exists");
+            let mut open = self.open.remove(&start).expect("first key exists");
+            if let Some(histogram) = &mut open.part.histogram {
+                histogram.seal(self.config.digest.exact_threshold);
+            }
             closed.push(ClosedPart {
                 start_ms: start,
                 part: open.part,

@@ -1,5 +1,6 @@
 //! The document written per closed window: what Grafana and the alert rule read.
 
+use crate::latency_histogram::WindowHistogram;
 use crate::window::WindowResult;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -39,6 +40,11 @@ pub struct WindowDocument {
     pub within_sla_count: u64,
     /// Whether the percentiles are exact (small window) or t-digest estimates.
     pub exact: bool,
+    /// The whole latency distribution (Elasticsearch `histogram` field): exact counts per
+    /// latency for windows up to the exact threshold, buckets within a proved bound above (see
+    /// [`crate::latency_histogram`]). Absent only while a part came from an older release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_histogram: Option<WindowHistogram>,
 }
 
 /// The field name of quantile `q`: 0.5 → `p50`, 0.999 → `p99_9`.
@@ -78,6 +84,7 @@ impl WindowDocument {
             over_sla_count: result.over_sla,
             within_sla_count: result.stats.count - result.over_sla,
             exact: result.stats.exact,
+            latency_histogram: result.histogram.clone(),
         }
     }
 }
@@ -110,6 +117,7 @@ mod tests {
                 exact: true,
             },
             over_sla: 3,
+            histogram: None,
             parts: BTreeMap::new(),
         };
         let doc = WindowDocument::new("sync", 5_000, &result);

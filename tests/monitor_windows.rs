@@ -262,6 +262,7 @@ async fn records_on_the_shuffle_topic_it_could_not_have_written_are_skipped() {
         &WindowPart {
             digest,
             over_sla: 0,
+            histogram: None,
         },
     );
     if let ShuffleRecord::Part { digest, .. } = &mut inconsistent {

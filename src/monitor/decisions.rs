@@ -514,12 +514,8 @@ mod tests {
     ) -> crate::window::WindowResult {
         let mut parts: BTreeMap<i32, WindowPart> = BTreeMap::new();
         for &(p, latency) in latencies {
-            let part = parts.entry(p).or_insert_with(|| WindowPart {
-                digest: crate::digest::LatencyDigest::new(digest),
-                over_sla: 0,
-            });
-            part.digest.add(latency as f64);
-            part.over_sla += u64::from(latency > 1_000);
+            let part = parts.entry(p).or_insert_with(|| WindowPart::new(digest));
+            part.add(latency, 1_000);
         }
         let mut window = core_with(digest).config.window;
         window.digest = digest;

@@ -123,8 +123,9 @@ impl MergeState {
                 partition,
                 digest,
                 over_sla,
+                histogram,
             } => {
-                let part = window_part(digest, over_sla, digest_config);
+                let part = window_part(digest, over_sla, histogram, digest_config);
                 if !state.merger.on_part(window_start, partition, part) {
                     self.duplicate_parts += 1;
                 }
@@ -234,7 +235,11 @@ mod tests {
     fn one_value_part(value: f64, over_sla: u64) -> WindowPart {
         let mut digest = LatencyDigest::new(config().digest);
         digest.add(value);
-        WindowPart { digest, over_sla }
+        WindowPart {
+            digest,
+            over_sla,
+            histogram: None,
+        }
     }
 
     #[test]
@@ -336,6 +341,7 @@ mod tests {
         let part = WindowPart {
             digest,
             over_sla: 0,
+            histogram: None,
         };
         send(&mut stage, &shuffle, 0, &part_record(0, 0, &part));
         send(

@@ -28,6 +28,7 @@
 pub mod publisher;
 
 use crate::digest::{DigestConfig, DigestParts, LatencyDigest};
+use crate::latency_histogram::{HistogramParts, LatencyHistogram};
 use crate::window::WindowPart;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,8 @@ pub enum ShuffleRecord {
         digest: DigestParts,
         /// Of them, those above the SLA.
         over_sla: u64,
+        /// Their distribution (absent in parts of formats 0 and 1).
+        histogram: Option<HistogramParts>,
     },
     /// Through which watermark an input partition's windows are closed, their parts sent.
     Progress {
@@ -57,6 +60,53 @@ pub enum ShuffleRecord {
         /// Windows closing at or before this watermark (ms) are written.
         written_through: i64,
     },
+}
+
+/// A record of formats 0 and 1, written before parts carried their histogram.
+#[derive(Deserialize)]
+enum LegacyShuffleRecord {
+    Part {
+        window_start: i64,
+        partition: i32,
+        digest: DigestParts,
+        over_sla: u64,
+    },
+    Progress {
+        partition: i32,
+        closed_through: i64,
+    },
+    Merged {
+        written_through: i64,
+    },
+}
+
+impl From<LegacyShuffleRecord> for ShuffleRecord {
+    fn from(record: LegacyShuffleRecord) -> Self {
+        match record {
+            LegacyShuffleRecord::Part {
+                window_start,
+                partition,
+                digest,
+                over_sla,
+            } => ShuffleRecord::Part {
+                window_start,
+                partition,
+                digest,
+                over_sla,
+                histogram: None,
+            },
+            LegacyShuffleRecord::Progress {
+                partition,
+                closed_through,
+            } => ShuffleRecord::Progress {
+                partition,
+                closed_through,
+            },
+            LegacyShuffleRecord::Merged { written_through } => {
+                ShuffleRecord::Merged { written_through }
+            }
+        }
+    }
 }
 
 /// What a shuffle record (or a tombstone) means to the merger.
@@ -125,8 +175,10 @@ impl ShuffleError {
 
 /// The shuffle format this release writes: `SM`, the version byte, the postcard-encoded
 /// envelope (writer identity and record), and a CRC-32 (little endian) of everything before
-/// it. Format 0, a bare postcard record, is still read.
-pub const FORMAT_VERSION: u8 = 1;
+/// it. Format 2 added the parts' latency histograms; format 1 (the same without them) and
+/// format 0 (a bare postcard record of format 1's shape) are still read, their parts without
+/// a histogram.
+pub const FORMAT_VERSION: u8 = 2;
 const MAGIC: &[u8; 2] = b"SM";
 
 /// Which monitor wrote a shuffle record: only a monitor with the same identity merges it.
@@ -172,9 +224,9 @@ struct EnvelopeRef<'a> {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<R> {
     identity: JobIdentity,
-    record: ShuffleRecord,
+    record: R,
 }
 
 /// Why a shuffle record was refused: it is skipped, counted by reason and logged, never merged
@@ -247,6 +299,7 @@ impl ShuffleRecord {
                 partition,
                 digest,
                 over_sla,
+                histogram,
             } => {
                 if window_start.rem_euclid(window_size_ms) != 0 {
                     return Err(Refused::new(
@@ -266,6 +319,21 @@ impl ShuffleRecord {
                         "inconsistent_part",
                         format!("{over_sla} records over the SLA of {}", digest.count),
                     ));
+                }
+                if let Some(histogram) = histogram {
+                    histogram
+                        .check()
+                        .map_err(|e| Refused::new("inconsistent_part", e))?;
+                    if histogram.count() != digest.count {
+                        return Err(Refused::new(
+                            "inconsistent_part",
+                            format!(
+                                "a histogram of {} records in a part of {}",
+                                histogram.count(),
+                                digest.count
+                            ),
+                        ));
+                    }
                 }
                 Ok(())
             }
@@ -343,12 +411,14 @@ impl Shuffle {
         };
         let Some(rest) = value.strip_prefix(MAGIC) else {
             // Format 0: a bare postcard record.
-            return postcard::from_bytes(value).map_err(undecodable);
+            return postcard::from_bytes::<LegacyShuffleRecord>(value)
+                .map(ShuffleRecord::from)
+                .map_err(undecodable);
         };
         let Some((&version, _)) = rest.split_first() else {
             return Err(undecodable(postcard::Error::DeserializeUnexpectedEnd));
         };
-        if version != FORMAT_VERSION {
+        if version == 0 || version > FORMAT_VERSION {
             return Err(ShuffleError::UnknownVersion {
                 key: key.to_string(),
                 version,
@@ -363,16 +433,24 @@ impl Shuffle {
                 key: key.to_string(),
             });
         }
-        let envelope: Envelope =
-            postcard::from_bytes(&content[MAGIC.len() + 1..]).map_err(undecodable)?;
-        if envelope.identity != self.identity {
+        let body = &content[MAGIC.len() + 1..];
+        let (identity, record) = if version == 1 {
+            let envelope: Envelope<LegacyShuffleRecord> =
+                postcard::from_bytes(body).map_err(undecodable)?;
+            (envelope.identity, envelope.record.into())
+        } else {
+            let envelope: Envelope<ShuffleRecord> =
+                postcard::from_bytes(body).map_err(undecodable)?;
+            (envelope.identity, envelope.record)
+        };
+        if identity != self.identity {
             return Err(ShuffleError::ForeignIdentity {
                 key: key.to_string(),
-                written_by: envelope.identity.to_string(),
+                written_by: identity.to_string(),
                 ours: self.identity.to_string(),
             });
         }
-        Ok(envelope.record)
+        Ok(record)
     }
 
     /// Reads a record of the shuffle topic.
@@ -409,14 +487,21 @@ pub fn part_record(window_start: i64, partition: i32, part: &WindowPart) -> Shuf
         partition,
         digest: part.digest.to_parts(),
         over_sla: part.over_sla,
+        histogram: part.histogram.as_ref().map(LatencyHistogram::to_parts),
     }
 }
 
-/// The window part a part record carries.
-pub fn window_part(digest: DigestParts, over_sla: u64, config: DigestConfig) -> WindowPart {
+/// The window part a part record carries (checked by [`ShuffleRecord::check`] first).
+pub fn window_part(
+    digest: DigestParts,
+    over_sla: u64,
+    histogram: Option<HistogramParts>,
+    config: DigestConfig,
+) -> WindowPart {
     WindowPart {
         digest: LatencyDigest::from_parts(digest, config),
         over_sla,
+        histogram: histogram.and_then(|h| LatencyHistogram::from_parts(h).ok()),
     }
 }
 
@@ -429,9 +514,12 @@ mod tests {
         let shuffle = Shuffle::new(JobIdentity::new("g", "reduced_visits", "job", 60_000));
         let mut digest = LatencyDigest::new(DigestConfig::default());
         digest.add(12.5);
+        let mut histogram = LatencyHistogram::new();
+        histogram.add(12);
         let part = WindowPart {
             digest,
             over_sla: 1,
+            histogram: Some(histogram),
         };
         for record in [
             part_record(60_000, 3, &part),

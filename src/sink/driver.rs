@@ -148,6 +148,7 @@ mod tests {
                     exact: true,
                 },
                 over_sla: 0,
+                histogram: None,
                 parts: Default::default(),
             },
         );

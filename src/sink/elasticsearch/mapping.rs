@@ -20,6 +20,7 @@ pub fn properties(quantiles: &[f64]) -> Value {
         ("over_sla_count", "long"),
         ("within_sla_count", "long"),
         ("exact", "boolean"),
+        ("latency_histogram", "histogram"),
     ] {
         properties.insert(field.into(), json!({ "type": kind }));
     }
@@ -54,6 +55,7 @@ mod tests {
         assert_eq!(p["count"]["type"], "long");
         assert_eq!(p["p99_9"]["type"], "float");
         assert_eq!(p["job"]["type"], "keyword");
+        assert_eq!(p["latency_histogram"]["type"], "histogram");
         let t = index_template("visits_sync_sla", &[0.5]);
         assert_eq!(t["index_patterns"][0], "visits_sync_sla");
         assert_eq!(t["template"]["mappings"]["dynamic"], "strict");
