@@ -109,7 +109,9 @@ impl From<LegacyShuffleRecord> for ShuffleRecord {
     }
 }
 
-/// What a shuffle record (or a tombstone) means to the merger.
+/// What a shuffle record (or a tombstone) means to the merger. One exists at a time, briefly,
+/// so the size of the record variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ShuffleEvent {
     /// A record of this monitor.
