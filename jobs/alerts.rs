@@ -17,6 +17,10 @@ use sla_monitor::alerting::{incidents, requirements, score};
 use sla_monitor::elasticsearch_connection::ElasticsearchArgs;
 use sla_monitor::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::shutdown::Shutdown;
+use sla_monitor::slo::report::{self as slo_report, ReportRequest};
+use sla_monitor::slo::rules as slo_rules;
+use sla_monitor::slo::spec::SloSpec;
+use sla_monitor::slo;
 use sla_monitor::{http, telemetry};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -57,13 +61,15 @@ struct Cli {
 /// The rules, where they read from, and how often they run.
 #[derive(Debug, Args)]
 struct RuleArgs {
-    /// Grafana alert-rule provisioning file.
+    /// Grafana alert-rule provisioning files (repeat the flag or separate with commas), e.g.
+    /// the SLA rule and the burn-rate rules `alerts slo generate` wrote.
     #[arg(
         long,
         env = "SLA_ALERT_RULES",
+        value_delimiter = ',',
         default_value = "dashboards/grafana/provisioning/alerting/sla-alert-rules.yaml"
     )]
-    rules: PathBuf,
+    rules: Vec<PathBuf>,
 
     /// Grafana data-source provisioning file (resolves the rules' data-source uids).
     #[arg(
@@ -109,6 +115,61 @@ enum Command {
         #[command(flatten)]
         judging: Judging,
     },
+    /// True p50/p75/p90/p99 over every record, compliance with the stored SLA or any other
+    /// threshold, and the error budget used and left, per UTC day and in total, per job —
+    /// computed by Elasticsearch over the windows' latency histograms, not by averaging
+    /// per-window percentiles.
+    Report {
+        #[command(flatten)]
+        elasticsearch: ElasticsearchArgs,
+
+        /// Start of the range: an RFC 3339 time or how long ago (30d).
+        #[arg(long)]
+        from: String,
+
+        /// End of the range, in the same forms (default: now).
+        #[arg(long, default_value = "0s")]
+        to: String,
+
+        /// Only this job (the monitor's --job-name); default every job, each on its own.
+        #[arg(long)]
+        job: Option<String>,
+
+        /// Judge against this threshold (e.g. 3s) instead of the SLA stored with each window.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        sla: Option<Duration>,
+
+        /// The objective in percent of records within the SLA: the error budget.
+        #[arg(long, default_value_t = 99.5)]
+        objective: f64,
+
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+
+        #[command(flatten)]
+        errors: ErrorReportingArgs,
+    },
+    /// SLO files: `validate FILE` checks one, `generate FILE` prints the Grafana burn-rate
+    /// alert rules (provisioning YAML) for it.
+    Slo {
+        #[command(subcommand)]
+        action: SloAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SloAction {
+    /// Checks an SLO file; exits 1 with the reason when it cannot work.
+    Validate {
+        /// The SLO file (YAML).
+        file: PathBuf,
+    },
+    /// Prints the Grafana-managed multi-window multi-burn-rate alert rules for an SLO file.
+    Generate {
+        /// The SLO file (YAML).
+        file: PathBuf,
+    },
 }
 
 /// How a backtest is judged and shown.
@@ -149,6 +210,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let errors = match &cli.command {
         Some(Command::Backtest { rules, .. }) => &rules.errors,
+        Some(Command::Report { errors, .. }) => errors,
+        Some(Command::Slo { action }) => return run_slo(action),
         None => &cli.rules.errors,
     };
     let reporting = error_reporting::start(errors, "alerts")?;
@@ -160,6 +223,28 @@ async fn main() -> anyhow::Result<()> {
             json,
             judging,
         }) => run_backtest(&rules, &from, &to, json, &judging).await,
+        Some(Command::Report {
+            elasticsearch,
+            from,
+            to,
+            job,
+            sla,
+            objective,
+            json,
+            ..
+        }) => {
+            let now = chrono::Utc::now().timestamp_millis();
+            let request = ReportRequest {
+                from_ms: parse_time(&from, now, "--from")?,
+                to_ms: parse_time(&to, now, "--to")?,
+                job,
+                sla_ms: sla.map(|d| d.as_millis() as i64),
+                objective: objective / 100.0,
+            };
+            anyhow::ensure!(request.from_ms < request.to_ms, "--from must be before --to");
+            run_report(&elasticsearch, &request, json).await.map(|()| Vec::new())
+        }
+        Some(Command::Slo { .. }) => unreachable!("answered above"),
         None => serve(cli).await.map(|()| Vec::new()),
     };
     let failures = match outcome {
@@ -178,13 +263,69 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `alerts slo validate|generate FILE`: an answer, not a job (no error reporting).
+fn run_slo(action: &SloAction) -> anyhow::Result<()> {
+    let (SloAction::Validate { file } | SloAction::Generate { file }) = action;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let slo = match SloSpec::parse(&text) {
+        Ok(slo) => slo,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            std::process::exit(1);
+        }
+    };
+    match action {
+        SloAction::Validate { .. } => {
+            println!(
+                "{}: valid — {} % of records of job {:?} within {} ms over {}; {} burn-rate alerts",
+                file.display(),
+                slo.target * 100.0,
+                slo.job,
+                slo.threshold_ms(),
+                humantime::format_duration(slo.time_window),
+                slo.windows.len()
+            );
+            for w in &slo.windows {
+                println!(
+                    "  {:<6} {} and {} above {}x ({:.1} % of the budget before it fires)",
+                    w.severity,
+                    humantime::format_duration(w.long),
+                    humantime::format_duration(w.short),
+                    w.burn_rate,
+                    100.0 * slo.budget_share(w)
+                );
+            }
+        }
+        SloAction::Generate { .. } => print!("{}", slo_rules::generate(&slo, &file.display().to_string())),
+    }
+    Ok(())
+}
+
+async fn run_report(
+    elasticsearch: &ElasticsearchArgs,
+    request: &ReportRequest,
+    json: bool,
+) -> anyhow::Result<()> {
+    let client = elasticsearch.client()?;
+    let report = slo::fetch_report(&client, &elasticsearch.index, request).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", slo_report::render_text(&report));
+    }
+    Ok(())
+}
+
 /// Reads the rules and checks each against its data source.
 fn load_rules(args: &RuleArgs) -> anyhow::Result<Vec<AlertRule>> {
     let read = |p: &PathBuf| {
         std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
     };
-    let rules =
-        rule::load(&read(&args.rules)?).with_context(|| format!("in {}", args.rules.display()))?;
+    let mut rules = Vec::new();
+    for path in &args.rules {
+        rules.extend(rule::load(&read(path)?).with_context(|| format!("in {}", path.display()))?);
+    }
     let sources = datasource::parse(&read(&args.datasources)?)
         .with_context(|| format!("in {}", args.datasources.display()))?;
     for r in &rules {
@@ -214,8 +355,12 @@ fn load_rules(args: &RuleArgs) -> anyhow::Result<Vec<AlertRule>> {
     }
     anyhow::ensure!(
         !rules.is_empty(),
-        "{} defines no rule",
-        args.rules.display()
+        "{} define no rule",
+        args.rules
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(rules)
 }

@@ -60,6 +60,8 @@
 //!   and acknowledged; [`sink::elasticsearch`] split into mapping and bulk.
 //! - [`elasticsearch_connection`]: URL, index and credentials of Elasticsearch, shared by the
 //!   sink and the alert evaluator.
+//! - [`slo`]: true percentiles, compliance and the error budget over any range from the
+//!   documents' latency histograms; the SLO file and the burn-rate rules generated from it.
 //! - [`alerting::evaluation`], [`alerting::evaluator`]: rules evaluated against Elasticsearch,
 //!   the evaluation loop, `/state`, notifications.
 //!
@@ -99,6 +101,7 @@ pub mod rejection;
 pub mod shuffle;
 pub mod shutdown;
 pub mod sink;
+pub mod slo;
 pub mod stamp;
 pub mod synchronizer;
 pub mod telemetry;

@@ -54,8 +54,11 @@ fn interval_ms(text: &str) -> Option<i64> {
 impl AlignedSearch {
     /// The fast path for `query` over the relative range `(from_ms, to_ms)` at `times`, or
     /// `None` when it would not be exact (an interval not dividing the times or the range,
-    /// terms ordered by count or a metric).
+    /// terms ordered by count or a metric, a moving function).
     pub fn plan(query: &EsQuery, (from_ms, to_ms): (i64, i64), times: &[i64]) -> Option<Self> {
+        if query.reads_earlier_buckets() {
+            return None; // a longer search would change the first buckets' moving windows
+        }
         let interval = match &query.interval {
             HistogramInterval::Fixed(text) => interval_ms(text)?,
             HistogramInterval::Auto {

@@ -54,7 +54,7 @@ pub struct FieldMetric {
 }
 
 /// What the query's one visible metric is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ValueMetric {
     /// A metric over a field.
     Field(FieldMetric),
@@ -66,8 +66,42 @@ pub enum ValueMetric {
         /// The Painless script.
         script: String,
         /// Its variables: name and the (hidden) metric it reads.
-        variables: Vec<(String, FieldMetric)>,
+        variables: Vec<(String, ScriptInput)>,
     },
+}
+
+/// What a `bucket_script` variable reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScriptInput {
+    /// A metric over a field, in the same bucket.
+    Metric(FieldMetric),
+    /// A `moving_fn` over such a metric: its script over the `window` buckets before the
+    /// bucket (shifted by `shift`), e.g. `MovingFunctions.sum(values)` over 60 one-minute
+    /// buckets for the last hour. Grafana passes its settings to Elasticsearch as written.
+    MovingFn {
+        /// Id in the model.
+        id: String,
+        /// The metric it slides over.
+        of: FieldMetric,
+        /// Its settings (`window`, `script`, `shift`), as in the model.
+        settings: serde_json::Map<String, Value>,
+    },
+}
+
+impl ScriptInput {
+    /// The field metric read, directly or through the moving function.
+    pub fn metric(&self) -> &FieldMetric {
+        match self {
+            ScriptInput::Metric(m) | ScriptInput::MovingFn { of: m, .. } => m,
+        }
+    }
+
+    fn id(&self) -> &str {
+        match self {
+            ScriptInput::Metric(m) => &m.id,
+            ScriptInput::MovingFn { id, .. } => id,
+        }
+    }
 }
 
 impl ValueMetric {
@@ -98,7 +132,7 @@ pub struct Terms {
 }
 
 /// A supported Elasticsearch query model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EsQuery {
     /// Lucene query string (`*` when empty).
     pub query: String,
@@ -214,11 +248,32 @@ impl EsQuery {
             for variable in metric["pipelineVariables"].as_array().into_iter().flatten() {
                 let name = text(&variable["name"]).ok_or("a pipeline variable has no name")?;
                 let target = text(&variable["pipelineAgg"]).unwrap_or_default();
-                let input = all
-                    .iter()
-                    .find(|m| text(&m["id"]).as_deref() == Some(target.as_str()))
-                    .ok_or_else(|| format!("pipeline variable {name} reads metric {target:?}, which is not in the query"))?;
-                variables.push((name, field_metric(input)?));
+                let find = |target: &str| {
+                    all.iter()
+                        .find(|m| text(&m["id"]).as_deref() == Some(target))
+                        .ok_or_else(|| format!("pipeline variable {name} reads metric {target:?}, which is not in the query"))
+                };
+                let input = find(&target)?;
+                let input = if input["type"] == "moving_fn" {
+                    // Grafana reads the metric a moving function slides over from `field`
+                    // (older models: `pipelineAgg`).
+                    let source = text(&input["field"])
+                        .filter(|f| !f.is_empty())
+                        .or_else(|| text(&input["pipelineAgg"]))
+                        .unwrap_or_default();
+                    let settings = input["settings"].as_object().cloned().unwrap_or_default();
+                    if text(&settings["window"].clone()).is_none() {
+                        return Err(format!("moving_fn {target} has no window"));
+                    }
+                    ScriptInput::MovingFn {
+                        id: target.clone(),
+                        of: field_metric(find(&source)?)?,
+                        settings,
+                    }
+                } else {
+                    ScriptInput::Metric(field_metric(input)?)
+                };
+                variables.push((name, input));
             }
             if variables.is_empty() {
                 return Err("the bucket_script has no pipeline variables".into());
@@ -323,6 +378,13 @@ impl EsQuery {
         self.msearch_at(index, from_ms, to_ms, format!("{interval_ms}ms"))
     }
 
+    /// Whether a bucket's value depends on earlier buckets (a moving function): then it also
+    /// depends on where the searched range starts.
+    pub fn reads_earlier_buckets(&self) -> bool {
+        matches!(&self.value, ValueMetric::Script { variables, .. }
+            if variables.iter().any(|(_, input)| matches!(input, ScriptInput::MovingFn { .. })))
+    }
+
     /// The id of the visible metric (where a bucket's value is read).
     pub fn value_id(&self) -> &str {
         self.value.id()
@@ -380,8 +442,14 @@ impl EsQuery {
                 let mut aggs = serde_json::Map::new();
                 let mut paths = serde_json::Map::new();
                 for (name, input) in variables {
-                    aggs.insert(input.id.clone(), field(input));
-                    paths.insert(name.clone(), Value::from(input.id.clone()));
+                    let metric = input.metric();
+                    aggs.insert(metric.id.clone(), field(metric));
+                    if let ScriptInput::MovingFn { id, settings, .. } = input {
+                        let mut spec = settings.clone();
+                        spec.insert("buckets_path".into(), Value::from(metric.id.clone()));
+                        aggs.insert(id.clone(), json!({ "moving_fn": spec }));
+                    }
+                    paths.insert(name.clone(), Value::from(input.id()));
                 }
                 aggs.insert(
                     id.clone(),

@@ -382,7 +382,7 @@ mod tests {
         assert!(
             matches!(&r.query.value, ValueMetric::Script { script, variables, .. }
                 if script == "params.p99 - params.sla"
-                    && variables.iter().map(|(_, m)| m.field.as_str()).eq(["p99", "sla_ms"]))
+                    && variables.iter().map(|(_, m)| m.metric().field.as_str()).eq(["p99", "sla_ms"]))
         );
         assert_eq!(r.interval, Duration::from_secs(60));
     }
