@@ -1,0 +1,317 @@
+//! SLO answers on real monitor output in the real Elasticsearch: `alerts report` against exact
+//! figures computed from the raw latencies the test produced (including windows whose
+//! histograms are coarsened, and an older document without one), and the burn-rate rules
+//! `alerts slo generate` writes, replayed by `alerts backtest`: a known burst of slow records
+//! pages, the ticket alert stays quiet, and at low traffic the minimum-records guard keeps the
+//! page quiet (without the guard the same records page).
+
+mod support;
+
+use elasticsearch::http::Method;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+
+const ALERTS: &str = env!("CARGO_BIN_EXE_alerts");
+const PER_SECOND: i64 = 10; // records per second and partition
+
+/// Records of partition `p` every 100 ms over `[from, to)` with latencies from `latency`.
+fn stretch(
+    from: i64,
+    to: i64,
+    partitions: i32,
+    step_ms: i64,
+    mut latency: impl FnMut(i64) -> i64,
+    prefix: &str,
+) -> (Vec<Outgoing>, Vec<(i64, i64)>) {
+    let mut records = Vec::new();
+    let mut raw = Vec::new();
+    for p in 0..partitions {
+        let mut t = from;
+        while t < to {
+            let l = latency(t);
+            records.push(record(p, t, l, &format!("{prefix}{p}-{t}")));
+            raw.push((t, l));
+            t += step_ms;
+        }
+    }
+    records.sort_by_key(|r| (r.partition, r.timestamp_ms));
+    (records, raw)
+}
+
+fn monitor(topics: &MonitorTopics, job: &str, index: &str, dir: &Path) -> Job {
+    let group = unique(&format!("slo_{job}_g"));
+    let es = es_url();
+    let mut args = topics.args();
+    #[rustfmt::skip]
+    args.extend([
+        "--group", &group, "--job-name", job, "--es-url", &es, "--es-index", index,
+        "--window", "2s", "--max-out-of-orderness", "500ms", "--idle-timeout", "1s",
+        "--sla", "1s", "--exact-threshold", "15", "--commit-interval", "200ms",
+    ]);
+    Job::start(env!("CARGO_BIN_EXE_monitor"), &args, dir)
+}
+
+fn alerts(args: &[&str]) -> std::process::Output {
+    Command::new(ALERTS).args(args).output().unwrap()
+}
+
+fn report(index: &str, job: &str, from: i64, to: i64, extra: &[&str]) -> Value {
+    let es = es_url();
+    let (from, to) = (iso_ms(from), iso_ms(to));
+    #[rustfmt::skip]
+    let mut args = vec![
+        "report", "--es-url", &es, "--es-index", index, "--job", job,
+        "--from", &from, "--to", &to, "--objective", "99", "--json",
+    ];
+    args.extend(extra);
+    let out = alerts(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn exact_share(latencies: &[f64], within: impl Fn(f64) -> bool) -> f64 {
+    latencies.iter().filter(|&&l| within(l)).count() as f64 / latencies.len() as f64
+}
+
+/// Every figure of one period of the report against the raw latencies it covers.
+fn assert_period(period: &Value, latencies: &[f64], old_records: u64, what: &str) {
+    let n = latencies.len() as u64;
+    assert_eq!(period["records_in_histograms"], n, "{what}: {period}");
+    assert_eq!(period["records"], n + old_records, "{what}: {period}");
+    for (i, q) in [0.5, 0.75, 0.9, 0.99].into_iter().enumerate() {
+        let exact = exact_percentile(latencies, q);
+        let got = period["percentiles"][i][1].as_f64().unwrap();
+        assert!(
+            (got - exact).abs() <= 0.01 * exact,
+            "{what}: p{} {got}, exact {exact}",
+            q * 100.0
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_and_burn_rate_alerts_match_the_raw_latencies() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = test_index("slo");
+    // An index as an older release made it (no latency_histogram), with one document: the
+    // monitor adds the field, and the report counts the old records without a histogram.
+    let base = (now_ms() - 900_000) / 2_000 * 2_000;
+    let old_properties: Value = json!({
+        "@timestamp": {"type": "date"}, "window_end": {"type": "date"},
+        "window_start_ms": {"type": "long"}, "job": {"type": "keyword"}, "count": {"type": "long"},
+        "min": {"type": "float"}, "max": {"type": "float"}, "mean": {"type": "float"},
+        "p50": {"type": "float"}, "p75": {"type": "float"}, "p90": {"type": "float"}, "p99": {"type": "float"},
+        "sla_ms": {"type": "long"}, "over_sla_count": {"type": "long"},
+        "within_sla_count": {"type": "long"}, "exact": {"type": "boolean"}
+    });
+    let (status, _) = es_request(
+        Method::Put,
+        &format!("/{index}"),
+        Some(json!({"mappings": {"dynamic": "strict", "properties": old_properties}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let old_start = base - 10_000;
+    let (status, _) = es_request(
+        Method::Put,
+        &format!("/{index}/_doc/visits-synchronizer-{old_start}?refresh=true"),
+        Some(json!({
+            "@timestamp": iso_ms(old_start), "window_end": iso_ms(old_start + 2_000),
+            "window_start_ms": old_start, "job": "visits-synchronizer", "count": 50,
+            "min": 10.0, "max": 3000.0, "mean": 400.0, "p50": 200.0, "p75": 300.0, "p90": 900.0,
+            "p99": 2900.0, "sla_ms": 1000, "over_sla_count": 10, "within_sla_count": 40, "exact": true
+        })),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    // The pipeline: 760 s of 20 records a second, latencies 20–900 ms, except a 4 s burst of
+    // 1.5–4 s at 700 s (over the 1 s SLA).
+    let burst = (base + 700_000, base + 704_000);
+    let mut rng = StdRng::seed_from_u64(23);
+    let (records, raw) = stretch(
+        base,
+        base + 760_000,
+        2,
+        1_000 / PER_SECOND,
+        |t| {
+            if (burst.0..burst.1).contains(&t) {
+                rng.random_range(1_500..4_000)
+            } else {
+                (rng.random_range(3.0f64..6.8)).exp() as i64
+            }
+        },
+        "v",
+    );
+    // 20 s of 1000 records a second more: windows of 2000 records, whose histograms are
+    // coarsened (in parts and whole) — the bound the report's figures rest on.
+    let dense = (base + 100_000, base + 120_000);
+    let (dense_records, dense_raw) = stretch(
+        dense.0,
+        dense.1,
+        2,
+        1,
+        |_| (rng.random_range(3.0f64..6.8)).exp() as i64,
+        "d",
+    );
+    let mut records = records;
+    records.extend(dense_records);
+    records.sort_by_key(|r| (r.partition, r.timestamp_ms));
+    let raw: Vec<(i64, i64)> = raw.into_iter().chain(dense_raw).collect();
+    // A quiet job: one record a second, every one slow for 20 s.
+    let quiet_burst = (base + 700_000, base + 720_000);
+    let (quiet_records, _) = stretch(
+        base + 600_000,
+        base + 760_000,
+        1,
+        1_000,
+        |t| {
+            if (quiet_burst.0..quiet_burst.1).contains(&t) {
+                3_000
+            } else {
+                100
+            }
+        },
+        "q",
+    );
+    let busy = monitor_topics("slo_busy");
+    let quiet = monitor_topics("slo_quiet");
+    create_topic(&busy.reduced, 2).await;
+    create_topic(&quiet.reduced, 2).await;
+    produce(&busy.reduced, &records).await;
+    produce(&quiet.reduced, &quiet_records).await;
+    let busy_monitor = monitor(&busy, "visits-synchronizer", &index, dir.path());
+    let quiet_monitor = monitor(&quiet, "quiet", &index, dir.path());
+    let busy_windows = 380;
+    let quiet_windows = 80;
+    wait_for_es_documents(
+        &index,
+        1 + busy_windows + quiet_windows,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(busy_monitor.terminate(Duration::from_secs(30)).success());
+    assert!(quiet_monitor.terminate(Duration::from_secs(30)).success());
+    let docs = es_documents(&index).await;
+    let dense_window = &docs[&format!("visits-synchronizer-{}", dense.0 + 10_000)];
+    let values = dense_window["latency_histogram"]["values"].as_array().unwrap().len();
+    assert_eq!(dense_window["count"], 2 * 2 * (1_000 + PER_SECOND));
+    assert_eq!(dense_window["exact"], false);
+    assert!(values < 1_500, "coarsened to {values} buckets");
+    let (_, mapping) = es_request(Method::Get, &format!("/{index}/_mapping"), None).await;
+    assert_eq!(
+        mapping[&index]["mappings"]["properties"]["latency_histogram"]["type"],
+        "histogram",
+        "the monitor adds the field to an existing index"
+    );
+
+    // The report, per UTC day and in total, against the raw latencies.
+    let (from, to) = (old_start, base + 760_000);
+    let stored = report(&index, "visits-synchronizer", from, to, &[]);
+    let job = &stored["jobs"][0];
+    assert_eq!(stored["jobs"].as_array().unwrap().len(), 1, "{stored}");
+    let all: Vec<f64> = raw.iter().map(|&(_, l)| l as f64).collect();
+    assert_period(&job["total"], &all, 50, "total");
+    let day_of = |t: i64| t.div_euclid(86_400_000) * 86_400_000;
+    for day in job["days"].as_array().unwrap() {
+        let start = day["start_ms"].as_i64().unwrap();
+        let latencies: Vec<f64> = raw
+            .iter()
+            .filter(|&&(t, _)| day_of(t) == start)
+            .map(|&(_, l)| l as f64)
+            .collect();
+        let old = if day_of(old_start) == start { 50 } else { 0 };
+        assert_period(day, &latencies, old, "a day");
+    }
+    // Compliance with the stored SLA comes from the documents' counts: exact.
+    let within = all.iter().filter(|&&l| l <= 1_000.0).count() as u64 + 40;
+    assert_eq!(job["total"]["within_sla"], within);
+    let bad = all.len() as u64 + 50 - within;
+    let budget = bad as f64 / (0.01 * (all.len() + 50) as f64);
+    assert!((job["total"]["budget_consumed"].as_f64().unwrap() - budget).abs() < 1e-9);
+    // Another threshold: from the histograms, within 0.1 percentage points.
+    for threshold in ["300ms", "500ms", "2s"] {
+        let ms = humantime::parse_duration(threshold).unwrap().as_millis() as f64;
+        let other = report(&index, "visits-synchronizer", from, to, &["--sla", threshold]);
+        let got = other["jobs"][0]["total"]["compliance"].as_f64().unwrap();
+        let exact = exact_share(&all, |l| l <= ms);
+        assert!(
+            (got - exact).abs() <= 0.001,
+            "--sla {threshold}: compliance {got}, exact {exact}"
+        );
+    }
+
+    // Burn-rate alerts from an SLO file, replayed over the stored windows.
+    let slo = |name: &str, job: &str, minimum: u64| {
+        format!(
+            "apiVersion: openslo/v1\nkind: SLO\nmetadata:\n  name: {name}\nspec:\n  service: visits\n  \
+             indicator:\n    job: {job}\n    threshold: 1s\n  timeWindow:\n    - duration: 1h\n  \
+             objectives:\n    - target: 0.99\n  alerting:\n    minimumRecords: {minimum}\n    \
+             resolution: 2s\n    interval: 2s\n    windows:\n      \
+             - {{severity: page, long: 20s, short: 6s, burnRate: 14.4}}\n      \
+             - {{severity: ticket, long: 600s, short: 60s, burnRate: 1}}\n"
+        )
+    };
+    let backtest_slo = |name: &str, job: &str, minimum: u64| -> Vec<Value> {
+        let file = dir.path().join(format!("{name}.slo.yaml"));
+        std::fs::write(&file, slo(name, job, minimum)).unwrap();
+        let validated = alerts(&["slo", "validate", file.to_str().unwrap()]);
+        assert!(validated.status.success(), "{validated:?}");
+        let generated = alerts(&["slo", "generate", file.to_str().unwrap()]);
+        assert!(generated.status.success(), "{generated:?}");
+        let rules = dir.path().join(format!("{name}.rules.yaml"));
+        std::fs::write(&rules, &generated.stdout).unwrap();
+        let out = backtest_with(
+            &rules,
+            &index,
+            base + 620_000,
+            base + 760_000,
+            &["--interval", "2s"],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+    };
+    let fired = |timeline: &Value| -> Vec<i64> {
+        timeline["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["state"] == "Alerting")
+            .map(|a| a["starts_at_ms"].as_i64().unwrap())
+            .collect()
+    };
+    let busy_timelines = backtest_slo("busy", "visits-synchronizer", 20);
+    assert_eq!(busy_timelines.len(), 2);
+    assert_eq!(busy_timelines[0]["errors"], 0, "{}", busy_timelines[0]);
+    let page = fired(&busy_timelines[0]);
+    assert_eq!(page.len(), 1, "the burst pages once: {}", busy_timelines[0]);
+    // It fires once the burst's windows are written (within a few windows of its start).
+    assert!(
+        page[0] >= burst.0 && page[0] <= burst.1 + 12_000,
+        "paged at {} for a burst at {}",
+        page[0] - base,
+        burst.0 - base
+    );
+    assert!(
+        fired(&busy_timelines[1]).is_empty(),
+        "4 s of slow records in 600 s burn 0.7 % of records < 1x: no ticket: {}",
+        busy_timelines[1]
+    );
+    let guarded = backtest_slo("quiet", "quiet", 20);
+    assert!(
+        fired(&guarded[0]).is_empty(),
+        "6 records in the short window: the guard keeps the page quiet: {}",
+        guarded[0]
+    );
+    let unguarded = backtest_slo("quiet-unguarded", "quiet", 1);
+    assert!(
+        !fired(&unguarded[0]).is_empty(),
+        "without the guard the same records page: {}",
+        unguarded[0]
+    );
+}
