@@ -17,10 +17,10 @@ use sla_monitor::alerting::{incidents, requirements, score};
 use sla_monitor::elasticsearch_connection::ElasticsearchArgs;
 use sla_monitor::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::shutdown::Shutdown;
+use sla_monitor::slo;
 use sla_monitor::slo::report::{self as slo_report, ReportRequest};
 use sla_monitor::slo::rules as slo_rules;
 use sla_monitor::slo::spec::SloSpec;
-use sla_monitor::slo;
 use sla_monitor::{http, telemetry};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -241,8 +241,13 @@ async fn main() -> anyhow::Result<()> {
                 sla_ms: sla.map(|d| d.as_millis() as i64),
                 objective: objective / 100.0,
             };
-            anyhow::ensure!(request.from_ms < request.to_ms, "--from must be before --to");
-            run_report(&elasticsearch, &request, json).await.map(|()| Vec::new())
+            anyhow::ensure!(
+                request.from_ms < request.to_ms,
+                "--from must be before --to"
+            );
+            run_report(&elasticsearch, &request, json)
+                .await
+                .map(|()| Vec::new())
         }
         Some(Command::Slo { .. }) => unreachable!("answered above"),
         None => serve(cli).await.map(|()| Vec::new()),
@@ -297,7 +302,9 @@ fn run_slo(action: &SloAction) -> anyhow::Result<()> {
                 );
             }
         }
-        SloAction::Generate { .. } => print!("{}", slo_rules::generate(&slo, &file.display().to_string())),
+        SloAction::Generate { .. } => {
+            print!("{}", slo_rules::generate(&slo, &file.display().to_string()))
+        }
     }
     Ok(())
 }

@@ -160,6 +160,43 @@ fn dashboard_uses_provisioned_datasources_and_existing_fields() {
     }
 }
 
+/// The SLO panels read the histogram field and judge against the SLO file's objective.
+#[test]
+fn slo_panels_follow_the_slo_file() {
+    let dashboard: Value = serde_json::from_str(&read(DASHBOARD)).unwrap();
+    let panel = |title: &str| {
+        dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["title"].as_str().unwrap().starts_with(title))
+            .unwrap_or_else(|| panic!("no panel {title}"))
+            .clone()
+    };
+    let percentiles = panel("True latency percentiles over the range");
+    assert_eq!(
+        percentiles["targets"][0]["metrics"][0]["field"],
+        "latency_histogram"
+    );
+    let slo =
+        sla_monitor::slo::spec::SloSpec::parse(&read("dashboards/slo/visits-latency.slo.yaml"))
+            .unwrap();
+    let budget = panel("Error budget left over the range");
+    let script = budget["targets"][0]["metrics"][2]["settings"]["script"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let share = format!("{}", ((1.0 - slo.target) * 1e6).round() / 1e6);
+    assert!(
+        script.contains(&format!("({share} * params.total)")),
+        "{script} must use the SLO's budget {share}"
+    );
+    assert!(budget["title"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("{} %", slo.target * 100.0)));
+}
+
 #[test]
 fn alert_rule_is_complete_and_matches_the_documented_sla() {
     let raw = yaml(RULES);

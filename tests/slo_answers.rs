@@ -10,9 +10,12 @@ mod support;
 use elasticsearch::http::Method;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::*;
 
@@ -50,7 +53,7 @@ fn monitor(topics: &MonitorTopics, job: &str, index: &str, dir: &Path) -> Job {
     #[rustfmt::skip]
     args.extend([
         "--group", &group, "--job-name", job, "--es-url", &es, "--es-index", index,
-        "--window", "2s", "--max-out-of-orderness", "500ms", "--idle-timeout", "1s",
+        "--window", "2s", "--max-out-of-orderness", "500ms", "--idle-timeout", "3s",
         "--sla", "1s", "--exact-threshold", "15", "--commit-interval", "200ms",
     ]);
     Job::start(env!("CARGO_BIN_EXE_monitor"), &args, dir)
@@ -70,7 +73,11 @@ fn report(index: &str, job: &str, from: i64, to: i64, extra: &[&str]) -> Value {
     ];
     args.extend(extra);
     let out = alerts(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -92,6 +99,44 @@ fn assert_period(period: &Value, latencies: &[f64], old_records: u64, what: &str
             q * 100.0
         );
     }
+}
+
+/// An SLO over 1 h for `job` (1 s threshold, 99 %), with a page at 14.4x over 20 s and 6 s
+/// and a ticket at 1x over 600 s and 60 s, on the tests' 2 s windows.
+fn slo_file(name: &str, job: &str, minimum: u64) -> String {
+    format!(
+        "apiVersion: openslo/v1\nkind: SLO\nmetadata:\n  name: {name}\nspec:\n  service: visits\n  \
+         indicator:\n    job: {job}\n    threshold: 1s\n  timeWindow:\n    - duration: 1h\n  \
+         objectives:\n    - target: 0.99\n  alerting:\n    minimumRecords: {minimum}\n    \
+         resolution: 2s\n    interval: 2s\n    windows:\n      \
+         - {{severity: page, long: 20s, short: 6s, burnRate: 14.4}}\n      \
+         - {{severity: ticket, long: 600s, short: 60s, burnRate: 1}}\n"
+    )
+}
+
+/// Writes the SLO file, validates it and generates its rules with `alerts slo`; the rules'
+/// path.
+fn generate_rules(dir: &Path, name: &str, job: &str, minimum: u64) -> std::path::PathBuf {
+    let file = dir.join(format!("{name}.slo.yaml"));
+    std::fs::write(&file, slo_file(name, job, minimum)).unwrap();
+    let validated = alerts(&["slo", "validate", file.to_str().unwrap()]);
+    assert!(validated.status.success(), "{validated:?}");
+    let generated = alerts(&["slo", "generate", file.to_str().unwrap()]);
+    assert!(generated.status.success(), "{generated:?}");
+    let rules = dir.join(format!("{name}.rules.yaml"));
+    std::fs::write(&rules, &generated.stdout).unwrap();
+    rules
+}
+
+/// When each alert a backtest timeline sent for Alerting started (Unix ms).
+fn fired(timeline: &Value) -> Vec<i64> {
+    timeline["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["state"] == "Alerting")
+        .map(|a| a["starts_at_ms"].as_i64().unwrap())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,14 +193,14 @@ async fn reports_and_burn_rate_alerts_match_the_raw_latencies() {
         },
         "v",
     );
-    // 20 s of 1000 records a second more: windows of 2000 records, whose histograms are
+    // 8 s of 500 records a second more: windows of 2000 records, whose histograms are
     // coarsened (in parts and whole) — the bound the report's figures rest on.
-    let dense = (base + 100_000, base + 120_000);
+    let dense = (base + 100_000, base + 108_000);
     let (dense_records, dense_raw) = stretch(
         dense.0,
         dense.1,
         2,
-        1,
+        2,
         |_| (rng.random_range(3.0f64..6.8)).exp() as i64,
         "d",
     );
@@ -198,15 +243,17 @@ async fn reports_and_burn_rate_alerts_match_the_raw_latencies() {
     assert!(busy_monitor.terminate(Duration::from_secs(30)).success());
     assert!(quiet_monitor.terminate(Duration::from_secs(30)).success());
     let docs = es_documents(&index).await;
-    let dense_window = &docs[&format!("visits-synchronizer-{}", dense.0 + 10_000)];
-    let values = dense_window["latency_histogram"]["values"].as_array().unwrap().len();
-    assert_eq!(dense_window["count"], 2 * 2 * (1_000 + PER_SECOND));
+    let dense_window = &docs[&format!("visits-synchronizer-{}", dense.0 + 4_000)];
+    let values = dense_window["latency_histogram"]["values"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(dense_window["count"], 2 * 2 * (500 + PER_SECOND));
     assert_eq!(dense_window["exact"], false);
     assert!(values < 1_500, "coarsened to {values} buckets");
     let (_, mapping) = es_request(Method::Get, &format!("/{index}/_mapping"), None).await;
     assert_eq!(
-        mapping[&index]["mappings"]["properties"]["latency_histogram"]["type"],
-        "histogram",
+        mapping[&index]["mappings"]["properties"]["latency_histogram"]["type"], "histogram",
         "the monitor adds the field to an existing index"
     );
 
@@ -237,7 +284,13 @@ async fn reports_and_burn_rate_alerts_match_the_raw_latencies() {
     // Another threshold: from the histograms, within 0.1 percentage points.
     for threshold in ["300ms", "500ms", "2s"] {
         let ms = humantime::parse_duration(threshold).unwrap().as_millis() as f64;
-        let other = report(&index, "visits-synchronizer", from, to, &["--sla", threshold]);
+        let other = report(
+            &index,
+            "visits-synchronizer",
+            from,
+            to,
+            &["--sla", threshold],
+        );
         let got = other["jobs"][0]["total"]["compliance"].as_f64().unwrap();
         let exact = exact_share(&all, |l| l <= ms);
         assert!(
@@ -247,25 +300,8 @@ async fn reports_and_burn_rate_alerts_match_the_raw_latencies() {
     }
 
     // Burn-rate alerts from an SLO file, replayed over the stored windows.
-    let slo = |name: &str, job: &str, minimum: u64| {
-        format!(
-            "apiVersion: openslo/v1\nkind: SLO\nmetadata:\n  name: {name}\nspec:\n  service: visits\n  \
-             indicator:\n    job: {job}\n    threshold: 1s\n  timeWindow:\n    - duration: 1h\n  \
-             objectives:\n    - target: 0.99\n  alerting:\n    minimumRecords: {minimum}\n    \
-             resolution: 2s\n    interval: 2s\n    windows:\n      \
-             - {{severity: page, long: 20s, short: 6s, burnRate: 14.4}}\n      \
-             - {{severity: ticket, long: 600s, short: 60s, burnRate: 1}}\n"
-        )
-    };
     let backtest_slo = |name: &str, job: &str, minimum: u64| -> Vec<Value> {
-        let file = dir.path().join(format!("{name}.slo.yaml"));
-        std::fs::write(&file, slo(name, job, minimum)).unwrap();
-        let validated = alerts(&["slo", "validate", file.to_str().unwrap()]);
-        assert!(validated.status.success(), "{validated:?}");
-        let generated = alerts(&["slo", "generate", file.to_str().unwrap()]);
-        assert!(generated.status.success(), "{generated:?}");
-        let rules = dir.path().join(format!("{name}.rules.yaml"));
-        std::fs::write(&rules, &generated.stdout).unwrap();
+        let rules = generate_rules(dir.path(), name, job, minimum);
         let out = backtest_with(
             &rules,
             &index,
@@ -273,17 +309,12 @@ async fn reports_and_burn_rate_alerts_match_the_raw_latencies() {
             base + 760_000,
             &["--interval", "2s"],
         );
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
-    };
-    let fired = |timeline: &Value| -> Vec<i64> {
-        timeline["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| a["state"] == "Alerting")
-            .map(|a| a["starts_at_ms"].as_i64().unwrap())
-            .collect()
     };
     let busy_timelines = backtest_slo("busy", "visits-synchronizer", 20);
     assert_eq!(busy_timelines.len(), 2);
@@ -314,4 +345,167 @@ async fn reports_and_burn_rate_alerts_match_the_raw_latencies() {
         "without the guard the same records page: {}",
         unguarded[0]
     );
+}
+
+/// The state of the rule `uid` in the `alerts` evaluator's /state (its one instance).
+async fn rule_state(alerts: &str, uid: &str) -> String {
+    let states: Value = reqwest::get(format!("http://{alerts}/state"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Empty until the evaluator has loaded its rules.
+    let Some(rule) = states.as_array().unwrap().iter().find(|r| r["uid"] == uid) else {
+        return "not loaded yet".to_string();
+    };
+    rule["instances"][0]["state"]["state"]
+        .as_str()
+        .unwrap_or("none yet")
+        .to_string()
+}
+
+/// The generated rules evaluated live: ten minutes of history at 20 records a second, then
+/// records produced as they happen, 4 s of them slow. The page goes Alerting and back to
+/// Normal; the ticket never leaves Normal; a backtest of the same minutes agrees.
+#[tokio::test(flavor = "multi_thread")]
+async fn burn_rate_alerts_fire_live_as_in_the_backtest() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = test_index("slo_live");
+    let topics = monitor_topics("slo_live");
+    create_topic(&topics.reduced, 2).await;
+    let start = now_ms() / 2_000 * 2_000;
+    let mut rng = StdRng::seed_from_u64(7);
+    let (history, _) = stretch(
+        start - 640_000,
+        start,
+        2,
+        1_000 / PER_SECOND,
+        |_| (rng.random_range(3.0f64..6.5)).exp() as i64,
+        "h",
+    );
+    produce(&topics.reduced, &history).await;
+    // Then records as they happen, 10 a second per partition, each stamped with its scheduled
+    // time by one long-lived producer; 4 s of them slow once the page is seen Normal, then fast
+    // again until the page is Normal again.
+    let burst: Arc<Mutex<Option<(i64, i64)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (burst, stop, topic) = (burst.clone(), stop.clone(), topics.reduced.clone());
+        let producer: FutureProducer = Cluster::local()
+            .config()
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        tokio::spawn(async move {
+            // From now on: the history took a while to produce, and records stamped before
+            // the monitor's windows closed (it idles between the two) would be late.
+            let mut next = now_ms();
+            while !stop.load(Ordering::Relaxed) {
+                let mut deliveries = Vec::new();
+                while next <= now_ms() {
+                    let slow = burst
+                        .lock()
+                        .unwrap()
+                        .is_some_and(|(from, to)| (from..to).contains(&next));
+                    for p in 0..2 {
+                        let latency = if slow { 2_500 } else { 150 };
+                        let key = format!("live{p}-{next}");
+                        let value = reduced_json(&key, next - latency);
+                        let record = FutureRecord::to(&topic)
+                            .key(&key)
+                            .payload(&value)
+                            .partition(p)
+                            .timestamp(next);
+                        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+                    }
+                    next += 1_000 / PER_SECOND;
+                }
+                for delivery in deliveries {
+                    delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let live_from = now_ms();
+    let monitor = monitor(&topics, "live", &index, dir.path());
+    wait_for_es_documents(&index, 300, Duration::from_secs(120)).await;
+    let rules = generate_rules(dir.path(), "live", "live", 20);
+    let evaluator = start_alerts(&rules, &index, &["--interval", "2s"], dir.path());
+    let alerts_addr = http_addr_of(&evaluator);
+    let (page, ticket) = ("slo-live-1", "slo-live-2");
+
+    let mut phase = "before";
+    let mut fired_at = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    loop {
+        let current = *burst.lock().unwrap();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "page did not go Alerting and back to Normal (phase {phase}, burst {current:?})"
+        );
+        let now = now_ms();
+        let (page_state, ticket_state) = (
+            rule_state(&alerts_addr, page).await,
+            rule_state(&alerts_addr, ticket).await,
+        );
+        assert_ne!(
+            ticket_state, "Alerting",
+            "4 s slow in 600 s must not open a ticket"
+        );
+        match phase {
+            // The page's 20 s window holds live records only.
+            "before" if page_state == "Normal" && now > live_from + 25_000 => {
+                *burst.lock().unwrap() = Some((now + 2_000, now + 6_000));
+                phase = "burst";
+            }
+            "burst" if page_state == "Alerting" => {
+                fired_at = Some(now);
+                phase = "firing";
+            }
+            "firing" if page_state == "Normal" => break,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    producer.await.unwrap();
+    let burst = *burst.lock().unwrap();
+    let (from, to) = burst.unwrap();
+    let fired_at = fired_at.unwrap();
+    assert!(
+        fired_at > from,
+        "paged at {fired_at} before the burst at {from}"
+    );
+    assert!(
+        fired_at < to + 20_000,
+        "paged {} ms after the burst ended",
+        fired_at - to
+    );
+    evaluator.terminate(Duration::from_secs(10));
+    assert!(monitor.terminate(Duration::from_secs(30)).success());
+
+    // The backtest of the same minutes sends the same page, and no ticket.
+    let out = backtest_with(
+        &rules,
+        &index,
+        from - 60_000,
+        now_ms(),
+        &["--interval", "2s"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let timelines: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let paged = fired(&timelines[0]);
+    assert_eq!(paged.len(), 1, "{}", timelines[0]);
+    assert!(
+        (paged[0] - fired_at).abs() <= 6_000,
+        "backtest paged at {}, live at {fired_at}",
+        paged[0]
+    );
+    assert!(fired(&timelines[1]).is_empty(), "{}", timelines[1]);
 }

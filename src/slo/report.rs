@@ -167,8 +167,10 @@ fn number(value: &Value, what: &str) -> Result<f64, ReportError> {
 /// The figures of one aggregation bucket, before the budget (which needs the total).
 fn figures(bucket: &Value, request: &ReportRequest, start_ms: i64) -> Result<Period, ReportError> {
     let records = number(&bucket["records"]["value"], "records")? as u64;
-    let in_histograms =
-        number(&bucket["records_in_histograms"]["value"], "records_in_histograms")? as u64;
+    let in_histograms = number(
+        &bucket["records_in_histograms"]["value"],
+        "records_in_histograms",
+    )? as u64;
     let percentiles = if in_histograms == 0 {
         Vec::new()
     } else {
@@ -186,7 +188,10 @@ fn figures(bucket: &Value, request: &ReportRequest, start_ms: i64) -> Result<Per
             records,
         ),
         Some(_) => (
-            number(&bucket["within_sla"]["buckets"][0]["doc_count"], "the SLA range")? as u64,
+            number(
+                &bucket["within_sla"]["buckets"][0]["doc_count"],
+                "the SLA range",
+            )? as u64,
             in_histograms,
         ),
     };
@@ -376,7 +381,10 @@ mod tests {
         let body = request(Some(3_000)).search_body();
         let per_job = &body["aggs"]["jobs"]["aggs"];
         assert_eq!(per_job["within_sla"]["range"]["ranges"][0]["to"], 3_001);
-        assert_eq!(per_job["percentiles"]["percentiles"]["field"], "latency_histogram");
+        assert_eq!(
+            per_job["percentiles"]["percentiles"]["field"],
+            "latency_histogram"
+        );
         assert_eq!(per_job["days"]["date_histogram"]["calendar_interval"], "1d");
         assert!(per_job["days"]["aggs"]["within_sla"].is_object());
         assert_eq!(body["query"]["bool"]["filter"][1]["term"]["job"], "sync");

@@ -22,7 +22,12 @@ pub fn rule_uid(slo: &SloSpec, index: usize) -> String {
 /// `d` in its largest whole unit, as Grafana and Elasticsearch write intervals: 30d, 6h, 5m.
 pub fn short_duration(d: std::time::Duration) -> String {
     let ms = d.as_millis();
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms >= size && ms % size == 0 {
             return format!("{}{unit}", ms / size);
         }
@@ -194,10 +199,16 @@ mod tests {
         assert_eq!(page.labels["severity"], "page");
         assert_eq!(rules[2].labels["severity"], "ticket");
         assert!(page.query.reads_earlier_buckets());
-        let ValueMetric::Script { variables, script, .. } = &page.query.value else {
+        let ValueMetric::Script {
+            variables, script, ..
+        } = &page.query.value
+        else {
             panic!("a bucket script");
         };
-        assert!(script.starts_with("params.all_short < 100 ? 0.0"), "{script}");
+        assert!(
+            script.starts_with("params.all_short < 100 ? 0.0"),
+            "{script}"
+        );
         let windows: Vec<_> = variables
             .iter()
             .map(|(_, input)| match input {
@@ -206,6 +217,9 @@ mod tests {
             })
             .collect();
         assert_eq!(windows, [60, 60, 5, 5]);
-        assert_eq!(page.query.query, "job:\"visits-synchronizer\" AND sla_ms:5000");
+        assert_eq!(
+            page.query.query,
+            "job:\"visits-synchronizer\" AND sla_ms:5000"
+        );
     }
 }

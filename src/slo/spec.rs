@@ -261,7 +261,9 @@ impl SloSpec {
         }
         let time_window = parse_duration(&window.duration, "spec.timeWindow.duration")?;
         let [objective] = spec.objectives.as_slice() else {
-            return Err(SloError("spec.objectives: give exactly one objective".into()));
+            return Err(SloError(
+                "spec.objectives: give exactly one objective".into(),
+            ));
         };
         let _ = &objective.display_name;
         let target = objective.target;
@@ -391,7 +393,11 @@ mod tests {
         let cases = [
             ("target: 0.995", "target: 99.5", "strictly between 0 and 1"),
             ("threshold: 5s", "threshold: soon", "not a duration"),
-            ("duration: 30d", "duration: 30m", "longer than the SLO's time window"),
+            (
+                "duration: 30d",
+                "duration: 30m",
+                "longer than the SLO's time window",
+            ),
             ("kind: SLO", "kind: SLI", "write SLO"),
             ("name: visits-latency", "name: Visits Latency", "lowercase"),
             ("job: visits-synchronizer", "job: ''", "--job-name"),
