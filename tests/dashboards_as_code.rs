@@ -38,6 +38,7 @@ const DATASOURCES: &str = "dashboards/grafana/provisioning/datasources/datasourc
 const RULES: &str = "dashboards/grafana/provisioning/alerting/sla-alert-rules.yaml";
 const NOTIFICATIONS: &str = "dashboards/grafana/provisioning/alerting/notifications.yaml";
 const DASHBOARD: &str = "dashboards/grafana/dashboards/sla-monitor.json";
+const SLO_RULES: &str = "dashboards/grafana/provisioning/alerting/slo-visits-latency.yaml";
 
 /// Fields of the window index (the mapping the monitor creates, default percentiles).
 fn index_fields() -> BTreeSet<String> {
@@ -195,6 +196,37 @@ fn slo_panels_follow_the_slo_file() {
         .as_str()
         .unwrap()
         .contains(&format!("{} %", slo.target * 100.0)));
+
+    // The burn-rate rules provisioned beside the SLA rule: generated from this SLO (a unit
+    // test compares them byte for byte), on the provisioned data source, reading fields of
+    // the mapping, judged against the monitor's documented default SLA.
+    let raw = yaml(SLO_RULES);
+    let sources = datasource::parse(&read(DATASOURCES)).unwrap();
+    let rules = rule::load(&read(SLO_RULES)).unwrap();
+    assert_eq!(rules.len(), slo.windows.len());
+    assert_eq!(slo.threshold_ms() as f64, documented_sla_ms());
+    for (r, spec) in rules
+        .iter()
+        .zip(raw["groups"][0]["rules"].as_array().unwrap())
+    {
+        assert!(
+            r.uid.len() <= 40,
+            "Grafana uids are at most 40 characters: {}",
+            r.uid
+        );
+        assert_eq!(sources[&r.datasource_uid].kind, "elasticsearch");
+        let model = &spec["data"][0]["model"];
+        for metric in model["metrics"].as_array().unwrap() {
+            if matches!(metric["type"].as_str(), Some("sum")) {
+                let field = metric["field"].as_str().unwrap();
+                assert!(index_fields().contains(field), "{} reads {field}", r.title);
+            }
+        }
+        assert!(spec["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("$values.B"));
+    }
 }
 
 #[test]

@@ -128,6 +128,55 @@ fn generate_rules(dir: &Path, name: &str, job: &str, minimum: u64) -> std::path:
     rules
 }
 
+/// The search Grafana's Elasticsearch data source sends for a panel target with a `terms`
+/// bucket aggregation only (no date histogram): metrics inside the terms buckets, settings
+/// passed on as written, pipeline variables as buckets paths.
+fn grafana_terms_request(target: &Value, job: &str, from: i64, to: i64) -> Value {
+    let mut aggs = serde_json::Map::new();
+    for metric in target["metrics"].as_array().unwrap() {
+        let id = metric["id"].as_str().unwrap().to_string();
+        let kind = metric["type"].as_str().unwrap();
+        let mut settings = metric["settings"].as_object().cloned().unwrap_or_default();
+        if kind == "bucket_script" {
+            let paths: serde_json::Map<String, Value> = metric["pipelineVariables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    (
+                        v["name"].as_str().unwrap().to_string(),
+                        v["pipelineAgg"].clone(),
+                    )
+                })
+                .collect();
+            settings.insert("buckets_path".into(), Value::Object(paths));
+        } else {
+            settings.insert("field".into(), metric["field"].clone());
+        }
+        aggs.insert(id, json!({ kind: settings }));
+    }
+    let terms = &target["bucketAggs"][0];
+    assert_eq!(terms["type"], "terms");
+    let settings = &terms["settings"];
+    json!({
+        "size": 0,
+        "query": { "bool": { "filter": [
+            { "range": { "@timestamp": { "gte": from, "lte": to, "format": "epoch_millis" } } },
+            { "query_string": { "analyze_wildcard": true,
+                                "query": target["query"].as_str().unwrap().replace("$job", job) } }
+        ] } },
+        "aggs": { terms["id"].as_str().unwrap(): {
+            "terms": {
+                "field": terms["field"],
+                "size": settings["size"].as_str().unwrap().parse::<u64>().unwrap(),
+                "order": { settings["orderBy"].as_str().unwrap(): settings["order"] },
+                "min_doc_count": settings["min_doc_count"].as_str().unwrap().parse::<u64>().unwrap()
+            },
+            "aggs": aggs
+        } }
+    })
+}
+
 /// When each alert a backtest timeline sent for Alerting started (Unix ms).
 fn fired(timeline: &Value) -> Vec<i64> {
     timeline["alerts"]
@@ -298,6 +347,66 @@ async fn reports_and_burn_rate_alerts_match_the_raw_latencies() {
             "--sla {threshold}: compliance {got}, exact {exact}"
         );
     }
+
+    // The dashboard's range panels, searched as Grafana's data source builds a terms-only
+    // query, answer what the report answers.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dashboards/grafana/dashboards/sla-monitor.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let panel = |title: &str| {
+        let panel = dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["title"].as_str().unwrap().starts_with(title))
+            .unwrap();
+        let request =
+            grafana_terms_request(&panel["targets"][0], "visits-synchronizer", from, to - 1);
+        let client = es_client(&es_url());
+        let index = index.clone();
+        async move {
+            let answer: Value = client
+                .search(elasticsearch::SearchParts::Index(&[&index]))
+                .body(request)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let buckets = &answer["aggregations"]["9"]["buckets"];
+            assert_eq!(buckets.as_array().map(Vec::len), Some(1), "{answer}");
+            buckets[0].clone()
+        }
+    };
+    let percentiles = panel("True latency percentiles over the range").await;
+    let p99 = percentiles["1"]["values"]["99.0"].as_f64().unwrap();
+    let exact_p99 = exact_percentile(&all, 0.99);
+    assert!(
+        (p99 - exact_p99).abs() <= 0.01 * exact_p99,
+        "panel p99 {p99}, exact {exact_p99}"
+    );
+    let compliance = panel("SLA compliance over the range").await["3"]["value"]
+        .as_f64()
+        .unwrap();
+    let stored_compliance = job["total"]["compliance"].as_f64().unwrap();
+    assert!(
+        (compliance - stored_compliance).abs() < 1e-9,
+        "{compliance} vs {stored_compliance}"
+    );
+    let left = panel("Error budget left over the range").await["3"]["value"]
+        .as_f64()
+        .unwrap();
+    let expected_left = 1.0 - bad as f64 / (0.005 * (all.len() + 50) as f64);
+    assert!(
+        (left - expected_left).abs() < 1e-9,
+        "budget left {left}, expected {expected_left}"
+    );
 
     // Burn-rate alerts from an SLO file, replayed over the stored windows.
     let backtest_slo = |name: &str, job: &str, minimum: u64| -> Vec<Value> {
