@@ -94,12 +94,25 @@ impl LatencyHistogram {
     pub fn sorted_buckets(&self) -> Vec<(f64, u64)> {
         match &self.buckets {
             Some(buckets) => buckets.clone(),
-            None => {
-                let mut exact: Vec<(i64, u64)> = self.exact.iter().map(|(&v, &c)| (v, c)).collect();
-                exact.sort_unstable_by_key(|&(v, _)| v);
-                exact.into_iter().map(|(v, c)| (v as f64, c)).collect()
-            }
+            None => self
+                .sorted_exact()
+                .into_iter()
+                .map(|(v, c)| (v as f64, c))
+                .collect(),
         }
+    }
+
+    /// The exact counts, by ascending latency.
+    fn sorted_exact(&self) -> Vec<(i64, u64)> {
+        let mut exact: Vec<(i64, u64)> = self.exact.iter().map(|(&v, &c)| (v, c)).collect();
+        exact.sort_unstable_by_key(|&(v, _)| v);
+        exact
+    }
+
+    /// The (value, count) pairs in no particular order.
+    fn unordered_buckets(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        let exact = self.exact.iter().map(|(&v, &c)| (v as f64, c));
+        exact.chain(self.buckets.iter().flatten().copied())
     }
 
     /// This histogram as plain data, to travel between monitor instances.
@@ -110,8 +123,7 @@ impl LatencyHistogram {
                 counts: buckets.iter().map(|&(_, c)| c).collect(),
             },
             None => {
-                let mut exact: Vec<(i64, u64)> = self.exact.iter().map(|(&v, &c)| (v, c)).collect();
-                exact.sort_unstable_by_key(|&(v, _)| v);
+                let exact = self.sorted_exact();
                 let mut previous = 0i64;
                 let deltas = exact
                     .iter()
@@ -281,7 +293,7 @@ impl WindowHistogram {
 /// The histogram of a window from its parts (in any order): exact when every part is exact and
 /// there are at most `exact_threshold` records, coarsened over the window otherwise.
 pub fn merge_histograms(parts: &[&LatencyHistogram], exact_threshold: usize) -> WindowHistogram {
-    let mut all: Vec<(f64, u64)> = parts.iter().flat_map(|p| p.sorted_buckets()).collect();
+    let mut all: Vec<(f64, u64)> = parts.iter().flat_map(|p| p.unordered_buckets()).collect();
     all.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     let mut summed: Vec<(f64, u64)> = Vec::with_capacity(all.len());
     for (v, c) in all {

@@ -262,7 +262,7 @@ impl EsQuery {
                         .or_else(|| text(&input["pipelineAgg"]))
                         .unwrap_or_default();
                     let settings = input["settings"].as_object().cloned().unwrap_or_default();
-                    if text(&settings["window"].clone()).is_none() {
+                    if settings.get("window").and_then(text).is_none() {
                         return Err(format!("moving_fn {target} has no window"));
                     }
                     ScriptInput::MovingFn {
