@@ -367,18 +367,10 @@ async fn reports_and_burn_rate_alerts_match_the_raw_latencies() {
             .unwrap();
         let request =
             grafana_terms_request(&panel["targets"][0], "visits-synchronizer", from, to - 1);
-        let client = es_client(&es_url());
-        let index = index.clone();
+        let path = format!("/{index}/_search");
         async move {
-            let answer: Value = client
-                .search(elasticsearch::SearchParts::Index(&[&index]))
-                .body(request)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let (status, answer) = es_request(Method::Post, &path, Some(request)).await;
+            assert_eq!(status, 200, "{answer}");
             let buckets = &answer["aggregations"]["9"]["buckets"];
             assert_eq!(buckets.as_array().map(Vec::len), Some(1), "{answer}");
             buckets[0].clone()
