@@ -20,7 +20,8 @@
 //! record postcard-encoded (floats travel bit for bit, so a window merged from received parts
 //! is the window one instance computes) and a CRC-32 of all that. A record of another job or
 //! window length, of an unknown format version, or failing its checksum is refused, never
-//! merged; format 0 (a bare postcard record, written before format 1) is still read.
+//! merged; formats 1 (before parts carried their latency histogram) and 0 (a bare postcard
+//! record, before format 1) are still read.
 //!
 //! This module is the protocol (records, keys, routing, decoding, no I/O); [`publisher`]
 //! writes it to the topic.
@@ -64,6 +65,7 @@ pub enum ShuffleRecord {
 
 /// A record of formats 0 and 1, written before parts carried their histogram.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 enum LegacyShuffleRecord {
     Part {
         window_start: i64,
@@ -405,7 +407,7 @@ impl Shuffle {
         value
     }
 
-    /// A record value of this monitor: format 1 (checked and identified) or format 0.
+    /// A record value of this monitor: formats 2 and 1 (checked and identified) or format 0.
     fn decode_value(&self, key: &str, value: &[u8]) -> Result<ShuffleRecord, ShuffleError> {
         let undecodable = |source| ShuffleError::Undecodable {
             key: key.to_string(),
@@ -560,6 +562,44 @@ mod tests {
         assert!(shuffle
             .decode(Some(shuffle.part_key(0, 0).as_bytes()), Some(&[0xff, 0xff]))
             .is_err());
+    }
+
+    /// A part an older release published (format 1: no histogram) is read, without one.
+    #[test]
+    fn parts_of_format_1_are_read_without_a_histogram() {
+        let identity = JobIdentity::new("g", "t", "job", 60_000);
+        let shuffle = Shuffle::new(identity.clone());
+        let mut digest = LatencyDigest::new(DigestConfig::default());
+        digest.add(12.0);
+        #[derive(Serialize)]
+        struct OldEnvelope<'a> {
+            identity: &'a JobIdentity,
+            record: LegacyShuffleRecord,
+        }
+        let old = OldEnvelope {
+            identity: &identity,
+            record: LegacyShuffleRecord::Part {
+                window_start: 60_000,
+                partition: 3,
+                digest: digest.to_parts(),
+                over_sla: 0,
+            },
+        };
+        let mut value = MAGIC.to_vec();
+        value.push(1);
+        let mut value = postcard::to_extend(&old, value).unwrap();
+        value.extend_from_slice(&crc32fast::hash(&value).to_le_bytes());
+        let key = shuffle.part_key(60_000, 3);
+        assert_eq!(
+            shuffle.decode(Some(key.as_bytes()), Some(&value)).unwrap(),
+            ShuffleEvent::Record(ShuffleRecord::Part {
+                window_start: 60_000,
+                partition: 3,
+                digest: digest.to_parts(),
+                over_sla: 0,
+                histogram: None,
+            })
+        );
     }
 
     #[test]
