@@ -310,27 +310,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cli.es_refresh,
     );
     let config = cli.config()?;
-    if matches!(sink, SinkKind::Elasticsearch) {
-        // A misconfigured Elasticsearch is said at once, not after Kafka became reachable.
-        es.client()?;
-    }
-    monitor::prepare_topics(&config, shutdown.clone()).await?;
-    match sink {
-        SinkKind::JsonLines => {
+    // A misconfigured Elasticsearch is said at once, not after Kafka became reachable (and
+    // its client is built once: that loads the system's certificates).
+    let es_sink = match sink {
+        SinkKind::Elasticsearch => Some(ElasticsearchSink::new(&es, refresh)?),
+        SinkKind::JsonLines => None,
+    };
+    match es_sink {
+        None => {
+            monitor::prepare_topics(&config, shutdown.clone()).await?;
             let sink = JsonLinesSink::new(output);
             readiness.set_not_ready("starting: reading checkpoints and assigning partitions");
             monitor::run(config, sink, readiness, shutdown)
                 .await
                 .context("monitor stopped")?
         }
-        SinkKind::Elasticsearch => {
-            let sink = ElasticsearchSink::new(&es, refresh)?;
+        Some(sink) => {
             readiness.set_not_ready(format!(
                 "starting: preparing the Elasticsearch index {}",
                 es.index
             ));
-            sink.prepare_when_reachable(&config.window.quantiles, shutdown.clone())
-                .await?;
+            // The index and the topics are prepared side by side.
+            tokio::try_join!(
+                monitor::prepare_topics(&config, shutdown.clone()),
+                sink.prepare_when_reachable(&config.window.quantiles, shutdown.clone()),
+            )?;
             readiness.set_not_ready("starting: reading checkpoints and assigning partitions");
             monitor::run(config, sink, readiness, shutdown)
                 .await

@@ -143,6 +143,18 @@ impl EventTimeOperator {
         placement
     }
 
+    /// Whether some partition's records have carried its watermark to the close time of its
+    /// earliest open window: a tick now would close that window. Lets the caller publish a
+    /// window as soon as its records closed it rather than at its next tick.
+    pub fn closing_due(&self) -> bool {
+        self.partitions.values().any(|op| {
+            matches!(
+                (op.watermark.of_records(), op.windows.first_close_at()),
+                (Some(watermark), Some(close_at)) if close_at <= watermark
+            )
+        })
+    }
+
     /// The consumer reached the end of `partition`'s log: its silence now counts towards
     /// idleness (see `watermark`).
     pub fn caught_up(&mut self, partition: i32) {
@@ -314,6 +326,26 @@ mod tests {
         );
         op.on_record(1, 1, 70_000, 10, 0);
         assert_eq!(closed(&op.on_tick(0), 1)[0].part.digest.count(), 1);
+    }
+
+    #[test]
+    fn closing_is_due_exactly_when_a_tick_would_close_a_window() {
+        let mut op = operator(i64::MAX / 4);
+        op.assign(0, None, 0);
+        op.assign(1, None, 0);
+        assert!(!op.closing_due(), "no window is open");
+        op.on_record(0, 0, 1_000, 10, 0);
+        op.on_record(1, 0, 1_000, 10, 0);
+        // Window 0 closes at watermark 60 000 = event time − 2 000 out-of-orderness − 1.
+        op.on_record(0, 1, 62_000, 10, 0);
+        assert!(!op.closing_due(), "watermark 59 999");
+        assert!(closed(&op.on_tick(0), 0).is_empty());
+        op.on_record(1, 1, 62_001, 10, 0);
+        assert!(op.closing_due(), "partition 1's watermark reached 60 000");
+        let advances = op.on_tick(0);
+        assert_eq!(closed(&advances, 1).len(), 1);
+        assert!(closed(&advances, 0).is_empty());
+        assert!(!op.closing_due(), "the tick closed it");
     }
 
     #[test]

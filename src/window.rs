@@ -286,6 +286,12 @@ impl PartitionWindows {
         closed
     }
 
+    /// The watermark that closes the earliest open window (`None`: none is open).
+    pub fn first_close_at(&self) -> Option<i64> {
+        let (&start, _) = self.open.first_key_value()?;
+        Some(self.config.close_at(start))
+    }
+
     /// The earliest resume point among the open windows.
     pub fn resume_point(&self) -> Option<ResumePoint> {
         self.open

@@ -2,6 +2,7 @@
 //! topic's timestamp type. This is every job's first contact with the brokers, so it is also
 //! where refused credentials and untrusted certificates end the job with a clear message.
 
+use super::retire::retire;
 use super::security_failure::{classify, transport_hint, SecurityFailure};
 use crate::backoff::retry_policy;
 use crate::shutdown::Shutdown;
@@ -167,15 +168,17 @@ pub async fn check_connection(config: &ClientConfig) -> Result<(), AdminError> {
     // In short slices, so that the blocking thread ends soon after a security failure.
     let fetch = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
-        loop {
+        let outcome = loop {
             match probe.client().fetch_metadata(None, PROBE_SLICE) {
-                Ok(_) => return Ok(()),
+                Ok(_) => break Ok(()),
                 Err(e) if failed.borrow().is_some() || std::time::Instant::now() >= deadline => {
-                    return Err(e)
+                    break Err(e)
                 }
                 Err(_) => {}
             }
-        }
+        };
+        retire(probe);
+        outcome
     });
     let fetched = async move { fetch.await.unwrap_or(Err(KafkaError::Canceled)) };
     tokio::select! {
@@ -233,10 +236,9 @@ pub async fn ensure_topics(config: &ClientConfig, specs: &[TopicSpec]) -> Result
         })
         .collect();
     let options = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
-    let results = admin
-        .create_topics(&new_topics, &options)
-        .await
-        .map_err(request_error("creating topics".into(), config))?;
+    let results = admin.create_topics(&new_topics, &options).await;
+    retire(admin);
+    let results = results.map_err(request_error("creating topics".into(), config))?;
     for result in results {
         match result {
             Ok(topic) => tracing::info!(topic, "created topic"),
@@ -257,8 +259,9 @@ pub async fn timestamp_type(
     let options = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
     let results = admin
         .describe_configs(&[ResourceSpecifier::Topic(topic)], &options)
-        .await
-        .map_err(request_error(format!("describing topic {topic}"), config))?;
+        .await;
+    retire(admin);
+    let results = results.map_err(request_error(format!("describing topic {topic}"), config))?;
     Ok(results.into_iter().find_map(|result| {
         result.ok().and_then(|resource| {
             resource

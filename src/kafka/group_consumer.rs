@@ -90,25 +90,39 @@ pub fn offsets_of(list: &TopicPartitionList, topic: &str) -> BTreeMap<i32, i64> 
         .collect()
 }
 
-/// The end (high watermark) of each of `partitions` of `topic`; partitions the broker did not
-/// answer for are left out.
+/// The end (high watermark) of each of `partitions` of `topic`, asked in one request per
+/// broker; partitions the broker did not answer for are left out.
 pub async fn ends(
     consumer: &GroupConsumer,
     topic: &str,
     partitions: Vec<i32>,
 ) -> BTreeMap<i32, i64> {
+    if partitions.is_empty() {
+        return BTreeMap::new();
+    }
     let (reader, topic) = (consumer.clone(), topic.to_string());
     tokio::task::spawn_blocking(move || {
-        partitions
-            .into_iter()
-            .filter_map(|m| {
-                let (_, high) = reader
-                    .fetch_watermarks(&topic, m, Duration::from_secs(5))
-                    .ok()?;
-                Some((m, high))
+        let mut latest = TopicPartitionList::new();
+        for &p in &partitions {
+            // `End` in place of a timestamp asks for the latest offset: the high watermark.
+            latest.add_partition_offset(&topic, p, Offset::End).ok()?;
+        }
+        let answered = reader
+            .offsets_for_times(latest, Duration::from_secs(5))
+            .ok()?;
+        let ends = answered
+            .elements_for_topic(&topic)
+            .iter()
+            .filter(|e| e.error().is_ok())
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
             })
-            .collect()
+            .collect();
+        Some(ends)
     })
     .await
+    .ok()
+    .flatten()
     .unwrap_or_default()
 }

@@ -3,6 +3,7 @@
 use super::checkpoint::{Checkpoint, CheckpointRecord};
 use super::now_ms;
 use crate::kafka::producer::{delivered, enqueue, OutgoingRecord};
+use crate::kafka::retire::retire;
 use crate::kafka::transient::is_transient;
 use crate::kafka::{JobContext, KafkaArgs};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -46,81 +47,93 @@ pub async fn load(
     let (checkpoint_topic, owner) = (checkpoint_topic.to_string(), owner.clone());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = config.create()?;
-        let metadata = consumer.fetch_metadata(Some(&checkpoint_topic), READ_TIMEOUT)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        let mut found = BTreeMap::new();
-        let mut first_refusal = None;
-        for partition in partitions {
-            let (low, high) =
-                consumer.fetch_watermarks(&checkpoint_topic, partition, READ_TIMEOUT)?;
-            if high <= low {
-                continue;
+        let found = read_checkpoints(&consumer, &checkpoint_topic, &owner);
+        retire(consumer);
+        found
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)?
+}
+
+/// Reads `checkpoint_topic` to its end with `consumer` (see [`load`]).
+fn read_checkpoints(
+    consumer: &BaseConsumer,
+    checkpoint_topic: &str,
+    owner: &Owner,
+) -> Result<BTreeMap<i32, Checkpoint>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(checkpoint_topic), READ_TIMEOUT)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut found = BTreeMap::new();
+    let mut first_refusal = None;
+    for partition in partitions {
+        let (low, high) = consumer.fetch_watermarks(checkpoint_topic, partition, READ_TIMEOUT)?;
+        if high <= low {
+            continue;
+        }
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(checkpoint_topic, partition, Offset::Beginning)?;
+        consumer.assign(&assignment)?;
+        let deadline = std::time::Instant::now() + READ_TIMEOUT;
+        let mut next = low;
+        while next < high {
+            if std::time::Instant::now() > deadline {
+                return Err(KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::RequestTimedOut,
+                ));
             }
-            let mut assignment = TopicPartitionList::new();
-            assignment.add_partition_offset(&checkpoint_topic, partition, Offset::Beginning)?;
-            consumer.assign(&assignment)?;
-            let deadline = std::time::Instant::now() + READ_TIMEOUT;
-            let mut next = low;
-            while next < high {
-                if std::time::Instant::now() > deadline {
-                    return Err(KafkaError::MessageConsumption(
-                        rdkafka::types::RDKafkaErrorCode::RequestTimedOut,
-                    ));
-                }
-                match consumer.poll(Duration::from_millis(200)) {
-                    Some(Ok(message)) => {
-                        next = message.offset() + 1;
-                        let decoded = message.payload().and_then(CheckpointRecord::decode);
-                        if let Some((record, format)) = decoded {
-                            if record.group == owner.group && record.topic == owner.topic {
-                                // A checkpoint not used leaves the one before it (if any) or
-                                // the committed offset to decide.
-                                let usable = record
-                                    .usable_by(format, &owner.job, owner.window_ms)
-                                    .and_then(|()| {
-                                        record
-                                            .checkpoint
-                                            .check(now_ms())
-                                            .map_err(|why| ("implausible", why))
-                                    });
-                                match usable {
-                                    Ok(()) => {
-                                        found.insert(record.partition, record.checkpoint);
-                                    }
-                                    Err((reason, why)) => {
-                                        refused(reason);
-                                        first_refusal.get_or_insert((record.partition, message.offset(), why));
-                                    }
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(message)) => {
+                    next = message.offset() + 1;
+                    let decoded = message.payload().and_then(CheckpointRecord::decode);
+                    if let Some((record, format)) = decoded {
+                        if record.group == owner.group && record.topic == owner.topic {
+                            // A checkpoint not used leaves the one before it (if any) or
+                            // the committed offset to decide.
+                            let usable = record
+                                .usable_by(format, &owner.job, owner.window_ms)
+                                .and_then(|()| {
+                                    record
+                                        .checkpoint
+                                        .check(now_ms())
+                                        .map_err(|why| ("implausible", why))
+                                });
+                            match usable {
+                                Ok(()) => {
+                                    found.insert(record.partition, record.checkpoint);
+                                }
+                                Err((reason, why)) => {
+                                    refused(reason);
+                                    first_refusal.get_or_insert((
+                                        record.partition,
+                                        message.offset(),
+                                        why,
+                                    ));
                                 }
                             }
                         }
                     }
-                    // The client reconnects by itself; the deadline bounds the wait.
-                    Some(Err(e)) if is_transient(&e) => {
-                        std::thread::sleep(Duration::from_millis(100))
-                    }
-                    Some(Err(e)) => return Err(e),
-                    None => {}
                 }
+                // The client reconnects by itself; the deadline bounds the wait.
+                Some(Err(e)) if is_transient(&e) => std::thread::sleep(Duration::from_millis(100)),
+                Some(Err(e)) => return Err(e),
+                None => {}
             }
         }
-        if let Some((partition, offset, why)) = first_refusal {
-            tracing::warn!(
-                partition,
-                checkpoint_offset = offset,
-                "checkpoints of {checkpoint_topic} not used (sla_monitor_checkpoints_refused_total), \
-                 the first: {why}; those partitions resume from an earlier checkpoint or their \
-                 committed offset"
-            );
-        }
-        Ok(found)
-    })
-    .await
-    .map_err(|_| KafkaError::Canceled)?
+    }
+    if let Some((partition, offset, why)) = first_refusal {
+        tracing::warn!(
+            partition,
+            checkpoint_offset = offset,
+            "checkpoints of {checkpoint_topic} not used (sla_monitor_checkpoints_refused_total), \
+             the first: {why}; those partitions resume from an earlier checkpoint or their \
+             committed offset"
+        );
+    }
+    Ok(found)
 }
 
 /// Counts a checkpoint not used (`sla_monitor_checkpoints_refused_total{reason}`).

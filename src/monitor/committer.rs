@@ -51,9 +51,14 @@ impl Committer {
         }
     }
 
+    /// Whether no checkpoint write is under way.
+    pub fn is_idle(&self) -> bool {
+        self.writing.is_empty()
+    }
+
     /// Starts writing the checkpoints `core` says are due, unless a write is under way.
     pub fn start(&mut self, core: &MonitorCore) {
-        if !self.writing.is_empty() {
+        if !self.is_idle() {
             return;
         }
         let records = core.checkpoints_due();

@@ -248,6 +248,12 @@ impl MonitorCore {
         self.operator.caught_up(partition);
     }
 
+    /// Whether records closed a window that a tick would now publish (see
+    /// [`crate::event_time::EventTimeOperator::closing_due`]).
+    pub fn closing_due(&self) -> bool {
+        self.operator.closing_due()
+    }
+
     /// Every broker is unreachable at `now_ms`: silence proves nothing, no partition becomes
     /// idle (called on every tick of the outage).
     pub fn on_broker_unreachable(&mut self, now_ms: i64) {

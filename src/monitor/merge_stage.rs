@@ -229,8 +229,14 @@ impl MergeStage {
                 message = consumer.recv(), if reading => {
                     self.apply_rebalances();
                     let position = self.on_polled(message);
-                    if let (Phase::ReadingToEnd { read, .. }, Some((m, next))) = (&mut phase, position) {
-                        read.insert(m, next);
+                    match (&mut phase, position) {
+                        (Phase::ReadingToEnd { read, .. }, Some((m, next))) => {
+                            read.insert(m, next);
+                        }
+                        // A window its last progress completed goes to the sink now, not at
+                        // the next tick.
+                        (Phase::Merging, _) => self.write_ready(),
+                        _ => {}
                     }
                 }
             }

@@ -94,6 +94,8 @@ pub struct PartitionStage {
     timestamp_kinds_seen: [bool; 3],
     /// The headers the stamps read (none for the default), found once, not per record.
     stamp_headers: Vec<String>,
+    /// Window parts were acknowledged since the last checkpoint write started.
+    checkpoint_wanted: bool,
 }
 
 impl PartitionStage {
@@ -120,6 +122,7 @@ impl PartitionStage {
             consumed_unreported: 0,
             timestamp_kinds_seen: [false; 3],
             stamp_headers,
+            checkpoint_wanted: false,
         }
     }
 
@@ -170,17 +173,31 @@ impl PartitionStage {
                     Err(e) => tracing::warn!("dead letter of partition {partition} offset {offset} not delivered at shutdown: {e}"),
                 },
                 Some((parts_id, result)) = self.part_deliveries.next() => match result {
-                    Ok(()) => { self.core.on_parts_ack(parts_id); }
+                    Ok(()) => {
+                        self.core.on_parts_ack(parts_id);
+                        // What the parts held back is committed now, not at the next commit
+                        // interval: a partition moving to another instance resumes from here.
+                        self.checkpoint_wanted = true;
+                        self.start_wanted_checkpoint();
+                    }
                     Err(source) if consuming => return Err(MonitorError::Delivery { topic: self.publisher.topic().to_string(), source }),
                     Err(e) => tracing::warn!("window parts not delivered at shutdown: {e}"),
                 },
-                written = self.committer.next_written() => self.committer.finish(&mut self.core, written),
+                written = self.committer.next_written() => {
+                    self.committer.finish(&mut self.core, written);
+                    self.start_wanted_checkpoint();
+                }
                 restored = outcome_of(&mut self.restoring), if consuming => {
                     self.restoring = None;
                     self.take_partitions(restored.map_err(MonitorError::Setup)?);
                     if let Some(message) = self.held_back.take() {
                         self.on_polled(message, now_ms()).await?;
                     }
+                    self.apply_rebalances();
+                }
+                // An assignment starts its restore at once, while the consumer fetches.
+                Some(event) = self.events.recv(), if consuming && self.restoring.is_none() => {
+                    self.on_rebalance(event);
                     self.apply_rebalances();
                 }
                 _ = tick.tick(), if consuming => {
@@ -211,11 +228,24 @@ impl PartitionStage {
                         }
                     }
                     self.metrics.consumed.increment(std::mem::take(&mut self.consumed_unreported));
+                    // A window the batch's records closed is published now, not at the next
+                    // tick (up to a tick sooner in the sink).
+                    if self.core.closing_due() {
+                        self.on_tick().await?;
+                    }
                 }
             }
         }
         self.committer.finish_all(&mut self.core).await;
         Ok(self.core.report())
+    }
+
+    /// Starts the checkpoint an acknowledgement asked for, once no other write is under way.
+    fn start_wanted_checkpoint(&mut self) {
+        if self.checkpoint_wanted && self.committer.is_idle() {
+            self.checkpoint_wanted = false;
+            self.committer.start(&self.core);
+        }
     }
 
     /// Applies the rebalances the consumer reported, in order, up to the first assignment:
@@ -226,29 +256,34 @@ impl PartitionStage {
             let Ok(event) = self.events.try_recv() else {
                 break;
             };
-            match event {
-                Rebalanced::Assigned(partitions) if !partitions.is_empty() => {
-                    let owner = checkpoint_store::Owner {
-                        group: self.config.group.clone(),
-                        topic: self.config.input_topic.clone(),
-                        job: self.config.job_name.clone(),
-                        window_ms: self.config.window.size_ms,
-                    };
-                    self.restoring = Some(Box::pin(restore_partitions(
-                        self.consumer.clone(),
-                        self.config.kafka.clone(),
-                        self.config.checkpoint_topic.clone(),
-                        owner,
-                        partitions,
-                    )));
+            self.on_rebalance(event);
+        }
+    }
+
+    /// Applies one rebalance (see [`Self::apply_rebalances`]).
+    fn on_rebalance(&mut self, event: Rebalanced) {
+        match event {
+            Rebalanced::Assigned(partitions) if !partitions.is_empty() => {
+                let owner = checkpoint_store::Owner {
+                    group: self.config.group.clone(),
+                    topic: self.config.input_topic.clone(),
+                    job: self.config.job_name.clone(),
+                    window_ms: self.config.window.size_ms,
+                };
+                self.restoring = Some(Box::pin(restore_partitions(
+                    self.consumer.clone(),
+                    self.config.kafka.clone(),
+                    self.config.checkpoint_topic.clone(),
+                    owner,
+                    partitions,
+                )));
+            }
+            Rebalanced::Assigned(_) => {}
+            Rebalanced::Revoked(partitions) => {
+                for p in partitions {
+                    self.core.revoke(p);
                 }
-                Rebalanced::Assigned(_) => {}
-                Rebalanced::Revoked(partitions) => {
-                    for p in partitions {
-                        self.core.revoke(p);
-                    }
-                    self.partitions_changed();
-                }
+                self.partitions_changed();
             }
         }
     }
@@ -476,7 +511,13 @@ async fn restore_partitions(
         let checkpoints = checkpoint_store::load(&kafka, &checkpoint_topic, &owner)
             .await
             .map_err(|e| (format!("reading checkpoints from {checkpoint_topic}"), e))?;
-        let ends = group_consumer::ends(&consumer, topic, partitions.clone()).await;
+        // Only a checkpoint is judged against its partition's end.
+        let judged = partitions
+            .iter()
+            .copied()
+            .filter(|p| checkpoints.contains_key(p))
+            .collect();
+        let ends = group_consumer::ends(&consumer, topic, judged).await;
         let (checkpoints, beyond) = restore::fitting_checkpoints(checkpoints, &ends);
         for partition in beyond {
             checkpoint_store::refused("beyond_partition_end");
