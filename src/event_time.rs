@@ -336,12 +336,12 @@ mod tests {
         assert!(!op.closing_due(), "no window is open");
         op.on_record(0, 0, 1_000, 10, 0);
         op.on_record(1, 0, 1_000, 10, 0);
-        // Window 0 closes at watermark 60 000 = event time − 2 000 out-of-orderness − 1.
-        op.on_record(0, 1, 62_000, 10, 0);
-        assert!(!op.closing_due(), "watermark 59 999");
+        // Window 0 closes at watermark 59 999 = event time − 2 000 out-of-orderness − 1.
+        op.on_record(0, 1, 61_999, 10, 0);
+        assert!(!op.closing_due(), "watermark 59 998");
         assert!(closed(&op.on_tick(0), 0).is_empty());
-        op.on_record(1, 1, 62_001, 10, 0);
-        assert!(op.closing_due(), "partition 1's watermark reached 60 000");
+        op.on_record(1, 1, 62_000, 10, 0);
+        assert!(op.closing_due(), "partition 1's watermark reached 59 999");
         let advances = op.on_tick(0);
         assert_eq!(closed(&advances, 1).len(), 1);
         assert!(closed(&advances, 0).is_empty());
