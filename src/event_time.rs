@@ -143,15 +143,25 @@ impl EventTimeOperator {
         placement
     }
 
-    /// Whether some partition's records have carried its watermark to the close time of its
-    /// earliest open window: a tick now would close that window. Lets the caller publish a
-    /// window as soon as its records closed it rather than at its next tick.
+    /// Whether every owned partition's watermark has reached the close of the earliest open
+    /// window: a tick now closes that window in all of them at once. Lets the caller publish
+    /// a window as soon as its records closed it rather than at its next tick, with all its
+    /// parts together (knowing how large the window is, which decides how its parts travel);
+    /// a partition behind or without records leaves it to the tick, as before.
     pub fn closing_due(&self) -> bool {
-        self.partitions.values().any(|op| {
-            matches!(
-                (op.watermark.of_records(), op.windows.first_close_at()),
-                (Some(watermark), Some(close_at)) if close_at <= watermark
-            )
+        let Some(first_close) = self
+            .partitions
+            .values()
+            .filter_map(|op| op.windows.first_close_at())
+            .min()
+        else {
+            return false;
+        };
+        self.partitions.values().all(|op| {
+            op.watermark
+                .of_records()
+                .max(op.watermark.current())
+                .is_some_and(|watermark| watermark >= first_close)
         })
     }
 
@@ -329,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn closing_is_due_exactly_when_a_tick_would_close_a_window() {
+    fn closing_is_due_once_every_partition_passed_the_earliest_window() {
         let mut op = operator(i64::MAX / 4);
         op.assign(0, None, 0);
         op.assign(1, None, 0);
@@ -337,14 +347,17 @@ mod tests {
         op.on_record(0, 0, 1_000, 10, 0);
         op.on_record(1, 0, 1_000, 10, 0);
         // Window 0 closes at watermark 59 999 = event time − 2 000 out-of-orderness − 1.
-        op.on_record(0, 1, 61_999, 10, 0);
-        assert!(!op.closing_due(), "watermark 59 998");
-        assert!(closed(&op.on_tick(0), 0).is_empty());
-        op.on_record(1, 1, 62_000, 10, 0);
-        assert!(op.closing_due(), "partition 1's watermark reached 59 999");
+        op.on_record(0, 1, 62_000, 10, 0);
+        assert!(!op.closing_due(), "partition 1 has not passed it");
+        op.on_record(1, 1, 61_999, 10, 0);
+        assert!(!op.closing_due(), "partition 1's watermark is 59 998");
+        assert!(closed(&op.on_tick(0), 0).len() == 1, "a tick closes partition 0's part");
+        op.on_record(0, 2, 130_000, 10, 0);
+        assert!(!op.closing_due(), "partition 1's part of window 0 is still open");
+        op.on_record(1, 2, 62_000, 10, 0);
+        assert!(op.closing_due(), "both watermarks reached 59 999");
         let advances = op.on_tick(0);
         assert_eq!(closed(&advances, 1).len(), 1);
-        assert!(closed(&advances, 0).is_empty());
         assert!(!op.closing_due(), "the tick closed it");
     }
 

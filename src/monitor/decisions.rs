@@ -248,7 +248,8 @@ impl MonitorCore {
         self.operator.caught_up(partition);
     }
 
-    /// Whether records closed a window that a tick would now publish (see
+    /// Whether every owned partition's records closed the earliest open window, which a tick
+    /// would now publish (see
     /// [`crate::event_time::EventTimeOperator::closing_due`]).
     pub fn closing_due(&self) -> bool {
         self.operator.closing_due()
