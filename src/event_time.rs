@@ -351,9 +351,16 @@ mod tests {
         assert!(!op.closing_due(), "partition 1 has not passed it");
         op.on_record(1, 1, 61_999, 10, 0);
         assert!(!op.closing_due(), "partition 1's watermark is 59 998");
-        assert!(closed(&op.on_tick(0), 0).len() == 1, "a tick closes partition 0's part");
+        assert_eq!(
+            closed(&op.on_tick(0), 0).len(),
+            1,
+            "a tick closes partition 0's part"
+        );
         op.on_record(0, 2, 130_000, 10, 0);
-        assert!(!op.closing_due(), "partition 1's part of window 0 is still open");
+        assert!(
+            !op.closing_due(),
+            "partition 1's part of window 0 is still open"
+        );
         op.on_record(1, 2, 62_000, 10, 0);
         assert!(op.closing_due(), "both watermarks reached 59 999");
         let advances = op.on_tick(0);
