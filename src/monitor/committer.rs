@@ -32,6 +32,8 @@ pub struct Committer {
     checkpoint_topic: String,
     input_topic: String,
     writing: FuturesUnordered<Pin<Box<dyn Future<Output = CheckpointWrite> + Send>>>,
+    /// A write was asked for while another was under way: it starts when that one ends.
+    requested: bool,
 }
 
 impl Committer {
@@ -48,17 +50,13 @@ impl Committer {
             checkpoint_topic: checkpoint_topic.to_string(),
             input_topic: input_topic.to_string(),
             writing: FuturesUnordered::new(),
+            requested: false,
         }
-    }
-
-    /// Whether no checkpoint write is under way.
-    pub fn is_idle(&self) -> bool {
-        self.writing.is_empty()
     }
 
     /// Starts writing the checkpoints `core` says are due, unless a write is under way.
     pub fn start(&mut self, core: &MonitorCore) {
-        if !self.is_idle() {
+        if !self.writing.is_empty() {
             return;
         }
         let records = core.checkpoints_due();
@@ -81,6 +79,16 @@ impl Committer {
         }));
     }
 
+    /// Writes the checkpoints `core` says are due now, or as soon as the write under way ended
+    /// (window parts were acknowledged: what they held back can be committed).
+    pub fn request(&mut self, core: &MonitorCore) {
+        if self.writing.is_empty() {
+            self.start(core);
+        } else {
+            self.requested = true;
+        }
+    }
+
     /// The next checkpoint write to end (pending forever when none is under way).
     pub async fn next_written(&mut self) -> CheckpointWrite {
         match self.writing.next().await {
@@ -91,7 +99,8 @@ impl Committer {
 
     /// After a checkpoint write ended: when the broker acknowledged it, tells `core` and
     /// commits the group's offsets asynchronously (the coordinator's answer is published by
-    /// `JobContext::on_commit`); otherwise the next tick tries again.
+    /// `JobContext::on_commit`); otherwise the next tick tries again. Then starts the write
+    /// [`Self::request`] asked for meanwhile, if any.
     pub fn finish(&mut self, core: &mut MonitorCore, written: CheckpointWrite) {
         if let Some(list) = self.saved(core, written) {
             if let Err(e) = commit_async(&*self.consumer, &list) {
@@ -100,6 +109,9 @@ impl Committer {
                     self.input_topic
                 );
             }
+        }
+        if std::mem::take(&mut self.requested) {
+            self.start(core);
         }
     }
 

@@ -94,8 +94,6 @@ pub struct PartitionStage {
     timestamp_kinds_seen: [bool; 3],
     /// The headers the stamps read (none for the default), found once, not per record.
     stamp_headers: Vec<String>,
-    /// Window parts were acknowledged since the last checkpoint write started.
-    checkpoint_wanted: bool,
 }
 
 impl PartitionStage {
@@ -122,7 +120,6 @@ impl PartitionStage {
             consumed_unreported: 0,
             timestamp_kinds_seen: [false; 3],
             stamp_headers,
-            checkpoint_wanted: false,
         }
     }
 
@@ -177,16 +174,12 @@ impl PartitionStage {
                         self.core.on_parts_ack(parts_id);
                         // What the parts held back is committed now, not at the next commit
                         // interval: a partition moving to another instance resumes from here.
-                        self.checkpoint_wanted = true;
-                        self.start_wanted_checkpoint();
+                        self.committer.request(&self.core);
                     }
                     Err(source) if consuming => return Err(MonitorError::Delivery { topic: self.publisher.topic().to_string(), source }),
                     Err(e) => tracing::warn!("window parts not delivered at shutdown: {e}"),
                 },
-                written = self.committer.next_written() => {
-                    self.committer.finish(&mut self.core, written);
-                    self.start_wanted_checkpoint();
-                }
+                written = self.committer.next_written() => self.committer.finish(&mut self.core, written),
                 restored = outcome_of(&mut self.restoring), if consuming => {
                     self.restoring = None;
                     self.take_partitions(restored.map_err(MonitorError::Setup)?);
@@ -238,14 +231,6 @@ impl PartitionStage {
         }
         self.committer.finish_all(&mut self.core).await;
         Ok(self.core.report())
-    }
-
-    /// Starts the checkpoint an acknowledgement asked for, once no other write is under way.
-    fn start_wanted_checkpoint(&mut self) {
-        if self.checkpoint_wanted && self.committer.is_idle() {
-            self.checkpoint_wanted = false;
-            self.committer.start(&self.core);
-        }
     }
 
     /// Applies the rebalances the consumer reported, in order, up to the first assignment:
