@@ -160,7 +160,7 @@ fn main() {
             ));
             r.push((
                 "2 monitor instances → JSON lines",
-                run_monitor_pair_json(b, &reduced, windows, dir.path()),
+                run_monitor_pair_json(b, &reduced, args.records, windows, dir.path()),
             ));
             r.push((
                 "monitor → Elasticsearch",
@@ -761,18 +761,31 @@ fn distinct_windows(paths: &[PathBuf]) -> u64 {
 
 /// Two instances of one monitor (same group) over the topic, each writing the windows it
 /// merges to its own file: from the first start until every window is written; the peak RSS
-/// is the higher of the two.
-fn run_monitor_pair_json(brokers: &str, topic: &str, windows: u64, dir: &Path) -> Run {
+/// is the higher of the two. Prints how many records the two read in all (a partition moved
+/// from one to the other is read again from its oldest open window).
+fn run_monitor_pair_json(
+    brokers: &str,
+    topic: &str,
+    records: u64,
+    windows: u64,
+    dir: &Path,
+) -> Run {
     let name = unique("bench_pair");
     let outputs: Vec<PathBuf> = (0..2)
         .map(|_| dir.join(format!("{}.jsonl", unique("pair"))))
         .collect();
-    let with_output = |path: &PathBuf| {
-        let mut command = monitor_of(brokers, topic, &name);
-        command.args(["--sink", "json-lines", "--output", path.to_str().unwrap()]);
+    let addrs: Vec<String> = (0..2).map(|_| free_local_addr()).collect();
+    let with_output = |i: usize| {
+        let mut command = monitor_at(brokers, topic, &name, &addrs[i]);
+        command.args([
+            "--sink",
+            "json-lines",
+            "--output",
+            outputs[i].to_str().unwrap(),
+        ]);
         command
     };
-    let mut second = with_output(&outputs[1])
+    let mut second = with_output(1)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -780,15 +793,33 @@ fn run_monitor_pair_json(brokers: &str, topic: &str, windows: u64, dir: &Path) -
     let second_pid = second.id();
     let mut second_peak_kb = 0;
     let mut second_cpu = 0.0;
+    let mut read = 0.0;
     let paths = outputs.clone();
-    let mut run = measure(with_output(&outputs[0]), FILE_POLL, || {
+    let mut run = measure(with_output(0), FILE_POLL, || {
         if let Some(kb) = peak_rss_kb(second_pid) {
             second_peak_kb = kb;
         }
         second_cpu = cpu_seconds(second_pid).unwrap_or(second_cpu);
-        distinct_windows(&paths) >= windows
+        let done = distinct_windows(&paths) >= windows;
+        if done {
+            read = addrs
+                .iter()
+                .map(|addr| {
+                    metric_by_kind(addr, "sla_records_consumed_total")
+                        .values()
+                        .sum::<f64>()
+                })
+                .sum();
+        }
+        done
     });
     run.cpu_seconds += second_cpu;
+    // Each partition also holds the record that closes its last window.
+    let total = (records + partitions() as u64) as f64;
+    println!(
+        "  2 instances read {read:.0} records in all ({:.2} × the topic's)",
+        read / total
+    );
     // SAFETY: signals our own child, which has not been reaped yet.
     unsafe { libc::kill(second_pid as libc::pid_t, libc::SIGTERM) };
     second.wait().unwrap();

@@ -227,6 +227,7 @@ mod tests {
                 partition,
                 offset: None,
                 restored: None,
+                move_consumer: false,
             },
             T0,
         );

@@ -60,6 +60,24 @@ pub async fn partition_ids(consumer: &GroupConsumer, topic: &str) -> Result<Vec<
     .map_err(|e| format!("reading partitions: {e}"))?
 }
 
+/// Moves the consumer's fetch position in `topic` to `offsets` (partition, next offset to
+/// read) without waiting for it: librdkafka drops what it fetched from the old position. A
+/// partition no longer assigned is left alone (nothing is reported for it).
+pub fn seek_without_waiting(
+    consumer: &GroupConsumer,
+    topic: &str,
+    offsets: &[(i32, i64)],
+) -> Result<(), KafkaError> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut list = TopicPartitionList::new();
+    for &(partition, offset) in offsets {
+        list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    }
+    consumer.seek_partitions(list, Duration::ZERO).map(|_| ())
+}
+
 /// The offsets the consumer's group committed for `partitions` of `topic` (partitions without
 /// one are left out).
 pub async fn committed_offsets(

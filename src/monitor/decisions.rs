@@ -455,6 +455,7 @@ mod tests {
                     partition,
                     offset: None,
                     restored: None,
+                    move_consumer: false,
                 },
                 0,
             );
@@ -748,6 +749,7 @@ mod tests {
                     durable_through: Some(WINDOW),
                     replay_end: 9,
                 }),
+                move_consumer: false,
             },
             0,
         );
@@ -780,6 +782,7 @@ mod tests {
                 partition: 1,
                 offset: Some(3),
                 restored: None,
+                move_consumer: false,
             },
             0,
         );

@@ -276,6 +276,18 @@ impl PartitionStage {
     /// Takes restored partitions as their resume plan says.
     fn take_partitions(&mut self, plan: Vec<PartitionResume>) {
         let now = now_ms();
+        let moved: Vec<(i32, i64)> = plan
+            .iter()
+            .filter(|r| r.move_consumer)
+            .filter_map(|r| r.offset.map(|offset| (r.partition, offset)))
+            .collect();
+        // Records the consumer fetched before its new position are skipped by the core either
+        // way (resume_from); moving it saves reading them.
+        if let Err(e) =
+            group_consumer::seek_without_waiting(&self.consumer, &self.config.input_topic, &moved)
+        {
+            tracing::warn!(partitions = ?moved, "moving the consumer to the checkpoints: {e}; records before them are read and skipped");
+        }
         for resume in plan {
             self.core.assign(&resume, now);
             self.metrics.restored(&resume);

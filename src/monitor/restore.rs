@@ -14,6 +14,11 @@ pub struct PartitionResume {
     pub offset: Option<i64>,
     /// What its checkpoint restores (none without a checkpoint).
     pub restored: Option<RestoredPartition>,
+    /// The consumer starts at the group's committed offset (or the partition's start), which is
+    /// not `offset`: it is moved there. Usually the commit is behind (a previous owner lost the
+    /// partition before committing what its checkpoint saved), and the records in between were
+    /// published already: reading them again is wasted work.
+    pub move_consumer: bool,
 }
 
 /// The resume plan of `partitions`. A checkpoint wins over the group's committed offset: it is
@@ -30,6 +35,7 @@ pub fn resume_plan(
             Some(c) => PartitionResume {
                 partition,
                 offset: Some(c.offset),
+                move_consumer: committed.get(&partition) != Some(&c.offset),
                 restored: Some(RestoredPartition {
                     max_event_time_before: c.max_event_time_before,
                     durable_through: c.durable_through,
@@ -40,6 +46,7 @@ pub fn resume_plan(
                 partition,
                 offset: committed.get(&partition).copied(),
                 restored: None,
+                move_consumer: false,
             },
         })
         .collect()
@@ -101,6 +108,13 @@ mod tests {
             &BTreeMap::from([(0, 30), (1, 12)]),
             &BTreeMap::from([(0, checkpoint)]),
         );
+        // The consumer is moved unless the commit is where the checkpoint resumes: also when
+        // nothing is committed (a broker that dropped the commit) or the commit is ahead.
+        for (committed, moved) in [(Some(40), false), (None, true), (Some(41), true)] {
+            let committed = committed.map(|o| (0, o)).into_iter().collect();
+            let plan = resume_plan(&[0], &committed, &BTreeMap::from([(0, checkpoint)]));
+            assert_eq!(plan[0].move_consumer, moved, "committed {committed:?}");
+        }
         assert_eq!(
             plan,
             vec![
@@ -112,16 +126,19 @@ mod tests {
                         durable_through: Some(5),
                         replay_end: 44,
                     }),
+                    move_consumer: true,
                 },
                 PartitionResume {
                     partition: 1,
                     offset: Some(12),
                     restored: None,
+                    move_consumer: false,
                 },
                 PartitionResume {
                     partition: 2,
                     offset: None,
                     restored: None,
+                    move_consumer: false,
                 },
             ]
         );
