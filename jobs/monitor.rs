@@ -11,6 +11,7 @@ use sla_monitor::monitor::{self, MonitorConfig};
 use sla_monitor::shutdown::Shutdown;
 use sla_monitor::sink::elasticsearch::{ElasticsearchSink, Refresh};
 use sla_monitor::sink::json_lines::JsonLinesSink;
+use sla_monitor::sink::prepared::Preparation;
 use sla_monitor::stamp::{self, EndSource, LatencyStamps, Stamp, StampSource, TimeFormat};
 use sla_monitor::watermark::WatermarkConfig;
 use sla_monitor::window::WindowConfig;
@@ -326,19 +327,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("monitor stopped")?
         }
         Some(sink) => {
-            readiness.set_not_ready(format!(
+            // The index is prepared while the monitor starts consuming (a fresh index takes
+            // Elasticsearch a few hundred milliseconds): documents wait for it, /readyz says
+            // so, and a preparation that fails stops the monitor with its own error.
+            let hold = readiness.hold(format!(
                 "starting: preparing the Elasticsearch index {}",
                 es.index
             ));
-            // The index and the topics are prepared side by side.
-            tokio::try_join!(
-                monitor::prepare_topics(&config, shutdown.clone()),
-                sink.prepare_when_reachable(&config.window.quantiles, shutdown.clone()),
-            )?;
-            readiness.set_not_ready("starting: reading checkpoints and assigning partitions");
-            monitor::run(config, sink, readiness, shutdown)
-                .await
-                .context("monitor stopped")?
+            let (preparing, quantiles) = (sink.clone(), config.window.quantiles.clone());
+            let preparation = Preparation::spawn(
+                move |until| async move { preparing.prepare_when_reachable(&quantiles, until).await },
+                &shutdown,
+                hold,
+            );
+            let shutdown = shutdown.or_when(preparation.failed());
+            let stopped = match monitor::prepare_topics(&config, shutdown.clone()).await {
+                Ok(()) => {
+                    readiness
+                        .set_not_ready("starting: reading checkpoints and assigning partitions");
+                    let sink = preparation.sink(sink);
+                    monitor::run(config, sink, readiness, shutdown)
+                        .await
+                        .context("monitor stopped")
+                }
+                Err(e) => Err(e),
+            };
+            // A preparation that failed by itself stopped the monitor: its error is the cause.
+            // One stopped by a signal says so ("stopped before Elasticsearch became
+            // reachable"); one stopped because the monitor failed says nothing new.
+            let failed_first = matches!(preparation.outcome(), Some(Err(_)));
+            match preparation.finish().await {
+                Err(e) if failed_first || stopped.is_ok() => return Err(anyhow::anyhow!(e)),
+                _ => stopped?,
+            }
         }
     };
     Ok(())

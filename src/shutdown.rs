@@ -1,6 +1,7 @@
 //! Graceful shutdown: one signal (SIGINT or SIGTERM) asks every task to finish its work and
 //! stop; a second one exits at once.
 
+use std::future::Future;
 use tokio::sync::watch;
 
 /// A cloneable handle that tells tasks when the job should stop.
@@ -39,6 +40,21 @@ impl Shutdown {
         shutdown
     }
 
+    /// A handle triggered when this one is, or when `cause` completes (e.g. a background task
+    /// failed in a way the job cannot go on with).
+    pub fn or_when(&self, cause: impl Future<Output = ()> + Send + 'static) -> Shutdown {
+        let (trigger, shutdown) = Shutdown::new();
+        let mut outer = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = outer.wait() => {}
+                _ = cause => {}
+            }
+            trigger.trigger();
+        });
+        shutdown
+    }
+
     /// Whether shutdown has been requested.
     pub fn is_triggered(&self) -> bool {
         *self.receiver.borrow()
@@ -72,6 +88,26 @@ async fn wait_for_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn or_when_is_triggered_by_either_side() {
+        let (trigger, outer) = Shutdown::new();
+        let (cause_sender, cause) = tokio::sync::oneshot::channel::<()>();
+        let mut either = outer.or_when(async move {
+            let _ = cause.await;
+        });
+        assert!(!either.is_triggered());
+        cause_sender.send(()).unwrap();
+        either.wait().await;
+        assert!(
+            !outer.is_triggered(),
+            "the outer handle is not triggered by the cause"
+        );
+
+        let mut by_outer = outer.or_when(std::future::pending());
+        trigger.trigger();
+        by_outer.wait().await;
+    }
 
     #[tokio::test]
     async fn wait_completes_after_trigger_and_stays_triggered() {

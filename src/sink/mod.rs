@@ -5,6 +5,7 @@ pub mod driver;
 pub mod elasticsearch;
 pub mod json_lines;
 pub mod memory;
+pub mod prepared;
 
 use crate::window_document::WindowDocument;
 use std::future::Future;

@@ -49,7 +49,8 @@ impl Refresh {
     }
 }
 
-/// Writes window documents to one index.
+/// Writes window documents to one index. Clones share the client.
+#[derive(Clone)]
 pub struct ElasticsearchSink {
     client: Elasticsearch,
     url: String,

@@ -1,0 +1,235 @@
+//! A sink prepared in the background: the job starts consuming while its destination is set
+//! up (e.g. the Elasticsearch index template and index created), instead of before. Documents
+//! wait for the preparation; `/readyz` says the job is not ready until it succeeded; a
+//! preparation that fails stops the job with its own error (see [`Preparation::failed`]).
+
+use super::{SinkError, WindowSink};
+use crate::http::ReadinessHold;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::window_document::WindowDocument;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// How a preparation ended: `None` while under way.
+type Outcome = Option<Result<(), String>>;
+
+/// A preparation running in the background.
+pub struct Preparation {
+    outcome: watch::Receiver<Outcome>,
+    stop: ShutdownTrigger,
+    /// Released when the preparation succeeded; a failed one keeps the job not ready.
+    _hold: Arc<Mutex<Option<ReadinessHold>>>,
+}
+
+impl Preparation {
+    /// Runs `prepare` in the background, giving it a handle triggered on `shutdown` or by
+    /// [`Self::finish`]; `hold` keeps the job not ready until it succeeded.
+    pub fn spawn<F>(
+        prepare: impl FnOnce(Shutdown) -> F,
+        shutdown: &Shutdown,
+        hold: ReadinessHold,
+    ) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = Shutdown::new();
+        let mut stopped = stopped;
+        let until = shutdown.or_when(async move { stopped.wait().await });
+        let prepare = prepare(until);
+        let (sender, outcome) = watch::channel(None);
+        let hold = Arc::new(Mutex::new(Some(hold)));
+        let held = hold.clone();
+        tokio::spawn(async move {
+            let result = prepare.await.map_err(|e| format!("{e:#}"));
+            if result.is_ok() {
+                held.lock().expect("hold poisoned").take();
+            }
+            let _ = sender.send(Some(result));
+        });
+        Preparation {
+            outcome,
+            stop,
+            _hold: hold,
+        }
+    }
+
+    /// Stops the preparation if it is still under way, and says how it ended.
+    pub async fn finish(self) -> Result<(), String> {
+        self.stop.trigger();
+        let mut outcome = self.outcome;
+        let ended = outcome.wait_for(Option::is_some).await.map(|o| o.clone());
+        match ended {
+            Ok(Some(result)) => result,
+            _ => Err("the preparation was dropped".into()),
+        }
+    }
+
+    /// How it ended: `None` while under way, else its error or success.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome.borrow().clone()
+    }
+
+    /// Completes once the preparation failed; never when it succeeds.
+    pub fn failed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut outcome = self.outcome.clone();
+        async move {
+            let failed = outcome
+                .wait_for(Option::is_some)
+                .await
+                .is_ok_and(|ended| matches!(*ended, Some(Err(_))));
+            if !failed {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// `sink`, writing only once this preparation succeeded.
+    pub fn sink<S: WindowSink>(&self, sink: S) -> PreparedSink<S> {
+        PreparedSink {
+            inner: sink,
+            outcome: self.outcome.clone(),
+            prepared: false,
+        }
+    }
+}
+
+/// A sink whose first write waits for its [`Preparation`]; a failed preparation is a fatal
+/// error of every write.
+pub struct PreparedSink<S> {
+    inner: S,
+    outcome: watch::Receiver<Outcome>,
+    prepared: bool,
+}
+
+impl<S: WindowSink> WindowSink for PreparedSink<S> {
+    async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
+        if !self.prepared {
+            let ended = self
+                .outcome
+                .wait_for(Option::is_some)
+                .await
+                .map(|ended| ended.clone())
+                .unwrap_or_else(|_| Some(Err("the sink's preparation was dropped".into())));
+            match ended {
+                Some(Ok(())) => self.prepared = true,
+                Some(Err(e)) => return Err(SinkError::Fatal(e)),
+                None => unreachable!("waited for an outcome"),
+            }
+        }
+        self.inner.write(documents).await
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Readiness;
+    use crate::sink::memory::MemorySink;
+    use tokio::sync::oneshot;
+
+    /// `n` documents of one-record windows.
+    fn documents(n: i64) -> Vec<WindowDocument> {
+        (0..n)
+            .map(|i| {
+                WindowDocument::new(
+                    "job",
+                    100,
+                    &crate::window::WindowResult {
+                        start_ms: i * 1_000,
+                        end_ms: (i + 1) * 1_000,
+                        stats: crate::digest::LatencyStats {
+                            count: 1,
+                            min: 5.0,
+                            max: 5.0,
+                            mean: 5.0,
+                            quantiles: vec![(0.5, 5.0)],
+                            exact: true,
+                        },
+                        over_sla: 0,
+                        histogram: None,
+                        parts: Default::default(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// A preparation that ends with what the returned sender sends.
+    fn controlled(readiness: &Readiness) -> (oneshot::Sender<anyhow::Result<()>>, Preparation) {
+        let (send, receive) = oneshot::channel();
+        let preparation = Preparation::spawn(
+            |_| async move { receive.await.unwrap() },
+            &Shutdown::new().1,
+            readiness.hold("preparing"),
+        );
+        (send, preparation)
+    }
+
+    #[tokio::test]
+    async fn writes_wait_for_the_preparation_and_readiness_follows_it() {
+        let readiness = Readiness::default();
+        let (finish, preparation) = controlled(&readiness);
+        let memory = MemorySink::default();
+        let mut sink = preparation.sink(memory.clone());
+        let documents = documents(2);
+        let mut write = Box::pin(sink.write(&documents));
+        assert!(
+            futures::poll!(&mut write).is_pending(),
+            "no write before the preparation ended"
+        );
+        assert_eq!(readiness.not_ready_reason().as_deref(), Some("preparing"));
+        finish.send(Ok(())).unwrap();
+        write.await.unwrap();
+        assert_eq!(memory.written(), 2);
+        assert_eq!(readiness.not_ready_reason(), None);
+        assert_eq!(preparation.outcome(), Some(Ok(())));
+        assert_eq!(preparation.finish().await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn finishing_stops_a_preparation_under_way() {
+        let readiness = Readiness::default();
+        let preparation = Preparation::spawn(
+            |mut until: Shutdown| async move {
+                until.wait().await;
+                anyhow::bail!("stopped before it was reachable")
+            },
+            &Shutdown::new().1,
+            readiness.hold("preparing"),
+        );
+        assert_eq!(preparation.outcome(), None);
+        assert_eq!(
+            preparation.finish().await,
+            Err("stopped before it was reachable".to_string())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_preparation_is_a_fatal_write_error_and_says_so() {
+        let readiness = Readiness::default();
+        let (finish, preparation) = controlled(&readiness);
+        let failed = preparation.failed();
+        finish
+            .send(Err(anyhow::anyhow!(
+                "authentication refused: set SLA_ES_PASSWORD"
+            )))
+            .unwrap();
+        failed.await;
+        let mut sink = preparation.sink(MemorySink::default());
+        let documents = documents(1);
+        match sink.write(&documents).await {
+            Err(SinkError::Fatal(m)) => assert!(m.contains("SLA_ES_PASSWORD"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            readiness.not_ready_reason().as_deref(),
+            Some("preparing"),
+            "never ready without the sink"
+        );
+    }
+}
