@@ -44,10 +44,26 @@ type ExactCounts = HashMap<i64, u64, foldhash::fast::FixedState>;
 /// for small parts, coarsened buckets (see the module docs) for large ones once sealed.
 #[derive(Debug, Clone, Default)]
 pub struct LatencyHistogram {
-    exact: ExactCounts,
-    /// Coarsened buckets (value, count) ascending; `exact` is empty once these exist.
-    buckets: Option<Vec<(f64, u64)>>,
+    counts: Counts,
     count: u64,
+}
+
+/// How a histogram holds its counts.
+#[derive(Debug, Clone)]
+enum Counts {
+    /// Open: a count per distinct latency, added to record by record.
+    Open(ExactCounts),
+    /// Sealed and exact: (latency, count), ascending — about half the memory of the open
+    /// form, which matters to a merge holding the parts of many partitions.
+    Exact(Vec<(i64, u64)>),
+    /// Sealed and coarsened: (value, count), ascending.
+    Coarse(Vec<(f64, u64)>),
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts::Open(ExactCounts::default())
+    }
 }
 
 impl PartialEq for LatencyHistogram {
@@ -64,9 +80,24 @@ impl LatencyHistogram {
 
     /// Counts one latency (ms). Only an open (unsealed) part is added to.
     pub fn add(&mut self, latency_ms: i64) {
-        debug_assert!(self.buckets.is_none(), "adding to a sealed histogram");
-        *self.exact.entry(latency_ms).or_insert(0) += 1;
         self.count += 1;
+        match &mut self.counts {
+            Counts::Open(exact) => *exact.entry(latency_ms).or_insert(0) += 1,
+            Counts::Exact(sorted) => {
+                let mut exact: ExactCounts = sorted.iter().copied().collect();
+                *exact.entry(latency_ms).or_insert(0) += 1;
+                self.counts = Counts::Open(exact);
+            }
+            Counts::Coarse(buckets) => {
+                debug_assert!(false, "adding to a coarsened histogram");
+                // A bucket of its own (or added to an equal one), keeping the order.
+                let value = latency_ms as f64;
+                match buckets.binary_search_by(|(v, _)| v.total_cmp(&value)) {
+                    Ok(i) => buckets[i].1 += 1,
+                    Err(i) => buckets.insert(i, (value, 1)),
+                }
+            }
+        }
     }
 
     /// Number of latencies counted.
@@ -76,25 +107,30 @@ impl LatencyHistogram {
 
     /// Whether every distinct latency is still counted exactly.
     pub fn is_exact(&self) -> bool {
-        self.buckets.is_none()
+        !matches!(self.counts, Counts::Coarse(_))
     }
 
     /// Closes the part: coarsens it when it holds more than `exact_threshold` records (such a
     /// part's window cannot be exact). Depends only on the part's own records, so every
     /// instance seals a partition's part alike.
     pub fn seal(&mut self, exact_threshold: usize) {
-        if self.buckets.is_none() && self.count > exact_threshold as u64 {
-            let sorted = self.sorted_buckets();
-            self.buckets = Some(coarsen(&sorted, self.count));
-            self.exact = ExactCounts::default();
+        if !self.is_exact() {
+            return;
         }
+        let sorted = self.sorted_exact();
+        self.counts = if self.count > exact_threshold as u64 {
+            let values: Vec<(f64, u64)> = sorted.into_iter().map(|(v, c)| (v as f64, c)).collect();
+            Counts::Coarse(coarsen(&values, self.count))
+        } else {
+            Counts::Exact(sorted)
+        };
     }
 
     /// The (value, count) pairs, ascending.
     pub fn sorted_buckets(&self) -> Vec<(f64, u64)> {
-        match &self.buckets {
-            Some(buckets) => buckets.clone(),
-            None => self
+        match &self.counts {
+            Counts::Coarse(buckets) => buckets.clone(),
+            _ => self
                 .sorted_exact()
                 .into_iter()
                 .map(|(v, c)| (v as f64, c))
@@ -102,27 +138,36 @@ impl LatencyHistogram {
         }
     }
 
-    /// The exact counts, by ascending latency.
-    fn sorted_exact(&self) -> Vec<(i64, u64)> {
-        let mut exact: Vec<(i64, u64)> = self.exact.iter().map(|(&v, &c)| (v, c)).collect();
-        exact.sort_unstable_by_key(|&(v, _)| v);
-        exact
+    /// The (value, count) pairs, ascending, borrowed once sealed.
+    fn sorted_view(&self) -> SortedView<'_> {
+        match &self.counts {
+            Counts::Open(_) => SortedView::Exact(std::borrow::Cow::Owned(self.sorted_exact())),
+            Counts::Exact(sorted) => SortedView::Exact(std::borrow::Cow::Borrowed(sorted)),
+            Counts::Coarse(buckets) => SortedView::Coarse(buckets),
+        }
     }
 
-    /// The (value, count) pairs in no particular order.
-    fn unordered_buckets(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
-        let exact = self.exact.iter().map(|(&v, &c)| (v as f64, c));
-        exact.chain(self.buckets.iter().flatten().copied())
+    /// The exact counts, by ascending latency (none once coarsened).
+    fn sorted_exact(&self) -> Vec<(i64, u64)> {
+        match &self.counts {
+            Counts::Open(exact) => {
+                let mut sorted: Vec<(i64, u64)> = exact.iter().map(|(&v, &c)| (v, c)).collect();
+                sorted.sort_unstable_by_key(|&(v, _)| v);
+                sorted
+            }
+            Counts::Exact(sorted) => sorted.clone(),
+            Counts::Coarse(_) => Vec::new(),
+        }
     }
 
     /// This histogram as plain data, to travel between monitor instances.
     pub fn to_parts(&self) -> HistogramParts {
-        match &self.buckets {
-            Some(buckets) => HistogramParts::Buckets {
+        match &self.counts {
+            Counts::Coarse(buckets) => HistogramParts::Buckets {
                 values: buckets.iter().map(|&(v, _)| v).collect(),
                 counts: buckets.iter().map(|&(_, c)| c).collect(),
             },
-            None => {
+            _ => {
                 let exact = self.sorted_exact();
                 let mut previous = 0i64;
                 let deltas = exact
@@ -145,29 +190,25 @@ impl LatencyHistogram {
     pub fn from_parts(parts: HistogramParts) -> Result<Self, String> {
         parts.check()?;
         let count = parts.count();
-        Ok(match parts {
+        let counts = match parts {
             HistogramParts::Exact { deltas, counts } => {
                 let mut value = 0i64;
-                let exact = deltas
-                    .into_iter()
-                    .zip(counts)
-                    .map(|(delta, c)| {
-                        value = value.wrapping_add(delta);
-                        (value, c)
-                    })
-                    .collect();
-                LatencyHistogram {
-                    exact,
-                    buckets: None,
-                    count,
-                }
+                Counts::Exact(
+                    deltas
+                        .into_iter()
+                        .zip(counts)
+                        .map(|(delta, c)| {
+                            value = value.wrapping_add(delta);
+                            (value, c)
+                        })
+                        .collect(),
+                )
             }
-            HistogramParts::Buckets { values, counts } => LatencyHistogram {
-                exact: ExactCounts::default(),
-                buckets: Some(values.into_iter().zip(counts).collect()),
-                count,
-            },
-        })
+            HistogramParts::Buckets { values, counts } => {
+                Counts::Coarse(values.into_iter().zip(counts).collect())
+            }
+        };
+        Ok(LatencyHistogram { counts, count })
     }
 }
 
@@ -291,17 +332,12 @@ impl WindowHistogram {
 }
 
 /// The histogram of a window from its parts (in any order): exact when every part is exact and
-/// there are at most `exact_threshold` records, coarsened over the window otherwise.
+/// there are at most `exact_threshold` records, coarsened over the window otherwise. Equal
+/// values of different parts add up; the parts' ascending buckets are merged, not gathered
+/// and sorted (over 96 partitions that gathering held every part's buckets at once).
 pub fn merge_histograms(parts: &[&LatencyHistogram], exact_threshold: usize) -> WindowHistogram {
-    let mut all: Vec<(f64, u64)> = parts.iter().flat_map(|p| p.unordered_buckets()).collect();
-    all.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-    let mut summed: Vec<(f64, u64)> = Vec::with_capacity(all.len());
-    for (v, c) in all {
-        match summed.last_mut() {
-            Some(last) if last.0 == v => last.1 += c,
-            _ => summed.push((v, c)),
-        }
-    }
+    let sorted: Vec<SortedView<'_>> = parts.iter().map(|p| p.sorted_view()).collect();
+    let summed = sum_sorted(&sorted);
     let total: u64 = summed.iter().map(|&(_, c)| c).sum();
     let exact = parts.iter().all(|p| p.is_exact()) && total <= exact_threshold as u64;
     let buckets = if exact {
@@ -313,6 +349,64 @@ pub fn merge_histograms(parts: &[&LatencyHistogram], exact_threshold: usize) -> 
         values: buckets.iter().map(|&(v, _)| v).collect(),
         counts: buckets.iter().map(|&(_, c)| c).collect(),
     }
+}
+
+/// A histogram's (value, count) pairs in ascending order, borrowed when sealed.
+enum SortedView<'a> {
+    Exact(std::borrow::Cow<'a, [(i64, u64)]>),
+    Coarse(&'a [(f64, u64)]),
+}
+
+impl SortedView<'_> {
+    /// The `i`-th pair.
+    fn get(&self, i: usize) -> Option<(f64, u64)> {
+        match self {
+            SortedView::Exact(pairs) => pairs.get(i).map(|&(v, c)| (v as f64, c)),
+            SortedView::Coarse(pairs) => pairs.get(i).copied(),
+        }
+    }
+}
+
+/// Merges ascending (value, count) lists into one ascending list, adding the counts of equal
+/// values.
+fn sum_sorted(lists: &[SortedView<'_>]) -> Vec<(f64, u64)> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    /// A list's next value, ordered by value (then list, so equal values pop in list order).
+    #[derive(PartialEq)]
+    struct Next(f64, usize);
+    impl Eq for Next {}
+    impl PartialOrd for Next {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Next {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+        }
+    }
+    let mut positions = vec![0usize; lists.len()];
+    let mut heap: BinaryHeap<Reverse<Next>> = lists
+        .iter()
+        .enumerate()
+        .filter_map(|(i, list)| list.get(0).map(|(v, _)| Reverse(Next(v, i))))
+        .collect();
+    let mut summed: Vec<(f64, u64)> = Vec::new();
+    while let Some(Reverse(Next(v, i))) = heap.pop() {
+        let (_, c) = lists[i]
+            .get(positions[i])
+            .expect("the heap holds a list's next pair");
+        positions[i] += 1;
+        if let Some((next, _)) = lists[i].get(positions[i]) {
+            heap.push(Reverse(Next(next, i)));
+        }
+        match summed.last_mut() {
+            Some(last) if last.0 == v => last.1 += c,
+            _ => summed.push((v, c)),
+        }
+    }
+    summed
 }
 
 /// Whether `lo..=hi` (same sign, ascending) is narrow enough to be one bucket.
@@ -451,7 +545,59 @@ mod tests {
         ]
     }
 
+    /// The window histogram as it was computed before parts were merged in order: every
+    /// part's buckets gathered, sorted, equal values summed.
+    fn gathered_and_sorted(parts: &[&LatencyHistogram], exact_threshold: usize) -> WindowHistogram {
+        let mut all: Vec<(f64, u64)> = parts.iter().flat_map(|p| p.sorted_buckets()).collect();
+        all.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        let mut summed: Vec<(f64, u64)> = Vec::new();
+        for (v, c) in all {
+            match summed.last_mut() {
+                Some(last) if last.0 == v => last.1 += c,
+                _ => summed.push((v, c)),
+            }
+        }
+        let total: u64 = summed.iter().map(|&(_, c)| c).sum();
+        let exact = parts.iter().all(|p| p.is_exact()) && total <= exact_threshold as u64;
+        let buckets = if exact {
+            summed
+        } else {
+            coarsen(&summed, total)
+        };
+        WindowHistogram {
+            values: buckets.iter().map(|&(v, _)| v).collect(),
+            counts: buckets.iter().map(|&(_, c)| c).collect(),
+        }
+    }
+
     proptest! {
+        /// Merging the parts' ascending buckets gives the very histogram gathering and sorting
+        /// them gave (documents do not change), for open, exact and coarsened parts alike.
+        #[test]
+        fn merging_in_order_equals_gathering_and_sorting(
+            parts in proptest::collection::vec(latencies(), 1..6),
+            exact_threshold in prop_oneof![Just(0usize), 1usize..2_000, Just(1_000_000)],
+            sealed in proptest::collection::vec(any::<bool>(), 6),
+        ) {
+            let histograms: Vec<LatencyHistogram> = parts
+                .iter()
+                .zip(&sealed)
+                .map(|(values, &seal)| {
+                    let mut h = histogram(values);
+                    if seal {
+                        h.seal(exact_threshold);
+                        h = LatencyHistogram::from_parts(h.to_parts()).unwrap();
+                    }
+                    h
+                })
+                .collect();
+            let refs: Vec<&LatencyHistogram> = histograms.iter().collect();
+            prop_assert_eq!(
+                merge_histograms(&refs, exact_threshold),
+                gathered_and_sorted(&refs, exact_threshold)
+            );
+        }
+
         /// The bound the module docs state, for windows split over several partitions and
         /// exact thresholds that leave some parts exact and coarsen others.
         #[test]
