@@ -123,6 +123,17 @@ impl KafkaArgs {
         ])
     }
 
+    /// Where a consumer of `group` starts in a partition without a committed offset
+    /// (`auto.offset.reset` as the consumers use it): the partition's start or end; `None`
+    /// when it is `error` (or unknown to this function).
+    pub fn offset_reset(&self, group: &str) -> Option<rdkafka::Offset> {
+        match self.consumer_config(group).get("auto.offset.reset")? {
+            "earliest" | "smallest" | "beginning" => Some(rdkafka::Offset::Beginning),
+            "latest" | "largest" | "end" => Some(rdkafka::Offset::End),
+            _ => None,
+        }
+    }
+
     /// The most bytes a produced record may have (`message.max.bytes` as the user set it, else
     /// librdkafka's default): larger records are refused by the producer before sending.
     pub fn message_max_bytes(&self) -> usize {
@@ -168,6 +179,26 @@ impl KafkaArgs {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn the_offset_reset_is_the_start_unless_the_user_says_otherwise() {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            kafka: KafkaArgs,
+        }
+        let reset = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(std::iter::once("job").chain(args.iter().copied())).unwrap();
+            cli.kafka.offset_reset("g")
+        };
+        assert_eq!(reset(&[]), Some(rdkafka::Offset::Beginning));
+        assert_eq!(
+            reset(&["-X", "auto.offset.reset=latest"]),
+            Some(rdkafka::Offset::End)
+        );
+        assert_eq!(reset(&["-X", "auto.offset.reset=error"]), None);
+    }
 
     #[derive(Parser)]
     struct Cli {

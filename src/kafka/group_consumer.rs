@@ -60,20 +60,21 @@ pub async fn partition_ids(consumer: &GroupConsumer, topic: &str) -> Result<Vec<
     .map_err(|e| format!("reading partitions: {e}"))?
 }
 
-/// Moves the consumer's fetch position in `topic` to `offsets` (partition, next offset to
-/// read) without waiting for it: librdkafka drops what it fetched from the old position. A
-/// partition no longer assigned is left alone (nothing is reported for it).
+/// Moves the consumer's fetch position in `topic` to `offsets` (partition, where to read next)
+/// without waiting for it: librdkafka drops what it fetched from the old position. A partition
+/// no longer assigned, or whose fetching has not started yet, is left alone (nothing is
+/// reported for it).
 pub fn seek_without_waiting(
     consumer: &GroupConsumer,
     topic: &str,
-    offsets: &[(i32, i64)],
+    offsets: &[(i32, Offset)],
 ) -> Result<(), KafkaError> {
     if offsets.is_empty() {
         return Ok(());
     }
     let mut list = TopicPartitionList::new();
     for &(partition, offset) in offsets {
-        list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+        list.add_partition_offset(topic, partition, offset)?;
     }
     consumer.seek_partitions(list, Duration::ZERO).map(|_| ())
 }

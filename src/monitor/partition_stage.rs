@@ -35,6 +35,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage, Timestamp};
+use rdkafka::Offset;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -94,12 +95,15 @@ pub struct PartitionStage {
     timestamp_kinds_seen: [bool; 3],
     /// The headers the stamps read (none for the default), found once, not per record.
     stamp_headers: Vec<String>,
+    /// Where a partition without a committed offset starts (`auto.offset.reset`).
+    offset_reset: Option<Offset>,
 }
 
 impl PartitionStage {
     /// A stage owning no partition yet.
     pub fn new(config: MonitorConfig, core: MonitorCore, parts: PartitionStageParts) -> Self {
         let stamp_headers = config.stamps.header_names().map(String::from).collect();
+        let offset_reset = config.kafka.offset_reset(&config.group);
         PartitionStage {
             metrics: PartitionMetrics::new(&config.input_topic),
             config,
@@ -120,6 +124,7 @@ impl PartitionStage {
             consumed_unreported: 0,
             timestamp_kinds_seen: [false; 3],
             stamp_headers,
+            offset_reset,
         }
     }
 
@@ -276,17 +281,22 @@ impl PartitionStage {
     /// Takes restored partitions as their resume plan says.
     fn take_partitions(&mut self, plan: Vec<PartitionResume>) {
         let now = now_ms();
-        let moved: Vec<(i32, i64)> = plan
+        // Where the consumer is moved: to a checkpoint its group's commit is behind (the
+        // records in between were published, and the core would skip them), and, without any
+        // commit or checkpoint, to where librdkafka would reset it — at once, instead of after
+        // the 100 ms it waits before resetting a partition without a committed offset.
+        let moved: Vec<(i32, Offset)> = plan
             .iter()
-            .filter(|r| r.move_consumer)
-            .filter_map(|r| r.offset.map(|offset| (r.partition, offset)))
+            .filter_map(|r| match r.offset {
+                Some(offset) if r.move_consumer => Some((r.partition, Offset::Offset(offset))),
+                None => self.offset_reset.map(|reset| (r.partition, reset)),
+                Some(_) => None,
+            })
             .collect();
-        // Records the consumer fetched before its new position are skipped by the core either
-        // way (resume_from); moving it saves reading them.
         if let Err(e) =
             group_consumer::seek_without_waiting(&self.consumer, &self.config.input_topic, &moved)
         {
-            tracing::warn!(partitions = ?moved, "moving the consumer to the checkpoints: {e}; records before them are read and skipped");
+            tracing::warn!(partitions = ?moved, "moving the consumer to where the partitions resume: {e}; it reads from its own position (records before a checkpoint are skipped)");
         }
         for resume in plan {
             self.core.assign(&resume, now);
