@@ -90,6 +90,33 @@ impl WindowDocument {
 }
 
 #[cfg(test)]
+impl WindowDocument {
+    /// The document of `job`'s one-second window starting at `start_ms` holding one record of
+    /// 5 ms (for tests of sinks).
+    pub(crate) fn of_one_record(job: &str, start_ms: i64) -> Self {
+        WindowDocument::new(
+            job,
+            100,
+            &WindowResult {
+                start_ms,
+                end_ms: start_ms + 1_000,
+                stats: crate::digest::LatencyStats {
+                    count: 1,
+                    min: 5.0,
+                    max: 5.0,
+                    mean: 5.0,
+                    quantiles: vec![(0.5, 5.0)],
+                    exact: true,
+                },
+                over_sla: 0,
+                histogram: None,
+                parts: Default::default(),
+            },
+        )
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::digest::LatencyStats;

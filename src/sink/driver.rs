@@ -133,25 +133,7 @@ mod tests {
             },
             metrics::Counter::noop(),
         );
-        let document = WindowDocument::new(
-            "job",
-            100,
-            &crate::window::WindowResult {
-                start_ms: 0,
-                end_ms: 1_000,
-                stats: crate::digest::LatencyStats {
-                    count: 1,
-                    min: 5.0,
-                    max: 5.0,
-                    mean: 5.0,
-                    quantiles: vec![(0.5, 5.0)],
-                    exact: true,
-                },
-                over_sla: 0,
-                histogram: None,
-                parts: Default::default(),
-            },
-        );
+        let document = WindowDocument::of_one_record("job", 0);
         batches
             .send(Batch {
                 id: 4,

@@ -135,27 +135,7 @@ mod tests {
     /// `n` documents of one-record windows.
     fn documents(n: i64) -> Vec<WindowDocument> {
         (0..n)
-            .map(|i| {
-                WindowDocument::new(
-                    "job",
-                    100,
-                    &crate::window::WindowResult {
-                        start_ms: i * 1_000,
-                        end_ms: (i + 1) * 1_000,
-                        stats: crate::digest::LatencyStats {
-                            count: 1,
-                            min: 5.0,
-                            max: 5.0,
-                            mean: 5.0,
-                            quantiles: vec![(0.5, 5.0)],
-                            exact: true,
-                        },
-                        over_sla: 0,
-                        histogram: None,
-                        parts: Default::default(),
-                    },
-                )
-            })
+            .map(|i| WindowDocument::of_one_record("job", i * 1_000))
             .collect()
     }
 
