@@ -101,27 +101,11 @@ pub async fn produce(topic: &str, records: &[Outgoing]) {
     Cluster::local().produce(topic, records).await
 }
 
-/// Every record in a topic now (up to each partition's high watermark; the topic's offsets
-/// start at 0 and hold no transaction markers, as every topic of the tests).
+/// Every record in a topic now: each partition read from its first offset to its high
+/// watermark at the call. Fails the test with each partition's progress and the errors seen
+/// when a partition does not reach its end within a minute (never returns a short read).
 pub fn consume_to_end(topic: &str) -> Vec<Consumed> {
-    let cluster = Cluster::local();
-    let end: i64 = blocking(|| {
-        let consumer: BaseConsumer = cluster.config().create().unwrap();
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .unwrap();
-        metadata.topics()[0]
-            .partitions()
-            .iter()
-            .map(|p| {
-                consumer
-                    .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                    .unwrap()
-                    .1
-            })
-            .sum()
-    });
-    cluster.consume(topic, end as usize, Duration::from_secs(30), Duration::ZERO)
+    Cluster::local().consume_to_end(topic)
 }
 
 /// Reads a topic from the beginning until `expected` records arrived (or `timeout`), then
@@ -200,13 +184,7 @@ impl Cluster {
         timeout: Duration,
         settle: Duration,
     ) -> Vec<Consumed> {
-        let consumer: BaseConsumer = self
-            .config()
-            .set("group.id", unique("reader"))
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "50")
-            .create()
-            .unwrap();
+        let consumer = self.reader();
         let deadline = Instant::now() + timeout;
         // The topic may not exist yet: the job under test creates it.
         let partitions = loop {
@@ -243,30 +221,76 @@ impl Cluster {
                 settle_until = Some(now + settle);
             }
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                out.push(Consumed {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                    value: m.payload().map(<[u8]>::to_vec),
-                    timestamp_ms: m.timestamp().to_millis(),
-                    headers: m
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| {
-                                    (
-                                        h.key.to_string(),
-                                        String::from_utf8_lossy(h.value.unwrap_or_default())
-                                            .into_owned(),
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                });
+                out.push(Consumed::of(&m));
             }
         }
         out
+    }
+
+    /// See [`consume_to_end`].
+    pub fn consume_to_end(&self, topic: &str) -> Vec<Consumed> {
+        blocking(|| self.consume_to_end_blocking(topic, Duration::from_secs(60)))
+    }
+
+    fn consume_to_end_blocking(&self, topic: &str, timeout: Duration) -> Vec<Consumed> {
+        let consumer = self.reader();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        // Per partition: its high watermark now and the next offset still to read.
+        let mut partitions: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+        let mut assignment = TopicPartitionList::new();
+        for p in metadata.topics()[0].partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap();
+            partitions.insert(p.id(), (high, low));
+            assignment
+                .add_partition_offset(topic, p.id(), Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        let mut errors: Vec<String> = Vec::new();
+        while partitions.values().any(|(high, next)| next < high) {
+            if Instant::now() >= deadline {
+                let progress: Vec<String> = partitions
+                    .iter()
+                    .map(|(p, (high, next))| format!("partition {p}: next {next} of {high}"))
+                    .collect();
+                panic!(
+                    "reading {topic} to its end: {} records in {timeout:?}, {}; errors: {errors:?}",
+                    out.len(),
+                    progress.join(", ")
+                );
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    if let Some((high, next)) = partitions.get_mut(&m.partition()) {
+                        *next = m.offset() + 1;
+                        if m.offset() < *high {
+                            out.push(Consumed::of(&m));
+                        }
+                    }
+                }
+                Some(Err(e)) => errors.push(e.to_string()),
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// A consumer outside any job's group that reads what it is assigned from the start
+    /// (an offset out of range also resets to the start, never past records).
+    fn reader(&self) -> BaseConsumer {
+        self.config()
+            .set("group.id", unique("reader"))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "50")
+            .create()
+            .unwrap()
     }
 }
 
@@ -291,6 +315,30 @@ pub struct Consumed {
 }
 
 impl Consumed {
+    /// An owned copy of a consumed message.
+    fn of(m: &rdkafka::message::BorrowedMessage<'_>) -> Consumed {
+        Consumed {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            value: m.payload().map(<[u8]>::to_vec),
+            timestamp_ms: m.timestamp().to_millis(),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_string(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(self.value.as_deref().unwrap()).unwrap()
     }
