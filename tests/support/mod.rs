@@ -103,7 +103,7 @@ pub async fn produce(topic: &str, records: &[Outgoing]) {
 
 /// Every record in a topic now: each partition read from its first offset to its high
 /// watermark at the call. Fails the test with each partition's progress and the errors seen
-/// when a partition does not reach its end within a minute (never returns a short read).
+/// when a partition does not reach its end within 90 s (never returns a short read).
 pub fn consume_to_end(topic: &str) -> Vec<Consumed> {
     Cluster::local().consume_to_end(topic)
 }
@@ -229,49 +229,73 @@ impl Cluster {
 
     /// See [`consume_to_end`].
     pub fn consume_to_end(&self, topic: &str) -> Vec<Consumed> {
-        blocking(|| self.consume_to_end_blocking(topic, Duration::from_secs(60)))
+        blocking(|| self.consume_to_end_blocking(topic, Duration::from_secs(90)))
     }
 
     fn consume_to_end_blocking(&self, topic: &str, timeout: Duration) -> Vec<Consumed> {
-        let consumer = self.reader();
+        // A reader that gets nothing for this long is replaced by a new one that goes on from
+        // where it stopped (said on stderr with what it saw).
+        const STALL: Duration = Duration::from_secs(15);
+        let mut consumer = self.reader();
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .unwrap();
         // Per partition: its high watermark now and the next offset still to read.
         let mut partitions: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
-        let mut assignment = TopicPartitionList::new();
         for p in metadata.topics()[0].partitions() {
             let (low, high) = consumer
                 .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
                 .unwrap();
             partitions.insert(p.id(), (high, low));
-            assignment
-                .add_partition_offset(topic, p.id(), Offset::Beginning)
-                .unwrap();
         }
-        consumer.assign(&assignment).unwrap();
+        let progress = |partitions: &BTreeMap<i32, (i64, i64)>| -> String {
+            let each: Vec<String> = partitions
+                .iter()
+                .map(|(p, (high, next))| format!("partition {p}: next {next} of {high}"))
+                .collect();
+            each.join(", ")
+        };
+        let assign = |consumer: &BaseConsumer, partitions: &BTreeMap<i32, (i64, i64)>| {
+            let mut assignment = TopicPartitionList::new();
+            for (p, (high, next)) in partitions {
+                if next < high {
+                    assignment
+                        .add_partition_offset(topic, *p, Offset::Offset(*next))
+                        .unwrap();
+                }
+            }
+            consumer.assign(&assignment).unwrap();
+        };
+        assign(&consumer, &partitions);
         let deadline = Instant::now() + timeout;
+        let mut last_record = Instant::now();
         let mut out = Vec::new();
         let mut errors: Vec<String> = Vec::new();
         while partitions.values().any(|(high, next)| next < high) {
-            if Instant::now() >= deadline {
-                let progress: Vec<String> = partitions
-                    .iter()
-                    .map(|(p, (high, next))| format!("partition {p}: next {next} of {high}"))
-                    .collect();
-                panic!(
-                    "reading {topic} to its end: {} records in {timeout:?}, {}; errors: {errors:?}",
-                    out.len(),
-                    progress.join(", ")
+            let now = Instant::now();
+            assert!(
+                now < deadline,
+                "reading {topic} to its end: {} records in {timeout:?}, {}; errors: {errors:?}",
+                out.len(),
+                progress(&partitions)
+            );
+            if now.duration_since(last_record) >= STALL {
+                eprintln!(
+                    "[consume_to_end] {topic}: nothing for {STALL:?} ({}; errors: {errors:?}); reading on with a new consumer",
+                    progress(&partitions)
                 );
+                consumer = self.reader();
+                assign(&consumer, &partitions);
+                last_record = now;
             }
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     if let Some((high, next)) = partitions.get_mut(&m.partition()) {
-                        *next = m.offset() + 1;
-                        if m.offset() < *high {
+                        last_record = Instant::now();
+                        if m.offset() >= *next && m.offset() < *high {
                             out.push(Consumed::of(&m));
                         }
+                        *next = (*next).max(m.offset() + 1);
                     }
                 }
                 Some(Err(e)) => errors.push(e.to_string()),
