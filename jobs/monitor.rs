@@ -311,28 +311,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cli.es_refresh,
     );
     let config = cli.config()?;
-    // A misconfigured Elasticsearch is said at once, not after Kafka became reachable (and
-    // its client is built once: that loads the system's certificates).
-    let es_sink = match sink {
-        SinkKind::Elasticsearch => Some(ElasticsearchSink::new(&es, refresh)?),
-        SinkKind::JsonLines => None,
-    };
-    match es_sink {
-        None => {
-            monitor::prepare_topics(&config, shutdown.clone()).await?;
+    match sink {
+        SinkKind::JsonLines => {
+            let layout = monitor::prepare_topics(&config, shutdown.clone()).await?;
             let sink = JsonLinesSink::new(output);
             readiness.set_not_ready("starting: reading checkpoints and assigning partitions");
-            monitor::run(config, sink, readiness, shutdown)
+            monitor::run(config, layout, sink, readiness, shutdown)
                 .await
                 .context("monitor stopped")?
         }
-        Some(sink) => {
+        SinkKind::Elasticsearch => {
+            // The client is built once, on a blocking thread while the topics are prepared:
+            // building it loads the system's certificates (~80 ms, the longest step of the
+            // start). A misconfiguration of either stops the start at once, so a misconfigured
+            // Elasticsearch is said without waiting for Kafka to become reachable.
+            let index = es.index.clone();
+            let building = async move {
+                tokio::task::spawn_blocking(move || ElasticsearchSink::new(&es, refresh))
+                    .await
+                    .context("building the Elasticsearch client")?
+                    .map_err(anyhow::Error::from)
+            };
+            let (sink, layout) =
+                tokio::try_join!(building, monitor::prepare_topics(&config, shutdown.clone()))?;
             // The index is prepared while the monitor starts consuming (a fresh index takes
             // Elasticsearch a few hundred milliseconds): documents wait for it, /readyz says
             // so, and a preparation that fails stops the monitor with its own error.
             let hold = readiness.hold(format!(
-                "starting: preparing the Elasticsearch index {}",
-                es.index
+                "starting: preparing the Elasticsearch index {index}"
             ));
             let (preparing, quantiles) = (sink.clone(), config.window.quantiles.clone());
             let preparation = Preparation::spawn(
@@ -341,17 +347,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 hold,
             );
             let shutdown = shutdown.or_when(preparation.failed());
-            let stopped = match monitor::prepare_topics(&config, shutdown.clone()).await {
-                Ok(()) => {
-                    readiness
-                        .set_not_ready("starting: reading checkpoints and assigning partitions");
-                    let sink = preparation.sink(sink);
-                    monitor::run(config, sink, readiness, shutdown)
-                        .await
-                        .context("monitor stopped")
-                }
-                Err(e) => Err(e),
-            };
+            readiness.set_not_ready("starting: reading checkpoints and assigning partitions");
+            let stopped = monitor::run(config, layout, preparation.sink(sink), readiness, shutdown)
+                .await
+                .context("monitor stopped");
             // A preparation that failed by itself stopped the monitor: its error is the cause.
             // One stopped by a signal says so ("stopped before Elasticsearch became
             // reachable"); one stopped because the monitor failed says nothing new.

@@ -12,9 +12,13 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// Partition counts by topic name, as the brokers' metadata or a topic's creation set them.
+pub type PartitionCounts = BTreeMap<String, i32>;
 
 /// A topic a job needs, with the settings used if it has to be created.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,11 +154,16 @@ fn request_error(action: String, config: &ClientConfig) -> impl FnOnce(KafkaErro
     }
 }
 
-/// Connects to the brokers and fetches the cluster's metadata. Fails at once with
-/// [`AdminError::Security`] when the brokers refuse the credentials or the TLS handshake
-/// cannot succeed (the admin API only times out then, since librdkafka retries forever),
-/// and with a transient [`AdminError::Request`] when they cannot be reached.
-pub async fn check_connection(config: &ClientConfig) -> Result<(), AdminError> {
+/// Connects to the brokers and fetches the cluster's metadata; returns the partition counts
+/// of those of `topics` that exist. Fails at once with [`AdminError::Security`] when the
+/// brokers refuse the credentials or the TLS handshake cannot succeed (the admin API only
+/// times out then, since librdkafka retries forever), and with a transient
+/// [`AdminError::Request`] when they cannot be reached.
+pub async fn check_connection(
+    config: &ClientConfig,
+    topics: &[String],
+) -> Result<PartitionCounts, AdminError> {
+    let topics = topics.to_vec();
     let (security_failure, mut failures) = watch::channel(None);
     let last_error = Arc::new(Mutex::new(None));
     // A threaded producer polls its main queue, where librdkafka reports connection errors.
@@ -170,7 +179,18 @@ pub async fn check_connection(config: &ClientConfig) -> Result<(), AdminError> {
         let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
         let outcome = loop {
             match probe.client().fetch_metadata(None, PROBE_SLICE) {
-                Ok(_) => break Ok(()),
+                Ok(metadata) => {
+                    break Ok(metadata
+                        .topics()
+                        .iter()
+                        .filter(|t| {
+                            t.error().is_none()
+                                && !t.partitions().is_empty()
+                                && topics.iter().any(|name| name == t.name())
+                        })
+                        .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+                        .collect())
+                }
                 Err(e) if failed.borrow().is_some() || std::time::Instant::now() >= deadline => {
                     break Err(e)
                 }
@@ -205,7 +225,7 @@ pub async fn ensure_topics_when_reachable(
     config: &ClientConfig,
     specs: &[TopicSpec],
     mut shutdown: Shutdown,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<PartitionCounts> {
     let attempt = || ensure_topics(config, specs);
     let retrying = attempt
         .retry(retry_policy(Duration::from_millis(500)))
@@ -218,11 +238,24 @@ pub async fn ensure_topics_when_reachable(
 }
 
 /// Creates every topic in `specs` that does not exist yet; existing topics are left as they
-/// are (their partition count and configs are not changed).
-pub async fn ensure_topics(config: &ClientConfig, specs: &[TopicSpec]) -> Result<(), AdminError> {
-    check_connection(config).await?;
+/// are (their partition count and configs are not changed). Returns the partition counts
+/// this learned: an existing topic's from the metadata, a created one's from its spec (a
+/// topic someone else created meanwhile is left out).
+pub async fn ensure_topics(
+    config: &ClientConfig,
+    specs: &[TopicSpec],
+) -> Result<PartitionCounts, AdminError> {
+    let names: Vec<String> = specs.iter().map(|spec| spec.name.clone()).collect();
+    let mut known = check_connection(config, &names).await?;
+    let missing: Vec<&TopicSpec> = specs
+        .iter()
+        .filter(|spec| !known.contains_key(&spec.name))
+        .collect();
+    if missing.is_empty() {
+        return Ok(known);
+    }
     let admin = admin_client(config)?;
-    let new_topics: Vec<NewTopic<'_>> = specs
+    let new_topics: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|spec| {
             spec.configs.iter().fold(
@@ -241,12 +274,17 @@ pub async fn ensure_topics(config: &ClientConfig, specs: &[TopicSpec]) -> Result
     let results = results.map_err(request_error("creating topics".into(), config))?;
     for result in results {
         match result {
-            Ok(topic) => tracing::info!(topic, "created topic"),
+            Ok(topic) => {
+                tracing::info!(topic, "created topic");
+                if let Some(spec) = missing.iter().find(|spec| spec.name == topic) {
+                    known.insert(topic, spec.partitions);
+                }
+            }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => return Err(AdminError::Refused { topic, code }),
         }
     }
-    Ok(())
+    Ok(known)
 }
 
 /// The topic's `message.timestamp.type` config (`CreateTime` or `LogAppendTime`), if the

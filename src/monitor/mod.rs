@@ -145,9 +145,23 @@ pub const KAFKA_UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
 /// A window batch the sink has not acknowledged for this long makes the monitor not ready.
 pub const SINK_STALLED_LIMIT: Duration = Duration::from_secs(60);
 
+/// The partition counts of the monitor's topics that preparing them made known (each one
+/// unknown is looked up when the monitor starts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicLayout {
+    /// Partitions of the input topic.
+    pub input_partitions: Option<i32>,
+    /// Partitions of the shuffle topic.
+    pub shuffle_partitions: Option<i32>,
+}
+
 /// Creates the input topic (with LogAppendTime), the dead-letter, checkpoint and shuffle topics
-/// when missing, and warns when the input topic does not use LogAppendTime.
-pub async fn prepare_topics(config: &MonitorConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+/// when missing, and warns when the input topic does not use LogAppendTime. Returns the
+/// partition counts it learned on the way, so that [`run`] need not ask again.
+pub async fn prepare_topics(
+    config: &MonitorConfig,
+    shutdown: Shutdown,
+) -> anyhow::Result<TopicLayout> {
     let k = &config.kafka;
     let client = k.client_config(&[]);
     let specs = [
@@ -167,7 +181,11 @@ pub async fn prepare_topics(config: &MonitorConfig, shutdown: Shutdown) -> anyho
         )
         .with_config("cleanup.policy", "compact"),
     ];
-    ensure_topics_when_reachable(&client, &specs, shutdown).await?;
+    let counts = ensure_topics_when_reachable(&client, &specs, shutdown).await?;
+    let layout = TopicLayout {
+        input_partitions: counts.get(&config.input_topic).copied(),
+        shuffle_partitions: counts.get(&config.shuffle_topic).copied(),
+    };
     match admin::timestamp_type(&client, &config.input_topic).await {
         Ok(Some(t)) if t == "LogAppendTime" => {}
         Ok(other) => tracing::warn!(
@@ -183,13 +201,14 @@ pub async fn prepare_topics(config: &MonitorConfig, shutdown: Shutdown) -> anyho
             config.input_topic
         ),
     }
-    Ok(())
+    Ok(layout)
 }
 
 /// Runs the monitor until shutdown; windows still open at shutdown are not written (they are
 /// rebuilt from Kafka by whichever instance owns their partitions next).
 pub async fn run(
     config: MonitorConfig,
+    layout: TopicLayout,
     sink: impl WindowSink,
     readiness: Readiness,
     mut shutdown: Shutdown,
@@ -218,10 +237,23 @@ pub async fn run(
         .producer_config(RELIABLE_PRODUCER)
         .create_with_context(context.clone())
         .map_err(|e| MonitorError::Setup(format!("creating the Kafka producer: {e}")))?;
-    let shuffle_partitions = partition_count(&merge_consumer, &config.shuffle_topic).await?;
-    let input_partitions = group_consumer::partition_ids(&merge_consumer, &config.input_topic)
-        .await
-        .map_err(MonitorError::Setup)?;
+    // Partition counts preparing the topics did not learn are asked for (both at once).
+    let (shuffle_partitions, input_partitions) = tokio::try_join!(
+        async {
+            match layout.shuffle_partitions {
+                Some(count) => Ok(count),
+                None => partition_count(&merge_consumer, &config.shuffle_topic).await,
+            }
+        },
+        async {
+            match layout.input_partitions {
+                Some(count) => Ok((0..count).collect::<Vec<i32>>()),
+                None => group_consumer::partition_ids(&merge_consumer, &config.input_topic)
+                    .await
+                    .map_err(MonitorError::Setup),
+            }
+        },
+    )?;
     let sink_name = sink.describe();
     let shuffle = Shuffle::new(JobIdentity {
         group: config.group.clone(),

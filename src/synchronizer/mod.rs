@@ -164,7 +164,8 @@ pub async fn ensure_synchronizer_topics(
             k.replication_factor,
         ),
     ];
-    ensure_topics_when_reachable(&k.client_config(&[]), &specs, shutdown).await
+    ensure_topics_when_reachable(&k.client_config(&[]), &specs, shutdown).await?;
+    Ok(())
 }
 
 /// A consumer of the input topic, subscribed (a member of the group).

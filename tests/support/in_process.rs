@@ -85,12 +85,13 @@ impl InProcessMonitor {
     /// Prepares the topics and starts the monitor with `config`.
     pub async fn start(config: MonitorConfig) -> InProcessMonitor {
         let (stop, shutdown) = Shutdown::new();
-        monitor::prepare_topics(&config, shutdown.clone())
+        let layout = monitor::prepare_topics(&config, shutdown.clone())
             .await
             .expect("preparing the monitor's topics");
         let sink = MemorySink::new();
         let task = tokio::spawn(monitor::run(
             config.clone(),
+            layout,
             sink.clone(),
             Readiness::default(),
             shutdown,

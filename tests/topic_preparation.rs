@@ -1,0 +1,80 @@
+//! The monitor's topic preparation on the real broker: missing topics are created with the
+//! configured shapes, existing ones are left as they are, and the partition counts it reports
+//! (which spare the monitor's start two metadata requests) are the broker's.
+
+mod support;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use sla_monitor::monitor::{self, TopicLayout};
+use sla_monitor::shutdown::Shutdown;
+use std::time::Duration;
+use support::in_process::test_config;
+use support::*;
+
+fn monitor_topics(prefix: &str) -> MonitorTopics {
+    MonitorTopics {
+        reduced: unique(&format!("{prefix}_reduced")),
+        dlq: unique(&format!("{prefix}_dlq")),
+        checkpoints: unique(&format!("{prefix}_ckpt")),
+        shuffle: unique(&format!("{prefix}_shuffle")),
+    }
+}
+
+/// The partition count the broker's metadata gives `topic`.
+fn partitions_of(topic: &str) -> i32 {
+    blocking(|| {
+        let consumer: BaseConsumer = Cluster::local().config().create().unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        metadata.topics()[0].partitions().len() as i32
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_topics_are_created_and_their_partition_counts_reported() {
+    let topics = monitor_topics("prep_new");
+    let mut config = test_config(&topics, &unique("prep_new_mg"), Duration::from_secs(5));
+    config.shuffle_partitions = 3;
+    let (_stop, shutdown) = Shutdown::new();
+    let layout = monitor::prepare_topics(&config, shutdown).await.unwrap();
+    assert_eq!(
+        layout,
+        TopicLayout {
+            input_partitions: Some(config.kafka.partitions),
+            shuffle_partitions: Some(3),
+        }
+    );
+    assert_eq!(partitions_of(&topics.reduced), config.kafka.partitions);
+    assert_eq!(partitions_of(&topics.shuffle), 3);
+    assert_eq!(partitions_of(&topics.dlq), config.kafka.partitions);
+    assert_eq!(partitions_of(&topics.checkpoints), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn existing_topics_keep_their_shape_and_report_it() {
+    let topics = monitor_topics("prep_old");
+    create_topic(&topics.reduced, 5).await;
+    create_topic(&topics.shuffle, 4).await;
+    let mut config = test_config(&topics, &unique("prep_old_mg"), Duration::from_secs(5));
+    config.shuffle_partitions = 1;
+    assert_ne!(config.kafka.partitions, 5);
+    let (_stop, shutdown) = Shutdown::new();
+    let layout = monitor::prepare_topics(&config, shutdown.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        layout,
+        TopicLayout {
+            input_partitions: Some(5),
+            shuffle_partitions: Some(4),
+        }
+    );
+    assert_eq!(partitions_of(&topics.reduced), 5);
+    assert_eq!(partitions_of(&topics.shuffle), 4);
+    // Once every topic exists, a second preparation reports the same without creating any.
+    assert_eq!(
+        monitor::prepare_topics(&config, shutdown).await.unwrap(),
+        layout
+    );
+}
