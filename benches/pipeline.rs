@@ -91,8 +91,9 @@ const WINDOW_MS: i64 = 10_000;
 /// How often a file or process is checked for completion.
 const FILE_POLL: Duration = Duration::from_millis(20);
 /// How often Elasticsearch is asked how many window documents a search finds (a `_count`, no
-/// refresh of its own: the monitor's documents are searchable once written, `--es-refresh`).
-const ES_POLL: Duration = Duration::from_millis(50);
+/// refresh of its own: the monitor's documents are searchable once written, `--es-refresh`);
+/// as often as a file or process is checked, so that no run is measured more coarsely.
+const ES_POLL: Duration = FILE_POLL;
 
 fn main() {
     if let Ok(role) = std::env::var("SLA_BENCH_ROLE") {

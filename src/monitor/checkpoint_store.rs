@@ -12,6 +12,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,33 +30,82 @@ pub struct Owner {
     pub window_ms: i64,
 }
 
-/// Reads the latest usable checkpoint of every partition of `owner`'s topic saved by its
-/// group: a checkpoint of another job or window length, of an unknown format, failing its
-/// checksum or implausible is not used (the one before it is, if any) and is counted. Gives
-/// up after 30 s per checkpoint partition (the caller retries transient failures).
-pub async fn load(
-    kafka: &KafkaArgs,
-    checkpoint_topic: &str,
-    owner: &Owner,
-) -> Result<BTreeMap<i32, Checkpoint>, KafkaError> {
-    let group = owner.group.as_str();
-    let config = kafka.client_config(&[
-        ("group.id", &format!("{group}-checkpoint-reader")),
-        ("enable.auto.commit", "false"),
-        ("enable.partition.eof", "false"),
-    ]);
-    let (checkpoint_topic, owner) = (checkpoint_topic.to_string(), owner.clone());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config.create()?;
-        let found = read_checkpoints(&consumer, &checkpoint_topic, &owner);
-        retire(consumer);
-        found
-    })
-    .await
-    .map_err(|_| KafkaError::Canceled)?
+/// The consumer that reads the checkpoint topic when partitions are assigned. It is created
+/// (and connected) when the monitor starts, while the instance joins its group, and kept: a
+/// new client's first request waits ~50 ms for its connection, which every restore paid.
+#[derive(Clone)]
+pub struct CheckpointReader {
+    consumer: Arc<Mutex<ReaderClient>>,
+    topic: String,
 }
 
-/// Reads `checkpoint_topic` to its end with `consumer` (see [`load`]).
+/// The reader's consumer, closed off the async workers when the last reader is dropped.
+struct ReaderClient(Option<BaseConsumer>);
+
+impl ReaderClient {
+    fn consumer(&self) -> &BaseConsumer {
+        self.0.as_ref().expect("taken only on drop")
+    }
+}
+
+impl Drop for ReaderClient {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            retire(consumer);
+        }
+    }
+}
+
+impl CheckpointReader {
+    /// A reader of `checkpoint_topic` for `group`, connecting in the background.
+    pub fn new(kafka: &KafkaArgs, checkpoint_topic: &str, group: &str) -> Result<Self, KafkaError> {
+        let consumer: BaseConsumer = kafka
+            .client_config(&[
+                ("group.id", &format!("{group}-checkpoint-reader")),
+                ("enable.auto.commit", "false"),
+                ("enable.partition.eof", "false"),
+            ])
+            .create()?;
+        let reader = CheckpointReader {
+            consumer: Arc::new(Mutex::new(ReaderClient(Some(consumer)))),
+            topic: checkpoint_topic.to_string(),
+        };
+        // Connects now (a first load waits for this); failures are the load's to report.
+        let warming = reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let client = warming.consumer.lock().expect("checkpoint reader poisoned");
+            let _ = client
+                .consumer()
+                .fetch_metadata(Some(&warming.topic), READ_TIMEOUT);
+        });
+        Ok(reader)
+    }
+
+    /// The checkpoint topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Reads the latest usable checkpoint of every partition of `owner`'s topic saved by its
+    /// group: a checkpoint of another job or window length, of an unknown format, failing its
+    /// checksum or implausible is not used (the one before it is, if any) and is counted.
+    /// Gives up after 30 s per checkpoint partition (the caller retries transient failures).
+    pub async fn load(&self, owner: &Owner) -> Result<BTreeMap<i32, Checkpoint>, KafkaError> {
+        let (reader, owner) = (self.clone(), owner.clone());
+        tokio::task::spawn_blocking(move || {
+            let client = reader.consumer.lock().expect("checkpoint reader poisoned");
+            let consumer = client.consumer();
+            let found = read_checkpoints(consumer, &reader.topic, &owner);
+            // Assigned, it would go on fetching until the next load.
+            let unassigned = consumer.unassign();
+            found.and_then(|found| unassigned.map(|()| found))
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)?
+    }
+}
+
+/// Reads `checkpoint_topic` to its end with `consumer` (see [`CheckpointReader::load`]).
 fn read_checkpoints(
     consumer: &BaseConsumer,
     checkpoint_topic: &str,

@@ -268,6 +268,13 @@ pub async fn run(
         shuffle_partitions,
         config.window.size_ms,
     );
+    // Connects while the instance joins its groups, ready for the first assignment.
+    let checkpoints = checkpoint_store::CheckpointReader::new(
+        &config.kafka,
+        &config.checkpoint_topic,
+        &config.group,
+    )
+    .map_err(|e| MonitorError::Setup(format!("creating the checkpoint reader: {e}")))?;
     let (batches, acks) = driver::spawn(sink, metrics::sink_retries());
     let input_owned = Arc::new(AtomicUsize::new(0));
     let partitions = PartitionStage::new(
@@ -299,6 +306,7 @@ pub async fn run(
             leaders_up,
             context: context.clone(),
             publisher: publisher.clone(),
+            checkpoints,
             owned_count: input_owned.clone(),
         },
     );

@@ -26,7 +26,7 @@ use crate::kafka::rebalance_events::Rebalanced;
 use crate::kafka::reporting_producer::refused_for_itself;
 use crate::kafka::stamp_headers::StampHeaders;
 use crate::kafka::transient::is_transient;
-use crate::kafka::{JobContext, KafkaArgs, READY_BATCH};
+use crate::kafka::{JobContext, READY_BATCH};
 use crate::rejection::{RejectReason, Rejection};
 use crate::shuffle::publisher::ShufflePublisher;
 use crate::shutdown::Shutdown;
@@ -62,6 +62,8 @@ pub struct PartitionStageParts {
     pub dead_letters: DeadLetterQueue,
     /// Where window parts and progress go.
     pub publisher: ShufflePublisher,
+    /// Reads the checkpoints of newly assigned partitions.
+    pub checkpoints: checkpoint_store::CheckpointReader,
     /// Input partitions held now, for the merge stage's watchdog.
     pub owned_count: Arc<AtomicUsize>,
 }
@@ -77,6 +79,7 @@ pub struct PartitionStage {
     committer: Committer,
     dead_letters: DeadLetterQueue,
     publisher: ShufflePublisher,
+    checkpoints: checkpoint_store::CheckpointReader,
     metrics: PartitionMetrics,
     owned_count: Arc<AtomicUsize>,
     /// Dead letters under way, by (partition, offset).
@@ -115,6 +118,7 @@ impl PartitionStage {
             committer: parts.committer,
             dead_letters: parts.dead_letters,
             publisher: parts.publisher,
+            checkpoints: parts.checkpoints,
             owned_count: parts.owned_count,
             dead_letter_deliveries: FuturesUnordered::new(),
             bare_dead_letters: HashSet::new(),
@@ -262,8 +266,7 @@ impl PartitionStage {
                 };
                 self.restoring = Some(Box::pin(restore_partitions(
                     self.consumer.clone(),
-                    self.config.kafka.clone(),
-                    self.config.checkpoint_topic.clone(),
+                    self.checkpoints.clone(),
                     owner,
                     partitions,
                 )));
@@ -500,24 +503,31 @@ impl PartitionStage {
 /// returned.
 async fn restore_partitions(
     consumer: GroupConsumer,
-    kafka: KafkaArgs,
-    checkpoint_topic: String,
+    reader: checkpoint_store::CheckpointReader,
     owner: checkpoint_store::Owner,
     partitions: Vec<i32>,
 ) -> Result<Vec<PartitionResume>, String> {
     let (group, topic) = (&owner.group, &owner.topic);
     let attempt = || async {
-        let committed = group_consumer::committed_offsets(&consumer, topic, &partitions)
-            .await
-            .map_err(|e| {
-                (
-                    format!("reading the committed offsets of {topic} (group {group})"),
-                    e,
-                )
-            })?;
-        let checkpoints = checkpoint_store::load(&kafka, &checkpoint_topic, &owner)
-            .await
-            .map_err(|e| (format!("reading checkpoints from {checkpoint_topic}"), e))?;
+        // Both at once: each is a round trip or more to the brokers.
+        let (committed, checkpoints) = tokio::try_join!(
+            async {
+                group_consumer::committed_offsets(&consumer, topic, &partitions)
+                    .await
+                    .map_err(|e| {
+                        (
+                            format!("reading the committed offsets of {topic} (group {group})"),
+                            e,
+                        )
+                    })
+            },
+            async {
+                reader
+                    .load(&owner)
+                    .await
+                    .map_err(|e| (format!("reading checkpoints from {}", reader.topic()), e))
+            },
+        )?;
         // Only a checkpoint is judged against its partition's end.
         let judged = partitions
             .iter()
