@@ -321,36 +321,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("monitor stopped")?
         }
         SinkKind::Elasticsearch => {
-            // The client is built once, on a blocking thread while the topics are prepared:
-            // building it loads the system's certificates (~80 ms, the longest step of the
-            // start). A misconfiguration of either stops the start at once, so a misconfigured
-            // Elasticsearch is said without waiting for Kafka to become reachable.
-            let index = es.index.clone();
-            let building = async move {
-                tokio::task::spawn_blocking(move || ElasticsearchSink::new(&es, refresh))
-                    .await
-                    .context("building the Elasticsearch client")?
-                    .map_err(anyhow::Error::from)
-            };
-            let (sink, layout) =
-                tokio::try_join!(building, monitor::prepare_topics(&config, shutdown.clone()))?;
-            // The index is prepared while the monitor starts consuming (a fresh index takes
-            // Elasticsearch a few hundred milliseconds): documents wait for it, /readyz says
-            // so, and a preparation that fails stops the monitor with its own error.
+            // The client is built and the index prepared in the background while the topics
+            // are prepared and the monitor starts consuming: building the client loads the
+            // system's certificates (~80 ms), a fresh index takes Elasticsearch a few hundred
+            // milliseconds. Documents wait for it, /readyz says so, and a preparation that
+            // fails stops the monitor with its own error — a misconfiguration at once, without
+            // waiting for Kafka.
+            let description = ElasticsearchSink::description(&es);
             let hold = readiness.hold(format!(
-                "starting: preparing the Elasticsearch index {index}"
+                "starting: preparing the Elasticsearch index {}",
+                es.index
             ));
-            let (preparing, quantiles) = (sink.clone(), config.window.quantiles.clone());
+            let quantiles = config.window.quantiles.clone();
             let preparation = Preparation::spawn(
-                move |until| async move { preparing.prepare_when_reachable(&quantiles, until).await },
+                move |until| async move {
+                    let sink =
+                        tokio::task::spawn_blocking(move || ElasticsearchSink::new(&es, refresh))
+                            .await
+                            .context("building the Elasticsearch client")??;
+                    sink.prepare_when_reachable(&quantiles, until).await?;
+                    Ok(sink)
+                },
                 &shutdown,
                 hold,
             );
             let shutdown = shutdown.or_when(preparation.failed());
-            readiness.set_not_ready("starting: reading checkpoints and assigning partitions");
-            let stopped = monitor::run(config, layout, preparation.sink(sink), readiness, shutdown)
-                .await
-                .context("monitor stopped");
+            let stopped = match monitor::prepare_topics(&config, shutdown.clone()).await {
+                Ok(layout) => {
+                    readiness
+                        .set_not_ready("starting: reading checkpoints and assigning partitions");
+                    let sink = preparation.sink(description);
+                    monitor::run(config, layout, sink, readiness, shutdown)
+                        .await
+                        .context("monitor stopped")
+                }
+                Err(e) => Err(e),
+            };
             // A preparation that failed by itself stopped the monitor: its error is the cause.
             // One stopped by a signal says so ("stopped before Elasticsearch became
             // reachable"); one stopped because the monitor failed says nothing new.

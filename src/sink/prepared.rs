@@ -1,7 +1,8 @@
-//! A sink prepared in the background: the job starts consuming while its destination is set
-//! up (e.g. the Elasticsearch index template and index created), instead of before. Documents
-//! wait for the preparation; `/readyz` says the job is not ready until it succeeded; a
-//! preparation that fails stops the job with its own error (see [`Preparation::failed`]).
+//! A sink prepared in the background: the job starts consuming while its destination is
+//! built and set up (e.g. the Elasticsearch client built — which loads the system's
+//! certificates — and the index template and index created), instead of before. Documents wait
+//! for the preparation; `/readyz` says the job is not ready until it succeeded; a preparation
+//! that fails stops the job with its own error (see [`Preparation::failed`]).
 
 use super::{SinkError, WindowSink};
 use crate::http::ReadinessHold;
@@ -11,18 +12,18 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
-/// How a preparation ended: `None` while under way.
-type Outcome = Option<Result<(), String>>;
+/// How a preparation ended, with what it prepared: `None` while under way.
+type Outcome<T> = Option<Result<T, String>>;
 
-/// A preparation running in the background.
-pub struct Preparation {
-    outcome: watch::Receiver<Outcome>,
+/// A preparation of a `T` (a sink) running in the background.
+pub struct Preparation<T> {
+    outcome: watch::Receiver<Outcome<T>>,
     stop: ShutdownTrigger,
     /// Released when the preparation succeeded; a failed one keeps the job not ready.
     _hold: Arc<Mutex<Option<ReadinessHold>>>,
 }
 
-impl Preparation {
+impl<T: Clone + Send + Sync + 'static> Preparation<T> {
     /// Runs `prepare` in the background, giving it a handle triggered on `shutdown` or by
     /// [`Self::finish`]; `hold` keeps the job not ready until it succeeded.
     pub fn spawn<F>(
@@ -31,7 +32,7 @@ impl Preparation {
         hold: ReadinessHold,
     ) -> Self
     where
-        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+        F: Future<Output = anyhow::Result<T>> + Send + 'static,
     {
         let (stop, stopped) = Shutdown::new();
         let mut stopped = stopped;
@@ -54,23 +55,26 @@ impl Preparation {
         }
     }
 
-    /// Stops the preparation if it is still under way, and says how it ended.
+    /// Stops the preparation if it is still under way and returns how it ended.
     pub async fn finish(self) -> Result<(), String> {
         self.stop.trigger();
         let mut outcome = self.outcome;
-        let ended = outcome.wait_for(Option::is_some).await.map(|o| o.clone());
+        let ended = outcome
+            .wait_for(Option::is_some)
+            .await
+            .map(|o| ended_as_unit(&o));
         match ended {
             Ok(Some(result)) => result,
             _ => Err("the preparation was dropped".into()),
         }
     }
 
-    /// How it ended: `None` while under way, else its error or success.
-    pub fn outcome(&self) -> Outcome {
-        self.outcome.borrow().clone()
+    /// How the preparation ended, `None` while it runs.
+    pub fn outcome(&self) -> Option<Result<(), String>> {
+        ended_as_unit(&self.outcome.borrow())
     }
 
-    /// Completes once the preparation failed; never when it succeeds.
+    /// Completes when the preparation failed (never when it succeeds): a job stops on it.
     pub fn failed(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut outcome = self.outcome.clone();
         async move {
@@ -84,27 +88,34 @@ impl Preparation {
         }
     }
 
-    /// `sink`, writing only once this preparation succeeded.
-    pub fn sink<S: WindowSink>(&self, sink: S) -> PreparedSink<S> {
+    /// The prepared sink, described as `description` until it exists: its writes wait for
+    /// the preparation and fail fatally when it failed.
+    pub fn sink(&self, description: String) -> PreparedSink<T> {
         PreparedSink {
-            inner: sink,
+            inner: None,
+            description,
             outcome: self.outcome.clone(),
-            prepared: false,
         }
     }
 }
 
-/// A sink whose first write waits for its [`Preparation`]; a failed preparation is a fatal
-/// error of every write.
-pub struct PreparedSink<S> {
-    inner: S,
-    outcome: watch::Receiver<Outcome>,
-    prepared: bool,
+/// An outcome without what was prepared.
+fn ended_as_unit<T>(outcome: &Outcome<T>) -> Option<Result<(), String>> {
+    outcome
+        .as_ref()
+        .map(|ended| ended.as_ref().map(|_| ()).map_err(Clone::clone))
 }
 
-impl<S: WindowSink> WindowSink for PreparedSink<S> {
+/// A sink that exists once its [`Preparation`] succeeded.
+pub struct PreparedSink<S> {
+    inner: Option<S>,
+    description: String,
+    outcome: watch::Receiver<Outcome<S>>,
+}
+
+impl<S: WindowSink + Clone + Send + Sync> WindowSink for PreparedSink<S> {
     async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
-        if !self.prepared {
+        if self.inner.is_none() {
             let ended = self
                 .outcome
                 .wait_for(Option::is_some)
@@ -112,16 +123,17 @@ impl<S: WindowSink> WindowSink for PreparedSink<S> {
                 .map(|ended| ended.clone())
                 .unwrap_or_else(|_| Some(Err("the sink's preparation was dropped".into())));
             match ended {
-                Some(Ok(())) => self.prepared = true,
+                Some(Ok(sink)) => self.inner = Some(sink),
                 Some(Err(e)) => return Err(SinkError::Fatal(e)),
                 None => unreachable!("waited for an outcome"),
             }
         }
-        self.inner.write(documents).await
+        let sink = self.inner.as_mut().expect("prepared above");
+        sink.write(documents).await
     }
 
     fn describe(&self) -> String {
-        self.inner.describe()
+        self.description.clone()
     }
 }
 
@@ -140,7 +152,12 @@ mod tests {
     }
 
     /// A preparation that ends with what the returned sender sends.
-    fn controlled(readiness: &Readiness) -> (oneshot::Sender<anyhow::Result<()>>, Preparation) {
+    type Controlled = (
+        oneshot::Sender<anyhow::Result<MemorySink>>,
+        Preparation<MemorySink>,
+    );
+
+    fn controlled(readiness: &Readiness) -> Controlled {
         let (send, receive) = oneshot::channel();
         let preparation = Preparation::spawn(
             |_| async move { receive.await.unwrap() },
@@ -155,7 +172,8 @@ mod tests {
         let readiness = Readiness::default();
         let (finish, preparation) = controlled(&readiness);
         let memory = MemorySink::default();
-        let mut sink = preparation.sink(memory.clone());
+        let mut sink = preparation.sink("memory".into());
+        assert_eq!(sink.describe(), "memory");
         let documents = documents(2);
         let mut write = Box::pin(sink.write(&documents));
         assert!(
@@ -163,7 +181,7 @@ mod tests {
             "no write before the preparation ended"
         );
         assert_eq!(readiness.not_ready_reason().as_deref(), Some("preparing"));
-        finish.send(Ok(())).unwrap();
+        finish.send(Ok(memory.clone())).unwrap();
         write.await.unwrap();
         assert_eq!(memory.written(), 2);
         assert_eq!(readiness.not_ready_reason(), None);
@@ -174,7 +192,7 @@ mod tests {
     #[tokio::test]
     async fn finishing_stops_a_preparation_under_way() {
         let readiness = Readiness::default();
-        let preparation = Preparation::spawn(
+        let preparation: Preparation<MemorySink> = Preparation::spawn(
             |mut until: Shutdown| async move {
                 until.wait().await;
                 anyhow::bail!("stopped before it was reachable")
@@ -200,7 +218,7 @@ mod tests {
             )))
             .unwrap();
         failed.await;
-        let mut sink = preparation.sink(MemorySink::default());
+        let mut sink = preparation.sink("memory".into());
         let documents = documents(1);
         match sink.write(&documents).await {
             Err(SinkError::Fatal(m)) => assert!(m.contains("SLA_ES_PASSWORD"), "{m}"),

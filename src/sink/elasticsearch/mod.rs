@@ -81,7 +81,17 @@ fn setup_outcome(what: &str, status: u16, body: &Value, index: &str) -> Result<(
     }
 }
 
+/// "Elasticsearch <url>/<index>".
+fn destination(url: &str, index: &str) -> String {
+    format!("Elasticsearch {}/{index}", url.trim_end_matches('/'))
+}
+
 impl ElasticsearchSink {
+    /// How a sink with these settings describes itself (before it is built).
+    pub fn description(args: &ElasticsearchArgs) -> String {
+        destination(&args.url, &args.index)
+    }
+
     /// Connects (lazily) with the given settings; misconfiguration is reported at once.
     /// Documents become searchable as `refresh` says.
     pub fn new(args: &ElasticsearchArgs, refresh: Refresh) -> Result<Self, ConfigError> {
@@ -192,10 +202,6 @@ impl WindowSink for ElasticsearchSink {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "Elasticsearch {}/{}",
-            self.url.trim_end_matches('/'),
-            self.index
-        )
+        destination(&self.url, &self.index)
     }
 }
