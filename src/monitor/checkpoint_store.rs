@@ -17,6 +17,9 @@ use std::time::Duration;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the checkpoint reader's first request may wait for the brokers.
+const WARM_UP_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Whose checkpoints to read: the monitor's group, input topic, job name and window length.
 #[derive(Debug, Clone)]
 pub struct Owner {
@@ -70,13 +73,14 @@ impl CheckpointReader {
             consumer: Arc::new(Mutex::new(ReaderClient(Some(consumer)))),
             topic: checkpoint_topic.to_string(),
         };
-        // Connects now (a first load waits for this); failures are the load's to report.
+        // Connects now (a first load waits for this). Failures are the load's to report, and
+        // the wait is short: a job stopping while the brokers are unreachable waits for it.
         let warming = reader.clone();
         tokio::task::spawn_blocking(move || {
             let client = warming.consumer.lock().expect("checkpoint reader poisoned");
             let _ = client
                 .consumer()
-                .fetch_metadata(Some(&warming.topic), READ_TIMEOUT);
+                .fetch_metadata(Some(&warming.topic), WARM_UP_TIMEOUT);
         });
         Ok(reader)
     }
