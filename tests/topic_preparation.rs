@@ -11,15 +11,6 @@ use std::time::Duration;
 use support::in_process::test_config;
 use support::*;
 
-fn monitor_topics(prefix: &str) -> MonitorTopics {
-    MonitorTopics {
-        reduced: unique(&format!("{prefix}_reduced")),
-        dlq: unique(&format!("{prefix}_dlq")),
-        checkpoints: unique(&format!("{prefix}_ckpt")),
-        shuffle: unique(&format!("{prefix}_shuffle")),
-    }
-}
-
 /// The partition count the broker's metadata gives `topic`.
 fn partitions_of(topic: &str) -> i32 {
     blocking(|| {
