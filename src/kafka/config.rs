@@ -189,18 +189,22 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    }
+
+    /// The Kafka settings a job parses from `args`.
+    fn parse(args: &[&str]) -> KafkaArgs {
+        Cli::try_parse_from(std::iter::once("job").chain(args.iter().copied()))
+            .unwrap()
+            .kafka
+    }
+
     #[test]
     fn the_offset_reset_is_the_start_unless_the_user_says_otherwise() {
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            kafka: KafkaArgs,
-        }
-        let reset = |args: &[&str]| {
-            let cli =
-                Cli::try_parse_from(std::iter::once("job").chain(args.iter().copied())).unwrap();
-            cli.kafka.offset_reset("g")
-        };
+        let reset = |args: &[&str]| parse(args).offset_reset("g");
         assert_eq!(reset(&[]), Some(rdkafka::Offset::Beginning));
         assert_eq!(
             reset(&["-X", "auto.offset.reset=latest"]),
@@ -209,19 +213,8 @@ mod tests {
         assert_eq!(reset(&["-X", "auto.offset.reset=error"]), None);
     }
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        kafka: KafkaArgs,
-    }
-
     #[test]
     fn every_client_starts_from_the_client_defaults_which_the_user_overrides() {
-        let parse = |args: &[&str]| {
-            Cli::try_parse_from(std::iter::once("job").chain(args.iter().copied()))
-                .unwrap()
-                .kafka
-        };
         let kafka = parse(&[]);
         for config in [
             kafka.client_config(&[]),
