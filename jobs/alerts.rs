@@ -4,16 +4,11 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use futures::StreamExt;
-use sla_monitor::alerting::backtest;
-use sla_monitor::alerting::evaluation::Results;
+use sla_monitor::alerting::commands;
 use sla_monitor::alerting::evaluator::{self, EvaluatorConfig, SharedStatus};
-use sla_monitor::alerting::report::{self, Run};
+use sla_monitor::alerting::report;
 use sla_monitor::alerting::rule::AlertRule;
-use sla_monitor::alerting::state::Lifecycle;
-use sla_monitor::alerting::variants::{self, Variant};
-use sla_monitor::alerting::{datasource, rule};
-use sla_monitor::alerting::{incidents, requirements, score};
+use sla_monitor::cli::{duration_in, ms, secs, DAY};
 use sla_monitor::elasticsearch_connection::ElasticsearchArgs;
 use sla_monitor::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::shutdown::Shutdown;
@@ -22,7 +17,6 @@ use sla_monitor::slo::report::{self as slo_report, ReportRequest};
 use sla_monitor::slo::rules as slo_rules;
 use sla_monitor::slo::spec::SloSpec;
 use sla_monitor::{http, telemetry};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,7 +44,7 @@ struct Cli {
     #[arg(long, env = "SLA_ALERT_WEBHOOK_URL")]
     webhook_url: Option<String>,
 
-    /// Address of the HTTP endpoint (/state, /metrics, /healthz). Port 0 picks a free port.
+    /// Address of the HTTP endpoint (/state, /metrics, /healthz, /readyz). Port 0 picks a free port.
     #[arg(long, env = "SLA_ALERTS_HTTP_ADDR", default_value = "127.0.0.1:9103")]
     http_addr: SocketAddr,
 
@@ -83,7 +77,7 @@ struct RuleArgs {
     elasticsearch: ElasticsearchArgs,
 
     /// Evaluate every this long instead of each rule group's interval, e.g. 5s.
-    #[arg(long, env = "SLA_ALERT_INTERVAL", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SLA_ALERT_INTERVAL", value_parser = duration_in(secs(1), DAY))]
     interval: Option<Duration>,
 
     #[command(flatten)]
@@ -136,7 +130,7 @@ enum Command {
         job: Option<String>,
 
         /// Judge against this threshold (e.g. 3s) instead of the SLA stored with each window.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = duration_in(ms(1), DAY))]
         sla: Option<Duration>,
 
         /// The objective in percent of records within the SLA: the error budget.
@@ -198,13 +192,6 @@ struct Judging {
     report: Option<PathBuf>,
 }
 
-/// Evaluations per `_msearch` request of a backtest.
-const BACKTEST_BATCH: usize = 500;
-
-/// `_msearch` requests of a backtest under way at once (Elasticsearch runs them on its search
-/// threads; one at a time left its cores idle between requests).
-const BACKTEST_CONCURRENCY: usize = 2;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -234,17 +221,15 @@ async fn main() -> anyhow::Result<()> {
             ..
         }) => {
             let now = chrono::Utc::now().timestamp_millis();
+            let (from_ms, to_ms) =
+                commands::parse_range(&from, &to, now).map_err(anyhow::Error::msg)?;
             let request = ReportRequest {
-                from_ms: parse_time(&from, now, "--from")?,
-                to_ms: parse_time(&to, now, "--to")?,
+                from_ms,
+                to_ms,
                 job,
                 sla_ms: sla.map(|d| d.as_millis() as i64),
                 objective: objective / 100.0,
             };
-            anyhow::ensure!(
-                request.from_ms < request.to_ms,
-                "--from must be before --to"
-            );
             run_report(&elasticsearch, &request, json)
                 .await
                 .map(|()| Vec::new())
@@ -281,27 +266,7 @@ fn run_slo(action: &SloAction) -> anyhow::Result<()> {
         }
     };
     match action {
-        SloAction::Validate { .. } => {
-            println!(
-                "{}: valid — {} % of records of job {:?} within {} ms over {}; {} burn-rate alerts",
-                file.display(),
-                slo.target * 100.0,
-                slo.job,
-                slo.threshold_ms(),
-                humantime::format_duration(slo.time_window),
-                slo.windows.len()
-            );
-            for w in &slo.windows {
-                println!(
-                    "  {:<6} {} and {} above {}x ({:.1} % of the budget before it fires)",
-                    w.severity,
-                    humantime::format_duration(w.long),
-                    humantime::format_duration(w.short),
-                    w.burn_rate,
-                    100.0 * slo.budget_share(w)
-                );
-            }
-        }
+        SloAction::Validate { .. } => print!("{}", slo.describe(&file.display().to_string())),
         SloAction::Generate { .. } => {
             print!("{}", slo_rules::generate(&slo, &file.display().to_string()))
         }
@@ -326,50 +291,7 @@ async fn run_report(
 
 /// Reads the rules and checks each against its data source.
 fn load_rules(args: &RuleArgs) -> anyhow::Result<Vec<AlertRule>> {
-    let read = |p: &PathBuf| {
-        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
-    };
-    let mut rules = Vec::new();
-    for path in &args.rules {
-        rules.extend(rule::load(&read(path)?).with_context(|| format!("in {}", path.display()))?);
-    }
-    let sources = datasource::parse(&read(&args.datasources)?)
-        .with_context(|| format!("in {}", args.datasources.display()))?;
-    for r in &rules {
-        let source = sources.get(&r.datasource_uid).with_context(|| {
-            format!(
-                "rule {:?} uses data source {:?}, which {} does not define",
-                r.title,
-                r.datasource_uid,
-                args.datasources.display()
-            )
-        })?;
-        anyhow::ensure!(
-            source.kind == "elasticsearch",
-            "rule {:?}: data source {} is {}, only elasticsearch is supported",
-            r.title,
-            source.uid,
-            source.kind
-        );
-        if source.index() != Some(args.elasticsearch.index.as_str()) {
-            tracing::warn!(
-                "data source {} names index {:?}; querying {:?} (--es-index)",
-                source.uid,
-                source.index(),
-                args.elasticsearch.index
-            );
-        }
-    }
-    anyhow::ensure!(
-        !rules.is_empty(),
-        "{} define no rule",
-        args.rules
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok(rules)
+    commands::load_rules(&args.rules, &args.datasources, &args.elasticsearch.index)
 }
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
@@ -392,48 +314,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--from` / `--to`: an RFC 3339 time, or a duration before `now_ms`.
-fn parse_time(text: &str, now_ms: i64, flag: &str) -> anyhow::Result<i64> {
-    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(at.timestamp_millis());
-    }
-    let ago = humantime::parse_duration(text).with_context(|| {
-        format!(
-            "{flag} {text:?}: give an RFC 3339 time (2026-11-22T00:00:00Z) or how long ago (7d)"
-        )
-    })?;
-    Ok(now_ms - ago.as_millis() as i64)
-}
-
-/// The evaluations of `rule` at every multiple of `step` in the range (Grafana's scheduler
-/// ticks at multiples of the interval), `BACKTEST_CONCURRENCY` `_msearch` requests at a time.
-async fn evaluations(
-    rule: &AlertRule,
-    client: &elasticsearch::Elasticsearch,
-    index: &str,
-    (from_ms, to_ms, step): (i64, i64, i64),
-) -> anyhow::Result<Vec<(i64, Results)>> {
-    let first = (from_ms + step - 1).div_euclid(step) * step;
-    let times: Vec<i64> = (first..=to_ms).step_by(step as usize).collect();
-    anyhow::ensure!(
-        times.len() <= 1_000_000,
-        "{} evaluations of {:?} in that range; shorten it or raise --interval",
-        times.len(),
-        rule.title
-    );
-    let batches: Vec<Vec<Results>> = futures::stream::iter(times.chunks(BACKTEST_BATCH))
-        .map(|batch| rule.evaluate_range(client, index, batch))
-        .buffered(BACKTEST_CONCURRENCY)
-        .collect()
-        .await;
-    Ok(times
-        .into_iter()
-        .zip(batches.into_iter().flatten())
-        .collect())
-}
-
-/// Replays every rule (and each variant) over the range; returns the requirements the rules
-/// as provisioned failed.
+/// Replays every rule (and each variant) over the range and prints the result; returns the
+/// requirements the rules as provisioned failed.
 async fn run_backtest(
     args: &RuleArgs,
     from: &str,
@@ -443,115 +325,34 @@ async fn run_backtest(
 ) -> anyhow::Result<Vec<String>> {
     let rules = load_rules(args)?;
     let now = chrono::Utc::now().timestamp_millis();
-    let (from_ms, to_ms) = (
-        parse_time(from, now, "--from")?,
-        parse_time(to, now, "--to")?,
-    );
-    anyhow::ensure!(from_ms < to_ms, "--from must be before --to");
-    let incidents = match &judging.incidents {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))
-                .and_then(|text| {
-                    incidents::parse(&text).with_context(|| format!("in {}", path.display()))
-                })?,
-        ),
-        None => None,
-    };
-    let requirements = match &judging.require {
-        Some(text) => {
-            anyhow::ensure!(
-                incidents.is_some(),
-                "--require needs --incidents: the requirements are about known incidents"
-            );
-            requirements::parse(text)?
-        }
-        None => Vec::new(),
-    };
-    let mut variants = vec![Variant::provisioned()];
-    for text in &judging.variants {
-        variants.push(Variant::parse(text)?);
-    }
+    let range = commands::parse_range(from, to, now).map_err(anyhow::Error::msg)?;
+    let judged = commands::Judging::read(
+        judging.incidents.as_deref(),
+        judging.require.as_deref(),
+        &judging.variants,
+    )?;
     let client = args.elasticsearch.client()?;
-    let index = &args.elasticsearch.index;
-    let mut runs: Vec<Run> = Vec::new();
-    let mut failures = Vec::new();
-    for rule in &rules {
-        // The queries do not change with `for` or the threshold: one set per interval.
-        let mut by_interval: BTreeMap<i64, Vec<(i64, Results)>> = BTreeMap::new();
-        for (number, variant) in variants.iter().enumerate() {
-            let changed = variant.apply(rule)?;
-            let lifecycle = Lifecycle::of(&changed, variant.interval.or(args.interval));
-            let step = lifecycle.interval.as_millis() as i64;
-            if let std::collections::btree_map::Entry::Vacant(entry) = by_interval.entry(step) {
-                let started = std::time::Instant::now();
-                let found = evaluations(rule, &client, index, (from_ms, to_ms, step)).await?;
-                tracing::info!(
-                    "{:?}: {} evaluations queried in {:.1?}",
-                    rule.title,
-                    found.len(),
-                    started.elapsed()
-                );
-                entry.insert(found);
-            }
-            let evaluations = &by_interval[&step];
-            let timeline = if variant.threshold.is_some() {
-                backtest::replay(
-                    &changed,
-                    &lifecycle,
-                    &variants::rejudge(&changed, evaluations),
-                    to_ms,
-                )
-            } else {
-                backtest::replay(&changed, &lifecycle, evaluations, to_ms)
-            };
-            let score = incidents.as_ref().map(|i| score::score(&timeline, i));
-            // The gate judges the rules as provisioned; variants are for comparing.
-            if let (Some(score), 0) = (&score, number) {
-                failures.extend(
-                    requirements::failures(&requirements, &score.numbers)
-                        .into_iter()
-                        .map(|f| format!("rule {:?}: {f}", rule.title)),
-                );
-            }
-            if !json {
-                if variants.len() > 1 {
-                    println!("=== {:?}, {} ===", rule.title, variant.name);
-                }
-                println!("{}", backtest::render_text(&timeline, &rule.reduce_ref));
-                if let Some(score) = &score {
-                    println!("{}", score::render_text(score));
-                }
-            }
-            runs.push(Run {
-                timeline,
-                variant: variant.name.clone(),
-                threshold: Some(changed.threshold),
-                score,
-            });
-        }
-    }
+    let outcome = commands::backtest(
+        &rules,
+        &client,
+        &args.elasticsearch.index,
+        range,
+        args.interval,
+        &judged,
+    )
+    .await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
-    } else if variants.len() > 1 && incidents.is_some() {
-        println!("Variants side by side:");
-        for run in &runs {
-            if let Some(score) = &run.score {
-                println!(
-                    "  {:?} {:<24} {}",
-                    run.timeline.rule,
-                    run.variant,
-                    score::numbers_text(&score.numbers)
-                );
-            }
-        }
+        println!("{}", serde_json::to_string_pretty(&outcome.runs)?);
+    } else {
+        print!("{}", commands::render_backtest_text(&outcome, &rules));
     }
     if let Some(path) = &judging.report {
-        let page = report::render(&runs, incidents.as_deref().unwrap_or_default());
+        let incidents = judged.incidents.as_deref().unwrap_or_default();
+        let page = report::render(&outcome.runs, incidents);
         std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
         if !json {
             println!("Report written to {}", path.display());
         }
     }
-    Ok(failures)
+    Ok(outcome.failures)
 }

@@ -1,6 +1,7 @@
 //! `generator`: produces visit records to `visits` at a steady rate. See `--help`.
 
 use clap::Parser;
+use sla_monitor::cli::{duration_in, ms, DAY};
 use sla_monitor::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::generator::{self, GeneratorConfig, RecordMix};
 use sla_monitor::kafka::KafkaArgs;
@@ -31,7 +32,7 @@ struct Cli {
     count: Option<u64>,
 
     /// Stop after this long, e.g. 5m (default: run until --count or a signal).
-    #[arg(long, env = "SLA_GENERATOR_DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SLA_GENERATOR_DURATION", value_parser = duration_in(ms(1), 365 * DAY))]
     duration: Option<Duration>,
 
     /// Percentage (0-100) of records that are not valid JSON.
@@ -55,7 +56,7 @@ struct Cli {
     late_pct: f64,
 
     /// How far in the past the event_time of late records lies, e.g. 5m.
-    #[arg(long, env = "SLA_GENERATOR_LATE_BY", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SLA_GENERATOR_LATE_BY", default_value = "5m", value_parser = duration_in(ms(0), 365 * DAY))]
     late_by: Duration,
 
     /// Seed of the record contents: the same seed gives the same records (event times follow
@@ -63,7 +64,7 @@ struct Cli {
     #[arg(long, env = "SLA_GENERATOR_SEED", default_value_t = 42)]
     seed: u64,
 
-    /// Address of the HTTP endpoint (/metrics, /healthz). Port 0 picks a free port.
+    /// Address of the HTTP endpoint (/metrics, /healthz, /readyz). Port 0 picks a free port.
     #[arg(
         long,
         env = "SLA_GENERATOR_HTTP_ADDR",

@@ -2,6 +2,7 @@
 //! processing, with an optional artificial delay. See `--help`.
 
 use clap::Parser;
+use sla_monitor::cli::{duration_in, ms, secs, DAY};
 use sla_monitor::delay::{parse_delay, DelayMode, DelayPolicy};
 use sla_monitor::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::kafka::KafkaArgs;
@@ -57,7 +58,7 @@ struct Cli {
     delay_mode: DelayMode,
 
     /// How often acknowledged offsets are committed, e.g. 1s.
-    #[arg(long, env = "SLA_COMMIT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SLA_COMMIT_INTERVAL", default_value = "1s", value_parser = duration_in(ms(10), secs(3_600)))]
     commit_interval: Duration,
 
     /// Most records consumed but not yet acknowledged at once (bounds memory under a delay).
@@ -75,14 +76,14 @@ struct Cli {
 
     /// On shutdown, how long to wait for delayed and in-flight records before exiting anyway
     /// (records not acknowledged by then are reprocessed after a restart).
-    #[arg(long, env = "SLA_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SLA_DRAIN_TIMEOUT", default_value = "30s", value_parser = duration_in(ms(0), secs(3_600)))]
     drain_timeout: Duration,
 
     /// How long the synchronizer may hold no partition of its input (while the topic has
     /// partitions and the broker answers) before it logs an error, reports not ready on /readyz
     /// and rejoins the group with a fresh consumer, e.g. 90s. Default: twice the group session
     /// timeout (session.timeout.ms, 45 s unless set), at least 30 s.
-    #[arg(long, env = "SLA_ASSIGNMENT_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SLA_ASSIGNMENT_TIMEOUT", value_parser = duration_in(secs(1), DAY))]
     assignment_timeout: Option<Duration>,
 
     /// File holding the secret token that PUT /delay requires (`Authorization: Bearer <token>`;

@@ -81,7 +81,7 @@ cargo build --release --quiet --bins
 BIN=target/release
 
 say "starting monitor, synchronizer, generator and the alert evaluator (topics ${RUN}_*, index $INDEX)"
-$BIN/monitor --reduced-topic "${RUN}_reduced" --dead-letter-topic "${RUN}_reduced_dlq" \
+$BIN/monitor --input-topic "${RUN}_reduced" --dead-letter-topic "${RUN}_reduced_dlq" \
   --checkpoint-topic "${RUN}_checkpoints" --group "${RUN}_monitor" --window "$WINDOW" \
   --max-out-of-orderness "$OOO" --idle-timeout "$IDLE" --sla 5s --es-index "$INDEX" \
   --http-addr 127.0.0.1:0 2>"$WORK/monitor.log" & pids+=($!)

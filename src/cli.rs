@@ -4,6 +4,7 @@
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use std::time::Duration;
 
 /// Flags whose value is a secret, each with where to put it instead.
 const SECRET_FLAGS: &[(&str, &str, &str)] = &[
@@ -75,6 +76,40 @@ pub fn is_secret_property(key: &str) -> bool {
         || key == "sasl.oauthbearer.config"
 }
 
+/// A value parser for a duration flag (`10s`, `250ms`) that refuses values outside
+/// `[min, max]`, saying the range; clap names the flag in its error. Zero periods (a panic
+/// once the job ticks) and durations that overflow a deadline never reach a job.
+pub fn duration_in(
+    min: Duration,
+    max: Duration,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |raw: &str| {
+        let value = humantime::parse_duration(raw)
+            .map_err(|e| format!("not a duration like 10s or 250ms ({e})"))?;
+        if value < min || value > max {
+            return Err(format!(
+                "must be from {} to {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ));
+        }
+        Ok(value)
+    }
+}
+
+/// Milliseconds as a [`Duration`], for the bounds of [`duration_in`].
+pub const fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+/// Seconds as a [`Duration`], for the bounds of [`duration_in`].
+pub const fn secs(seconds: u64) -> Duration {
+    Duration::from_secs(seconds)
+}
+
+/// One day, the longest most duration flags accept.
+pub const DAY: Duration = Duration::from_secs(86_400);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +129,30 @@ mod tests {
         for key in ["sasl.username", "security.protocol", "ssl.ca.location"] {
             assert!(!is_secret_property(key), "{key}");
         }
+    }
+
+    #[test]
+    fn a_duration_outside_its_range_is_refused_with_the_range() {
+        let parse = duration_in(ms(10), secs(3_600));
+        assert_eq!(parse("1s"), Ok(secs(1)));
+        assert_eq!(parse("10ms"), Ok(ms(10)));
+        assert_eq!(parse("0s"), Err("must be from 10ms to 1h".into()));
+        assert_eq!(parse("2h"), Err("must be from 10ms to 1h".into()));
+        assert!(parse("soon").unwrap_err().starts_with("not a duration"));
+    }
+
+    #[derive(clap::Parser, Debug)]
+    struct Flags {
+        #[arg(long, value_parser = duration_in(ms(10), secs(3_600)))]
+        commit_interval: Duration,
+    }
+
+    #[test]
+    fn the_refusal_names_the_flag() {
+        use clap::Parser;
+        let error = Flags::try_parse_from(["job", "--commit-interval", "0s"]).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("--commit-interval"), "{text}");
+        assert!(text.contains("must be from 10ms to 1h"), "{text}");
     }
 }

@@ -2,6 +2,7 @@
 //! or from files outside the repository (never from flags' literal values in scripts). Used by
 //! the monitor's sink and by the alert evaluator alike.
 
+use crate::cli::{duration_in, ms, secs};
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
@@ -63,7 +64,7 @@ pub struct ElasticsearchArgs {
     pub ca_cert: Option<PathBuf>,
 
     /// Timeout of each request to Elasticsearch, e.g. 30s.
-    #[arg(long = "es-timeout", env = "SLA_ES_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long = "es-timeout", env = "SLA_ES_TIMEOUT", default_value = "30s", value_parser = duration_in(ms(100), secs(600)))]
     pub timeout: Duration,
 }
 
@@ -126,7 +127,8 @@ impl ElasticsearchArgs {
     pub fn client(&self) -> Result<Elasticsearch, ConfigError> {
         if crate::redact::has_userinfo(&self.url) {
             return Err(ConfigError(format!(
-                "--es-url {} carries credentials (user:password@), which would be logged and                  shown: give them as --es-username with SLA_ES_PASSWORD or --es-password-file",
+                "--es-url {} carries credentials (user:password@), which would be logged and \
+                 shown: give them as --es-username with SLA_ES_PASSWORD or --es-password-file",
                 crate::redact::without_userinfo(&self.url)
             )));
         }

@@ -249,13 +249,14 @@ impl EventTimeOperator {
             .sum()
     }
 
-    /// Number of windows open in at least one partition.
+    /// Number of windows open in at least one partition (the union of their open windows).
     pub fn open_windows(&self) -> usize {
-        self.partitions
+        let starts: std::collections::BTreeSet<i64> = self
+            .partitions
             .values()
-            .map(|op| op.windows.open_count())
-            .max()
-            .unwrap_or(0)
+            .flat_map(|op| op.windows.open_starts())
+            .collect();
+        starts.len()
     }
 }
 
@@ -418,6 +419,23 @@ mod tests {
                 window_start: 60_000
             }
         ));
+    }
+
+    #[test]
+    fn open_windows_counts_the_union_of_the_partitions_windows() {
+        let mut op = operator(i64::MAX / 4);
+        op.assign(0, None, 0);
+        op.assign(1, None, 0);
+        op.on_record(0, 0, 1_000, 10, 0);
+        op.on_record(1, 0, 2_000, 10, 0);
+        assert_eq!(op.open_windows(), 1, "both partitions in window 0");
+        op.on_record(0, 1, 61_000, 10, 0);
+        op.on_record(1, 1, 121_000, 10, 0);
+        assert_eq!(
+            op.open_windows(),
+            3,
+            "windows 0, 1 and 2, two in each partition"
+        );
     }
 
     #[test]

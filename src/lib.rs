@@ -15,6 +15,8 @@
 //!   a pointer, read without building a tree, or a header; any time format) — any pipeline.
 //! - [`delay`]: the artificial delay policy and the per-partition order-keeping schedule.
 //! - [`offset_tracker`]: which consumed offsets are safe to commit.
+//! - [`synchronizer::core`]: every decision of the synchronizer (admit, wait, release,
+//!   reschedule on a delay change, budgets, what may be committed), time passed in.
 //! - [`assignment_watchdog`]: when a group member has held no partition for too long.
 //! - [`rate_limited_log`]: one log line per key and interval under floods of bad input.
 //! - [`generator::visits`]: the deterministic visit source.
@@ -67,7 +69,8 @@
 //!
 //! Jobs (wiring the above; the binaries in `jobs/` only parse flags):
 //! - [`generator`]: produces visits at a rate.
-//! - [`synchronizer`]: visits → reduced visits (+ dead letters), with optional delay.
+//! - [`synchronizer`]: visits → reduced visits (+ dead letters), with optional delay: a loop
+//!   that moves records between Kafka and [`synchronizer::core`].
 //! - [`monitor`]: reduced visits → one latency summary per event-time window, as two stages
 //!   in their own tasks: [`monitor::partition_stage`] (input → decisions → parts published →
 //!   checkpoints and commits via [`monitor::committer`]) and [`monitor::merge_stage`] (shuffle

@@ -311,6 +311,11 @@ impl PartitionWindows {
     pub fn open_count(&self) -> usize {
         self.open.len()
     }
+
+    /// Starts of the open windows, ascending.
+    pub fn open_starts(&self) -> impl Iterator<Item = i64> + '_ {
+        self.open.keys().copied()
+    }
 }
 
 #[cfg(test)]

@@ -117,15 +117,10 @@ async fn a_broker_outage_closes_no_window_of_the_monitor_by_idleness() {
         )
         .await;
     let output = dir.path().join("windows.jsonl");
-    let mut args = vec!["--brokers", &cluster.brokers];
-    args.extend(topics.args());
-    let group = unique("idle_outage_g");
-    #[rustfmt::skip]
-    args.extend([
-        "--group", &group, "--sink", "json-lines", "--output", output.to_str().unwrap(),
-        "--window", "2s", "--max-out-of-orderness", "500ms", "--idle-timeout", "6s", "--sla", "1s",
-    ]);
-    let monitor = Job::start_without_brokers(env!("CARGO_BIN_EXE_monitor"), &args, dir.path());
+    let monitor = MonitorArgs::new(&topics, &unique("idle_outage_g"))
+        .json_lines(&output)
+        .set("--idle-timeout", "6s")
+        .start_on(&cluster.brokers, dir.path());
     wait_for("both records consumed", Duration::from_secs(30), || {
         metric_sum(&monitor, "sla_records_consumed_total", &[]) == Some(2.0)
     });

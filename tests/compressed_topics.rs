@@ -96,15 +96,11 @@ fn monitor_reads(
     dir: &std::path::Path,
 ) {
     let output = dir.join("windows.jsonl");
-    let group = unique("compressed_in_g");
-    let mut args = vec!["--brokers", brokers];
-    args.extend(topics.args());
-    #[rustfmt::skip]
-    args.extend([
-        "--group", &group, "--sink", "json-lines", "--output", output.to_str().unwrap(),
-        "--window", "2s", "--max-out-of-orderness", "500ms", "--idle-timeout", "1s", "--sla", "1s",
-    ]);
-    let monitor = Job::start_without_brokers(env!("CARGO_BIN_EXE_monitor"), &args, dir);
+    // The records were all produced before the monitor starts: a short idleness is safe.
+    let monitor = MonitorArgs::new(topics, &unique("compressed_in_g"))
+        .json_lines(&output)
+        .set("--idle-timeout", "1s")
+        .start_on(brokers, dir);
     wait_for("every window written", Duration::from_secs(60), || {
         read_documents(&output).0.len() >= expected.len()
     });

@@ -750,31 +750,17 @@ async fn alert_query_crosses_the_threshold_exactly_when_the_delay_is_on() {
     }
     produce(&reduced, &records).await;
     let index = test_index("alertq");
-    let (dlq, ckpt, group) = (unique("alertq_d"), unique("alertq_c"), unique("alertq_g"));
-    let job = Job::start(
-        env!("CARGO_BIN_EXE_monitor"),
-        &[
-            "--reduced-topic",
-            &reduced,
-            "--dead-letter-topic",
-            &dlq,
-            "--checkpoint-topic",
-            &ckpt,
-            "--shuffle-topic",
-            &unique("alertq_s"),
-            "--group",
-            &group,
-            "--es-url",
-            &es_url(),
-            "--es-index",
-            &index,
-            "--window",
-            "1m",
-            "--idle-timeout",
-            "1s",
-        ],
-        dir.path(),
-    );
+    let topics = MonitorTopics {
+        reduced: reduced.clone(),
+        dlq: unique("alertq_d"),
+        checkpoints: unique("alertq_c"),
+        shuffle: unique("alertq_s"),
+    };
+    // The user's default 1-minute windows, over records produced before it starts.
+    let job = MonitorArgs::bare(&topics, &unique("alertq_g"))
+        .elasticsearch(&index)
+        .set("--idle-timeout", "1s")
+        .start(dir.path());
     wait_for_es_documents(&index, 12, Duration::from_secs(60)).await;
     assert!(job.terminate(Duration::from_secs(30)).success());
 

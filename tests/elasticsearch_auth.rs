@@ -112,24 +112,14 @@ async fn monitor_authenticates_with_basic_auth_or_an_api_key_and_explains_a_refu
     let (records, _) = windows_of_records(base, 0..2, 10, 7);
     produce(&s.reduced, &records).await;
     let monitor = |group: &str, index: &str, auth: &[&str]| {
-        let mut args: Vec<String> = s.args().into_iter().map(String::from).collect();
-        for a in [
-            "--group",
-            group,
-            "--es-index",
-            index,
-            "--window",
-            "2s",
-            "--idle-timeout",
-            "1s",
-        ] {
-            args.push(a.to_string());
+        let mut args = MonitorArgs::new(&s, group)
+            .set("--es-url", &es.url())
+            .set("--es-index", index)
+            .set("--idle-timeout", "1s");
+        for pair in auth.chunks(2) {
+            args = args.set(pair[0], pair[1]);
         }
-        args.push("--es-url".into());
-        args.push(es.url());
-        args.extend(auth.iter().map(|a| a.to_string()));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        Job::start(env!("CARGO_BIN_EXE_monitor"), &refs, dir.path())
+        args.start(dir.path())
     };
 
     // No credentials: the monitor stops and says what to set — in its log, and as a fatal
@@ -137,31 +127,16 @@ async fn monitor_authenticates_with_basic_auth_or_an_api_key_and_explains_a_refu
     let bugsink = support::bugsink::Bugsink::local();
     let environment = unique("test");
     let dsn = bugsink.dsn();
-    let mut refused = {
-        let mut args: Vec<String> = s.args().into_iter().map(String::from).collect();
-        let (group, index) = (unique("auth_g0"), test_index("auth_none"));
-        args.extend(
-            [
-                "--group",
-                &group,
-                "--es-index",
-                &index,
-                "--es-url",
-                &es.url(),
-            ]
-            .map(String::from),
-        );
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        Job::start_with_env(
-            env!("CARGO_BIN_EXE_monitor"),
-            &refs,
+    let mut refused = MonitorArgs::bare(&s, &unique("auth_g0"))
+        .set("--es-index", &test_index("auth_none"))
+        .set("--es-url", &es.url())
+        .start_with_env(
             dir.path(),
             &[
                 ("SENTRY_DSN", dsn.as_str()),
                 ("SENTRY_ENVIRONMENT", environment.as_str()),
             ],
-        )
-    };
+        );
     assert!(
         !refused.wait(Duration::from_secs(60)).success(),
         "must not run without credentials"

@@ -9,39 +9,13 @@ use elasticsearch::http::Method;
 use std::time::Duration;
 use support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_monitor");
-
-fn args(s: &MonitorTopics, group: &str, es: &str, index: &str, idle: &str) -> Vec<String> {
-    s.args()
-        .into_iter()
-        .chain([
-            "--group",
-            group,
-            "--es-url",
-            es,
-            "--es-index",
-            index,
-            "--window",
-            "2s",
-            "--max-out-of-orderness",
-            "500ms",
-            "--idle-timeout",
-            idle,
-            "--sla",
-            "1s",
-            // A killed instance's partitions move to the next one once its session expires.
-            "-X",
-            "session.timeout.ms=6000",
-            "--commit-interval",
-            "200ms",
-        ])
-        .map(String::from)
-        .collect()
-}
-
-fn start(args: &[String], dir: &std::path::Path) -> Job {
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    Job::start(BIN, &refs, dir)
+fn args(s: &MonitorTopics, group: &str, es: &str, index: &str, idle: &str) -> MonitorArgs {
+    MonitorArgs::new(s, group)
+        .set("--es-url", es)
+        .set("--es-index", index)
+        .set("--idle-timeout", idle)
+        .short_session()
+        .set("--commit-interval", "200ms")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -53,10 +27,7 @@ async fn documents_follow_an_explicit_mapping() {
     let (records, expected) = windows_of_records(base, 0..2, 20, 4);
     produce(&s.reduced, &records).await;
     let index = test_index("mapping");
-    let job = start(
-        &args(&s, &unique("mapping_g"), &es_url(), &index, "1s"),
-        dir.path(),
-    );
+    let job = args(&s, &unique("mapping_g"), &es_url(), &index, "1s").start(dir.path());
     let docs = wait_for_es_documents(&index, 2, Duration::from_secs(30)).await;
     assert!(job.terminate(Duration::from_secs(30)).success());
     for (start, latencies) in &expected {
@@ -95,10 +66,7 @@ async fn a_conflicting_mapping_stops_the_job_with_what_to_fix() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let mut job = start(
-        &args(&s, &unique("conflict_g"), &es_url(), &index, "1s"),
-        dir.path(),
-    );
+    let mut job = args(&s, &unique("conflict_g"), &es_url(), &index, "1s").start(dir.path());
     let status = job.wait(Duration::from_secs(60));
     assert!(
         !status.success(),
@@ -124,10 +92,7 @@ async fn killed_mid_window_the_restarted_monitor_leaves_the_documents_of_an_unin
 
     let interrupted = test_index("interrupted");
     let group = unique("esrestart_g");
-    let first = start(
-        &args(&s, &group, &es_url(), &interrupted, "60s"),
-        dir.path(),
-    );
+    let first = args(&s, &group, &es_url(), &interrupted, "60s").start(dir.path());
     wait_for_es_documents(&interrupted, 3, Duration::from_secs(30)).await;
     // Killed once window 3's first half is in its memory and a checkpoint past windows 0-2
     // is committed.
@@ -140,15 +105,12 @@ async fn killed_mid_window_the_restarted_monitor_leaves_the_documents_of_an_unin
     );
 
     produce(&s.reduced, &phase2).await;
-    let second = start(&args(&s, &group, &es_url(), &interrupted, "1s"), dir.path());
+    let second = args(&s, &group, &es_url(), &interrupted, "1s").start(dir.path());
     // The restarted instance gets the partitions once the killed one's session expired.
     let after_restart = wait_for_es_documents(&interrupted, 6, Duration::from_secs(60)).await;
 
     let reference = test_index("reference");
-    let third = start(
-        &args(&s, &unique("reference_g"), &es_url(), &reference, "1s"),
-        dir.path(),
-    );
+    let third = args(&s, &unique("reference_g"), &es_url(), &reference, "1s").start(dir.path());
     let uninterrupted = wait_for_es_documents(&reference, 6, Duration::from_secs(60)).await;
     assert!(second.terminate(Duration::from_secs(30)).success());
     assert!(third.terminate(Duration::from_secs(30)).success());
@@ -184,14 +146,9 @@ async fn an_elasticsearch_outage_loses_no_window() {
     let via_proxy = format!("http://{}", proxy.addr);
     let index = test_index("outage");
     produce(&s.reduced, &phase1).await;
-    let job = start(
-        &[
-            args(&s, &unique("outage_g"), &via_proxy, &index, "2s"),
-            vec!["--es-timeout".to_string(), "5s".to_string()],
-        ]
-        .concat(),
-        dir.path(),
-    );
+    let job = args(&s, &unique("outage_g"), &via_proxy, &index, "2s")
+        .set("--es-timeout", "5s")
+        .start(dir.path());
     wait_for_es_documents(&index, 2, Duration::from_secs(30)).await;
 
     proxy.set_up(false);

@@ -14,16 +14,11 @@ use support::*;
 /// A monitor whose Elasticsearch never answers: it warns on every retry until stopped, then
 /// exits with an error.
 fn stuck_monitor(dir: &std::path::Path, topics: &MonitorTopics, env: &[(&str, &str)]) -> Job {
-    let group = unique("report_g");
-    let mut args = topics.args();
-    args.extend(["--group", &group, "--job-name", "orders-enrichment"]);
-    args.extend([
-        "--es-url",
-        "http://127.0.0.1:9",
-        "--es-index",
-        "sla_test_unreachable",
-    ]);
-    Job::start_with_env(env!("CARGO_BIN_EXE_monitor"), &args, dir, env)
+    MonitorArgs::bare(topics, &unique("report_g"))
+        .set("--job-name", "orders-enrichment")
+        .set("--es-url", "http://127.0.0.1:9")
+        .set("--es-index", "sla_test_unreachable")
+        .start_with_env(dir, env)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -245,25 +240,15 @@ async fn dead_letters_are_reported_by_reason_without_their_records() {
     let environment = unique("test");
     let dsn = bugsink.dsn();
     let output = dir.path().join("windows.jsonl");
-    let group = unique("report_dlq_g");
-    let mut args = topics.args();
-    args.extend([
-        "--group",
-        &group,
-        "--sink",
-        "json-lines",
-        "--output",
-        output.to_str().unwrap(),
-    ]);
-    let job = Job::start_with_env(
-        env!("CARGO_BIN_EXE_monitor"),
-        &args,
-        dir.path(),
-        &[
-            ("SENTRY_DSN", dsn.as_str()),
-            ("SENTRY_ENVIRONMENT", environment.as_str()),
-        ],
-    );
+    let job = MonitorArgs::bare(&topics, &unique("report_dlq_g"))
+        .json_lines(&output)
+        .start_with_env(
+            dir.path(),
+            &[
+                ("SENTRY_DSN", dsn.as_str()),
+                ("SENTRY_ENVIRONMENT", environment.as_str()),
+            ],
+        );
     let dead = consume(
         &topics.dlq,
         20,

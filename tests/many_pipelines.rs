@@ -17,29 +17,13 @@ fn monitor(
     index: &str,
     dir: &std::path::Path,
 ) -> Job {
-    let (group, es) = (unique(&format!("{job}_g")), es_url());
-    let mut args = topics.args();
-    args.extend([
-        "--group",
-        &group,
-        "--job-name",
-        job,
-        "--sla",
-        sla,
-        "--es-url",
-        &es,
-        "--es-index",
-        index,
-        "--window",
-        "2s",
-        "--max-out-of-orderness",
-        "500ms",
-        "--idle-timeout",
-        "1s",
-        "--commit-interval",
-        "200ms",
-    ]);
-    Job::start(env!("CARGO_BIN_EXE_monitor"), &args, dir)
+    MonitorArgs::new(topics, &unique(&format!("{job}_g")))
+        .elasticsearch(index)
+        .set("--job-name", job)
+        .set("--sla", sla)
+        .set("--idle-timeout", "1s")
+        .set("--commit-interval", "200ms")
+        .start(dir)
 }
 
 /// The provisioned rule with test timings, over a 10-minute range so the windows stay in it.

@@ -48,10 +48,9 @@ async fn synchronizer_and_monitor_publish_what_alerts_read_from_the_start() {
         dir.path(),
     );
     let topics = monitor_topics("start");
-    let group = unique("start_mg");
-    let mut args = topics.args();
-    args.extend(["--group", &group, "--sink", "json-lines"]);
-    let monitor = Job::start(env!("CARGO_BIN_EXE_monitor"), &args, dir.path());
+    let monitor = MonitorArgs::bare(&topics, &unique("start_mg"))
+        .set("--sink", "json-lines")
+        .start(dir.path());
 
     let s = &synchronizer;
     assert_series(s, "sla_kafka_reachable", &[], "1").await;

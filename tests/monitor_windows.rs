@@ -11,37 +11,12 @@ use std::time::Duration;
 use support::in_process::{document_json, partition_ends, test_config, InProcessMonitor};
 use support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_monitor");
-
-fn monitor_args<'a>(
-    s: &'a MonitorTopics,
-    group: &'a str,
-    output: &'a str,
-    idle: &'a str,
-) -> Vec<&'a str> {
-    let mut args = s.args();
-    args.extend([
-        "--group",
-        group,
-        "--sink",
-        "json-lines",
-        "--output",
-        output,
-        "--window",
-        "2s",
-        "--max-out-of-orderness",
-        "500ms",
-        "--idle-timeout",
-        idle,
-        "--sla",
-        "1s",
-        // A killed instance's partitions move to the next one once its session expires.
-        "-X",
-        "session.timeout.ms=6000",
-        "--commit-interval",
-        "200ms",
-    ]);
-    args
+fn monitor_args(s: &MonitorTopics, group: &str, output: &str, idle: &str) -> MonitorArgs {
+    MonitorArgs::new(s, group)
+        .json_lines(std::path::Path::new(output))
+        .set("--idle-timeout", idle)
+        .short_session()
+        .set("--commit-interval", "200ms")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,11 +110,7 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
     let interrupted_arg = interrupted.to_str().unwrap().to_string();
     let group = unique("restart_g");
     // A long idle timeout keeps window 3 open: it is killed mid-window.
-    let first = Job::start(
-        BIN,
-        &monitor_args(&s, &group, &interrupted_arg, "60s"),
-        dir.path(),
-    );
+    let first = monitor_args(&s, &group, &interrupted_arg, "60s").start(dir.path());
     wait_for("windows 0-2", Duration::from_secs(30), || {
         read_documents(&interrupted).0.len() >= 3
     });
@@ -154,11 +125,7 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
     );
 
     produce(&s.reduced, &phase2).await;
-    let second = Job::start(
-        BIN,
-        &monitor_args(&s, &group, &interrupted_arg, "1s"),
-        dir.path(),
-    );
+    let second = monitor_args(&s, &group, &interrupted_arg, "1s").start(dir.path());
     wait_for(
         "all 6 windows after restart",
         Duration::from_secs(60),
@@ -177,11 +144,7 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
     let reference = dir.path().join("reference.jsonl");
     let reference_arg = reference.to_str().unwrap().to_string();
     let reference_group = unique("reference_g");
-    let third = Job::start(
-        BIN,
-        &monitor_args(&s, &reference_group, &reference_arg, "1s"),
-        dir.path(),
-    );
+    let third = monitor_args(&s, &reference_group, &reference_arg, "1s").start(dir.path());
     wait_for("reference windows", Duration::from_secs(30), || {
         read_documents(&reference).0.len() >= 6
     });
@@ -214,11 +177,7 @@ async fn sigterm_exits_cleanly_without_writing_incomplete_windows() {
     let output_arg = output.to_str().unwrap().to_string();
     let group = unique("term_g");
     // Windows 0 and 1 only close by idleness (after 60 s): SIGTERM comes first.
-    let job = Job::start(
-        BIN,
-        &monitor_args(&s, &group, &output_arg, "60s"),
-        dir.path(),
-    );
+    let job = monitor_args(&s, &group, &output_arg, "60s").start(dir.path());
     let produced = records.len() as f64;
     wait_for("every record consumed", Duration::from_secs(30), || {
         metric_sum(&job, "sla_records_consumed_total", &[]) == Some(produced)

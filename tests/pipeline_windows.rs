@@ -52,7 +52,7 @@ async fn run_pipeline(
             .or_default()
             .push((ts - stamp) as f64);
     }
-    let docs = wait_for_es_documents(&index, expected.len(), Duration::from_secs(30)).await;
+    let docs = wait_for_es_documents(&index, expected.len(), Duration::from_secs(90)).await;
     assert!(synchronizer.terminate(Duration::from_secs(30)).success());
     assert!(monitor.terminate(Duration::from_secs(30)).success());
     (docs, expected)

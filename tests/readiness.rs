@@ -36,11 +36,10 @@ async fn the_monitor_is_ready_only_once_its_sink_is_prepared() {
     let es = Proxy::start(es_url().trim_start_matches("http://")).await;
     es.set_up(false);
     let topics = monitor_topics("ready");
-    let (group, index) = (unique("ready_g"), test_index("ready"));
-    let es_arg = format!("http://{}", es.addr);
-    let mut args = topics.args();
-    args.extend(["--group", &group, "--es-url", &es_arg, "--es-index", &index]);
-    let monitor = Job::start(env!("CARGO_BIN_EXE_monitor"), &args, dir.path());
+    let monitor = MonitorArgs::bare(&topics, &unique("ready_g"))
+        .set("--es-url", &format!("http://{}", es.addr))
+        .set("--es-index", &test_index("ready"))
+        .start(dir.path());
     wait_for_readyz(&monitor, 503, "preparing the Elasticsearch index").await;
     let health = reqwest::get(format!("http://{}/healthz", http_addr_of(&monitor)))
         .await

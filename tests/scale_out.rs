@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_monitor");
 const PARTITIONS: i32 = 6;
 /// Windows with more records than this (all partitions together) get t-digest percentiles.
 const EXACT_THRESHOLD: &str = "100";
@@ -47,7 +46,7 @@ fn terminators(at: i64) -> Vec<Outgoing> {
         .collect()
 }
 
-fn monitor_args(topics: &MonitorTopics, group: &str, es: &str, index: &str) -> Vec<String> {
+fn monitor_args(topics: &MonitorTopics, group: &str, es: &str, index: &str) -> MonitorArgs {
     assigned_by(topics, group, es, index, "cooperative-sticky")
 }
 
@@ -58,26 +57,16 @@ fn assigned_by(
     es: &str,
     index: &str,
     assignor: &str,
-) -> Vec<String> {
-    let mut args: Vec<String> = topics.args().iter().map(|a| a.to_string()).collect();
-    #[rustfmt::skip]
-    args.extend([
-        "--group", group, "--es-url", es, "--es-index", index, "--window", "2s",
-        "--max-out-of-orderness", "500ms", "--idle-timeout", "10m", "--sla", "1s",
-        "--exact-threshold", EXACT_THRESHOLD, "--commit-interval", "200ms",
+) -> MonitorArgs {
+    MonitorArgs::new(topics, group)
+        .set("--es-url", es)
+        .set("--es-index", index)
+        .set("--idle-timeout", "10m")
+        .set("--exact-threshold", EXACT_THRESHOLD)
+        .set("--commit-interval", "200ms")
         // A killed instance's partitions move to the others once its session expires.
-        "-X", "session.timeout.ms=6000",
-    ].map(String::from));
-    args.extend([
-        "-X".to_string(),
-        format!("partition.assignment.strategy={assignor}"),
-    ]);
-    args
-}
-
-fn start(args: &[String], dir: &std::path::Path) -> Job {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Job::start(BIN, &args, dir)
+        .short_session()
+        .property(&format!("partition.assignment.strategy={assignor}"))
 }
 
 fn assigned(job: &Job, topic: &str) -> f64 {
@@ -135,10 +124,7 @@ async fn reference(
         shuffle: unique("scale_ref_s"),
     };
     let index = test_index("scale_ref");
-    let job = start(
-        &monitor_args(&own, &unique("scale_ref_g"), &es_url(), &index),
-        dir,
-    );
+    let job = monitor_args(&own, &unique("scale_ref_g"), &es_url(), &index).start(dir);
     let documents = wait_for_es_documents(&index, windows, Duration::from_secs(60)).await;
     assert!(job.terminate(Duration::from_secs(30)).success());
     documents
@@ -184,7 +170,7 @@ async fn three_instances_one_killed_mid_window_one_added_write_what_one_instance
 
     let (group, index) = (unique("scale_g"), test_index("scale"));
     let args = monitor_args(&topics, &group, &es_url(), &index);
-    let mut instances: Vec<Job> = (0..3).map(|_| start(&args, dir.path())).collect();
+    let mut instances: Vec<Job> = (0..3).map(|_| args.start(dir.path())).collect();
     wait_until_spread(&instances, &topics, true);
     let phase1_len = phase1.len() as f64;
     wait_for("phase 1 consumed", Duration::from_secs(60), || {
@@ -209,7 +195,7 @@ async fn three_instances_one_killed_mid_window_one_added_write_what_one_instance
     // (its session expired): tansu 0.6 strands a member that joins while a dead member's
     // session is alive. Its joining rebalances the merge group as well.
     wait_until_spread(&instances, &topics, false);
-    instances.push(start(&args, dir.path()));
+    instances.push(args.start(dir.path()));
     wait_until_spread(&instances, &topics, true);
     produce(&topics.reduced, &phase2[phase2.len() / 2..]).await;
     produce(&topics.reduced, &terminators(base + 60 * WINDOW)).await;
@@ -236,7 +222,7 @@ async fn a_rebalance_while_elasticsearch_is_down_loses_no_window() {
     // session expired with nobody joining (Apache Kafka does); the first test covers the
     // cooperative assignor, the monitor's default.
     let args = assigned_by(&topics, &group, &es, &index, "roundrobin");
-    let mut instances: Vec<Job> = (0..2).map(|_| start(&args, dir.path())).collect();
+    let mut instances: Vec<Job> = (0..2).map(|_| args.start(dir.path())).collect();
     wait_for(
         "the partitions spread over 2 instances",
         Duration::from_secs(60),

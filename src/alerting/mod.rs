@@ -3,10 +3,11 @@
 //! Elasticsearch data source sends it, then reduced (B) and compared with a threshold (C); the
 //! state follows Grafana 10.4's state machine, live (`evaluator`) or over a past range
 //! (`backtest`), scored against known incidents (`incidents`, `score`, `requirements`), with
-//! what-if `variants` and an HTML `report`.
+//! what-if `variants` and an HTML `report`; `commands` is what the `alerts` job runs.
 
 pub mod aligned;
 pub mod backtest;
+pub mod commands;
 pub mod datasource;
 pub mod es_query;
 pub mod evaluation;

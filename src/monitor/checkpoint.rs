@@ -1,5 +1,7 @@
 //! The monitor's checkpoint: per partition, where to resume and the state needed to rebuild
-//! exactly the windows not yet written. Stored as records of a compacted topic (commit
+//! exactly the windows whose parts are not yet acknowledged on the shuffle topic (a window's
+//! part, once acknowledged there, is the merger's to write; the partition's offsets are
+//! committed up to the first record such a window still needs). Stored as records of a compacted topic (commit
 //! metadata would do on Apache Kafka, but not every Kafka-protocol broker keeps it). The
 //! fields are named on the wire as in the code; checkpoints written before that (`max_ts`,
 //! `closed`, `end`) are still read.
@@ -10,12 +12,14 @@ use serde::{Deserialize, Serialize};
 /// Per-partition state saved before each offset commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Checkpoint {
-    /// The offset to resume from: the first record still needed by an unwritten window.
+    /// The offset to resume from: the first record still needed by a window whose part is
+    /// not yet acknowledged on the shuffle topic.
     pub offset: i64,
     /// The partition's highest event time among records before `offset`.
     #[serde(alias = "max_ts", default, skip_serializing_if = "Option::is_none")]
     pub max_event_time_before: Option<i64>,
-    /// Watermark through which every window was written and acknowledged by the sink.
+    /// Watermark through which every window's part was published and acknowledged on the
+    /// shuffle topic.
     #[serde(alias = "closed", default, skip_serializing_if = "Option::is_none")]
     pub durable_through: Option<i64>,
     /// The next offset the run that saved this had not yet consumed: records from `offset` up

@@ -47,7 +47,8 @@ pub enum RecordDecision {
         /// see clocks drift.
         negative_latency: bool,
     },
-    /// A replayed record already counted in a window written before the restart: skipped.
+    /// A replayed record already counted in a window whose part was acknowledged on the
+    /// shuffle topic before the restart: skipped.
     AlreadyCounted,
     /// To be kept on the dead-letter topic; its offset is not committed before the broker
     /// acknowledged it ([`MonitorCore::on_dead_letter_ack`]).

@@ -92,6 +92,16 @@ pub fn checkpoints_refused(reason: &'static str) -> Counter {
     counter!("sla_monitor_checkpoints_refused_total", "reason" => reason)
 }
 
+/// `sla_monitor_shuffle_records_published_total{kind}` and
+/// `sla_monitor_shuffle_bytes_published_total{kind}` (key plus value): what the shuffle costs,
+/// by kind of record published (`part`, `progress`, `merged`, `tombstone`).
+pub fn shuffle_published(kind: &'static str) -> (Counter, Counter) {
+    (
+        counter!("sla_monitor_shuffle_records_published_total", "kind" => kind),
+        counter!("sla_monitor_shuffle_bytes_published_total", "kind" => kind),
+    )
+}
+
 /// `sla_monitor_sink_retries_total`: writes of window documents the sink retried.
 pub fn sink_retries() -> Counter {
     counter!("sla_monitor_sink_retries_total")

@@ -27,19 +27,22 @@
 //!
 //! This module wires them: clients, topics, the sink task, and the order of shutdown (the
 //! partition stage publishes its last parts before the merge stage reads the shuffle to its
-//! end).
+//! end). [`settings`] turns the job's flags into a checked [`MonitorConfig`]; [`launch`] runs
+//! the job from its flags (HTTP endpoint, topics, sink, stages), all the binary calls.
 
 pub mod checkpoint;
 pub mod checkpoint_store;
 pub mod committer;
 pub mod decisions;
 pub mod known_totals;
+pub mod launch;
 pub mod measurement;
 pub mod merge_stage;
 pub mod merge_state;
 pub mod metrics;
 pub mod partition_stage;
 pub mod restore;
+pub mod settings;
 pub mod unacknowledged;
 
 use crate::http::Readiness;

@@ -21,9 +21,8 @@ pub struct ShufflePublisher {
     traffic: [Traffic; 4],
 }
 
-/// What the shuffle costs, by kind of record: `sla_monitor_shuffle_records_published_total`
-/// and `sla_monitor_shuffle_bytes_published_total` (key plus value) with `kind` = `part`,
-/// `progress`, `merged` or `tombstone`.
+/// What the shuffle costs, by kind of record (`part`, `progress`, `merged` or `tombstone`):
+/// the counters of [`crate::monitor::metrics::shuffle_published`].
 #[derive(Clone)]
 struct Traffic {
     records: metrics::Counter,
@@ -34,9 +33,9 @@ impl Traffic {
     const KINDS: [&'static str; 4] = ["part", "progress", "merged", "tombstone"];
 
     fn all() -> [Traffic; 4] {
-        Self::KINDS.map(|kind| Traffic {
-            records: metrics::counter!("sla_monitor_shuffle_records_published_total", "kind" => kind),
-            bytes: metrics::counter!("sla_monitor_shuffle_bytes_published_total", "kind" => kind),
+        Self::KINDS.map(|kind| {
+            let (records, bytes) = crate::monitor::metrics::shuffle_published(kind);
+            Traffic { records, bytes }
         })
     }
 

@@ -370,6 +370,52 @@ impl SloSpec {
     pub fn budget_share(&self, window: &BurnWindow) -> f64 {
         window.burn_rate * window.long.as_secs_f64() / self.time_window.as_secs_f64()
     }
+
+    /// What `alerts slo validate` says of a valid SLO read from `file`: the objective, then
+    /// each burn-rate alert with its windows and the budget it uses before it fires.
+    pub fn describe(&self, file: &str) -> String {
+        let mut out = format!(
+            "{file}: valid — {} % of records of job {:?} within {} ms over {}; {} burn-rate alerts\n",
+            self.target * 100.0,
+            self.job,
+            self.threshold_ms(),
+            short_duration(self.time_window),
+            self.windows.len()
+        );
+        for w in &self.windows {
+            out.push_str(&format!(
+                "  {:<6} {} and {} above {}x ({:.1} % of the budget before it fires)\n",
+                w.severity,
+                short_duration(w.long),
+                short_duration(w.short),
+                w.burn_rate,
+                100.0 * self.budget_share(w)
+            ));
+        }
+        out
+    }
+}
+
+/// A duration as SLO files write it: `30d`, `1h`, `5m`, `90s` as `1m 30s`, `250ms`.
+pub fn short_duration(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut parts = Vec::new();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if ms >= size {
+            parts.push(format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    parts.join(" ")
 }
 
 #[cfg(test)]
@@ -377,6 +423,27 @@ mod tests {
     use super::*;
 
     pub(crate) const EXAMPLE: &str = include_str!("../../dashboards/slo/visits-latency.slo.yaml");
+
+    #[test]
+    fn durations_read_as_slo_files_write_them() {
+        assert_eq!(short_duration(Duration::from_secs(30 * 86_400)), "30d");
+        assert_eq!(short_duration(Duration::from_secs(3_600)), "1h");
+        assert_eq!(short_duration(Duration::from_secs(90)), "1m 30s");
+        assert_eq!(short_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(short_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn the_description_names_the_time_window_as_written() {
+        let slo = SloSpec::parse(EXAMPLE).unwrap();
+        let text = slo.describe("visits-latency.slo.yaml");
+        assert!(!text.contains("days"), "{text}");
+        assert!(
+            text.starts_with("visits-latency.slo.yaml: valid — "),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 1 + slo.windows.len());
+    }
 
     #[test]
     fn the_example_is_valid_with_the_workbook_windows() {

@@ -40,7 +40,8 @@ impl ControlToken {
         let token = text.trim();
         if token.len() < 16 {
             return Err(format!(
-                "the control token in {} is shorter than 16 characters: use a random secret,                  e.g. `openssl rand -hex 16 > {}`",
+                "the control token in {} is shorter than 16 characters: use a random secret, \
+                 e.g. `openssl rand -hex 16 > {}`",
                 path.display(),
                 path.display()
             ));
@@ -78,7 +79,9 @@ pub fn require_token_beyond_loopback(
         return Ok(());
     }
     Err(format!(
-        "--http-addr {addr} can be reached beyond this host, and anyone reaching it could change          the delay with PUT /delay: set --control-token-file (a file holding a random secret, e.g.          `openssl rand -hex 16`), or bind to 127.0.0.1"
+        "--http-addr {addr} can be reached beyond this host, and anyone reaching it could change \
+         the delay with PUT /delay: set --control-token-file (a file holding a random secret, e.g. \
+         `openssl rand -hex 16`), or bind to 127.0.0.1"
     ))
 }
 
@@ -138,7 +141,8 @@ async fn update(
         if !token.admits(&headers) {
             return Err((
                 StatusCode::UNAUTHORIZED,
-                "PUT /delay needs `Authorization: Bearer <token>`, the token in the synchronizer's                  --control-token-file\n"
+                "PUT /delay needs `Authorization: Bearer <token>`, the token in the synchronizer's \
+                 --control-token-file\n"
                     .to_string(),
             ));
         }

@@ -4,10 +4,12 @@
 //! from them are acknowledged.
 
 pub mod control;
+pub mod core;
 pub mod rebalance;
 
+use self::core::{Budgets, Reduced, Released, SynchronizerCore};
 use crate::assignment_watchdog::{self, AssignmentWatchdog, Verdict};
-use crate::delay::{DelayPolicy, PartitionOrderedSchedule};
+use crate::delay::DelayPolicy;
 use crate::http::Readiness;
 use crate::kafka::commit::commit_async;
 use crate::kafka::dead_letter::{DeadLetters, Refused};
@@ -17,22 +19,17 @@ use crate::kafka::reporting_producer::{
 };
 use crate::kafka::retire::retire_when_unshared;
 use crate::kafka::{ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec, READY_BATCH};
-use crate::offset_tracker::OffsetTracker;
 use crate::reduced_visit::ReducedVisit;
 use crate::rejection::{RejectReason, Rejection};
 use crate::shutdown::Shutdown;
 use crate::visit::Visit;
 use futures::FutureExt;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 use rebalance::SynchronizerContext;
 use slab::Slab;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -113,19 +110,6 @@ fn setup_error(context: impl Into<String>) -> impl FnOnce(KafkaError) -> Synchro
     }
 }
 
-/// A reduced record waiting for its due time.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Waiting {
-    due: Instant,
-    sequence: u64,
-    /// When its processing started (its delay counts from here).
-    started: Instant,
-    partition: i32,
-    offset: i64,
-    key: String,
-    value: String,
-}
-
 /// A produced record waiting for its delivery report (its token is its key in the slab).
 struct PendingOutput {
     partition: i32,
@@ -194,10 +178,19 @@ pub async fn run(
     delay: watch::Receiver<DelayPolicy>,
     shutdown: Shutdown,
 ) -> Result<SynchronizerReport, SynchronizerError> {
-    let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+    let budgets = Budgets {
+        max_in_flight: config.max_in_flight,
+        max_waiting_bytes: config.max_waiting_bytes,
+    };
+    let initial_policy = *delay.borrow();
+    let core = Arc::new(Mutex::new(SynchronizerCore::new(
+        budgets,
+        initial_policy,
+        rand_seed(),
+    )));
     let context = JobContext::new(config.kafka.bootstrap_servers());
     let consumer_context =
-        SynchronizerContext::new(context.clone(), &config.input_topic, tracker.clone());
+        SynchronizerContext::new(context.clone(), &config.input_topic, core.clone());
     let consumer = subscribed_consumer(&config, consumer_context.clone())?;
     let queue_limit = (config.max_in_flight * 2).max(1000).to_string();
     let mut producer_settings = RELIABLE_PRODUCER.to_vec();
@@ -239,13 +232,8 @@ pub async fn run(
         outputs: Slab::new(),
         max_record_bytes,
         context,
-        tracker,
+        core,
         delay,
-        schedule: PartitionOrderedSchedule::default(),
-        waiting: BinaryHeap::new(),
-        waiting_bytes: 0,
-        sequence: 0,
-        rng: StdRng::seed_from_u64(rand_seed()),
         dead_letters,
         report: SynchronizerReport::default(),
         meters,
@@ -302,14 +290,10 @@ struct Synchronizer {
     /// The largest record the producer may send (`message.max.bytes`).
     max_record_bytes: usize,
     context: JobContext,
-    tracker: Arc<Mutex<OffsetTracker>>,
+    /// Every decision: what waits, what is due, what may be consumed and committed. Shared
+    /// with the consumer's rebalance callback (revoked partitions); never locked across I/O.
+    core: Arc<Mutex<SynchronizerCore>>,
     delay: watch::Receiver<DelayPolicy>,
-    schedule: PartitionOrderedSchedule,
-    waiting: BinaryHeap<Reverse<Waiting>>,
-    /// Bytes of keys and values in `waiting`.
-    waiting_bytes: usize,
-    sequence: u64,
-    rng: StdRng,
     dead_letters: DeadLetters,
     report: SynchronizerReport,
     meters: Meters,
@@ -352,34 +336,38 @@ impl Synchronizer {
         let mut watchdog_tick = tokio::time::interval(WATCHDOG_INTERVAL);
         let mut drain_deadline: Option<Instant> = None;
         let mut reports = Vec::with_capacity(REPORT_BATCH);
-        let mut last_policy = *self.delay.borrow();
-        metrics::gauge!("sla_synchronizer_delay_seconds").set(last_policy.delay.as_secs_f64());
+        metrics::gauge!("sla_synchronizer_delay_seconds")
+            .set(self.core().policy().delay.as_secs_f64());
         loop {
             self.produce_due().await?;
             let policy = *self.delay.borrow();
-            if policy != last_policy {
-                tracing::info!(from = %last_policy, to = %policy, "delay changed");
+            let previous = self.core().policy();
+            if self.core().set_policy(policy) {
+                tracing::info!(from = %previous, to = %policy, "delay changed");
                 metrics::gauge!("sla_synchronizer_delay_seconds").set(policy.delay.as_secs_f64());
-                last_policy = policy;
-                self.reschedule(policy);
                 continue;
             }
-            let in_flight = self.tracker.lock().expect("tracker").in_flight();
+            let (in_flight, waiting, may_consume, next_due) = {
+                let core = self.core();
+                (
+                    core.in_flight(),
+                    core.waiting(),
+                    core.may_consume(),
+                    core.next_due(),
+                )
+            };
             self.meters.in_flight.set(in_flight as f64);
-            self.meters.waiting.set(self.waiting.len() as f64);
-            if drain_deadline.is_some() && self.waiting.is_empty() && self.outputs.is_empty() {
+            self.meters.waiting.set(waiting as f64);
+            if drain_deadline.is_some() && waiting == 0 && self.outputs.is_empty() {
                 break;
             }
-            let can_consume = drain_deadline.is_none()
-                && self.has_room(policy)
-                && in_flight < self.config.max_in_flight;
-            let next_due = self.waiting.peek().map(|Reverse(w)| w.due);
+            let can_consume = drain_deadline.is_none() && may_consume;
             let consumer = self.consumer.clone();
             tokio::select! {
                 biased;
                 _ = shutdown.wait(), if drain_deadline.is_none() => {
                     tracing::info!(
-                        waiting = self.waiting.len(),
+                        waiting,
                         in_flight,
                         "stopped consuming; draining delayed and in-flight records"
                     );
@@ -395,7 +383,7 @@ impl Synchronizer {
                 _ = watchdog_tick.tick(), if drain_deadline.is_none() => self.check_assignment().await?,
                 _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() => {
                     tracing::warn!(
-                        waiting = self.waiting.len(),
+                        waiting,
                         undelivered = self.outputs.len(),
                         "drain timeout reached; unacknowledged records will be reprocessed after a restart"
                     );
@@ -409,11 +397,11 @@ impl Synchronizer {
                     let mut taken = 0;
                     while let Some(message) = next.take() {
                         match message {
-                            Ok(message) => self.on_message(&message, policy, started).await?,
+                            Ok(message) => self.on_message(&message, started).await?,
                             Err(e) => tracing::warn!("consuming from {}: {e}", self.config.input_topic),
                         }
                         taken += 1;
-                        if taken < READY_BATCH && self.has_room(policy) {
+                        if taken < READY_BATCH && self.core().has_room() {
                             next = consumer.recv().now_or_never();
                         }
                     }
@@ -429,15 +417,11 @@ impl Synchronizer {
     async fn on_message(
         &mut self,
         message: &BorrowedMessage<'_>,
-        policy: DelayPolicy,
         (start_ms, started): (i64, Instant),
     ) -> Result<(), SynchronizerError> {
         let (partition, offset) = (message.partition(), message.offset());
         self.context.mark_healthy();
-        self.tracker
-            .lock()
-            .expect("tracker")
-            .track(partition, offset);
+        self.core().consumed(partition, offset);
         self.report.consumed += 1;
         let visit = match Visit::decode(message.payload()) {
             Ok(visit) => visit,
@@ -449,39 +433,30 @@ impl Synchronizer {
             let rejection = Rejection::new(
                 RejectReason::TooLarge,
                 format!(
-                    "its reduced record would be {size} bytes; the producer sends at most {}                      (message.max.bytes)",
+                    "its reduced record would be {size} bytes; the producer sends at most {} \
+                     (message.max.bytes)",
                     self.max_record_bytes
                 ),
             );
             return self.dead_letter(message, &rejection).await;
         }
-        let wait = policy.sample(&mut self.rng);
-        let due = self.schedule.due_at(partition, started, wait);
-        if self.waiting.is_empty() && due <= started {
-            // Due now and nothing waits before it: produced at once.
-            return self
-                .produce_reduced(partition, offset, due, &visit.id, &value)
-                .await;
-        }
-        self.sequence += 1;
-        self.waiting_bytes += visit.id.len() + value.len();
-        self.waiting.push(Reverse(Waiting {
-            due,
-            sequence: self.sequence,
-            started,
+        let reduced = Reduced {
             partition,
             offset,
+            started,
             key: visit.id,
             value,
-        }));
-        Ok(())
+        };
+        let admitted = self.core().admit(reduced);
+        match admitted {
+            Some(now) => self.produce_reduced(now).await,
+            None => Ok(()),
+        }
     }
 
-    /// Whether another record may wait for its due time: under the policy's count limit and
-    /// under the byte limit.
-    fn has_room(&self, policy: DelayPolicy) -> bool {
-        self.waiting.len() < policy.max_waiting(self.config.max_in_flight)
-            && self.waiting_bytes < self.config.max_waiting_bytes
+    /// The core, locked for one decision (never across I/O).
+    fn core(&self) -> std::sync::MutexGuard<'_, SynchronizerCore> {
+        self.core.lock().expect("synchronizer core poisoned")
     }
 
     /// Sends a consumed record to the dead-letter topic; its offset is committed once that is
@@ -575,46 +550,27 @@ impl Synchronizer {
         }
     }
 
-    /// The delay changed: every waiting record is due again under `policy`, counted from when
-    /// its processing started (switching a long delay off releases what waits for it), in
-    /// consumption order so that each partition's output keeps its input order.
-    fn reschedule(&mut self, policy: DelayPolicy) {
-        let mut records: Vec<Waiting> = self.waiting.drain().map(|Reverse(w)| w).collect();
-        records.sort_unstable_by_key(|w| w.sequence);
-        self.schedule.reset();
-        for mut record in records {
-            let wait = policy.sample(&mut self.rng);
-            record.due = self.schedule.due_at(record.partition, record.started, wait);
-            self.waiting.push(Reverse(record));
-        }
-    }
-
     /// Produces every waiting record whose due time has come, in due order.
     async fn produce_due(&mut self) -> Result<(), SynchronizerError> {
         let now = Instant::now();
-        while self.waiting.peek().is_some_and(|Reverse(w)| w.due <= now) {
-            let Reverse(w) = self.waiting.pop().expect("peeked");
-            self.waiting_bytes -= w.key.len() + w.value.len();
-            self.produce_reduced(w.partition, w.offset, w.due, &w.key, &w.value)
-                .await?;
+        loop {
+            let due = self.core().pop_due(now);
+            match due {
+                Some(released) => self.produce_reduced(released).await?,
+                None => return Ok(()),
+            }
         }
-        Ok(())
     }
 
     /// Produces the reduced record of input `offset` of `partition`, due at `due`.
-    async fn produce_reduced(
-        &mut self,
-        partition: i32,
-        offset: i64,
-        due: Instant,
-        key: &str,
-        value: &str,
-    ) -> Result<(), SynchronizerError> {
+    async fn produce_reduced(&mut self, released: Released) -> Result<(), SynchronizerError> {
+        let Released { record, due } = released;
+        let (partition, offset) = (record.partition, record.offset);
         let record = OutgoingRecord {
             partition: None,
             topic: &self.config.output_topic,
-            key: Some(key.as_bytes()),
-            value: Some(value.as_bytes()),
+            key: Some(record.key.as_bytes()),
+            value: Some(record.value.as_bytes()),
         };
         let pending = PendingOutput {
             partition,
@@ -644,14 +600,14 @@ impl Synchronizer {
         let (mut reduced, mut dead_lettered) = (0u64, 0u64);
         let mut refused = Vec::new();
         {
-            let mut tracker = self.tracker.lock().expect("tracker");
+            let mut core = self.core.lock().expect("synchronizer core poisoned");
             for report in reports.drain(..) {
                 let Some(output) = self.outputs.try_remove(report.token) else {
                     continue;
                 };
                 match report.result {
                     Ok(()) => {
-                        tracker.ack(output.partition, output.offset);
+                        core.acknowledged(output.partition, output.offset);
                         self.meters
                             .produce_ack
                             .record(now.saturating_duration_since(output.started).as_secs_f64());
@@ -768,10 +724,10 @@ impl Synchronizer {
     /// committed is decided by the coordinator's answer (`SynchronizerContext::commit_callback`).
     async fn commit(&mut self, mode: CommitMode) {
         let offsets = {
-            let tracker = self.tracker.lock().expect("tracker");
+            let core = self.core();
             match mode {
-                CommitMode::Sync => tracker.safe_positions(),
-                CommitMode::Async => tracker.committable(),
+                CommitMode::Sync => core.safe_positions(),
+                CommitMode::Async => core.committable(),
             }
         };
         if offsets.is_empty() {

@@ -1,6 +1,6 @@
 //! The synchronizer's commit policy on rebalance: before partitions are taken away, commit what
 //! is safe for them (offsets whose output the broker acknowledged), so their next owner
-//! reprocesses as little as possible, and forget their pending offsets. Also where the
+//! reprocesses as little as possible, and forget their pending offsets and waiting records. Also where the
 //! coordinator's answer to every commit lands: only acknowledged offsets count as committed.
 //!
 //! The revoke commit is asynchronous, yet it reaches the coordinator before the group moves
@@ -8,9 +8,9 @@
 //! commits are outstanding (`wait_commit_cnt` in `rd_kafka_assignment_serve`). So the callback,
 //! which runs on the thread polling the consumer (a runtime worker), never blocks on the network.
 
+use super::core::SynchronizerCore;
 use crate::kafka::commit::commit_async;
 use crate::kafka::JobContext;
-use crate::offset_tracker::OffsetTracker;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -19,21 +19,21 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::{Arc, Mutex};
 
 /// The consumer context of the synchronizer: the job's context (logs, errors, statistics)
-/// plus the offsets pending acknowledgement, shared with the job's loop.
+/// plus the synchronizer's core (pending offsets, waiting records), shared with the job's loop.
 #[derive(Clone)]
 pub struct SynchronizerContext {
     job: JobContext,
     topic: String,
-    tracker: Arc<Mutex<OffsetTracker>>,
+    core: Arc<Mutex<SynchronizerCore>>,
 }
 
 impl SynchronizerContext {
-    /// The context of a consumer of `topic` whose pending offsets are in `tracker`.
-    pub fn new(job: JobContext, topic: &str, tracker: Arc<Mutex<OffsetTracker>>) -> Self {
+    /// The context of a consumer of `topic` whose pending offsets and waiting records are in `core`.
+    pub fn new(job: JobContext, topic: &str, core: Arc<Mutex<SynchronizerCore>>) -> Self {
         SynchronizerContext {
             job,
             topic: topic.to_string(),
-            tracker,
+            core,
         }
     }
 }
@@ -61,10 +61,10 @@ impl ConsumerContext for SynchronizerContext {
             .filter(|(topic, _, _)| *topic == self.topic)
             .map(|(_, partition, offset)| (partition, offset))
             .collect();
-        self.tracker
+        self.core
             .lock()
-            .expect("offset tracker poisoned")
-            .mark_committed(&acknowledged);
+            .expect("synchronizer core poisoned")
+            .committed(&acknowledged);
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -75,18 +75,11 @@ impl ConsumerContext for SynchronizerContext {
                 .filter(|e| e.topic() == self.topic)
                 .map(|e| e.partition())
                 .collect();
-            let safe: Vec<(i32, i64)> = {
-                let mut tracker = self.tracker.lock().expect("offset tracker poisoned");
-                let safe = tracker
-                    .committable()
-                    .into_iter()
-                    .filter(|(p, _)| partitions.contains(p))
-                    .collect();
-                for &partition in &partitions {
-                    tracker.remove(partition);
-                }
-                safe
-            };
+            let safe = self
+                .core
+                .lock()
+                .expect("synchronizer core poisoned")
+                .revoke(&partitions);
             if !safe.is_empty() {
                 let mut list = TopicPartitionList::new();
                 for &(partition, offset) in &safe {

@@ -1,0 +1,343 @@
+//! The monitor's settings as flags (with their environment variables and defaults), and the
+//! [`MonitorConfig`] they make once checked: every refusal names the flag and what to write.
+
+use super::measurement::Plausibility;
+use super::MonitorConfig;
+use crate::cli::{duration_in, ms, secs, DAY};
+use crate::digest::DigestConfig;
+use crate::elasticsearch_connection::ElasticsearchArgs;
+use crate::kafka::KafkaArgs;
+use crate::sink::elasticsearch::Refresh;
+use crate::stamp::{self, EndSource, LatencyStamps, Stamp, StampSource, TimeFormat};
+use crate::watermark::WatermarkConfig;
+use crate::window::WindowConfig;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Destination of the window documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SinkKind {
+    /// Index documents into Elasticsearch (the index Grafana reads).
+    Elasticsearch,
+    /// Append JSON lines to --output or stdout.
+    JsonLines,
+}
+
+/// Lets the environment variables of earlier releases set what they set: `SLA_REDUCED_TOPIC`
+/// the input topic (now `SLA_INPUT_TOPIC`, which wins when both are set). Call before the
+/// flags are parsed, while the process has one thread.
+pub fn accept_earlier_environment() {
+    if std::env::var_os("SLA_INPUT_TOPIC").is_none() {
+        if let Some(topic) = std::env::var_os("SLA_REDUCED_TOPIC") {
+            std::env::set_var("SLA_INPUT_TOPIC", topic);
+        }
+    }
+}
+
+/// Every setting of the monitor job but its HTTP address and error reporting.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MonitorFlags {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Topic the monitored pipeline writes (by default the demo's reduced visits): its
+    /// records are measured. (--reduced-topic and SLA_REDUCED_TOPIC, the names of earlier
+    /// releases, still work.)
+    #[arg(
+        long = "input-topic",
+        visible_alias = "reduced-topic",
+        env = "SLA_INPUT_TOPIC",
+        default_value = "reduced_visits"
+    )]
+    pub input_topic: String,
+
+    /// Topic keeping malformed and late records, with the reason in headers.
+    #[arg(
+        long,
+        env = "SLA_REDUCED_DLQ_TOPIC",
+        default_value = "reduced_visits_dlq"
+    )]
+    pub dead_letter_topic: String,
+
+    /// Compacted topic where the monitor saves its checkpoints (resume offsets and window
+    /// state), keyed by group and partition.
+    #[arg(
+        long,
+        env = "SLA_CHECKPOINT_TOPIC",
+        default_value = "sla_monitor_checkpoints"
+    )]
+    pub checkpoint_topic: String,
+
+    /// Compacted topic where the instances of this monitor publish window parts and progress,
+    /// and merge whole windows (created when missing); keys name the group and input topic,
+    /// so several monitors can share it.
+    #[arg(long, env = "SLA_SHUFFLE_TOPIC", default_value = "sla_monitor_shuffle")]
+    pub shuffle_topic: String,
+
+    /// Partitions of the shuffle topic when the monitor creates it: how many instances merge
+    /// windows at once (each window is merged by one). One is plenty for most jobs.
+    #[arg(long, env = "SLA_SHUFFLE_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    pub shuffle_partitions: i32,
+
+    /// Consumer group of the monitor: every instance started with the same group (and
+    /// --job-name) shares the input partitions, and `<group>.merge` shares the merging.
+    /// Offsets and checkpoints are kept under it.
+    #[arg(long, env = "SLA_MONITOR_GROUP", default_value = "sla-monitor")]
+    pub group: String,
+
+    /// Name of the monitored pipeline; part of every window document's id.
+    #[arg(long, env = "SLA_JOB_NAME", default_value = "visits-synchronizer")]
+    pub job_name: String,
+
+    /// Window length, e.g. 1m or 10s.
+    #[arg(long, env = "SLA_WINDOW", default_value = "1m", value_parser = duration_in(ms(1), DAY))]
+    pub window: Duration,
+
+    /// How far behind the highest event time seen a partition's watermark trails, e.g. 5s.
+    #[arg(long, env = "SLA_MAX_OUT_OF_ORDERNESS", default_value = "5s", value_parser = duration_in(ms(0), DAY))]
+    pub max_out_of_orderness: Duration,
+
+    /// A partition without records for this long stops holding the watermark back; when all
+    /// are idle, windows close this long after their end. At most the window length.
+    #[arg(long, env = "SLA_IDLE_TIMEOUT", default_value = "30s", value_parser = duration_in(ms(1), DAY))]
+    pub idle_timeout: Duration,
+
+    /// How long after its end a window still accepts records, e.g. 10s.
+    #[arg(long, env = "SLA_ALLOWED_LATENESS", default_value = "0s", value_parser = duration_in(ms(0), DAY))]
+    pub allowed_lateness: Duration,
+
+    /// Latency SLA: records slower than this count as over the SLA, e.g. 5s.
+    #[arg(long, env = "SLA_THRESHOLD", default_value = "5s", value_parser = duration_in(ms(1), DAY))]
+    pub sla: Duration,
+
+    /// Percentiles reported per window, comma-separated, each in (0, 100].
+    #[arg(
+        long,
+        env = "SLA_PERCENTILES",
+        default_value = "50,75,90,99",
+        value_delimiter = ','
+    )]
+    pub percentiles: Vec<f64>,
+
+    /// Windows with at most this many records get exact percentiles; larger ones a t-digest.
+    #[arg(long, env = "SLA_EXACT_THRESHOLD", default_value_t = 10_000)]
+    pub exact_threshold: usize,
+
+    /// t-digest compression (centroids kept) for windows above the exact threshold.
+    /// (--compression chooses the Kafka codec.)
+    #[arg(long, env = "SLA_DIGEST_COMPRESSION", default_value_t = 500, value_parser = clap::value_parser!(u64).range(20..=100_000))]
+    pub digest_compression: u64,
+
+    /// Records whose timestamp is further ahead of this host's clock are refused, e.g. 5m.
+    #[arg(long, env = "SLA_MAX_FUTURE", default_value = "5m", value_parser = duration_in(ms(0), DAY))]
+    pub max_future: Duration,
+
+    /// Latencies above this are implausible (a broken stamp, not a slow pipeline): such records
+    /// are kept on the dead-letter topic (reason implausible_latency), not counted in windows.
+    #[arg(long, env = "SLA_MAX_LATENCY", default_value = "1h", value_parser = duration_in(ms(1), 30 * DAY))]
+    pub max_latency: Duration,
+
+    /// Negative latencies (the stamp after the record's timestamp: clocks disagree) down to
+    /// minus this are counted in windows and in sla_monitor_negative_latency_records_total;
+    /// beyond it records are dead-lettered (reason clock_skew).
+    #[arg(long, env = "SLA_MAX_CLOCK_SKEW", default_value = "5s", value_parser = duration_in(ms(0), DAY))]
+    pub max_clock_skew: Duration,
+
+    /// Where each record's latency starts: field:POINTER, a JSON pointer into the value (RFC 6901,
+    /// e.g. field:/meta/processed_at) or header:NAME (the payload is then never decoded, so
+    /// any encoding works). Records without a valid stamp are dead-lettered with the reason.
+    #[arg(long, env = "SLA_START_TIME", default_value = stamp::DEFAULT_START)]
+    pub start_time: StampSource,
+
+    /// How the start stamp is written. A header may also hold an 8-byte big-endian integer in
+    /// the unit (Java's Longs.toByteArray).
+    #[arg(long, env = "SLA_START_TIME_FORMAT", value_enum, default_value_t = TimeFormat::UnixMs)]
+    pub start_time_format: TimeFormat,
+
+    /// Where each record's latency ends, which is also its event time: timestamp (the record's
+    /// Kafka timestamp: LogAppendTime on a topic so configured), or field:… / header:… as for
+    /// --start-time, for pipelines that stamp their end themselves.
+    #[arg(long, env = "SLA_END_TIME", default_value = "timestamp")]
+    pub end_time: String,
+
+    /// How the end stamp is written (with --end-time field:… or header:…; default unix_ms).
+    #[arg(long, env = "SLA_END_TIME_FORMAT", value_enum)]
+    pub end_time_format: Option<TimeFormat>,
+
+    /// How often acknowledged offsets are committed.
+    #[arg(long, env = "SLA_COMMIT_INTERVAL", default_value = "1s", value_parser = duration_in(ms(10), secs(3_600)))]
+    pub commit_interval: Duration,
+
+    /// On shutdown, how long to wait for pending writes before exiting anyway.
+    #[arg(long, env = "SLA_DRAIN_TIMEOUT", default_value = "30s", value_parser = duration_in(ms(0), secs(3_600)))]
+    pub drain_timeout: Duration,
+
+    /// Where window documents go: elasticsearch (see --es-*), or json-lines (--output).
+    #[arg(long, env = "SLA_SINK", value_enum, default_value_t = SinkKind::Elasticsearch)]
+    pub sink: SinkKind,
+
+    #[command(flatten)]
+    pub elasticsearch: ElasticsearchArgs,
+
+    /// When a written window document becomes searchable: true (at once, the default: one
+    /// document per window costs Elasticsearch little), wait_for (the bulk is answered after
+    /// the next periodic refresh) or false (at the index's next refresh).
+    #[arg(long, env = "SLA_ES_REFRESH", value_enum, default_value_t = Refresh::Immediately)]
+    pub es_refresh: Refresh,
+
+    /// With --sink json-lines: append window documents to this file instead of stdout.
+    #[arg(long, env = "SLA_OUTPUT")]
+    pub output: Option<PathBuf>,
+}
+
+/// Milliseconds of a flag's duration (saturating: the flags' ranges keep them small).
+fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+impl MonitorFlags {
+    /// The checked configuration: a value no monitor can work with is refused, naming the
+    /// flag; a questionable one is warned about.
+    pub fn config(self) -> anyhow::Result<MonitorConfig> {
+        anyhow::ensure!(
+            self.window >= Duration::from_millis(10),
+            "--window must be at least 10ms, got {:?}",
+            self.window
+        );
+        anyhow::ensure!(
+            !self.idle_timeout.is_zero(),
+            "--idle-timeout must be positive"
+        );
+        if self.idle_timeout > self.window {
+            tracing::warn!("--idle-timeout {:?} is longer than --window {:?}: the last window of a burst is emitted late", self.idle_timeout, self.window);
+        }
+        let mut quantiles = Vec::new();
+        for p in &self.percentiles {
+            anyhow::ensure!(
+                *p > 0.0 && *p <= 100.0,
+                "--percentiles: each must be in (0, 100], got {p}"
+            );
+            quantiles.push(p / 100.0);
+        }
+        anyhow::ensure!(
+            !quantiles.is_empty(),
+            "--percentiles must name at least one percentile"
+        );
+        let end = match (self.end_time.as_str(), self.end_time_format) {
+            ("timestamp", None) => EndSource::KafkaTimestamp,
+            ("timestamp", Some(format)) => anyhow::bail!(
+                "--end-time-format {} applies to an end read from the record (--end-time field:… or \
+                 header:…); with --end-time timestamp the end is the record's Kafka timestamp",
+                format.as_str()
+            ),
+            (source, format) => EndSource::Stamp(Stamp {
+                source: source.parse().map_err(|e| {
+                    anyhow::anyhow!("--end-time: {e}, or timestamp for the record's Kafka timestamp")
+                })?,
+                format: format.unwrap_or(TimeFormat::UnixMs),
+            }),
+        };
+        if matches!(&end, EndSource::Stamp(s) if s.source == self.start_time) {
+            anyhow::bail!(
+                "--start-time and --end-time both read {}: every latency would be 0",
+                self.start_time
+            );
+        }
+        let stamps = LatencyStamps {
+            start: Stamp {
+                source: self.start_time,
+                format: self.start_time_format,
+            },
+            end,
+        };
+        let tick = (self.window / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
+        Ok(MonitorConfig {
+            kafka: self.kafka,
+            input_topic: self.input_topic,
+            dead_letter_topic: self.dead_letter_topic,
+            checkpoint_topic: self.checkpoint_topic,
+            shuffle_topic: self.shuffle_topic,
+            shuffle_partitions: self.shuffle_partitions,
+            group: self.group,
+            job_name: self.job_name,
+            window: WindowConfig {
+                size_ms: millis(self.window),
+                allowed_lateness_ms: millis(self.allowed_lateness),
+                sla_ms: millis(self.sla),
+                quantiles,
+                digest: DigestConfig {
+                    exact_threshold: self.exact_threshold,
+                    compression: self.digest_compression as usize,
+                },
+            },
+            watermark: WatermarkConfig {
+                max_out_of_orderness_ms: millis(self.max_out_of_orderness),
+                idle_timeout_ms: millis(self.idle_timeout),
+            },
+            plausibility: Plausibility {
+                max_future_ms: millis(self.max_future),
+                max_latency_ms: millis(self.max_latency),
+                max_clock_skew_ms: millis(self.max_clock_skew),
+            },
+            stamps,
+            commit_interval: self.commit_interval,
+            tick,
+            drain_timeout: self.drain_timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        monitor: MonitorFlags,
+    }
+
+    fn flags(args: &[&str]) -> MonitorFlags {
+        Cli::try_parse_from(std::iter::once("monitor").chain(args.iter().copied()))
+            .unwrap()
+            .monitor
+    }
+
+    fn refusal(args: &[&str]) -> String {
+        match flags(args).config() {
+            Ok(_) => panic!("{args:?} accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_defaults_make_the_users_configuration() {
+        let config = flags(&[]).config().unwrap();
+        assert_eq!(config.input_topic, "reduced_visits");
+        assert_eq!(config.window.size_ms, 60_000);
+        assert_eq!(config.window.sla_ms, 5_000);
+        assert_eq!(config.window.quantiles, vec![0.5, 0.75, 0.9, 0.99]);
+        assert_eq!(config.watermark.idle_timeout_ms, 30_000);
+        assert_eq!(config.tick, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_input_topic_keeps_its_earlier_name() {
+        assert_eq!(flags(&["--input-topic", "orders"]).input_topic, "orders");
+        assert_eq!(flags(&["--reduced-topic", "orders"]).input_topic, "orders");
+    }
+
+    #[test]
+    fn refusals_name_the_flag() {
+        assert!(refusal(&["--window", "5ms"]).starts_with("--window"));
+        assert!(refusal(&["--percentiles", "0"]).starts_with("--percentiles"));
+        assert!(refusal(&["--end-time-format", "unix_s"]).starts_with("--end-time-format"));
+        let same = refusal(&["--start-time", "header:t", "--end-time", "header:t"]);
+        assert!(same.contains("every latency would be 0"), "{same}");
+        let bad_end = refusal(&["--end-time", "somewhere"]);
+        assert!(bad_end.starts_with("--end-time"), "{bad_end}");
+        let zero = Cli::try_parse_from(["monitor", "--commit-interval", "0s"]).unwrap_err();
+        assert!(zero.to_string().contains("--commit-interval"), "{zero}");
+    }
+}
