@@ -41,7 +41,68 @@ const STATES: [(&str, &str); 5] = [
     ("Error", "#8f3bb8"),
 ];
 const INCIDENT_COLOUR: &str = "rgba(50, 116, 217, 0.18)";
-const SERIES_COLOUR: &str = "#1f60c4";
+/// One colour per alert instance (Grafana's classic palette), in the order the instances are
+/// listed; the instance's name in its state lane is written in it.
+const PALETTE: [&str; 8] = [
+    "#1f60c4", "#e0752d", "#37872d", "#8f3bb8", "#c4162a", "#0a8a8a", "#b8860b", "#6e6e6e",
+];
+
+/// The colour of the `index`-th instance.
+fn instance_colour(index: usize) -> &'static str {
+    PALETTE[index % PALETTE.len()]
+}
+
+/// The chart's value axis: linear, or symmetric-logarithmic when the values span orders of
+/// magnitude (a +5 s breach beside a +298 s one would otherwise look flat), so every
+/// instance's series stays readable against the threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ValueAxis {
+    low: f64,
+    high: f64,
+    log: bool,
+}
+
+impl ValueAxis {
+    /// Values further apart than this ratio (largest magnitude over the median one) are drawn
+    /// on a logarithmic axis.
+    const LOG_RATIO: f64 = 20.0;
+
+    fn new(points: &[f64], thresholds: &[f64]) -> Self {
+        let (mut low, mut high) = points
+            .iter()
+            .chain(thresholds)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                (l.min(*v), h.max(*v))
+            });
+        if !low.is_finite() {
+            (low, high) = (0.0, 1.0);
+        }
+        if high - low < 1e-9 {
+            high = low + 1.0;
+        }
+        let mut magnitudes: Vec<f64> = points.iter().chain(thresholds).map(|v| v.abs()).collect();
+        magnitudes.sort_by(f64::total_cmp);
+        let median = magnitudes.get(magnitudes.len() / 2).copied().unwrap_or(0.0);
+        let largest = magnitudes.last().copied().unwrap_or(0.0);
+        let log = largest > Self::LOG_RATIO * median.max(1.0);
+        ValueAxis { low, high, log }
+    }
+
+    /// Symmetric log: sign(v)·log10(1 + |v|), linear near zero, logarithmic beyond.
+    fn scaled(&self, v: f64) -> f64 {
+        if self.log {
+            v.signum() * (1.0 + v.abs()).log10()
+        } else {
+            v
+        }
+    }
+
+    /// The vertical position of `v` in a chart `height` high whose top is at `top`.
+    fn y(&self, v: f64, top: f64, height: f64) -> f64 {
+        let (low, high) = (self.scaled(self.low), self.scaled(self.high));
+        top + (high - self.scaled(v)) / (high - low) * height
+    }
+}
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -85,7 +146,9 @@ svg text {{ font-size: 11px; fill: #333; }}
     }
     let _ = write!(
         page,
-        r##"<span><i class="swatch" style="background:{INCIDENT_COLOUR};border:1px solid #3274d9"></i>incident</span><span><i class="swatch" style="background:{SERIES_COLOUR}"></i>series (B)</span><span>▼ notification</span></div>"##
+        r##"<span><i class="swatch" style="background:{INCIDENT_COLOUR};border:1px solid #3274d9"></i>incident</span><span><i class="swatch" style="background:{}"></i><i class="swatch" style="background:{}"></i>series (B), one colour per instance (its name in its state lane)</span><span>▼ notification</span></div>"##,
+        instance_colour(0),
+        instance_colour(1)
     );
     let _ = writeln!(
         page,
@@ -248,19 +311,9 @@ fn chart(page: &mut String, run: &Run, incidents: &[Incident]) {
         Some(Threshold::WithinRange(a, b)) | Some(Threshold::OutsideRange(a, b)) => vec![a, b],
         None => vec![],
     };
-    let (mut low, mut high) = points
-        .iter()
-        .chain(&thresholds)
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-            (l.min(*v), h.max(*v))
-        });
-    if !low.is_finite() {
-        (low, high) = (0.0, 1.0);
-    }
-    if high - low < 1e-9 {
-        high = low + 1.0;
-    }
-    let y = |v: f64| 10.0 + (high - v) / (high - low) * CHART_HEIGHT;
+    let axis = ValueAxis::new(&points, &thresholds);
+    let (low, high) = (axis.low, axis.high);
+    let y = |v: f64| axis.y(v, 10.0, CHART_HEIGHT);
     let _ = writeln!(
         page,
         r##"<line x1="{LEFT}" y1="{:.1}" x2="{LEFT}" y2="10" stroke="#999"/><text x="{:.1}" y="{:.1}" text-anchor="end">{high:.0}</text><text x="{:.1}" y="{:.1}" text-anchor="end">{low:.0}</text>"##,
@@ -270,6 +323,14 @@ fn chart(page: &mut String, run: &Run, incidents: &[Incident]) {
         LEFT - 4.0,
         10.0 + CHART_HEIGHT,
     );
+    if axis.log {
+        let _ = writeln!(
+            page,
+            r##"<text class="log-scale" x="{:.1}" y="{:.1}" text-anchor="end" fill="#666">log scale</text>"##,
+            LEFT - 4.0,
+            10.0 + CHART_HEIGHT / 2.0,
+        );
+    }
     for threshold in &thresholds {
         let _ = writeln!(
             page,
@@ -281,17 +342,19 @@ fn chart(page: &mut String, run: &Run, incidents: &[Incident]) {
             y(*threshold) - 3.0
         );
     }
-    for values in t.values.values() {
-        series_path(page, values, &x, &y);
+    for (name, values) in &t.values {
+        let index = instances.iter().position(|i| i == name).unwrap_or(0);
+        series_path(page, values, &x, &y, instance_colour(index));
     }
     // One band of states per instance, from its transitions.
     for (lane, instance) in instances.iter().enumerate() {
         let top = bands_top + LANE * lane as f64;
         let _ = writeln!(
             page,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            r#"<text class="instance" x="{:.1}" y="{:.1}" text-anchor="end" fill="{}">{}</text>"#,
             LEFT - 4.0,
             top + LANE - 5.0,
+            instance_colour(lane),
             escape(instance)
         );
         let mut state = "Normal".to_string();
@@ -370,6 +433,7 @@ fn series_path(
     values: &[(i64, Option<f64>)],
     x: &impl Fn(i64) -> f64,
     y: &impl Fn(f64) -> f64,
+    colour: &str,
 ) {
     let mut path = String::new();
     let mut column: Option<(i64, f64, f64)> = None;
@@ -412,7 +476,7 @@ fn series_path(
     if !path.is_empty() {
         let _ = writeln!(
             page,
-            r#"<path class="series" d="{}" fill="none" stroke="{SERIES_COLOUR}" stroke-width="1.5"/>"#,
+            r#"<path class="series" d="{}" fill="none" stroke="{colour}" stroke-width="1.5"/>"#,
             path.trim_end()
         );
     }
@@ -487,8 +551,34 @@ mod tests {
             &values,
             &|ms| ms as f64 / 43_200.0 * 900.0,
             &|v| v,
+            instance_colour(0),
         );
         let points = page.matches(',').count();
         assert!(points <= 2 * 902, "{points} points");
+    }
+
+    #[test]
+    fn values_orders_of_magnitude_apart_are_drawn_on_a_log_axis() {
+        // B = p99 − SLA: one instance 5 s over, another 298 s over, the threshold at 0.
+        let axis = ValueAxis::new(&[-4_000.0, 5_000.0, 298_000.0, -3_000.0, -4_500.0], &[0.0]);
+        assert!(axis.log);
+        let (top, height) = (10.0, 180.0);
+        let (threshold, small, large) = (
+            axis.y(0.0, top, height),
+            axis.y(5_000.0, top, height),
+            axis.y(298_000.0, top, height),
+        );
+        // Linear, the +5 s breach would sit 3 px above the threshold; here it is well clear.
+        assert!(threshold - small > 0.25 * height, "{threshold} {small}");
+        assert!(small > large);
+        assert_eq!(axis.y(298_000.0, top, height), top);
+        // Values of one magnitude stay linear.
+        assert!(!ValueAxis::new(&[800.0, 1_200.0, 2_000.0], &[1_000.0]).log);
+    }
+
+    #[test]
+    fn each_instance_has_its_own_colour() {
+        assert_ne!(instance_colour(0), instance_colour(1));
+        assert_eq!(instance_colour(0), instance_colour(PALETTE.len()));
     }
 }

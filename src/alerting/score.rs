@@ -77,6 +77,13 @@ pub struct Numbers {
 pub struct InstanceScore {
     /// The instance (`{job="…"}`, `{}` for a rule with one series).
     pub instance: String,
+    /// The rule-level instance of a rule whose instances are per job (the one Grafana keeps
+    /// for NoData or Error of the whole query): only incidents naming no job concern it, so
+    /// it is not scored as having missed the jobs' incidents.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rule_level: bool,
+    /// How many of the incidents concern it.
+    pub incidents: usize,
     /// Its numbers, over the incidents that concern it.
     #[serde(flatten)]
     pub numbers: Numbers,
@@ -268,12 +275,22 @@ fn instances(timeline: &Timeline, incidents: &[Incident]) -> Vec<Labels> {
 /// Scores `timeline` against `incidents` (see the module documentation).
 pub fn score(timeline: &Timeline, incidents: &[Incident]) -> Score {
     let all = instances(timeline, incidents);
+    let by_job = all.iter().any(|l| l.contains_key("job"));
     let per_instance = all
         .iter()
         .map(|labels| {
-            let own: Vec<&Incident> = incidents.iter().filter(|i| i.concerns(labels)).collect();
+            let rule_level = by_job && !labels.contains_key("job");
+            let own: Vec<&Incident> = incidents
+                .iter()
+                .filter(|i| match rule_level {
+                    true => i.job.is_none(),
+                    false => i.concerns(labels),
+                })
+                .collect();
             InstanceScore {
                 instance: labels_text(labels),
+                rule_level,
+                incidents: own.len(),
                 numbers: numbers(timeline, std::slice::from_ref(labels), &own).0,
             }
         })
@@ -353,12 +370,15 @@ pub fn render_text(score: &Score) -> String {
         );
     }
     for i in &score.instances {
-        let _ = writeln!(
-            out,
-            "  instance {}: {}",
-            i.instance,
-            numbers_text(&i.numbers)
-        );
+        let what = match i.rule_level {
+            true if i.incidents == 0 => format!(
+                "the rule as a whole (NoData/Error), no incident concerns it: {} notification(s)",
+                i.numbers.notifications
+            ),
+            true => format!("the rule as a whole: {}", numbers_text(&i.numbers)),
+            false => numbers_text(&i.numbers),
+        };
+        let _ = writeln!(out, "  instance {}: {what}", i.instance);
     }
     out
 }
@@ -467,6 +487,40 @@ mod tests {
         assert_eq!(by_instance(r#"{job="a"}"#).numbers.precision, 1.0);
         assert_eq!(by_instance(r#"{job="b"}"#).numbers.precision, 0.0);
         assert_eq!(by_instance(r#"{job="c"}"#).numbers.recall, 0.0);
+    }
+
+    #[test]
+    fn the_rule_level_instance_is_not_scored_against_the_jobs_incidents() {
+        // Job a breaches; for two minutes the whole query had no data (the rule-level
+        // instance, without a job label, goes NoData — not an SLA alert).
+        let evaluations: Vec<(i64, Results)> = (0..10)
+            .map(|m| {
+                let results = if (4..6).contains(&m) {
+                    vec![(Labels::new(), Evaluation::NoData)]
+                } else {
+                    let breach = (1..4).contains(&m);
+                    let value = if breach { 3_000.0 } else { -3_000.0 };
+                    vec![(job("a"), Evaluation::Value { value, met: breach })]
+                };
+                (m * MIN, results)
+            })
+            .collect();
+        let t = replay(
+            &rule::provisioned_sla_rule(),
+            &minute_lifecycle(),
+            &evaluations,
+            10 * MIN,
+        );
+        let s = score(&t, &[incident("a broke", 1, 4, Some("a"))]);
+        let rule_level = s.instances.iter().find(|i| i.instance == "{}").unwrap();
+        assert!(rule_level.rule_level);
+        assert_eq!(rule_level.incidents, 0);
+        assert_eq!(rule_level.numbers.recall, 1.0, "no incident of its own to miss");
+        let text = render_text(&s);
+        assert!(text.contains("instance {}: the rule as a whole"), "{text}");
+        assert!(!text.contains("instance {}: notifications"), "{text}");
+        let a = s.instances.iter().find(|i| i.instance == r#"{job="a"}"#).unwrap();
+        assert!(!a.rule_level);
     }
 
     #[test]
