@@ -515,11 +515,18 @@ mod tests {
         let rule_level = s.instances.iter().find(|i| i.instance == "{}").unwrap();
         assert!(rule_level.rule_level);
         assert_eq!(rule_level.incidents, 0);
-        assert_eq!(rule_level.numbers.recall, 1.0, "no incident of its own to miss");
+        assert_eq!(
+            rule_level.numbers.recall, 1.0,
+            "no incident of its own to miss"
+        );
         let text = render_text(&s);
         assert!(text.contains("instance {}: the rule as a whole"), "{text}");
         assert!(!text.contains("instance {}: notifications"), "{text}");
-        let a = s.instances.iter().find(|i| i.instance == r#"{job="a"}"#).unwrap();
+        let a = s
+            .instances
+            .iter()
+            .find(|i| i.instance == r#"{job="a"}"#)
+            .unwrap();
         assert!(!a.rule_level);
     }
 

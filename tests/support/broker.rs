@@ -346,21 +346,3 @@ pub fn monitor_topics(name: &str) -> MonitorTopics {
         shuffle: unique(&format!("{name}_s")),
     }
 }
-
-/// How many members the group coordinator of `brokers` lists in `group` (DescribeGroups), or
-/// `None` when it does not answer within 5 s. A killed member is listed until its session
-/// expires.
-pub fn group_members(brokers: &str, group: &str) -> Option<usize> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .ok()?;
-    let list = blocking(|| consumer.fetch_group_list(Some(group), Duration::from_secs(5))).ok()?;
-    Some(
-        list.groups()
-            .iter()
-            .filter(|g| g.name() == group)
-            .map(|g| g.members().len())
-            .sum(),
-    )
-}

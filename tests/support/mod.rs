@@ -96,22 +96,6 @@ pub fn holds_throughout(what: &str, period: Duration, mut condition: impl FnMut(
     })
 }
 
-/// Waits until `condition` holds, polling every 100 ms, for at most `timeout`: whether it held.
-pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    blocking(|| {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if condition() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    })
-}
-
 /// Waits until `condition` holds, polling every 100 ms; panics with `what` after `timeout`.
 pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     blocking(|| {
