@@ -5,12 +5,12 @@
 //! allocator). Memory must stay flat as N grows past the exact threshold: state is
 //! O(open windows), not O(records).
 
-use sla_monitor::digest::DigestConfig;
+use sla_monitor::distribution::digest::DigestConfig;
+use sla_monitor::event_time::watermark::WatermarkConfig;
+use sla_monitor::event_time::window::WindowConfig;
 use sla_monitor::event_time::EventTimeOperator;
-use sla_monitor::reduced_visit::ReducedVisit;
-use sla_monitor::stamp::{NoHeaders, Stamp, TimeFormat};
-use sla_monitor::watermark::WatermarkConfig;
-use sla_monitor::window::WindowConfig;
+use sla_monitor::record::reduced_visit::ReducedVisit;
+use sla_monitor::record::stamp::{NoHeaders, Stamp, TimeFormat};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;

@@ -3,7 +3,7 @@
 //! that a panic reaches the Sentry-protocol server with its message, tags and breadcrumbs.
 
 use clap::Parser;
-use sla_monitor::error_reporting::{self, ErrorReportingArgs};
+use sla_monitor::runtime::error_reporting::{self, ErrorReportingArgs};
 
 #[derive(Parser)]
 struct Cli {

@@ -1,12 +1,12 @@
 //! `generator`: produces visit records to `visits` at a steady rate. See `--help`.
 
 use clap::Parser;
-use sla_monitor::cli::{duration_in, ms, DAY};
-use sla_monitor::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::generator::{self, GeneratorConfig, RecordMix};
 use sla_monitor::kafka::KafkaArgs;
-use sla_monitor::shutdown::Shutdown;
-use sla_monitor::{http, telemetry};
+use sla_monitor::runtime::cli::{duration_in, ms, DAY};
+use sla_monitor::runtime::error_reporting::{self, ErrorReportingArgs};
+use sla_monitor::runtime::shutdown::Shutdown;
+use sla_monitor::runtime::{http, telemetry};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -78,7 +78,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli: Cli = sla_monitor::cli::parse();
+    let cli: Cli = sla_monitor::runtime::cli::parse();
     let reporting = error_reporting::start(&cli.errors, "generator")?;
     reporting.outcome(run(cli).await)
 }

@@ -2,9 +2,9 @@
 //! `--help`; the job is `sla_monitor::monitor::launch`.
 
 use clap::Parser;
-use sla_monitor::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::monitor::launch::launch;
 use sla_monitor::monitor::settings::{accept_earlier_environment, MonitorFlags};
+use sla_monitor::runtime::error_reporting::{self, ErrorReportingArgs};
 use std::net::SocketAddr;
 
 /// Consumes a pipeline's output (by default reduced visits), takes each record's Kafka timestamp
@@ -30,7 +30,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     accept_earlier_environment();
-    let cli: Cli = sla_monitor::cli::parse();
+    let cli: Cli = sla_monitor::runtime::cli::parse();
     let reporting = error_reporting::start(&cli.errors, "monitor")?;
     reporting.tag("job_name", &cli.monitor.job_name);
     reporting.tag("topic", &cli.monitor.input_topic);

@@ -2,13 +2,13 @@
 //! processing, with an optional artificial delay. See `--help`.
 
 use clap::Parser;
-use sla_monitor::cli::{duration_in, ms, secs, DAY};
-use sla_monitor::delay::{parse_delay, DelayMode, DelayPolicy};
-use sla_monitor::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::kafka::KafkaArgs;
-use sla_monitor::shutdown::Shutdown;
+use sla_monitor::runtime::cli::{duration_in, ms, secs, DAY};
+use sla_monitor::runtime::error_reporting::{self, ErrorReportingArgs};
+use sla_monitor::runtime::shutdown::Shutdown;
+use sla_monitor::runtime::{http, telemetry};
+use sla_monitor::synchronizer::delay::{parse_delay, DelayMode, DelayPolicy};
 use sla_monitor::synchronizer::{self, control, SynchronizerConfig};
-use sla_monitor::{http, telemetry};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -106,7 +106,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli: Cli = sla_monitor::cli::parse();
+    let cli: Cli = sla_monitor::runtime::cli::parse();
     let reporting = error_reporting::start(&cli.errors, "synchronizer")?;
     reporting.outcome(run(cli).await)
 }

@@ -2,7 +2,7 @@
 //! or from files outside the repository (never from flags' literal values in scripts). Used by
 //! the monitor's sink and by the alert evaluator alike.
 
-use crate::cli::{duration_in, ms, secs};
+use crate::runtime::cli::{duration_in, ms, secs};
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
@@ -125,17 +125,17 @@ impl ElasticsearchArgs {
 
     /// A client for these settings.
     pub fn client(&self) -> Result<Elasticsearch, ConfigError> {
-        if crate::redact::has_userinfo(&self.url) {
+        if crate::runtime::redact::has_userinfo(&self.url) {
             return Err(ConfigError(format!(
                 "--es-url {} carries credentials (user:password@), which would be logged and \
                  shown: give them as --es-username with SLA_ES_PASSWORD or --es-password-file",
-                crate::redact::without_userinfo(&self.url)
+                crate::runtime::redact::without_userinfo(&self.url)
             )));
         }
         let url = self.url.parse().map_err(|e| {
             ConfigError(format!(
                 "--es-url {:?} is not a URL: {e}",
-                crate::redact::without_userinfo(&self.url)
+                crate::runtime::redact::without_userinfo(&self.url)
             ))
         })?;
         let mut builder =

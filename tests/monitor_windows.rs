@@ -204,9 +204,9 @@ async fn sigterm_exits_cleanly_without_writing_incomplete_windows() {
 /// the windows of its real records.
 #[tokio::test(flavor = "multi_thread")]
 async fn records_on_the_shuffle_topic_it_could_not_have_written_are_skipped() {
-    use sla_monitor::digest::{DigestConfig, LatencyDigest};
+    use sla_monitor::distribution::digest::{DigestConfig, LatencyDigest};
+    use sla_monitor::event_time::window::WindowPart;
     use sla_monitor::shuffle::{part_record, JobIdentity, Shuffle, ShuffleRecord};
-    use sla_monitor::window::WindowPart;
 
     let s = monitor_topics("poison");
     create_topic(&s.reduced, 2).await;

@@ -5,7 +5,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sla_monitor::digest::{exact_quantile, summarize, DigestConfig, LatencyDigest};
+use sla_monitor::distribution::digest::{exact_quantile, summarize, DigestConfig, LatencyDigest};
 
 const QUANTILES: [f64; 4] = [0.5, 0.75, 0.9, 0.99];
 

@@ -6,7 +6,7 @@
 
 mod support;
 
-use sla_monitor::stamp::{EndSource, LatencyStamps, Stamp, TimeFormat};
+use sla_monitor::record::stamp::{EndSource, LatencyStamps, Stamp, TimeFormat};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

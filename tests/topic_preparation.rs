@@ -6,7 +6,7 @@ mod support;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sla_monitor::monitor::{self, TopicLayout};
-use sla_monitor::shutdown::Shutdown;
+use sla_monitor::runtime::shutdown::Shutdown;
 use std::time::Duration;
 use support::in_process::test_config;
 use support::*;

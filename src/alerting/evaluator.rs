@@ -8,7 +8,7 @@ use super::instances::{labels_text, InstanceState, InstanceTransition, RuleInsta
 use super::notify::{alertmanager_alert, webhook_payload};
 use super::rule::AlertRule;
 use super::state::{format_state, Lifecycle};
-use crate::shutdown::Shutdown;
+use crate::runtime::shutdown::Shutdown;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -180,7 +180,7 @@ impl AlertmanagerSender {
         let (queue, mut alerts) = tokio::sync::mpsc::channel::<serde_json::Value>(Self::QUEUE);
         let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
         // Labels and logs show the URL without the credentials it may carry.
-        let label = crate::redact::without_userinfo(base);
+        let label = crate::runtime::redact::without_userinfo(base);
         tokio::spawn(async move {
             while let Some(body) = alerts.recv().await {
                 let ok = post(&http, &url, &body).await;
@@ -193,7 +193,7 @@ impl AlertmanagerSender {
             }
         });
         AlertmanagerSender {
-            base: crate::redact::without_userinfo(base),
+            base: crate::runtime::redact::without_userinfo(base),
             queue,
         }
     }
@@ -241,12 +241,12 @@ async fn post(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> bo
     match http.post(url).json(body).send().await {
         Ok(r) if r.status().is_success() => true,
         Ok(r) => {
-            let shown = crate::redact::without_userinfo(url);
+            let shown = crate::runtime::redact::without_userinfo(url);
             tracing::warn!("{shown} answered {}", r.status());
             false
         }
         Err(e) => {
-            let shown = crate::redact::without_userinfo(url);
+            let shown = crate::runtime::redact::without_userinfo(url);
             tracing::warn!("posting to {shown}: {}", e.without_url());
             false
         }

@@ -5,7 +5,7 @@ pub mod visits;
 
 use crate::kafka::producer::{delivered, enqueue, OutgoingRecord, RELIABLE_PRODUCER};
 use crate::kafka::{ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec};
-use crate::shutdown::Shutdown;
+use crate::runtime::shutdown::Shutdown;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use rdkafka::producer::FutureProducer;

@@ -265,8 +265,8 @@ impl VisitGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rejection::RejectReason;
-    use crate::visit::Visit;
+    use crate::record::rejection::RejectReason;
+    use crate::record::visit::Visit;
     use std::collections::HashMap;
 
     fn now() -> DateTime<Utc> {

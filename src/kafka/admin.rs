@@ -4,8 +4,8 @@
 
 use super::retire::retire;
 use super::security_failure::{classify, transport_hint, SecurityFailure};
-use crate::backoff::retry_policy;
-use crate::shutdown::Shutdown;
+use crate::runtime::backoff::retry_policy;
+use crate::runtime::shutdown::Shutdown;
 use backon::Retryable;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -5,7 +5,7 @@
 //! `synchronizer::rebalance`.)
 
 use super::security_failure::{classify, transport_hint};
-use crate::rate_limited_log::RateLimitedLog;
+use crate::runtime::rate_limited_log::RateLimitedLog;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;

@@ -2,15 +2,15 @@
 
 use super::producer::{enqueue, OutgoingRecord};
 use super::JobContext;
-use crate::rate_limited_log::RateLimitedLog;
-use crate::rejection::{RejectReason, Rejection};
+use crate::record::rejection::{RejectReason, Rejection};
+use crate::runtime::rate_limited_log::RateLimitedLog;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Header carrying the stable reject reason (see [`crate::rejection::RejectReason`]).
+/// Header carrying the stable reject reason (see [`crate::record::rejection::RejectReason`]).
 pub const REASON_HEADER: &str = "dlq.reason";
 /// Header carrying the human-readable detail of the rejection.
 pub const DETAIL_HEADER: &str = "dlq.detail";
@@ -337,7 +337,7 @@ fn owned_headers(headers: &impl Headers) -> OwnedHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rejection::RejectReason;
+    use crate::record::rejection::RejectReason;
     use rdkafka::message::Headers;
 
     #[test]

@@ -1,12 +1,16 @@
 //! Everything that talks to Kafka: client settings, topic administration, the client context
-//! (logging, rebalances, commit outcomes), offset commits and dead-letter records.
+//! (logging, rebalances, commit outcomes), offset commits and dead-letter records; and the two
+//! pure pieces of consumer bookkeeping, which offsets are safe to commit ([`offset_tracker`])
+//! and when a group member has held no partition for too long ([`assignment_watchdog`]).
 
 pub mod admin;
+pub mod assignment_watchdog;
 pub mod commit;
 pub mod config;
 pub mod context;
 pub mod dead_letter;
 pub mod group_consumer;
+pub mod offset_tracker;
 pub mod producer;
 pub mod properties;
 pub mod rebalance_events;

@@ -1,7 +1,7 @@
 //! The headers of a consumed Kafka record that the latency stamps name, looked up once per
 //! record (nothing is looked up when no stamp is a header).
 
-use crate::stamp::RecordHeaders;
+use crate::record::stamp::RecordHeaders;
 use rdkafka::message::{Headers, Message};
 
 /// The values of the (at most two) headers the stamps read, borrowed from the record.
@@ -11,7 +11,7 @@ pub struct StampHeaders<'a> {
 
 impl<'a> StampHeaders<'a> {
     /// Looks up, in `message`, the last header of each of `names` (at most two: the header
-    /// names the stamps read, [`crate::stamp::LatencyStamps::header_names`], computed once per job).
+    /// names the stamps read, [`crate::record::stamp::LatencyStamps::header_names`], computed once per job).
     pub fn of<M: Message>(message: &'a M, names: &'a [String]) -> StampHeaders<'a> {
         let mut found: [(&str, Option<&[u8]>); 2] = [("", None), ("", None)];
         if names.is_empty() {

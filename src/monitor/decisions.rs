@@ -10,11 +10,11 @@ use super::measurement::{measure, InputRecord, Plausibility, TimestampKind};
 use super::restore::PartitionResume;
 use super::unacknowledged::Unacknowledged;
 use super::MonitorReport;
+use crate::event_time::watermark::WatermarkConfig;
+use crate::event_time::window::{Placement, ResumePoint, WindowConfig, WindowPart};
 use crate::event_time::EventTimeOperator;
-use crate::rejection::{RejectReason, Rejection};
-use crate::stamp::LatencyStamps;
-use crate::watermark::WatermarkConfig;
-use crate::window::{Placement, ResumePoint, WindowConfig, WindowPart};
+use crate::record::rejection::{RejectReason, Rejection};
+use crate::record::stamp::LatencyStamps;
 use std::collections::BTreeMap;
 
 /// What the core needs to decide.
@@ -319,7 +319,7 @@ impl MonitorCore {
     /// Folds the raw values of the parts whose window holds more than the exact threshold —
     /// as far as this instance knows: its published parts, the parts closing now and the
     /// parts still open — into their t-digests. Such a window cannot be exact, and its
-    /// statistics come out the same (see [`crate::digest::LatencyDigest::fold_values`]); its
+    /// statistics come out the same (see [`crate::distribution::digest::LatencyDigest::fold_values`]); its
     /// parts travel as centroids, not as up to `exact_threshold` values each (with many
     /// partitions, every value went through the shuffle).
     fn shrink_parts_of_large_windows(&mut self, parts: &mut [(i64, i32, WindowPart)]) {
@@ -418,7 +418,7 @@ impl MonitorCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::DigestConfig;
+    use crate::distribution::digest::DigestConfig;
     use crate::event_time::RestoredPartition;
 
     const WINDOW: i64 = 10_000;
@@ -471,7 +471,7 @@ mod tests {
         InputRecord {
             timestamp,
             payload,
-            headers: &crate::stamp::NoHeaders,
+            headers: &crate::record::stamp::NoHeaders,
         }
     }
 
@@ -489,7 +489,7 @@ mod tests {
     }
 
     /// The whole windows a publication's parts make (as the merge stage merges them).
-    fn windows(publication: &Option<Publication>) -> Vec<crate::window::WindowResult> {
+    fn windows(publication: &Option<Publication>) -> Vec<crate::event_time::window::WindowResult> {
         let Some(publication) = publication else {
             return Vec::new();
         };
@@ -503,7 +503,7 @@ mod tests {
         by_window
             .into_iter()
             .filter_map(|(start, parts)| {
-                crate::window::merge_parts(&core().config.window, start, parts)
+                crate::event_time::window::merge_parts(&core().config.window, start, parts)
             })
             .collect()
     }
@@ -520,7 +520,7 @@ mod tests {
     fn unfolded_window(
         digest: DigestConfig,
         latencies: &[(i32, i64)],
-    ) -> crate::window::WindowResult {
+    ) -> crate::event_time::window::WindowResult {
         let mut parts: BTreeMap<i32, WindowPart> = BTreeMap::new();
         for &(p, latency) in latencies {
             let part = parts.entry(p).or_insert_with(|| WindowPart::new(digest));
@@ -528,7 +528,7 @@ mod tests {
         }
         let mut window = core_with(digest).config.window;
         window.digest = digest;
-        crate::window::merge_parts(&window, 0, parts).unwrap()
+        crate::event_time::window::merge_parts(&window, 0, parts).unwrap()
     }
 
     #[test]
@@ -560,7 +560,7 @@ mod tests {
             parts.insert(p, part);
         }
         assert_eq!(parts.len(), 2);
-        let merged = crate::window::merge_parts(&core.config.window, 0, parts).unwrap();
+        let merged = crate::event_time::window::merge_parts(&core.config.window, 0, parts).unwrap();
         let expected = unfolded_window(digest, &latencies);
         assert!(!merged.stats.exact);
         assert_eq!(merged.stats, expected.stats);

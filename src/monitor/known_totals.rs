@@ -1,7 +1,7 @@
 //! What one instance knows of a window's size: the records of it that its own partitions hold
 //! or published. A lower bound on the window's total over all partitions — enough to tell,
 //! often, that a window cannot be exact, so that its parts travel as t-digest centroids
-//! instead of raw values (see [`crate::digest::LatencyDigest::fold_values`]).
+//! instead of raw values (see [`crate::distribution::digest::LatencyDigest::fold_values`]).
 //!
 //! Only parts of partitions the instance owns now count: a revoked partition's parts are
 //! forgotten (its next owner republishes them), so no record is counted twice and the bound

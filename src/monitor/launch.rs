@@ -3,11 +3,11 @@
 //! lines), and the stages. The binary only parses flags and calls [`launch`].
 
 use super::settings::{MonitorFlags, SinkKind};
-use crate::shutdown::Shutdown;
+use crate::runtime::shutdown::Shutdown;
+use crate::runtime::{http, telemetry};
 use crate::sink::elasticsearch::ElasticsearchSink;
 use crate::sink::json_lines::JsonLinesSink;
 use crate::sink::prepared::Preparation;
-use crate::{http, telemetry};
 use anyhow::Context;
 use std::net::SocketAddr;
 

@@ -1,10 +1,10 @@
 //! From a consumed record to a latency measurement: by default event time is the record's
 //! Kafka timestamp (LogAppendTime, or CreateTime where the broker does not apply it) and the
 //! latency is that minus the start stamp (`start_processing_time_ms` of a reduced visit);
-//! both ends can be read from elsewhere (see [`crate::stamp`]).
+//! both ends can be read from elsewhere (see [`crate::record::stamp`]).
 
-use crate::rejection::{RejectReason, Rejection};
-use crate::stamp::{EndSource, LatencyStamps, RecordHeaders};
+use crate::record::rejection::{RejectReason, Rejection};
+use crate::record::stamp::{EndSource, LatencyStamps, RecordHeaders};
 
 /// The kind of timestamp a record carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -137,7 +137,7 @@ pub fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stamp::{NoHeaders, Stamp, TimeFormat};
+    use crate::record::stamp::{NoHeaders, Stamp, TimeFormat};
 
     /// Measures with the demo pipeline's stamps.
     fn demo_measure(

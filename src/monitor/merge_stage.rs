@@ -17,17 +17,17 @@ use super::{
     now_ms, outcome_of, MonitorConfig, MonitorError, Pending, KAFKA_UNREACHABLE_LIMIT,
     SINK_STALLED_LIMIT,
 };
-use crate::assignment_watchdog::{self, AssignmentWatchdog, Verdict};
-use crate::http::Readiness;
+use crate::event_time::window_document::WindowDocument;
+use crate::kafka::assignment_watchdog::{self, AssignmentWatchdog, Verdict};
 use crate::kafka::group_consumer::{self, GroupConsumer};
 use crate::kafka::rebalance_events::{RebalanceNotifier, Rebalanced};
 use crate::kafka::retire::retire_when_unshared;
 use crate::kafka::JobContext;
-use crate::rate_limited_log::RateLimitedLog;
+use crate::runtime::http::Readiness;
+use crate::runtime::rate_limited_log::RateLimitedLog;
+use crate::runtime::shutdown::Shutdown;
 use crate::shuffle::publisher::ShufflePublisher;
-use crate::shutdown::Shutdown;
 use crate::sink::driver::{self, Acknowledgement, Batch};
-use crate::window_document::WindowDocument;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;

@@ -7,9 +7,9 @@
 //! has reached the partition's end once: before that, a `merged` marker further on may say a
 //! window is already written.
 
-use crate::merge::WindowMerger;
+use crate::event_time::merge::WindowMerger;
+use crate::event_time::window::{WindowConfig, WindowResult};
 use crate::shuffle::{window_part, Refused, Shuffle, ShuffleEvent, ShuffleRecord};
-use crate::window::{WindowConfig, WindowResult};
 use std::collections::BTreeMap;
 
 /// One owned shuffle partition: its merger, and whether it was read to its end once.
@@ -201,9 +201,9 @@ impl MergeState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::{DigestConfig, LatencyDigest};
+    use crate::distribution::digest::{DigestConfig, LatencyDigest};
+    use crate::event_time::window::WindowPart;
     use crate::shuffle::{part_record, JobIdentity};
-    use crate::window::WindowPart;
 
     fn config() -> WindowConfig {
         WindowConfig {

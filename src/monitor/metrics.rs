@@ -5,9 +5,9 @@
 
 use super::measurement::TimestampKind;
 use super::restore::PartitionResume;
+use crate::event_time::window::WindowResult;
+use crate::event_time::window_document::percentile_field;
 use crate::shuffle::REFUSAL_REASONS;
-use crate::window::WindowResult;
-use crate::window_document::percentile_field;
 use metrics::{counter, gauge, Counter, Gauge};
 
 /// The partition stage's metrics.

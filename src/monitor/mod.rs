@@ -45,19 +45,19 @@ pub mod restore;
 pub mod settings;
 pub mod unacknowledged;
 
-use crate::http::Readiness;
+use crate::event_time::watermark::WatermarkConfig;
+use crate::event_time::window::WindowConfig;
 use crate::kafka::dead_letter::DeadLetterQueue;
 use crate::kafka::group_consumer::{self, GroupConsumer};
 use crate::kafka::producer::RELIABLE_PRODUCER;
 use crate::kafka::rebalance_events::RebalanceNotifier;
 use crate::kafka::{admin, ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec};
+use crate::runtime::http::Readiness;
+use crate::runtime::shutdown::Shutdown;
 use crate::shuffle::publisher::ShufflePublisher;
 use crate::shuffle::{JobIdentity, Shuffle};
-use crate::shutdown::Shutdown;
 use crate::sink::driver;
 use crate::sink::{SinkError, WindowSink};
-use crate::watermark::WatermarkConfig;
-use crate::window::WindowConfig;
 use committer::Committer;
 use decisions::{CoreConfig, MonitorCore};
 use merge_stage::{MergeStage, MergeStageParts};
@@ -97,7 +97,7 @@ pub struct MonitorConfig {
     /// Plausibility bounds of timestamps and latencies.
     pub plausibility: measurement::Plausibility,
     /// Where each record's latency starts and ends (`--start-time`, `--end-time`).
-    pub stamps: crate::stamp::LatencyStamps,
+    pub stamps: crate::record::stamp::LatencyStamps,
     /// How often safe offsets are committed.
     pub commit_interval: Duration,
     /// How often the watermark is advanced by the clock and windows are closed.

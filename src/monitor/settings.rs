@@ -3,14 +3,14 @@
 
 use super::measurement::Plausibility;
 use super::MonitorConfig;
-use crate::cli::{duration_in, ms, secs, DAY};
-use crate::digest::DigestConfig;
+use crate::distribution::digest::DigestConfig;
 use crate::elasticsearch_connection::ElasticsearchArgs;
+use crate::event_time::watermark::WatermarkConfig;
+use crate::event_time::window::WindowConfig;
 use crate::kafka::KafkaArgs;
+use crate::record::stamp::{self, EndSource, LatencyStamps, Stamp, StampSource, TimeFormat};
+use crate::runtime::cli::{duration_in, ms, secs, DAY};
 use crate::sink::elasticsearch::Refresh;
-use crate::stamp::{self, EndSource, LatencyStamps, Stamp, StampSource, TimeFormat};
-use crate::watermark::WatermarkConfig;
-use crate::window::WindowConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! on another instance) rebuilds them.
 
 use super::checkpoint::Checkpoint;
-use crate::window::ResumePoint;
+use crate::event_time::window::ResumePoint;
 use std::collections::BTreeMap;
 
 /// One partition's unacknowledged window parts (by publication) and dead letters.

@@ -28,9 +28,9 @@
 
 pub mod publisher;
 
-use crate::digest::{DigestConfig, DigestParts, LatencyDigest};
-use crate::latency_histogram::{HistogramParts, LatencyHistogram};
-use crate::window::WindowPart;
+use crate::distribution::digest::{DigestConfig, DigestParts, LatencyDigest};
+use crate::distribution::latency_histogram::{HistogramParts, LatencyHistogram};
+use crate::event_time::window::WindowPart;
 use serde::{Deserialize, Serialize};
 
 /// One record of the shuffle topic.

@@ -4,9 +4,9 @@
 //! them, so on each shuffle partition they arrive in the order they were enqueued.
 
 use super::{merging_partition, part_record, Shuffle, ShuffleRecord};
+use crate::event_time::window::WindowPart;
 use crate::kafka::producer::{enqueue, OutgoingRecord};
 use crate::kafka::JobContext;
-use crate::window::WindowPart;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
 

@@ -3,8 +3,8 @@
 //! outcome is reported back by id.
 
 use super::{SinkError, WindowSink};
-use crate::backoff::{retry_policy, MAX_RETRY_DELAY};
-use crate::window_document::WindowDocument;
+use crate::event_time::window_document::WindowDocument;
+use crate::runtime::backoff::{retry_policy, MAX_RETRY_DELAY};
 use backon::BackoffBuilder;
 use std::time::Duration;
 use tokio::sync::mpsc;

@@ -2,7 +2,7 @@
 //! Each line carries the document's `id`; readers keep the last line per id.
 
 use super::{SinkError, WindowSink};
-use crate::window_document::WindowDocument;
+use crate::event_time::window_document::WindowDocument;
 use std::io::Write;
 use std::path::PathBuf;
 

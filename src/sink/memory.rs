@@ -3,7 +3,7 @@
 //! soon as the monitor counts it acknowledged.
 
 use super::{SinkError, WindowSink};
-use crate::window_document::WindowDocument;
+use crate::event_time::window_document::WindowDocument;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;

@@ -7,7 +7,7 @@ pub mod json_lines;
 pub mod memory;
 pub mod prepared;
 
-use crate::window_document::WindowDocument;
+use crate::event_time::window_document::WindowDocument;
 use std::future::Future;
 
 /// Why a write failed.

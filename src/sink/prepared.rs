@@ -5,9 +5,9 @@
 //! that fails stops the job with its own error (see [`Preparation::failed`]).
 
 use super::{SinkError, WindowSink};
-use crate::http::ReadinessHold;
-use crate::shutdown::{Shutdown, ShutdownTrigger};
-use crate::window_document::WindowDocument;
+use crate::event_time::window_document::WindowDocument;
+use crate::runtime::http::ReadinessHold;
+use crate::runtime::shutdown::{Shutdown, ShutdownTrigger};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -140,7 +140,7 @@ impl<S: WindowSink + Clone + Send + Sync> WindowSink for PreparedSink<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::Readiness;
+    use crate::runtime::http::Readiness;
     use crate::sink::memory::MemorySink;
     use tokio::sync::oneshot;
 

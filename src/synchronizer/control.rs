@@ -3,7 +3,7 @@
 //!
 //! - `GET /delay` returns the current policy as JSON (durations in milliseconds).
 //! - `PUT /delay?delay=10s&jitter=500ms&mode=blocking` changes it; omitted fields keep their
-//!   value. A delay or jitter above [`MAX_DELAY`](crate::delay::MAX_DELAY) and an unknown
+//!   value. A delay or jitter above [`MAX_DELAY`](crate::synchronizer::delay::MAX_DELAY) and an unknown
 //!   parameter (a typo such as `dealy`) are refused with 400 and the reason; nothing changes
 //!   then.
 //!
@@ -11,7 +11,7 @@
 //! <token>` (401 otherwise); `GET` stays open. [`require_token_beyond_loopback`] refuses to
 //! serve the endpoint beyond this host without one.
 
-use crate::delay::{parse_delay, DelayMode, DelayPolicy};
+use crate::synchronizer::delay::{parse_delay, DelayMode, DelayPolicy};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::get;
@@ -160,7 +160,7 @@ async fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delay::MAX_DELAY;
+    use crate::synchronizer::delay::MAX_DELAY;
     use std::time::Duration;
 
     #[test]

@@ -15,8 +15,8 @@
 //! exceed the budgets by more than the one record admitted while there was room; a committed
 //! offset never passes a record whose output was not acknowledged.
 
-use crate::delay::{DelayPolicy, PartitionOrderedSchedule};
-use crate::offset_tracker::OffsetTracker;
+use crate::kafka::offset_tracker::OffsetTracker;
+use crate::synchronizer::delay::{DelayPolicy, PartitionOrderedSchedule};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::cmp::Reverse;
@@ -263,7 +263,7 @@ impl SynchronizerCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delay::DelayMode;
+    use crate::synchronizer::delay::DelayMode;
     use proptest::prelude::*;
     use std::collections::HashMap;
     use std::time::Duration;

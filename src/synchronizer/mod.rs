@@ -5,12 +5,11 @@
 
 pub mod control;
 pub mod core;
+pub mod delay;
 pub mod rebalance;
 
 use self::core::{Budgets, Reduced, Released, SynchronizerCore};
-use crate::assignment_watchdog::{self, AssignmentWatchdog, Verdict};
-use crate::delay::DelayPolicy;
-use crate::http::Readiness;
+use crate::kafka::assignment_watchdog::{self, AssignmentWatchdog, Verdict};
 use crate::kafka::commit::commit_async;
 use crate::kafka::dead_letter::{DeadLetters, Refused};
 use crate::kafka::producer::{OutgoingRecord, RELIABLE_PRODUCER};
@@ -19,10 +18,12 @@ use crate::kafka::reporting_producer::{
 };
 use crate::kafka::retire::retire_when_unshared;
 use crate::kafka::{ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec, READY_BATCH};
-use crate::reduced_visit::ReducedVisit;
-use crate::rejection::{RejectReason, Rejection};
-use crate::shutdown::Shutdown;
-use crate::visit::Visit;
+use crate::record::reduced_visit::ReducedVisit;
+use crate::record::rejection::{RejectReason, Rejection};
+use crate::record::visit::Visit;
+use crate::runtime::http::Readiness;
+use crate::runtime::shutdown::Shutdown;
+use crate::synchronizer::delay::DelayPolicy;
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;

@@ -6,17 +6,17 @@ use super::{brokers, MonitorTopics};
 use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, TopicPartitionList};
-use sla_monitor::digest::DigestConfig;
-use sla_monitor::http::Readiness;
+use sla_monitor::distribution::digest::DigestConfig;
+use sla_monitor::event_time::watermark::WatermarkConfig;
+use sla_monitor::event_time::window::WindowConfig;
+use sla_monitor::event_time::window_document::WindowDocument;
 use sla_monitor::kafka::group_consumer::offsets_of;
 use sla_monitor::kafka::KafkaArgs;
 use sla_monitor::monitor::measurement::Plausibility;
 use sla_monitor::monitor::{self, MonitorConfig, MonitorError, MonitorReport};
-use sla_monitor::shutdown::{Shutdown, ShutdownTrigger};
+use sla_monitor::runtime::http::Readiness;
+use sla_monitor::runtime::shutdown::{Shutdown, ShutdownTrigger};
 use sla_monitor::sink::memory::MemorySink;
-use sla_monitor::watermark::WatermarkConfig;
-use sla_monitor::window::WindowConfig;
-use sla_monitor::window_document::WindowDocument;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -64,7 +64,7 @@ pub fn test_config(topics: &MonitorTopics, group: &str, idle: Duration) -> Monit
             max_latency_ms: 3_600_000,
             max_clock_skew_ms: 5_000,
         },
-        stamps: sla_monitor::stamp::LatencyStamps::default(),
+        stamps: sla_monitor::record::stamp::LatencyStamps::default(),
         commit_interval: Duration::from_millis(200),
         tick: Duration::from_millis(200),
         drain_timeout: Duration::from_secs(30),

@@ -1,7 +1,7 @@
 //! Bulk requests and the decision on their responses: acknowledged, worth retrying, or an
 //! error that retrying cannot fix (reported with what to do about it).
 
-use crate::window_document::WindowDocument;
+use crate::event_time::window_document::WindowDocument;
 use elasticsearch::http::request::JsonBody;
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! The explicit mapping of the window index, as an index template and as a mapping update
 //! for an index that already exists.
 
-use crate::window_document::percentile_field;
+use crate::event_time::window_document::percentile_field;
 use serde_json::{json, Map, Value};
 
 /// The `properties` of a window document for the given quantiles.

@@ -5,10 +5,10 @@ pub mod bulk;
 pub mod mapping;
 
 use super::{SinkError, WindowSink};
-use crate::backoff::{retry_policy, MAX_RETRY_DELAY};
 use crate::elasticsearch_connection::{ConfigError, ElasticsearchArgs};
-use crate::shutdown::Shutdown;
-use crate::window_document::WindowDocument;
+use crate::event_time::window_document::WindowDocument;
+use crate::runtime::backoff::{retry_policy, MAX_RETRY_DELAY};
+use crate::runtime::shutdown::Shutdown;
 use backon::BackoffBuilder;
 use bulk::{bulk_body, classify, classify_bulk, BulkOutcome};
 use elasticsearch::indices::{

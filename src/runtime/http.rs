@@ -2,7 +2,7 @@
 //! serves), `/readyz` (the job is doing its work), plus routes a job adds (e.g. the
 //! synchronizer's delay control).
 
-use crate::shutdown::Shutdown;
+use crate::runtime::shutdown::Shutdown;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;

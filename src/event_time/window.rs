@@ -12,8 +12,8 @@
 //! before it (a [`ResumePoint`]): the consumer commits no further than the earliest resume
 //! point of a window not yet written, and a restart rebuilds the same windows.
 
-use crate::digest::{summarize, DigestConfig, LatencyDigest, LatencyStats};
-use crate::latency_histogram::{merge_histograms, LatencyHistogram, WindowHistogram};
+use crate::distribution::digest::{summarize, DigestConfig, LatencyDigest, LatencyStats};
+use crate::distribution::latency_histogram::{merge_histograms, LatencyHistogram, WindowHistogram};
 use std::collections::BTreeMap;
 
 /// Window parameters.

@@ -23,7 +23,7 @@
 //!   most one per coarsened part (≤ 0.25 % of that part's records) and one in the window's
 //!   coarsening (≤ 0.25 % of the window's records). Single-value buckets are exact.
 //! - **Any percentile** (linear interpolation between closest ranks, as numpy and
-//!   [`crate::digest::exact_quantile`]) is within **1 %** of the exact one for latencies of
+//!   [`crate::distribution::digest::exact_quantile`]) is within **1 %** of the exact one for latencies of
 //!   one sign: bucket means keep the order of the records, and each record is represented by a
 //!   value at most 0.4 % away, twice (part, then window): ≤ 0.8 %. Latencies under 250 ms are
 //!   always exact (0.4 % of them is less than a millisecond).
@@ -450,7 +450,7 @@ fn coarsen(sorted: &[(f64, u64)], total: u64) -> Vec<(f64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::exact_quantile;
+    use crate::distribution::digest::exact_quantile;
     use proptest::prelude::*;
 
     fn histogram(values: &[i64]) -> LatencyHistogram {

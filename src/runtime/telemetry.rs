@@ -6,7 +6,7 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 /// Initialises logging to stderr. `RUST_LOG` overrides the default level (`info`). With
-/// `reporting` (a Sentry DSN was given, see [`crate::error_reporting`]), warnings and errors
+/// `reporting` (a Sentry DSN was given, see [`crate::runtime::error_reporting`]), warnings and errors
 /// also become error events, and info and warning lines the breadcrumbs sent with them.
 pub fn init_logging(reporting: bool) {
     use sentry::integrations::tracing::{BreadcrumbLayer, ErrorLayer};

@@ -4,13 +4,13 @@
 //! partition, offset, window start, rejection reason, Kafka error code) and carrying the log
 //! lines before it as breadcrumbs. Without a DSN nothing is sent and no thread is started.
 //!
-//! What leaves the process is scrubbed ([`crate::redact::scrub_text`]: URLs' userinfo,
+//! What leaves the process is scrubbed ([`crate::runtime::redact::scrub_text`]: URLs' userinfo,
 //! passwords, tokens), dead letters never carry their record's text (only the reason and how
 //! many), and identical events are rate-limited: at most one per kind per
 //! [`EVENT_INTERVAL`], the next one saying how many were held back — a sink failing for
 //! minutes is one issue with a count, not thousands of events.
 
-use crate::redact::scrub_text;
+use crate::runtime::redact::scrub_text;
 use anyhow::Context as _;
 use sentry::protocol::{Breadcrumb, Context, Event, Level, Value};
 use std::borrow::Cow;
@@ -112,7 +112,7 @@ impl ErrorReporting {
 /// breadcrumbs and events when reporting is on: the first thing every job does.
 pub fn start(args: &ErrorReportingArgs, job: &'static str) -> anyhow::Result<ErrorReporting> {
     let reporting = init(args, job);
-    crate::telemetry::init_logging(reporting.as_ref().is_ok_and(ErrorReporting::enabled));
+    crate::runtime::telemetry::init_logging(reporting.as_ref().is_ok_and(ErrorReporting::enabled));
     reporting
 }
 

@@ -7,9 +7,9 @@
 //! Protobuf, bytes). With a field source only the pointer's path is read. A stamp that is
 //! missing, malformed or out of range is refused with a reason and a detail naming the source.
 
-use crate::json_pointer::{JsonPointer, Scalar};
-use crate::reduced_visit::canonical_stamp;
-use crate::rejection::{RejectReason, Rejection};
+use crate::record::json_pointer::{JsonPointer, Scalar};
+use crate::record::reduced_visit::canonical_stamp;
+use crate::record::rejection::{RejectReason, Rejection};
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,7 +1,7 @@
 //! The document written per closed window: what Grafana and the alert rule read.
 
-use crate::latency_histogram::WindowHistogram;
-use crate::window::WindowResult;
+use crate::distribution::latency_histogram::WindowHistogram;
+use crate::event_time::window::WindowResult;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -42,7 +42,7 @@ pub struct WindowDocument {
     pub exact: bool,
     /// The whole latency distribution (Elasticsearch `histogram` field): exact counts per
     /// latency for windows up to the exact threshold, buckets within a proved bound above (see
-    /// [`crate::latency_histogram`]). Absent only while a part came from an older release.
+    /// [`crate::distribution::latency_histogram`]). Absent only while a part came from an older release.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_histogram: Option<WindowHistogram>,
 }
@@ -100,7 +100,7 @@ impl WindowDocument {
             &WindowResult {
                 start_ms,
                 end_ms: start_ms + 1_000,
-                stats: crate::digest::LatencyStats {
+                stats: crate::distribution::digest::LatencyStats {
                     count: 1,
                     min: 5.0,
                     max: 5.0,
@@ -119,7 +119,7 @@ impl WindowDocument {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::LatencyStats;
+    use crate::distribution::digest::LatencyStats;
     use std::collections::BTreeMap;
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! Wire format: `{"visit":{"id":"…","event_time":<unix seconds>},"start_processing_time_ms":<unix ms>}`.
 
-use crate::rejection::{decode_object, json_type, required, RejectReason, Rejection};
-use crate::visit::Visit;
+use crate::record::rejection::{decode_object, json_type, required, RejectReason, Rejection};
+use crate::record::visit::Visit;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -132,7 +132,7 @@ fn non_negative_integer(value: &Value, field: &str) -> Result<i64, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json_pointer::{JsonPointer, Scalar};
+    use crate::record::json_pointer::{JsonPointer, Scalar};
     use chrono::DateTime;
     use proptest::prelude::*;
 

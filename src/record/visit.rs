@@ -2,7 +2,7 @@
 //!
 //! Decoding never panics and never guesses: a record is either a [`Visit`] or a [`Rejection`].
 
-use crate::rejection::{decode_object, json_type, required, RejectReason, Rejection};
+use crate::record::rejection::{decode_object, json_type, required, RejectReason, Rejection};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 

@@ -1,4 +1,7 @@
-//! The event-time operator: per partition, its watermark and its open windows, and the only
+//! Event time: one partition's watermark ([`watermark`]) and tumbling windows ([`window`]),
+//! whole windows merged from the partitions' parts ([`merge`]), the document written per window
+//! ([`window_document`]), and here the event-time operator: per partition, its watermark and
+//! its open windows, and the only
 //! place that decides what a record is — accepted into its window, late, or already counted in
 //! a window a previous run published. The monitor, the property tests and the benchmark all
 //! drive windows through it, so the order of those decisions is written once.
@@ -11,8 +14,13 @@
 //! depend on how partitions interleave. Whole windows are the merge of every partition's part
 //! once all have passed the end (see `merge`).
 
-use crate::watermark::{PartitionWatermark, WatermarkConfig};
-use crate::window::{
+pub mod merge;
+pub mod watermark;
+pub mod window;
+pub mod window_document;
+
+use crate::event_time::watermark::{PartitionWatermark, WatermarkConfig};
+use crate::event_time::window::{
     merge_parts, ClosedPart, Observation, PartitionWindows, Placement, ResumePoint, WindowConfig,
     WindowPart, WindowResult,
 };
@@ -280,7 +288,7 @@ pub fn whole_windows(config: &WindowConfig, closed: Vec<(i32, ClosedPart)>) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::{exact_quantile, DigestConfig};
+    use crate::distribution::digest::{exact_quantile, DigestConfig};
     use proptest::prelude::*;
 
     fn operator(idle_timeout_ms: i64) -> EventTimeOperator {

@@ -12,7 +12,7 @@
 //!
 //! No I/O: the monitor feeds it what it reads from the shuffle topic.
 
-use crate::window::{merge_parts, WindowConfig, WindowPart, WindowResult};
+use crate::event_time::window::{merge_parts, WindowConfig, WindowPart, WindowResult};
 use std::collections::BTreeMap;
 
 /// The merge state of one shuffle partition.
@@ -127,15 +127,15 @@ impl WindowMerger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::{DigestConfig, LatencyDigest};
+    use crate::distribution::digest::{DigestConfig, LatencyDigest};
+    use crate::event_time::watermark::WatermarkConfig;
     use crate::event_time::whole_windows;
+    use crate::event_time::window::{Observation, PartitionWindows};
     use crate::monitor::decisions::{CoreConfig, MonitorCore, Publication, RecordDecision};
     use crate::monitor::measurement::{InputRecord, Plausibility, TimestampKind};
     use crate::monitor::restore::PartitionResume;
     use crate::shuffle::JobIdentity;
     use crate::shuffle::{part_record, window_part, Shuffle, ShuffleEvent, ShuffleRecord};
-    use crate::watermark::WatermarkConfig;
-    use crate::window::{Observation, PartitionWindows};
     use proptest::prelude::*;
 
     fn config() -> WindowConfig {
@@ -154,7 +154,7 @@ mod tests {
     fn part(values: &[f64]) -> WindowPart {
         let mut digest = LatencyDigest::new(config().digest);
         values.iter().for_each(|&v| digest.add(v));
-        let mut histogram = crate::latency_histogram::LatencyHistogram::new();
+        let mut histogram = crate::distribution::latency_histogram::LatencyHistogram::new();
         values.iter().for_each(|&v| histogram.add(v as i64));
         WindowPart {
             digest,
@@ -220,7 +220,7 @@ mod tests {
                 max_latency_ms: 3_600_000,
                 max_clock_skew_ms: 0,
             },
-            stamps: crate::stamp::LatencyStamps::default(),
+            stamps: crate::record::stamp::LatencyStamps::default(),
         });
         core.assign(
             &PartitionResume {
@@ -254,7 +254,7 @@ mod tests {
             let record = InputRecord {
                 timestamp: Some((TimestampKind::CreateTime, T0 + t)),
                 payload: Some(payload.as_bytes()),
-                headers: &crate::stamp::NoHeaders,
+                headers: &crate::record::stamp::NoHeaders,
             };
             let decision = core.on_record(partition, offset as i64, &record, T0 + t);
             assert!(
