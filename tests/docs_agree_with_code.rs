@@ -257,8 +257,8 @@ fn help_flags(
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    let mut flags = BTreeMap::new();
-    let mut current: Option<String> = None;
+    // Each flag's block of text (its line and its description, wrapped lines joined).
+    let mut blocks: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
         let trimmed = line.trim_start();
         // clap writes `  -X, --name …` and `      --name …`; descriptions are indented
@@ -271,22 +271,30 @@ fn help_flags(
                 .split([' ', ',', '='])
                 .find(|w| w.starts_with("--"))
                 .map(|w| w.trim_end_matches(['<', '>']).to_string());
-            if let Some(long) = &long {
-                flags.insert(long.clone(), (None, None));
+            if let Some(long) = long {
+                blocks.push((long, trimmed.to_string()));
             }
-            current = long;
+            continue;
         }
-        let Some(flag) = &current else { continue };
-        let entry = flags.get_mut(flag).unwrap();
-        if let Some(i) = line.find("[default: ") {
-            entry.0 = Some(line[i + 10..].split(']').next().unwrap().to_string());
-        }
-        if let Some(i) = line.find("[env: ") {
-            let env = line[i + 6..].split(['=', ']']).next().unwrap();
-            entry.1 = Some(env.to_string());
+        if let Some((_, block)) = blocks.last_mut() {
+            block.push(' ');
+            block.push_str(line.trim());
         }
     }
-    flags
+    let field = |block: &str, name: &str| {
+        block
+            .find(name)
+            .map(|i| block[i + name.len()..].trim_start())
+            .map(|rest| rest.split(['=', ']']).next().unwrap().trim().to_string())
+    };
+    blocks
+        .into_iter()
+        .map(|(flag, block)| {
+            let default = field(&block, "[default:");
+            let env = field(&block, "[env:");
+            (flag, (default, env))
+        })
+        .collect()
 }
 
 /// The flags in the first column of the table under `### name` of docs/operations.md, with the
@@ -366,4 +374,21 @@ fn the_jobs_flags_are_those_docs_operations_md_documents() {
         }
         assert!(problems.is_empty(), "{job}:\n{}", problems.join("\n"));
     }
+}
+
+#[test]
+fn every_flag_of_the_alerts_evaluator_has_an_environment_variable() {
+    let help = help_flags(env!("CARGO_BIN_EXE_alerts"), &[]);
+    assert!(help.contains_key("--alertmanager-url"), "{help:?}");
+    let without: Vec<&String> = help
+        .iter()
+        .filter(|(flag, (_, env))| {
+            env.is_none() && !["--help", "--version"].contains(&flag.as_str())
+        })
+        .map(|(flag, _)| flag)
+        .collect();
+    assert!(
+        without.is_empty(),
+        "alerts flags without an environment variable: {without:?}"
+    );
 }

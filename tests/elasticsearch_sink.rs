@@ -146,13 +146,17 @@ async fn an_elasticsearch_outage_loses_no_window() {
     let via_proxy = format!("http://{}", proxy.addr);
     let index = test_index("outage");
     produce(&s.reduced, &phase1).await;
-    let job = args(&s, &unique("outage_g"), &via_proxy, &index, "2s")
+    // Windows close by their records, never by idleness: the machine may take any time
+    // between the phases (with a 2 s idle timeout, a loaded run closed window 2 by idleness
+    // and phase 2 went to the dead letters as late).
+    let job = args(&s, &unique("outage_g"), &via_proxy, &index, "10m")
         .set("--es-timeout", "5s")
         .start(dir.path());
     wait_for_es_documents(&index, 2, Duration::from_secs(30)).await;
 
     proxy.set_up(false);
     produce(&s.reduced, &phase2).await;
+    produce(&s.reduced, &terminators(2, base + 60 * WINDOW)).await;
     // The sink has tried (and failed) to write the later windows more than once.
     wait_for(
         "the sink to retry during the outage",

@@ -40,12 +40,6 @@ fn records(base: i64, windows: std::ops::Range<i64>, seed: u64) -> Vec<Outgoing>
 
 /// One record per partition far after the data: every partition's watermark passes the last
 /// data window, so those windows close by event time (no idleness needed), on every run alike.
-fn terminators(at: i64) -> Vec<Outgoing> {
-    (0..PARTITIONS)
-        .map(|p| record(p, at, 10, &format!("end-{p}")))
-        .collect()
-}
-
 fn monitor_args(topics: &MonitorTopics, group: &str, es: &str, index: &str) -> MonitorArgs {
     assigned_by(topics, group, es, index, "cooperative-sticky")
 }
@@ -203,7 +197,11 @@ async fn three_instances_one_killed_mid_window_one_added_write_what_one_instance
     instances.push(args.start(dir.path()));
     wait_until_spread(&instances, &topics, true);
     produce(&topics.reduced, &phase2[phase2.len() / 2..]).await;
-    produce(&topics.reduced, &terminators(base + 60 * WINDOW)).await;
+    produce(
+        &topics.reduced,
+        &terminators(PARTITIONS, base + 60 * WINDOW),
+    )
+    .await;
 
     let live = wait_for_es_documents(&index, 10, Duration::from_secs(90)).await;
     for job in instances {
@@ -235,7 +233,11 @@ async fn a_rebalance_while_elasticsearch_is_down_loses_no_window() {
     );
     proxy.set_up(false);
     produce(&topics.reduced, &records(base, 0..6, 12)).await;
-    produce(&topics.reduced, &terminators(base + 60 * WINDOW)).await;
+    produce(
+        &topics.reduced,
+        &terminators(PARTITIONS, base + 60 * WINDOW),
+    )
+    .await;
     // Windows are merged while Elasticsearch is unreachable: they wait in the merging
     // instance's sink. That instance dies; the other takes everything over.
     wait_for(

@@ -125,9 +125,14 @@ async fn gracefully_stopped_synchronizer_drains_commits_and_resumes_without_dupl
         .collect();
     produce(&topics[0], &sentinels).await;
     let total = (n + sentinels.len()) as f64;
+    // tansu 0.6 can revoke the second run's partitions when the first run's membership ends
+    // and never assign them again (seen under load: revoked 9 s after joining); the job's
+    // assignment watchdog rejoins after 30 s (twice the 6 s session, at least 30 s). The
+    // records waiting for the delay of a revoked partition are dropped, not produced, so the
+    // rejoined run reduces them once: still no duplicates.
     wait_for(
         "the second run to commit every input offset",
-        Duration::from_secs(20),
+        Duration::from_secs(90),
         || {
             metric_sum(
                 &second,

@@ -54,6 +54,18 @@ pub fn percentile_field(q: f64) -> String {
     format!("p{}", pct.replace('.', "_"))
 }
 
+/// A percentile as stored: rounded to the nanosecond (six decimals of a millisecond). The
+/// interpolation between two whole-millisecond latencies leaves binary floating-point noise
+/// (`1074.5700000000002` for 1074.57); the rounding removes it and moves no value by more than
+/// half a nanosecond.
+pub fn stored_percentile(ms: f64) -> f64 {
+    if ms.is_finite() {
+        (ms * 1e6).round() / 1e6
+    } else {
+        ms
+    }
+}
+
 fn iso(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .unwrap_or_default()
@@ -67,7 +79,7 @@ impl WindowDocument {
             .stats
             .quantiles
             .iter()
-            .map(|&(q, v)| (percentile_field(q), Value::from(v)))
+            .map(|&(q, v)| (percentile_field(q), Value::from(stored_percentile(v))))
             .collect();
         WindowDocument {
             id: format!("{job}-{}", result.start_ms),
@@ -121,6 +133,24 @@ mod tests {
     use super::*;
     use crate::distribution::digest::LatencyStats;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn stored_percentiles_carry_no_float_noise() {
+        use crate::distribution::digest::exact_quantile;
+        // 137 latencies of 1000, 1001, … ms: p99 interpolates at 134.64.
+        let sorted: Vec<f64> = (0..137).map(|i| 1_000.0 + i as f64).collect();
+        let raw = exact_quantile(&sorted, 0.99);
+        assert_eq!(
+            raw.to_string(),
+            "1134.6399999999999",
+            "the interpolation is noisy"
+        );
+        assert_eq!(stored_percentile(raw).to_string(), "1134.64");
+        assert_eq!(stored_percentile(1074.5700000000002), 1074.57);
+        assert_eq!(stored_percentile(12.0), 12.0);
+        assert!((stored_percentile(1_234.567_890_4) - 1_234.567_890_4).abs() <= 5e-7);
+        assert!(stored_percentile(f64::NAN).is_nan());
+    }
 
     #[test]
     fn field_names() {

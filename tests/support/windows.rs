@@ -127,3 +127,12 @@ pub fn mid_window_phases(
         .partition(|r| r.timestamp_ms.unwrap() < base + 3 * WINDOW + WINDOW / 2);
     (phase1, phase2, expected)
 }
+
+/// One record per partition at `at`: its partition's watermark passes every window before it,
+/// so those windows close by their records, whatever the idle timeout (a test whose phases a
+/// loaded machine may hold apart cannot rely on idleness).
+pub fn terminators(partitions: i32, at: i64) -> Vec<Outgoing> {
+    (0..partitions)
+        .map(|p| record(p, at, 10, &format!("end-{p}")))
+        .collect()
+}
