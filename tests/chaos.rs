@@ -159,14 +159,10 @@ async fn a_chaos_run_loses_nothing_and_writes_the_uninterrupted_windows() {
                 }
                 monitor.kill();
                 kills += 1;
-                // Restarted once the killed member's sessions (6 s) have expired: tansu 0.6
-                // gives a member that joins while a dead one's session is alive nothing, and
-                // never reassigns (Apache Kafka does; see ../shared/environment.md). The
-                // broker's clock decides, and tansu cannot be asked (it answers no
-                // DescribeGroups): a stimulus held for a fixed time, the session plus a second.
+                // Restarted once the killed member's sessions have expired (`SESSION_EXPIRY`).
                 // What the run needs next is waited on: before the next kill, the restarted
                 // instance holds its partitions (`wait_until_settled` above).
-                tokio::time::sleep(Duration::from_secs(7)).await;
+                wait_out_killed_session();
                 monitor = live_args.start(dir.path());
             }
             Event::StopBroker => {

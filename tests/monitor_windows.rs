@@ -125,6 +125,8 @@ async fn killed_mid_window_the_restarted_monitor_writes_what_an_uninterrupted_ru
     );
 
     produce(&s.reduced, &phase2).await;
+    // The restarted instance joins once the killed one's session expired.
+    wait_out_killed_session();
     let second = monitor_args(&s, &group, &interrupted_arg, "1s").start(dir.path());
     wait_for(
         "all 6 windows after restart",

@@ -185,15 +185,11 @@ async fn three_instances_one_killed_mid_window_one_added_write_what_one_instance
         .expect("one instance merges");
     instances.remove(merger).kill();
     produce(&topics.reduced, &phase2[..phase2.len() / 2]).await;
-    // The replacement starts once the dead instance's session (6 s) has expired, and its
-    // joining completes the rebalance (and the merge group's). tansu 0.6 strands a member
-    // that joins while a dead member's session is alive, and does not always finish a
-    // cooperative rebalance after a session expired with nobody joining (a run waited 60 s
-    // for the survivors to take partition 4); Apache Kafka does both. The broker's clock
-    // decides and tansu cannot be asked (it answers no DescribeGroups): a stimulus held for
-    // a fixed time, with margin. What the test needs next is waited on: every partition
-    // spread over the three instances.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // The replacement starts once the dead instance's session has expired, and its joining
+    // completes the rebalance (and the merge group's): waiting for the survivors to take
+    // everything first, a run waited 60 s for partition 4 (see `SESSION_EXPIRY`). What the
+    // test needs next is waited on: every partition spread over the three instances.
+    wait_out_killed_session();
     instances.push(args.start(dir.path()));
     wait_until_spread(&instances, &topics, true);
     produce(&topics.reduced, &phase2[phase2.len() / 2..]).await;

@@ -499,3 +499,17 @@ impl MonitorArgs {
         Job::start_without_brokers(MONITOR, &refs, dir)
     }
 }
+
+/// How long a test waits, after killing a group member whose session is 6 s
+/// ([`MonitorArgs::short_session`]), before its replacement joins: tansu 0.6 gives a member
+/// that joins while a dead member's session is alive nothing and never reassigns, and does not
+/// always finish a cooperative rebalance after a session expired with nobody joining (Apache
+/// Kafka does both). The broker's clock decides and tansu cannot be asked (it answers no
+/// ListGroups or DescribeGroups), so this is a stimulus held for a fixed time, with margin;
+/// what the test needs next (the partitions held, the documents written) is waited on.
+pub const SESSION_EXPIRY: Duration = Duration::from_secs(8);
+
+/// Waits [`SESSION_EXPIRY`] (see there).
+pub fn wait_out_killed_session() {
+    blocking(|| std::thread::sleep(SESSION_EXPIRY));
+}
