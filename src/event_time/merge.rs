@@ -1,4 +1,6 @@
-//! Merging one shuffle partition ([`WindowMerger`]): turns the window parts and progress that
+//! Merging, in one place: a window's per-partition parts into its result ([`merge_parts`], the
+//! only place a window's statistics are computed), and one shuffle partition's merge state
+//! ([`WindowMerger`]), which turns the window parts and progress that
 //! the owners of the input partitions publish (see `shuffle`) into whole windows, for the
 //! windows that shuffle partition merges.
 //!
@@ -12,8 +14,33 @@
 //!
 //! No I/O: the monitor feeds it what it reads from the shuffle topic.
 
-use crate::event_time::window::{merge_parts, WindowConfig, WindowPart, WindowResult};
+use crate::distribution::digest::{summarize, LatencyDigest};
+use crate::distribution::latency_histogram::{merge_histograms, LatencyHistogram};
+use crate::event_time::window::{WindowConfig, WindowPart, WindowResult};
 use std::collections::BTreeMap;
+
+/// Merges a window's per-partition parts, in partition order, into its result; `None` when
+/// the parts hold no record. The only place a window's statistics are computed, whether its
+/// parts were gathered by one instance or received from several.
+pub fn merge_parts(
+    config: &WindowConfig,
+    start: i64,
+    parts: BTreeMap<i32, WindowPart>,
+) -> Option<WindowResult> {
+    let digests: Vec<&LatencyDigest> = parts.values().map(|p| &p.digest).collect();
+    let stats = summarize(&digests, &config.quantiles, config.digest)?;
+    let histograms: Option<Vec<&LatencyHistogram>> =
+        parts.values().map(|p| p.histogram.as_ref()).collect();
+    Some(WindowResult {
+        start_ms: start,
+        end_ms: start + config.size_ms,
+        stats,
+        over_sla: parts.values().map(|p| p.over_sla).sum(),
+        histogram: histograms
+            .map(|histograms| merge_histograms(&histograms, config.digest.exact_threshold)),
+        parts,
+    })
+}
 
 /// The merge state of one shuffle partition.
 #[derive(Debug, Clone)]

@@ -19,10 +19,11 @@ pub mod watermark;
 pub mod window;
 pub mod window_document;
 
+use crate::event_time::merge::merge_parts;
 use crate::event_time::watermark::{PartitionWatermark, WatermarkConfig};
 use crate::event_time::window::{
-    merge_parts, ClosedPart, Observation, PartitionWindows, Placement, ResumePoint, WindowConfig,
-    WindowPart, WindowResult,
+    ClosedPart, Observation, PartitionWindows, Placement, ResumePoint, WindowConfig, WindowPart,
+    WindowResult,
 };
 use std::collections::BTreeMap;
 

@@ -6,14 +6,14 @@
 //! a record is late when its partition's watermark had already passed that point, so the same
 //! per-partition sequence gives the same parts whatever other partitions do. Late records are
 //! not part of any window (the caller keeps and counts them). Whole windows are the merge of
-//! every partition's part ([`merge_parts`]), computed once.
+//! every partition's part ([`super::merge::merge_parts`]), computed once.
 //!
 //! Each open window remembers the first offset it holds and the partition's highest event time
 //! before it (a [`ResumePoint`]): the consumer commits no further than the earliest resume
 //! point of a window not yet written, and a restart rebuilds the same windows.
 
-use crate::distribution::digest::{summarize, DigestConfig, LatencyDigest, LatencyStats};
-use crate::distribution::latency_histogram::{merge_histograms, LatencyHistogram, WindowHistogram};
+use crate::distribution::digest::{DigestConfig, LatencyDigest, LatencyStats};
+use crate::distribution::latency_histogram::{LatencyHistogram, WindowHistogram};
 use std::collections::BTreeMap;
 
 /// Window parameters.
@@ -163,29 +163,6 @@ pub struct WindowResult {
     pub parts: BTreeMap<i32, WindowPart>,
 }
 
-/// Merges a window's per-partition parts, in partition order, into its result; `None` when
-/// the parts hold no record. The only place a window's statistics are computed, whether its
-/// parts were gathered by one instance or received from several.
-pub fn merge_parts(
-    config: &WindowConfig,
-    start: i64,
-    parts: BTreeMap<i32, WindowPart>,
-) -> Option<WindowResult> {
-    let digests: Vec<&LatencyDigest> = parts.values().map(|p| &p.digest).collect();
-    let stats = summarize(&digests, &config.quantiles, config.digest)?;
-    let histograms: Option<Vec<&LatencyHistogram>> =
-        parts.values().map(|p| p.histogram.as_ref()).collect();
-    Some(WindowResult {
-        start_ms: start,
-        end_ms: start + config.size_ms,
-        stats,
-        over_sla: parts.values().map(|p| p.over_sla).sum(),
-        histogram: histograms
-            .map(|histograms| merge_histograms(&histograms, config.digest.exact_threshold)),
-        parts,
-    })
-}
-
 /// One open window of a partition: its part so far and where it begins in the partition.
 #[derive(Debug, Clone)]
 struct OpenPart {
@@ -321,6 +298,7 @@ impl PartitionWindows {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event_time::merge::merge_parts;
 
     fn config() -> WindowConfig {
         WindowConfig {

@@ -503,7 +503,7 @@ mod tests {
         by_window
             .into_iter()
             .filter_map(|(start, parts)| {
-                crate::event_time::window::merge_parts(&core().config.window, start, parts)
+                crate::event_time::merge::merge_parts(&core().config.window, start, parts)
             })
             .collect()
     }
@@ -528,7 +528,7 @@ mod tests {
         }
         let mut window = core_with(digest).config.window;
         window.digest = digest;
-        crate::event_time::window::merge_parts(&window, 0, parts).unwrap()
+        crate::event_time::merge::merge_parts(&window, 0, parts).unwrap()
     }
 
     #[test]
@@ -560,7 +560,7 @@ mod tests {
             parts.insert(p, part);
         }
         assert_eq!(parts.len(), 2);
-        let merged = crate::event_time::window::merge_parts(&core.config.window, 0, parts).unwrap();
+        let merged = crate::event_time::merge::merge_parts(&core.config.window, 0, parts).unwrap();
         let expected = unfolded_window(digest, &latencies);
         assert!(!merged.stats.exact);
         assert_eq!(merged.stats, expected.stats);

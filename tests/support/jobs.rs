@@ -252,6 +252,39 @@ pub fn wait_until_checkpointed(job: &Job, topics: &MonitorTopics, records: usize
     );
 }
 
+/// The topics and groups of a generator → synchronizer → monitor pipeline, fresh for each run.
+pub struct PipelineNames {
+    /// The visits topic (the generator's output, the synchronizer's input).
+    pub visits: String,
+    /// The synchronizer's dead-letter topic.
+    pub visits_dlq: String,
+    /// The synchronizer's group.
+    pub synchronizer_group: String,
+    /// The monitor's group.
+    pub monitor_group: String,
+    /// The monitor's topics (its input is the synchronizer's output).
+    pub monitor: MonitorTopics,
+}
+
+impl PipelineNames {
+    /// Fresh names for the pipeline of the test `name`.
+    pub fn new(name: &str) -> Self {
+        let fresh = |what: &str| unique(&format!("{name}_{what}"));
+        PipelineNames {
+            visits: fresh("visits"),
+            visits_dlq: fresh("vdlq"),
+            synchronizer_group: fresh("sg"),
+            monitor_group: fresh("mg"),
+            monitor: MonitorTopics {
+                reduced: fresh("reduced"),
+                dlq: fresh("rdlq"),
+                checkpoints: fresh("ckpt"),
+                shuffle: fresh("shuffle"),
+            },
+        }
+    }
+}
+
 /// The idle timeout of a monitor reading what live jobs produce. On the local broker records
 /// keep their producer's CreateTime, the moment of the produce call, however long the
 /// producer then holds them; an idle partition's watermark follows the clock minus the idle
@@ -275,20 +308,9 @@ pub struct Pipeline {
 /// Starts a pipeline named `name`; `delay` is the synchronizer's initial delay, and
 /// `generator_args` say how much the generator produces.
 pub fn start_pipeline(name: &str, dir: &Path, delay: &str, generator_args: &[&str]) -> Pipeline {
-    let t: Vec<String> = [
-        "visits", "reduced", "vdlq", "rdlq", "ckpt", "sg", "mg", "shuffle",
-    ]
-    .iter()
-    .map(|s| unique(&format!("{name}_{s}")))
-    .collect();
+    let n = PipelineNames::new(name);
     let index = test_index(name);
-    let topics = MonitorTopics {
-        reduced: t[1].clone(),
-        dlq: t[3].clone(),
-        checkpoints: t[4].clone(),
-        shuffle: t[7].clone(),
-    };
-    let monitor = MonitorArgs::new(&topics, &t[6])
+    let monitor = MonitorArgs::new(&n.monitor, &n.monitor_group)
         .elasticsearch(&index)
         .set("--sla", "5s")
         .start(dir);
@@ -296,19 +318,19 @@ pub fn start_pipeline(name: &str, dir: &Path, delay: &str, generator_args: &[&st
     let synchronizer = Job::start(
         env!("CARGO_BIN_EXE_synchronizer"),
         &[
-            "--visits-topic", &t[0], "--reduced-topic", &t[1], "--dead-letter-topic", &t[2],
-            "--group", &t[5], "--delay", delay,
+            "--visits-topic", &n.visits, "--reduced-topic", &n.monitor.reduced, "--dead-letter-topic", &n.visits_dlq,
+            "--group", &n.synchronizer_group, "--delay", delay,
         ],
         dir,
     );
-    let mut args = vec!["--visits-topic", t[0].as_str()];
+    let mut args = vec!["--visits-topic", n.visits.as_str()];
     args.extend_from_slice(generator_args);
     let generator = Job::start(env!("CARGO_BIN_EXE_generator"), &args, dir);
     Pipeline {
         monitor,
         synchronizer,
         generator,
-        reduced: t[1].clone(),
+        reduced: n.monitor.reduced.clone(),
         index,
     }
 }
@@ -333,12 +355,7 @@ pub fn run_json_lines_pipeline(
     kafka_args: &[&str],
     generator_args: &[&str],
 ) -> JsonLinesRun {
-    let t: Vec<String> = [
-        "visits", "reduced", "vdlq", "rdlq", "ckpt", "sg", "mg", "shuffle",
-    ]
-    .iter()
-    .map(|s| unique(&format!("{name}_{s}")))
-    .collect();
+    let n = PipelineNames::new(name);
     let output = dir.join(format!("{}.jsonl", unique(name)));
     let with_kafka = |args: &[&str]| -> Vec<String> {
         kafka_args
@@ -351,23 +368,17 @@ pub fn run_json_lines_pipeline(
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Job::start_without_brokers(binary, &args, dir)
     };
-    let topics = MonitorTopics {
-        reduced: t[1].clone(),
-        dlq: t[3].clone(),
-        checkpoints: t[4].clone(),
-        shuffle: t[7].clone(),
-    };
-    let monitor_args = MonitorArgs::new(&topics, &t[6])
+    let monitor_args = MonitorArgs::new(&n.monitor, &n.monitor_group)
         .json_lines(&output)
         .to_vec();
     let monitor_refs: Vec<&str> = monitor_args.iter().map(String::as_str).collect();
     let monitor = job(MONITOR, with_kafka(&monitor_refs));
     #[rustfmt::skip]
     let synchronizer = job(env!("CARGO_BIN_EXE_synchronizer"), with_kafka(&[
-        "--visits-topic", &t[0], "--reduced-topic", &t[1], "--dead-letter-topic", &t[2],
-        "--group", &t[5],
+        "--visits-topic", &n.visits, "--reduced-topic", &n.monitor.reduced, "--dead-letter-topic", &n.visits_dlq,
+        "--group", &n.synchronizer_group,
     ]));
-    let mut generator_all = vec!["--visits-topic", t[0].as_str()];
+    let mut generator_all = vec!["--visits-topic", n.visits.as_str()];
     generator_all.extend_from_slice(generator_args);
     let mut generator = job(env!("CARGO_BIN_EXE_generator"), with_kafka(&generator_all));
     let valid = generator.generated_valid(Duration::from_secs(60));
@@ -395,7 +406,7 @@ pub fn run_json_lines_pipeline(
     JsonLinesRun {
         valid,
         documents,
-        reduced: t[1].clone(),
+        reduced: n.monitor.reduced.clone(),
     }
 }
 
