@@ -2,6 +2,11 @@
 //! reduces it, optionally delays it, and produces it to the output topic; undecodable
 //! records go to the dead-letter topic. Offsets are committed only once the records produced
 //! from them are acknowledged.
+//!
+//! Every decision (what waits for the [`delay`] and until when, what is due, whether to consume
+//! more, what a delay change does, what may be committed) is made by [`self::core`], with time
+//! passed in; the loop here only moves records between Kafka and it, and [`rebalance`] asks it
+//! what is safe to commit when partitions are revoked.
 
 pub mod control;
 pub mod core;
