@@ -344,7 +344,7 @@ async fn run_backtest(
     if json {
         println!("{}", serde_json::to_string_pretty(&outcome.runs)?);
     } else {
-        print!("{}", commands::render_backtest_text(&outcome, &rules));
+        print!("{}", commands::render_backtest_text(&outcome));
     }
     if let Some(path) = &judging.report {
         let incidents = judged.incidents.as_deref().unwrap_or_default();

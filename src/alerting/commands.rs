@@ -214,6 +214,8 @@ pub struct BacktestOutcome {
     pub failures: Vec<String>,
     /// Whether variants were replayed (the text output then names each run).
     pub with_variants: bool,
+    /// The reduce expression's ref (the series shown) of each run's rule, in `runs` order.
+    pub reduce_refs: Vec<String>,
 }
 
 /// Replays every rule (and each variant) over `[from_ms, to_ms]`, evaluated every `interval`
@@ -230,6 +232,7 @@ pub async fn backtest(
     variants.extend(judging.variants.iter().cloned());
     let mut runs: Vec<Run> = Vec::new();
     let mut failures = Vec::new();
+    let mut reduce_refs = Vec::new();
     for rule in rules {
         // The queries do not change with `for` or the threshold: one set per interval.
         let mut by_interval: BTreeMap<i64, Vec<(i64, Results)>> = BTreeMap::new();
@@ -273,6 +276,7 @@ pub async fn backtest(
                         .map(|f| format!("rule {:?}: {f}", rule.title)),
                 );
             }
+            reduce_refs.push(rule.reduce_ref.clone());
             runs.push(Run {
                 timeline,
                 variant: variant.name.clone(),
@@ -285,24 +289,21 @@ pub async fn backtest(
         runs,
         failures,
         with_variants: variants.len() > 1,
+        reduce_refs,
     })
 }
 
 /// The text a backtest prints: each run's timeline (headed by rule and variant when there are
 /// variants) and score, then, with variants and incidents, the scores side by side.
-pub fn render_backtest_text(outcome: &BacktestOutcome, rules: &[AlertRule]) -> String {
+pub fn render_backtest_text(outcome: &BacktestOutcome) -> String {
     let mut out = String::new();
-    for run in &outcome.runs {
+    for (run, reduce_ref) in outcome.runs.iter().zip(&outcome.reduce_refs) {
         if outcome.with_variants {
             out.push_str(&format!(
                 "=== {:?}, {} ===\n",
                 run.timeline.rule, run.variant
             ));
         }
-        let reduce_ref = rules
-            .iter()
-            .find(|r| r.title == run.timeline.rule)
-            .map_or("B", |r| r.reduce_ref.as_str());
         out.push_str(&backtest::render_text(&run.timeline, reduce_ref));
         out.push('\n');
         if let Some(score) = &run.score {

@@ -241,7 +241,6 @@ impl SynchronizerCore {
             self.offsets.remove(partition);
             self.schedule.forget(partition);
         }
-        let before = self.waiting.len();
         if self
             .waiting
             .iter()
@@ -255,7 +254,6 @@ impl SynchronizerCore {
             self.waiting = kept.into();
             self.waiting_bytes = self.waiting.iter().map(|Reverse(w)| w.record.bytes()).sum();
         }
-        debug_assert!(self.waiting.len() <= before);
         safe
     }
 }
