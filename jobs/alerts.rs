@@ -194,7 +194,7 @@ struct Judging {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = sla_monitor::runtime::cli::parse();
     let errors = match &cli.command {
         Some(Command::Backtest { rules, .. }) => &rules.errors,
         Some(Command::Report { errors, .. }) => errors,

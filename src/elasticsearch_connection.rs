@@ -3,6 +3,7 @@
 //! the monitor's sink and by the alert evaluator alike.
 
 use crate::runtime::cli::{duration_in, ms, secs};
+use crate::runtime::redact::Secret;
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
@@ -40,7 +41,7 @@ pub struct ElasticsearchArgs {
         hide = true,
         hide_env_values = true
     )]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
 
     /// File holding the basic-authentication password.
     #[arg(long = "es-password-file", env = "SLA_ES_PASSWORD_FILE")]
@@ -53,7 +54,7 @@ pub struct ElasticsearchArgs {
         hide = true,
         hide_env_values = true
     )]
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
 
     /// File holding the encoded API key.
     #[arg(long = "es-api-key-file", env = "SLA_ES_API_KEY_FILE")]
@@ -83,7 +84,7 @@ impl ElasticsearchArgs {
     /// The credentials to use, if any; refuses ambiguous or incomplete settings.
     pub fn credentials(&self) -> Result<Option<Credentials>, ConfigError> {
         let api_key = match (&self.api_key, &self.api_key_file) {
-            (Some(k), None) => Some(k.clone()),
+            (Some(k), None) => Some(k.expose().to_string()),
             (None, Some(f)) => Some(read_secret(f, "API key")?),
             (Some(_), Some(_)) => {
                 return Err(ConfigError(
@@ -93,7 +94,7 @@ impl ElasticsearchArgs {
             (None, None) => None,
         };
         let password = match (&self.password, &self.password_file) {
-            (Some(p), None) => Some(p.clone()),
+            (Some(p), None) => Some(p.expose().to_string()),
             (None, Some(f)) => Some(read_secret(f, "password")?),
             (Some(_), Some(_)) => {
                 return Err(ConfigError(

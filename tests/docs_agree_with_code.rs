@@ -336,7 +336,6 @@ const COMMON: &[&str] = &[
     "--version",
     "--http-addr",
     "--log-format",
-    "--sentry-dsn",
     "--sentry-environment",
     "--sentry-release",
 ];

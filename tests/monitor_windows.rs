@@ -208,6 +208,7 @@ async fn sigterm_exits_cleanly_without_writing_incomplete_windows() {
 async fn records_on_the_shuffle_topic_it_could_not_have_written_are_skipped() {
     use sla_monitor::distribution::digest::{DigestConfig, LatencyDigest};
     use sla_monitor::event_time::window::WindowPart;
+    use sla_monitor::shuffle::authentication::RecordAuthentication;
     use sla_monitor::shuffle::{part_record, JobIdentity, Shuffle, ShuffleRecord};
 
     let s = monitor_topics("poison");
@@ -215,12 +216,10 @@ async fn records_on_the_shuffle_topic_it_could_not_have_written_are_skipped() {
     create_topic(&s.shuffle, 1).await;
     let group = unique("poison_g");
     let base = (now_ms() - 120_000) / WINDOW * WINDOW;
-    let shuffle = Shuffle::new(JobIdentity::new(
-        &group,
-        &s.reduced,
-        "visits-synchronizer",
-        WINDOW,
-    ));
+    let shuffle = Shuffle::new(
+        JobIdentity::new(&group, &s.reduced, "visits-synchronizer", WINDOW),
+        RecordAuthentication::none(),
+    );
     let mut digest = LatencyDigest::new(DigestConfig::default());
     digest.add(5.0);
     let mut inconsistent = part_record(
@@ -262,6 +261,7 @@ async fn records_on_the_shuffle_topic_it_could_not_have_written_are_skipped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn checkpoints_it_could_not_have_saved_are_not_used() {
     use sla_monitor::monitor::checkpoint::{Checkpoint, CheckpointRecord};
+    use sla_monitor::shuffle::authentication::RecordAuthentication;
 
     let s = monitor_topics("forged");
     create_topic(&s.reduced, 2).await;
@@ -278,7 +278,7 @@ async fn checkpoints_it_could_not_have_saved_are_not_used() {
         };
         Outgoing {
             key: Some(record.key()),
-            value: Some(record.encode().into_bytes()),
+            value: Some(record.encode(&RecordAuthentication::none()).into_bytes()),
             ..Default::default()
         }
     };
@@ -310,12 +310,104 @@ async fn checkpoints_it_could_not_have_saved_are_not_used() {
     three_windows_of_records_are_written_exactly(&s, &group, base).await;
 }
 
+/// With a key, what someone who can write to the internal topics but does not hold it writes
+/// changes nothing, however plausible: a `merged` marker saying the windows are written (the
+/// merger would drop them), progress closing every window before its parts arrive, a part of
+/// a partition the input topic does not have, a part with other latencies, and a checkpoint
+/// whose `durable_through` lies a day ahead (every record would be late). Each is in the
+/// monitor's own format but without its key; the windows of the real records come out exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_key_forged_internal_records_change_nothing() {
+    use sla_monitor::distribution::digest::{DigestConfig, LatencyDigest};
+    use sla_monitor::event_time::window::WindowPart;
+    use sla_monitor::monitor::checkpoint::{Checkpoint, CheckpointRecord};
+    use sla_monitor::shuffle::authentication::RecordAuthentication;
+    use sla_monitor::shuffle::{part_record, JobIdentity, Shuffle, ShuffleRecord};
+
+    let s = monitor_topics("keyed");
+    create_topic(&s.reduced, 2).await;
+    create_topic(&s.shuffle, 1).await;
+    create_topic(&s.checkpoints, 1).await;
+    let group = unique("keyed_g");
+    let base = (now_ms() - 120_000) / WINDOW * WINDOW;
+    let last_end = base + 3 * WINDOW - 1;
+    let forger = Shuffle::new(
+        JobIdentity::new(&group, &s.reduced, "visits-synchronizer", WINDOW),
+        RecordAuthentication::none(),
+    );
+    let mut digest = LatencyDigest::new(DigestConfig::default());
+    digest.add(999_999.0);
+    let fake_part = WindowPart {
+        digest,
+        over_sla: 1,
+        histogram: None,
+    };
+    let on_shuffle = |record: ShuffleRecord| Outgoing {
+        key: Some(forger.key(&record)),
+        value: Some(forger.encode(&record)),
+        partition: Some(0),
+        ..Default::default()
+    };
+    let mut forged = vec![
+        on_shuffle(ShuffleRecord::Merged {
+            written_through: last_end,
+        }),
+        on_shuffle(part_record(base, 0, &fake_part)),
+        on_shuffle(part_record(base, 7, &fake_part)),
+    ];
+    for partition in 0..2 {
+        forged.push(on_shuffle(ShuffleRecord::Progress {
+            partition,
+            closed_through: last_end,
+        }));
+    }
+    produce(&s.shuffle, &forged).await;
+    let checkpoints: Vec<Outgoing> = (0..2)
+        .map(|partition| {
+            let record = CheckpointRecord {
+                group: group.clone(),
+                topic: s.reduced.clone(),
+                partition,
+                job: "visits-synchronizer".into(),
+                window_ms: WINDOW,
+                checkpoint: Checkpoint {
+                    offset: 0,
+                    max_event_time_before: None,
+                    durable_through: Some(now_ms() + 86_400_000),
+                    replay_end: 0,
+                },
+            };
+            Outgoing {
+                key: Some(record.key()),
+                value: Some(record.encode(&RecordAuthentication::none()).into_bytes()),
+                ..Default::default()
+            }
+        })
+        .collect();
+    produce(&s.checkpoints, &checkpoints).await;
+
+    let mut config = test_config(&s, &group, Duration::from_secs(1));
+    config.authentication =
+        RecordAuthentication::with_keys(b"0123456789abcdef0123456789abcdef", None, false).unwrap();
+    three_windows_are_written_exactly_by(config, &s, base).await;
+}
+
 /// Produces three windows of records from `base` on both input partitions, runs the monitor
 /// in-process until it has written them, and checks each document against exact percentiles.
 async fn three_windows_of_records_are_written_exactly(s: &MonitorTopics, group: &str, base: i64) {
+    let config = test_config(s, group, Duration::from_secs(1));
+    three_windows_are_written_exactly_by(config, s, base).await;
+}
+
+/// [`three_windows_of_records_are_written_exactly`] by a monitor of `config`.
+async fn three_windows_are_written_exactly_by(
+    config: sla_monitor::monitor::MonitorConfig,
+    s: &MonitorTopics,
+    base: i64,
+) {
     let (records, expected) = windows_of_records(base, 0..3, 20, 7);
     produce(&s.reduced, &records).await;
-    let monitor = InProcessMonitor::start(test_config(s, group, Duration::from_secs(1))).await;
+    let monitor = InProcessMonitor::start(config).await;
     let docs = monitor.documents(3, Duration::from_secs(30)).await;
     let report = monitor.stop().await;
     assert_eq!(report.windows_written, 3);

@@ -161,6 +161,7 @@ mod tests {
     use crate::monitor::decisions::{CoreConfig, MonitorCore, Publication, RecordDecision};
     use crate::monitor::measurement::{InputRecord, Plausibility, TimestampKind};
     use crate::monitor::restore::PartitionResume;
+    use crate::shuffle::authentication::RecordAuthentication;
     use crate::shuffle::JobIdentity;
     use crate::shuffle::{part_record, window_part, Shuffle, ShuffleEvent, ShuffleRecord};
     use proptest::prelude::*;
@@ -333,7 +334,7 @@ mod tests {
             }
             let expected = whole_windows(&config(), closed);
 
-            let shuffle = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000));
+            let shuffle = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000), RecordAuthentication::none());
             let streams: Vec<Vec<ShuffleRecord>> = partitions
                 .iter()
                 .enumerate()

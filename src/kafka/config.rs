@@ -23,7 +23,7 @@ pub const CLIENT_DEFAULTS: &[(&str, &str)] = &[("reconnect.backoff.ms", "20")];
 pub const PREFETCH_MESSAGES: &str = "50000";
 
 /// Kafka flags common to all jobs.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct KafkaArgs {
     /// Bootstrap brokers, comma-separated host:port list.
     #[arg(long, env = "SLA_BROKERS", default_value = "127.0.0.1:9092")]
@@ -61,6 +61,23 @@ pub struct KafkaArgs {
     /// Replication factor of the topics this job creates when they are missing.
     #[arg(long, env = "SLA_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
     pub replication_factor: i32,
+}
+
+impl std::fmt::Debug for KafkaArgs {
+    /// Secret properties (from `SLA_KAFKA_PROPERTIES` or the file) show as `[redacted]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaArgs")
+            .field("brokers", &self.brokers)
+            .field("kafka_config", &self.kafka_config)
+            .field(
+                "properties",
+                &super::properties::RedactedProperties(&self.properties),
+            )
+            .field("compression", &self.compression)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .finish()
+    }
 }
 
 /// Compression codec of produced record batches.

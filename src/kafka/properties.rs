@@ -14,12 +14,41 @@ pub const PROPERTIES_REFERENCE: &str =
 pub type Property = (String, String);
 
 /// A `--kafka-config` file, read and checked: its path and its properties in file order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its `Debug` shows secret properties' values as `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PropertiesFile {
     /// The file as given on the command line.
     pub path: PathBuf,
     /// Its properties, in file order (a later line overrides an earlier one).
     pub properties: Vec<Property>,
+}
+
+impl std::fmt::Debug for PropertiesFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PropertiesFile")
+            .field("path", &self.path)
+            .field("properties", &RedactedProperties(&self.properties))
+            .finish()
+    }
+}
+
+/// Properties for `Debug`: a secret property's value (see
+/// [`crate::runtime::cli::is_secret_property`]) shows as `[redacted]`.
+pub struct RedactedProperties<'a>(pub &'a [Property]);
+
+impl std::fmt::Debug for RedactedProperties<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(key, value)| {
+                let shown = if crate::runtime::cli::is_secret_property(key) {
+                    "[redacted]"
+                } else {
+                    value.as_str()
+                };
+                (key.as_str(), shown)
+            }))
+            .finish()
+    }
 }
 
 impl PropertiesFile {

@@ -6,6 +6,8 @@ use crate::kafka::producer::{delivered, enqueue, OutgoingRecord};
 use crate::kafka::retire::retire;
 use crate::kafka::transient::is_transient;
 use crate::kafka::{JobContext, KafkaArgs};
+use crate::shuffle::authentication::RecordAuthentication;
+use crate::shuffle::latest_plausible;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -31,6 +33,10 @@ pub struct Owner {
     pub job: String,
     /// Window length (ms).
     pub window_ms: i64,
+    /// How its checkpoints are authenticated.
+    pub authentication: RecordAuthentication,
+    /// How far ahead of the clock event times are accepted (`--max-future`).
+    pub max_future_ms: i64,
 }
 
 /// The consumer that reads the checkpoint topic when partitions are assigned. It is created
@@ -142,17 +148,25 @@ fn read_checkpoints(
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(message)) => {
                     next = message.offset() + 1;
-                    let decoded = message.payload().and_then(CheckpointRecord::decode);
+                    let decoded = message
+                        .payload()
+                        .and_then(|value| CheckpointRecord::decode(value, &owner.authentication));
                     if let Some((record, format)) = decoded {
                         if record.group == owner.group && record.topic == owner.topic {
                             // A checkpoint not used leaves the one before it (if any) or
                             // the committed offset to decide.
                             let usable = record
-                                .usable_by(format, &owner.job, owner.window_ms)
+                                .usable_by(
+                                    format,
+                                    &owner.job,
+                                    owner.window_ms,
+                                    &owner.authentication,
+                                )
                                 .and_then(|()| {
+                                    let latest = latest_plausible(now_ms(), owner.max_future_ms);
                                     record
                                         .checkpoint
-                                        .check(now_ms())
+                                        .check(latest)
                                         .map_err(|why| ("implausible", why))
                                 });
                             match usable {
@@ -200,10 +214,11 @@ pub async fn save(
     producer: &FutureProducer<JobContext>,
     checkpoint_topic: &str,
     records: &[CheckpointRecord],
+    authentication: &RecordAuthentication,
 ) -> Result<(), KafkaError> {
     let mut deliveries = Vec::with_capacity(records.len());
     for record in records {
-        let (key, value) = (record.key(), record.encode());
+        let (key, value) = (record.key(), record.encode(authentication));
         deliveries.push(
             enqueue(
                 producer,

@@ -9,6 +9,7 @@ use super::decisions::MonitorCore;
 use crate::kafka::commit::commit_async;
 use crate::kafka::rebalance_events::RebalanceNotifier;
 use crate::kafka::JobContext;
+use crate::shuffle::authentication::RecordAuthentication;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -31,24 +32,28 @@ pub struct Committer {
     producer: FutureProducer<JobContext>,
     checkpoint_topic: String,
     input_topic: String,
+    authentication: RecordAuthentication,
     writing: FuturesUnordered<Pin<Box<dyn Future<Output = CheckpointWrite> + Send>>>,
     /// A write was asked for while another was under way: it starts when that one ends.
     requested: bool,
 }
 
 impl Committer {
-    /// Commits for `consumer` of `input_topic`, writing checkpoints to `checkpoint_topic`.
+    /// Commits for `consumer` of `input_topic`, writing checkpoints to `checkpoint_topic`
+    /// authenticated as `authentication` says.
     pub fn new(
         consumer: Arc<StreamConsumer<RebalanceNotifier>>,
         producer: FutureProducer<JobContext>,
         checkpoint_topic: &str,
         input_topic: &str,
+        authentication: RecordAuthentication,
     ) -> Self {
         Committer {
             consumer,
             producer,
             checkpoint_topic: checkpoint_topic.to_string(),
             input_topic: input_topic.to_string(),
+            authentication,
             writing: FuturesUnordered::new(),
             requested: false,
         }
@@ -64,10 +69,11 @@ impl Committer {
             return;
         }
         let (producer, topic) = (self.producer.clone(), self.checkpoint_topic.clone());
+        let authentication = self.authentication.clone();
         self.writing.push(Box::pin(async move {
             let saved = tokio::time::timeout(
                 CHECKPOINT_TIMEOUT,
-                checkpoint_store::save(&producer, &topic, &records),
+                checkpoint_store::save(&producer, &topic, &records, &authentication),
             )
             .await;
             let result = match saved {

@@ -9,7 +9,9 @@
 
 use crate::event_time::merge::WindowMerger;
 use crate::event_time::window::{WindowConfig, WindowResult};
-use crate::shuffle::{window_part, Refused, Shuffle, ShuffleEvent, ShuffleRecord};
+use crate::shuffle::{
+    latest_plausible, window_part, Refused, Shuffle, ShuffleEvent, ShuffleRecord,
+};
 use std::collections::BTreeMap;
 
 /// One owned shuffle partition: its merger, and whether it was read to its end once.
@@ -34,6 +36,7 @@ pub struct MergedWindows {
 pub struct MergeState {
     config: WindowConfig,
     shuffle: Shuffle,
+    max_future_ms: i64,
     input_partitions: Vec<i32>,
     partitions: BTreeMap<i32, OwnedShufflePartition>,
     /// Parts received for windows already merged (replays after a failover).
@@ -41,11 +44,13 @@ pub struct MergeState {
 }
 
 impl MergeState {
-    /// Merges windows of `config` for the monitor whose records `shuffle` names.
-    pub fn new(config: WindowConfig, shuffle: Shuffle) -> Self {
+    /// Merges windows of `config` for the monitor whose records `shuffle` names, accepting
+    /// event times up to `max_future_ms` ahead (`--max-future`).
+    pub fn new(config: WindowConfig, shuffle: Shuffle, max_future_ms: i64) -> Self {
         MergeState {
             config,
             shuffle,
+            max_future_ms,
             input_partitions: Vec::new(),
             partitions: BTreeMap::new(),
             duplicate_parts: 0,
@@ -112,7 +117,8 @@ impl MergeState {
         let ShuffleEvent::Record(record) = event else {
             return Ok(()); // a tombstone, or another monitor's record
         };
-        record.check(self.config.size_ms, now_ms)?;
+        let latest = latest_plausible(now_ms, self.max_future_ms);
+        record.check(self.config.size_ms, latest, self.input_partitions.len())?;
         let digest_config = self.config.digest;
         let Some(state) = self.partitions.get_mut(&m) else {
             return Ok(());
@@ -203,7 +209,8 @@ mod tests {
     use super::*;
     use crate::distribution::digest::{DigestConfig, LatencyDigest};
     use crate::event_time::window::WindowPart;
-    use crate::shuffle::{part_record, JobIdentity};
+    use crate::shuffle::authentication::RecordAuthentication;
+    use crate::shuffle::{part_record, JobIdentity, CLOCK_SKEW_MS};
 
     fn config() -> WindowConfig {
         WindowConfig {
@@ -244,8 +251,11 @@ mod tests {
 
     #[test]
     fn records_this_monitor_could_not_have_written_are_refused_and_change_nothing() {
-        let shuffle = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000));
-        let mut stage = MergeState::new(config(), shuffle.clone());
+        let shuffle = Shuffle::new(
+            JobIdentity::new("g", "t", "job", 60_000),
+            RecordAuthentication::none(),
+        );
+        let mut stage = MergeState::new(config(), shuffle.clone(), 60_000);
         stage.set_input_partitions(vec![0]);
         stage.assign(&[0]);
         assert_eq!(
@@ -278,6 +288,23 @@ mod tests {
                     closed_through: 999,
                 },
                 "bad_partition",
+            ),
+            // The input topic has one partition.
+            (part_record(0, 1, &one_value_part(7.0, 0)), "bad_partition"),
+            // Beyond the clock plus --max-future (60 s here) and a minute of skew: a marker
+            // that would make the merger drop every window until then.
+            (
+                ShuffleRecord::Merged {
+                    written_through: NOW + 60_000 + CLOCK_SKEW_MS + 1,
+                },
+                "time_out_of_bounds",
+            ),
+            (
+                ShuffleRecord::Progress {
+                    partition: 0,
+                    closed_through: NOW + 3_600_000,
+                },
+                "time_out_of_bounds",
             ),
         ] {
             let (key, value) = (shuffle.key(&record), shuffle.encode(&record));
@@ -313,8 +340,8 @@ mod tests {
             value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
             kind in 0usize..3,
         ) {
-            let shuffle = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000));
-            let mut stage = MergeState::new(config(), shuffle.clone());
+            let shuffle = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000), RecordAuthentication::none());
+            let mut stage = MergeState::new(config(), shuffle.clone(), 60_000);
             stage.set_input_partitions(vec![0]);
             stage.assign(&[0]);
             let key = match kind {
@@ -332,8 +359,11 @@ mod tests {
 
     #[test]
     fn nothing_is_written_before_the_partition_was_read_to_its_end() {
-        let shuffle = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000));
-        let mut stage = MergeState::new(config(), shuffle.clone());
+        let shuffle = Shuffle::new(
+            JobIdentity::new("g", "t", "job", 60_000),
+            RecordAuthentication::none(),
+        );
+        let mut stage = MergeState::new(config(), shuffle.clone(), 60_000);
         stage.set_input_partitions(vec![0]);
         stage.assign(&[0]);
         let mut digest = LatencyDigest::new(config().digest);
@@ -374,8 +404,11 @@ mod tests {
 
     #[test]
     fn a_revoked_shuffle_partition_is_forgotten() {
-        let shuffle = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000));
-        let mut stage = MergeState::new(config(), shuffle.clone());
+        let shuffle = Shuffle::new(
+            JobIdentity::new("g", "t", "job", 60_000),
+            RecordAuthentication::none(),
+        );
+        let mut stage = MergeState::new(config(), shuffle.clone(), 60_000);
         stage.set_input_partitions(vec![0]);
         stage.assign(&[0, 1]);
         stage.revoke(&[0]);

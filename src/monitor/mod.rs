@@ -54,6 +54,7 @@ use crate::kafka::rebalance_events::RebalanceNotifier;
 use crate::kafka::{admin, ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec};
 use crate::runtime::http::Readiness;
 use crate::runtime::shutdown::Shutdown;
+use crate::shuffle::authentication::RecordAuthentication;
 use crate::shuffle::publisher::ShufflePublisher;
 use crate::shuffle::{JobIdentity, Shuffle};
 use crate::sink::driver;
@@ -104,6 +105,8 @@ pub struct MonitorConfig {
     pub tick: Duration,
     /// On shutdown, how long to wait for the sink and dead-letter deliveries.
     pub drain_timeout: Duration,
+    /// How the internal records (shuffle, checkpoints) are authenticated.
+    pub authentication: RecordAuthentication,
 }
 
 /// Counts of what a run did.
@@ -258,12 +261,15 @@ pub async fn run(
         },
     )?;
     let sink_name = sink.describe();
-    let shuffle = Shuffle::new(JobIdentity {
-        group: config.group.clone(),
-        input_topic: config.input_topic.clone(),
-        job: config.job_name.clone(),
-        window_ms: config.window.size_ms,
-    });
+    let shuffle = Shuffle::new(
+        JobIdentity {
+            group: config.group.clone(),
+            input_topic: config.input_topic.clone(),
+            job: config.job_name.clone(),
+            window_ms: config.window.size_ms,
+        },
+        config.authentication.clone(),
+    );
     let publisher = ShufflePublisher::new(
         producer.clone(),
         &config.shuffle_topic,
@@ -297,6 +303,7 @@ pub async fn run(
                 producer.clone(),
                 &config.checkpoint_topic,
                 &config.input_topic,
+                config.authentication.clone(),
             ),
             dead_letters: DeadLetterQueue::new(
                 producer.clone(),
@@ -315,7 +322,11 @@ pub async fn run(
     );
     let merging = MergeStage::new(
         config.clone(),
-        MergeState::new(config.window.clone(), shuffle),
+        MergeState::new(
+            config.window.clone(),
+            shuffle,
+            config.plausibility.max_future_ms,
+        ),
         MergeStageParts {
             consumer: merge_consumer,
             consumer_context: merge_context,
@@ -338,6 +349,7 @@ pub async fn run(
         shuffle = %config.shuffle_topic,
         window_ms = config.window.size_ms,
         sink = %sink_name,
+        internal_records = %config.authentication.describe(),
         "monitor started"
     );
     // The partition stage stops on shutdown or when the merge stage failed; the merge stage

@@ -263,6 +263,8 @@ impl PartitionStage {
                     topic: self.config.input_topic.clone(),
                     job: self.config.job_name.clone(),
                     window_ms: self.config.window.size_ms,
+                    authentication: self.config.authentication.clone(),
+                    max_future_ms: self.config.plausibility.max_future_ms,
                 };
                 self.restoring = Some(Box::pin(restore_partitions(
                     self.consumer.clone(),

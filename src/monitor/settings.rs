@@ -10,6 +10,8 @@ use crate::event_time::window::WindowConfig;
 use crate::kafka::KafkaArgs;
 use crate::record::stamp::{self, EndSource, LatencyStamps, Stamp, StampSource, TimeFormat};
 use crate::runtime::cli::{duration_in, ms, secs, DAY};
+use crate::runtime::redact::Secret;
+use crate::shuffle::authentication::RecordAuthentication;
 use crate::sink::elasticsearch::Refresh;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -188,6 +190,31 @@ pub struct MonitorFlags {
     /// With --sink json-lines: append window documents to this file instead of stdout.
     #[arg(long, env = "SLA_OUTPUT")]
     pub output: Option<PathBuf>,
+
+    /// File holding the key that authenticates the monitor's internal records (shuffle parts,
+    /// progress, checkpoints), the same for every instance: at least 32 bytes, e.g. from
+    /// `openssl rand -hex 32`. Without one, anyone who can write to the internal topics can
+    /// change results. (Or SLA_INTERNAL_KEY, environment only.)
+    #[arg(long, env = "SLA_INTERNAL_KEY_FILE")]
+    pub internal_key_file: Option<PathBuf>,
+
+    /// The internal key itself (environment only).
+    #[arg(
+        long = "internal-key",
+        env = "SLA_INTERNAL_KEY",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub internal_key: Option<Secret>,
+
+    /// During a key rotation: a second key whose records are also accepted (never signs).
+    #[arg(long, env = "SLA_INTERNAL_KEY_ACCEPTED_FILE")]
+    pub internal_key_accepted_file: Option<PathBuf>,
+
+    /// While switching authentication on over a running monitor: still read internal records
+    /// without a tag (written before the key was set). Remove once every instance has a key.
+    #[arg(long, env = "SLA_ACCEPT_UNAUTHENTICATED_INTERNAL_RECORDS")]
+    pub accept_unauthenticated_internal_records: bool,
 }
 
 /// Milliseconds of a flag's duration (saturating: the flags' ranges keep them small).
@@ -250,6 +277,12 @@ impl MonitorFlags {
             },
             end,
         };
+        let authentication = RecordAuthentication::load(
+            self.internal_key_file.as_deref(),
+            self.internal_key.as_ref().map(Secret::expose),
+            self.internal_key_accepted_file.as_deref(),
+            self.accept_unauthenticated_internal_records,
+        )?;
         let tick = (self.window / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
         Ok(MonitorConfig {
             kafka: self.kafka,
@@ -283,6 +316,7 @@ impl MonitorFlags {
             commit_interval: self.commit_interval,
             tick,
             drain_timeout: self.drain_timeout,
+            authentication,
         })
     }
 }
@@ -320,6 +354,31 @@ mod tests {
         assert_eq!(config.window.quantiles, vec![0.5, 0.75, 0.9, 0.99]);
         assert_eq!(config.watermark.idle_timeout_ms, 30_000);
         assert_eq!(config.tick, Duration::from_millis(500));
+    }
+
+    /// One `?flags` or `?config` in a log prints no secret, wherever it came from.
+    #[test]
+    fn debug_output_carries_no_secret() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, b"sasl.password=pw-file\nsasl.username=u\n").unwrap();
+        let config_path = file.path().to_str().unwrap().to_string();
+        let parsed = flags(&[
+            "--es-password",
+            "pw-es",
+            "--es-api-key",
+            "pw-key",
+            "--internal-key",
+            "pw-internal-0123456789abcdef0123456789",
+            "-X",
+            "sasl.password=pw-x",
+            "--kafka-config",
+            &config_path,
+        ]);
+        let shown = format!("{parsed:?}");
+        assert!(shown.contains("sasl.username"), "{shown}");
+        for secret in ["pw-es", "pw-key", "pw-internal", "pw-x", "pw-file"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
     }
 
     #[test]

@@ -18,6 +18,31 @@ const SECRET_FLAGS: &[(&str, &str, &str)] = &[
         "--es-api-key",
         "set SLA_ES_API_KEY or --es-api-key-file",
     ),
+    (
+        "internal_key",
+        "--internal-key",
+        "set SLA_INTERNAL_KEY or --internal-key-file",
+    ),
+    (
+        "sentry_dsn",
+        "--sentry-dsn",
+        "set SENTRY_DSN or --sentry-dsn-file (the DSN's key lets anyone send events)",
+    ),
+];
+
+/// URL flags that may carry credentials (`user:password@`), each with where to put such a URL
+/// instead: accepted from the environment, refused on the command line.
+const CREDENTIAL_URL_FLAGS: &[(&str, &str, &str)] = &[
+    (
+        "alertmanager_url",
+        "--alertmanager-url",
+        "set SLA_ALERTMANAGER_URL in the environment",
+    ),
+    (
+        "webhook_url",
+        "--webhook-url",
+        "set SLA_ALERT_WEBHOOK_URL in the environment",
+    ),
 ];
 
 /// Parses the command line into `C` like `C::parse()`, then refuses secrets given as flags:
@@ -33,12 +58,40 @@ pub fn parse<C: CommandFactory + FromArgMatches>() -> C {
     C::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command).exit())
 }
 
-/// What is wrong if `matches` took a secret from the command line.
+/// What is wrong if `matches` (or the matches of its subcommands, at any depth) took a secret
+/// from the command line: a secret flag, a secret `-X` property, or a URL with credentials.
+/// Every job and subcommand goes through this one check.
 pub fn secret_on_command_line(matches: &ArgMatches) -> Option<String> {
+    secret_in(matches).or_else(|| {
+        matches
+            .subcommand()
+            .and_then(|(_, sub)| secret_on_command_line(sub))
+    })
+}
+
+fn secret_in(matches: &ArgMatches) -> Option<String> {
     let from_command_line = |id: &str| {
         matches.try_contains_id(id).unwrap_or(false)
             && matches.value_source(id) == Some(ValueSource::CommandLine)
     };
+    for (id, flag, instead) in CREDENTIAL_URL_FLAGS {
+        if !from_command_line(id) {
+            continue;
+        }
+        let urls = matches.get_raw(id).into_iter().flatten();
+        for url in urls {
+            let url = url.to_string_lossy();
+            if url
+                .split(',')
+                .any(|u| crate::runtime::redact::has_userinfo(u.trim()))
+            {
+                return Some(format!(
+                    "{flag} carries credentials (user:password@), which every user of the \
+                     machine can read in the process list: {instead}"
+                ));
+            }
+        }
+    }
     for (id, flag, instead) in SECRET_FLAGS {
         if from_command_line(id) {
             return Some(format!(
@@ -129,6 +182,53 @@ mod tests {
         for key in ["sasl.username", "security.protocol", "ssl.ca.location"] {
             assert!(!is_secret_property(key), "{key}");
         }
+    }
+
+    #[derive(clap::Parser, Debug)]
+    struct WithSubcommand {
+        #[arg(long, env = "TEST_CLI_ALERTMANAGER_URL", value_delimiter = ',')]
+        alertmanager_url: Vec<String>,
+        #[command(subcommand)]
+        command: Option<Sub>,
+    }
+
+    #[derive(clap::Subcommand, Debug)]
+    enum Sub {
+        Report {
+            #[arg(long, hide = true)]
+            password: Option<String>,
+            #[arg(long)]
+            sentry_dsn: Option<String>,
+        },
+    }
+
+    /// Subcommands are checked like the job itself (`alerts report --es-password …` was not).
+    #[test]
+    fn secrets_are_refused_in_subcommands_and_urls_with_credentials_on_the_command_line() {
+        use clap::CommandFactory;
+        let problem = |args: &[&str]| {
+            let matches = WithSubcommand::command().get_matches_from(args);
+            secret_on_command_line(&matches)
+        };
+        let text = problem(&["alerts", "report", "--password", "x"]).unwrap();
+        assert!(text.contains("SLA_ES_PASSWORD"), "{text}");
+        let text = problem(&["alerts", "report", "--sentry-dsn", "https://k@h/1"]).unwrap();
+        assert!(text.contains("SENTRY_DSN"), "{text}");
+        let text = problem(&[
+            "alerts",
+            "--alertmanager-url",
+            "http://a:9093,http://am:pw@b:9093",
+        ])
+        .unwrap();
+        assert!(
+            text.contains("SLA_ALERTMANAGER_URL") && !text.contains("pw"),
+            "{text}"
+        );
+        assert_eq!(
+            problem(&["alerts", "--alertmanager-url", "http://a:9093"]),
+            None
+        );
+        assert_eq!(problem(&["alerts", "report"]), None);
     }
 
     #[test]

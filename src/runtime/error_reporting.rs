@@ -10,7 +10,7 @@
 //! [`EVENT_INTERVAL`], the next one saying how many were held back — a sink failing for
 //! minutes is one issue with a count, not thousands of events.
 
-use crate::runtime::redact::scrub_text;
+use crate::runtime::redact::{scrub_text, Secret};
 use anyhow::Context as _;
 use sentry::protocol::{Breadcrumb, Context, Event, Level, Value};
 use std::borrow::Cow;
@@ -40,9 +40,9 @@ pub const TAG_FIELDS: [&str; 9] = [
 pub struct ErrorReportingArgs {
     /// Sentry DSN to report errors, fatal exits, panics and actionable warnings to (sentry.io, a
     /// self-hosted Sentry, or a Sentry-compatible server such as Bugsink). Nothing is sent, and
-    /// no thread runs, without one.
-    #[arg(long, env = "SENTRY_DSN", hide_env_values = true)]
-    pub sentry_dsn: Option<String>,
+    /// no thread runs, without one. Environment only (refused as a flag).
+    #[arg(long, env = "SENTRY_DSN", hide = true, hide_env_values = true)]
+    pub sentry_dsn: Option<Secret>,
 
     /// File holding the DSN, instead of --sentry-dsn.
     #[arg(long, env = "SENTRY_DSN_FILE", conflicts_with = "sentry_dsn")]
@@ -61,7 +61,7 @@ impl ErrorReportingArgs {
     /// The DSN, from the flag or the file; `None` when neither is given.
     pub fn dsn(&self) -> anyhow::Result<Option<sentry::types::Dsn>> {
         let text = match (&self.sentry_dsn, &self.sentry_dsn_file) {
-            (Some(dsn), _) => dsn.trim().to_string(),
+            (Some(dsn), _) => dsn.expose().trim().to_string(),
             (None, Some(path)) => std::fs::read_to_string(path)
                 .with_context(|| format!("--sentry-dsn-file {}: cannot read it", path.display()))?
                 .trim()
@@ -281,8 +281,14 @@ fn event_kind(event: &Event<'_>, module: &str) -> String {
     format!("{:?} {module} {masked}", event.level)
 }
 
+/// How many kinds of event the rate limiter keeps apart: kinds come from message text, which
+/// records and servers can choose, so beyond this many (within one interval) the new ones
+/// share one allowance (`OVERFLOW_KIND`) instead of growing the map without bound.
+const MAX_KINDS: usize = 1_000;
+const OVERFLOW_KIND: &str = "(more kinds of event than the rate limiter keeps apart)";
+
 /// One event per kind per interval; counts what it held back (each event weighing, for dead
-/// letters, the records it stands for).
+/// letters, the records it stands for). Keeps at most [`MAX_KINDS`] kinds apart.
 struct RateLimiter {
     interval: Duration,
     kinds: Mutex<HashMap<String, (Instant, u64)>>,
@@ -300,6 +306,7 @@ impl RateLimiter {
     /// `now`; otherwise its `weight` is added to what is held back.
     fn admit(&self, kind: String, now: Instant, weight: u64) -> Option<u64> {
         let mut kinds = self.kinds.lock().expect("rate limiter lock");
+        let kind = self.slot(&mut kinds, kind, now);
         match kinds.get_mut(&kind) {
             Some((last, held)) if now.duration_since(*last) < self.interval => {
                 *held += weight;
@@ -319,7 +326,33 @@ impl RateLimiter {
     /// Admits an event of `kind` whatever the interval; returns the weight held back before it.
     fn admit_now(&self, kind: String, now: Instant) -> u64 {
         let mut kinds = self.kinds.lock().expect("rate limiter lock");
+        let kind = self.slot(&mut kinds, kind, now);
         kinds.insert(kind, (now, 0)).map_or(0, |(_, held)| held)
+    }
+
+    /// The kind an event of `kind` is counted under: its own while there is room (kinds whose
+    /// interval has passed with nothing held back are forgotten first: they would be admitted
+    /// anyway), else [`OVERFLOW_KIND`].
+    fn slot(
+        &self,
+        kinds: &mut HashMap<String, (Instant, u64)>,
+        kind: String,
+        now: Instant,
+    ) -> String {
+        if kinds.len() < MAX_KINDS || kinds.contains_key(&kind) {
+            return kind;
+        }
+        kinds.retain(|_, (last, held)| now.duration_since(*last) < self.interval || *held > 0);
+        if kinds.len() < MAX_KINDS {
+            kind
+        } else {
+            OVERFLOW_KIND.to_string()
+        }
+    }
+
+    #[cfg(test)]
+    fn kinds_kept(&self) -> usize {
+        self.kinds.lock().expect("rate limiter lock").len()
     }
 }
 
@@ -327,6 +360,26 @@ impl RateLimiter {
 mod tests {
     use super::*;
     use sentry::protocol::{Exception, Map};
+
+    /// A stream of distinct messages (attacker-chosen text) keeps the limiter's map bounded,
+    /// and the kinds beyond its room share one allowance per interval.
+    #[test]
+    fn distinct_kinds_beyond_the_cap_share_one_allowance() {
+        let limiter = RateLimiter::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let mut admitted = 0;
+        for i in 0..10_000 {
+            if limiter.admit(format!("kind {i:x}y"), t0, 1).is_some() {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, MAX_KINDS + 1);
+        assert!(limiter.kinds_kept() <= MAX_KINDS + 1);
+        // An interval later, new kinds get their own room again.
+        let later = t0 + Duration::from_secs(61);
+        assert_eq!(limiter.admit("a new kind".into(), later, 1), Some(0));
+        assert!(limiter.kinds_kept() <= MAX_KINDS + 1);
+    }
 
     #[test]
     fn dead_letter_breadcrumbs_lose_the_record_text() {

@@ -26,6 +26,52 @@ const SECRET_KEYS: [&str; 8] = [
     "sasl.oauthbearer.config",
 ];
 
+/// HTTP authentication schemes: after `Authorization:` the credential is the next word.
+const AUTH_SCHEMES: [&str; 5] = ["basic", "bearer", "apikey", "digest", "negotiate"];
+
+/// A secret taken from the environment or a file (a password, an API key, a DSN): its
+/// `Debug` and `Display` show `[redacted]`, so a struct holding one can be logged whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_string())
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(value.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// Free text (a log line, an error chain) with every secret it may quote replaced by
 /// `[redacted]`: URLs' userinfo, the values of `password=…`, `token: …` and the like (any key
 /// containing one of `SECRET_KEYS`, e.g. `sasl.password`, `ssl.key.password`), and bearer
@@ -63,19 +109,33 @@ fn redact_values(text: &str) -> String {
         if c != '=' && c != ':' {
             continue;
         }
-        // The key: the word right before the separator.
-        let key_start = lower[..i]
+        // The key: the word right before the separator, past spaces and a closing quote
+        // (`password = x`, `"password":"x"`).
+        let mut key_end = i;
+        while key_end > 0 && matches!(bytes[key_end - 1], b' ' | b'\t' | b'"' | b'\'') {
+            key_end -= 1;
+        }
+        let key_start = lower[..key_end]
             .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-'))
             .map_or(0, |p| p + 1);
-        let key = &lower[key_start..i];
+        let key = &lower[key_start..key_end];
         if key.is_empty() || !SECRET_KEYS.iter().any(|k| key.contains(k)) {
             continue;
         }
-        let mut start = i + 1;
-        while start < bytes.len()
-            && (bytes[start] == b' ' || bytes[start] == b'"' || bytes[start] == b'\'')
-        {
-            start += 1;
+        let skip_blanks = |mut at: usize| {
+            while at < bytes.len() && matches!(bytes[at], b' ' | b'\t' | b'"' | b'\'') {
+                at += 1;
+            }
+            at
+        };
+        let mut start = skip_blanks(i + 1);
+        // `Authorization: Basic …` / `ApiKey …`: the credential follows the scheme.
+        for scheme in AUTH_SCHEMES {
+            let after = start + scheme.len();
+            if lower[start..].starts_with(scheme) && bytes.get(after) == Some(&b' ') {
+                start = skip_blanks(after);
+                break;
+            }
         }
         let end = text[start..]
             .find(|c: char| {
@@ -86,16 +146,18 @@ fn redact_values(text: &str) -> String {
             cut.push((start, end));
         }
     }
-    let mut search = 0;
-    while let Some(p) = lower[search..].find("bearer ") {
-        let start = search + p + "bearer ".len();
-        let end = text[start..]
-            .find(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '"' | '\''))
-            .map_or(text.len(), |e| start + e);
-        if end > start {
-            cut.push((start, end));
+    for scheme in ["bearer ", "apikey "] {
+        let mut search = 0;
+        while let Some(p) = lower[search..].find(scheme) {
+            let start = search + p + scheme.len();
+            let end = text[start..]
+                .find(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '"' | '\''))
+                .map_or(text.len(), |e| start + e);
+            if end > start {
+                cut.push((start, end));
+            }
+            search = start;
         }
-        search = start;
     }
     cut.sort();
     let mut out = String::with_capacity(text.len());
@@ -155,13 +217,44 @@ mod tests {
         );
     }
 
+    /// The forms the first scrubber missed: JSON, spaces around `=`, HTTP schemes other than
+    /// Bearer (as an Elasticsearch error may echo a request).
+    #[test]
+    fn json_spaced_and_scheme_credentials_are_scrubbed() {
+        for (text, secret) in [
+            (r#"{"username":"elastic","password":"pw6"}"#, "pw6"),
+            (r#"{"api_key" : "pw7"}"#, "pw7"),
+            ("password = pw8", "pw8"),
+            ("Authorization: Basic ZWxhc3RpYzpwdzk=", "ZWxhc3RpYzpwdzk="),
+            ("authorization: ApiKey a2V5OnB3MTA=", "a2V5OnB3MTA="),
+            ("header ApiKey a2V5OnB3MTE= sent", "a2V5OnB3MTE="),
+            (r#"{"Authorization":"Basic dTpwdzEy"}"#, "dTpwdzEy"),
+        ] {
+            let shown = scrub_text(text);
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+            assert!(shown.contains("[redacted]"), "{shown}");
+        }
+        assert_eq!(
+            scrub_text(r#"{"username":"elastic"}"#),
+            r#"{"username":"elastic"}"#
+        );
+    }
+
+    #[test]
+    fn a_secret_shows_redacted() {
+        let secret: Secret = "pw13".parse().unwrap();
+        assert_eq!(format!("{secret:?} {secret}"), "[redacted] [redacted]");
+        assert_eq!(secret.expose(), "pw13");
+    }
+
     proptest! {
         #[test]
-        fn no_secret_survives_in_text(prefix in "[a-z ]{0,10}", key in "(sasl\\.password|password|token|api_key)", secret in "[A-Za-z0-9]{6,12}", user in "[a-z]{1,6}", url_secret in "[A-Za-z0-9]{6,12}") {
-            let text = format!("{prefix} {key}={secret} at https://{user}:{url_secret}@host/p");
+        fn no_secret_survives_in_text(prefix in "[a-z ]{0,10}", key in "(sasl\\.password|password|token|api_key|\"password\")", separator in "(=| = |: |:)", secret in "[A-Za-z0-9]{6,12}", quote in "(\"|)", user in "[a-z]{1,6}", url_secret in "[A-Za-z0-9]{6,12}", scheme in "(Basic|ApiKey|Bearer)", header_secret in "[A-Za-z0-9+/=]{6,12}") {
+            let text = format!("{prefix} {key}{separator}{quote}{secret}{quote} at https://{user}:{url_secret}@host/p, Authorization: {scheme} {header_secret}");
             let shown = scrub_text(&text);
             prop_assert!(!shown.contains(&secret), "{}", shown);
             prop_assert!(!shown.contains(&url_secret), "{}", shown);
+            prop_assert!(!shown.contains(&header_secret), "{}", shown);
         }
 
         #[test]

@@ -18,15 +18,20 @@
 //! share one shuffle topic. Values are versioned envelopes (see [`FORMAT_VERSION`]): the
 //! identity of the job that wrote them (group, input topic, job name, window length), the
 //! record postcard-encoded (floats travel bit for bit, so a window merged from received parts
-//! is the window one instance computes) and a CRC-32 of all that. A record of another job or
-//! window length, of an unknown format version, or failing its checksum is refused, never
-//! merged; formats 1 (before parts carried their latency histogram) and 0 (a bare postcard
-//! record, before format 1) are still read.
+//! is the window one instance computes), and an HMAC-SHA256 under the instances' shared key
+//! ([`authentication`]) or, without a key, a CRC-32. A record of another job or window
+//! length, of an unknown format version, failing its tag or checksum, or without a tag while
+//! a key is set, is refused, never merged; checksummed formats 1 (before parts carried their
+//! latency histogram) and 2 are read when no key is set; format 0 (no version, identity or
+//! checksum) is no longer read.
 //!
 //! This module is the protocol (records, keys, routing, decoding, no I/O); [`publisher`]
 //! writes it to the topic.
 
+pub mod authentication;
 pub mod publisher;
+
+use authentication::{RecordAuthentication, KEY_ID_LEN, TAG_LEN};
 
 use crate::distribution::digest::{DigestConfig, DigestParts, LatencyDigest};
 use crate::distribution::latency_histogram::{HistogramParts, LatencyHistogram};
@@ -143,7 +148,7 @@ pub enum ShuffleError {
     },
     /// Written in a format this release does not know.
     #[error(
-        "shuffle record {key} is in format {version}, this release reads formats 0 to \
+        "shuffle record {key} is in format {version}, this release reads formats 1 to \
          {FORMAT_VERSION}: it was written by a newer release; run the same release on every \
          instance of the monitor"
     )]
@@ -152,6 +157,27 @@ pub enum ShuffleError {
         key: String,
         /// Its format version.
         version: u8,
+    },
+    /// Without a tag (or without any framing) while this monitor requires one.
+    #[error(
+        "shuffle record {key} is {what}, and this monitor reads authenticated records only \
+         (--internal-key-file): an instance without the key, or a forgery"
+    )]
+    Unauthenticated {
+        /// The record's key.
+        key: String,
+        /// What it is instead.
+        what: String,
+    },
+    /// Its tag does not verify (see [`authentication::Unverified`]).
+    #[error("shuffle record {key}: {detail}")]
+    Unverified {
+        /// The record's key.
+        key: String,
+        /// Which check failed.
+        why: authentication::Unverified,
+        /// What is wrong, for the log.
+        detail: String,
     },
     /// Written by another job or for another window length under this monitor's key.
     #[error("shuffle record {key} was written by {written_by}, not by this monitor ({ours})")]
@@ -173,16 +199,20 @@ impl ShuffleError {
             ShuffleError::Integrity { .. } => "integrity",
             ShuffleError::UnknownVersion { .. } => "unknown_version",
             ShuffleError::ForeignIdentity { .. } => "foreign_identity",
+            ShuffleError::Unauthenticated { .. } => "unauthenticated",
+            ShuffleError::Unverified { why, .. } => why.reason(),
         }
     }
 }
 
-/// The shuffle format this release writes: `SM`, the version byte, the postcard-encoded
-/// envelope (writer identity and record), and a CRC-32 (little endian) of everything before
-/// it. Format 2 added the parts' latency histograms; format 1 (the same without them) and
-/// format 0 (a bare postcard record of format 1's shape) are still read, their parts without
-/// a histogram.
-pub const FORMAT_VERSION: u8 = 2;
+/// The newest shuffle format, written with a key: `SM`, the version byte, the signing key's
+/// id (4 bytes), the postcard-encoded envelope (writer identity and record), and the
+/// HMAC-SHA256 of everything before it.
+pub const FORMAT_VERSION: u8 = 3;
+/// The format written without a key: `SM`, the version byte, the envelope, and a CRC-32
+/// (little endian) of everything before it. Format 1 is the same without the parts' latency
+/// histograms (read, its parts without one).
+pub const CHECKSUMMED_FORMAT: u8 = 2;
 const MAGIC: &[u8; 2] = b"SM";
 
 /// Which monitor wrote a shuffle record: only a monitor with the same identity merges it.
@@ -254,44 +284,69 @@ impl Refused {
 }
 
 /// Every reason a shuffle record can be refused for.
-pub const REFUSAL_REASONS: [&str; 8] = [
+pub const REFUSAL_REASONS: [&str; 11] = [
     "undecodable",
     "integrity",
     "unknown_version",
     "foreign_identity",
+    "unauthenticated",
+    "unknown_key",
+    "bad_signature",
     "unaligned_window",
     "bad_partition",
     "inconsistent_part",
     "time_out_of_bounds",
 ];
 
-/// How far ahead of this host's clock a shuffle record's time may lie. Progress follows event
-/// times, which the monitor accepts up to `--max-future` ahead (5 minutes by default); a day
-/// leaves room for any sane setting and keeps a record at `i64::MAX` from stopping merging.
-pub const MAX_AHEAD_MS: i64 = 24 * 3_600_000;
+/// How far the clock of the instance that wrote an internal record may run ahead of the
+/// clock of the one reading it.
+pub const CLOCK_SKEW_MS: i64 = 60_000;
+
+/// The latest time an internal record read at processing time `now_ms` may carry, when event
+/// times are accepted up to `max_future_ms` ahead (`--max-future`): progress, merged markers
+/// and windows follow event times, so nothing a monitor writes lies further ahead than that
+/// plus [`CLOCK_SKEW_MS`].
+pub fn latest_plausible(now_ms: i64, max_future_ms: i64) -> i64 {
+    now_ms
+        .saturating_add(max_future_ms.max(0))
+        .saturating_add(CLOCK_SKEW_MS)
+}
 
 impl ShuffleRecord {
     /// Whether the record is one this monitor could have written, for windows of
-    /// `window_size_ms`, read at processing time `now_ms`: an aligned window, a valid
-    /// partition, a self-consistent part (see [`DigestParts::check`]) with no more records
-    /// over the SLA than records, and times not beyond [`MAX_AHEAD_MS`] ahead of the clock.
-    pub fn check(&self, window_size_ms: i64, now_ms: i64) -> Result<(), Refused> {
-        let latest = now_ms.saturating_add(MAX_AHEAD_MS);
+    /// `window_size_ms` over an input topic of `input_partitions` partitions (0: not known
+    /// yet), read when times up to `latest_ms` (see [`latest_plausible`]) are plausible: an
+    /// aligned window, an existing partition, a self-consistent part (see
+    /// [`DigestParts::check`]) with no more records over the SLA than records, and no time
+    /// beyond `latest_ms`.
+    pub fn check(
+        &self,
+        window_size_ms: i64,
+        latest_ms: i64,
+        input_partitions: usize,
+    ) -> Result<(), Refused> {
         let in_bounds = |what: &str, t: i64| {
-            if t > latest {
+            if t > latest_ms {
                 Err(Refused::new(
                     "time_out_of_bounds",
-                    format!("{what} {t} lies more than a day ahead of this host's clock"),
+                    format!(
+                        "{what} {t} lies beyond {latest_ms}, this host's clock plus --max-future \
+                         and a minute of clock skew"
+                    ),
                 ))
             } else {
                 Ok(())
             }
         };
         let valid_partition = |partition: i32| {
-            if partition < 0 {
+            let beyond = input_partitions > 0
+                && usize::try_from(partition).is_ok_and(|p| p >= input_partitions);
+            if partition < 0 || beyond {
                 Err(Refused::new(
                     "bad_partition",
-                    format!("partition {partition}"),
+                    format!(
+                        "partition {partition} of an input topic of {input_partitions} partitions"
+                    ),
                 ))
             } else {
                 Ok(())
@@ -356,18 +411,21 @@ impl ShuffleRecord {
 }
 
 /// Keys, encoding and routing of one monitor's shuffle records.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Shuffle {
     namespace: String,
     identity: JobIdentity,
+    authentication: RecordAuthentication,
 }
 
 impl Shuffle {
-    /// The shuffle of the monitor `identity`.
-    pub fn new(identity: JobIdentity) -> Self {
+    /// The shuffle of the monitor `identity`, its records authenticated as `authentication`
+    /// says.
+    pub fn new(identity: JobIdentity, authentication: RecordAuthentication) -> Self {
         Shuffle {
             namespace: format!("{}/{}", identity.group, identity.input_topic),
             identity,
+            authentication,
         }
     }
 
@@ -392,32 +450,52 @@ impl Shuffle {
         format!("{}|part|{window_start}|{partition}", self.namespace)
     }
 
-    /// Encodes a record's value in format [`FORMAT_VERSION`].
+    /// Encodes a record's value: format [`FORMAT_VERSION`] with a key, else
+    /// [`CHECKSUMMED_FORMAT`].
     pub fn encode(&self, record: &ShuffleRecord) -> Vec<u8> {
-        let mut value = MAGIC.to_vec();
-        value.push(FORMAT_VERSION);
         let envelope = EnvelopeRef {
             identity: &self.identity,
             record,
         };
+        let mut value = MAGIC.to_vec();
+        let signing_id = self.authentication.sign(&[]).map(|(id, _)| id);
+        match signing_id {
+            Some(id) => {
+                value.push(FORMAT_VERSION);
+                value.extend_from_slice(&id);
+            }
+            None => value.push(CHECKSUMMED_FORMAT),
+        }
         let mut value =
             postcard::to_extend(&envelope, value).expect("shuffle records always encode");
-        let checksum = crc32fast::hash(&value);
-        value.extend_from_slice(&checksum.to_le_bytes());
+        match self.authentication.sign(&value) {
+            Some((_, tag)) => value.extend_from_slice(&tag),
+            None => {
+                let checksum = crc32fast::hash(&value);
+                value.extend_from_slice(&checksum.to_le_bytes());
+            }
+        }
         value
     }
 
-    /// A record value of this monitor: formats 2 and 1 (checked and identified) or format 0.
+    /// A record value of this monitor, authenticated (format 3) or checksummed (formats 2
+    /// and 1) as this monitor's authentication allows, and identified.
     fn decode_value(&self, key: &str, value: &[u8]) -> Result<ShuffleRecord, ShuffleError> {
         let undecodable = |source| ShuffleError::Undecodable {
             key: key.to_string(),
             source,
         };
+        let unauthenticated = |what: &str| ShuffleError::Unauthenticated {
+            key: key.to_string(),
+            what: what.to_string(),
+        };
         let Some(rest) = value.strip_prefix(MAGIC) else {
-            // Format 0: a bare postcard record.
-            return postcard::from_bytes::<LegacyShuffleRecord>(value)
-                .map(ShuffleRecord::from)
-                .map_err(undecodable);
+            // Format 0 (a bare postcard record) carried no identity or checksum.
+            return Err(if self.authentication.reads_unauthenticated() {
+                undecodable(postcard::Error::DeserializeBadEncoding)
+            } else {
+                unauthenticated("not framed (format 0 or foreign bytes)")
+            });
         };
         let Some((&version, _)) = rest.split_first() else {
             return Err(undecodable(postcard::Error::DeserializeUnexpectedEnd));
@@ -428,16 +506,40 @@ impl Shuffle {
                 version,
             });
         }
-        if value.len() < MAGIC.len() + 1 + 4 {
-            return Err(undecodable(postcard::Error::DeserializeUnexpectedEnd));
-        }
-        let (content, checksum) = value.split_at(value.len() - 4);
-        if crc32fast::hash(content).to_le_bytes() != checksum {
-            return Err(ShuffleError::Integrity {
-                key: key.to_string(),
-            });
-        }
-        let body = &content[MAGIC.len() + 1..];
+        let head = MAGIC.len() + 1;
+        let body = if version == FORMAT_VERSION {
+            if value.len() < head + KEY_ID_LEN + TAG_LEN {
+                return Err(undecodable(postcard::Error::DeserializeUnexpectedEnd));
+            }
+            let (content, tag) = value.split_at(value.len() - TAG_LEN);
+            let key_id: [u8; KEY_ID_LEN] = content[head..head + KEY_ID_LEN]
+                .try_into()
+                .expect("sliced to the id's length");
+            self.authentication
+                .verify(&key_id, content, tag)
+                .map_err(|why| ShuffleError::Unverified {
+                    key: key.to_string(),
+                    why,
+                    detail: why.describe(&key_id),
+                })?;
+            &content[head + KEY_ID_LEN..]
+        } else {
+            if !self.authentication.reads_unauthenticated() {
+                return Err(unauthenticated(&format!(
+                    "in checksummed format {version}, without an authentication tag"
+                )));
+            }
+            if value.len() < head + 4 {
+                return Err(undecodable(postcard::Error::DeserializeUnexpectedEnd));
+            }
+            let (content, checksum) = value.split_at(value.len() - 4);
+            if crc32fast::hash(content).to_le_bytes() != checksum {
+                return Err(ShuffleError::Integrity {
+                    key: key.to_string(),
+                });
+            }
+            &content[head..]
+        };
         let (identity, record) = if version == 1 {
             let envelope: Envelope<LegacyShuffleRecord> =
                 postcard::from_bytes(body).map_err(undecodable)?;
@@ -515,7 +617,10 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_other_monitors_are_ignored() {
-        let shuffle = Shuffle::new(JobIdentity::new("g", "reduced_visits", "job", 60_000));
+        let shuffle = Shuffle::new(
+            JobIdentity::new("g", "reduced_visits", "job", 60_000),
+            RecordAuthentication::none(),
+        );
         let mut digest = LatencyDigest::new(DigestConfig::default());
         digest.add(12.5);
         let mut histogram = LatencyHistogram::new();
@@ -541,7 +646,10 @@ mod tests {
                 shuffle.decode(Some(key.as_bytes()), Some(&value)).unwrap(),
                 ShuffleEvent::Record(record.clone())
             );
-            let other = Shuffle::new(JobIdentity::new("g2", "reduced_visits", "job", 60_000));
+            let other = Shuffle::new(
+                JobIdentity::new("g2", "reduced_visits", "job", 60_000),
+                RecordAuthentication::none(),
+            );
             assert_eq!(
                 other.decode(Some(key.as_bytes()), Some(&value)).unwrap(),
                 ShuffleEvent::Foreign
@@ -553,7 +661,10 @@ mod tests {
             ShuffleEvent::PartRemoved
         );
         // A namespace that merely starts like ours is another monitor's.
-        let longer = Shuffle::new(JobIdentity::new("g", "reduced_visits_2", "job", 60_000));
+        let longer = Shuffle::new(
+            JobIdentity::new("g", "reduced_visits_2", "job", 60_000),
+            RecordAuthentication::none(),
+        );
         let key = longer.key(&ShuffleRecord::Merged { written_through: 1 });
         assert_eq!(
             shuffle.decode(Some(key.as_bytes()), Some(&[0])).unwrap(),
@@ -568,7 +679,7 @@ mod tests {
     #[test]
     fn parts_of_format_1_are_read_without_a_histogram() {
         let identity = JobIdentity::new("g", "t", "job", 60_000);
-        let shuffle = Shuffle::new(identity.clone());
+        let shuffle = Shuffle::new(identity.clone(), RecordAuthentication::none());
         let mut digest = LatencyDigest::new(DigestConfig::default());
         digest.add(12.0);
         #[derive(Serialize)]
@@ -603,8 +714,11 @@ mod tests {
     }
 
     #[test]
-    fn foreign_corrupted_and_newer_records_are_refused_and_format_0_is_read() {
-        let ours = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000));
+    fn foreign_corrupted_newer_and_unframed_records_are_refused() {
+        let ours = Shuffle::new(
+            JobIdentity::new("g", "t", "job", 60_000),
+            RecordAuthentication::none(),
+        );
         let record = ShuffleRecord::Progress {
             partition: 1,
             closed_through: 119_999,
@@ -612,9 +726,11 @@ mod tests {
         let key = ours.key(&record);
         let read = |value: &[u8]| ours.decode(Some(key.as_bytes()), Some(value));
 
+        // Format 0 (a bare record: no identity, no checksum) is no longer read.
         let format_0 = postcard::to_stdvec(&record).unwrap();
+        assert_eq!(read(&format_0).unwrap_err().reason(), "undecodable");
         assert_eq!(
-            read(&format_0).unwrap(),
+            read(&ours.encode(&record)).unwrap(),
             ShuffleEvent::Record(record.clone())
         );
 
@@ -634,7 +750,7 @@ mod tests {
             JobIdentity::new("g", "t", "job", 10_000),
             JobIdentity::new("g", "t", "other-job", 60_000),
         ] {
-            let value = Shuffle::new(other).encode(&record);
+            let value = Shuffle::new(other, RecordAuthentication::none()).encode(&record);
             assert_eq!(read(&value).unwrap_err().reason(), "foreign_identity");
         }
         assert!(read(b"SM").is_err() && read(b"SM\x01\x00").is_err());
@@ -648,11 +764,93 @@ mod tests {
         }
     }
 
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const OTHER_KEY: &[u8] = b"fedcba9876543210fedcba9876543210";
+
+    fn keyed(key: &[u8], accepted: Option<&[u8]>, switching_on: bool) -> Shuffle {
+        Shuffle::new(
+            JobIdentity::new("g", "t", "job", 60_000),
+            RecordAuthentication::with_keys(key, accepted, switching_on).unwrap(),
+        )
+    }
+
+    /// With a key, every record is signed, and a record without a valid tag — checksummed,
+    /// unframed, signed with another key, or changed — is refused whatever it says.
+    #[test]
+    fn with_a_key_only_records_signed_with_a_held_key_are_read() {
+        let ours = keyed(KEY, None, false);
+        let record = ShuffleRecord::Merged {
+            written_through: 119_999,
+        };
+        let key = ours.key(&record);
+        let read = |value: &[u8]| ours.decode(Some(key.as_bytes()), Some(value));
+        let signed = ours.encode(&record);
+        assert_eq!(signed[2], FORMAT_VERSION);
+        assert_eq!(read(&signed).unwrap(), ShuffleEvent::Record(record.clone()));
+
+        let unkeyed = Shuffle::new(
+            JobIdentity::new("g", "t", "job", 60_000),
+            RecordAuthentication::none(),
+        );
+        let checksummed = unkeyed.encode(&record);
+        let error = read(&checksummed).unwrap_err();
+        assert_eq!(error.reason(), "unauthenticated");
+        assert!(error.to_string().contains("--internal-key-file"), "{error}");
+        let format_0 = postcard::to_stdvec(&record).unwrap();
+        assert_eq!(read(&format_0).unwrap_err().reason(), "unauthenticated");
+        // A keyed record read by an instance without the key: refused, not trusted.
+        assert_eq!(
+            unkeyed
+                .decode(Some(key.as_bytes()), Some(&signed))
+                .unwrap_err()
+                .reason(),
+            "unknown_key"
+        );
+
+        let other = keyed(OTHER_KEY, None, false).encode(&record);
+        assert_eq!(read(&other).unwrap_err().reason(), "unknown_key");
+        // Another key's record under our key's id: its tag does not verify.
+        let mut relabelled = other.clone();
+        relabelled[3..3 + KEY_ID_LEN].copy_from_slice(&signed[3..3 + KEY_ID_LEN]);
+        assert_eq!(read(&relabelled).unwrap_err().reason(), "bad_signature");
+        let mut changed = signed.clone();
+        let at = changed.len() - TAG_LEN - 1;
+        changed[at] ^= 0x01;
+        assert_eq!(read(&changed).unwrap_err().reason(), "bad_signature");
+        assert_eq!(read(&signed[..20]).unwrap_err().reason(), "undecodable");
+
+        // Switching authentication on: checksummed records are still read; rotating: the
+        // other key's records are read too.
+        let switching = keyed(KEY, None, true);
+        assert!(switching
+            .decode(Some(key.as_bytes()), Some(&checksummed))
+            .is_ok());
+        let rotating = keyed(KEY, Some(OTHER_KEY), false);
+        assert!(rotating.decode(Some(key.as_bytes()), Some(&other)).is_ok());
+        for reason in ["unauthenticated", "unknown_key", "bad_signature"] {
+            assert!(REFUSAL_REASONS.contains(&reason));
+        }
+    }
+
     proptest::proptest! {
+        /// Whatever bytes a writer without the key puts under this monitor's keys, a keyed
+        /// monitor reads none of them as a record.
+        #[test]
+        fn without_the_key_no_bytes_are_accepted(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), framed in proptest::prelude::any::<bool>()) {
+            let ours = keyed(KEY, None, false);
+            let mut value = bytes;
+            if framed {
+                let mut head = vec![b'S', b'M', FORMAT_VERSION];
+                head.append(&mut value);
+                value = head;
+            }
+            proptest::prop_assert!(ours.decode(Some(ours.part_key(0, 0).as_bytes()), Some(&value)).is_err());
+        }
+
         /// Any bytes under this monitor's key are a record or a refusal, never a panic.
         #[test]
         fn decoding_any_value_never_panics(mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120), framed in proptest::prelude::any::<bool>()) {
-            let ours = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000));
+            let ours = Shuffle::new(JobIdentity::new("g", "t", "job", 60_000), RecordAuthentication::none());
             if framed {
                 let mut value = b"SM\x01".to_vec();
                 value.append(&mut bytes);

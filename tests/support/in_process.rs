@@ -68,6 +68,7 @@ pub fn test_config(topics: &MonitorTopics, group: &str, idle: Duration) -> Monit
         commit_interval: Duration::from_millis(200),
         tick: Duration::from_millis(200),
         drain_timeout: Duration::from_secs(30),
+        authentication: sla_monitor::shuffle::authentication::RecordAuthentication::none(),
     }
 }
 
