@@ -87,7 +87,8 @@ impl PartitionMetrics {
 
 /// `sla_monitor_checkpoints_refused_total{reason}`: checkpoints read at a restore but not used
 /// (`implausible`: fails [`super::checkpoint::Checkpoint::check`]; `beyond_partition_end`:
-/// names offsets the partition does not have).
+/// names offsets the partition does not have; the others from
+/// [`super::checkpoint::CheckpointRecord::usable_by`]: format, checksum, tag, identity).
 pub fn checkpoints_refused(reason: &'static str) -> Counter {
     counter!("sla_monitor_checkpoints_refused_total", "reason" => reason)
 }

@@ -2,6 +2,7 @@
 //! serves), `/readyz` (the job is doing its work), plus routes a job adds (e.g. the
 //! synchronizer's delay control).
 
+use crate::runtime::http_server::{self, ServerLimits};
 use crate::runtime::shutdown::Shutdown;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -101,8 +102,9 @@ pub fn base_router(metrics: PrometheusHandle, readiness: Readiness) -> Router {
         )
 }
 
-/// Binds `addr` and serves `router` in the background until shutdown. Binding errors are
-/// returned at once so a port conflict is reported at start-up.
+/// Binds `addr` and serves `router` in the background until shutdown, within the default
+/// [`ServerLimits`]. Binding errors are returned at once so a port conflict is reported at
+/// start-up.
 pub async fn spawn_server(
     addr: SocketAddr,
     router: Router,
@@ -114,14 +116,12 @@ pub async fn spawn_server(
         )
     })?;
     let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.wait().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!("HTTP endpoint on {bound} failed: {e}");
-        }
-    });
+    tokio::spawn(http_server::serve(
+        listener,
+        router,
+        ServerLimits::default(),
+        async move { shutdown.wait().await },
+    ));
     tracing::info!("serving /metrics and /healthz on http://{bound}");
     Ok(bound)
 }

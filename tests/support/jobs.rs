@@ -47,7 +47,45 @@ impl Job {
         )
     }
 
+    /// As [`Job::start`], the process allowed at most `open_files` file descriptors (as a
+    /// container or a systemd unit with `LimitNOFILE` would allow it).
+    pub fn start_with_file_limit(binary: &str, args: &[&str], dir: &Path, open_files: u64) -> Job {
+        use std::os::unix::process::CommandExt;
+        let mut all = vec!["--brokers".to_string(), brokers()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        Job::spawn_with(binary, &all, dir, &[], |command| {
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: open_files,
+                        rlim_max: open_files,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn spawn(binary: &str, args: &[String], dir: &Path, env: &[(&str, &str)]) -> Job {
+        Job::spawn_with(binary, args, dir, env, |_| {})
+    }
+
+    fn spawn_with(
+        binary: &str,
+        args: &[String],
+        dir: &Path,
+        env: &[(&str, &str)],
+        configure: impl FnOnce(&mut Command),
+    ) -> Job {
         let name = Path::new(binary)
             .file_name()
             .unwrap()
@@ -55,7 +93,8 @@ impl Job {
             .into_owned();
         let log = dir.join(format!("{name}-{}.log", unique("run")));
         let stdout = log.with_extension("out");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("--http-addr")
             .arg("127.0.0.1:0")
             .args(args)
@@ -63,9 +102,9 @@ impl Job {
             .envs(env.iter().copied())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+            .stdin(Stdio::null());
+        configure(&mut command);
+        let child = command.spawn().unwrap();
         Job {
             name,
             child,
