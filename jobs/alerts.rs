@@ -9,7 +9,7 @@ use sla_monitor::alerting::evaluator::{self, EvaluatorConfig, SharedStatus};
 use sla_monitor::alerting::report;
 use sla_monitor::alerting::rule::AlertRule;
 use sla_monitor::elasticsearch_connection::ElasticsearchArgs;
-use sla_monitor::runtime::cli::{duration_in, ms, secs, DAY};
+use sla_monitor::runtime::cli::{duration_in, ms, number_in, secs, DAY};
 use sla_monitor::runtime::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::runtime::shutdown::Shutdown;
 use sla_monitor::runtime::{http, telemetry};
@@ -134,7 +134,7 @@ enum Command {
         sla: Option<Duration>,
 
         /// The objective in percent of records within the SLA: the error budget.
-        #[arg(long, default_value_t = 99.5)]
+        #[arg(long, default_value_t = 99.5, value_parser = number_in(1.0, 99.999))]
         objective: f64,
 
         /// Print the report as JSON.

@@ -3,7 +3,7 @@
 use clap::Parser;
 use sla_monitor::generator::{self, GeneratorConfig, RecordMix};
 use sla_monitor::kafka::KafkaArgs;
-use sla_monitor::runtime::cli::{duration_in, ms, DAY};
+use sla_monitor::runtime::cli::{duration_in, ms, number_in, DAY};
 use sla_monitor::runtime::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::runtime::shutdown::Shutdown;
 use sla_monitor::runtime::{http, telemetry};
@@ -23,12 +23,12 @@ struct Cli {
     #[arg(long, env = "SLA_VISITS_TOPIC", default_value = "visits")]
     visits_topic: String,
 
-    /// Records per second.
-    #[arg(long, env = "SLA_GENERATOR_RATE", default_value_t = 100.0)]
+    /// Records per second (0.01 to 1000000).
+    #[arg(long, env = "SLA_GENERATOR_RATE", default_value_t = 100.0, value_parser = number_in(0.01, 1_000_000.0))]
     rate: f64,
 
     /// Stop after this many records (default: run until --duration or a signal).
-    #[arg(long, env = "SLA_GENERATOR_COUNT")]
+    #[arg(long, env = "SLA_GENERATOR_COUNT", value_parser = number_in(1u64, 1_000_000_000_000))]
     count: Option<u64>,
 
     /// Stop after this long, e.g. 5m (default: run until --count or a signal).
@@ -36,23 +36,23 @@ struct Cli {
     duration: Option<Duration>,
 
     /// Percentage (0-100) of records that are not valid JSON.
-    #[arg(long, env = "SLA_GENERATOR_INVALID_JSON_PCT", default_value_t = 0.0)]
+    #[arg(long, env = "SLA_GENERATOR_INVALID_JSON_PCT", default_value_t = 0.0, value_parser = number_in(0.0, 100.0))]
     invalid_json_pct: f64,
 
     /// Percentage of records missing visit_id or event_time.
-    #[arg(long, env = "SLA_GENERATOR_MISSING_FIELD_PCT", default_value_t = 0.0)]
+    #[arg(long, env = "SLA_GENERATOR_MISSING_FIELD_PCT", default_value_t = 0.0, value_parser = number_in(0.0, 100.0))]
     missing_field_pct: f64,
 
     /// Percentage of records where visit_id or event_time has the wrong JSON type.
-    #[arg(long, env = "SLA_GENERATOR_WRONG_TYPE_PCT", default_value_t = 0.0)]
+    #[arg(long, env = "SLA_GENERATOR_WRONG_TYPE_PCT", default_value_t = 0.0, value_parser = number_in(0.0, 100.0))]
     wrong_type_pct: f64,
 
     /// Percentage of records that exactly repeat the previous valid record.
-    #[arg(long, env = "SLA_GENERATOR_DUPLICATE_PCT", default_value_t = 0.0)]
+    #[arg(long, env = "SLA_GENERATOR_DUPLICATE_PCT", default_value_t = 0.0, value_parser = number_in(0.0, 100.0))]
     duplicate_pct: f64,
 
     /// Percentage of records whose event_time lies --late-by in the past.
-    #[arg(long, env = "SLA_GENERATOR_LATE_PCT", default_value_t = 0.0)]
+    #[arg(long, env = "SLA_GENERATOR_LATE_PCT", default_value_t = 0.0, value_parser = number_in(0.0, 100.0))]
     late_pct: f64,
 
     /// How far in the past the event_time of late records lies, e.g. 5m.

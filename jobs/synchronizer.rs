@@ -1,9 +1,10 @@
 //! `synchronizer`: reduces visits from `visits` to `reduced_visits`, stamping the start of
 //! processing, with an optional artificial delay. See `--help`.
 
+use bytesize::ByteSize;
 use clap::Parser;
 use sla_monitor::kafka::KafkaArgs;
-use sla_monitor::runtime::cli::{duration_in, ms, secs, DAY};
+use sla_monitor::runtime::cli::{bytes_in, duration_in, ms, number_in, secs, DAY};
 use sla_monitor::runtime::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::runtime::shutdown::Shutdown;
 use sla_monitor::runtime::{http, telemetry};
@@ -65,13 +66,14 @@ struct Cli {
     /// Without a delay the produce path is the bottleneck and this many stay in flight:
     /// 20,000 covers the broker's acknowledgement time many times over at full speed (50,000
     /// made no record faster and held ~15 MB more); under a delay it caps the rate at this
-    /// many per delay (4,000 records/s with a 5 s delay).
-    #[arg(long, env = "SLA_MAX_IN_FLIGHT", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// many per delay (4,000 records/s with a 5 s delay). 1 to 1000000.
+    #[arg(long, env = "SLA_MAX_IN_FLIGHT", default_value_t = 20_000, value_parser = number_in(1u64, 1_000_000))]
     max_in_flight: u64,
 
     /// Most bytes of reduced records (key plus value) held while they wait for the delay, e.g.
     /// 32MiB: consuming pauses while they are reached (bounds memory whatever the records' size).
-    #[arg(long, env = "SLA_MAX_WAITING_BYTES", default_value = "32MiB")]
+    /// 1 KiB to 4 GiB.
+    #[arg(long, env = "SLA_MAX_WAITING_BYTES", default_value = "32MiB", value_parser = bytes_in(ByteSize::kib(1), ByteSize::gib(4)))]
     max_waiting_bytes: bytesize::ByteSize,
 
     /// On shutdown, how long to wait for delayed and in-flight records before exiting anyway

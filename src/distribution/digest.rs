@@ -16,6 +16,15 @@ pub struct DigestConfig {
     pub compression: usize,
 }
 
+/// The largest `--exact-threshold`: a window's part carries up to this many raw latencies
+/// (8 bytes each) through the shuffle topic, and must stay well within a broker's default
+/// record size (1 MB) with its histogram (a test checks the worst case).
+pub const MAX_EXACT_THRESHOLD: usize = 50_000;
+
+/// The largest `--digest-compression`: a part past the threshold travels as at most this many
+/// centroids (16 bytes each), with the same bound on its size.
+pub const MAX_COMPRESSION: usize = 10_000;
+
 impl Default for DigestConfig {
     fn default() -> Self {
         DigestConfig {

@@ -54,12 +54,12 @@ pub struct KafkaArgs {
     #[arg(long, env = "SLA_KAFKA_COMPRESSION", value_enum, default_value_t = Compression::Lz4)]
     pub compression: Compression,
 
-    /// Partitions of the topics this job creates when they are missing.
-    #[arg(long, env = "SLA_PARTITIONS", default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..))]
+    /// Partitions of the topics this job creates when they are missing (1 to 10000).
+    #[arg(long, env = "SLA_PARTITIONS", default_value_t = 2, value_parser = crate::runtime::cli::number_in(1, 10_000))]
     pub partitions: i32,
 
-    /// Replication factor of the topics this job creates when they are missing.
-    #[arg(long, env = "SLA_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    /// Replication factor of the topics this job creates when they are missing (1 to 32).
+    #[arg(long, env = "SLA_REPLICATION_FACTOR", default_value_t = 1, value_parser = crate::runtime::cli::number_in(1, 32))]
     pub replication_factor: i32,
 }
 

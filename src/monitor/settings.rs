@@ -4,12 +4,13 @@
 use super::measurement::Plausibility;
 use super::MonitorConfig;
 use crate::distribution::digest::DigestConfig;
+use crate::distribution::digest::{MAX_COMPRESSION, MAX_EXACT_THRESHOLD};
 use crate::elasticsearch_connection::ElasticsearchArgs;
 use crate::event_time::watermark::WatermarkConfig;
 use crate::event_time::window::WindowConfig;
 use crate::kafka::KafkaArgs;
 use crate::record::stamp::{self, EndSource, LatencyStamps, Stamp, StampSource, TimeFormat};
-use crate::runtime::cli::{duration_in, ms, secs, DAY};
+use crate::runtime::cli::{duration_in, ms, number_in, secs, DAY};
 use crate::runtime::redact::Secret;
 use crate::shuffle::authentication::RecordAuthentication;
 use crate::sink::elasticsearch::Refresh;
@@ -77,8 +78,8 @@ pub struct MonitorFlags {
     pub shuffle_topic: String,
 
     /// Partitions of the shuffle topic when the monitor creates it: how many instances merge
-    /// windows at once (each window is merged by one). One is plenty for most jobs.
-    #[arg(long, env = "SLA_SHUFFLE_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    /// windows at once (each window is merged by one). One is plenty for most jobs. 1 to 1000.
+    #[arg(long, env = "SLA_SHUFFLE_PARTITIONS", default_value_t = 1, value_parser = number_in(1, 1_000))]
     pub shuffle_partitions: i32,
 
     /// Consumer group of the monitor: every instance started with the same group (and
@@ -122,12 +123,15 @@ pub struct MonitorFlags {
     pub percentiles: Vec<f64>,
 
     /// Windows with at most this many records get exact percentiles; larger ones a t-digest.
-    #[arg(long, env = "SLA_EXACT_THRESHOLD", default_value_t = 10_000)]
+    /// 0 to 50000: each input partition's part of a window carries up to this many raw
+    /// latencies through the shuffle topic and must fit a broker record (1 MB by default).
+    #[arg(long, env = "SLA_EXACT_THRESHOLD", default_value_t = 10_000, value_parser = number_in(0, MAX_EXACT_THRESHOLD))]
     pub exact_threshold: usize,
 
-    /// t-digest compression (centroids kept) for windows above the exact threshold.
+    /// t-digest compression (centroids kept) for windows above the exact threshold, 20 to
+    /// 10000.
     /// (--compression chooses the Kafka codec.)
-    #[arg(long, env = "SLA_DIGEST_COMPRESSION", default_value_t = 500, value_parser = clap::value_parser!(u64).range(20..=100_000))]
+    #[arg(long, env = "SLA_DIGEST_COMPRESSION", default_value_t = 500, value_parser = number_in(20, MAX_COMPRESSION as u64))]
     pub digest_compression: u64,
 
     /// Records whose timestamp is further ahead of this host's clock are refused, e.g. 5m.

@@ -150,6 +150,53 @@ pub fn duration_in(
     }
 }
 
+/// A value parser for a count, size or percentage flag that refuses values outside
+/// `[min, max]` (and NaN), saying the range; clap names the flag in its error. Every number
+/// an operator can set has a range a job can work with: a count of 0 or 10^18, a percentage
+/// of 101, never reach a job.
+pub fn number_in<T>(
+    min: T,
+    max: T,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    move |raw: &str| {
+        let value: T = raw
+            .trim()
+            .parse()
+            .map_err(|e| format!("not a number ({e})"))?;
+        // Written so that NaN (neither above nor below) is refused too.
+        if !(value >= min && value <= max) {
+            return Err(format!("must be from {min} to {max}"));
+        }
+        Ok(value)
+    }
+}
+
+/// A value parser for a size flag (`32MiB`, `512KiB`, plain bytes) that refuses sizes outside
+/// `[min, max]`, saying the range.
+pub fn bytes_in(
+    min: bytesize::ByteSize,
+    max: bytesize::ByteSize,
+) -> impl Fn(&str) -> Result<bytesize::ByteSize, String> + Clone + Send + Sync + 'static {
+    move |raw: &str| {
+        let value: bytesize::ByteSize = raw
+            .trim()
+            .parse()
+            .map_err(|e| format!("not a size like 32MiB ({e})"))?;
+        if value < min || value > max {
+            return Err(format!(
+                "must be from {} to {}",
+                min.display().iec(),
+                max.display().iec()
+            ));
+        }
+        Ok(value)
+    }
+}
+
 /// Milliseconds as a [`Duration`], for the bounds of [`duration_in`].
 pub const fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
@@ -239,6 +286,40 @@ mod tests {
         assert_eq!(parse("0s"), Err("must be from 10ms to 1h".into()));
         assert_eq!(parse("2h"), Err("must be from 10ms to 1h".into()));
         assert!(parse("soon").unwrap_err().starts_with("not a duration"));
+    }
+
+    #[test]
+    fn a_number_or_size_outside_its_range_is_refused_with_the_range() {
+        let count = number_in(1u64, 1_000);
+        assert_eq!(count("7"), Ok(7));
+        assert_eq!(count("0"), Err("must be from 1 to 1000".into()));
+        assert!(count("-1").unwrap_err().starts_with("not a number"));
+        let pct = number_in(0.0f64, 100.0);
+        assert_eq!(pct("12.5"), Ok(12.5));
+        for bad in ["100.1", "-0.5", "NaN", "inf"] {
+            assert!(pct(bad).is_err(), "{bad}");
+        }
+        let size = bytes_in(bytesize::ByteSize::kib(1), bytesize::ByteSize::gib(4));
+        assert_eq!(size("32MiB"), Ok(bytesize::ByteSize::mib(32)));
+        assert!(size("0").unwrap_err().starts_with("must be from 1.0 KiB"));
+        assert!(size("5GiB").is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever an operator types, a bounded flag yields a value within its range or a
+        /// refusal naming the range, never a panic.
+        #[test]
+        fn a_bounded_number_is_within_its_range_or_refused(raw in "[-+0-9.eE]{0,12}|NaN|inf|[a-z]{0,4}") {
+            let parse = number_in(2.5f64, 40.0);
+            match parse(&raw) {
+                Ok(v) => proptest::prop_assert!((2.5..=40.0).contains(&v)),
+                Err(e) => proptest::prop_assert!(e.starts_with("must be from") || e.starts_with("not a number")),
+            }
+            let parse = number_in(1i32, 1_000);
+            if let Ok(v) = parse(&raw) {
+                proptest::prop_assert!((1..=1_000).contains(&v));
+            }
+        }
     }
 
     #[derive(clap::Parser, Debug)]

@@ -862,6 +862,51 @@ mod tests {
         }
     }
 
+    /// The largest parts the flags allow — `--exact-threshold` at its maximum, every value
+    /// raw; `--digest-compression` at its maximum, folded — with a histogram of latencies from
+    /// 1 ms to an hour, stay well below a broker's default record size (1 MB).
+    #[test]
+    fn the_largest_parts_the_flags_allow_fit_a_default_broker_record() {
+        use crate::distribution::digest::{MAX_COMPRESSION, MAX_EXACT_THRESHOLD};
+        let shuffle = keyed(KEY, None, false);
+        let spread = |i: usize, n: usize| 1.0 + (i as f64 / n as f64) * 3_600_000.0;
+        let mut sizes = Vec::new();
+        for (config, n) in [
+            (
+                DigestConfig {
+                    exact_threshold: MAX_EXACT_THRESHOLD,
+                    compression: 500,
+                },
+                MAX_EXACT_THRESHOLD,
+            ),
+            (
+                DigestConfig {
+                    exact_threshold: 0,
+                    compression: MAX_COMPRESSION,
+                },
+                20 * MAX_COMPRESSION,
+            ),
+        ] {
+            let mut digest = LatencyDigest::new(config);
+            let mut histogram = LatencyHistogram::new();
+            for i in 0..n {
+                digest.add(spread(i, n));
+                histogram.add(spread(i, n) as i64);
+            }
+            if n > config.exact_threshold {
+                digest.fold_values();
+            }
+            let part = WindowPart {
+                digest,
+                over_sla: 0,
+                histogram: Some(histogram),
+            };
+            let value = shuffle.encode(&part_record(0, 0, &part));
+            sizes.push(value.len());
+        }
+        assert!(sizes.iter().all(|&size| size < 900_000), "{sizes:?}");
+    }
+
     #[test]
     fn windows_are_spread_over_the_shuffle_partitions_in_turn() {
         let starts: Vec<i32> = (-2..4)
