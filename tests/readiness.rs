@@ -1,6 +1,7 @@
 //! `/readyz` tells a supervisor whether a job is doing its work: the monitor is not ready while
-//! it waits for Elasticsearch at start (with the reason), and ready once it runs; the
-//! synchronizer is ready once it holds partitions. `/healthz` only says the process answers.
+//! it waits for Elasticsearch or its input topic at start (with the reason), or while every
+//! record it reads is refused, and ready once it runs; the synchronizer is ready once it holds
+//! partitions. `/healthz` only says the process answers.
 
 mod support;
 
@@ -14,7 +15,11 @@ async fn readyz(job: &Job) -> (u16, String) {
 }
 
 async fn wait_for_readyz(job: &Job, status: u16, containing: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_for_readyz_within(job, status, containing, Duration::from_secs(30)).await
+}
+
+async fn wait_for_readyz_within(job: &Job, status: u16, containing: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
     let mut last = (0, String::new());
     while Instant::now() < deadline {
         last = readyz(job).await;
@@ -36,6 +41,7 @@ async fn the_monitor_is_ready_only_once_its_sink_is_prepared() {
     let es = Proxy::start(es_url().trim_start_matches("http://")).await;
     es.set_up(false);
     let topics = monitor_topics("ready");
+    create_topic(&topics.reduced, 2).await;
     let monitor = MonitorArgs::bare(&topics, &unique("ready_g"))
         .set("--es-url", &format!("http://{}", es.addr))
         .set("--es-index", &test_index("ready"))
@@ -53,14 +59,74 @@ async fn the_monitor_is_ready_only_once_its_sink_is_prepared() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_synchronizer_is_ready_once_it_holds_partitions() {
     let dir = tempfile::tempdir().unwrap();
+    let visits = unique("ready_visits");
     #[rustfmt::skip]
     let synchronizer = Job::start(
         env!("CARGO_BIN_EXE_synchronizer"),
-        &["--visits-topic", &unique("ready_visits"), "--reduced-topic", &unique("ready_reduced"),
+        &["--visits-topic", &visits, "--reduced-topic", &unique("ready_reduced"),
           "--dead-letter-topic", &unique("ready_dlq"), "--group", &unique("ready_sg")],
         dir.path(),
     );
+    // It never creates the topic it reads: until the visits' producer does, it says so.
+    wait_for_readyz(&synchronizer, 503, "--visits-topic").await;
+    create_topic(&visits, 2).await;
     wait_for_readyz(&synchronizer, 200, "ready").await;
     assert!(synchronizer.log_text().contains("partitions assigned"));
     assert!(synchronizer.terminate(Duration::from_secs(30)).success());
+}
+
+/// A misspelt input topic is not created: the monitor waits, not ready, naming the topic and
+/// the flag, and becomes ready once the topic exists.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_input_topic_is_awaited_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = monitor_topics("misspelt");
+    let monitor = MonitorArgs::bare(&topics, &unique("misspelt_g"))
+        .json_lines(&dir.path().join("out.jsonl"))
+        .start(dir.path());
+    wait_for_readyz(&monitor, 503, "--input-topic").await;
+    let (_, text) = readyz(&monitor).await;
+    assert!(text.contains(&topics.reduced), "{text}");
+    create_topic(&topics.reduced, 2).await;
+    wait_for_readyz(&monitor, 200, "ready").await;
+    assert!(monitor.terminate(Duration::from_secs(30)).success());
+}
+
+/// When every record is refused (here: the start stamp read from a field the records do not
+/// have), the monitor says so in one line naming the flag, `/readyz` says it, and
+/// `sla_monitor_all_records_refused` is 1; records measured again clear all three.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_monitor_refusing_every_record_says_so_and_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = monitor_topics("refuse_all");
+    create_topic(&topics.reduced, 1).await;
+    let monitor = MonitorArgs::bare(&topics, &unique("refuse_all_g"))
+        .json_lines(&dir.path().join("out.jsonl"))
+        .set("--start-time", "field:/start_ms")
+        .start(dir.path());
+    wait_for_readyz(&monitor, 200, "ready").await;
+    let records = |n: usize| -> Vec<Outgoing> {
+        (0..n)
+            .map(|i| Outgoing {
+                key: Some(format!("r{i}")),
+                value: Some(reduced_json(&format!("r{i}"), now_ms() - 100)),
+                partition: Some(0),
+                ..Default::default()
+            })
+            .collect()
+    };
+    produce(&topics.reduced, &records(20)).await;
+    // Judged per 30 s interval: said within two.
+    wait_for_readyz_within(&monitor, 503, "were refused", Duration::from_secs(90)).await;
+    let (_, text) = readyz(&monitor).await;
+    assert!(
+        text.contains("missing_field") && text.contains("--start-time"),
+        "{text}"
+    );
+    assert!(monitor.log_text().contains("were refused (missing_field"));
+    assert_eq!(
+        metric_sum(&monitor, "sla_monitor_all_records_refused", &[]),
+        Some(1.0)
+    );
+    assert!(monitor.terminate(Duration::from_secs(30)).success());
 }

@@ -1,15 +1,28 @@
-//! The monitor's topic preparation on the real broker: missing topics are created with the
-//! configured shapes, existing ones are left as they are, and the partition counts it reports
-//! (which spare the monitor's start two metadata requests) are the broker's.
+//! The monitor's topic preparation on the real broker: missing topics it writes are created
+//! with the configured shapes, existing ones are left as they are, the input topic is never
+//! created (it waits for it, not ready, saying which flag names it), and the partition counts
+//! it reports (which spare the monitor's start two metadata requests) are the broker's.
 
 mod support;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sla_monitor::monitor::{self, TopicLayout};
+use sla_monitor::runtime::http::Readiness;
 use sla_monitor::runtime::shutdown::Shutdown;
 use std::time::Duration;
 use support::in_process::test_config;
 use support::*;
+
+/// Whether the broker's metadata lists `topic` (asking for all topics creates none).
+fn topic_exists(topic: &str) -> bool {
+    blocking(|| {
+        let consumer: BaseConsumer = Cluster::local().config().create().unwrap();
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .unwrap();
+        metadata.topics().iter().any(|t| t.name() == topic)
+    })
+}
 
 /// The partition count the broker's metadata gives `topic`.
 fn partitions_of(topic: &str) -> i32 {
@@ -28,15 +41,39 @@ async fn missing_topics_are_created_and_their_partition_counts_reported() {
     let mut config = test_config(&topics, &unique("prep_new_mg"), Duration::from_secs(5));
     config.shuffle_partitions = 3;
     let (_stop, shutdown) = Shutdown::new();
-    let layout = monitor::prepare_topics(&config, shutdown).await.unwrap();
+    let readiness = Readiness::default();
+    let preparing = tokio::spawn({
+        let (config, readiness) = (config.clone(), readiness.clone());
+        async move { monitor::prepare_topics(&config, &readiness, shutdown).await }
+    });
+    // The input topic is missing: the monitor waits for it, not ready, and creates nothing.
+    wait_for(
+        "the monitor to say it waits for its input topic",
+        Duration::from_secs(30),
+        || {
+            readiness
+                .not_ready_reason()
+                .is_some_and(|r| r.contains(&topics.reduced) && r.contains("--input-topic"))
+        },
+    );
+    assert!(!preparing.is_finished());
+    assert!(
+        !topic_exists(&topics.reduced),
+        "the monitor created its input topic"
+    );
+    create_topic(&topics.reduced, 3).await;
+    let layout = tokio::time::timeout(Duration::from_secs(60), preparing)
+        .await
+        .expect("preparation goes on once the input topic exists")
+        .unwrap()
+        .unwrap();
     assert_eq!(
         layout,
         TopicLayout {
-            input_partitions: Some(config.kafka.partitions),
+            input_partitions: Some(3),
             shuffle_partitions: Some(3),
         }
     );
-    assert_eq!(partitions_of(&topics.reduced), config.kafka.partitions);
     assert_eq!(partitions_of(&topics.shuffle), 3);
     assert_eq!(partitions_of(&topics.dlq), config.kafka.partitions);
     assert_eq!(partitions_of(&topics.checkpoints), 1);
@@ -51,7 +88,8 @@ async fn existing_topics_keep_their_shape_and_report_it() {
     config.shuffle_partitions = 1;
     assert_ne!(config.kafka.partitions, 5);
     let (_stop, shutdown) = Shutdown::new();
-    let layout = monitor::prepare_topics(&config, shutdown.clone())
+    let readiness = Readiness::default();
+    let layout = monitor::prepare_topics(&config, &readiness, shutdown.clone())
         .await
         .unwrap();
     assert_eq!(
@@ -65,7 +103,9 @@ async fn existing_topics_keep_their_shape_and_report_it() {
     assert_eq!(partitions_of(&topics.shuffle), 4);
     // Once every topic exists, a second preparation reports the same without creating any.
     assert_eq!(
-        monitor::prepare_topics(&config, shutdown).await.unwrap(),
+        monitor::prepare_topics(&config, &readiness, shutdown)
+            .await
+            .unwrap(),
         layout
     );
 }

@@ -237,6 +237,55 @@ pub async fn ensure_topics_when_reachable(
     }
 }
 
+/// Waits until the topic a job reads exists and returns its partition count. A job never
+/// creates the topic it reads: a misspelt name would otherwise give a job that is ready and
+/// healthy forever on an empty topic. Until the topic exists, `readiness` says what it waits
+/// for and which flag names the topic, and a warning says so every minute. Waits for an
+/// unreachable broker too; stops on shutdown.
+pub async fn wait_for_input_topic(
+    config: &ClientConfig,
+    topic: &str,
+    flag: &str,
+    readiness: &crate::runtime::http::Readiness,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<i32> {
+    const POLL: Duration = Duration::from_secs(2);
+    let mut last_warning: Option<std::time::Instant> = None;
+    loop {
+        let names = [topic.to_string()];
+        let attempt = || check_connection(config, &names);
+        let retrying = attempt
+            .retry(retry_policy(Duration::from_millis(500)))
+            .when(AdminError::is_transient)
+            .notify(|error, wait| {
+                tracing::warn!("{error}; Kafka unreachable, retrying in {wait:.1?}")
+            });
+        let known = tokio::select! {
+            result = retrying => result?,
+            _ = shutdown.wait() => anyhow::bail!("stopped before Kafka became reachable"),
+        };
+        if let Some(&partitions) = known.get(topic) {
+            if last_warning.is_some() {
+                tracing::info!(topic, partitions, "the input topic exists now");
+            }
+            return Ok(partitions);
+        }
+        let waiting = format!(
+            "waiting for the input topic {topic} to exist: a job never creates the topic it \
+             reads (check {flag}, or create the topic)"
+        );
+        readiness.set_not_ready(waiting.clone());
+        if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            tracing::warn!(topic, "{waiting}");
+            last_warning = Some(std::time::Instant::now());
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            _ = shutdown.wait() => anyhow::bail!("stopped while waiting for the input topic {topic}"),
+        }
+    }
+}
+
 /// Creates every topic in `specs` that does not exist yet; existing topics are left as they
 /// are (their partition count and configs are not changed). Returns the partition counts
 /// this learned: an existing topic's from the metadata, a created one's from its spec (a

@@ -34,7 +34,7 @@ pub async fn launch(flags: MonitorFlags, http_addr: SocketAddr) -> anyhow::Resul
     let config = flags.config()?;
     match sink {
         SinkKind::JsonLines => {
-            let layout = super::prepare_topics(&config, shutdown.clone()).await?;
+            let layout = super::prepare_topics(&config, &readiness, shutdown.clone()).await?;
             let sink = JsonLinesSink::new(output);
             readiness.set_not_ready("starting: reading checkpoints and assigning partitions");
             super::run(config, layout, sink, readiness, shutdown)
@@ -67,7 +67,7 @@ pub async fn launch(flags: MonitorFlags, http_addr: SocketAddr) -> anyhow::Resul
                 hold,
             );
             let shutdown = shutdown.or_when(preparation.failed());
-            let stopped = match super::prepare_topics(&config, shutdown.clone()).await {
+            let stopped = match super::prepare_topics(&config, &readiness, shutdown.clone()).await {
                 Ok(layout) => {
                     readiness
                         .set_not_ready("starting: reading checkpoints and assigning partitions");

@@ -35,6 +35,9 @@ pub struct PartitionMetrics {
     pub watermark: Gauge,
     /// `sla_monitor_open_windows`: windows open in at least one owned partition.
     pub open_windows: Gauge,
+    /// `sla_monitor_all_records_refused`: 1 while every record of the last judged interval
+    /// (30 s with records) was refused by the measurement (see `refusal_watch`), else 0.
+    pub all_records_refused: Gauge,
 }
 
 impl PartitionMetrics {
@@ -59,8 +62,10 @@ impl PartitionMetrics {
                 .map(|from| counter!("sla_monitor_partitions_restored_total", "from" => from)),
             watermark: gauge!("sla_monitor_watermark_seconds"),
             open_windows: gauge!("sla_monitor_open_windows"),
+            all_records_refused: gauge!("sla_monitor_all_records_refused"),
         };
         metrics.negative_latencies.increment(0);
+        metrics.all_records_refused.set(0.0);
         metrics.assigned.set(0.0);
         metrics
     }

@@ -41,6 +41,7 @@ pub mod merge_stage;
 pub mod merge_state;
 pub mod metrics;
 pub mod partition_stage;
+pub mod refusal_watch;
 pub mod restore;
 pub mod settings;
 pub mod unacknowledged;
@@ -161,18 +162,28 @@ pub struct TopicLayout {
     pub shuffle_partitions: Option<i32>,
 }
 
-/// Creates the input topic (with LogAppendTime), the dead-letter, checkpoint and shuffle topics
-/// when missing, and warns when the input topic does not use LogAppendTime. Returns the
-/// partition counts it learned on the way, so that [`run`] need not ask again.
+/// Waits for the input topic (never created here: the pipeline that writes it does, and a
+/// misspelt name must not become an empty topic the monitor reads forever; `readiness` says
+/// what is awaited), creates the dead-letter, checkpoint and shuffle topics when missing, and
+/// warns when the input topic does not use LogAppendTime. Returns the partition counts it
+/// learned on the way, so that [`run`] need not ask again.
 pub async fn prepare_topics(
     config: &MonitorConfig,
+    readiness: &Readiness,
     shutdown: Shutdown,
 ) -> anyhow::Result<TopicLayout> {
     let k = &config.kafka;
     let client = k.client_config(&[]);
+    let input_partitions = admin::wait_for_input_topic(
+        &client,
+        &config.input_topic,
+        "--input-topic",
+        readiness,
+        shutdown.clone(),
+    )
+    .await?;
+    readiness.set_not_ready("starting: preparing the Kafka topics");
     let specs = [
-        TopicSpec::new(&config.input_topic, k.partitions, k.replication_factor)
-            .with_config("message.timestamp.type", "LogAppendTime"),
         TopicSpec::new(
             &config.dead_letter_topic,
             k.partitions,
@@ -189,7 +200,7 @@ pub async fn prepare_topics(
     ];
     let counts = ensure_topics_when_reachable(&client, &specs, shutdown).await?;
     let layout = TopicLayout {
-        input_partitions: counts.get(&config.input_topic).copied(),
+        input_partitions: Some(input_partitions),
         shuffle_partitions: counts.get(&config.shuffle_topic).copied(),
     };
     match admin::timestamp_type(&client, &config.input_topic).await {
@@ -318,6 +329,7 @@ pub async fn run(
             publisher: publisher.clone(),
             checkpoints,
             owned_count: input_owned.clone(),
+            readiness: readiness.clone(),
         },
     );
     let merging = MergeStage::new(

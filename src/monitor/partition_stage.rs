@@ -16,6 +16,7 @@ use super::committer::Committer;
 use super::decisions::{MonitorCore, Publication, RecordDecision};
 use super::measurement::{InputRecord, TimestampKind};
 use super::metrics::PartitionMetrics;
+use super::refusal_watch::{AllRefused, RefusalWatch};
 use super::restore::{self, PartitionResume};
 use super::{now_ms, outcome_of, MonitorConfig, MonitorError, MonitorReport, Pending};
 use crate::kafka::dead_letter::{DeadLetterQueue, WINDOW_START_HEADER};
@@ -28,6 +29,7 @@ use crate::kafka::transient::is_transient;
 use crate::kafka::{JobContext, READY_BATCH};
 use crate::record::rejection::{RejectReason, Rejection};
 use crate::runtime::backoff::retry_policy;
+use crate::runtime::http::{Readiness, ReadinessHold};
 use crate::runtime::shutdown::Shutdown;
 use crate::shuffle::publisher::ShufflePublisher;
 use backon::Retryable;
@@ -66,6 +68,8 @@ pub struct PartitionStageParts {
     pub checkpoints: checkpoint_store::CheckpointReader,
     /// Input partitions held now, for the merge stage's watchdog.
     pub owned_count: Arc<AtomicUsize>,
+    /// The job's readiness (not ready while every record is refused).
+    pub readiness: Readiness,
 }
 
 /// The partition stage's state (see the module documentation).
@@ -100,6 +104,11 @@ pub struct PartitionStage {
     stamp_headers: Vec<String>,
     /// Where a partition without a committed offset starts (`auto.offset.reset`).
     offset_reset: Option<Offset>,
+    /// Whether every record is refused, judged per interval.
+    refusals: RefusalWatch,
+    /// Keeps the job not ready while every record is refused.
+    refusal_hold: Option<ReadinessHold>,
+    readiness: Readiness,
 }
 
 impl PartitionStage {
@@ -129,6 +138,9 @@ impl PartitionStage {
             timestamp_kinds_seen: [false; 3],
             stamp_headers,
             offset_reset,
+            refusals: RefusalWatch::default(),
+            refusal_hold: None,
+            readiness: parts.readiness,
         }
     }
 
@@ -358,6 +370,13 @@ impl PartitionStage {
         let decision = self
             .core
             .on_record(message.partition(), message.offset(), &record, now);
+        match &decision {
+            RecordDecision::DeadLetter {
+                rejection,
+                late_for_window: None,
+            } => self.refusals.refused(rejection.reason, now),
+            _ => self.refusals.measured(now),
+        }
         match decision {
             RecordDecision::Accepted {
                 timestamp_kind,
@@ -459,7 +478,32 @@ impl PartitionStage {
         self.metrics
             .open_windows
             .set(self.core.open_windows() as f64);
+        if let Some(verdict) = self.refusals.tick(now) {
+            self.on_refusal_verdict(verdict);
+        }
         Ok(())
+    }
+
+    /// Says in one line (and on `/readyz` and `sla_monitor_all_records_refused`) that every
+    /// record of the last interval was refused, and which flag to check; or that records are
+    /// measured again.
+    fn on_refusal_verdict(&mut self, verdict: Option<AllRefused>) {
+        match verdict {
+            Some(all) => {
+                let line = all.describe(&format!("now measuring {}", self.config.stamps));
+                tracing::error!(topic = %self.config.input_topic, "{line}");
+                self.metrics.all_records_refused.set(1.0);
+                self.refusal_hold = Some(self.readiness.hold(line));
+            }
+            None => {
+                tracing::info!(
+                    topic = %self.config.input_topic,
+                    "records are measured again (no longer every one refused)"
+                );
+                self.metrics.all_records_refused.set(0.0);
+                self.refusal_hold = None;
+            }
+        }
     }
 
     /// Publishes window parts, then the partitions' progress. One idempotent producer keeps

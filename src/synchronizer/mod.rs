@@ -137,15 +137,27 @@ enum OutputKind {
     DeadLetter,
 }
 
-/// Creates the topics the synchronizer uses when they are missing: the output topic with
-/// `message.timestamp.type=LogAppendTime` so that its timestamps are the broker's append time.
+/// Waits for the input topic (never created by the synchronizer, which reads it: the visits'
+/// producer creates it; `config.readiness` says what is awaited) and creates the topics it
+/// writes when they are missing: the output topic with `message.timestamp.type=LogAppendTime`
+/// so that its timestamps are the broker's append time.
 pub async fn ensure_synchronizer_topics(
     config: &SynchronizerConfig,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let k = &config.kafka;
+    crate::kafka::admin::wait_for_input_topic(
+        &k.client_config(&[]),
+        &config.input_topic,
+        "--visits-topic",
+        &config.readiness,
+        shutdown.clone(),
+    )
+    .await?;
+    config
+        .readiness
+        .set_not_ready("starting: preparing the topics and joining the group");
     let specs = [
-        TopicSpec::new(&config.input_topic, k.partitions, k.replication_factor),
         TopicSpec::new(&config.output_topic, k.partitions, k.replication_factor)
             .with_config("message.timestamp.type", "LogAppendTime"),
         TopicSpec::new(

@@ -86,7 +86,8 @@ impl InProcessMonitor {
     /// Prepares the topics and starts the monitor with `config`.
     pub async fn start(config: MonitorConfig) -> InProcessMonitor {
         let (stop, shutdown) = Shutdown::new();
-        let layout = monitor::prepare_topics(&config, shutdown.clone())
+        let readiness = sla_monitor::runtime::http::Readiness::default();
+        let layout = monitor::prepare_topics(&config, &readiness, shutdown.clone())
             .await
             .expect("preparing the monitor's topics");
         let sink = MemorySink::new();
