@@ -132,6 +132,8 @@ fn main() {
             WatermarkConfig {
                 max_out_of_orderness_ms: 5_000,
                 idle_timeout_ms: 30_000,
+                producer_hold_ms: 0,
+                assume_broker_stamped: false,
             },
         );
         let mut rng = 0x9E37_79B9_7F4A_7C15u64;

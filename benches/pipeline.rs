@@ -966,7 +966,7 @@ async fn freshness(brokers: &str, topic: &str, es: &str, seconds: u64) {
         "--brokers", brokers, "--reduced-topic", topic,
         "--dead-letter-topic", &unique("bench_dlq"), "--checkpoint-topic", &unique("bench_ckpt"), "--shuffle-topic", &unique("bench_shuffle"),
         "--group", &unique("bench_fresh"), "--window", "1s", "--max-out-of-orderness", "200ms",
-        "--idle-timeout", "5s", "--es-url", es, "--es-index", &index,
+        "--idle-timeout", "5s", "--max-producer-hold", "0s", "--es-url", es, "--es-index", &index,
     ]);
     let mut child = command
         .stdout(Stdio::null())

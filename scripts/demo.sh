@@ -83,7 +83,7 @@ BIN=target/release
 say "starting monitor, synchronizer, generator and the alert evaluator (topics ${RUN}_*, index $INDEX)"
 $BIN/monitor --input-topic "${RUN}_reduced" --dead-letter-topic "${RUN}_reduced_dlq" \
   --checkpoint-topic "${RUN}_checkpoints" --group "${RUN}_monitor" --window "$WINDOW" \
-  --max-out-of-orderness "$OOO" --idle-timeout "$IDLE" --sla 5s --es-index "$INDEX" \
+  --max-out-of-orderness "$OOO" --idle-timeout "$IDLE" --max-producer-hold "$IDLE" --sla 5s --es-index "$INDEX" \
   --http-addr 127.0.0.1:0 2>"$WORK/monitor.log" & pids+=($!)
 $BIN/synchronizer --visits-topic "${RUN}_visits" --reduced-topic "${RUN}_reduced" \
   --dead-letter-topic "${RUN}_visits_dlq" --group "${RUN}_synchronizer" --http-addr "$SYNC_HTTP" \

@@ -154,3 +154,51 @@ async fn a_broker_outage_closes_no_window_of_the_monitor_by_idleness() {
         "the record appended after the outage belongs to the window: {document}"
     );
 }
+
+/// A generator stopped while its broker is gone does not wait for the producer's message
+/// timeout (5 minutes) — the new user's second SIGINT: it waits a bounded time for the
+/// deliveries under way, says how many the broker never confirmed, and exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_generator_stopped_during_an_outage_exits_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut broker = start_broker(dir.path(), port);
+    let brokers = format!("127.0.0.1:{port}");
+    let generator = Job::start_without_brokers(
+        env!("CARGO_BIN_EXE_generator"),
+        &[
+            "--brokers",
+            &brokers,
+            "--visits-topic",
+            "outage_generated",
+            "--rate",
+            "200",
+        ],
+        dir.path(),
+    );
+    wait_for("visits produced", Duration::from_secs(60), || {
+        metric_sum(&generator, "sla_generator_records_total", &[]).unwrap_or(0.0) >= 50.0
+    });
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+    // Once the generator's client has noticed, it has been enqueueing for a while: deliveries
+    // the broker cannot confirm are under way.
+    wait_for("the outage noticed", Duration::from_secs(60), || {
+        let log = generator.log_text();
+        [
+            "unreachable",
+            "Kafka connection failed",
+            "Kafka client error",
+        ]
+        .iter()
+        .any(|said| log.contains(said))
+    });
+    let log = generator.log.clone();
+    let status = generator.terminate(Duration::from_secs(60));
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains("not confirmed") && text.contains("generator finished"),
+        "{text}"
+    );
+}

@@ -26,8 +26,8 @@ fn read(path: &str) -> String {
 }
 
 fn yaml(path: &str) -> Value {
-    let mut value: serde_yaml::Value =
-        serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut value: serde_norway::Value =
+        serde_norway::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
     value
         .apply_merge()
         .unwrap_or_else(|e| panic!("{path}: merge keys: {e}"));
@@ -358,7 +358,7 @@ fn prometheus_rules_and_alertmanager_routing_are_valid_and_tested() {
         "dashboards/alertmanager",
     );
     assert!(config.contains("SUCCESS"), "{config}");
-    let am: Value = serde_yaml::from_str(&std::fs::read_to_string(&rendered).unwrap()).unwrap();
+    let am: Value = serde_norway::from_str(&std::fs::read_to_string(&rendered).unwrap()).unwrap();
     assert_eq!(am["global"]["smtp_smarthost"], "127.0.0.1:2525");
     assert_eq!(
         am["receivers"][0]["email_configs"][0]["to"],
@@ -394,6 +394,30 @@ fn prometheus_rules_and_alertmanager_routing_are_valid_and_tested() {
         std::fs::read_to_string(with_busybox).unwrap(),
         std::fs::read_to_string(&rendered).unwrap()
     );
+    // Every severity a provisioned rule uses reaches its receivers: the burn-rate rules' page
+    // and ticket reached no e-mail route before.
+    for (severity, receivers) in [
+        ("critical", "oncall-email,oncall-webhook"),
+        ("page", "oncall-email,oncall-webhook"),
+        ("warning", "oncall-webhook"),
+        ("ticket", "oncall-webhook"),
+    ] {
+        let routed = tool(
+            "amtool",
+            &[
+                "config",
+                "routes",
+                "test",
+                "--config.file",
+                rendered.to_str().unwrap(),
+                &format!("severity={severity}"),
+            ],
+            "dashboards/alertmanager",
+        );
+        // stdout (the receivers) comes first, then amtool's warnings.
+        let first = routed.lines().next().unwrap_or("").trim();
+        assert_eq!(first, receivers, "severity={severity}: {routed}");
+    }
     // A missing receiver setting is refused by name, and nothing is written.
     let error = render_alertmanager_config(dir.path(), &LOOPBACK_RECEIVERS[1..]).unwrap_err();
     assert!(error.contains("set SLA_SMTP_SMARTHOST"), "{error}");
@@ -642,12 +666,74 @@ fn compose_stack_is_complete_and_loopback_only() {
         !user.contains("root") && !user.contains(" 0"),
         "runs as non-root: {user}"
     );
+    // The toolchain is pinned to a release (a floating `rust:1` changes compilers silently) and
+    // the build keeps its registry and target directory in cache mounts.
+    let from = dockerfile
+        .lines()
+        .find(|l| l.starts_with("FROM rust:"))
+        .expect("a Rust build stage");
+    let version = from["FROM rust:".len()..].split('-').next().unwrap();
+    assert_eq!(version.split('.').count(), 3, "pinned to a release: {from}");
+    for cache in ["target=/usr/local/cargo/registry", "target=/src/target"] {
+        assert!(
+            dockerfile.contains(&format!("--mount=type=cache,{cache}")),
+            "{cache}"
+        );
+    }
+    // Every monitor authenticates its internal records with a key mounted from outside the
+    // repo, the same way as the control token.
+    for (name, service) in services {
+        if service["entrypoint"][0] != "/usr/local/bin/monitor" {
+            continue;
+        }
+        let key_path = service["environment"]["SLA_INTERNAL_KEY_FILE"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no SLA_INTERNAL_KEY_FILE"));
+        let key = service["volumes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no volumes"))
+            .iter()
+            .find(|v| v["target"] == key_path)
+            .unwrap_or_else(|| panic!("{name}: the internal key is not mounted"));
+        assert_eq!(key["bind"]["create_host_path"], false, "{name}");
+        assert_eq!(key["read_only"], true, "{name}");
+    }
+    // Prometheus scrapes every job service (the second pipeline's monitor by DNS: it runs only
+    // with its profile).
+    let prometheus = read("dashboards/prometheus/prometheus.yml");
+    for (name, service) in services {
+        if service["entrypoint"][0]
+            .as_str()
+            .is_some_and(|e| e.starts_with("/usr/local/bin/"))
+        {
+            assert!(
+                prometheus.contains(&format!("\"{name}:"))
+                    || prometheus.contains(&format!("[\"{name}\"]")),
+                "Prometheus does not scrape {name}"
+            );
+        }
+    }
 }
 
 #[test]
 fn secured_kafka_override_keeps_client_secrets_outside_the_repo() {
     let compose = yaml("docker/secured-kafka.yml");
-    for job in ["generator", "synchronizer", "monitor", "monitor-2"] {
+    // Every service of the stack that talks to Kafka (the jobs) is covered by the override.
+    let base = yaml("docker/docker-compose.yml");
+    let jobs: Vec<String> = base["services"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, s)| {
+            s["entrypoint"][0]
+                .as_str()
+                .is_some_and(|e| e.starts_with("/usr/local/bin/"))
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    assert!(jobs.len() >= 5, "{jobs:?}");
+    for job in &jobs {
+        let job = job.as_str();
         let service = &compose["services"][job];
         let env = &service["environment"];
         assert!(

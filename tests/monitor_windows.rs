@@ -418,3 +418,78 @@ async fn three_windows_are_written_exactly_by(
         );
     }
 }
+
+/// On a CreateTime topic (Kafka's default; every topic of the local broker) a record a slow
+/// producer held keeps its early stamp and may land on a partition that has gone idle, whose
+/// watermark follows the clock: with the idle timeout alone (`--max-producer-hold 0s`) the
+/// window has closed and the record — the slowest, an SLA miss — is dead-lettered as late.
+/// With the hold bound, the idle partition trails the clock by the hold and the record is
+/// counted in its window. Each run waits on the monitor's own watermark, not on time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_a_producer_held_is_measured_not_late() {
+    for (hold, counted_late) in [("20s", false), ("0s", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = monitor_topics("held");
+        create_topic(&s.reduced, 2).await;
+        let output = dir.path().join("windows.jsonl");
+        let monitor = MonitorArgs::new(&s, &unique("held_g"))
+            .json_lines(&output)
+            .set("--idle-timeout", "1s")
+            .set("--max-producer-hold", hold)
+            .start(dir.path());
+        wait_for("both partitions assigned", Duration::from_secs(60), || {
+            metric_sum(&monitor, "sla_assigned_partitions", &["role=\"input\""]) == Some(2.0)
+        });
+        // A window a few seconds old, on partition 0 only; partition 1 has nothing (idle).
+        let start = (now_ms() - 4_000).div_euclid(WINDOW) * WINDOW;
+        let on_time: Vec<Outgoing> = (0..10)
+            .map(|i| record(0, start + 100 + i * 10, 50, &format!("p0-{i}")))
+            .collect();
+        produce(&s.reduced, &on_time).await;
+        // Both partitions have a watermark once partition 1 is idle; with the idle timeout
+        // alone it passes the window's end, with the hold it stays before its start.
+        let watermark = || metric_sum(&monitor, "sla_monitor_watermark_seconds", &[]);
+        wait_for(
+            "the monitor to read the records and go idle",
+            Duration::from_secs(60),
+            || {
+                metric_sum(&monitor, "sla_records_consumed_total", &[]) == Some(10.0)
+                    && watermark()
+                        .is_some_and(|w| !counted_late || w * 1000.0 >= (start + WINDOW) as f64)
+            },
+        );
+        if !counted_late {
+            let w = (watermark().unwrap() * 1000.0) as i64;
+            assert!(
+                w < start,
+                "the hold did not hold the idle partition back: {w} vs {start}"
+            );
+        }
+        // The slow producer's record: stamped inside the window, delivered now, to the idle
+        // partition, its latency the largest.
+        produce(&s.reduced, &[record(1, start + 500, 1_500, "held")]).await;
+        let id = format!("visits-synchronizer-{start}");
+        if counted_late {
+            wait_for(
+                "the held record counted late",
+                Duration::from_secs(60),
+                || metric_sum(&monitor, "sla_monitor_late_records_total", &[]) == Some(1.0),
+            );
+        }
+        wait_for("the window's document", Duration::from_secs(90), || {
+            read_documents(&output).0.contains_key(&id)
+        });
+        let docs = read_documents(&output).0;
+        let expected = if counted_late { 10 } else { 11 };
+        assert_eq!(docs[&id]["count"], expected, "hold {hold}: {}", docs[&id]);
+        if !counted_late {
+            assert_eq!(
+                docs[&id]["max"], 1_500.0,
+                "the held record's latency is measured"
+            );
+            let late = metric_sum(&monitor, "sla_monitor_late_records_total", &[]);
+            assert_eq!(late.unwrap_or(0.0), 0.0);
+        }
+        assert!(monitor.terminate(Duration::from_secs(30)).success());
+    }
+}

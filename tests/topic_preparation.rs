@@ -72,6 +72,7 @@ async fn missing_topics_are_created_and_their_partition_counts_reported() {
         TopicLayout {
             input_partitions: Some(3),
             shuffle_partitions: Some(3),
+            input_log_append_time: false,
         }
     );
     assert_eq!(partitions_of(&topics.shuffle), 3);
@@ -97,6 +98,7 @@ async fn existing_topics_keep_their_shape_and_report_it() {
         TopicLayout {
             input_partitions: Some(5),
             shuffle_partitions: Some(4),
+            input_log_append_time: false,
         }
     );
     assert_eq!(partitions_of(&topics.reduced), 5);

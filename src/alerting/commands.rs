@@ -121,7 +121,8 @@ pub fn evaluation_times(
             "{title:?}: the evaluation interval must be positive"
         ));
     }
-    let first = from_ms.saturating_add(step_ms - 1).div_euclid(step_ms) * step_ms;
+    // The live evaluator's times too (`schedule`): multiples of the interval.
+    let first = super::schedule::first_at_or_after(from_ms, step_ms);
     let count = if first > to_ms {
         0
     } else {

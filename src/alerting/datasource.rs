@@ -37,8 +37,8 @@ struct File {
 }
 
 /// Reads a data-source provisioning file into a map by uid.
-pub fn parse(yaml: &str) -> Result<BTreeMap<String, Datasource>, serde_yaml::Error> {
-    let file: File = serde_yaml::from_str(yaml)?;
+pub fn parse(yaml: &str) -> Result<BTreeMap<String, Datasource>, serde_norway::Error> {
+    let file: File = serde_norway::from_str(yaml)?;
     Ok(file
         .datasources
         .into_iter()

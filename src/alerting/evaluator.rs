@@ -7,6 +7,7 @@
 use super::instances::{labels_text, InstanceState, InstanceTransition, RuleInstances};
 use super::notify::{alertmanager_alert, webhook_payload};
 use super::rule::AlertRule;
+use super::schedule::Schedule;
 use super::state::{format_state, Lifecycle};
 use crate::runtime::shutdown::Shutdown;
 use axum::extract::State;
@@ -118,14 +119,27 @@ pub async fn run(config: EvaluatorConfig, status: SharedStatus, shutdown: Shutdo
             let lifecycle = Lifecycle::of(rule, config.interval);
             let interval = lifecycle.interval;
             tracing::info!(rule = %rule.title, ?interval, index = %config.index, "evaluating");
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Grafana's scheduler: evaluations at multiples of the interval since the epoch,
+            // each stamped with its scheduled time (see `schedule`), as the backtest does.
+            let step_ms = interval.as_millis().max(1) as i64;
+            let mut schedule = Schedule::starting(now_ms(), step_ms);
             loop {
+                let wait = Duration::from_millis((schedule.next_ms() - now_ms()).max(0) as u64);
                 tokio::select! {
-                    _ = tick.tick() => {}
+                    () = tokio::time::sleep(wait) => {}
                     _ = shutdown.wait() => break,
                 }
-                let now = now_ms();
+                if now_ms() < schedule.next_ms() {
+                    continue; // woken early (the timer's resolution): wait for the rest
+                }
+                let (now, skipped) = schedule.take(now_ms());
+                if skipped > 0 {
+                    tracing::warn!(
+                        rule = %rule.title,
+                        skipped,
+                        "evaluations skipped: the previous one took longer than the interval"
+                    );
+                }
                 let results = rule.evaluate(&config.client, &config.index, now).await;
                 let sending = !config.alertmanagers.is_empty();
                 let (applied, firing) = {

@@ -54,7 +54,7 @@ impl Incident {
 pub enum IncidentsError {
     /// Not YAML of the expected shape.
     #[error("not a list of incidents ({{name, start, end, job?}}): {0}")]
-    Shape(#[from] serde_yaml::Error),
+    Shape(#[from] serde_norway::Error),
     /// A time is not RFC 3339.
     #[error("incident {name:?}: {field} {value:?} is not an RFC 3339 time (2026-11-20T10:04:00Z)")]
     Time {
@@ -94,7 +94,7 @@ enum FileSpec {
 
 /// Reads an incidents file (see the module documentation), sorted by start.
 pub fn parse(yaml: &str) -> Result<Vec<Incident>, IncidentsError> {
-    let specs = match serde_yaml::from_str::<FileSpec>(yaml)? {
+    let specs = match serde_norway::from_str::<FileSpec>(yaml)? {
         FileSpec::List(specs) | FileSpec::Map { incidents: specs } => specs,
     };
     let mut incidents = specs

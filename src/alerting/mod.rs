@@ -19,6 +19,7 @@ pub mod notify;
 pub mod report;
 pub mod requirements;
 pub mod rule;
+pub mod schedule;
 pub mod score;
 pub mod state;
 pub mod variants;

@@ -172,7 +172,7 @@ fn duration(raw: &Option<String>, what: &str, rule: &str) -> Result<Duration, Ru
 
 /// Reads every rule of a provisioning file.
 pub fn load(yaml: &str) -> Result<Vec<AlertRule>, RuleError> {
-    let file: File = serde_yaml::from_str(yaml).map_err(|e| RuleError::Parse(e.to_string()))?;
+    let file: File = serde_norway::from_str(yaml).map_err(|e| RuleError::Parse(e.to_string()))?;
     let mut rules = Vec::new();
     for group in file.groups {
         let interval = duration(&Some(group.interval.clone()), "group interval", &group.name)?;

@@ -242,6 +242,8 @@ mod tests {
             watermark: WatermarkConfig {
                 max_out_of_orderness_ms: 0,
                 idle_timeout_ms: 1_000,
+                producer_hold_ms: 0,
+                assume_broker_stamped: false,
             },
             plausibility: Plausibility {
                 max_future_ms: 60_000,

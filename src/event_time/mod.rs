@@ -125,6 +125,15 @@ impl EventTimeOperator {
             .and_then(|op| op.watermark.max_event_time())
     }
 
+    /// Whether `partition`'s latest record carried the broker's append time (LogAppendTime)
+    /// rather than a producer's stamp: decides how long the partition, idle, trails the clock
+    /// (see `watermark`).
+    pub fn stamped_by_broker(&mut self, partition: i32, broker_stamped: bool) {
+        if let Some(op) = self.partitions.get_mut(&partition) {
+            op.watermark.stamped_by_broker(broker_stamped);
+        }
+    }
+
     /// Offers a record: decides where it goes, then advances its partition's event time.
     /// A partition never assigned is assigned on first sight.
     pub fn on_record(
@@ -307,6 +316,8 @@ mod tests {
             WatermarkConfig {
                 max_out_of_orderness_ms: 2_000,
                 idle_timeout_ms,
+                producer_hold_ms: 0,
+                assume_broker_stamped: false,
             },
         )
     }

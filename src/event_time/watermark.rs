@@ -15,6 +15,15 @@
 //! is unreachable nobody knows what waits, so the monitor holds the silence clock
 //! (`hold_idleness`): an outage closes no window early.
 //!
+//! Idleness knows nothing of records still inside a producer: when event times are stamped by
+//! the producer (Kafka's default CreateTime, or a stamp in the record), a record can reach the
+//! broker long after its stamp — as late as the producer's `delivery.timeout.ms` (2 minutes
+//! by default) — and an idle watermark at `now - idle_timeout` would have passed it: the
+//! slowest records of a slow producer, exactly the SLA misses, would be dead-lettered as late.
+//! So an idle partition whose event times are the producer's follows the clock at
+//! `now - max(idle_timeout, producer_hold)`; one whose event times are the broker's append time
+//! (LogAppendTime) at `now - idle_timeout`, since nothing lands with a stamp older than that.
+//!
 //! Times are Unix milliseconds; processing time is passed in, never read here.
 
 /// Watermark parameters.
@@ -24,6 +33,12 @@ pub struct WatermarkConfig {
     pub max_out_of_orderness_ms: i64,
     /// Processing time without records after which a partition is idle (ms).
     pub idle_timeout_ms: i64,
+    /// How long a producer may hold a record between stamping and delivering it (ms): an idle
+    /// partition whose event times are the producer's trails the clock by at least this.
+    pub producer_hold_ms: i64,
+    /// Whether a partition's event times are taken to be the broker's append time before its
+    /// first record says (the input topic is configured with LogAppendTime).
+    pub assume_broker_stamped: bool,
 }
 
 /// One partition's event-time progress and idleness.
@@ -38,6 +53,8 @@ pub struct PartitionWatermark {
     caught_up: bool,
     /// The watermark as last advanced (never decreases).
     current: Option<i64>,
+    /// Whether its event times are the broker's append time (its last record's kind).
+    broker_stamped: bool,
 }
 
 impl PartitionWatermark {
@@ -51,6 +68,24 @@ impl PartitionWatermark {
             last_activity_ms: now_ms,
             caught_up: false,
             current: None,
+            broker_stamped: config.assume_broker_stamped,
+        }
+    }
+
+    /// Whether the partition's event times are the broker's append time (LogAppendTime) or
+    /// the producer's (CreateTime, a stamp in the record), as its latest record says.
+    pub fn stamped_by_broker(&mut self, broker_stamped: bool) {
+        self.broker_stamped = broker_stamped;
+    }
+
+    /// How far an idle partition's watermark trails the clock (see the module documentation).
+    fn idle_lag_ms(&self) -> i64 {
+        if self.broker_stamped {
+            self.config.idle_timeout_ms
+        } else {
+            self.config
+                .idle_timeout_ms
+                .max(self.config.producer_hold_ms)
         }
     }
 
@@ -103,10 +138,13 @@ impl PartitionWatermark {
     }
 
     /// Recomputes the watermark at processing time `now_ms` and returns it: the clock minus
-    /// the idle timeout while idle, else what its records give; never lower than before.
+    /// the idle timeout (or the producer hold, see the module documentation) while idle, else
+    /// what its records give; never lower than before.
     pub fn advance(&mut self, now_ms: i64) -> Option<i64> {
         let candidate = if self.is_idle(now_ms) {
-            Some(now_ms.saturating_sub(self.config.idle_timeout_ms))
+            // Never behind what its records give (a hold longer than the records' lag).
+            let by_clock = now_ms.saturating_sub(self.idle_lag_ms());
+            Some(self.of_records().map_or(by_clock, |r| r.max(by_clock)))
         } else {
             self.of_records()
         };
@@ -131,7 +169,50 @@ mod tests {
         WatermarkConfig {
             max_out_of_orderness_ms: 1_000,
             idle_timeout_ms: 10_000,
+            producer_hold_ms: 0,
+            assume_broker_stamped: false,
         }
+    }
+
+    /// A record a producer held for 20 s lands on an idle partition: with the hold bound (30 s)
+    /// its window is still open; with the idle timeout alone (10 s) it would be late.
+    #[test]
+    fn an_idle_partition_of_producer_stamps_waits_for_the_producer_hold() {
+        let held = WatermarkConfig {
+            producer_hold_ms: 30_000,
+            ..config()
+        };
+        let mut w = PartitionWatermark::new(held, None, 0);
+        w.observe(100_000, 100_000);
+        w.caught_up();
+        // Idle from 110 000; the producer stamped a record at 105 000 that lands at 125 000.
+        assert_eq!(w.advance(125_000), Some(98_999), "not past 95 000 yet");
+        assert!(w.current().unwrap() < 105_000);
+        let mut alone = PartitionWatermark::new(config(), None, 0);
+        alone.observe(100_000, 100_000);
+        alone.caught_up();
+        assert_eq!(
+            alone.advance(125_000),
+            Some(115_000),
+            "would have passed it"
+        );
+        // Stamped by the broker, the hold does not apply.
+        w.stamped_by_broker(true);
+        assert_eq!(w.advance(125_000), Some(115_000));
+        // Before any record, the topic's configuration decides.
+        let mut empty = PartitionWatermark::new(
+            WatermarkConfig {
+                assume_broker_stamped: true,
+                ..held
+            },
+            None,
+            0,
+        );
+        empty.caught_up();
+        assert_eq!(empty.advance(40_000), Some(30_000));
+        let mut empty = PartitionWatermark::new(held, None, 0);
+        empty.caught_up();
+        assert_eq!(empty.advance(40_000), Some(10_000));
     }
 
     fn fresh() -> PartitionWatermark {

@@ -42,6 +42,9 @@ pub struct GeneratorReport {
     pub by_kind: BTreeMap<&'static str, u64>,
 }
 
+/// How long a stopping generator waits for the deliveries still under way.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Pacing tick: records are sent in small bursts this often to follow the rate.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -113,8 +116,23 @@ pub async fn run(
             Some((kind, result)) = deliveries.next() => count(&mut report, kind, result, &context)?,
         }
     }
-    while let Some((kind, result)) = deliveries.next().await {
-        count(&mut report, kind, result, &context)?;
+    // Deliveries still under way are awaited, but not for ever: a broker that answers slowly
+    // (or not at all) would otherwise keep a stopped generator alive for the producer's
+    // message timeout (5 minutes), and make an operator send a second signal.
+    let draining = async {
+        while let Some((kind, result)) = deliveries.next().await {
+            count(&mut report, kind, result, &context)?;
+        }
+        anyhow::Ok(())
+    };
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, draining).await;
+    match drained {
+        Ok(drained) => drained?,
+        Err(_) => tracing::warn!(
+            unconfirmed = deliveries.len(),
+            "stopping with deliveries the broker has not confirmed after {DRAIN_TIMEOUT:?} \
+             (they may or may not be written)"
+        ),
     }
     tracing::info!(produced = report.produced, by_kind = ?report.by_kind, "generator finished");
     Ok(report)

@@ -196,6 +196,10 @@ impl MonitorCore {
             measurement.latency_ms,
             now_ms,
         );
+        self.operator.stamped_by_broker(
+            partition,
+            measurement.timestamp_kind == TimestampKind::LogAppendTime,
+        );
         match placement {
             Placement::Accepted { .. } => RecordDecision::Accepted {
                 timestamp_kind: measurement.timestamp_kind,
@@ -442,6 +446,8 @@ mod tests {
             watermark: WatermarkConfig {
                 max_out_of_orderness_ms: 0,
                 idle_timeout_ms: 5_000,
+                producer_hold_ms: 0,
+                assume_broker_stamped: false,
             },
             plausibility: Plausibility {
                 max_future_ms: 60_000,

@@ -53,6 +53,7 @@ use crate::kafka::group_consumer::{self, GroupConsumer};
 use crate::kafka::producer::RELIABLE_PRODUCER;
 use crate::kafka::rebalance_events::RebalanceNotifier;
 use crate::kafka::{admin, ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec};
+use crate::record::stamp::EndSource;
 use crate::runtime::http::Readiness;
 use crate::runtime::shutdown::Shutdown;
 use crate::shuffle::authentication::RecordAuthentication;
@@ -160,6 +161,8 @@ pub struct TopicLayout {
     pub input_partitions: Option<i32>,
     /// Partitions of the shuffle topic.
     pub shuffle_partitions: Option<i32>,
+    /// The input topic is configured with `message.timestamp.type=LogAppendTime`.
+    pub input_log_append_time: bool,
 }
 
 /// Waits for the input topic (never created here: the pipeline that writes it does, and a
@@ -199,18 +202,22 @@ pub async fn prepare_topics(
         .with_config("cleanup.policy", "compact"),
     ];
     let counts = ensure_topics_when_reachable(&client, &specs, shutdown).await?;
-    let layout = TopicLayout {
+    let mut layout = TopicLayout {
         input_partitions: Some(input_partitions),
         shuffle_partitions: counts.get(&config.shuffle_topic).copied(),
+        input_log_append_time: false,
     };
     match admin::timestamp_type(&client, &config.input_topic).await {
-        Ok(Some(t)) if t == "LogAppendTime" => {}
+        Ok(Some(t)) if t == "LogAppendTime" => layout.input_log_append_time = true,
         Ok(other) => tracing::warn!(
             topic = %config.input_topic,
             configured = ?other,
             "topic is not configured with message.timestamp.type=LogAppendTime: event times are the \
-             producer's CreateTime, which is only right if the producer stamps the produce time \
+             producer's CreateTime, which is only right if the producer stamps the produce time, \
+             and an idle partition's windows close --max-producer-hold ({:?}) after their end so \
+             that a record a producer held is not late \
              (fix: kafka-configs --alter --entity-type topics --entity-name {} --add-config message.timestamp.type=LogAppendTime)",
+            config.watermark.producer_hold_ms,
             config.input_topic
         ),
         Err(e) => tracing::warn!(
@@ -304,7 +311,13 @@ pub async fn run(
             group: config.group.clone(),
             job_name: config.job_name.clone(),
             window: config.window.clone(),
-            watermark: config.watermark,
+            // Before a partition's first record, the topic's configuration says whose stamps
+            // its event times are.
+            watermark: WatermarkConfig {
+                assume_broker_stamped: layout.input_log_append_time
+                    && matches!(config.stamps.end, EndSource::KafkaTimestamp),
+                ..config.watermark
+            },
             plausibility: config.plausibility,
             stamps: config.stamps.clone(),
         }),

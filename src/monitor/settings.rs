@@ -105,6 +105,14 @@ pub struct MonitorFlags {
     #[arg(long, env = "SLA_IDLE_TIMEOUT", default_value = "30s", value_parser = duration_in(ms(1), DAY))]
     pub idle_timeout: Duration,
 
+    /// How long a producer may hold a record between stamping it and delivering it (its
+    /// delivery.timeout.ms, 2 minutes by default in Kafka's clients). When event times are the
+    /// producer's (CreateTime topics, --end-time stamps), an idle partition's windows close
+    /// this long after their end instead of --idle-timeout, so that the records a slow
+    /// producer held — the SLA misses — are measured, not late. 0s: --idle-timeout alone.
+    #[arg(long, env = "SLA_MAX_PRODUCER_HOLD", default_value = "2m", value_parser = duration_in(ms(0), DAY))]
+    pub max_producer_hold: Duration,
+
     /// How long after its end a window still accepts records, e.g. 10s.
     #[arg(long, env = "SLA_ALLOWED_LATENESS", default_value = "0s", value_parser = duration_in(ms(0), DAY))]
     pub allowed_lateness: Duration,
@@ -310,6 +318,8 @@ impl MonitorFlags {
             watermark: WatermarkConfig {
                 max_out_of_orderness_ms: millis(self.max_out_of_orderness),
                 idle_timeout_ms: millis(self.idle_timeout),
+                producer_hold_ms: millis(self.max_producer_hold),
+                assume_broker_stamped: false,
             },
             plausibility: Plausibility {
                 max_future_ms: millis(self.max_future),

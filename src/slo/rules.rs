@@ -162,7 +162,7 @@ pub fn generate(slo: &SloSpec, source: &str) -> String {
         slo.job,
         slo.threshold_ms(),
         short_duration(slo.time_window),
-        serde_yaml::to_string(&file).expect("rules serialize")
+        serde_norway::to_string(&file).expect("rules serialize")
     )
 }
 

@@ -209,7 +209,7 @@ impl SloSpec {
     /// Reads and checks an SLO file.
     pub fn parse(yaml: &str) -> Result<SloSpec, SloError> {
         let file: File =
-            serde_yaml::from_str(yaml).map_err(|e| SloError(format!("not an SLO file: {e}")))?;
+            serde_norway::from_str(yaml).map_err(|e| SloError(format!("not an SLO file: {e}")))?;
         if file.api_version != "openslo/v1" {
             return Err(SloError(format!(
                 "apiVersion {:?}: write openslo/v1",

@@ -58,6 +58,8 @@ pub fn test_config(topics: &MonitorTopics, group: &str, idle: Duration) -> Monit
         watermark: WatermarkConfig {
             max_out_of_orderness_ms: 500,
             idle_timeout_ms: idle.as_millis() as i64,
+            producer_hold_ms: 0,
+            assume_broker_stamped: false,
         },
         plausibility: Plausibility {
             max_future_ms: 300_000,

@@ -453,7 +453,7 @@ pub fn run_json_lines_pipeline(
 pub const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
 
 /// One monitor's command line, built in one place: its topics and group, the tests' settings
-/// (2 s windows, 500 ms out-of-orderness, SLA 1 s, [`LIVE_IDLE_TIMEOUT`]), a sink, and what a
+/// (2 s windows, 500 ms out-of-orderness, SLA 1 s, [`LIVE_IDLE_TIMEOUT`], no producer hold), a sink, and what a
 /// test changes. A flag set again replaces its value; `-X` properties add up.
 #[derive(Debug, Clone)]
 pub struct MonitorArgs {
@@ -469,6 +469,9 @@ impl MonitorArgs {
             .set("--window", "2s")
             .set("--max-out-of-orderness", "500ms")
             .set("--idle-timeout", LIVE_IDLE_TIMEOUT)
+            // The tests' producers are in the test and deliver at once; a test of the hold
+            // sets it.
+            .set("--max-producer-hold", "0s")
             .set("--sla", "1s")
     }
 
