@@ -16,6 +16,7 @@ fi
 
 checks=(licenses bans sources)
 config=deny.toml
+offline=()
 if timeout 10 git ls-remote https://github.com/rustsec/advisory-db HEAD >/dev/null 2>&1; then
   checks=(advisories "${checks[@]}")
 else
@@ -28,13 +29,22 @@ else
   if [ -n "$snapshot" ]; then
     age=$(( ($(date +%s) - $(git -C "$snapshot" log -1 --format=%ct HEAD)) / 86400 ))
     echo "[deny] GitHub is out of reach: advisories from the local snapshot $snapshot ($age days old)"
+    # cargo-deny keeps the default database in <db-path>/advisory-db-<hash of its URL> (the
+    # hash of https://github.com/rustsec/advisory-db for this pinned version); the snapshot is
+    # put there and cargo-deny runs offline.
+    db="$cache/advisory-dbs/advisory-db-3157b0e258782691"
+    if [ -d "$db/.git" ]; then
+      git -C "$db" fetch --quiet "$snapshot" HEAD && git -C "$db" reset --quiet --hard FETCH_HEAD
+    else
+      mkdir -p "$(dirname "$db")" && git clone --quiet "$snapshot" "$db"
+    fi
     config=$(mktemp --suffix=.toml)
     trap 'rm -f "$config"' EXIT
-    # The same policy, with the database cloned from the snapshot.
-    sed "s|^\[advisories\]|[advisories]\ndb-urls = [\"file://$snapshot\"]\ndb-path = \"$cache/advisory-dbs\"|" deny.toml >"$config"
+    sed "s|^\[advisories\]|[advisories]\ndb-path = \"$cache/advisory-dbs\"|" deny.toml >"$config"
+    offline=(--offline)
     checks=(advisories "${checks[@]}")
   else
     echo "[deny] GitHub is out of reach and no advisory-db snapshot is present: advisories NOT checked"
   fi
 fi
-"$deny" --log-level warn check --config "$config" "${checks[@]}"
+"$deny" --log-level warn "${offline[@]}" --config "$config" check "${checks[@]}"
