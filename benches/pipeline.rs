@@ -146,6 +146,12 @@ fn main() {
         args.records, args.records
     );
 
+    let key_file = dir.path().join("internal.key");
+    std::fs::write(
+        &key_file,
+        "0123456789abcdef0123456789abcdef0123456789abcdef",
+    )
+    .unwrap();
     let mut results: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
     for round in 1..=args.rounds {
         let b = &broker.address;
@@ -158,6 +164,17 @@ fn main() {
             r.push((
                 "monitor → JSON lines",
                 run_monitor_json(b, &reduced, windows, dir.path()),
+            ));
+            // Authenticated internal records (HMAC-SHA256 per part, progress and checkpoint).
+            r.push((
+                "monitor, internal key → JSON lines",
+                run_monitor_json_with(
+                    b,
+                    &reduced,
+                    windows,
+                    dir.path(),
+                    &["--internal-key-file", key_file.to_str().unwrap()],
+                ),
             ));
             r.push((
                 "2 monitor instances → JSON lines",

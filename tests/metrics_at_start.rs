@@ -40,6 +40,8 @@ async fn assert_series(job: &Job, name: &str, labels: &[&str], value: &str) {
 async fn synchronizer_and_monitor_publish_what_alerts_read_from_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let (visits, reduced) = (unique("start_visits"), unique("start_reduced"));
+    // The topics the jobs read exist (no job creates the topic it reads).
+    create_topic(&visits, 2).await;
     #[rustfmt::skip]
     let synchronizer = Job::start(
         env!("CARGO_BIN_EXE_synchronizer"),
@@ -48,6 +50,7 @@ async fn synchronizer_and_monitor_publish_what_alerts_read_from_the_start() {
         dir.path(),
     );
     let topics = monitor_topics("start");
+    create_topic(&topics.reduced, 2).await;
     let monitor = MonitorArgs::bare(&topics, &unique("start_mg"))
         .set("--sink", "json-lines")
         .start(dir.path());
