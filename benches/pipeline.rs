@@ -278,6 +278,7 @@ fn print_table(args: &Args, results: &BTreeMap<&str, Vec<Run>>) {
     for (name, baseline) in [
         ("bare consumer", "bare consumer"),
         ("monitor → JSON lines", "bare consumer"),
+        ("monitor, internal key → JSON lines", "bare consumer"),
         ("2 monitor instances → JSON lines", "monitor → JSON lines"),
         ("monitor → Elasticsearch", "bare consumer"),
         (
