@@ -168,6 +168,7 @@ async fn undecodable_visits_go_to_the_dead_letter_topic_with_reasons() {
         value: Some(visit_json("good-1", now_ms())),
         ..Default::default()
     });
+    let produced_at = now_ms();
     produce(&t.visits, &records).await;
     let job = start(&t, &[], dir.path());
     let dead = consume(
@@ -192,6 +193,12 @@ async fn undecodable_visits_go_to_the_dead_letter_topic_with_reasons() {
         assert_eq!(d.headers["dlq.source.topic"], t.visits);
         assert_eq!(d.headers["dlq.source.partition"], "0");
         assert_eq!(d.headers["dlq.source.offset"], (i + 1).to_string());
+        // When it entered the visits topic (its producer's timestamp).
+        let entered: i64 = d.headers["dlq.source.timestamp"].parse().unwrap();
+        assert!(
+            (produced_at - 1_000..=now_ms()).contains(&entered),
+            "{entered}"
+        );
         assert!(!d.headers["dlq.detail"].is_empty());
     }
     assert_eq!(dead[bad.len()].headers["dlq.reason"], "empty_payload");

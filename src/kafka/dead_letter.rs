@@ -20,6 +20,9 @@ pub const SOURCE_TOPIC_HEADER: &str = "dlq.source.topic";
 pub const SOURCE_PARTITION_HEADER: &str = "dlq.source.partition";
 /// Header carrying the offset the record was consumed from.
 pub const SOURCE_OFFSET_HEADER: &str = "dlq.source.offset";
+/// Header carrying the refused record's own timestamp (Unix ms), when it had one: when it
+/// entered the topic it was consumed from.
+pub const SOURCE_TIMESTAMP_HEADER: &str = "dlq.source.timestamp";
 /// Header carrying, for a late record, the start (Unix ms) of the window it was late for.
 pub const WINDOW_START_HEADER: &str = "dlq.window.start";
 
@@ -32,6 +35,8 @@ pub struct SourcePosition<'a> {
     pub partition: i32,
     /// Source offset.
     pub offset: i64,
+    /// The source record's timestamp (Unix ms), when known.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// The headers of a dead-letter record: the original headers followed by the reason, the
@@ -43,6 +48,7 @@ pub fn dead_letter_headers(
 ) -> OwnedHeaders {
     let partition = source.partition.to_string();
     let offset = source.offset.to_string();
+    let timestamp = source.timestamp_ms.map(|t| t.to_string());
     [
         (REASON_HEADER, rejection.reason.as_str()),
         (DETAIL_HEADER, rejection.detail.as_str()),
@@ -51,6 +57,7 @@ pub fn dead_letter_headers(
         (SOURCE_OFFSET_HEADER, offset.as_str()),
     ]
     .into_iter()
+    .chain(timestamp.as_deref().map(|t| (SOURCE_TIMESTAMP_HEADER, t)))
     .fold(original.unwrap_or_default(), |headers, (key, value)| {
         headers.insert(Header {
             key,
@@ -83,6 +90,8 @@ pub struct Refused<'a, H> {
     pub partition: i32,
     /// The offset it was consumed from.
     pub offset: i64,
+    /// Its timestamp (Unix ms), when known.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// A dead letter ready to produce to [`DeadLetters::topic`].
@@ -174,6 +183,7 @@ impl DeadLetters {
             topic: &self.source_topic,
             partition,
             offset,
+            timestamp_ms: refused.timestamp_ms,
         };
         let bounded = Rejection {
             reason: rejection.reason,
@@ -260,6 +270,7 @@ impl DeadLetterQueue {
             headers: message.headers(),
             partition: message.partition(),
             offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
         };
         let letter = self.letters.prepare(refused, rejection, extra);
         let record = OutgoingRecord {
@@ -309,6 +320,9 @@ impl DeadLetterQueue {
             headers: None,
             partition,
             offset,
+            // Sent again as headers alone, for a record the broker refused: its timestamp
+            // is not kept with its position (the first dead letter attempt carried it).
+            timestamp_ms: None,
         };
         let letter = self.letters.prepare(refused, rejection, &[]);
         let record = OutgoingRecord {
@@ -353,6 +367,7 @@ mod tests {
                 topic: "visits",
                 partition: 1,
                 offset: 42,
+                timestamp_ms: Some(1_795_000_000_123),
             },
         );
         let pairs: Vec<(String, String)> = headers
@@ -369,6 +384,7 @@ mod tests {
         assert!(pairs.contains(&(SOURCE_PARTITION_HEADER.into(), "1".into())));
         assert!(pairs.contains(&(SOURCE_OFFSET_HEADER.into(), "42".into())));
         assert!(pairs.contains(&(SOURCE_TOPIC_HEADER.into(), "visits".into())));
+        assert!(pairs.contains(&(SOURCE_TIMESTAMP_HEADER.into(), "1795000000123".into())));
     }
 
     fn header(headers: &OwnedHeaders, key: &str) -> Option<String> {
@@ -385,6 +401,7 @@ mod tests {
             headers: None,
             partition: 0,
             offset: 7,
+            timestamp_ms: Some(1_795_000_000_123),
         }
     }
 

@@ -491,6 +491,7 @@ impl Synchronizer {
             headers: message.headers(),
             partition,
             offset,
+            timestamp_ms: message.timestamp().to_millis(),
         };
         match self.enqueue_dead_letter(refused, rejection).await? {
             None => Ok(()),
@@ -554,6 +555,8 @@ impl Synchronizer {
             headers: None,
             partition,
             offset,
+            // Its timestamp is not kept with its position (the first attempt carried it).
+            timestamp_ms: None,
         };
         match self.enqueue_dead_letter(refused, &rejection).await? {
             None => Ok(()),
