@@ -173,7 +173,7 @@ impl CheckpointRecord {
     /// The record value: format [`FORMAT_VERSION`] with a key, else
     /// [`CHECKSUMMED_FORMAT`].
     pub fn encode(&self, authentication: &RecordAuthentication) -> String {
-        let signing_id = authentication.sign(&[]).map(|(id, _)| id);
+        let signing_id = authentication.signing_id();
         let framed = FramedRef {
             format: if signing_id.is_some() {
                 FORMAT_VERSION

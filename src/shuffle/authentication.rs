@@ -201,6 +201,11 @@ impl RecordAuthentication {
         self.keys.as_ref().is_none_or(|k| k.accept_unauthenticated)
     }
 
+    /// The id of the key records are signed with; `None` without a key.
+    pub fn signing_id(&self) -> Option<KeyId> {
+        self.keys.as_ref().map(|keys| keys.signing.id)
+    }
+
     /// The signing key's id and the tag of `content`; `None` without a key.
     pub fn sign(&self, content: &[u8]) -> Option<(KeyId, [u8; TAG_LEN])> {
         let keys = self.keys.as_ref()?;

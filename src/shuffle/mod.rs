@@ -458,7 +458,7 @@ impl Shuffle {
             record,
         };
         let mut value = MAGIC.to_vec();
-        let signing_id = self.authentication.sign(&[]).map(|(id, _)| id);
+        let signing_id = self.authentication.signing_id();
         match signing_id {
             Some(id) => {
                 value.push(FORMAT_VERSION);
