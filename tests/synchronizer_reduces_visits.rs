@@ -96,6 +96,18 @@ async fn reduces_visits_in_order_with_produce_time_timestamps() {
             2,
             "only visit and start_processing_time_ms: {json}"
         );
+        // Lineage: where it came from, with the source record's own timestamp.
+        assert_eq!(
+            r.headers["lineage"],
+            format!("{}:{}:{}:{old}", t.visits, i % 2, i / 2),
+            "lineage of visit-{i}"
+        );
+        assert_eq!(
+            r.headers.len(),
+            1,
+            "only the lineage header: {:?}",
+            r.headers
+        );
     }
     // The same key lands in the same partition of both topics; within it, input order is kept.
     let by_key: HashMap<String, i32> = out

@@ -129,23 +129,25 @@ impl ReportingProducer {
         headers: Option<OwnedHeaders>,
         token: usize,
     ) -> Result<(), SendError> {
+        let mut base = BaseRecord::<[u8], [u8], usize>::with_opaque_to(record.topic, token);
+        if let Some(key) = record.key {
+            base = base.key(key);
+        }
+        if let Some(value) = record.value {
+            base = base.payload(value);
+        }
+        if let Some(partition) = record.partition {
+            base = base.partition(partition);
+        }
+        if let Some(headers) = headers {
+            base = base.headers(headers);
+        }
         loop {
-            let mut base = BaseRecord::<[u8], [u8], usize>::with_opaque_to(record.topic, token);
-            if let Some(key) = record.key {
-                base = base.key(key);
-            }
-            if let Some(value) = record.value {
-                base = base.payload(value);
-            }
-            if let Some(partition) = record.partition {
-                base = base.partition(partition);
-            }
-            if let Some(headers) = headers.clone() {
-                base = base.headers(headers);
-            }
+            // A refused record comes back whole (headers included): no copy per attempt.
             match self.producer.send(base) {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    base = returned;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Err((

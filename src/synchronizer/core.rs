@@ -39,6 +39,8 @@ pub struct Reduced {
     pub partition: i32,
     /// Input offset it came from (committed once its output is acknowledged).
     pub offset: i64,
+    /// The input record's Kafka timestamp (Unix ms), for its lineage.
+    pub source_timestamp_ms: Option<i64>,
     /// When its processing started (its delay counts from here).
     pub started: Instant,
     /// Output key.
@@ -282,6 +284,7 @@ mod tests {
         Reduced {
             partition,
             offset,
+            source_timestamp_ms: Some(offset),
             started,
             key: format!("k{offset}"),
             value: format!("{{\"offset\":{offset}}}"),

@@ -23,6 +23,7 @@ use crate::kafka::reporting_producer::{
 };
 use crate::kafka::retire::retire_when_unshared;
 use crate::kafka::{ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec, READY_BATCH};
+use crate::record::lineage::{Lineage, LINEAGE_HEADER};
 use crate::record::reduced_visit::ReducedVisit;
 use crate::record::rejection::{RejectReason, Rejection};
 use crate::record::visit::Visit;
@@ -32,7 +33,7 @@ use crate::synchronizer::delay::DelayPolicy;
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 use rebalance::SynchronizerContext;
 use slab::Slab;
@@ -255,6 +256,7 @@ pub async fn run(
         dead_letters,
         report: SynchronizerReport::default(),
         meters,
+        lineage: Vec::with_capacity(64),
     };
     job.run(shutdown).await
 }
@@ -315,6 +317,8 @@ struct Synchronizer {
     dead_letters: DeadLetters,
     report: SynchronizerReport,
     meters: Meters,
+    /// The lineage header's value, written into one buffer for every record.
+    lineage: Vec<u8>,
 }
 
 /// The synchronizer's per-record metrics, resolved once (not per record).
@@ -461,6 +465,7 @@ impl Synchronizer {
         let reduced = Reduced {
             partition,
             offset,
+            source_timestamp_ms: message.timestamp().to_millis(),
             started,
             key: visit.id,
             value,
@@ -587,6 +592,17 @@ impl Synchronizer {
     async fn produce_reduced(&mut self, released: Released) -> Result<(), SynchronizerError> {
         let Released { record, due } = released;
         let (partition, offset) = (record.partition, record.offset);
+        Lineage {
+            topic: &self.config.input_topic,
+            partition,
+            offset,
+            timestamp_ms: record.source_timestamp_ms,
+        }
+        .encode_into(&mut self.lineage);
+        let lineage = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: LINEAGE_HEADER,
+            value: Some(&self.lineage[..]),
+        });
         let record = OutgoingRecord {
             partition: None,
             topic: &self.config.output_topic,
@@ -599,8 +615,14 @@ impl Synchronizer {
             kind: OutputKind::Reduced,
             started: due,
         };
-        let refusal =
-            enqueue_output(&self.producer, &mut self.outputs, record, None, pending).await?;
+        let refusal = enqueue_output(
+            &self.producer,
+            &mut self.outputs,
+            record,
+            Some(lineage),
+            pending,
+        )
+        .await?;
         match refusal {
             None => Ok(()),
             Some((content, e)) => {

@@ -1,0 +1,208 @@
+//! Lineage: where a record of a pipeline stage's output came from — the source record's topic,
+//! partition, offset and Kafka timestamp — carried in one header, `lineage`, whose value is
+//! `<topic>:<partition>:<offset>:<timestamp ms>` (`visits:3:48213:1795000000123`; without a
+//! timestamp, `visits:3:48213`). Kafka topic names never contain `:`, so the value is read
+//! unambiguously from the left.
+//!
+//! One header rather than four: librdkafka allocates and encodes each header of each record, and
+//! four cost the synchronizer a quarter of its speed (docs/benchmarks.md). Any stage in any
+//! language writes it in a line (docs/completeness.md).
+
+use std::io::Write as _;
+
+/// Name of the header carrying a record's lineage.
+pub const LINEAGE_HEADER: &str = "lineage";
+
+/// Longest topic name Kafka accepts.
+const MAX_TOPIC_LENGTH: usize = 249;
+
+/// Where one output record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lineage<'a> {
+    /// The source record's topic.
+    pub topic: &'a str,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its Kafka timestamp (Unix ms), when it had one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Why a `lineage` header could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineageError {
+    /// The value is not UTF-8 text.
+    #[error("the lineage header is not UTF-8 text")]
+    NotText,
+    /// Not three or four `:`-separated fields.
+    #[error("the lineage header has {0} fields; expected topic:partition:offset[:timestamp_ms]")]
+    Fields(usize),
+    /// The topic is not a Kafka topic name.
+    #[error("the lineage header's topic {0:?} is not a Kafka topic name")]
+    Topic(String),
+    /// A number field is not a non-negative integer.
+    #[error("the lineage header's {field} {value:?} is not a non-negative integer")]
+    Number {
+        /// Which field.
+        field: &'static str,
+        /// What it held.
+        value: String,
+    },
+}
+
+impl<'a> Lineage<'a> {
+    /// Appends the header value to `buffer` (cleared first), so that a caller reuses one buffer
+    /// for every record.
+    pub fn encode_into(&self, buffer: &mut Vec<u8>) {
+        buffer.clear();
+        let _ = write!(buffer, "{}:{}:{}", self.topic, self.partition, self.offset);
+        if let Some(timestamp) = self.timestamp_ms {
+            let _ = write!(buffer, ":{timestamp}");
+        }
+    }
+
+    /// The header value.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buffer = Vec::with_capacity(self.topic.len() + 36);
+        self.encode_into(&mut buffer);
+        buffer
+    }
+
+    /// Reads a header value.
+    pub fn parse(value: &'a [u8]) -> Result<Lineage<'a>, LineageError> {
+        let text = std::str::from_utf8(value).map_err(|_| LineageError::NotText)?;
+        let fields: Vec<&str> = text.split(':').collect();
+        if !(3..=4).contains(&fields.len()) {
+            return Err(LineageError::Fields(fields.len()));
+        }
+        let topic = fields[0];
+        if !is_topic_name(topic) {
+            return Err(LineageError::Topic(topic.to_string()));
+        }
+        Ok(Lineage {
+            topic,
+            partition: number(fields[1], "partition")?,
+            offset: number(fields[2], "offset")?,
+            timestamp_ms: fields.get(3).map(|t| number(t, "timestamp")).transpose()?,
+        })
+    }
+}
+
+/// Whether `name` is a topic name Kafka accepts: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn is_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_TOPIC_LENGTH
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn number<T: std::str::FromStr + Default + PartialOrd>(
+    text: &str,
+    field: &'static str,
+) -> Result<T, LineageError> {
+    let refused = || LineageError::Number {
+        field,
+        value: text.to_string(),
+    };
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(refused());
+    }
+    text.parse::<T>()
+        .ok()
+        .filter(|n| *n >= T::default())
+        .ok_or_else(refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn reads_what_it_writes_and_the_documented_example() {
+        let lineage = Lineage::parse(b"visits:3:48213:1795000000123").unwrap();
+        assert_eq!(
+            lineage,
+            Lineage {
+                topic: "visits",
+                partition: 3,
+                offset: 48213,
+                timestamp_ms: Some(1_795_000_000_123)
+            }
+        );
+        assert_eq!(lineage.encode(), b"visits:3:48213:1795000000123");
+        let untimed = Lineage::parse(b"visits:0:7").unwrap();
+        assert_eq!(untimed.timestamp_ms, None);
+        assert_eq!(untimed.encode(), b"visits:0:7");
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_lineage_saying_why() {
+        assert_eq!(Lineage::parse(b"visits:3"), Err(LineageError::Fields(2)));
+        assert_eq!(Lineage::parse(b"a:1:2:3:4"), Err(LineageError::Fields(5)));
+        assert_eq!(
+            Lineage::parse(b"vis its:1:2"),
+            Err(LineageError::Topic("vis its".into()))
+        );
+        assert_eq!(Lineage::parse(b":1:2"), Err(LineageError::Topic("".into())));
+        assert!(matches!(
+            Lineage::parse(b"visits:-1:2"),
+            Err(LineageError::Number {
+                field: "partition",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Lineage::parse(b"visits:1:+2"),
+            Err(LineageError::Number {
+                field: "offset",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Lineage::parse(b"visits:1:2:"),
+            Err(LineageError::Number {
+                field: "timestamp",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Lineage::parse(b"visits:99999999999:2"),
+            Err(LineageError::Number {
+                field: "partition",
+                ..
+            })
+        ));
+        assert_eq!(Lineage::parse(&[0xff, b':']), Err(LineageError::NotText));
+        let long = format!("{}:1:2", "t".repeat(250));
+        assert!(matches!(
+            Lineage::parse(long.as_bytes()),
+            Err(LineageError::Topic(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn any_lineage_reads_back_as_written(
+            topic in "[a-zA-Z0-9._-]{1,40}",
+            partition in 0..i32::MAX,
+            offset in 0..i64::MAX,
+            timestamp_ms in proptest::option::of(0..i64::MAX),
+        ) {
+            prop_assume!(topic != "." && topic != "..");
+            let lineage = Lineage { topic: &topic, partition, offset, timestamp_ms };
+            let mut buffer = b"left over".to_vec();
+            lineage.encode_into(&mut buffer);
+            prop_assert_eq!(Lineage::parse(&buffer), Ok(lineage));
+        }
+
+        #[test]
+        fn no_input_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Lineage::parse(&bytes);
+        }
+    }
+}
