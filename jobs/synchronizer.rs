@@ -9,6 +9,7 @@ use sla_monitor::runtime::error_reporting::{self, ErrorReportingArgs};
 use sla_monitor::runtime::shutdown::Shutdown;
 use sla_monitor::runtime::{http, telemetry};
 use sla_monitor::synchronizer::delay::{parse_delay, DelayMode, DelayPolicy};
+use sla_monitor::synchronizer::loss::{parse_loss_rate, LossPolicy};
 use sla_monitor::synchronizer::{self, control, SynchronizerConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +63,17 @@ struct Cli {
     #[arg(long, env = "SLA_COMMIT_INTERVAL", default_value = "1s", value_parser = duration_in(ms(10), secs(3_600)))]
     commit_interval: Duration,
 
+    /// Share of the visits to drop on purpose — consumed, never produced, committed past — to
+    /// show a completeness alert, e.g. 2% (0: none; at most 50%). Which records is decided by
+    /// --loss-seed and each record's source position. Changeable at runtime with
+    /// PUT /loss?rate=2%&seed=7 on --http-addr.
+    #[arg(long, env = "SLA_LOSS", default_value = "0", value_parser = parse_loss_rate)]
+    loss: u32,
+
+    /// Picks which records --loss drops (the same seed drops the same source positions).
+    #[arg(long, env = "SLA_LOSS_SEED", default_value_t = 0)]
+    loss_seed: u64,
+
     /// Most records consumed but not yet acknowledged at once (bounds memory under a delay).
     /// Without a delay the produce path is the bottleneck and this many stay in flight:
     /// 20,000 covers the broker's acknowledgement time many times over at full speed (50,000
@@ -88,13 +100,13 @@ struct Cli {
     #[arg(long, env = "SLA_ASSIGNMENT_TIMEOUT", value_parser = duration_in(secs(1), DAY))]
     assignment_timeout: Option<Duration>,
 
-    /// File holding the secret token that PUT /delay requires (`Authorization: Bearer <token>`;
-    /// at least 16 characters, e.g. from `openssl rand -hex 16`). Required when --http-addr is
-    /// not a loopback address; GET /delay stays open.
+    /// File holding the secret token that PUT /delay and PUT /loss require (`Authorization:
+    /// Bearer <token>`; at least 16 characters, e.g. from `openssl rand -hex 16`). Required when
+    /// --http-addr is not a loopback address; GET stays open.
     #[arg(long, env = "SLA_CONTROL_TOKEN_FILE")]
     control_token_file: Option<PathBuf>,
 
-    /// Address of the HTTP endpoint (/metrics, /healthz, /readyz, /delay). Port 0 picks a free port.
+    /// Address of the HTTP endpoint (/metrics, /healthz, /readyz, /delay, /loss). Port 0 picks a free port.
     #[arg(
         long,
         env = "SLA_SYNCHRONIZER_HTTP_ADDR",
@@ -121,6 +133,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         jitter: cli.delay_jitter,
         mode: cli.delay_mode,
     });
+    let (loss_sender, loss) = tokio::sync::watch::channel(LossPolicy {
+        rate_ppm: cli.loss,
+        seed: cli.loss_seed,
+    });
     let token = cli
         .control_token_file
         .as_deref()
@@ -131,8 +147,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let readiness = http::Readiness::default();
     readiness.set_not_ready("starting: preparing the topics and joining the group");
-    let router = http::base_router(metrics, readiness.clone())
-        .merge(control::delay_router(delay_sender, token));
+    let router = http::base_router(metrics, readiness.clone()).merge(control::control_router(
+        control::Faults {
+            delay: delay_sender,
+            loss: loss_sender,
+        },
+        token,
+    ));
     http::spawn_server(cli.http_addr, router, shutdown.clone()).await?;
     let config = SynchronizerConfig {
         kafka: cli.kafka,
@@ -148,6 +169,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         readiness,
     };
     synchronizer::ensure_synchronizer_topics(&config, shutdown.clone()).await?;
-    synchronizer::run(config, delay, shutdown).await?;
+    synchronizer::run(config, delay, loss, shutdown).await?;
     Ok(())
 }

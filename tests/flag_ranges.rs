@@ -41,6 +41,7 @@ const OUT_OF_RANGE: &[(&str, &[&str], &str, &str)] = &[
         "--max-in-flight",
         "0",
     ),
+    (env!("CARGO_BIN_EXE_synchronizer"), &[], "--loss", "51%"),
     (
         env!("CARGO_BIN_EXE_synchronizer"),
         &[],

@@ -1,17 +1,21 @@
-//! Runtime control of the synchronizer's artificial delay over HTTP, so a demo can switch an
-//! SLA miss on and off without restarting the job.
+//! Runtime control of the synchronizer's artificial faults over HTTP — its delay and its loss
+//! switch — so a demo can switch an SLA miss or a loss on and off without restarting the job.
 //!
 //! - `GET /delay` returns the current policy as JSON (durations in milliseconds).
 //! - `PUT /delay?delay=10s&jitter=500ms&mode=blocking` changes it; omitted fields keep their
 //!   value. A delay or jitter above [`MAX_DELAY`](crate::synchronizer::delay::MAX_DELAY) and an unknown
 //!   parameter (a typo such as `dealy`) are refused with 400 and the reason; nothing changes
 //!   then.
+//! - `GET /loss` returns the loss switch (`rate_ppm`, `seed`); `PUT /loss?rate=2%&seed=7`
+//!   changes it (at most [`MAX_LOSS_PERCENT`](crate::synchronizer::loss::MAX_LOSS_PERCENT) %;
+//!   `rate=0` switches it off), refused like the delay when wrong.
 //!
 //! With a [`ControlToken`] (`--control-token-file`), `PUT` needs `Authorization: Bearer
 //! <token>` (401 otherwise); `GET` stays open. [`require_token_beyond_loopback`] refuses to
 //! serve the endpoint beyond this host without one.
 
 use crate::synchronizer::delay::{parse_delay, DelayMode, DelayPolicy};
+use crate::synchronizer::loss::{parse_loss_rate, LossPolicy};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::get;
@@ -80,7 +84,7 @@ pub fn require_token_beyond_loopback(
     }
     Err(format!(
         "--http-addr {addr} can be reached beyond this host, and anyone reaching it could change \
-         the delay with PUT /delay: set --control-token-file (a file holding a random secret, e.g. \
+         the delay or drop records with PUT /delay or PUT /loss: set --control-token-file (a file holding a random secret, e.g. \
          `openssl rand -hex 16`), or bind to 127.0.0.1"
     ))
 }
@@ -114,42 +118,101 @@ impl DelayUpdate {
     }
 }
 
-/// What the delay routes share.
+/// Query parameters of `PUT /loss`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossUpdate {
+    /// New rate, e.g. `2%`.
+    pub rate: Option<String>,
+    /// New seed.
+    pub seed: Option<u64>,
+}
+
+impl LossUpdate {
+    /// Applies the update to `policy`, or explains which value is wrong.
+    pub fn apply(&self, mut policy: LossPolicy) -> Result<LossPolicy, String> {
+        if let Some(raw) = &self.rate {
+            policy.rate_ppm = parse_loss_rate(raw).map_err(|e| format!("rate: {e}"))?;
+        }
+        if let Some(seed) = self.seed {
+            policy.seed = seed;
+        }
+        Ok(policy)
+    }
+}
+
+/// The senders of the faults the control routes change.
+pub struct Faults {
+    /// The delay policy.
+    pub delay: watch::Sender<DelayPolicy>,
+    /// The loss switch.
+    pub loss: watch::Sender<LossPolicy>,
+}
+
+/// What the control routes share.
 struct Control {
-    sender: watch::Sender<DelayPolicy>,
+    faults: Faults,
     token: Option<ControlToken>,
 }
 
-/// Routes reading and changing the delay held by `sender`; changing it needs `token` when one
-/// is given.
-pub fn delay_router(sender: watch::Sender<DelayPolicy>, token: Option<ControlToken>) -> Router {
+/// Routes reading and changing the delay and the loss switch; changing them needs `token`
+/// when one is given.
+pub fn control_router(faults: Faults, token: Option<ControlToken>) -> Router {
     Router::new()
-        .route("/delay", get(current).put(update))
-        .with_state(Arc::new(Control { sender, token }))
+        .route("/delay", get(current_delay).put(update_delay))
+        .route("/loss", get(current_loss).put(update_loss))
+        .with_state(Arc::new(Control { faults, token }))
 }
 
-async fn current(State(control): State<Arc<Control>>) -> Json<DelayPolicy> {
-    Json(*control.sender.borrow())
+async fn current_delay(State(control): State<Arc<Control>>) -> Json<DelayPolicy> {
+    Json(*control.faults.delay.borrow())
 }
 
-async fn update(
+async fn current_loss(State(control): State<Arc<Control>>) -> Json<LossPolicy> {
+    Json(*control.faults.loss.borrow())
+}
+
+type Refusal = (StatusCode, String);
+
+/// Refuses a `PUT` of `route` without the token, when there is one.
+fn authorize(control: &Control, headers: &HeaderMap, route: &str) -> Result<(), Refusal> {
+    match &control.token {
+        Some(token) if !token.admits(headers) => Err((
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "PUT {route} needs `Authorization: Bearer <token>`, the token in the \
+                 synchronizer's --control-token-file\n"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn update_delay(
     State(control): State<Arc<Control>>,
     headers: HeaderMap,
     query: Result<Query<DelayUpdate>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<DelayPolicy>, (StatusCode, String)> {
-    if let Some(token) = &control.token {
-        if !token.admits(&headers) {
-            return Err((
-                StatusCode::UNAUTHORIZED,
-                "PUT /delay needs `Authorization: Bearer <token>`, the token in the synchronizer's \
-                 --control-token-file\n"
-                    .to_string(),
-            ));
-        }
-    }
+) -> Result<Json<DelayPolicy>, Refusal> {
+    authorize(&control, &headers, "/delay")?;
     let Query(update) =
         query.map_err(|e| (StatusCode::BAD_REQUEST, format!("{}\n", e.body_text())))?;
-    let sender = &control.sender;
+    let sender = &control.faults.delay;
+    let policy = update
+        .apply(*sender.borrow())
+        .map_err(|e| (StatusCode::BAD_REQUEST, e + "\n"))?;
+    sender.send_replace(policy);
+    Ok(Json(policy))
+}
+
+async fn update_loss(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    query: Result<Query<LossUpdate>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LossPolicy>, Refusal> {
+    authorize(&control, &headers, "/loss")?;
+    let Query(update) =
+        query.map_err(|e| (StatusCode::BAD_REQUEST, format!("{}\n", e.body_text())))?;
+    let sender = &control.faults.loss;
     let policy = update
         .apply(*sender.borrow())
         .map_err(|e| (StatusCode::BAD_REQUEST, e + "\n"))?;

@@ -17,6 +17,7 @@
 
 use crate::kafka::offset_tracker::OffsetTracker;
 use crate::synchronizer::delay::{DelayPolicy, PartitionOrderedSchedule};
+use crate::synchronizer::loss::LossPolicy;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::cmp::Reverse;
@@ -87,6 +88,7 @@ pub struct SynchronizerCore {
     /// Consumption order of admitted records (ties of due time keep it).
     sequence: u64,
     offsets: OffsetTracker,
+    loss: LossPolicy,
 }
 
 impl SynchronizerCore {
@@ -102,6 +104,7 @@ impl SynchronizerCore {
             waiting_bytes: 0,
             sequence: 0,
             offsets: OffsetTracker::default(),
+            loss: LossPolicy::NONE,
         }
     }
 
@@ -114,6 +117,26 @@ impl SynchronizerCore {
     /// (whatever becomes of it: reduced, dead-lettered).
     pub fn consumed(&mut self, partition: i32, offset: i64) {
         self.offsets.track(partition, offset);
+    }
+
+    /// The loss switch in force.
+    pub fn loss(&self) -> LossPolicy {
+        self.loss
+    }
+
+    /// Puts the loss switch `policy` in force; returns whether it changed.
+    pub fn set_loss(&mut self, policy: LossPolicy) -> bool {
+        std::mem::replace(&mut self.loss, policy) != policy
+    }
+
+    /// Whether the loss switch drops the consumed record at `offset` of `partition`. A dropped
+    /// record needs no output: its offset may be committed at once, as a faulty stage would.
+    pub fn drops(&mut self, partition: i32, offset: i64) -> bool {
+        let dropped = self.loss.drops(partition, offset);
+        if dropped {
+            self.offsets.ack(partition, offset);
+        }
+        dropped
     }
 
     /// A consumed record was reduced: it waits for its delay, or, when it is due already and
@@ -543,5 +566,41 @@ mod tests {
             );
         }
         Ok(())
+    }
+
+    #[test]
+    fn the_loss_switch_drops_exactly_its_records_and_commits_past_them() {
+        let t0 = Instant::now();
+        let mut core = SynchronizerCore::new(BUDGETS, delay(0), 1);
+        let policy = LossPolicy {
+            rate_ppm: 200_000,
+            seed: 11,
+        };
+        assert!(core.set_loss(policy));
+        assert!(!core.set_loss(policy), "unchanged");
+        let mut produced = Vec::new();
+        for offset in 0..200 {
+            core.consumed(0, offset);
+            if core.drops(0, offset) {
+                continue;
+            }
+            let released = core.admit(record(0, offset, t0)).expect("no delay");
+            produced.push(released.record.offset);
+            core.acknowledged(0, offset);
+        }
+        let expected: Vec<i64> = (0..200).filter(|&o| !policy.drops(0, o)).collect();
+        assert_eq!(produced, expected, "exactly the records the policy keeps");
+        assert!(
+            (20..60).contains(&(200 - produced.len())),
+            "about a fifth dropped"
+        );
+        assert_eq!(
+            core.committable(),
+            vec![(0, 200)],
+            "committed past the dropped"
+        );
+        assert!(core.set_loss(LossPolicy::NONE));
+        core.consumed(0, 200);
+        assert!(!(0..1000).any(|o| core.loss().drops(0, o)));
     }
 }

@@ -11,6 +11,7 @@
 pub mod control;
 pub mod core;
 pub mod delay;
+pub mod loss;
 pub mod rebalance;
 
 use self::core::{Budgets, Reduced, Released, SynchronizerCore};
@@ -30,6 +31,7 @@ use crate::record::visit::Visit;
 use crate::runtime::http::Readiness;
 use crate::runtime::shutdown::Shutdown;
 use crate::synchronizer::delay::DelayPolicy;
+use crate::synchronizer::loss::LossPolicy;
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -191,10 +193,12 @@ fn subscribed_consumer(
 }
 
 /// Runs the synchronizer until `shutdown`, then drains in-flight records, commits and returns.
-/// The delay policy is read from `delay` for every record, so it can change while running.
+/// The delay policy is read from `delay`, and the loss switch from `loss`, for every batch of
+/// records, so both can change while running.
 pub async fn run(
     config: SynchronizerConfig,
     delay: watch::Receiver<DelayPolicy>,
+    loss: watch::Receiver<LossPolicy>,
     shutdown: Shutdown,
 ) -> Result<SynchronizerReport, SynchronizerError> {
     let budgets = Budgets {
@@ -228,6 +232,7 @@ pub async fn run(
         dead_letter = %config.dead_letter_topic,
         group = %config.group,
         delay = %*delay.borrow(),
+        loss = %*loss.borrow(),
         "synchronizer started"
     );
     let max_record_bytes = config.kafka.message_max_bytes();
@@ -253,6 +258,7 @@ pub async fn run(
         context,
         core,
         delay,
+        loss,
         dead_letters,
         report: SynchronizerReport::default(),
         meters,
@@ -314,6 +320,7 @@ struct Synchronizer {
     /// with the consumer's rebalance callback (revoked partitions); never locked across I/O.
     core: Arc<Mutex<SynchronizerCore>>,
     delay: watch::Receiver<DelayPolicy>,
+    loss: watch::Receiver<LossPolicy>,
     dead_letters: DeadLetters,
     report: SynchronizerReport,
     meters: Meters,
@@ -327,6 +334,7 @@ struct Meters {
     produced_reduced: metrics::Counter,
     produced_dead_letter: metrics::Counter,
     produce_ack: metrics::Histogram,
+    dropped: metrics::Counter,
     in_flight: metrics::Gauge,
     waiting: metrics::Gauge,
     assigned: metrics::Gauge,
@@ -341,6 +349,7 @@ impl Meters {
             produced_reduced: produced(&config.output_topic),
             produced_dead_letter: produced(&config.dead_letter_topic),
             produce_ack: metrics::histogram!("sla_produce_ack_seconds"),
+            dropped: metrics::counter!("sla_synchronizer_records_dropped_total"),
             in_flight: metrics::gauge!("sla_records_in_flight"),
             waiting: metrics::gauge!("sla_records_waiting"),
             assigned: metrics::gauge!("sla_assigned_partitions", "topic" => config.input_topic.clone(), "role" => "input"),
@@ -360,6 +369,7 @@ impl Synchronizer {
         let mut reports = Vec::with_capacity(REPORT_BATCH);
         metrics::gauge!("sla_synchronizer_delay_seconds")
             .set(self.core().policy().delay.as_secs_f64());
+        metrics::gauge!("sla_synchronizer_loss_ratio").set(self.core().loss().percent() / 100.0);
         loop {
             self.produce_due().await?;
             let policy = *self.delay.borrow();
@@ -368,6 +378,15 @@ impl Synchronizer {
                 tracing::info!(from = %previous, to = %policy, "delay changed");
                 metrics::gauge!("sla_synchronizer_delay_seconds").set(policy.delay.as_secs_f64());
                 continue;
+            }
+            let loss = *self.loss.borrow();
+            if self.core().set_loss(loss) {
+                if loss == LossPolicy::NONE {
+                    tracing::info!("loss switch off");
+                } else {
+                    tracing::warn!(%loss, "loss switch on: dropping records on purpose");
+                }
+                metrics::gauge!("sla_synchronizer_loss_ratio").set(loss.percent() / 100.0);
             }
             let (in_flight, waiting, may_consume, next_due) = {
                 let core = self.core();
@@ -401,6 +420,9 @@ impl Synchronizer {
                     }
                 }
                 _ = sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {}
+                // A change of the delay or the loss switch applies before the next record.
+                Ok(()) = self.delay.changed() => {}
+                Ok(()) = self.loss.changed() => {}
                 _ = commit_tick.tick() => self.commit(CommitMode::Async).await,
                 _ = watchdog_tick.tick(), if drain_deadline.is_none() => self.check_assignment().await?,
                 _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() => {
@@ -449,6 +471,10 @@ impl Synchronizer {
             Ok(visit) => visit,
             Err(rejection) => return self.dead_letter(message, &rejection).await,
         };
+        if self.core().drops(partition, offset) {
+            self.meters.dropped.increment(1);
+            return Ok(());
+        }
         let value = ReducedVisit::from_visit(&visit, start_ms).to_json();
         let size = visit.id.len() + value.len();
         if size > self.max_record_bytes {
