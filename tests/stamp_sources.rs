@@ -285,3 +285,103 @@ async fn big_endian_headers_are_both_ends() {
     )
     .await;
 }
+
+/// `--start-time lineage`: the latency starts when the source record entered the pipeline,
+/// read from the lineage header the synchronizer writes. Visits that waited 30 s in their
+/// topic before the synchronizer took them (a stalled stage) are measured from when they
+/// entered it, exactly: every window equals the exact percentiles of (output timestamp −
+/// source timestamp). A record without lineage is dead-lettered naming the source.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lineage_is_the_start_so_waiting_before_processing_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = monitor_topics("lineage");
+    let visits = unique("lineage_v");
+    create_topic(&visits, 2).await;
+    create_topic(&s.reduced, 2).await;
+    let entered = now_ms() - 30_000;
+    let n = 60;
+    let records: Vec<Outgoing> = (0..n)
+        .map(|i| Outgoing {
+            key: Some(format!("v{i}")),
+            value: Some(visit_json(&format!("v{i}"), entered)),
+            partition: Some((i % 2) as i32),
+            timestamp_ms: Some(entered + i * 10),
+        })
+        .collect();
+    produce(&visits, &records).await;
+    let synchronizer = Job::start(
+        env!("CARGO_BIN_EXE_synchronizer"),
+        &[
+            "--visits-topic",
+            &visits,
+            "--reduced-topic",
+            &s.reduced,
+            "--dead-letter-topic",
+            &unique("lineage_d"),
+            "--group",
+            &unique("lineage_s"),
+        ],
+        dir.path(),
+    );
+    let out = consume(
+        &s.reduced,
+        n as usize,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    assert!(synchronizer.terminate(Duration::from_secs(30)).success());
+    assert_eq!(out.len(), n as usize);
+    let mut expected: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for r in &out {
+        let i: i64 = r.key.as_deref().unwrap()[1..].parse().unwrap();
+        let end = r.timestamp_ms.unwrap();
+        let latency = end - (entered + i * 10);
+        assert!(
+            latency >= 29_000,
+            "v{i} waited 30 s before processing: {latency}"
+        );
+        let stamp = r.json()["start_processing_time_ms"].as_i64().unwrap();
+        assert!(
+            end - stamp < 29_000,
+            "the default start does not see the wait"
+        );
+        expected
+            .entry(end.div_euclid(WINDOW) * WINDOW)
+            .or_default()
+            .push(latency as f64);
+    }
+    let last_end = out.iter().filter_map(|r| r.timestamp_ms).max().unwrap();
+    let bad = Foreign {
+        partition: 0,
+        timestamp_ms: last_end,
+        value: br#"{"visit":{"id":"x","event_time":1},"start_processing_time_ms":1}"#.to_vec(),
+        headers: Vec::new(),
+    };
+    produce_foreign(&s.reduced, &[bad]).await;
+
+    let mut config = test_config(&s, &unique("lineage_g"), Duration::from_secs(1));
+    config.stamps = LatencyStamps {
+        start: stamp("lineage", TimeFormat::UnixMs),
+        end: EndSource::KafkaTimestamp,
+    };
+    let monitor = InProcessMonitor::start(config).await;
+    let docs = monitor
+        .documents(expected.len(), Duration::from_secs(30))
+        .await;
+    let dead = consume(
+        &s.dlq,
+        1,
+        Duration::from_secs(20),
+        Duration::from_millis(300),
+    );
+    let report = monitor.stop().await;
+    assert_eq!(docs.len(), expected.len(), "{:?}", docs.keys());
+    for (start, latencies) in &expected {
+        let doc = document_json(&docs[&format!("visits-synchronizer-{start}")]);
+        assert_document(&doc, latencies);
+    }
+    assert_eq!(report.rejected, 1, "{report:?}");
+    assert_eq!(dead[0].headers["dlq.reason"], "missing_header");
+    let detail = &dead[0].headers["dlq.detail"];
+    assert!(detail.contains("start time lineage"), "{detail}");
+}

@@ -158,8 +158,10 @@ pub struct MonitorFlags {
     pub max_clock_skew: Duration,
 
     /// Where each record's latency starts: field:POINTER, a JSON pointer into the value (RFC 6901,
-    /// e.g. field:/meta/processed_at) or header:NAME (the payload is then never decoded, so
-    /// any encoding works). Records without a valid stamp are dead-lettered with the reason.
+    /// e.g. field:/meta/processed_at), header:NAME (the payload is then never decoded, so
+    /// any encoding works), or lineage: the source record's timestamp in the lineage header
+    /// (waiting before the first stage counts; always ms). Records without a valid stamp are
+    /// dead-lettered with the reason.
     #[arg(long, env = "SLA_START_TIME", default_value = stamp::DEFAULT_START)]
     pub start_time: StampSource,
 
@@ -276,6 +278,12 @@ impl MonitorFlags {
                 format: format.unwrap_or(TimeFormat::UnixMs),
             }),
         };
+        if matches!(&end, EndSource::Stamp(s) if s.source == StampSource::Lineage) {
+            anyhow::bail!(
+                "--end-time lineage: the lineage names where a record entered the pipeline, a \
+                 start; use it with --start-time lineage"
+            );
+        }
         if matches!(&end, EndSource::Stamp(s) if s.source == self.start_time) {
             anyhow::bail!(
                 "--start-time and --end-time both read {}: every latency would be 0",

@@ -8,6 +8,7 @@
 //! missing, malformed or out of range is refused with a reason and a detail naming the source.
 
 use crate::record::json_pointer::{JsonPointer, Scalar};
+use crate::record::lineage::{Lineage, LINEAGE_HEADER};
 use crate::record::reduced_visit::canonical_stamp;
 use crate::record::rejection::{RejectReason, Rejection};
 use std::fmt;
@@ -20,6 +21,10 @@ pub enum StampSource {
     Field(JsonPointer),
     /// A Kafka header (`header:processed_at`); of repeated headers the last counts.
     Header(String),
+    /// The source record's timestamp in the record's lineage header (`lineage`, see
+    /// [`crate::record::lineage`]): the latency starts where the record entered the pipeline,
+    /// so time it waited before a stage picked it up counts. Always Unix milliseconds.
+    Lineage,
 }
 
 impl fmt::Display for StampSource {
@@ -27,6 +32,7 @@ impl fmt::Display for StampSource {
         match self {
             StampSource::Field(pointer) => write!(f, "field:{pointer}"),
             StampSource::Header(name) => write!(f, "header:{name}"),
+            StampSource::Lineage => f.write_str("lineage"),
         }
     }
 }
@@ -40,6 +46,9 @@ impl FromStr for StampSource {
     type Err = SourceError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "lineage" {
+            return Ok(StampSource::Lineage);
+        }
         if let Some(pointer) = text.strip_prefix("field:") {
             JsonPointer::parse(pointer)
                 .map(StampSource::Field)
@@ -54,7 +63,8 @@ impl FromStr for StampSource {
         } else {
             Err(SourceError(format!(
                 "{text:?} is not a stamp source: write field:<JSON pointer> (e.g. field:/meta/processed_at) \
-                 or header:<name> (e.g. header:processed_at)"
+                 or header:<name> (e.g. header:processed_at), or lineage (the source record's \
+                 timestamp in the lineage header)"
             )))
         }
     }
@@ -220,6 +230,22 @@ impl Stamp {
                 header_scalar(bytes, self.format)
                     .map_err(|what| refuse(RejectReason::InvalidStamp, what))?
             }
+            StampSource::Lineage => {
+                let Some(bytes) = headers.last(LINEAGE_HEADER) else {
+                    return Err(refuse(
+                        RejectReason::MissingHeader,
+                        format!("the record has no {LINEAGE_HEADER} header"),
+                    ));
+                };
+                let lineage = Lineage::parse(bytes)
+                    .map_err(|e| refuse(RejectReason::InvalidStamp, e.to_string()))?;
+                return lineage.timestamp_ms.ok_or_else(|| {
+                    refuse(
+                        RejectReason::MissingField,
+                        "the lineage names no source timestamp".into(),
+                    )
+                });
+            }
         };
         self.scalar_ms(scalar)
             .map_err(|(reason, what)| refuse(reason, what))
@@ -364,6 +390,7 @@ impl LatencyStamps {
             .chain(end)
             .filter_map(|s| match &s.source {
                 StampSource::Header(name) => Some(name.as_str()),
+                StampSource::Lineage => Some(LINEAGE_HEADER),
                 StampSource::Field(_) => None,
             })
     }
@@ -535,6 +562,35 @@ mod tests {
             Ok(2),
             "the last header counts"
         );
+    }
+
+    #[test]
+    fn the_lineage_source_reads_the_source_records_timestamp() {
+        let lineage = stamp("lineage", TimeFormat::UnixMs);
+        assert_eq!(lineage.source.to_string(), "lineage");
+        let read = |value: &[u8]| {
+            let headers: &[(&str, &[u8])] = &[("lineage", value)];
+            lineage.read_ms("start", Some(b"not json"), &headers)
+        };
+        assert_eq!(read(format!("visits:3:48213:{MS}").as_bytes()), Ok(MS));
+        let untimed = read(b"visits:3:48213").unwrap_err();
+        assert_eq!(untimed.reason, RejectReason::MissingField);
+        assert!(
+            untimed.detail.contains("start time lineage"),
+            "{}",
+            untimed.detail
+        );
+        let bad = read(b"visits:three:1:2").unwrap_err();
+        assert_eq!(bad.reason, RejectReason::InvalidStamp);
+        assert!(bad.detail.contains("partition"), "{}", bad.detail);
+        let missing = lineage.read_ms("start", None, &NoHeaders).unwrap_err();
+        assert_eq!(missing.reason, RejectReason::MissingHeader);
+        let stamps = LatencyStamps {
+            start: lineage.clone(),
+            end: EndSource::KafkaTimestamp,
+        };
+        assert_eq!(stamps.header_names().collect::<Vec<_>>(), ["lineage"]);
+        assert!(!stamps.reads_payload());
     }
 
     #[test]
