@@ -11,9 +11,12 @@
 //!
 //! Ground floor, pure (no I/O, unit- and property-tested):
 //! - [`record`]: what a record is — input [`record::visit`]s, the [`record::reduced_visit`] the
-//!   synchronizer writes, where a latency starts and ends ([`record::stamp`], read by
+//!   synchronizer writes, where a record came from ([`record::lineage`]), where a latency starts and ends ([`record::stamp`], read by
 //!   [`record::json_pointer`] without building a tree, or from a header; any time format), and
 //!   the fixed set of reasons a record is refused ([`record::rejection`]).
+//! - [`completeness`]: every source record accounted for per source-time window (arrived in
+//!   time or late, dead-lettered, filtered, in flight, overdue, lost, unknown; duplicates
+//!   apart), from offsets kept as ranges ([`completeness::offset_ranges`]).
 //! - [`distribution`]: a window's percentiles ([`distribution::digest`]: exact below a
 //!   threshold, t-digest above) and its whole distribution within a proved bound
 //!   ([`distribution::latency_histogram`]) for Elasticsearch's `histogram` field.
@@ -43,7 +46,7 @@
 //! The jobs' engines (the binaries in `jobs/` only parse flags and call one function):
 //! - [`generator`]: the deterministic visit source ([`generator::visits`]) at a rate.
 //! - [`synchronizer`]: visits → reduced visits (+ dead letters), with an optional
-//!   [`synchronizer::delay`]: a loop that moves records between Kafka and
+//!   [`synchronizer::delay`] and a [`synchronizer::loss`] switch: a loop that moves records between Kafka and
 //!   [`synchronizer::core`], where every decision is made (admit, wait, release, reschedule,
 //!   budgets, what may be committed) with time passed in.
 //! - [`monitor`]: a pipeline's output → one latency summary per event-time window, as two
@@ -55,6 +58,7 @@
 pub mod alerting;
 #[cfg(test)]
 mod arbitrary_json;
+pub mod completeness;
 pub mod distribution;
 pub mod elasticsearch_connection;
 pub mod event_time;
