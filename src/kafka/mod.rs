@@ -1,5 +1,6 @@
 //! Everything that talks to Kafka: client settings, topic administration, the client context
-//! (logging, rebalances, commit outcomes), offset commits and dead-letter records; and the two
+//! (logging, rebalances, commit outcomes), offset commits, dead-letter records and offsets by time
+//! ([`source_offsets`]); and the two
 //! pure pieces of consumer bookkeeping, which offsets are safe to commit ([`offset_tracker`])
 //! and when a group member has held no partition for too long ([`assignment_watchdog`]).
 
@@ -17,6 +18,7 @@ pub mod rebalance_events;
 pub mod reporting_producer;
 pub mod retire;
 pub mod security_failure;
+pub mod source_offsets;
 pub mod stamp_headers;
 pub mod transient;
 

@@ -1,0 +1,122 @@
+//! Where a time lies in each partition of a source topic, without reading its records:
+//! Kafka's offsets-for-times (ListOffsets by timestamp) gives, per partition, the first offset
+//! whose record's timestamp is at or after the time. Completeness uses it for a source-time
+//! window's offset range (its start's and its end's answers) and for the offsets below which
+//! records entered before `now − SLA` (overdue when missing) or `now − lost_after` (lost).
+//!
+//! Brokers answer "no record at or after the time" differently: Apache Kafka with offset −1,
+//! tansu 0.6 with offset 0 (checked against the local broker in `tests/source_offsets.rs`).
+//! [`boundary`] turns either into the partition's end, given a floor: an offset the answer
+//! cannot precede (the answer for an earlier time, or a record known to be older than the
+//! time). The answers hold for timestamps that do not go back within a partition
+//! (LogAppendTime, or one producer's CreateTime); docs/completeness.md says what differs
+//! otherwise.
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Reads offsets of one source topic by time.
+pub struct SourceOffsets {
+    consumer: BaseConsumer,
+    topic: String,
+    timeout: Duration,
+}
+
+/// A partition's log: its first offset still kept and the offset after its last record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBounds {
+    /// The first offset still in the log (retention deleted those below).
+    pub start: i64,
+    /// The offset the next record will get (the high watermark).
+    pub end: i64,
+}
+
+impl SourceOffsets {
+    /// A reader of `topic` with the client settings `config` (no group: it joins none and
+    /// commits nothing), waiting at most `timeout` for each answer.
+    pub fn new(config: &ClientConfig, topic: &str, timeout: Duration) -> Result<Self, KafkaError> {
+        Ok(SourceOffsets {
+            consumer: config.create()?,
+            topic: topic.to_string(),
+            timeout,
+        })
+    }
+
+    /// The bounds of `partition`'s log now.
+    pub fn log_bounds(&self, partition: i32) -> Result<LogBounds, KafkaError> {
+        let (start, end) = self
+            .consumer
+            .fetch_watermarks(&self.topic, partition, self.timeout)?;
+        Ok(LogBounds { start, end })
+    }
+
+    /// For each of `partitions` (with its log bounds and floor), the first offset whose record's
+    /// timestamp is at or after `time_ms`, or the log's end when every record is older.
+    pub fn at_or_after(
+        &self,
+        time_ms: i64,
+        partitions: &BTreeMap<i32, (LogBounds, Option<i64>)>,
+    ) -> Result<BTreeMap<i32, i64>, KafkaError> {
+        let mut request = TopicPartitionList::new();
+        for &partition in partitions.keys() {
+            request.add_partition_offset(&self.topic, partition, Offset::Offset(time_ms))?;
+        }
+        let answer = self.consumer.offsets_for_times(request, self.timeout)?;
+        let mut offsets = BTreeMap::new();
+        for element in answer.elements() {
+            if let Some(error) = element.error().err() {
+                return Err(error);
+            }
+            let Some(&(bounds, floor)) = partitions.get(&element.partition()) else {
+                continue;
+            };
+            offsets.insert(
+                element.partition(),
+                boundary(element.offset(), bounds, floor),
+            );
+        }
+        Ok(offsets)
+    }
+}
+
+/// A broker's offsets-for-times answer as an offset within `bounds`: "none" (−1, `End`, or an
+/// answer below `floor`, which only a broker answering 0 for "none" gives) is the log's end.
+pub fn boundary(answer: Offset, bounds: LogBounds, floor: Option<i64>) -> i64 {
+    let offset = match answer {
+        Offset::Offset(offset) if offset >= 0 => offset,
+        _ => return bounds.end,
+    };
+    if floor.is_some_and(|floor| offset < floor) {
+        return bounds.end;
+    }
+    offset.clamp(bounds.start, bounds.end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUNDS: LogBounds = LogBounds { start: 5, end: 100 };
+
+    #[test]
+    fn none_is_the_end_whichever_way_the_broker_says_it() {
+        assert_eq!(boundary(Offset::End, BOUNDS, None), 100, "Apache Kafka: -1");
+        assert_eq!(boundary(Offset::Offset(-1), BOUNDS, None), 100);
+        assert_eq!(boundary(Offset::Invalid, BOUNDS, None), 100);
+        assert_eq!(
+            boundary(Offset::Offset(0), BOUNDS, Some(40)),
+            100,
+            "tansu: 0, below what an earlier time answered"
+        );
+        assert_eq!(boundary(Offset::Offset(40), BOUNDS, Some(40)), 40);
+        assert_eq!(
+            boundary(Offset::Offset(0), BOUNDS, None),
+            5,
+            "within the log"
+        );
+        assert_eq!(boundary(Offset::Offset(500), BOUNDS, None), 100);
+    }
+}
