@@ -108,6 +108,11 @@ impl OffsetRanges {
         gaps
     }
 
+    /// The offset after the highest in the set, if any.
+    pub fn end(&self) -> Option<i64> {
+        self.ranges.last().map(|&(_, e)| e)
+    }
+
     /// How many offsets the set holds.
     pub fn len(&self) -> u64 {
         self.ranges.iter().map(|&(s, e)| width(s, e)).sum()

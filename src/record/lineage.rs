@@ -72,19 +72,23 @@ impl<'a> Lineage<'a> {
     /// Reads a header value.
     pub fn parse(value: &'a [u8]) -> Result<Lineage<'a>, LineageError> {
         let text = std::str::from_utf8(value).map_err(|_| LineageError::NotText)?;
-        let fields: Vec<&str> = text.split(':').collect();
-        if !(3..=4).contains(&fields.len()) {
-            return Err(LineageError::Fields(fields.len()));
+        let mut fields = text.split(':');
+        let mut next = || fields.next();
+        let (Some(topic), Some(partition), Some(offset)) = (next(), next(), next()) else {
+            return Err(LineageError::Fields(text.split(':').count()));
+        };
+        let timestamp = next();
+        if next().is_some() {
+            return Err(LineageError::Fields(text.split(':').count()));
         }
-        let topic = fields[0];
         if !is_topic_name(topic) {
             return Err(LineageError::Topic(topic.to_string()));
         }
         Ok(Lineage {
             topic,
-            partition: number(fields[1], "partition")?,
-            offset: number(fields[2], "offset")?,
-            timestamp_ms: fields.get(3).map(|t| number(t, "timestamp")).transpose()?,
+            partition: number(partition, "partition")?,
+            offset: number(offset, "offset")?,
+            timestamp_ms: timestamp.map(|t| number(t, "timestamp")).transpose()?,
         })
     }
 }
@@ -100,21 +104,27 @@ pub fn is_topic_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn number<T: std::str::FromStr + Default + PartialOrd>(
-    text: &str,
-    field: &'static str,
-) -> Result<T, LineageError> {
+fn number<T: TryFrom<u64>>(text: &str, field: &'static str) -> Result<T, LineageError> {
     let refused = || LineageError::Number {
         field,
         value: text.to_string(),
     };
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+    if text.is_empty() || text.len() > 19 {
         return Err(refused());
     }
-    text.parse::<T>()
-        .ok()
-        .filter(|n| *n >= T::default())
-        .ok_or_else(refused)
+    let mut value: u64 = 0;
+    for byte in text.bytes() {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return Err(refused());
+        }
+        value = value * 10 + u64::from(digit);
+    }
+    // 19 digits fit a u64; the field's type (i32, i64 ≥ 0) bounds it further.
+    if value > i64::MAX as u64 {
+        return Err(refused());
+    }
+    T::try_from(value).map_err(|_| refused())
 }
 
 #[cfg(test)]
