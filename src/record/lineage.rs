@@ -8,8 +8,6 @@
 //! four cost the synchronizer a quarter of its speed (docs/benchmarks.md). Any stage in any
 //! language writes it in a line (docs/completeness.md).
 
-use std::io::Write as _;
-
 /// Name of the header carrying a record's lineage.
 pub const LINEAGE_HEADER: &str = "lineage";
 
@@ -55,10 +53,16 @@ impl<'a> Lineage<'a> {
     /// Appends the header value to `buffer` (cleared first), so that a caller reuses one buffer
     /// for every record.
     pub fn encode_into(&self, buffer: &mut Vec<u8>) {
+        let mut digits = itoa::Buffer::new();
         buffer.clear();
-        let _ = write!(buffer, "{}:{}:{}", self.topic, self.partition, self.offset);
+        buffer.extend_from_slice(self.topic.as_bytes());
+        buffer.push(b':');
+        buffer.extend_from_slice(digits.format(self.partition).as_bytes());
+        buffer.push(b':');
+        buffer.extend_from_slice(digits.format(self.offset).as_bytes());
         if let Some(timestamp) = self.timestamp_ms {
-            let _ = write!(buffer, ":{timestamp}");
+            buffer.push(b':');
+            buffer.extend_from_slice(digits.format(timestamp).as_bytes());
         }
     }
 
