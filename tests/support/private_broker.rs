@@ -59,7 +59,24 @@ pub fn start_tansu(dir: &Path, port: u16, advertised: &str, authentication: bool
         .spawn()
         .expect("starting tansu (scripts/stack.sh up kafka installs it)");
     wait_for_port("private broker", port);
+    index_headers(&dir.join("tansu.db"));
     child
+}
+
+/// Adds the index tansu 0.6's SQLite store lacks (record headers by record: without it every
+/// fetched record scans every header stored), as `scripts/stack.sh` does for the stack's broker.
+fn index_headers(database: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tansu-index-headers.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(database)
+        .output()
+        .expect("running python3 scripts/tansu-index-headers.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Test certificates made with the openssl command: a CA, a server certificate for 127.0.0.1
