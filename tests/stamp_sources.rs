@@ -148,7 +148,21 @@ async fn windows_are_exact(
     create_topic(&s.reduced, 2).await;
     produce_foreign(&s.reduced, &records).await;
     produce_foreign(&s.reduced, &[bad]).await;
-    let mut config = test_config(&s, &unique(name), Duration::from_secs(1));
+    monitor_writes_exact_windows(&s, name, stamps, &expected, reason, source).await;
+}
+
+/// Runs the monitor in-process over `s.reduced` with `stamps` and checks every window against
+/// exact percentiles of `expected` per window start, and that the one bad record is
+/// dead-lettered with `reason` and a detail naming `source`.
+async fn monitor_writes_exact_windows(
+    s: &MonitorTopics,
+    name: &str,
+    stamps: LatencyStamps,
+    expected: &BTreeMap<i64, Vec<f64>>,
+    reason: &str,
+    source: &str,
+) {
+    let mut config = test_config(s, &unique(name), Duration::from_secs(1));
     config.stamps = stamps;
     let monitor = InProcessMonitor::start(config).await;
     let docs = monitor
@@ -163,7 +177,7 @@ async fn windows_are_exact(
     let report = monitor.stop().await;
 
     assert_eq!(docs.len(), expected.len(), "{:?}", docs.keys());
-    for (start, latencies) in &expected {
+    for (start, latencies) in expected {
         let doc = document_json(&docs[&format!("visits-synchronizer-{start}")]);
         assert_document(&doc, latencies);
     }
@@ -358,30 +372,17 @@ async fn the_lineage_is_the_start_so_waiting_before_processing_counts() {
         headers: Vec::new(),
     };
     produce_foreign(&s.reduced, &[bad]).await;
-
-    let mut config = test_config(&s, &unique("lineage_g"), Duration::from_secs(1));
-    config.stamps = LatencyStamps {
+    let stamps = LatencyStamps {
         start: stamp("lineage", TimeFormat::UnixMs),
         end: EndSource::KafkaTimestamp,
     };
-    let monitor = InProcessMonitor::start(config).await;
-    let docs = monitor
-        .documents(expected.len(), Duration::from_secs(30))
-        .await;
-    let dead = consume(
-        &s.dlq,
-        1,
-        Duration::from_secs(20),
-        Duration::from_millis(300),
-    );
-    let report = monitor.stop().await;
-    assert_eq!(docs.len(), expected.len(), "{:?}", docs.keys());
-    for (start, latencies) in &expected {
-        let doc = document_json(&docs[&format!("visits-synchronizer-{start}")]);
-        assert_document(&doc, latencies);
-    }
-    assert_eq!(report.rejected, 1, "{report:?}");
-    assert_eq!(dead[0].headers["dlq.reason"], "missing_header");
-    let detail = &dead[0].headers["dlq.detail"];
-    assert!(detail.contains("start time lineage"), "{detail}");
+    monitor_writes_exact_windows(
+        &s,
+        "lineage_g",
+        stamps,
+        &expected,
+        "missing_header",
+        "start time lineage",
+    )
+    .await;
 }

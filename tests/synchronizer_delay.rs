@@ -164,13 +164,7 @@ async fn switching_a_long_delay_off_releases_waiting_records_in_order() {
     );
     let control = format!("http://{}/delay", http_addr_of(&job));
     let client = reqwest::Client::new();
-    let put = |query: &'static str| {
-        let request = client.put(format!("{control}?{query}")).bearer_auth(token);
-        async move {
-            let response = request.send().await.unwrap();
-            (response.status().as_u16(), response.text().await.unwrap())
-        }
-    };
+    let put = |query: &str| put_authorized(format!("{control}?{query}"), token);
     let anonymous = client
         .put(format!("{control}?delay=0s"))
         .send()

@@ -42,13 +42,7 @@ async fn the_loss_switch_drops_exactly_the_records_its_seed_names() {
     );
     let control = format!("http://{}/loss", http_addr_of(&job));
     let client = reqwest::Client::new();
-    let put = |query: &str| {
-        let request = client.put(format!("{control}?{query}")).bearer_auth(token);
-        async move {
-            let response = request.send().await.unwrap();
-            (response.status().as_u16(), response.text().await.unwrap())
-        }
-    };
+    let put = |query: &str| put_authorized(format!("{control}?{query}"), token);
     // Refusals change nothing and say why.
     let anonymous = client
         .put(format!("{control}?rate=5%25"))

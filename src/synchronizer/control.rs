@@ -188,34 +188,37 @@ fn authorize(control: &Control, headers: &HeaderMap, route: &str) -> Result<(), 
     }
 }
 
+type QueryOf<U> = Result<Query<U>, axum::extract::rejection::QueryRejection>;
+
 async fn update_delay(
     State(control): State<Arc<Control>>,
     headers: HeaderMap,
-    query: Result<Query<DelayUpdate>, axum::extract::rejection::QueryRejection>,
+    query: QueryOf<DelayUpdate>,
 ) -> Result<Json<DelayPolicy>, Refusal> {
     authorize(&control, &headers, "/delay")?;
-    let Query(update) =
-        query.map_err(|e| (StatusCode::BAD_REQUEST, format!("{}\n", e.body_text())))?;
-    let sender = &control.faults.delay;
-    let policy = update
-        .apply(*sender.borrow())
-        .map_err(|e| (StatusCode::BAD_REQUEST, e + "\n"))?;
-    sender.send_replace(policy);
-    Ok(Json(policy))
+    change(&control.faults.delay, query, DelayUpdate::apply)
 }
 
 async fn update_loss(
     State(control): State<Arc<Control>>,
     headers: HeaderMap,
-    query: Result<Query<LossUpdate>, axum::extract::rejection::QueryRejection>,
+    query: QueryOf<LossUpdate>,
 ) -> Result<Json<LossPolicy>, Refusal> {
     authorize(&control, &headers, "/loss")?;
+    change(&control.faults.loss, query, LossUpdate::apply)
+}
+
+/// Applies the update in `query` to the policy `sender` holds and puts the result in force; a
+/// malformed query or a value `apply` refuses changes nothing and answers 400 with the reason.
+fn change<P: Copy, U>(
+    sender: &watch::Sender<P>,
+    query: QueryOf<U>,
+    apply: impl FnOnce(&U, P) -> Result<P, String>,
+) -> Result<Json<P>, Refusal> {
     let Query(update) =
         query.map_err(|e| (StatusCode::BAD_REQUEST, format!("{}\n", e.body_text())))?;
-    let sender = &control.faults.loss;
-    let policy = update
-        .apply(*sender.borrow())
-        .map_err(|e| (StatusCode::BAD_REQUEST, e + "\n"))?;
+    let policy =
+        apply(&update, *sender.borrow()).map_err(|e| (StatusCode::BAD_REQUEST, e + "\n"))?;
     sender.send_replace(policy);
     Ok(Json(policy))
 }

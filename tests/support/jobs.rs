@@ -229,6 +229,17 @@ pub fn metric_sum(job: &Job, name: &str, labels: &[&str]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum())
 }
 
+/// `PUT url` with `Authorization: Bearer token` (a job's control endpoint): status and body.
+pub async fn put_authorized(url: String, token: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .put(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
 /// The address a job's HTTP endpoint bound (it logs "serving … on http://ADDR").
 pub fn http_addr_of(job: &Job) -> String {
     let mut addr = String::new();
