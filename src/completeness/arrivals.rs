@@ -35,17 +35,6 @@ pub enum Arrival {
 impl SourceArrivals {
     /// The record at `offset` arrived, within the SLA or not.
     pub fn record(&mut self, offset: i64, within_sla: bool) -> Arrival {
-        let beyond = |set: &OffsetRanges| set.end().is_none_or(|end| offset >= end);
-        if beyond(&self.within_sla) && beyond(&self.late) {
-            // In order (the common case): new, whatever the class.
-            let set = if within_sla {
-                &mut self.within_sla
-            } else {
-                &mut self.late
-            };
-            set.insert(offset);
-            return Arrival::First;
-        }
         let (this, other) = if within_sla {
             (&mut self.within_sla, &self.late)
         } else {

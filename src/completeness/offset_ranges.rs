@@ -72,8 +72,11 @@ impl OffsetRanges {
         }
     }
 
-    /// Whether `offset` is in the set.
+    /// Whether `offset` is in the set (at once for an offset past the highest: in order).
     pub fn contains(&self, offset: i64) -> bool {
+        if self.end().is_none_or(|end| offset >= end) {
+            return false;
+        }
         let i = self.ranges.partition_point(|&(_, e)| e <= offset);
         self.ranges.get(i).is_some_and(|&(s, _)| s <= offset)
     }

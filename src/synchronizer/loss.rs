@@ -40,6 +40,11 @@ impl LossPolicy {
     pub fn percent(&self) -> f64 {
         f64::from(self.rate_ppm) / PPM_PER_PERCENT
     }
+
+    /// The rate as a share of records (0 to 0.5), as the metric shows it.
+    pub fn ratio(&self) -> f64 {
+        f64::from(self.rate_ppm) / 1_000_000.0
+    }
 }
 
 impl fmt::Display for LossPolicy {
@@ -147,5 +152,6 @@ mod tests {
             seed: 3,
         };
         assert_eq!(policy.to_string(), "2.5% (seed 3)");
+        assert_eq!(policy.ratio(), 0.025);
     }
 }

@@ -369,7 +369,7 @@ impl Synchronizer {
         let mut reports = Vec::with_capacity(REPORT_BATCH);
         metrics::gauge!("sla_synchronizer_delay_seconds")
             .set(self.core().policy().delay.as_secs_f64());
-        metrics::gauge!("sla_synchronizer_loss_ratio").set(self.core().loss().percent() / 100.0);
+        metrics::gauge!("sla_synchronizer_loss_ratio").set(self.core().loss().ratio());
         loop {
             self.produce_due().await?;
             let policy = *self.delay.borrow();
@@ -386,7 +386,7 @@ impl Synchronizer {
                 } else {
                     tracing::warn!(%loss, "loss switch on: dropping records on purpose");
                 }
-                metrics::gauge!("sla_synchronizer_loss_ratio").set(loss.percent() / 100.0);
+                metrics::gauge!("sla_synchronizer_loss_ratio").set(loss.ratio());
             }
             let (in_flight, waiting, may_consume, next_due) = {
                 let core = self.core();
