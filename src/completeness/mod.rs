@@ -6,8 +6,16 @@
 //! - [`offset_ranges`]: sets of offsets as ranges (what is kept instead of one entry per
 //!   record);
 //! - [`arrivals`]: what one stream of output records showed of one source partition;
-//! - [`accounting`]: one window's counts from the evidence of every stream.
+//! - [`accounting`]: one window's counts from the evidence of every stream;
+//! - [`stream`]: what one output partition's records of one output window showed of the
+//!   source (what the partition stage publishes);
+//! - [`ledger`]: every stream and every output partition's progress, turned into one
+//!   accounting per source-time window as the merged progress moves;
+//! - [`document`]: the document written per source-time window.
 
 pub mod accounting;
 pub mod arrivals;
+pub mod document;
+pub mod ledger;
 pub mod offset_ranges;
+pub mod stream;
