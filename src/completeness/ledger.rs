@@ -136,7 +136,8 @@ impl CompletenessLedger {
         self.accounted = Some(accounted);
         let through = accounted.final_through;
         let window_ms = self.rules.window_ms;
-        self.streams.retain(|&(start, _), _| start + window_ms > through);
+        self.streams
+            .retain(|&(start, _), _| start + window_ms > through);
     }
 
     /// What was recorded as final.
@@ -151,7 +152,11 @@ impl CompletenessLedger {
         }
         self.input_partitions
             .iter()
-            .map(|p| self.progress.get(p).map(|&c| c + 1 - self.allowed_lateness_ms))
+            .map(|p| {
+                self.progress
+                    .get(p)
+                    .map(|&c| c + 1 - self.allowed_lateness_ms)
+            })
             .collect::<Option<Vec<_>>>()?
             .into_iter()
             .min()
@@ -399,7 +404,7 @@ mod tests {
             .map(|o| (o, 10_000 + o * 100, 10_000 + o * 100 + 50))
             .collect();
         ledger.on_arrivals(10_000, 0, stream(&arrived));
-        let mut at = |ledger: &mut CompletenessLedger, through: i64| {
+        let at = |ledger: &mut CompletenessLedger, through: i64| {
             ledger.on_progress(0, through - 1);
             ledger.on_progress(1, through - 1);
             let due = ledger.due().expect("due");
@@ -409,7 +414,10 @@ mod tests {
         let first = at(&mut ledger, 11_000);
         assert_eq!(first.completeness.expected, 10);
         assert_eq!(first.completeness.arrived_within_sla, 9);
-        assert_eq!(first.completeness.overdue, 1, "entered at 10,400: past the SLA");
+        assert_eq!(
+            first.completeness.overdue, 1,
+            "entered at 10,400: past the SLA"
+        );
         assert!(!first.is_final);
         let later = at(&mut ledger, 13_000);
         assert_eq!(later.completeness.overdue, 1);
@@ -448,7 +456,11 @@ mod tests {
         });
         assert_eq!(ledger.stream_count(), 1);
         ledger.on_arrivals(10_000, 1, stream(&[(3, 10_300, 10_350)]));
-        assert_eq!(ledger.stream_count(), 1, "a replayed stream of a final window");
+        assert_eq!(
+            ledger.stream_count(),
+            1,
+            "a replayed stream of a final window"
+        );
         ledger.on_progress(0, 14_999);
         ledger.on_progress(1, 14_999);
         let due = ledger.due().unwrap();
@@ -459,7 +471,11 @@ mod tests {
     #[test]
     fn floors_come_from_records_known_to_be_older() {
         let mut ledger = ledger();
-        ledger.on_arrivals(10_000, 0, stream(&[(7, 10_500, 10_550), (9, 11_200, 11_250)]));
+        ledger.on_arrivals(
+            10_000,
+            0,
+            stream(&[(7, 10_500, 10_550), (9, 11_200, 11_250)]),
+        );
         assert_eq!(ledger.floors(11_000), BTreeMap::from([(0, 8)]));
         assert_eq!(ledger.floors(12_000), BTreeMap::from([(0, 10)]));
         assert_eq!(ledger.floors(10_000), BTreeMap::new());

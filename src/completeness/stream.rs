@@ -105,9 +105,7 @@ impl StreamArrivals {
                 .filter_map(|r| r.ranges().next())
                 .map(|r| r.start)
                 .min();
-            if lowest.is_some_and(|o| o < 0)
-                || source.newest_by_window.values().any(|&o| o < 0)
-            {
+            if lowest.is_some_and(|o| o < 0) || source.newest_by_window.values().any(|&o| o < 0) {
                 return Err(format!("a negative offset of source partition {partition}"));
             }
         }

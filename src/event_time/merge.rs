@@ -251,6 +251,7 @@ mod tests {
                 max_clock_skew_ms: 0,
             },
             stamps: crate::record::stamp::LatencyStamps::default(),
+            completeness: None,
         });
         core.assign(
             &PartitionResume {

@@ -259,6 +259,15 @@ impl EventTimeOperator {
             .and_then(|w| w.into_iter().min())
     }
 
+    /// The start of `partition`'s earliest open window, if any.
+    pub fn first_open_window(&self, partition: i32) -> Option<i64> {
+        self.partitions
+            .get(&partition)?
+            .windows
+            .open_starts()
+            .next()
+    }
+
     /// Records in the open parts of the window starting at `start`, over every partition.
     pub fn open_records_in(&self, start: i64) -> u64 {
         self.partitions

@@ -12,6 +12,7 @@
 //! (LogAppendTime, or one producer's CreateTime); docs/completeness.md says what differs
 //! otherwise.
 
+use crate::completeness::ledger::{Due, SourceAnswers};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -43,6 +44,64 @@ impl SourceOffsets {
             topic: topic.to_string(),
             timeout,
         })
+    }
+
+    /// The source topic's partitions.
+    pub fn partitions(&self) -> Result<Vec<i32>, KafkaError> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), self.timeout)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == self.topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(KafkaError::MetadataFetch(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+            ));
+        }
+        Ok(partitions)
+    }
+
+    /// The topic read.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Answers the look-ups a completeness accounting needs (see
+    /// [`crate::completeness::ledger::Due`]): every partition's log start, and per time, in
+    /// ascending order, the first offset at or after it. Each answer's floor is the higher of
+    /// the ledger's (an offset known to be older) and the answer for the previous time (offsets
+    /// do not go back as time goes on), which tells tansu's "0" for "none" from offset 0.
+    pub fn answer(&self, due: &Due) -> Result<SourceAnswers, KafkaError> {
+        let mut logs = BTreeMap::new();
+        for partition in self.partitions()? {
+            logs.insert(partition, self.log_bounds(partition)?);
+        }
+        let mut answers = SourceAnswers {
+            log_starts: logs.iter().map(|(&p, b)| (p, b.start)).collect(),
+            ..SourceAnswers::default()
+        };
+        let mut previous: BTreeMap<i32, i64> = BTreeMap::new();
+        for query in &due.queries {
+            let request = logs
+                .iter()
+                .map(|(&p, &bounds)| {
+                    let floor = [query.floors.get(&p), previous.get(&p)]
+                        .into_iter()
+                        .flatten()
+                        .copied()
+                        .max();
+                    (p, (bounds, floor))
+                })
+                .collect();
+            let offsets = self.at_or_after(query.time_ms, &request)?;
+            previous.clone_from(&offsets);
+            answers.offsets.insert(query.time_ms, offsets);
+        }
+        Ok(answers)
     }
 
     /// The bounds of `partition`'s log now.

@@ -10,9 +10,11 @@ use super::measurement::{measure, InputRecord, Plausibility, TimestampKind};
 use super::restore::PartitionResume;
 use super::unacknowledged::Unacknowledged;
 use super::MonitorReport;
+use crate::completeness::stream::{CompletenessRules, StreamArrivals};
 use crate::event_time::watermark::WatermarkConfig;
 use crate::event_time::window::{Placement, ResumePoint, WindowConfig, WindowPart};
 use crate::event_time::EventTimeOperator;
+use crate::record::lineage::{Lineage, LINEAGE_HEADER};
 use crate::record::rejection::{RejectReason, Rejection};
 use crate::record::stamp::LatencyStamps;
 use std::collections::BTreeMap;
@@ -34,6 +36,8 @@ pub struct CoreConfig {
     pub plausibility: Plausibility,
     /// Where each record's latency starts and ends.
     pub stamps: LatencyStamps,
+    /// With `--source-topic`: the source topic, and how arrivals are judged.
+    pub completeness: Option<(String, CompletenessRules)>,
 }
 
 /// What to do with a consumed record.
@@ -73,6 +77,18 @@ pub struct Publication {
     /// (partition, watermark through which its windows are closed and published): the close
     /// time of the last window it passed.
     pub progress: Vec<(i32, i64)>,
+    /// With `--source-topic`: (window start, partition, arrivals) of the closed parts with
+    /// arrivals, delivered (and acknowledged) with the parts.
+    pub arrivals: Vec<(i64, i32, StreamArrivals)>,
+}
+
+/// What the partition stage keeps of the source records its partitions' records name, with
+/// `--source-topic`: per (partition, open window), the arrivals, published with the part.
+#[derive(Debug)]
+struct ArrivalTracking {
+    source_topic: String,
+    rules: CompletenessRules,
+    open: BTreeMap<(i32, i64), StreamArrivals>,
 }
 
 /// What the partition stage keeps about one partition it owns, besides its watermark and
@@ -102,11 +118,13 @@ pub struct MonitorCore {
     known: KnownTotals,
     next_publication: u64,
     report: MonitorReport,
+    arrivals: Option<ArrivalTracking>,
 }
 
 impl MonitorCore {
     /// Nothing assigned yet.
     pub fn new(config: CoreConfig) -> Self {
+        let completeness = config.completeness.clone();
         MonitorCore {
             operator: EventTimeOperator::new(config.window.clone(), config.watermark),
             config,
@@ -114,6 +132,11 @@ impl MonitorCore {
             known: KnownTotals::default(),
             next_publication: 0,
             report: MonitorReport::default(),
+            arrivals: completeness.map(|(source_topic, rules)| ArrivalTracking {
+                source_topic,
+                rules,
+                open: BTreeMap::new(),
+            }),
         }
     }
 
@@ -139,6 +162,9 @@ impl MonitorCore {
     pub fn revoke(&mut self, partition: i32) {
         self.operator.revoke(partition);
         self.partitions.remove(&partition);
+        if let Some(tracking) = &mut self.arrivals {
+            tracking.open.retain(|&(p, _), _| p != partition);
+        }
         self.known.forget_partition(partition);
     }
 
@@ -200,6 +226,16 @@ impl MonitorCore {
             partition,
             measurement.timestamp_kind == TimestampKind::LogAppendTime,
         );
+        // A late record arrived too: its arrival rides with the partition's earliest open
+        // window (a record replayed into a window written before is already accounted).
+        let arrival_window = match placement {
+            Placement::Accepted { window_start } => Some(window_start),
+            Placement::Late { .. } => self.operator.first_open_window(partition),
+            Placement::AlreadyCounted { .. } => None,
+        };
+        if !matches!(placement, Placement::AlreadyCounted { .. }) {
+            self.record_arrival(partition, arrival_window, record, measurement.event_time);
+        }
         match placement {
             Placement::Accepted { .. } => RecordDecision::Accepted {
                 timestamp_kind: measurement.timestamp_kind,
@@ -219,6 +255,50 @@ impl MonitorCore {
                 self.dead_letter(partition, offset, max_before, rejection, Some(window_start))
             }
         }
+    }
+
+    /// With `--source-topic`, the source record the lineage of `record` names arrived at
+    /// `arrival_ms`, in `partition`'s window starting at `window` (`None`: no window open).
+    fn record_arrival(
+        &mut self,
+        partition: i32,
+        window: Option<i64>,
+        record: &InputRecord<'_>,
+        arrival_ms: i64,
+    ) {
+        let Some(tracking) = &mut self.arrivals else {
+            return;
+        };
+        let lineage = record
+            .headers
+            .last(LINEAGE_HEADER)
+            .and_then(|value| Lineage::parse(value).ok());
+        let Some(lineage) = lineage else {
+            self.report.without_lineage += 1;
+            return;
+        };
+        let (Some(source_ms), true) = (
+            lineage.timestamp_ms,
+            lineage.topic == tracking.source_topic.as_str(),
+        ) else {
+            self.report.without_lineage += 1;
+            return;
+        };
+        let Some(window) = window else {
+            self.report.arrivals_unattributed += 1;
+            return;
+        };
+        tracking
+            .open
+            .entry((partition, window))
+            .or_default()
+            .record(
+                &tracking.rules,
+                lineage.partition,
+                lineage.offset,
+                source_ms,
+                arrival_ms,
+            );
     }
 
     fn dead_letter(
@@ -273,6 +353,7 @@ impl MonitorCore {
         let mut parts = Vec::new();
         let mut outstanding = BTreeMap::new();
         let mut progress = Vec::new();
+        let mut arrivals = Vec::new();
         for advance in self.operator.on_tick(now_ms) {
             for closed in advance.closed {
                 let close_at = window.close_at(closed.start_ms);
@@ -283,6 +364,12 @@ impl MonitorCore {
                 entry.0 = entry.0.min(close_at);
                 if point.offset < entry.1.offset {
                     entry.1 = point;
+                }
+                if let Some(tracking) = &mut self.arrivals {
+                    let stream = tracking.open.remove(&(advance.partition, closed.start_ms));
+                    if let Some(stream) = stream.filter(|s| !s.is_empty()) {
+                        arrivals.push((closed.start_ms, advance.partition, stream));
+                    }
                 }
                 parts.push((closed.start_ms, advance.partition, closed.part));
             }
@@ -317,6 +404,7 @@ impl MonitorCore {
             parts_id,
             parts,
             progress,
+            arrivals,
         })
     }
 
@@ -455,6 +543,7 @@ mod tests {
                 max_clock_skew_ms: 5_000,
             },
             stamps: LatencyStamps::default(),
+            completeness: None,
         });
         for partition in [0, 1] {
             core.assign(

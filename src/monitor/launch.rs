@@ -54,12 +54,18 @@ pub async fn launch(flags: MonitorFlags, http_addr: SocketAddr) -> anyhow::Resul
                 es.index
             ));
             let quantiles = config.window.quantiles.clone();
+            let completeness = config.completeness.is_some();
             let preparation = Preparation::spawn(
                 move |until| async move {
                     let sink =
                         tokio::task::spawn_blocking(move || ElasticsearchSink::new(&es, refresh))
                             .await
                             .context("building the Elasticsearch client")??;
+                    let sink = if completeness {
+                        sink.with_completeness()
+                    } else {
+                        sink
+                    };
                     sink.prepare_when_reachable(&quantiles, until).await?;
                     Ok(sink)
                 },

@@ -17,16 +17,20 @@ use super::{
     now_ms, outcome_of, MonitorConfig, MonitorError, Pending, KAFKA_UNREACHABLE_LIMIT,
     SINK_STALLED_LIMIT,
 };
+use crate::completeness::document::{CompletenessDocument, CompletenessIdentity};
+use crate::completeness::ledger::{Accounted, Due, SourceAnswers};
 use crate::event_time::window_document::WindowDocument;
 use crate::kafka::assignment_watchdog::{self, AssignmentWatchdog, Verdict};
 use crate::kafka::group_consumer::{self, GroupConsumer};
 use crate::kafka::rebalance_events::{RebalanceNotifier, Rebalanced};
 use crate::kafka::retire::retire_when_unshared;
+use crate::kafka::source_offsets::SourceOffsets;
 use crate::kafka::JobContext;
 use crate::runtime::http::Readiness;
 use crate::runtime::rate_limited_log::RateLimitedLog;
 use crate::runtime::shutdown::Shutdown;
 use crate::shuffle::publisher::ShufflePublisher;
+use crate::shuffle::COMPLETENESS_PARTITION;
 use crate::sink::driver::{self, Acknowledgement, Batch};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
@@ -63,17 +67,28 @@ pub struct MergeStageParts {
     pub input_owned: Arc<AtomicUsize>,
     /// `/readyz`.
     pub readiness: Readiness,
+    /// The source topic's offsets, with `--source-topic`.
+    pub source_offsets: Option<Arc<SourceOffsets>>,
 }
 
-/// A batch of window documents in the sink, and what to record once it is written.
+/// A batch of documents in the sink, and what to record once it is written.
 struct SinkBatch {
     shuffle_partition: i32,
     /// Window documents in the batch.
     windows: u64,
-    watermark: i64,
-    /// (window start, input partition) of the parts the windows were merged from.
-    parts: Vec<(i64, i32)>,
+    written: Written,
     sent: Instant,
+}
+
+/// What a written batch lets the merge stage record on the shuffle topic.
+enum Written {
+    /// Windows merged through `watermark` from these parts, (window start, input partition).
+    Windows {
+        watermark: i64,
+        parts: Vec<(i64, i32)>,
+    },
+    /// Completeness documents; with final ones, through which source window it is final.
+    Completeness { accounted: Option<Accounted> },
 }
 
 /// Where the loop stands (see the module documentation).
@@ -118,6 +133,10 @@ pub struct MergeStage {
     refreshing_inputs: Option<Pending<Result<Vec<i32>, String>>>,
     /// When the last look-up started.
     inputs_refreshed: Instant,
+    /// The source topic's offsets, with `--source-topic`.
+    source_offsets: Option<Arc<SourceOffsets>>,
+    /// A completeness accounting's look-ups under way.
+    accounting: Option<Pending<(Due, Result<SourceAnswers, String>)>>,
 }
 
 /// How often the merge stage looks the input topic's partitions up again while it merges:
@@ -157,6 +176,8 @@ impl MergeStage {
             windows_written: 0,
             refreshing_inputs: None,
             inputs_refreshed: Instant::now(),
+            source_offsets: parts.source_offsets,
+            accounting: None,
         }
     }
 
@@ -208,6 +229,10 @@ impl MergeStage {
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
                 Some(ack) = self.acks.recv() => self.on_sink_ack(ack).await?,
                 _ = tick.tick(), if matches!(phase, Phase::Merging) => self.on_tick()?,
+                (due, answers) = outcome_of(&mut self.accounting) => {
+                    self.accounting = None;
+                    self.on_source_answers(&due, answers);
+                }
                 inputs = outcome_of(&mut self.refreshing_inputs) => {
                     self.refreshing_inputs = None;
                     match inputs {
@@ -324,6 +349,7 @@ impl MergeStage {
             self.refresh_inputs();
         }
         self.write_ready();
+        self.start_accounting();
         if let Some(watermark) = self.state.watermark() {
             self.metrics.merge_watermark.set(watermark as f64 / 1000.0);
         }
@@ -447,15 +473,111 @@ impl MergeStage {
             SinkBatch {
                 shuffle_partition: merged.shuffle_partition,
                 windows: documents.len() as u64,
-                watermark: merged.watermark,
-                parts,
+                written: Written::Windows {
+                    watermark: merged.watermark,
+                    parts,
+                },
                 sent: Instant::now(),
             },
         );
         // Never full (write_ready keeps at most SINK_QUEUE batches in the sink); the sink task
         // only ends after a fatal error, which arrives as an ack and stops us.
-        if let Err(e) = self.batches.try_send(Batch { id, documents }) {
+        let batch = Batch {
+            id,
+            documents,
+            completeness: Vec::new(),
+        };
+        if let Err(e) = self.batches.try_send(batch) {
             tracing::error!("window documents not handed to the sink: {e}");
+        }
+    }
+
+    /// Starts the look-ups of a completeness accounting, if one is due (the ledger's progress
+    /// moved) and none is under way or in the sink.
+    fn start_accounting(&mut self) {
+        let Some(offsets) = &self.source_offsets else {
+            return;
+        };
+        let in_sink = self
+            .in_sink
+            .values()
+            .any(|b| matches!(b.written, Written::Completeness { .. }));
+        if self.accounting.is_some() || in_sink || self.in_sink.len() >= driver::SINK_QUEUE {
+            return;
+        }
+        let Some(due) = self.state.completeness_due() else {
+            return;
+        };
+        let offsets = offsets.clone();
+        self.accounting = Some(Box::pin(async move {
+            let looked_up = due.clone();
+            let answers = tokio::task::spawn_blocking(move || offsets.answer(&looked_up))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|answer| answer.map_err(|e| e.to_string()));
+            (due, answers)
+        }));
+    }
+
+    /// The source answered an accounting's look-ups: its documents go to the sink.
+    fn on_source_answers(&mut self, due: &Due, answers: Result<SourceAnswers, String>) {
+        let answers = match answers {
+            Ok(answers) => answers,
+            Err(e) => {
+                let topic = self.source_offsets.as_ref().map_or("", |o| o.topic());
+                tracing::warn!(
+                    "looking up the offsets of {topic} by time: {e} (completeness is accounted \
+                     again at the next tick)"
+                );
+                return;
+            }
+        };
+        let accounts = self.state.account(due, &answers);
+        let Some(completeness) = &self.config.completeness else {
+            return;
+        };
+        if accounts.is_empty() {
+            return;
+        }
+        let identity = CompletenessIdentity {
+            job: self.config.job_name.clone(),
+            source_topic: completeness.source_topic.clone(),
+            window_ms: self.config.window.size_ms,
+            sla_ms: self.config.window.sla_ms,
+            lost_after_ms: completeness.lost_after.as_millis() as i64,
+        };
+        let documents: Vec<CompletenessDocument> = accounts
+            .iter()
+            .map(|a| CompletenessDocument::new(&identity, due.as_of, a))
+            .collect();
+        self.metrics.completeness_accounted(&documents);
+        let accounted = accounts
+            .iter()
+            .filter(|a| a.is_final)
+            .map(|a| a.window_start + self.config.window.size_ms)
+            .max()
+            .map(|final_through| Accounted {
+                first_window: due.first_window,
+                final_through,
+            });
+        let id = self.next_batch;
+        self.next_batch += 1;
+        self.in_sink.insert(
+            id,
+            SinkBatch {
+                shuffle_partition: COMPLETENESS_PARTITION,
+                windows: 0,
+                written: Written::Completeness { accounted },
+                sent: Instant::now(),
+            },
+        );
+        let batch = Batch {
+            id,
+            documents: Vec::new(),
+            completeness: documents,
+        };
+        if let Err(e) = self.batches.try_send(batch) {
+            tracing::error!("completeness documents not handed to the sink: {e}");
         }
     }
 
@@ -472,15 +594,31 @@ impl MergeStage {
             self.write_ready();
             return Ok(());
         }
-        self.publisher
-            .mark_written(batch.shuffle_partition, batch.watermark, &batch.parts)
-            .await
-            .map_err(|source| MonitorError::Delivery {
-                topic: self.config.shuffle_topic.clone(),
-                source,
-            })?;
-        self.state.written(batch.shuffle_partition, batch.watermark);
+        let delivery = |source| MonitorError::Delivery {
+            topic: self.config.shuffle_topic.clone(),
+            source,
+        };
+        match batch.written {
+            Written::Windows { watermark, parts } => {
+                self.publisher
+                    .mark_written(batch.shuffle_partition, watermark, &parts)
+                    .await
+                    .map_err(delivery)?;
+                self.state.written(batch.shuffle_partition, watermark);
+            }
+            Written::Completeness {
+                accounted: Some(accounted),
+            } => {
+                let streams = self.state.accounted(accounted);
+                self.publisher
+                    .mark_accounted(accounted.first_window, accounted.final_through, &streams)
+                    .await
+                    .map_err(delivery)?;
+            }
+            Written::Completeness { accounted: None } => {}
+        }
         self.write_ready();
+        self.start_accounting();
         Ok(())
     }
 

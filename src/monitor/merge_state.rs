@@ -7,17 +7,24 @@
 //! has reached the partition's end once: before that, a `merged` marker further on may say a
 //! window is already written.
 
+use crate::completeness::ledger::{
+    Accounted, CompletenessLedger, Due, SourceAnswers, WindowAccount,
+};
+use crate::completeness::stream::CompletenessRules;
 use crate::event_time::merge::WindowMerger;
 use crate::event_time::window::{WindowConfig, WindowResult};
 use crate::shuffle::{
     latest_plausible, window_part, Refused, Shuffle, ShuffleEvent, ShuffleRecord,
+    COMPLETENESS_PARTITION,
 };
 use std::collections::BTreeMap;
 
-/// One owned shuffle partition: its merger, and whether it was read to its end once.
+/// One owned shuffle partition: its merger, whether it was read to its end once, and, on
+/// the [`COMPLETENESS_PARTITION`] of a monitor with `--source-topic`, the ledger.
 struct OwnedShufflePartition {
     merger: WindowMerger,
     caught_up: bool,
+    ledger: Option<CompletenessLedger>,
 }
 
 /// Whole windows ready to be written: which shuffle partition merged them and the watermark
@@ -41,6 +48,8 @@ pub struct MergeState {
     partitions: BTreeMap<i32, OwnedShufflePartition>,
     /// Parts received for windows already merged (replays after a failover).
     pub duplicate_parts: u64,
+    /// How arrivals are judged, with `--source-topic`.
+    completeness: Option<CompletenessRules>,
 }
 
 impl MergeState {
@@ -54,13 +63,30 @@ impl MergeState {
             input_partitions: Vec::new(),
             partitions: BTreeMap::new(),
             duplicate_parts: 0,
+            completeness: None,
         }
+    }
+
+    /// Also keeps the completeness ledger while it owns the [`COMPLETENESS_PARTITION`].
+    pub fn with_completeness(mut self, rules: CompletenessRules) -> Self {
+        self.completeness = Some(rules);
+        self
+    }
+
+    fn new_ledger(&self, m: i32) -> Option<CompletenessLedger> {
+        let rules = self.completeness.filter(|_| m == COMPLETENESS_PARTITION)?;
+        let mut ledger = CompletenessLedger::new(rules, self.config.allowed_lateness_ms);
+        ledger.set_input_partitions(self.input_partitions.clone());
+        Some(ledger)
     }
 
     /// The input topic's partitions (every one must pass a window before it is merged).
     pub fn set_input_partitions(&mut self, partitions: Vec<i32>) {
         for state in self.partitions.values_mut() {
             state.merger.set_input_partitions(partitions.clone());
+            if let Some(ledger) = &mut state.ledger {
+                ledger.set_input_partitions(partitions.clone());
+            }
         }
         self.input_partitions = partitions;
     }
@@ -73,11 +99,13 @@ impl MergeState {
     /// Shuffle partitions assigned: each starts empty, reading from its beginning.
     pub fn assign(&mut self, shuffle_partitions: &[i32]) {
         for &m in shuffle_partitions {
+            let ledger = self.new_ledger(m);
             self.partitions.insert(
                 m,
                 OwnedShufflePartition {
                     merger: WindowMerger::new(self.config.clone(), self.input_partitions.clone()),
                     caught_up: false,
+                    ledger,
                 },
             );
         }
@@ -139,10 +167,86 @@ impl MergeState {
             ShuffleRecord::Progress {
                 partition,
                 closed_through,
-            } => state.merger.on_progress(partition, closed_through),
+            } => {
+                state.merger.on_progress(partition, closed_through);
+                if let Some(ledger) = &mut state.ledger {
+                    ledger.on_progress(partition, closed_through);
+                }
+            }
             ShuffleRecord::Merged { written_through } => state.merger.on_written(written_through),
+            ShuffleRecord::Arrivals {
+                window_start,
+                partition,
+                arrivals,
+            } => {
+                if let Some(ledger) = &mut state.ledger {
+                    ledger.on_arrivals(window_start, partition, arrivals);
+                }
+            }
+            ShuffleRecord::Accounted {
+                first_window,
+                final_through,
+            } => {
+                if let Some(ledger) = &mut state.ledger {
+                    ledger.on_accounted(Accounted {
+                        first_window,
+                        final_through,
+                    });
+                }
+            }
         }
         Ok(())
+    }
+
+    fn ledger(&self) -> Option<&CompletenessLedger> {
+        let state = self.partitions.get(&COMPLETENESS_PARTITION)?;
+        state.ledger.as_ref().filter(|_| state.caught_up)
+    }
+
+    /// The completeness accounting due now, if this instance keeps the ledger and has read
+    /// its shuffle partition to the end once.
+    pub fn completeness_due(&self) -> Option<Due> {
+        self.ledger()?.due()
+    }
+
+    /// Accounts for `due` from the source's answers (see [`CompletenessLedger::account`]);
+    /// nothing when the ledger was rebuilt meanwhile (the shuffle partition moved away and
+    /// back) and has not read as far again.
+    pub fn account(&mut self, due: &Due, answers: &SourceAnswers) -> Vec<WindowAccount> {
+        let current = self
+            .ledger()
+            .and_then(CompletenessLedger::as_of)
+            .is_some_and(|as_of| as_of >= due.as_of);
+        match self.ledger_mut() {
+            Some(ledger) if current => ledger.account(due, answers),
+            _ => Vec::new(),
+        }
+    }
+
+    fn ledger_mut(&mut self) -> Option<&mut CompletenessLedger> {
+        self.partitions
+            .get_mut(&COMPLETENESS_PARTITION)?
+            .ledger
+            .as_mut()
+    }
+
+    /// The accounting is final and written through `accounted.final_through`: returns the
+    /// arrivals records no longer needed (to delete), `(window start, input partition)`.
+    pub fn accounted(&mut self, accounted: Accounted) -> Vec<(i64, i32)> {
+        let Some(ledger) = self.ledger_mut() else {
+            return Vec::new();
+        };
+        let streams = ledger.streams_final_through(accounted.final_through);
+        ledger.on_accounted(accounted);
+        streams
+    }
+
+    /// Arrivals records the ledger holds (0 without one).
+    pub fn ledger_streams(&self) -> usize {
+        self.partitions
+            .get(&COMPLETENESS_PARTITION)
+            .and_then(|s| s.ledger.as_ref())
+            .map_or(0, CompletenessLedger::stream_count)
     }
 
     /// The consumer reached the end of shuffle partition `m`: it may write from now on.

@@ -5,6 +5,7 @@
 
 use super::measurement::TimestampKind;
 use super::restore::PartitionResume;
+use crate::completeness::document::CompletenessDocument;
 use crate::event_time::window::WindowResult;
 use crate::event_time::window_document::percentile_field;
 use crate::shuffle::REFUSAL_REASONS;
@@ -144,6 +145,16 @@ pub struct MergeMetrics {
     window_records: Gauge,
     window_over_sla: Gauge,
     window_start: Gauge,
+    /// `sla_monitor_completeness_missing_records{class}` (`overdue`, `lost`, `in_flight`):
+    /// over the source windows of the latest accounting (those not final, and those it made
+    /// final).
+    completeness_missing: [(&'static str, Gauge); 3],
+    /// `sla_monitor_completeness_lost_records_total`: records lost in final documents.
+    completeness_lost: Counter,
+    /// `sla_monitor_completeness_documents_total{final}`: completeness documents written.
+    completeness_documents: [Counter; 2],
+    /// `sla_monitor_completeness_as_of_seconds`: the merged progress of the latest accounting.
+    completeness_as_of: Gauge,
 }
 
 impl MergeMetrics {
@@ -178,6 +189,16 @@ impl MergeMetrics {
             window_records: gauge!("sla_monitor_window_records"),
             window_over_sla: gauge!("sla_monitor_window_over_sla_records"),
             window_start: gauge!("sla_monitor_window_start_seconds"),
+            completeness_missing: ["overdue", "lost", "in_flight"].map(|class| {
+                (
+                    class,
+                    gauge!("sla_monitor_completeness_missing_records", "class" => class),
+                )
+            }),
+            completeness_lost: counter!("sla_monitor_completeness_lost_records_total"),
+            completeness_documents: ["false", "true"]
+                .map(|f| counter!("sla_monitor_completeness_documents_total", "final" => f)),
+            completeness_as_of: gauge!("sla_monitor_completeness_as_of_seconds"),
         };
         metrics.assigned.set(0.0);
         for (_, counter) in &metrics.refused {
@@ -190,6 +211,39 @@ impl MergeMetrics {
     pub fn refused(&self, reason: &str) {
         if let Some((_, counter)) = self.refused.iter().find(|(known, _)| *known == reason) {
             counter.increment(1);
+        }
+    }
+
+    /// The documents of one completeness accounting, as gauges, counters and a log line per
+    /// window with a missing record.
+    pub fn completeness_accounted(&self, documents: &[CompletenessDocument]) {
+        let sum = |f: fn(&CompletenessDocument) -> u64| documents.iter().map(f).sum::<u64>();
+        let values = [sum(|d| d.overdue), sum(|d| d.lost), sum(|d| d.in_flight)];
+        for ((_, gauge), value) in self.completeness_missing.iter().zip(values) {
+            gauge.set(value as f64);
+        }
+        for document in documents {
+            self.completeness_documents[usize::from(document.is_final)].increment(1);
+            if document.is_final {
+                self.completeness_lost.increment(document.lost);
+            }
+            if document.missing > 0 {
+                tracing::warn!(
+                    window = %document.timestamp,
+                    as_of = %document.as_of,
+                    expected = document.expected,
+                    overdue = document.overdue,
+                    lost = document.lost,
+                    first_missing = ?document.first_missing,
+                    is_final = document.is_final,
+                    "records of {} missing past the SLA",
+                    document.source_topic
+                );
+            }
+        }
+        if let Some(document) = documents.first() {
+            self.completeness_as_of
+                .set(document.as_of_ms as f64 / 1000.0);
         }
     }
 

@@ -46,12 +46,14 @@ pub mod restore;
 pub mod settings;
 pub mod unacknowledged;
 
+use crate::completeness::stream::CompletenessRules;
 use crate::event_time::watermark::WatermarkConfig;
 use crate::event_time::window::WindowConfig;
 use crate::kafka::dead_letter::DeadLetterQueue;
 use crate::kafka::group_consumer::{self, GroupConsumer};
 use crate::kafka::producer::RELIABLE_PRODUCER;
 use crate::kafka::rebalance_events::RebalanceNotifier;
+use crate::kafka::source_offsets::SourceOffsets;
 use crate::kafka::{admin, ensure_topics_when_reachable, JobContext, KafkaArgs, TopicSpec};
 use crate::record::stamp::EndSource;
 use crate::runtime::http::Readiness;
@@ -109,6 +111,29 @@ pub struct MonitorConfig {
     pub drain_timeout: Duration,
     /// How the internal records (shuffle, checkpoints) are authenticated.
     pub authentication: RecordAuthentication,
+    /// Reconciliation with the pipeline's source topic (`--source-topic`), if asked for.
+    pub completeness: Option<CompletenessConfig>,
+}
+
+/// What reconciliation with the pipeline's source needs (`--source-topic`, `--lost-after`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletenessConfig {
+    /// The topic the pipeline reads: every record of it is accounted for.
+    pub source_topic: String,
+    /// A record not arrived this long after it entered the source is lost.
+    pub lost_after: Duration,
+}
+
+impl MonitorConfig {
+    /// How arrivals are judged, with `--source-topic`.
+    pub fn completeness_rules(&self) -> Option<CompletenessRules> {
+        let completeness = self.completeness.as_ref()?;
+        Some(CompletenessRules {
+            window_ms: self.window.size_ms,
+            sla_ms: self.window.sla_ms,
+            lost_after_ms: completeness.lost_after.as_millis() as i64,
+        })
+    }
 }
 
 /// Counts of what a run did.
@@ -124,6 +149,12 @@ pub struct MonitorReport {
     pub late: u64,
     /// Records refused as malformed (kept on the dead-letter topic).
     pub rejected: u64,
+    /// With `--source-topic`: records without a lineage naming a timestamped record of the
+    /// source topic (their source records cannot be told arrived).
+    pub without_lineage: u64,
+    /// With `--source-topic`: late records whose partition had no open window to carry their
+    /// arrival.
+    pub arrivals_unattributed: u64,
 }
 
 /// Why the monitor stopped with an error.
@@ -302,6 +333,23 @@ pub async fn run(
         &config.group,
     )
     .map_err(|e| MonitorError::Setup(format!("creating the checkpoint reader: {e}")))?;
+    let source_offsets = match &config.completeness {
+        Some(completeness) => {
+            let offsets = SourceOffsets::new(
+                &config.kafka.client_config(&[]),
+                &completeness.source_topic,
+                SOURCE_LOOKUP_TIMEOUT,
+            )
+            .map_err(|e| {
+                MonitorError::Setup(format!(
+                    "creating the reader of {}'s offsets: {e}",
+                    completeness.source_topic
+                ))
+            })?;
+            Some(Arc::new(offsets))
+        }
+        None => None,
+    };
     let (batches, acks) = driver::spawn(sink, metrics::sink_retries());
     let input_owned = Arc::new(AtomicUsize::new(0));
     let partitions = PartitionStage::new(
@@ -320,6 +368,10 @@ pub async fn run(
             },
             plausibility: config.plausibility,
             stamps: config.stamps.clone(),
+            completeness: config
+                .completeness_rules()
+                .zip(config.completeness.as_ref().map(|c| c.source_topic.clone()))
+                .map(|(rules, topic)| (topic, rules)),
         }),
         PartitionStageParts {
             committer: Committer::new(
@@ -347,11 +399,17 @@ pub async fn run(
     );
     let merging = MergeStage::new(
         config.clone(),
-        MergeState::new(
-            config.window.clone(),
-            shuffle,
-            config.plausibility.max_future_ms,
-        ),
+        {
+            let state = MergeState::new(
+                config.window.clone(),
+                shuffle,
+                config.plausibility.max_future_ms,
+            );
+            match config.completeness_rules() {
+                Some(rules) => state.with_completeness(rules),
+                None => state,
+            }
+        },
         MergeStageParts {
             consumer: merge_consumer,
             consumer_context: merge_context,
@@ -364,6 +422,7 @@ pub async fn run(
             input_partitions,
             input_owned,
             readiness: readiness.clone(),
+            source_offsets,
         },
     );
     readiness.set_ready();
@@ -414,6 +473,9 @@ pub async fn run(
     );
     Ok(report)
 }
+
+/// How long one offsets-for-times or metadata answer of the source topic may take.
+const SOURCE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Work a stage runs in the background and polls in its loop.
 type Pending<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;

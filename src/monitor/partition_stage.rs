@@ -514,6 +514,7 @@ impl PartitionStage {
             parts_id,
             parts,
             progress,
+            arrivals,
         } = publication;
         let delivery_failed = |source| MonitorError::Delivery {
             topic: self.publisher.topic().to_string(),
@@ -525,6 +526,20 @@ impl PartitionStage {
             .await
             .map_err(delivery_failed)?;
         self.metrics.parts_published.increment(parts.len() as u64);
+        // Arrivals go with the parts they were closed with: acknowledged before the records
+        // are committed.
+        let deliveries = if arrivals.is_empty() {
+            deliveries
+        } else {
+            let mut deliveries = deliveries;
+            deliveries.extend(
+                self.publisher
+                    .publish_arrivals(arrivals)
+                    .await
+                    .map_err(delivery_failed)?,
+            );
+            deliveries
+        };
         if let Some(parts_id) = parts_id {
             self.part_deliveries.push(Box::pin(async move {
                 for delivery in deliveries {

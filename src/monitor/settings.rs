@@ -2,13 +2,14 @@
 //! [`MonitorConfig`] they make once checked: every refusal names the flag and what to write.
 
 use super::measurement::Plausibility;
-use super::MonitorConfig;
+use super::{CompletenessConfig, MonitorConfig};
 use crate::distribution::digest::DigestConfig;
 use crate::distribution::digest::{MAX_COMPRESSION, MAX_EXACT_THRESHOLD};
 use crate::elasticsearch_connection::ElasticsearchArgs;
 use crate::event_time::watermark::WatermarkConfig;
 use crate::event_time::window::WindowConfig;
 use crate::kafka::KafkaArgs;
+use crate::record::lineage::is_topic_name;
 use crate::record::stamp::{self, EndSource, LatencyStamps, Stamp, StampSource, TimeFormat};
 use crate::runtime::cli::{duration_in, ms, number_in, secs, DAY};
 use crate::runtime::redact::Secret;
@@ -180,6 +181,19 @@ pub struct MonitorFlags {
     #[arg(long, env = "SLA_END_TIME_FORMAT", value_enum)]
     pub end_time_format: Option<TimeFormat>,
 
+    /// The topic the monitored pipeline reads (e.g. visits): every record of it is accounted
+    /// for, per source-time window — arrived within the SLA, late, overdue, lost —, from the
+    /// lineage header the pipeline's stages write (docs/completeness.md). Completeness
+    /// documents go to `<es-index>-completeness`. Off by default: today's documents only.
+    #[arg(long, env = "SLA_SOURCE_TOPIC")]
+    pub source_topic: Option<String>,
+
+    /// With --source-topic: a record not arrived this long after it entered the source is
+    /// lost (before that, past the SLA, it is overdue). Its window's completeness document is
+    /// final this long after the window's end. Longer than --sla.
+    #[arg(long, env = "SLA_LOST_AFTER", default_value = "10m", value_parser = duration_in(ms(1), DAY))]
+    pub lost_after: Duration,
+
     /// How often acknowledged offsets are committed.
     #[arg(long, env = "SLA_COMMIT_INTERVAL", default_value = "1s", value_parser = duration_in(ms(10), secs(3_600)))]
     pub commit_interval: Duration,
@@ -303,6 +317,32 @@ impl MonitorFlags {
             self.internal_key_accepted_file.as_deref(),
             self.accept_unauthenticated_internal_records,
         )?;
+        let completeness = match self.source_topic {
+            Some(source_topic) => {
+                anyhow::ensure!(
+                    is_topic_name(&source_topic),
+                    "--source-topic {source_topic:?} is not a Kafka topic name (letters, digits, \
+                     '.', '_' and '-', at most 249)"
+                );
+                anyhow::ensure!(
+                    source_topic != self.input_topic,
+                    "--source-topic {source_topic} is the monitor's --topic: name the topic the \
+                     pipeline reads, whose records its output's lineage headers name"
+                );
+                anyhow::ensure!(
+                    self.lost_after > self.sla,
+                    "--lost-after {:?} must be longer than --sla {:?}: a record is overdue past \
+                     the SLA and lost past --lost-after",
+                    self.lost_after,
+                    self.sla
+                );
+                Some(CompletenessConfig {
+                    source_topic,
+                    lost_after: self.lost_after,
+                })
+            }
+            None => None,
+        };
         let tick = (self.window / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
         Ok(MonitorConfig {
             kafka: self.kafka,
@@ -339,6 +379,7 @@ impl MonitorFlags {
             tick,
             drain_timeout: self.drain_timeout,
             authentication,
+            completeness,
         })
     }
 }

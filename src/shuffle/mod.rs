@@ -33,6 +33,7 @@ pub mod publisher;
 
 use authentication::{RecordAuthentication, KEY_ID_LEN, TAG_LEN};
 
+use crate::completeness::stream::StreamArrivals;
 use crate::distribution::digest::{DigestConfig, DigestParts, LatencyDigest};
 use crate::distribution::latency_histogram::{HistogramParts, LatencyHistogram};
 use crate::event_time::window::WindowPart;
@@ -66,7 +67,29 @@ pub enum ShuffleRecord {
         /// Windows closing at or before this watermark (ms) are written.
         written_through: i64,
     },
+    /// What one input partition's records of one window showed of the pipeline's source
+    /// (`--source-topic` only), on the [`COMPLETENESS_PARTITION`].
+    Arrivals {
+        /// The window's start (ms).
+        window_start: i64,
+        /// The input partition.
+        partition: i32,
+        /// Its arrivals.
+        arrivals: StreamArrivals,
+    },
+    /// Through which source-time window the completeness accounting is final and written
+    /// (`--source-topic` only), on the [`COMPLETENESS_PARTITION`].
+    Accounted {
+        /// The first source window accounted (ms).
+        first_window: i64,
+        /// Source windows ending at or before this (ms) are final.
+        final_through: i64,
+    },
 }
+
+/// The shuffle partition that carries completeness (arrivals and the accounted marker): its
+/// owner keeps the ledger (see [`crate::completeness::ledger`]).
+pub const COMPLETENESS_PARTITION: i32 = 0;
 
 /// A record of formats 0 and 1, written before parts carried their histogram.
 #[derive(Deserialize)]
@@ -352,6 +375,16 @@ impl ShuffleRecord {
                 Ok(())
             }
         };
+        let aligned = |window_start: i64| {
+            if window_start.rem_euclid(window_size_ms) != 0 {
+                Err(Refused::new(
+                    "unaligned_window",
+                    format!("window start {window_start} is not a multiple of {window_size_ms} ms"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
         match self {
             ShuffleRecord::Part {
                 window_start,
@@ -360,14 +393,7 @@ impl ShuffleRecord {
                 over_sla,
                 histogram,
             } => {
-                if window_start.rem_euclid(window_size_ms) != 0 {
-                    return Err(Refused::new(
-                        "unaligned_window",
-                        format!(
-                            "window start {window_start} is not a multiple of {window_size_ms} ms"
-                        ),
-                    ));
-                }
+                aligned(*window_start)?;
                 valid_partition(*partition)?;
                 in_bounds("window start", *window_start)?;
                 digest
@@ -406,6 +432,25 @@ impl ShuffleRecord {
             ShuffleRecord::Merged { written_through } => {
                 in_bounds("written marker", *written_through)
             }
+            ShuffleRecord::Arrivals {
+                window_start,
+                partition,
+                arrivals,
+            } => {
+                aligned(*window_start)?;
+                valid_partition(*partition)?;
+                in_bounds("window start", *window_start)?;
+                arrivals
+                    .check()
+                    .map_err(|e| Refused::new("inconsistent_part", e))
+            }
+            ShuffleRecord::Accounted {
+                first_window,
+                final_through,
+            } => {
+                aligned(*first_window)?;
+                in_bounds("accounted marker", *final_through)
+            }
         }
     }
 }
@@ -442,7 +487,18 @@ impl Shuffle {
                 format!("{}|progress|{partition}", self.namespace)
             }
             ShuffleRecord::Merged { .. } => format!("{}|merged", self.namespace),
+            ShuffleRecord::Arrivals {
+                window_start,
+                partition,
+                ..
+            } => self.arrivals_key(*window_start, *partition),
+            ShuffleRecord::Accounted { .. } => format!("{}|accounted", self.namespace),
         }
+    }
+
+    /// The key of an input partition's arrivals in a window (also the key of its tombstone).
+    pub fn arrivals_key(&self, window_start: i64, partition: i32) -> String {
+        format!("{}|arrivals|{window_start}|{partition}", self.namespace)
     }
 
     /// The key of a window's part (also the key of its tombstone).

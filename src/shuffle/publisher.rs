@@ -3,7 +3,8 @@
 //! the merged marker and the tombstones of its parts. One idempotent producer carries all of
 //! them, so on each shuffle partition they arrive in the order they were enqueued.
 
-use super::{merging_partition, part_record, Shuffle, ShuffleRecord};
+use super::{merging_partition, part_record, Shuffle, ShuffleRecord, COMPLETENESS_PARTITION};
+use crate::completeness::stream::StreamArrivals;
 use crate::event_time::window::WindowPart;
 use crate::kafka::producer::{enqueue, OutgoingRecord};
 use crate::kafka::JobContext;
@@ -18,10 +19,11 @@ pub struct ShufflePublisher {
     shuffle: Shuffle,
     shuffle_partitions: i32,
     window_size_ms: i64,
-    traffic: [Traffic; 4],
+    traffic: [Traffic; 6],
 }
 
-/// What the shuffle costs, by kind of record (`part`, `progress`, `merged` or `tombstone`):
+/// What the shuffle costs, by kind of record (`part`, `progress`, `merged`, `tombstone`,
+/// `arrivals` or `accounted`):
 /// the counters of [`crate::monitor::metrics::shuffle_published`].
 #[derive(Clone)]
 struct Traffic {
@@ -30,9 +32,16 @@ struct Traffic {
 }
 
 impl Traffic {
-    const KINDS: [&'static str; 4] = ["part", "progress", "merged", "tombstone"];
+    const KINDS: [&'static str; 6] = [
+        "part",
+        "progress",
+        "merged",
+        "tombstone",
+        "arrivals",
+        "accounted",
+    ];
 
-    fn all() -> [Traffic; 4] {
+    fn all() -> [Traffic; 6] {
         Self::KINDS.map(|kind| {
             let (records, bytes) = crate::monitor::metrics::shuffle_published(kind);
             Traffic { records, bytes }
@@ -45,6 +54,8 @@ impl Traffic {
             Some(ShuffleRecord::Progress { .. }) => 1,
             Some(ShuffleRecord::Merged { .. }) => 2,
             None => 3,
+            Some(ShuffleRecord::Arrivals { .. }) => 4,
+            Some(ShuffleRecord::Accounted { .. }) => 5,
         }
     }
 }
@@ -91,6 +102,55 @@ impl ShufflePublisher {
             );
         }
         Ok(deliveries)
+    }
+
+    /// Enqueues input partitions' arrivals, `(window start, input partition, arrivals)`, to
+    /// the [`COMPLETENESS_PARTITION`]; returns their deliveries (like parts, the records they
+    /// come from may be committed only once they are delivered).
+    pub async fn publish_arrivals(
+        &self,
+        arrivals: Vec<(i64, i32, StreamArrivals)>,
+    ) -> Result<Vec<DeliveryFuture>, KafkaError> {
+        let mut deliveries = Vec::with_capacity(arrivals.len());
+        for (window_start, partition, arrivals) in arrivals {
+            let record = ShuffleRecord::Arrivals {
+                window_start,
+                partition,
+                arrivals,
+            };
+            let key = self.shuffle.key(&record);
+            deliveries.push(
+                self.send(COMPLETENESS_PARTITION, &key, Some(&record))
+                    .await?,
+            );
+        }
+        Ok(deliveries)
+    }
+
+    /// Records that the completeness accounting is final through `accounted`'s window, then
+    /// deletes the arrivals it no longer needs, `(window start, input partition)`. Not
+    /// awaited: a lost marker makes the next owner write the same final documents again.
+    pub async fn mark_accounted(
+        &self,
+        first_window: i64,
+        final_through: i64,
+        streams: &[(i64, i32)],
+    ) -> Result<(), KafkaError> {
+        let marker = ShuffleRecord::Accounted {
+            first_window,
+            final_through,
+        };
+        self.send(
+            COMPLETENESS_PARTITION,
+            &self.shuffle.key(&marker),
+            Some(&marker),
+        )
+        .await?;
+        for &(window_start, partition) in streams {
+            let key = self.shuffle.arrivals_key(window_start, partition);
+            self.send(COMPLETENESS_PARTITION, &key, None).await?;
+        }
+        Ok(())
     }
 
     /// Enqueues the progress of input partitions, `(partition, closed through)`, to every

@@ -3,6 +3,7 @@
 //! outcome is reported back by id.
 
 use super::{SinkError, WindowSink};
+use crate::completeness::document::CompletenessDocument;
 use crate::event_time::window_document::WindowDocument;
 use crate::runtime::backoff::{retry_policy, MAX_RETRY_DELAY};
 use backon::BackoffBuilder;
@@ -14,8 +15,10 @@ use tokio::sync::mpsc;
 pub struct Batch {
     /// Caller-chosen id, echoed in the acknowledgement.
     pub id: u64,
-    /// The documents.
+    /// The window documents.
     pub documents: Vec<WindowDocument>,
+    /// Completeness documents (`--source-topic`), written after the window documents.
+    pub completeness: Vec<CompletenessDocument>,
 }
 
 /// The outcome of a batch: `Ok(id)` once written, or the fatal error that stopped the sink.
@@ -37,7 +40,7 @@ pub fn spawn(
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(batch) = batch_rx.recv().await {
-            let outcome = write_with_retries(&mut sink, &batch.documents, &retries).await;
+            let outcome = write_with_retries(&mut sink, &batch, &retries).await;
             let fatal = outcome.is_err();
             if ack_tx.send(outcome.map(|()| batch.id)).is_err() || fatal {
                 break;
@@ -47,22 +50,36 @@ pub fn spawn(
     (batch_tx, ack_rx)
 }
 
+/// Writes a batch's window documents, then its completeness documents (writing a document
+/// again replaces it, so a retried batch is written whole once).
+async fn write_batch(sink: &mut impl WindowSink, batch: &Batch) -> Result<(), SinkError> {
+    if !batch.documents.is_empty() {
+        sink.write(&batch.documents).await?;
+    }
+    if !batch.completeness.is_empty() {
+        sink.write_completeness(&batch.completeness).await?;
+    }
+    Ok(())
+}
+
 async fn write_with_retries(
     sink: &mut impl WindowSink,
-    documents: &[WindowDocument],
+    batch: &Batch,
     retries: &metrics::Counter,
 ) -> Result<(), SinkError> {
     let mut backoff = retry_policy(Duration::from_millis(200)).build();
     loop {
-        match sink.write(documents).await {
+        match write_batch(sink, batch).await {
             Ok(()) => return Ok(()),
             Err(SinkError::Transient(e)) => {
                 let wait = backoff.next().unwrap_or(MAX_RETRY_DELAY);
                 retries.increment(1);
                 // The oldest window waiting (a tag of the error report).
-                let window_start = documents
+                let window_start = batch
+                    .documents
                     .first()
                     .map(|d| d.timestamp.as_str())
+                    .or_else(|| batch.completeness.first().map(|d| d.timestamp.as_str()))
                     .unwrap_or("");
                 tracing::warn!(
                     window_start,
@@ -95,7 +112,8 @@ mod tests {
         batches
             .send(Batch {
                 id: 7,
-                documents: Vec::new(),
+                documents: vec![WindowDocument::of_one_record("job", 0)],
+                completeness: Vec::new(),
             })
             .await
             .unwrap();
@@ -138,6 +156,7 @@ mod tests {
             .send(Batch {
                 id: 4,
                 documents: vec![document],
+                completeness: Vec::new(),
             })
             .await
             .unwrap();

@@ -1,7 +1,8 @@
 //! A sink writing one JSON object per line to stdout or a file (appending, fsync'd per batch).
 //! Each line carries the document's `id`; readers keep the last line per id.
 
-use super::{SinkError, WindowSink};
+use super::{SinkError, StoredDocument, WindowSink};
+use crate::completeness::document::CompletenessDocument;
 use crate::event_time::window_document::WindowDocument;
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,9 +21,9 @@ impl JsonLinesSink {
 }
 
 /// One document as a JSON line with its `id` first.
-pub fn to_line(document: &WindowDocument) -> String {
+pub fn to_line(document: &impl StoredDocument) -> String {
     let mut object = serde_json::Map::new();
-    object.insert("id".into(), document.id.clone().into());
+    object.insert("id".into(), document.id().into());
     if let serde_json::Value::Object(fields) = serde_json::to_value(document).expect("serialisable")
     {
         object.extend(fields);
@@ -32,6 +33,26 @@ pub fn to_line(document: &WindowDocument) -> String {
 
 impl WindowSink for JsonLinesSink {
     async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
+        self.append(documents).await
+    }
+
+    async fn write_completeness(
+        &mut self,
+        documents: &[CompletenessDocument],
+    ) -> Result<(), SinkError> {
+        self.append(documents).await
+    }
+
+    fn describe(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| "stdout".to_string(), |p| p.display().to_string())
+    }
+}
+
+impl JsonLinesSink {
+    /// Appends one line per document, durably.
+    async fn append(&self, documents: &[impl StoredDocument]) -> Result<(), SinkError> {
         let mut text = String::new();
         for document in documents {
             text.push_str(&to_line(document));
@@ -56,18 +77,7 @@ impl WindowSink for JsonLinesSink {
             }
         })
         .await
-        .map_err(|e| SinkError::Fatal(format!("writing window documents: {e}")))?
-        .map_err(|e| {
-            SinkError::Transient(format!(
-                "writing window documents to {}: {e}",
-                self.describe()
-            ))
-        })
-    }
-
-    fn describe(&self) -> String {
-        self.path
-            .as_ref()
-            .map_or_else(|| "stdout".to_string(), |p| p.display().to_string())
+        .map_err(|e| SinkError::Fatal(format!("writing documents: {e}")))?
+        .map_err(|e| SinkError::Transient(format!("writing documents to {}: {e}", self.describe())))
     }
 }

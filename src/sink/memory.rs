@@ -3,6 +3,7 @@
 //! soon as the monitor counts it acknowledged.
 
 use super::{SinkError, WindowSink};
+use crate::completeness::document::CompletenessDocument;
 use crate::event_time::window_document::WindowDocument;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,8 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct MemorySink {
     documents: Arc<Mutex<BTreeMap<String, WindowDocument>>>,
+    /// Completeness documents, by id (each version replaces the last).
+    completeness: Arc<Mutex<BTreeMap<String, CompletenessDocument>>>,
     /// Documents written in all, replays included.
     writes: Arc<watch::Sender<u64>>,
 }
@@ -20,6 +23,7 @@ impl Default for MemorySink {
     fn default() -> Self {
         MemorySink {
             documents: Arc::default(),
+            completeness: Arc::default(),
             writes: Arc::new(watch::channel(0).0),
         }
     }
@@ -34,6 +38,27 @@ impl MemorySink {
     /// The documents written so far, by id.
     pub fn documents(&self) -> BTreeMap<String, WindowDocument> {
         self.documents.lock().expect("sink poisoned").clone()
+    }
+
+    /// The completeness documents written so far, by id (their latest versions).
+    pub fn completeness_documents(&self) -> BTreeMap<String, CompletenessDocument> {
+        self.completeness.lock().expect("sink poisoned").clone()
+    }
+
+    /// Waits until `condition` holds for the completeness documents written so far, and
+    /// returns them.
+    pub async fn wait_for_completeness(
+        &self,
+        mut condition: impl FnMut(&BTreeMap<String, CompletenessDocument>) -> bool,
+    ) -> BTreeMap<String, CompletenessDocument> {
+        let mut writes = self.writes.subscribe();
+        loop {
+            let documents = self.completeness_documents();
+            if condition(&documents) {
+                return documents;
+            }
+            let _ = writes.changed().await;
+        }
     }
 
     /// How many documents were written in all, a replaced one counted each time.
@@ -62,6 +87,20 @@ impl WindowSink for MemorySink {
     async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
         {
             let mut stored = self.documents.lock().expect("sink poisoned");
+            for document in documents {
+                stored.insert(document.id.clone(), document.clone());
+            }
+        }
+        self.writes.send_modify(|n| *n += documents.len() as u64);
+        Ok(())
+    }
+
+    async fn write_completeness(
+        &mut self,
+        documents: &[CompletenessDocument],
+    ) -> Result<(), SinkError> {
+        {
+            let mut stored = self.completeness.lock().expect("sink poisoned");
             for document in documents {
                 stored.insert(document.id.clone(), document.clone());
             }

@@ -7,7 +7,9 @@ pub mod json_lines;
 pub mod memory;
 pub mod prepared;
 
+use crate::completeness::document::CompletenessDocument;
 use crate::event_time::window_document::WindowDocument;
+use serde::Serialize;
 use std::future::Future;
 
 /// Why a write failed.
@@ -31,6 +33,40 @@ pub trait WindowSink: Send + 'static {
         documents: &[WindowDocument],
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
 
+    /// Writes completeness documents (`--source-topic`), as [`Self::write`] does window
+    /// documents. A sink that cannot keep them refuses, and the monitor stops with the
+    /// message.
+    fn write_completeness(
+        &mut self,
+        documents: &[CompletenessDocument],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        let refusal = format!(
+            "{} cannot store completeness documents ({} of them): run without --source-topic \
+             or write to Elasticsearch, a JSON-lines file or memory",
+            self.describe(),
+            documents.len()
+        );
+        async move { Err(SinkError::Fatal(refusal)) }
+    }
+
     /// A short description for logs, e.g. the file or URL written to.
     fn describe(&self) -> String;
+}
+
+/// A document a sink stores under its own id (a later version replaces it).
+pub trait StoredDocument: Serialize + Clone + Send + Sync + 'static {
+    /// The document's id.
+    fn id(&self) -> &str;
+}
+
+impl StoredDocument for WindowDocument {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl StoredDocument for CompletenessDocument {
+    fn id(&self) -> &str {
+        &self.id
+    }
 }

@@ -5,6 +5,7 @@
 //! that fails stops the job with its own error (see [`Preparation::failed`]).
 
 use super::{SinkError, WindowSink};
+use crate::completeness::document::CompletenessDocument;
 use crate::event_time::window_document::WindowDocument;
 use crate::runtime::http::ReadinessHold;
 use crate::runtime::shutdown::{Shutdown, ShutdownTrigger};
@@ -113,8 +114,9 @@ pub struct PreparedSink<S> {
     outcome: watch::Receiver<Outcome<S>>,
 }
 
-impl<S: WindowSink + Clone + Send + Sync> WindowSink for PreparedSink<S> {
-    async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
+impl<S: WindowSink + Clone + Send + Sync> PreparedSink<S> {
+    /// The sink, once prepared (waits for the preparation).
+    async fn ready(&mut self) -> Result<&mut S, SinkError> {
         if self.inner.is_none() {
             let ended = self
                 .outcome
@@ -128,8 +130,20 @@ impl<S: WindowSink + Clone + Send + Sync> WindowSink for PreparedSink<S> {
                 None => unreachable!("waited for an outcome"),
             }
         }
-        let sink = self.inner.as_mut().expect("prepared above");
-        sink.write(documents).await
+        Ok(self.inner.as_mut().expect("prepared above"))
+    }
+}
+
+impl<S: WindowSink + Clone + Send + Sync> WindowSink for PreparedSink<S> {
+    async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
+        self.ready().await?.write(documents).await
+    }
+
+    async fn write_completeness(
+        &mut self,
+        documents: &[CompletenessDocument],
+    ) -> Result<(), SinkError> {
+        self.ready().await?.write_completeness(documents).await
     }
 
     fn describe(&self) -> String {

@@ -71,6 +71,7 @@ pub fn test_config(topics: &MonitorTopics, group: &str, idle: Duration) -> Monit
         tick: Duration::from_millis(200),
         drain_timeout: Duration::from_secs(30),
         authentication: sla_monitor::shuffle::authentication::RecordAuthentication::none(),
+        completeness: None,
     }
 }
 

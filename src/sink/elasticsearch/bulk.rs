@@ -1,16 +1,16 @@
 //! Bulk requests and the decision on their responses: acknowledged, worth retrying, or an
 //! error that retrying cannot fix (reported with what to do about it).
 
-use crate::event_time::window_document::WindowDocument;
+use crate::sink::StoredDocument;
 use elasticsearch::http::request::JsonBody;
 use serde_json::{json, Value};
 
 /// The body of a `_bulk` request indexing each document under its own id (a replay
 /// overwrites the same document instead of adding one).
-pub fn bulk_body(index: &str, documents: &[WindowDocument]) -> Vec<JsonBody<Value>> {
+pub fn bulk_body(index: &str, documents: &[impl StoredDocument]) -> Vec<JsonBody<Value>> {
     let mut body = Vec::with_capacity(documents.len() * 2);
     for document in documents {
-        body.push(json!({ "index": { "_index": index, "_id": document.id } }).into());
+        body.push(json!({ "index": { "_index": index, "_id": document.id() } }).into());
         body.push(serde_json::to_value(document).expect("serialisable").into());
     }
     body

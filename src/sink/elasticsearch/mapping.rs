@@ -30,15 +30,59 @@ pub fn properties(quantiles: &[f64]) -> Value {
     Value::Object(properties)
 }
 
+/// The `properties` of a completeness document (see
+/// [`crate::completeness::document::CompletenessDocument`]).
+pub fn completeness_properties() -> Value {
+    let mut properties = Map::new();
+    for (field, kind) in [
+        ("@timestamp", "date"),
+        ("window_end", "date"),
+        ("window_start_ms", "long"),
+        ("job", "keyword"),
+        ("source_topic", "keyword"),
+        ("as_of", "date"),
+        ("as_of_ms", "long"),
+        ("final", "boolean"),
+        ("sla_ms", "long"),
+        ("lost_after_ms", "long"),
+        ("expected", "long"),
+        ("arrived_within_sla", "long"),
+        ("arrived_late", "long"),
+        ("dead_lettered", "long"),
+        ("filtered", "long"),
+        ("in_flight", "long"),
+        ("overdue", "long"),
+        ("lost", "long"),
+        ("unknown", "long"),
+        ("duplicates", "long"),
+        ("misses", "long"),
+        ("missing", "long"),
+        ("oldest_missing_age_ms", "long"),
+        ("first_missing", "keyword"),
+    ] {
+        properties.insert(field.into(), json!({ "type": kind }));
+    }
+    Value::Object(properties)
+}
+
 /// The index template applying the mapping to `index` (created on first write if missing).
 /// Unknown fields are refused (`dynamic: strict`) so a typo cannot create a field silently.
 pub fn index_template(index: &str, quantiles: &[f64]) -> Value {
+    template(index, properties(quantiles))
+}
+
+/// The index template of the completeness index.
+pub fn completeness_template(index: &str) -> Value {
+    template(index, completeness_properties())
+}
+
+fn template(index: &str, properties: Value) -> Value {
     json!({
         "index_patterns": [index],
         "priority": 500,
         "template": {
             "settings": { "number_of_shards": 1, "number_of_replicas": 0 },
-            "mappings": { "dynamic": "strict", "properties": properties(quantiles) }
+            "mappings": { "dynamic": "strict", "properties": properties }
         },
         "_meta": { "managed_by": "sla-monitor" }
     })

@@ -4,7 +4,8 @@
 pub mod bulk;
 pub mod mapping;
 
-use super::{SinkError, WindowSink};
+use super::{SinkError, StoredDocument, WindowSink};
+use crate::completeness::document::CompletenessDocument;
 use crate::elasticsearch_connection::{ConfigError, ElasticsearchArgs};
 use crate::event_time::window_document::WindowDocument;
 use crate::runtime::backoff::{retry_policy, MAX_RETRY_DELAY};
@@ -55,7 +56,14 @@ pub struct ElasticsearchSink {
     client: Elasticsearch,
     url: String,
     index: String,
+    /// Where completeness documents go, if written.
+    completeness_index: Option<String>,
     refresh: Refresh,
+}
+
+/// The index of completeness documents beside the window index `index`.
+pub fn completeness_index_of(index: &str) -> String {
+    format!("{index}-completeness")
 }
 
 /// The status and JSON body of a response, or a transport error (unreachable, timeout).
@@ -99,15 +107,45 @@ impl ElasticsearchSink {
             client: args.client()?,
             url: args.url.clone(),
             index: args.index.clone(),
+            completeness_index: None,
             refresh,
         })
     }
 
+    /// Also writes completeness documents (`--source-topic`), to `<index>-completeness`.
+    pub fn with_completeness(mut self) -> Self {
+        self.completeness_index = Some(completeness_index_of(&self.index));
+        self
+    }
+
     /// Creates or updates the index template, creates the index if missing and adds any
-    /// missing field to its mapping. A mapping conflict stops with a message saying what to fix.
+    /// missing field to its mapping (and the same for the completeness index, if written). A
+    /// mapping conflict stops with a message saying what to fix.
     pub async fn prepare(&self, quantiles: &[f64]) -> Result<(), SinkError> {
-        let template = mapping::index_template(&self.index, quantiles);
-        let name = format!("{}-sla-monitor", self.index);
+        self.prepare_index(
+            &self.index,
+            mapping::index_template(&self.index, quantiles),
+            mapping::properties(quantiles),
+        )
+        .await?;
+        if let Some(index) = &self.completeness_index {
+            self.prepare_index(
+                index,
+                mapping::completeness_template(index),
+                mapping::completeness_properties(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn prepare_index(
+        &self,
+        index: &str,
+        template: Value,
+        properties: Value,
+    ) -> Result<(), SinkError> {
+        let name = format!("{index}-sla-monitor");
         let (status, body) = send(
             self.client
                 .indices()
@@ -120,39 +158,58 @@ impl ElasticsearchSink {
             &format!("putting index template {name}"),
             status,
             &body,
-            &self.index,
+            index,
         )?;
         let (status, body) = send(
             self.client
                 .indices()
-                .create(IndicesCreateParts::Index(&self.index))
+                .create(IndicesCreateParts::Index(index))
                 .send(),
         )
         .await?;
         let exists = body["error"]["type"] == "resource_already_exists_exception";
         if !exists {
-            setup_outcome(
-                &format!("creating index {}", self.index),
-                status,
-                &body,
-                &self.index,
-            )?;
+            setup_outcome(&format!("creating index {index}"), status, &body, index)?;
         }
         let (status, body) = send(
             self.client
                 .indices()
-                .put_mapping(IndicesPutMappingParts::Index(&[&self.index]))
-                .body(json!({ "properties": mapping::properties(quantiles) }))
+                .put_mapping(IndicesPutMappingParts::Index(&[index]))
+                .body(json!({ "properties": properties }))
                 .send(),
         )
         .await?;
-        setup_outcome(&format!("updating the mapping of {}", self.index), status, &body, &self.index).map_err(|e| match e {
+        setup_outcome(&format!("updating the mapping of {index}"), status, &body, index).map_err(|e| match e {
             SinkError::Fatal(m) => SinkError::Fatal(format!(
-                "{m} — the existing index {} has a conflicting mapping: delete it or choose another --es-index",
-                self.index
+                "{m} — the existing index {index} has a conflicting mapping: delete it or choose another --es-index"
             )),
             other => other,
         })
+    }
+
+    /// Indexes `documents` in bulk into `index`, each under its id.
+    async fn index_documents(
+        &self,
+        index: &str,
+        documents: &[impl StoredDocument],
+    ) -> Result<(), SinkError> {
+        if documents.is_empty() {
+            return Ok(());
+        }
+        let body = bulk_body(index, documents);
+        let (status, response) = send(
+            self.client
+                .bulk(BulkParts::None)
+                .refresh(self.refresh.parameter())
+                .body(body)
+                .send(),
+        )
+        .await?;
+        match classify_bulk(status, &response, index, documents.len()) {
+            BulkOutcome::Acknowledged => Ok(()),
+            BulkOutcome::Retry(m) => Err(SinkError::Transient(m)),
+            BulkOutcome::Fatal(m) => Err(SinkError::Fatal(m)),
+        }
     }
 
     /// [`Self::prepare`], retried with backoff while Elasticsearch is unreachable, until
@@ -182,23 +239,19 @@ impl ElasticsearchSink {
 
 impl WindowSink for ElasticsearchSink {
     async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
-        if documents.is_empty() {
-            return Ok(());
-        }
-        let body = bulk_body(&self.index, documents);
-        let (status, response) = send(
-            self.client
-                .bulk(BulkParts::None)
-                .refresh(self.refresh.parameter())
-                .body(body)
-                .send(),
-        )
-        .await?;
-        match classify_bulk(status, &response, &self.index, documents.len()) {
-            BulkOutcome::Acknowledged => Ok(()),
-            BulkOutcome::Retry(m) => Err(SinkError::Transient(m)),
-            BulkOutcome::Fatal(m) => Err(SinkError::Fatal(m)),
-        }
+        self.index_documents(&self.index, documents).await
+    }
+
+    async fn write_completeness(
+        &mut self,
+        documents: &[CompletenessDocument],
+    ) -> Result<(), SinkError> {
+        let Some(index) = &self.completeness_index else {
+            return Err(SinkError::Fatal(
+                "completeness documents reached a sink prepared without --source-topic".into(),
+            ));
+        };
+        self.index_documents(index, documents).await
     }
 
     fn describe(&self) -> String {
