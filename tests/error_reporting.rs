@@ -233,6 +233,7 @@ async fn dead_letters_are_reported_by_reason_without_their_records() {
             value: Some(format!("{{oops cardholder-secret-{i}").into_bytes()),
             partition: Some(i % 2),
             timestamp_ms: Some(base + i as i64),
+            headers: Vec::new(),
         })
         .collect();
     records.push(record(0, base + 100, 40, "good"));

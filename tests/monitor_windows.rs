@@ -32,6 +32,7 @@ async fn windows_match_exact_percentiles_and_bad_records_are_kept() {
         value: Some(b"{oops".to_vec()),
         partition: Some(0),
         timestamp_ms: Some(base + 3 * WINDOW + 1_999),
+        headers: Vec::new(),
     });
     records.push(record(1, now_ms() + 3_600_000, 10, "future"));
     // A broken stamp (1 ms after the epoch) inside window 3: kept aside, not in its p99/max.
@@ -40,6 +41,7 @@ async fn windows_match_exact_percentiles_and_bad_records_are_kept() {
         value: Some(reduced_json("implausible", 1)),
         partition: Some(0),
         timestamp_ms: Some(base + 3 * WINDOW + 1_500),
+        headers: Vec::new(),
     });
     produce(&s.reduced, &records).await;
 

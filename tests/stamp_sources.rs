@@ -320,6 +320,7 @@ async fn the_lineage_is_the_start_so_waiting_before_processing_counts() {
             value: Some(visit_json(&format!("v{i}"), entered)),
             partition: Some((i % 2) as i32),
             timestamp_ms: Some(entered + i * 10),
+            headers: Vec::new(),
         })
         .collect();
     produce(&visits, &records).await;

@@ -57,6 +57,7 @@ async fn reduces_visits_in_order_with_produce_time_timestamps() {
             )),
             partition: Some((i % 2) as i32),
             timestamp_ms: Some(old),
+            headers: Vec::new(),
         })
         .collect();
     produce(&t.visits, &records).await;

@@ -15,8 +15,10 @@
 use crate::completeness::ledger::{Due, SourceAnswers};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Reads offsets of one source topic by time.
@@ -24,6 +26,8 @@ pub struct SourceOffsets {
     consumer: BaseConsumer,
     topic: String,
     timeout: Duration,
+    /// Per partition, its first record's offset and timestamp, as last read.
+    first_records: Mutex<BTreeMap<i32, (i64, i64)>>,
 }
 
 /// A partition's log: its first offset still kept and the offset after its last record.
@@ -36,13 +40,21 @@ pub struct LogBounds {
 }
 
 impl SourceOffsets {
-    /// A reader of `topic` with the client settings `config` (no group: it joins none and
-    /// commits nothing), waiting at most `timeout` for each answer.
+    /// A reader of `topic` with the client settings `config` (it joins no group and commits
+    /// nothing), waiting at most `timeout` for each answer.
     pub fn new(config: &ClientConfig, topic: &str, timeout: Duration) -> Result<Self, KafkaError> {
+        // librdkafka assigns partitions only to a consumer with a group id; this one never
+        // joins it (it assigns, never subscribes) and never commits.
+        let mut config = config.clone();
+        config
+            .set("group.id", "sla-monitor.source-offsets")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false");
         Ok(SourceOffsets {
             consumer: config.create()?,
             topic: topic.to_string(),
             timeout,
+            first_records: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -65,6 +77,43 @@ impl SourceOffsets {
         Ok(partitions)
     }
 
+    /// The timestamp of the record at `offset` of `partition` (the log's first record: read
+    /// once per log start, then remembered), or `None` when it cannot be read in time.
+    fn first_timestamp(&self, partition: i32, offset: i64) -> Option<i64> {
+        let mut known = self.first_records.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&(at, timestamp)) = known.get(&partition) {
+            if at == offset {
+                return Some(timestamp);
+            }
+        }
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&self.topic, partition, Offset::Offset(offset))
+            .ok()?;
+        self.consumer.assign(&assignment).ok()?;
+        let deadline = std::time::Instant::now() + self.timeout;
+        let mut found = None;
+        while found.is_none() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.consumer.poll(left.min(Duration::from_millis(500))) {
+                Some(Ok(message)) if message.partition() == partition => {
+                    found = message
+                        .timestamp()
+                        .to_millis()
+                        .map(|t| (message.offset(), t));
+                }
+                _ => {}
+            }
+        }
+        let _ = self.consumer.unassign();
+        let (at, timestamp) = found?;
+        known.insert(partition, (at, timestamp));
+        (at == offset).then_some(timestamp)
+    }
+
     /// The topic read.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -84,16 +133,31 @@ impl SourceOffsets {
             log_starts: logs.iter().map(|(&p, b)| (p, b.start)).collect(),
             ..SourceAnswers::default()
         };
+        // A partition's first record, where it is older than a queried time, is a floor too:
+        // a broker answering 0 for "none" is then told from one whose first record is at 0.
+        let first_timestamps: BTreeMap<i32, i64> = logs
+            .iter()
+            .filter(|(_, bounds)| bounds.end > bounds.start)
+            .filter_map(|(&p, bounds)| Some((p, self.first_timestamp(p, bounds.start)?)))
+            .collect();
         let mut previous: BTreeMap<i32, i64> = BTreeMap::new();
         for query in &due.queries {
             let request = logs
                 .iter()
                 .map(|(&p, &bounds)| {
-                    let floor = [query.floors.get(&p), previous.get(&p)]
-                        .into_iter()
-                        .flatten()
-                        .copied()
-                        .max();
+                    let first_is_older = first_timestamps
+                        .get(&p)
+                        .is_some_and(|&t| t < query.time_ms)
+                        .then_some(bounds.start + 1);
+                    let floor = [
+                        query.floors.get(&p),
+                        previous.get(&p),
+                        first_is_older.as_ref(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .max();
                     (p, (bounds, floor))
                 })
                 .collect();

@@ -1,19 +1,21 @@
-//! The headers of a consumed Kafka record that the latency stamps name, looked up once per
-//! record (nothing is looked up when no stamp is a header).
+//! The headers of a consumed Kafka record that the latency stamps name (and the lineage, with
+//! `--source-topic`), looked up once per record (nothing is looked up when none is needed).
 
 use crate::record::stamp::RecordHeaders;
 use rdkafka::message::{Headers, Message};
 
-/// The values of the (at most two) headers the stamps read, borrowed from the record.
+/// The values of the (at most three) headers the stamps and the lineage read, borrowed from
+/// the record.
 pub struct StampHeaders<'a> {
-    found: [(&'a str, Option<&'a [u8]>); 2],
+    found: [(&'a str, Option<&'a [u8]>); 3],
 }
 
 impl<'a> StampHeaders<'a> {
-    /// Looks up, in `message`, the last header of each of `names` (at most two: the header
-    /// names the stamps read, [`crate::record::stamp::LatencyStamps::header_names`], computed once per job).
+    /// Looks up, in `message`, the last header of each of `names` (at most three: the header
+    /// names the stamps read, [`crate::record::stamp::LatencyStamps::header_names`], and the
+    /// lineage; computed once per job).
     pub fn of<M: Message>(message: &'a M, names: &'a [String]) -> StampHeaders<'a> {
-        let mut found: [(&str, Option<&[u8]>); 2] = [("", None), ("", None)];
+        let mut found: [(&str, Option<&[u8]>); 3] = [("", None), ("", None), ("", None)];
         if names.is_empty() {
             // No stamp is a header: the record's headers are not even asked for (librdkafka
             // parses them on request).

@@ -27,6 +27,7 @@ use crate::kafka::reporting_producer::refused_for_itself;
 use crate::kafka::stamp_headers::StampHeaders;
 use crate::kafka::transient::is_transient;
 use crate::kafka::{JobContext, READY_BATCH};
+use crate::record::lineage::LINEAGE_HEADER;
 use crate::record::rejection::{RejectReason, Rejection};
 use crate::runtime::backoff::retry_policy;
 use crate::runtime::http::{Readiness, ReadinessHold};
@@ -114,7 +115,11 @@ pub struct PartitionStage {
 impl PartitionStage {
     /// A stage owning no partition yet.
     pub fn new(config: MonitorConfig, core: MonitorCore, parts: PartitionStageParts) -> Self {
-        let stamp_headers = config.stamps.header_names().map(String::from).collect();
+        let mut stamp_headers: Vec<String> =
+            config.stamps.header_names().map(String::from).collect();
+        if config.completeness.is_some() && !stamp_headers.iter().any(|h| h == LINEAGE_HEADER) {
+            stamp_headers.push(LINEAGE_HEADER.to_string());
+        }
         let offset_reset = config.kafka.offset_reset(&config.group);
         PartitionStage {
             metrics: PartitionMetrics::new(&config.input_topic),

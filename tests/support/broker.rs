@@ -103,6 +103,16 @@ impl Cluster {
             if let Some(t) = r.timestamp_ms {
                 record = record.timestamp(t);
             }
+            if !r.headers.is_empty() {
+                let mut headers = rdkafka::message::OwnedHeaders::new();
+                for (name, value) in &r.headers {
+                    headers = headers.insert(rdkafka::message::Header {
+                        key: name,
+                        value: Some(value.as_bytes()),
+                    });
+                }
+                record = record.headers(headers);
+            }
             deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
         }
         for d in deliveries {
@@ -270,6 +280,8 @@ pub struct Outgoing {
     pub value: Option<Vec<u8>>,
     pub partition: Option<i32>,
     pub timestamp_ms: Option<i64>,
+    /// Headers, (name, value), in order.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A consumed record, owned.

@@ -56,6 +56,7 @@ pub fn record(p: i32, t: i64, latency: i64, id: &str) -> Outgoing {
         value: Some(reduced_json(id, t - latency)),
         partition: Some(p),
         timestamp_ms: Some(t),
+        headers: Vec::new(),
     }
 }
 
