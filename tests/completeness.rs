@@ -2,7 +2,8 @@
 //! topic is accounted for in the completeness document of its source-time window — exactly
 //! the records the synchronizer's seeded loss switch drops are lost, in their windows, and
 //! nowhere else; a record produced twice is one record and one duplicate; a held source
-//! partition is overdue while it is held and late, not lost, once it arrives.
+//! partition is overdue while it is held and late, not lost, once it arrives; three instances,
+//! one killed and one added, write the final documents one undisturbed instance writes.
 
 mod support;
 
@@ -13,9 +14,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use support::in_process::{test_config, InProcessMonitor};
 use support::*;
-
-/// The test monitor's windows (2 s, SLA 1 s; see `test_config`).
-const WINDOW: i64 = 2_000;
 
 /// A source record: (partition, offset, timestamp ms).
 type Position = (i32, i64, i64);
@@ -60,7 +58,7 @@ async fn final_documents(
     let all_final = |documents: &BTreeMap<String, CompletenessDocument>| {
         (first..=last).step_by(WINDOW as usize).all(|w| {
             documents
-                .get(&format!("{job}-{w}"))
+                .get(&format!("{job}-completeness-{w}"))
                 .is_some_and(|d| d.is_final)
         })
     };
@@ -292,4 +290,186 @@ async fn duplicates_count_apart_and_a_held_partition_is_overdue_then_late_never_
     );
     assert_eq!(total(|d| d.arrived_within_sla), 120, "{documents:#?}");
     monitor.stop().await;
+}
+
+/// Source partitions and output partitions of the multi-instance test.
+const SOURCE_PARTITIONS: i32 = 4;
+const OUTPUT_PARTITIONS: i32 = 4;
+
+/// The records of a stage over `windows` windows from `base`: per source partition, 6 records a
+/// window (offsets in order); the stage drops every record whose offset is 5 mod 17 in source
+/// partition 1 and sends those at 3 mod 11 in partition 2 twice; each output 300 ms after its
+/// source record. Returns (source records, output records, (window → (expected, lost,
+/// duplicates))).
+fn staged(
+    source: &str,
+    base: i64,
+    windows: i64,
+) -> (Vec<Outgoing>, Vec<Outgoing>, BTreeMap<i64, (u64, u64, u64)>) {
+    let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+    let mut truth: BTreeMap<i64, (u64, u64, u64)> = BTreeMap::new();
+    for p in 0..SOURCE_PARTITIONS {
+        for o in 0..windows * 6 {
+            let t = base + o * WINDOW / 6 + i64::from(p) * 10;
+            inputs.push(Outgoing {
+                key: Some(format!("s{p}-{o}")),
+                value: Some(b"{}".to_vec()),
+                partition: Some(p),
+                timestamp_ms: Some(t),
+                headers: Vec::new(),
+            });
+            let entry = truth.entry(window_of(t)).or_default();
+            entry.0 += 1;
+            if p == 1 && o % 17 == 5 {
+                entry.1 += 1;
+                continue;
+            }
+            let copies = if p == 2 && o % 11 == 3 { 2 } else { 1 };
+            entry.2 += copies - 1;
+            for _ in 0..copies {
+                let mut out = output_of(source, (p, o, t), t + 300);
+                out.partition = Some(p % OUTPUT_PARTITIONS);
+                outputs.push(out);
+            }
+        }
+    }
+    outputs.sort_by_key(|r| r.timestamp_ms);
+    (inputs, outputs, truth)
+}
+
+/// The final completeness documents in `index`, by window start, once every window of
+/// `windows` has one.
+async fn final_in_es(
+    index: &str,
+    windows: &[i64],
+    timeout: Duration,
+) -> BTreeMap<i64, serde_json::Value> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let documents: BTreeMap<i64, serde_json::Value> = es_documents(index)
+            .await
+            .into_values()
+            .filter(|d| d["final"] == true)
+            .map(|d| (d["window_start_ms"].as_i64().unwrap(), d))
+            .collect();
+        if windows.iter().all(|w| documents.contains_key(w)) {
+            return documents;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "final completeness documents of {windows:?} not all in {index} within {timeout:?}: {:?}",
+            documents.keys()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A document's counts (what must not depend on instances, kills or replays).
+fn counts(d: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    [
+        "expected",
+        "arrived_within_sla",
+        "arrived_late",
+        "dead_lettered",
+        "filtered",
+        "in_flight",
+        "overdue",
+        "lost",
+        "unknown",
+        "duplicates",
+        "first_missing",
+    ]
+    .iter()
+    .map(|f| (f.to_string(), d[*f].clone()))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_one_killed_one_added_write_the_final_documents_of_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = monitor_topics("compl_scale");
+    let source = unique("compl_scale_v");
+    create_topic(&source, SOURCE_PARTITIONS).await;
+    create_topic(&topics.reduced, OUTPUT_PARTITIONS).await;
+    let base = (now_ms() - 600_000) / WINDOW * WINDOW;
+    let windows = 10;
+    let (inputs, outputs, truth) = staged(&source, base, windows);
+    produce(&source, &inputs).await;
+    // Phase 1 ends half-way through window 4: its arrivals are open when an instance dies.
+    let (phase1, phase2): (Vec<Outgoing>, Vec<Outgoing>) = outputs
+        .into_iter()
+        .partition(|r| r.timestamp_ms.unwrap() < base + 4 * WINDOW + WINDOW / 2);
+    produce(&topics.reduced, &phase1).await;
+    let args = |topics: &MonitorTopics, group: &str, index: &str| {
+        MonitorArgs::new(topics, group)
+            .elasticsearch(index)
+            .set("--source-topic", &source)
+            .set("--lost-after", "6s")
+            .set("--idle-timeout", "10m")
+            .set("--commit-interval", "200ms")
+            .short_session()
+    };
+    let index = test_index("compl_scale");
+    let group = unique("compl_scale_g");
+    let live = args(&topics, &group, &index);
+    let mut instances: Vec<Job> = (0..3).map(|_| live.start(dir.path())).collect();
+    wait_until_spread(&instances, &topics, OUTPUT_PARTITIONS, true);
+    let completeness_index = format!("{index}-completeness");
+    // Early windows are final before the kill (the ledger has something to lose).
+    final_in_es(&completeness_index, &[base], Duration::from_secs(90)).await;
+    let merger = instances
+        .iter()
+        .position(|j| assigned(j, &topics.shuffle) > 0.0)
+        .expect("one instance merges (and keeps the ledger)");
+    instances.remove(merger).kill();
+    produce(&topics.reduced, &phase2[..phase2.len() / 2]).await;
+    wait_out_killed_session();
+    instances.push(live.start(dir.path()));
+    wait_until_spread(&instances, &topics, OUTPUT_PARTITIONS, true);
+    produce(&topics.reduced, &phase2[phase2.len() / 2..]).await;
+    // Far past the data, so every data window becomes final (no lineage: not accounted).
+    produce(
+        &topics.reduced,
+        &terminators(OUTPUT_PARTITIONS, base + 60 * WINDOW),
+    )
+    .await;
+    let data_windows: Vec<i64> = truth.keys().copied().collect();
+    let written = final_in_es(&completeness_index, &data_windows, Duration::from_secs(120)).await;
+    for job in instances {
+        assert!(job.terminate(Duration::from_secs(30)).success());
+    }
+    for (window, &(expected, lost, duplicates)) in &truth {
+        let d = &written[window];
+        assert_eq!(d["expected"], expected, "window {window}: {d}");
+        assert_eq!(d["lost"], lost, "window {window}: {d}");
+        assert_eq!(d["duplicates"], duplicates, "window {window}: {d}");
+        assert_eq!(
+            d["arrived_within_sla"],
+            expected - lost,
+            "window {window}: {d}"
+        );
+    }
+    // One undisturbed instance over the same records writes the same final documents.
+    let own = MonitorTopics {
+        reduced: topics.reduced.clone(),
+        dlq: unique("compl_scale_ref_d"),
+        checkpoints: unique("compl_scale_ref_c"),
+        shuffle: unique("compl_scale_ref_s"),
+    };
+    let reference_index = test_index("compl_scale_ref");
+    let reference = args(&own, &unique("compl_scale_ref_g"), &reference_index).start(dir.path());
+    let alone = final_in_es(
+        &format!("{reference_index}-completeness"),
+        &data_windows,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(reference.terminate(Duration::from_secs(30)).success());
+    for window in &data_windows {
+        assert_eq!(
+            counts(&written[window]),
+            counts(&alone[window]),
+            "window {window}"
+        );
+    }
 }

@@ -63,48 +63,6 @@ fn assigned_by(
         .property(&format!("partition.assignment.strategy={assignor}"))
 }
 
-fn assigned(job: &Job, topic: &str) -> f64 {
-    metric_sum(
-        job,
-        "sla_assigned_partitions",
-        &[&format!("topic=\"{topic}\"")],
-    )
-    .unwrap_or(0.0)
-}
-
-/// Waits until every input partition is owned and every instance owns some.
-/// Waits until the input partitions are spread over `instances` (each holds some) and, with
-/// `merge`, the merge group is settled too: its one shuffle partition held and every instance
-/// assigned in it at least once. tansu 0.6 never expires a member killed while a rebalance is
-/// under way, so tests kill only settled instances.
-fn wait_until_spread(instances: &[Job], topics: &MonitorTopics, merge: bool) {
-    let merge_settled = || {
-        instances
-            .iter()
-            .map(|j| assigned(j, &topics.shuffle))
-            .sum::<f64>()
-            == 1.0
-            && instances.iter().all(|j| {
-                j.log_text().lines().any(|l| {
-                    l.contains("partitions assigned") && l.contains(topics.shuffle.as_str())
-                })
-            })
-    };
-    wait_for(
-        "the partitions spread over the instances",
-        Duration::from_secs(60),
-        || {
-            let counts: Vec<f64> = instances
-                .iter()
-                .map(|j| assigned(j, &topics.reduced))
-                .collect();
-            counts.iter().sum::<f64>() == f64::from(PARTITIONS)
-                && counts.iter().all(|&c| c > 0.0)
-                && (!merge || merge_settled())
-        },
-    );
-}
-
 /// What one undisturbed instance writes over `topics.reduced` (fresh group, shuffle and index).
 async fn reference(
     topics: &MonitorTopics,
@@ -165,7 +123,7 @@ async fn three_instances_one_killed_mid_window_one_added_write_what_one_instance
     let (group, index) = (unique("scale_g"), test_index("scale"));
     let args = monitor_args(&topics, &group, &es_url(), &index);
     let mut instances: Vec<Job> = (0..3).map(|_| args.start(dir.path())).collect();
-    wait_until_spread(&instances, &topics, true);
+    wait_until_spread(&instances, &topics, PARTITIONS, true);
     let phase1_len = phase1.len() as f64;
     wait_for("phase 1 consumed", Duration::from_secs(60), || {
         instances
@@ -191,7 +149,7 @@ async fn three_instances_one_killed_mid_window_one_added_write_what_one_instance
     // test needs next is waited on: every partition spread over the three instances.
     wait_out_killed_session();
     instances.push(args.start(dir.path()));
-    wait_until_spread(&instances, &topics, true);
+    wait_until_spread(&instances, &topics, PARTITIONS, true);
     produce(&topics.reduced, &phase2[phase2.len() / 2..]).await;
     produce(
         &topics.reduced,
@@ -248,7 +206,7 @@ async fn a_rebalance_while_elasticsearch_is_down_loses_no_window() {
         },
     );
     // Kill only once both groups are settled.
-    wait_until_spread(&instances, &topics, true);
+    wait_until_spread(&instances, &topics, PARTITIONS, true);
     let merger = instances
         .iter()
         .position(|j| assigned(j, &topics.shuffle) > 0.0)

@@ -9,7 +9,8 @@ use serde::Serialize;
 /// One source-time window's completeness, as stored in the sink.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CompletenessDocument {
-    /// Stable identity: `{job}-{window start ms}`, so each version replaces the last.
+    /// Stable identity: `{job}-completeness-{window start ms}`, so each version replaces the
+    /// last (and a JSON-lines file holding window documents too tells them apart).
     #[serde(skip)]
     pub id: String,
     /// Window start (ISO-8601 UTC): when its records entered the pipeline.
@@ -96,7 +97,7 @@ impl CompletenessDocument {
         let start = account.window_start;
         let missing = c.overdue + c.lost;
         CompletenessDocument {
-            id: format!("{}-{start}", identity.job),
+            id: format!("{}-completeness-{start}", identity.job),
             timestamp: iso(start),
             window_end: iso(start + identity.window_ms),
             window_start_ms: start,
@@ -160,7 +161,7 @@ mod tests {
         };
         let document = CompletenessDocument::new(&identity, 1_800_000_090_000, &account);
         let json = serde_json::to_value(&document).unwrap();
-        assert_eq!(document.id, "pipeline-1800000000000");
+        assert_eq!(document.id, "pipeline-completeness-1800000000000");
         assert_eq!(json["@timestamp"], "2027-01-15T08:00:00.000Z");
         assert_eq!(json["final"], false);
         assert_eq!(json["misses"], 3, "one late, two overdue");

@@ -577,3 +577,45 @@ pub const SESSION_EXPIRY: Duration = Duration::from_secs(8);
 pub fn wait_out_killed_session() {
     blocking(|| std::thread::sleep(SESSION_EXPIRY));
 }
+
+/// The partitions of `topic` that `job` holds now (`sla_assigned_partitions`).
+pub fn assigned(job: &Job, topic: &str) -> f64 {
+    metric_sum(
+        job,
+        "sla_assigned_partitions",
+        &[&format!("topic=\"{topic}\"")],
+    )
+    .unwrap_or(0.0)
+}
+
+/// Waits until the input partitions are spread over `instances` (each holds some) and, with
+/// `merge`, the merge group is settled too: its one shuffle partition held and every instance
+/// assigned in it at least once. tansu 0.6 never expires a member killed while a rebalance is
+/// under way, so tests kill only settled instances.
+pub fn wait_until_spread(instances: &[Job], topics: &MonitorTopics, partitions: i32, merge: bool) {
+    let merge_settled = || {
+        instances
+            .iter()
+            .map(|j| assigned(j, &topics.shuffle))
+            .sum::<f64>()
+            == 1.0
+            && instances.iter().all(|j| {
+                j.log_text().lines().any(|l| {
+                    l.contains("partitions assigned") && l.contains(topics.shuffle.as_str())
+                })
+            })
+    };
+    wait_for(
+        "the partitions spread over the instances",
+        Duration::from_secs(60),
+        || {
+            let counts: Vec<f64> = instances
+                .iter()
+                .map(|j| assigned(j, &topics.reduced))
+                .collect();
+            counts.iter().sum::<f64>() == f64::from(partitions)
+                && counts.iter().all(|&c| c > 0.0)
+                && (!merge || merge_settled())
+        },
+    );
+}
