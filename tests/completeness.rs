@@ -292,6 +292,9 @@ async fn duplicates_count_apart_and_a_held_partition_is_overdue_then_late_never_
     monitor.stop().await;
 }
 
+/// Per source window: (expected, lost, duplicates).
+type Truth = BTreeMap<i64, (u64, u64, u64)>;
+
 /// Source partitions and output partitions of the multi-instance test.
 const SOURCE_PARTITIONS: i32 = 4;
 const OUTPUT_PARTITIONS: i32 = 4;
@@ -305,9 +308,9 @@ fn staged(
     source: &str,
     base: i64,
     windows: i64,
-) -> (Vec<Outgoing>, Vec<Outgoing>, BTreeMap<i64, (u64, u64, u64)>) {
+) -> (Vec<Outgoing>, Vec<Outgoing>, Truth) {
     let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
-    let mut truth: BTreeMap<i64, (u64, u64, u64)> = BTreeMap::new();
+    let mut truth = Truth::new();
     for p in 0..SOURCE_PARTITIONS {
         for o in 0..windows * 6 {
             let t = base + o * WINDOW / 6 + i64::from(p) * 10;
