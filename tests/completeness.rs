@@ -304,11 +304,7 @@ const OUTPUT_PARTITIONS: i32 = 4;
 /// partition 1 and sends those at 3 mod 11 in partition 2 twice; each output 300 ms after its
 /// source record. Returns (source records, output records, (window → (expected, lost,
 /// duplicates))).
-fn staged(
-    source: &str,
-    base: i64,
-    windows: i64,
-) -> (Vec<Outgoing>, Vec<Outgoing>, Truth) {
+fn staged(source: &str, base: i64, windows: i64) -> (Vec<Outgoing>, Vec<Outgoing>, Truth) {
     let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
     let mut truth = Truth::new();
     for p in 0..SOURCE_PARTITIONS {
@@ -475,4 +471,124 @@ async fn three_instances_one_killed_one_added_write_the_final_documents_of_one()
             "window {window}"
         );
     }
+}
+
+/// The provisioned "Records missing" rule with test timings — evaluated every second over 2 s
+/// histogram buckets and a 60 s range, pending for 3 s — and a `test_run` label.
+fn completeness_rule_file(run: &str) -> String {
+    let original = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dashboards/grafana/provisioning/alerting/completeness-alert-rules.yaml"
+    ))
+    .unwrap();
+    let changed = original
+        .replace("    interval: 1m\n", "    interval: 1s\n")
+        .replace("interval: 1m", "interval: 2s")
+        .replace("from: 1800", "from: 60")
+        .replace("for: 1m", "for: 3s")
+        .replace(
+            "severity: critical",
+            &format!("severity: critical\n          test_run: {run}"),
+        );
+    assert_ne!(changed, original);
+    changed
+}
+
+/// The state of the "Records missing" instance of `job` in the evaluator at `alerts`.
+async fn instance_state(alerts: &str, job: &str) -> Option<String> {
+    let states: serde_json::Value = reqwest::get(format!("http://{alerts}/state"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    states[0]["instances"]
+        .as_array()?
+        .iter()
+        .find(|i| i["labels"]["job"] == job)
+        .and_then(|i| i["state"]["state"].as_str().map(String::from))
+}
+
+async fn wait_instance(alerts: &str, job: &str, wanted: &str, seen: &mut Vec<String>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let state = instance_state(alerts, job).await;
+        if let Some(s) = &state {
+            if seen.last() != Some(s) {
+                seen.push(s.clone());
+            }
+        }
+        if state.as_deref() == Some(wanted) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Records missing instance of {job} is not {wanted} within 90 s; states seen: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_records_missing_rule_fires_while_a_partition_is_held_and_clears_once_it_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = monitor_topics("compl_alert");
+    let source = unique("compl_alert_v");
+    create_topic(&source, 4).await;
+    create_topic(&topics.reduced, 2).await;
+    let index = test_index("compl_alert");
+    let job = unique("held-pipeline");
+    let monitor = MonitorArgs::new(&topics, &unique("compl_alert_g"))
+        .elasticsearch(&index)
+        .set("--job-name", &job)
+        .set("--sla", "10s")
+        .set("--source-topic", &source)
+        .set("--lost-after", "60s")
+        .start(dir.path());
+    let run = unique("run");
+    let rules = dir.path().join("completeness-rule.yaml");
+    std::fs::write(&rules, completeness_rule_file(&run)).unwrap();
+    let records: Vec<Outgoing> = (0..80)
+        .map(|i| Outgoing {
+            key: Some(format!("s{i}")),
+            value: Some(b"{}".to_vec()),
+            partition: Some(i % 4),
+            ..Default::default()
+        })
+        .collect();
+    produce(&source, &records).await;
+    let positions = positions(&source);
+    let (held, flowing): (Vec<Position>, Vec<Position>) =
+        positions.iter().partition(|&&(p, _, _)| p == 3);
+    let now = now_ms();
+    let outputs: Vec<Outgoing> = flowing
+        .iter()
+        .map(|&r| output_of(&source, r, now))
+        .collect();
+    produce(&topics.reduced, &outputs).await;
+    let alerts = start_alerts(&rules, &index, &[], dir.path());
+    let address = http_addr_of(&alerts);
+    // Held: the instance of this pipeline goes Pending, then Alerting (for: 3 s).
+    let mut seen = Vec::new();
+    wait_instance(&address, &job, "Alerting", &mut seen).await;
+    assert!(
+        seen.iter().any(|s| s == "Pending"),
+        "Pending before Alerting: {seen:?}"
+    );
+    let now = now_ms();
+    let released: Vec<Outgoing> = held.iter().map(|&r| output_of(&source, r, now)).collect();
+    produce(&topics.reduced, &released).await;
+    wait_instance(&address, &job, "Normal", &mut seen).await;
+    let completeness = es_documents(&format!("{index}-completeness")).await;
+    let late: u64 = completeness
+        .values()
+        .map(|d| d["arrived_late"].as_u64().unwrap())
+        .sum();
+    let missing: u64 = completeness
+        .values()
+        .map(|d| d["missing"].as_u64().unwrap())
+        .sum();
+    assert_eq!((late, missing), (20, 0), "{completeness:?}");
+    assert!(alerts.terminate(Duration::from_secs(30)).success());
+    assert!(monitor.terminate(Duration::from_secs(30)).success());
 }

@@ -39,6 +39,8 @@ const RULES: &str = "dashboards/grafana/provisioning/alerting/sla-alert-rules.ya
 const NOTIFICATIONS: &str = "dashboards/grafana/provisioning/alerting/notifications.yaml";
 const DASHBOARD: &str = "dashboards/grafana/dashboards/sla-monitor.json";
 const SLO_RULES: &str = "dashboards/grafana/provisioning/alerting/slo-visits-latency.yaml";
+const COMPLETENESS_RULES: &str =
+    "dashboards/grafana/provisioning/alerting/completeness-alert-rules.yaml";
 
 /// Fields of the window index (the mapping the monitor creates, default percentiles).
 fn index_fields() -> BTreeSet<String> {
@@ -888,4 +890,48 @@ async fn alert_query_crosses_the_threshold_exactly_when_the_delay_is_on() {
         matches!(results.as_slice(), [(labels, Evaluation::NoData)] if labels.is_empty()),
         "{results:?}"
     );
+}
+
+#[test]
+fn records_missing_rule_reads_the_completeness_documents_per_pipeline() {
+    let raw = yaml(COMPLETENESS_RULES);
+    let rules = rule::load(&read(COMPLETENESS_RULES)).unwrap();
+    assert_eq!(rules.len(), 1);
+    let r = &rules[0];
+    assert_eq!(r.uid, "sla-records-missing");
+    let sources = datasource::parse(&read(DATASOURCES)).unwrap();
+    let source = &sources[&r.datasource_uid];
+    assert_eq!(source.kind, "elasticsearch");
+    // The data source is the index a monitor with --source-topic writes beside the windows.
+    let windows = &sources["sla-elasticsearch"];
+    assert_eq!(
+        source.index().map(String::from),
+        windows
+            .index()
+            .map(sla_monitor::sink::elasticsearch::completeness_index_of)
+    );
+    let spec = &raw["groups"][0]["rules"][0];
+    let model = &spec["data"][0]["model"];
+    let fields: std::collections::BTreeSet<String> =
+        sla_monitor::sink::elasticsearch::mapping::completeness_properties()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+    for metric in model["metrics"].as_array().unwrap() {
+        let field = metric["field"].as_str().unwrap();
+        assert!(fields.contains(field), "the rule reads {field}");
+    }
+    // One instance per pipeline, judged on records missing past the SLA (overdue + lost).
+    assert_eq!(model["bucketAggs"][0]["type"], "terms");
+    assert_eq!(model["bucketAggs"][0]["field"], "job");
+    assert_eq!(model["metrics"][0]["field"], "missing");
+    assert!(spec["annotations"]["runbook"]
+        .as_str()
+        .unwrap()
+        .contains("Runbook: Records missing"));
+    // In the Docker stack the monitors write completeness documents for the rule to read.
+    let compose = read("docker/docker-compose.yml");
+    assert!(compose.contains("SLA_SOURCE_TOPIC: visits"));
 }

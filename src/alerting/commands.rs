@@ -13,6 +13,7 @@ use super::rule::{self, AlertRule};
 use super::score;
 use super::state::Lifecycle;
 use super::variants::{self, Variant};
+use crate::sink::elasticsearch::completeness_index_of;
 use anyhow::Context;
 use futures::StreamExt;
 use std::collections::BTreeMap;
@@ -26,12 +27,17 @@ const BACKTEST_BATCH: usize = 500;
 /// threads; one at a time left its cores idle between requests).
 const BACKTEST_CONCURRENCY: usize = 2;
 
+/// How a completeness data source's index ends (see [`completeness_index_of`]).
+const COMPLETENESS_SUFFIX: &str = "-completeness";
+
 /// Most evaluations of one rule a backtest replays: a year at 30 s. Checked before the
 /// evaluation times are listed, so a huge range costs nothing.
 pub const MAX_EVALUATIONS: i64 = 1_000_000;
 
 /// Reads the rule files, checks each rule's data source in `datasources` (it must exist and be
-/// Elasticsearch), and warns when a data source names another index than `index`.
+/// Elasticsearch), and warns when a data source names another index than `index`. A rule on
+/// the completeness data source (an index ending in `-completeness`) queries
+/// `<index>-completeness`, the index the monitor with `--es-index index --source-topic` writes.
 pub fn load_rules(
     rule_files: &[PathBuf],
     datasources: &Path,
@@ -45,7 +51,7 @@ pub fn load_rules(
     }
     let sources = datasource::parse(&read(datasources)?)
         .with_context(|| format!("in {}", datasources.display()))?;
-    for r in &rules {
+    for r in &mut rules {
         let source = sources.get(&r.datasource_uid).with_context(|| {
             format!(
                 "rule {:?} uses data source {:?}, which {} does not define",
@@ -61,7 +67,12 @@ pub fn load_rules(
             source.uid,
             source.kind
         );
-        if source.index() != Some(index) {
+        if source
+            .index()
+            .is_some_and(|i| i.ends_with(COMPLETENESS_SUFFIX))
+        {
+            r.index = Some(completeness_index_of(index));
+        } else if source.index() != Some(index) {
             tracing::warn!(
                 "data source {} names index {:?}; querying {index:?} (--es-index)",
                 source.uid,

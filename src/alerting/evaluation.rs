@@ -75,6 +75,7 @@ impl AlertRule {
         times: &[i64],
     ) -> Vec<Results> {
         let error = |e: String| vec![(Labels::new(), Evaluation::Error(e))];
+        let index = self.index.as_deref().unwrap_or(index);
         match self.query_many(client, index, times).await {
             Ok(items) => items
                 .iter()
@@ -136,6 +137,7 @@ impl AlertRule {
         index: &str,
         times: &[i64],
     ) -> Option<Vec<Results>> {
+        let index = self.index.as_deref().unwrap_or(index);
         let range = (
             self.range_from.as_millis() as i64,
             self.range_to.as_millis() as i64,

@@ -118,6 +118,9 @@ pub struct AlertRule {
     pub interval: Duration,
     /// Data source uid of the query.
     pub datasource_uid: String,
+    /// The index queried instead of the evaluator's (`--es-index`): set when the data
+    /// source is the completeness index beside it (`<es-index>-completeness`).
+    pub index: Option<String>,
     /// The query's range starts this long before the evaluation time.
     pub range_from: Duration,
     /// …and ends this long before it.
@@ -324,6 +327,7 @@ fn compile(
         group: group.to_string(),
         interval,
         datasource_uid: query.datasource_uid.clone(),
+        index: None,
         range_from: Duration::from_secs(range.from),
         range_to: Duration::from_secs(range.to),
         query_ref,
