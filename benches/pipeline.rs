@@ -2,7 +2,7 @@
 //! topics in the same run, so the results are ratios that hold on any machine.
 //!
 //! `cargo bench --bench pipeline -- [--records 5000000] [--per-window 500000] [--rounds 3]
-//! [--partitions 2] [--only monitor,synchronizer,stamps]
+//! [--partitions 2] [--only monitor,synchronizer,stamps,completeness]
 //! [--flat 1000000,20000000] [--fresh-seconds 40]`
 //!
 //! Needs `scripts/stack.sh up kafka elasticsearch` (the tansu binary and Elasticsearch); the
@@ -13,6 +13,10 @@
 //! - the monitor writing to Elasticsearch, until every window document is searchable;
 //! - (`stamps`) the same records with a binary payload and the start stamp in an 8-byte header:
 //!   the bare consumer on that topic, and the monitor with `--start-time header:processed_at`;
+//! - (`completeness`) the same records with a lineage header naming a record of a source topic
+//!   (produced too, same layout): the bare consumer on them, the monitor without and with
+//!   `--source-topic`, and with `--source-topic` over records whose source offsets arrive
+//!   reversed in blocks of 64 (a stage that reorders);
 //! - the bare consume → produce loop: the synchronizer's consumer and producer settings, no work;
 //! - the synchronizer, until its group has committed every input record.
 //!
@@ -127,7 +131,7 @@ fn main() {
         &reduced,
         args.records,
         args.per_window,
-        false,
+        Carries::Plain,
     );
     let stamped = unique("bench_stamped");
     if args.only.iter().any(|o| o == "stamps") {
@@ -136,8 +140,28 @@ fn main() {
             &stamped,
             args.records,
             args.per_window,
-            true,
+            Carries::HeaderStamp,
         );
+    }
+    let (source, in_order, reordered) = (
+        unique("bench_source"),
+        unique("bench_lineage"),
+        unique("bench_reordered"),
+    );
+    if args.only.iter().any(|o| o == "completeness") {
+        produce_source(&broker.address, &source, args.records, args.per_window);
+        for (topic, reorder) in [(&in_order, false), (&reordered, true)] {
+            produce_reduced(
+                &broker.address,
+                topic,
+                args.records,
+                args.per_window,
+                Carries::Lineage {
+                    source: &source,
+                    reorder,
+                },
+            );
+        }
     }
     let visits = unique("bench_visits");
     produce_visits(&broker.address, &visits, args.records);
@@ -195,6 +219,25 @@ fn main() {
                 run_monitor_json_with(b, &stamped, windows, dir.path(), HEADER_STAMP),
             ));
         }
+        if args.only.iter().any(|o| o == "completeness") {
+            let reconciling = ["--source-topic", source.as_str(), "--lost-after", "10m"];
+            r.push((
+                "bare consumer (lineage)",
+                run_bare_consumer(b, &in_order, args.records),
+            ));
+            r.push((
+                "monitor, lineage → JSON lines",
+                run_monitor_json_with(b, &in_order, windows, dir.path(), &[]),
+            ));
+            r.push((
+                "monitor --source-topic → JSON lines",
+                run_monitor_json_with(b, &in_order, windows, dir.path(), &reconciling),
+            ));
+            r.push((
+                "monitor --source-topic, reordered",
+                run_monitor_json_with(b, &reordered, windows, dir.path(), &reconciling),
+            ));
+        }
         if args.only.iter().any(|o| o == "synchronizer") {
             r.push((
                 "bare consume → produce",
@@ -221,7 +264,8 @@ fn main() {
         println!("\n| records | monitor peak RSS (MB) | records/s |\n|---:|---:|---:|");
         for n in flat {
             let topic = unique("bench_flat");
-            let windows = produce_reduced(&broker.address, &topic, n, args.per_window, false);
+            let windows =
+                produce_reduced(&broker.address, &topic, n, args.per_window, Carries::Plain);
             let run = run_monitor_json(&broker.address, &topic, windows, dir.path());
             println!(
                 "| {n} | {:.1} | {:.0} |",
@@ -288,6 +332,16 @@ fn print_table(args: &Args, results: &BTreeMap<&str, Vec<Run>>) {
         (
             "monitor, header stamp → JSON lines",
             "bare consumer (header-stamped)",
+        ),
+        ("bare consumer (lineage)", "bare consumer (lineage)"),
+        ("monitor, lineage → JSON lines", "bare consumer (lineage)"),
+        (
+            "monitor --source-topic → JSON lines",
+            "bare consumer (lineage)",
+        ),
+        (
+            "monitor --source-topic, reordered",
+            "bare consumer (lineage)",
         ),
         ("bare consume → produce", "bare consume → produce"),
         ("synchronizer", "bare consume → produce"),
@@ -459,16 +513,64 @@ const HEADER_STAMP: &[&str] = &["--start-time", "header:processed_at"];
 /// Produces `n` reduced visits over windows of `per_window` records (plus one record per
 /// partition in a later window, so every window closes); with `header_stamped`, each value is
 /// instead opaque bytes of the same length and the start stamp is an 8-byte big-endian header.
+/// What the reduced records carry besides their value.
+#[derive(Clone, Copy)]
+enum Carries<'a> {
+    /// Nothing: the start stamp is in the value.
+    Plain,
+    /// A binary payload, the start stamp in an 8-byte header.
+    HeaderStamp,
+    /// A lineage header naming record `i / partitions` of `source`'s partition `i % partitions`
+    /// (see [`produce_source`]); with `reorder`, the offsets of each block of 64 reversed.
+    Lineage { source: &'a str, reorder: bool },
+}
+
+/// The first event time of `n` records in windows of `per_window`: far enough back that every
+/// window is complete.
+fn base_of(n: u64, per_window: u64) -> i64 {
+    let windows = n.div_ceil(per_window);
+    (now_ms() - (windows as i64 + 10) * WINDOW_MS) / WINDOW_MS * WINDOW_MS
+}
+
+/// When source record `i` entered the source: 100 ms before its reduced record's event time
+/// (within the SLA).
+fn source_time(base: i64, i: u64, per_window: u64) -> i64 {
+    base + (i as i64 * WINDOW_MS) / per_window as i64 - 100
+}
+
+/// Produces the `n` source records the lineage of [`Carries::Lineage`] names: record `i` at
+/// offset `i / partitions` of partition `i % partitions`, stamped [`source_time`].
+fn produce_source(brokers: &str, topic: &str, n: u64, per_window: u64) {
+    create_topic(brokers, topic);
+    let base = base_of(n, per_window);
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000");
+    let (producer, acked) = producer(config);
+    for i in 0..n {
+        let partition = (i % partitions() as u64) as i32;
+        let record = BaseRecord::<[u8], [u8]>::to(topic)
+            .partition(partition)
+            .payload(&b"x"[..])
+            .timestamp(source_time(base, i, per_window));
+        send(&producer, record);
+    }
+    wait_acked(&producer, &acked, n);
+}
+
 fn produce_reduced(
     brokers: &str,
     topic: &str,
     n: u64,
     per_window: u64,
-    header_stamped: bool,
+    carries: Carries<'_>,
 ) -> u64 {
     create_topic(brokers, topic);
     let windows = n.div_ceil(per_window);
-    let base = (now_ms() - (windows as i64 + 10) * WINDOW_MS) / WINDOW_MS * WINDOW_MS;
+    let base = base_of(n, per_window);
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
@@ -495,7 +597,26 @@ fn produce_reduced(
             .partition(partition)
             .key(key.as_bytes())
             .timestamp(event_time);
-        if header_stamped {
+        if let (Carries::Lineage { source, reorder }, true) = (carries, i < n) {
+            let p = partitions() as u64;
+            let offset = i / p;
+            // Reversed within whole blocks of 64 (a last partial block stays in order).
+            let block_full = (offset / 64 * 64 + 63) * p + i % p < n;
+            let named = if reorder && block_full {
+                offset / 64 * 64 + 63 - offset % 64
+            } else {
+                offset
+            };
+            let lineage = format!(
+                "{source}:{partition}:{named}:{}",
+                source_time(base, named * p + i % p, per_window)
+            );
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "lineage",
+                value: Some(lineage.as_bytes()),
+            });
+            send(&producer, record.payload(value.as_bytes()).headers(headers));
+        } else if matches!(carries, Carries::HeaderStamp) {
             let start = event_time - latency(&mut rng);
             let opaque: Vec<u8> = value.bytes().map(|b| b ^ 0xa5).collect();
             let headers = OwnedHeaders::new().insert(Header {
@@ -732,8 +853,9 @@ fn run_monitor_json_with(
     let path = output.clone();
     let mut traffic = None;
     let run = measure(command, FILE_POLL, || {
+        // Window documents (completeness documents, with --source-topic, have no count).
         let done = std::fs::read_to_string(&path)
-            .map(|text| text.lines().count() as u64 >= windows)
+            .map(|text| text.lines().filter(|l| l.contains("\"count\":")).count() as u64 >= windows)
             .unwrap_or(false);
         if done {
             traffic = Some((

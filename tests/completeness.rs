@@ -448,6 +448,36 @@ async fn three_instances_one_killed_one_added_write_the_final_documents_of_one()
             "window {window}: {d}"
         );
     }
+    // `alerts report` counts the lost records as misses of the pipeline.
+    let lost: u64 = truth.values().map(|t| t.1).sum();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_alerts"))
+        .args([
+            "report",
+            "--es-url",
+            &es_url(),
+            "--es-index",
+            &index,
+            "--json",
+        ])
+        .args(["--from", &iso_ms(base), "--to", &iso_ms(base + 60 * WINDOW)])
+        .args(["--job", "visits-synchronizer"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total = &report["jobs"][0]["total"];
+    assert_eq!(total["missing"], lost, "{report}");
+    let judged = total["judged"].as_u64().unwrap();
+    assert_eq!(
+        judged,
+        total["records"].as_u64().unwrap() + lost,
+        "{report}"
+    );
+    assert!(total["bad"].as_u64().unwrap() >= lost, "{report}");
     // One undisturbed instance over the same records writes the same final documents.
     let own = MonitorTopics {
         reduced: topics.reduced.clone(),

@@ -102,6 +102,12 @@ fn dashboard_uses_provisioned_datasources_and_existing_fields() {
         "a stable uid keeps links working"
     );
     let fields = index_fields();
+    let completeness_fields: BTreeSet<String> = mapping::completeness_properties()
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
     let panels = dashboard["panels"].as_array().unwrap();
     assert!(panels.len() >= 4);
     let titles: Vec<&str> = panels
@@ -113,6 +119,7 @@ fn dashboard_uses_provisioned_datasources_and_existing_fields() {
         "Records per window",
         "SLA breach ratio",
         "Late and malformed records",
+        "Completeness per source window",
     ] {
         assert!(
             titles.contains(&wanted),
@@ -146,6 +153,12 @@ fn dashboard_uses_provisioned_datasources_and_existing_fields() {
             let t_uid = target["datasource"]["uid"].as_str().unwrap();
             let source = &sources[t_uid];
             if source.kind == "elasticsearch" {
+                // The completeness panels read the completeness index's mapping.
+                let fields = if t_uid == "sla-completeness" {
+                    &completeness_fields
+                } else {
+                    &fields
+                };
                 for field in es_fields(target) {
                     assert!(
                         fields.contains(&field),

@@ -1,12 +1,15 @@
 //! `alerts report`: true percentiles, SLA compliance and the error budget over any range, per
 //! job, per UTC day and in total — computed by Elasticsearch aggregations over the window
 //! documents' `latency_histogram` (every record counted once, whatever the windows), never by
-//! averaging per-window percentiles.
+//! averaging per-window percentiles. Where completeness documents exist (monitors with
+//! `--source-topic`), records that entered the pipeline and never arrived within the SLA
+//! (overdue or lost) count as misses too: in what is judged, and against the budget.
 //!
 //! This module builds the search and reads its answer (no I/O).
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// The percentiles reported.
 pub const PERCENTILES: [f64; 4] = [50.0, 75.0, 90.0, 99.0];
@@ -78,14 +81,41 @@ impl ReportRequest {
         aggs
     }
 
-    /// The search body (for the window index).
-    pub fn search_body(&self) -> Value {
+    fn filter(&self) -> Vec<Value> {
         let mut filter = vec![json!({ "range": { "@timestamp": {
             "gte": self.from_ms, "lt": self.to_ms, "format": "epoch_millis"
         } } })];
         if let Some(job) = &self.job {
             filter.push(json!({ "term": { "job": job } }));
         }
+        filter
+    }
+
+    /// The search body for the completeness index (`<index>-completeness`): per job and UTC
+    /// day of the source windows, the records still missing past the SLA in each window's
+    /// latest document (overdue + lost).
+    pub fn completeness_search_body(&self) -> Value {
+        let missing = json!({ "missing": { "sum": { "field": "missing" } } });
+        let mut per_job = missing.clone();
+        per_job["days"] = json!({
+            "date_histogram": {
+                "field": "@timestamp", "calendar_interval": "1d", "time_zone": "UTC",
+                "min_doc_count": 1, "format": "epoch_millis"
+            },
+            "aggs": missing
+        });
+        json!({
+            "size": 0,
+            "track_total_hits": false,
+            "query": { "bool": { "filter": self.filter() } },
+            "aggs": { "jobs": { "terms": { "field": "job", "size": 1000, "order": { "_key": "asc" } },
+                                "aggs": per_job } }
+        })
+    }
+
+    /// The search body (for the window index).
+    pub fn search_body(&self) -> Value {
+        let filter = self.filter();
         let mut per_job = self.figures_aggs();
         per_job["days"] = json!({
             "date_histogram": {
@@ -128,6 +158,9 @@ pub struct Period {
     pub budget_consumed: f64,
     /// Share of the range's budget left after this period (cumulative, may go negative).
     pub budget_left: f64,
+    /// Records that entered the pipeline and never arrived within the SLA (overdue or lost,
+    /// from the completeness documents): counted in `judged` and `bad`.
+    pub missing: u64,
     /// The SLAs (ms) stored with the windows of the period.
     pub stored_slas: Vec<i64>,
 }
@@ -216,12 +249,60 @@ fn figures(bucket: &Value, request: &ReportRequest, start_ms: i64) -> Result<Per
         bad: judged.saturating_sub(within_sla),
         budget_consumed: 0.0,
         budget_left: 0.0,
+        missing: 0,
         stored_slas,
     })
 }
 
-/// Reads the search's answer.
-pub fn parse(answer: &Value, request: &ReportRequest) -> Result<Report, ReportError> {
+/// Records missing past the SLA per job: in total, and per UTC day (start, Unix ms).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MissingRecords {
+    /// Per job: the total and the days.
+    pub by_job: BTreeMap<String, (u64, BTreeMap<i64, u64>)>,
+}
+
+/// Reads the answer to [`ReportRequest::completeness_search_body`].
+pub fn parse_missing(answer: &Value) -> Result<MissingRecords, ReportError> {
+    let mut by_job = BTreeMap::new();
+    let buckets = answer["aggregations"]["jobs"]["buckets"]
+        .as_array()
+        .ok_or_else(|| ReportError::Answer("no jobs aggregation".into()))?;
+    for bucket in buckets {
+        let job = bucket["key"]
+            .as_str()
+            .ok_or_else(|| ReportError::Answer("a job without a name".into()))?;
+        let total = number(&bucket["missing"]["value"], "missing")? as u64;
+        let mut days = BTreeMap::new();
+        for day in bucket["days"]["buckets"].as_array().into_iter().flatten() {
+            let start = day["key"]
+                .as_i64()
+                .or_else(|| day["key"].as_str().and_then(|k| k.parse().ok()))
+                .ok_or_else(|| ReportError::Answer("a day without a key".into()))?;
+            days.insert(start, number(&day["missing"]["value"], "missing")? as u64);
+        }
+        by_job.insert(job.to_string(), (total, days));
+    }
+    Ok(MissingRecords { by_job })
+}
+
+/// Counts `missing` records as judged and bad in `period`.
+fn add_missing(period: &mut Period, missing: u64) {
+    period.missing = missing;
+    period.judged += missing;
+    period.bad += missing;
+    period.compliance = if period.judged == 0 {
+        1.0
+    } else {
+        period.within_sla as f64 / period.judged as f64
+    };
+}
+
+/// Reads the search's answer, counting the `missing` records of each job as misses.
+pub fn parse(
+    answer: &Value,
+    request: &ReportRequest,
+    missing: &MissingRecords,
+) -> Result<Report, ReportError> {
     let mut jobs = Vec::new();
     let buckets = answer["aggregations"]["jobs"]["buckets"]
         .as_array()
@@ -232,6 +313,12 @@ pub fn parse(answer: &Value, request: &ReportRequest) -> Result<Report, ReportEr
             .ok_or_else(|| ReportError::Answer("a job without a name".into()))?
             .to_string();
         let mut total = figures(bucket, request, request.from_ms)?;
+        let no_days = BTreeMap::new();
+        let (missing_total, missing_days) = missing
+            .by_job
+            .get(&job)
+            .map_or((0, &no_days), |(total, days)| (*total, days));
+        add_missing(&mut total, missing_total);
         // The budget of the range: the bad records the objective allows over all it judged.
         let allowed = (1.0 - request.objective) * total.judged as f64;
         let share = |bad: u64| {
@@ -251,6 +338,7 @@ pub fn parse(answer: &Value, request: &ReportRequest) -> Result<Report, ReportEr
                 .or_else(|| day["key"].as_str().and_then(|k| k.parse().ok()))
                 .ok_or_else(|| ReportError::Answer("a day without a key".into()))?;
             let mut period = figures(day, request, start)?;
+            add_missing(&mut period, missing_days.get(&start).copied().unwrap_or(0));
             period.budget_consumed = share(period.bad);
             left -= period.budget_consumed;
             period.budget_left = left;
@@ -293,8 +381,13 @@ fn period_line(label: &str, p: &Period) -> String {
             .collect::<Vec<_>>()
             .join("  ")
     };
+    let missing = if p.missing > 0 {
+        format!("  {} missing (never arrived within the SLA)", p.missing)
+    } else {
+        String::new()
+    };
     format!(
-        "  {label:<10} {:>12} records  {percentiles}  compliance {}  budget used {}  left {}",
+        "  {label:<10} {:>12} records  {percentiles}  compliance {}  budget used {}  left {}{missing}",
         p.records,
         percent(p.compliance),
         percent(p.budget_consumed),
@@ -402,7 +495,7 @@ mod tests {
         total["days"] = json!({ "buckets": [day1, day2] });
         let answer = json!({ "aggregations": { "jobs": { "buckets": [total] } } });
         // Stored SLA: 30 bad of 2000, 20 allowed.
-        let report = parse(&answer, &request(None)).unwrap();
+        let report = parse(&answer, &request(None), &MissingRecords::default()).unwrap();
         let job = &report.jobs[0];
         assert_eq!((job.total.bad, job.total.judged), (30, 2_000));
         assert!((job.total.budget_consumed - 1.5).abs() < 1e-12);
@@ -410,12 +503,49 @@ mod tests {
         assert!((job.days[1].budget_left - -0.5).abs() < 1e-12);
         assert!((job.total.compliance - 0.985).abs() < 1e-12);
         // Another threshold: from the histogram range.
-        let report = parse(&answer, &request(Some(3_000))).unwrap();
+        let report = parse(&answer, &request(Some(3_000)), &MissingRecords::default()).unwrap();
         assert_eq!(report.jobs[0].total.bad, 100);
         assert_eq!(report.jobs[0].days[1].within_sla, 910);
         let text = render_text(&report);
         assert!(text.contains("p99 40 ms"), "{text}");
         assert!(text.contains("latency <= 3000 ms"), "{text}");
+    }
+
+    #[test]
+    fn records_that_never_arrived_are_misses_of_their_job_and_day() {
+        let mut total = bucket(2_000, 1_970, 2_000, 1_900);
+        total["key"] = json!("sync");
+        let mut day1 = bucket(1_000, 995, 1_000, 990);
+        day1["key"] = json!(0);
+        let mut day2 = bucket(1_000, 975, 1_000, 910);
+        day2["key"] = json!(86_400_000);
+        total["days"] = json!({ "buckets": [day1, day2] });
+        let answer = json!({ "aggregations": { "jobs": { "buckets": [total] } } });
+        let completeness = json!({ "aggregations": { "jobs": { "buckets": [
+            { "key": "sync", "missing": { "value": 10.0 }, "days": { "buckets": [
+                { "key": 86_400_000, "missing": { "value": 10.0 } }
+            ] } },
+            { "key": "other", "missing": { "value": 4.0 }, "days": { "buckets": [] } }
+        ] } } });
+        let missing = parse_missing(&completeness).unwrap();
+        let report = parse(&answer, &request(None), &missing).unwrap();
+        let job = &report.jobs[0];
+        // 30 slow and 10 missing of 2010 judged; 20.1 allowed.
+        assert_eq!(
+            (job.total.bad, job.total.judged, job.total.missing),
+            (40, 2_010, 10)
+        );
+        assert!((job.total.compliance - 1_970.0 / 2_010.0).abs() < 1e-12);
+        assert!((job.total.budget_consumed - 40.0 / 20.1).abs() < 1e-9);
+        assert_eq!((job.days[0].missing, job.days[0].bad), (0, 5));
+        assert_eq!((job.days[1].missing, job.days[1].bad), (10, 35));
+        assert!(render_text(&report).contains("10 missing"));
+        let body = request(None).completeness_search_body();
+        assert_eq!(
+            body["aggs"]["jobs"]["aggs"]["missing"]["sum"]["field"],
+            "missing"
+        );
+        assert_eq!(body["query"]["bool"]["filter"][1]["term"]["job"], "sync");
     }
 
     #[test]
