@@ -538,18 +538,23 @@ fn source_time(base: i64, i: u64, per_window: u64) -> i64 {
     base + (i as i64 * WINDOW_MS) / per_window as i64 - 100
 }
 
-/// Produces the `n` source records the lineage of [`Carries::Lineage`] names: record `i` at
-/// offset `i / partitions` of partition `i % partitions`, stamped [`source_time`].
-fn produce_source(brokers: &str, topic: &str, n: u64, per_window: u64) {
-    create_topic(brokers, topic);
-    let base = base_of(n, per_window);
+/// Producer settings for loading a topic fast (large batches, a deep queue).
+fn bulk_loading(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "1000000");
-    let (producer, acked) = producer(config);
+    config
+}
+
+/// Produces the `n` source records the lineage of [`Carries::Lineage`] names: record `i` at
+/// offset `i / partitions` of partition `i % partitions`, stamped [`source_time`].
+fn produce_source(brokers: &str, topic: &str, n: u64, per_window: u64) {
+    create_topic(brokers, topic);
+    let base = base_of(n, per_window);
+    let (producer, acked) = producer(bulk_loading(brokers));
     for i in 0..n {
         let partition = (i % partitions() as u64) as i32;
         let record = BaseRecord::<[u8], [u8]>::to(topic)
@@ -571,13 +576,7 @@ fn produce_reduced(
     create_topic(brokers, topic);
     let windows = n.div_ceil(per_window);
     let base = base_of(n, per_window);
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000");
-    let (producer, acked) = producer(config);
+    let (producer, acked) = producer(bulk_loading(brokers));
     let mut rng = StdRng::seed_from_u64(7);
     let sent = n + partitions() as u64;
     for i in 0..sent {

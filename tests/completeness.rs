@@ -30,6 +30,21 @@ fn window_of(t: i64) -> i64 {
     t - t.rem_euclid(WINDOW)
 }
 
+/// Produces `n` source records round-robin over four partitions, stamped by the producer, and
+/// returns their positions as the broker stored them.
+async fn produce_source(n: i32, source: &str) -> Vec<Position> {
+    let records: Vec<Outgoing> = (0..n)
+        .map(|i| Outgoing {
+            key: Some(format!("s{i}")),
+            value: Some(b"{}".to_vec()),
+            partition: Some(i % 4),
+            ..Default::default()
+        })
+        .collect();
+    produce(source, &records).await;
+    positions(source)
+}
+
 /// A monitor of `topics` reconciling with `source`, with an SLA of `sla`, records lost
 /// `lost_after` after entering.
 async fn reconciling_monitor(
@@ -210,16 +225,7 @@ async fn duplicates_count_apart_and_a_held_partition_is_overdue_then_late_never_
         Duration::from_secs(30),
     )
     .await;
-    let records: Vec<Outgoing> = (0..160)
-        .map(|i| Outgoing {
-            key: Some(format!("s{i}")),
-            value: Some(b"{}".to_vec()),
-            partition: Some(i % 4),
-            ..Default::default()
-        })
-        .collect();
-    produce(&source, &records).await;
-    let positions = positions(&source);
+    let positions = produce_source(160, &source).await;
     assert_eq!(positions.len(), 160);
     let (held, flowing): (Vec<Position>, Vec<Position>) =
         positions.iter().partition(|&&(p, _, _)| p == 3);
@@ -578,16 +584,7 @@ async fn the_records_missing_rule_fires_while_a_partition_is_held_and_clears_onc
     let run = unique("run");
     let rules = dir.path().join("completeness-rule.yaml");
     std::fs::write(&rules, completeness_rule_file(&run)).unwrap();
-    let records: Vec<Outgoing> = (0..80)
-        .map(|i| Outgoing {
-            key: Some(format!("s{i}")),
-            value: Some(b"{}".to_vec()),
-            partition: Some(i % 4),
-            ..Default::default()
-        })
-        .collect();
-    produce(&source, &records).await;
-    let positions = positions(&source);
+    let positions = produce_source(80, &source).await;
     let (held, flowing): (Vec<Position>, Vec<Position>) =
         positions.iter().partition(|&&(p, _, _)| p == 3);
     let now = now_ms();

@@ -3,7 +3,7 @@
 //! progress moves (same id), last when final.
 
 use super::ledger::WindowAccount;
-use chrono::{DateTime, SecondsFormat, Utc};
+use crate::event_time::window_document::iso;
 use serde::Serialize;
 
 /// One source-time window's completeness, as stored in the sink.
@@ -67,12 +67,6 @@ pub struct CompletenessDocument {
     /// Source partitions with a missing record, and the first missing offset of each:
     /// `"partition:offset"`, for the runbook (read it with any Kafka consumer).
     pub first_missing: Vec<String>,
-}
-
-fn iso(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// What every document of one monitor shares.

@@ -66,7 +66,8 @@ pub fn stored_percentile(ms: f64) -> f64 {
     }
 }
 
-fn iso(ms: i64) -> String {
+/// A Unix-ms time as the documents store it: ISO-8601 UTC with milliseconds.
+pub(crate) fn iso(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Millis, true)

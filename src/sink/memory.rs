@@ -2,7 +2,7 @@
 //! inside another program (a test harness, an embedding) and reading what it wrote, by id, as
 //! soon as the monitor counts it acknowledged.
 
-use super::{SinkError, WindowSink};
+use super::{SinkError, StoredDocument, WindowSink};
 use crate::completeness::document::CompletenessDocument;
 use crate::event_time::window_document::WindowDocument;
 use std::collections::BTreeMap;
@@ -49,16 +49,9 @@ impl MemorySink {
     /// returns them.
     pub async fn wait_for_completeness(
         &self,
-        mut condition: impl FnMut(&BTreeMap<String, CompletenessDocument>) -> bool,
+        condition: impl FnMut(&BTreeMap<String, CompletenessDocument>) -> bool,
     ) -> BTreeMap<String, CompletenessDocument> {
-        let mut writes = self.writes.subscribe();
-        loop {
-            let documents = self.completeness_documents();
-            if condition(&documents) {
-                return documents;
-            }
-            let _ = writes.changed().await;
-        }
+        self.wait_on(&self.completeness, condition).await
     }
 
     /// How many documents were written in all, a replaced one counted each time.
@@ -69,11 +62,20 @@ impl MemorySink {
     /// Waits until `condition` holds for the documents written so far, and returns them.
     pub async fn wait_until(
         &self,
-        mut condition: impl FnMut(&BTreeMap<String, WindowDocument>) -> bool,
+        condition: impl FnMut(&BTreeMap<String, WindowDocument>) -> bool,
     ) -> BTreeMap<String, WindowDocument> {
+        self.wait_on(&self.documents, condition).await
+    }
+
+    /// Waits until `condition` holds for the documents of `stored`, and returns them.
+    async fn wait_on<D: Clone>(
+        &self,
+        stored: &Mutex<BTreeMap<String, D>>,
+        mut condition: impl FnMut(&BTreeMap<String, D>) -> bool,
+    ) -> BTreeMap<String, D> {
         let mut writes = self.writes.subscribe();
         loop {
-            let documents = self.documents();
+            let documents = stored.lock().expect("sink poisoned").clone();
             if condition(&documents) {
                 return documents;
             }
@@ -81,17 +83,22 @@ impl MemorySink {
             let _ = writes.changed().await;
         }
     }
+
+    /// Stores `documents` in `stored` by id (replacing earlier versions) and counts the writes.
+    fn store<D: StoredDocument>(&self, stored: &Mutex<BTreeMap<String, D>>, documents: &[D]) {
+        {
+            let mut stored = stored.lock().expect("sink poisoned");
+            for document in documents {
+                stored.insert(document.id().to_string(), document.clone());
+            }
+        }
+        self.writes.send_modify(|n| *n += documents.len() as u64);
+    }
 }
 
 impl WindowSink for MemorySink {
     async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
-        {
-            let mut stored = self.documents.lock().expect("sink poisoned");
-            for document in documents {
-                stored.insert(document.id.clone(), document.clone());
-            }
-        }
-        self.writes.send_modify(|n| *n += documents.len() as u64);
+        self.store(&self.documents, documents);
         Ok(())
     }
 
@@ -99,13 +106,7 @@ impl WindowSink for MemorySink {
         &mut self,
         documents: &[CompletenessDocument],
     ) -> Result<(), SinkError> {
-        {
-            let mut stored = self.completeness.lock().expect("sink poisoned");
-            for document in documents {
-                stored.insert(document.id.clone(), document.clone());
-            }
-        }
-        self.writes.send_modify(|n| *n += documents.len() as u64);
+        self.store(&self.completeness, documents);
         Ok(())
     }
 

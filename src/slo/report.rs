@@ -274,15 +274,20 @@ pub fn parse_missing(answer: &Value) -> Result<MissingRecords, ReportError> {
         let total = number(&bucket["missing"]["value"], "missing")? as u64;
         let mut days = BTreeMap::new();
         for day in bucket["days"]["buckets"].as_array().into_iter().flatten() {
-            let start = day["key"]
-                .as_i64()
-                .or_else(|| day["key"].as_str().and_then(|k| k.parse().ok()))
-                .ok_or_else(|| ReportError::Answer("a day without a key".into()))?;
+            let start = day_start(day)?;
             days.insert(start, number(&day["missing"]["value"], "missing")? as u64);
         }
         by_job.insert(job.to_string(), (total, days));
     }
     Ok(MissingRecords { by_job })
+}
+
+/// The start (Unix ms) of a day bucket.
+fn day_start(day: &Value) -> Result<i64, ReportError> {
+    day["key"]
+        .as_i64()
+        .or_else(|| day["key"].as_str().and_then(|k| k.parse().ok()))
+        .ok_or_else(|| ReportError::Answer("a day without a key".into()))
 }
 
 /// Counts `missing` records as judged and bad in `period`.
@@ -333,10 +338,7 @@ pub fn parse(
         let mut left = 1.0;
         let mut days = Vec::new();
         for day in bucket["days"]["buckets"].as_array().into_iter().flatten() {
-            let start = day["key"]
-                .as_i64()
-                .or_else(|| day["key"].as_str().and_then(|k| k.parse().ok()))
-                .ok_or_else(|| ReportError::Answer("a day without a key".into()))?;
+            let start = day_start(day)?;
             let mut period = figures(day, request, start)?;
             add_missing(&mut period, missing_days.get(&start).copied().unwrap_or(0));
             period.budget_consumed = share(period.bad);
@@ -484,8 +486,8 @@ mod tests {
         assert!(request(None).search_body()["aggs"]["jobs"]["aggs"]["within_sla"].is_null());
     }
 
-    #[test]
-    fn budget_is_shared_out_over_the_days() {
+    /// Job `sync`: 2,000 records over two days (995 and 975 within the stored SLA).
+    fn two_days_of_sync() -> Value {
         let mut total = bucket(2_000, 1_970, 2_000, 1_900);
         total["key"] = json!("sync");
         let mut day1 = bucket(1_000, 995, 1_000, 990);
@@ -493,7 +495,12 @@ mod tests {
         let mut day2 = bucket(1_000, 975, 1_000, 910);
         day2["key"] = json!(86_400_000);
         total["days"] = json!({ "buckets": [day1, day2] });
-        let answer = json!({ "aggregations": { "jobs": { "buckets": [total] } } });
+        json!({ "aggregations": { "jobs": { "buckets": [total] } } })
+    }
+
+    #[test]
+    fn budget_is_shared_out_over_the_days() {
+        let answer = two_days_of_sync();
         // Stored SLA: 30 bad of 2000, 20 allowed.
         let report = parse(&answer, &request(None), &MissingRecords::default()).unwrap();
         let job = &report.jobs[0];
@@ -513,14 +520,7 @@ mod tests {
 
     #[test]
     fn records_that_never_arrived_are_misses_of_their_job_and_day() {
-        let mut total = bucket(2_000, 1_970, 2_000, 1_900);
-        total["key"] = json!("sync");
-        let mut day1 = bucket(1_000, 995, 1_000, 990);
-        day1["key"] = json!(0);
-        let mut day2 = bucket(1_000, 975, 1_000, 910);
-        day2["key"] = json!(86_400_000);
-        total["days"] = json!({ "buckets": [day1, day2] });
-        let answer = json!({ "aggregations": { "jobs": { "buckets": [total] } } });
+        let answer = two_days_of_sync();
         let completeness = json!({ "aggregations": { "jobs": { "buckets": [
             { "key": "sync", "missing": { "value": 10.0 }, "days": { "buckets": [
                 { "key": 86_400_000, "missing": { "value": 10.0 } }
