@@ -1,7 +1,8 @@
 //! Reconciliation on the real broker (`monitor --source-topic`): every record of the source
 //! topic is accounted for in the completeness document of its source-time window — exactly
 //! the records the synchronizer's seeded loss switch drops are lost, in their windows, and
-//! nowhere else; a record produced twice is one record and one duplicate; a held source
+//! nowhere else, while those it dead-letters, or a later stage declares filtered, are not; a
+//! record produced twice is one record and one duplicate; a held source
 //! partition is overdue while it is held and late, not lost, once it arrives; three instances,
 //! one killed and one added, write the final documents one undisturbed instance writes.
 
@@ -45,11 +46,12 @@ async fn produce_source(n: i32, source: &str) -> Vec<Position> {
     positions(source)
 }
 
-/// A monitor of `topics` reconciling with `source`, with an SLA of `sla`, records lost
-/// `lost_after` after entering.
+/// A monitor of `topics` reconciling with `source` (and the pipeline's `dead_letters`
+/// topics), with an SLA of `sla`, records lost `lost_after` after entering.
 async fn reconciling_monitor(
     topics: &MonitorTopics,
     source: &str,
+    dead_letters: &[&str],
     sla: Duration,
     lost_after: Duration,
 ) -> InProcessMonitor {
@@ -58,6 +60,7 @@ async fn reconciling_monitor(
     config.completeness = Some(CompletenessConfig {
         source_topic: source.to_string(),
         lost_after,
+        dead_letter_topics: dead_letters.iter().map(|t| t.to_string()).collect(),
     });
     InProcessMonitor::start(config).await
 }
@@ -105,13 +108,21 @@ fn assert_adds_up(d: &CompletenessDocument) {
     assert_eq!(sum, d.expected, "{d:#?}");
 }
 
+/// Whether the test makes source record `i` of a burst undecodable (the synchronizer
+/// dead-letters it).
+fn undecodable(i: i32) -> bool {
+    i % 13 == 5
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn exactly_the_records_the_synchronizer_drops_are_lost_in_their_windows() {
+async fn exactly_the_records_the_synchronizer_drops_are_lost_and_its_dead_letters_are_not() {
     let dir = tempfile::tempdir().unwrap();
     let topics = monitor_topics("compl");
     let visits = unique("compl_v");
+    let dead_letters = unique("compl_sd");
     create_topic(&visits, 2).await;
     create_topic(&topics.reduced, 2).await;
+    create_topic(&dead_letters, 1).await;
     let synchronizer = Job::start(
         env!("CARGO_BIN_EXE_synchronizer"),
         &[
@@ -120,7 +131,7 @@ async fn exactly_the_records_the_synchronizer_drops_are_lost_in_their_windows() 
             "--reduced-topic",
             &topics.reduced,
             "--dead-letter-topic",
-            &unique("compl_sd"),
+            &dead_letters,
             "--group",
             &unique("compl_sg"),
             "--loss",
@@ -133,18 +144,25 @@ async fn exactly_the_records_the_synchronizer_drops_are_lost_in_their_windows() 
     let monitor = reconciling_monitor(
         &topics,
         &visits,
+        &[&dead_letters],
         Duration::from_secs(1),
         Duration::from_secs(20),
     )
     .await;
     // Four bursts of 60 visits, one every 1.5 s: records in three or four source windows.
+    // Every thirteenth is not JSON: the synchronizer dead-letters it.
     for burst in 0..4 {
         let records: Vec<Outgoing> = (0..60)
             .map(|i| {
                 let id = format!("v{burst}_{i}");
+                let value = if undecodable(i) {
+                    b"not a visit".to_vec()
+                } else {
+                    visit_json(&id, now_ms())
+                };
                 Outgoing {
                     key: Some(id.clone()),
-                    value: Some(visit_json(&id, now_ms())),
+                    value: Some(value),
                     partition: Some(i % 2),
                     ..Default::default()
                 }
@@ -155,31 +173,73 @@ async fn exactly_the_records_the_synchronizer_drops_are_lost_in_their_windows() 
     }
     let source = positions(&visits);
     assert_eq!(source.len(), 240);
+    let keys: BTreeMap<(i32, i64), String> = consume_to_end(&visits)
+        .into_iter()
+        .map(|r| ((r.partition, r.offset), r.key.expect("keyed")))
+        .collect();
     let policy = LossPolicy {
         rate_ppm: 100_000,
         seed: 42,
     };
-    let mut expected: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+    let is_undecodable = |p: i32, o: i64| {
+        let key = &keys[&(p, o)];
+        let i: i32 = key.rsplit('_').next().unwrap().parse().unwrap();
+        undecodable(i)
+    };
+    // Two records the loss switch drops are declared filtered by a later stage, in its own
+    // dead letter (the lineage of the record it dropped): they count filtered, not lost.
+    let declared: Vec<Position> = source
+        .iter()
+        .filter(|&&(p, o, _)| !is_undecodable(p, o) && policy.drops(p, o))
+        .take(2)
+        .copied()
+        .collect();
+    let declarations: Vec<Outgoing> = declared
+        .iter()
+        .map(|&(p, o, t)| Outgoing {
+            value: Some(b"{}".to_vec()),
+            headers: vec![
+                ("lineage".into(), format!("{visits}:{p}:{o}:{t}")),
+                ("dlq.reason".into(), "filtered".into()),
+                ("dlq.source.topic".into(), "stage_two_input".into()),
+                ("dlq.source.partition".into(), "0".into()),
+                ("dlq.source.offset".into(), o.to_string()),
+            ],
+            ..Default::default()
+        })
+        .collect();
+    produce(&dead_letters, &declarations).await;
+    // Per window: records, dead-lettered, filtered, lost.
+    let mut expected: BTreeMap<i64, [u64; 4]> = BTreeMap::new();
     for &(p, o, t) in &source {
         let entry = expected.entry(window_of(t)).or_default();
-        entry.0 += 1;
-        entry.1 += u64::from(policy.drops(p, o));
+        entry[0] += 1;
+        if is_undecodable(p, o) {
+            entry[1] += 1;
+        } else if declared.contains(&(p, o, t)) {
+            entry[2] += 1;
+        } else if policy.drops(p, o) {
+            entry[3] += 1;
+        }
     }
-    let dropped: u64 = expected.values().map(|e| e.1).sum();
+    let [dead, filtered, dropped] = [1, 2, 3].map(|i| expected.values().map(|e| e[i]).sum::<u64>());
     assert!((8..50).contains(&dropped), "about a tenth: {dropped}");
+    assert_eq!((dead, filtered), (4 * 5, 2));
     let (first, last) = (
         *expected.keys().next().unwrap(),
         *expected.keys().last().unwrap(),
     );
     let documents = final_documents(&monitor, first, last, Duration::from_secs(120)).await;
-    for (&window, &(records, lost)) in &expected {
+    for (&window, &[records, dead, filtered, lost]) in &expected {
         let d = &documents[&window];
         assert_adds_up(d);
         assert_eq!(d.expected, records, "window {window}: {d:#?}");
+        assert_eq!(d.dead_lettered, dead, "window {window}: {d:#?}");
+        assert_eq!(d.filtered, filtered, "window {window}: {d:#?}");
         assert_eq!(d.lost, lost, "window {window}: {d:#?}");
         assert_eq!(
             d.arrived_within_sla + d.arrived_late,
-            records - lost,
+            records - dead - filtered - lost,
             "window {window}: every kept record arrived: {d:#?}"
         );
         assert_eq!((d.overdue, d.in_flight, d.unknown), (0, 0, 0), "{d:#?}");
@@ -198,8 +258,6 @@ async fn exactly_the_records_the_synchronizer_drops_are_lost_in_their_windows() 
     assert!(synchronizer.terminate(Duration::from_secs(30)).success());
 }
 
-/// An output record of a hand-written stage: the reduced visit of source record `position`,
-/// with its lineage, stamped `at` (ms).
 fn output_of(source: &str, (p, o, t): Position, at: i64) -> Outgoing {
     let id = format!("{p}-{o}");
     Outgoing {
@@ -221,6 +279,7 @@ async fn duplicates_count_apart_and_a_held_partition_is_overdue_then_late_never_
     let monitor = reconciling_monitor(
         &topics,
         &source,
+        &[],
         Duration::from_secs(10),
         Duration::from_secs(30),
     )

@@ -13,6 +13,7 @@
 
 use super::accounting::{account, Completeness, PartitionBounds, PartitionEvidence};
 use super::arrivals::SourceArrivals;
+use super::declarations::Declarations;
 use super::offset_ranges::OffsetRanges;
 use super::stream::{CompletenessRules, StreamArrivals};
 use std::collections::BTreeMap;
@@ -54,13 +55,17 @@ pub struct Due {
 }
 
 /// What the source answered for a [`Due`]: per time, per source partition, the first offset
-/// at or after it; and per partition, the first offset still in the log.
+/// at or after it; per partition, the first offset still in the log; and what the stages
+/// declared on their dead-letter topics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceAnswers {
     /// Per queried time.
     pub offsets: BTreeMap<i64, BTreeMap<i32, i64>>,
     /// Per source partition, its log start.
     pub log_starts: BTreeMap<i32, i64>,
+    /// Source records dead-lettered or declared filtered (at least those at or after the
+    /// first window's start).
+    pub declarations: Declarations,
 }
 
 /// One accounted source window.
@@ -289,15 +294,18 @@ impl CompletenessLedger {
             }
         }
         let nothing = OffsetRanges::new();
-        let evidence: BTreeMap<i32, PartitionEvidence<'_>> = by_partition
-            .iter()
-            .map(|(&partition, streams)| {
+        let mut partitions_seen: Vec<i32> = by_partition.keys().copied().collect();
+        partitions_seen.extend(answers.declarations.partitions().keys());
+        let evidence: BTreeMap<i32, PartitionEvidence<'_>> = partitions_seen
+            .into_iter()
+            .map(|partition| {
+                let declared = answers.declarations.of(partition);
                 (
                     partition,
                     PartitionEvidence {
-                        streams: streams.as_slice(),
-                        dead_lettered: &nothing,
-                        filtered: &nothing,
+                        streams: by_partition.get(&partition).map_or(&[][..], Vec::as_slice),
+                        dead_lettered: declared.map_or(&nothing, |d| &d.dead_lettered),
+                        filtered: declared.map_or(&nothing, |d| &d.filtered),
                     },
                 )
             })
@@ -378,6 +386,7 @@ mod tests {
         SourceAnswers {
             offsets,
             log_starts: BTreeMap::from([(0, 0)]),
+            ..SourceAnswers::default()
         }
     }
 
@@ -427,6 +436,46 @@ mod tests {
         assert_eq!(last.completeness.overdue, 0);
         assert_eq!(last.completeness.accounted(), 10);
         assert_eq!(last.completeness.first_missing, BTreeMap::from([(0, 4)]));
+    }
+
+    #[test]
+    fn declared_records_are_accounted_even_from_a_partition_nothing_arrived_from() {
+        use crate::completeness::declarations::Declaration;
+        let mut ledger = ledger();
+        // Source window 10,000..11,000 of partition 0 holds offsets 0..10: 0..8 arrived, 8 was
+        // dead-lettered, 9 filtered. Partition 1 holds offsets 0..2, both dead-lettered.
+        let arrived: Vec<(i64, i64, i64)> = (0..8)
+            .map(|o| (o, 10_000 + o * 100, 10_000 + o * 100 + 50))
+            .collect();
+        ledger.on_arrivals(10_000, 0, stream(&arrived));
+        ledger.on_progress(0, 10_999);
+        ledger.on_progress(1, 10_999);
+        let due = ledger.due().expect("due");
+        let mut answers = answers(&due);
+        for query in answers.offsets.values_mut() {
+            let first = if query[&0] == 0 { 0 } else { 2 };
+            query.insert(1, first);
+        }
+        answers.log_starts.insert(1, 0);
+        for (partition, offset, filtered) in
+            [(0, 8, false), (0, 9, true), (1, 0, false), (1, 1, false)]
+        {
+            let declaration = Declaration {
+                partition,
+                offset,
+                source_timestamp_ms: Some(10_000 + offset * 100),
+                filtered,
+            };
+            answers
+                .declarations
+                .record(&RULES, &declaration, Some(10_990));
+        }
+        let account = ledger.account(&due, &answers).remove(0).completeness;
+        assert_eq!(account.expected, 12);
+        assert_eq!(account.arrived_within_sla, 8);
+        assert_eq!((account.dead_lettered, account.filtered), (3, 1));
+        assert_eq!(account.overdue + account.lost + account.in_flight, 0);
+        assert_eq!(account.accounted(), account.expected);
     }
 
     #[test]

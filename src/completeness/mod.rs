@@ -7,6 +7,8 @@
 //!   record);
 //! - [`arrivals`]: what one stream of output records showed of one source partition;
 //! - [`accounting`]: one window's counts from the evidence of every stream;
+//! - [`declarations`]: what the stages' dead letters declared of source records (refused or
+//!   filtered);
 //! - [`stream`]: what one output partition's records of one output window showed of the
 //!   source (what the partition stage publishes);
 //! - [`ledger`]: every stream and every output partition's progress, turned into one
@@ -15,6 +17,7 @@
 
 pub mod accounting;
 pub mod arrivals;
+pub mod declarations;
 pub mod document;
 pub mod ledger;
 pub mod offset_ranges;

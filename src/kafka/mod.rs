@@ -1,6 +1,6 @@
 //! Everything that talks to Kafka: client settings, topic administration, the client context
-//! (logging, rebalances, commit outcomes), offset commits, dead-letter records and offsets by time
-//! ([`source_offsets`]); and the two
+//! (logging, rebalances, commit outcomes), offset commits, dead-letter records, offsets by time
+//! ([`source_offsets`]) and dead letters read as evidence ([`dead_letter_evidence`]); and the two
 //! pure pieces of consumer bookkeeping, which offsets are safe to commit ([`offset_tracker`])
 //! and when a group member has held no partition for too long ([`assignment_watchdog`]).
 
@@ -10,6 +10,7 @@ pub mod commit;
 pub mod config;
 pub mod context;
 pub mod dead_letter;
+pub mod dead_letter_evidence;
 pub mod group_consumer;
 pub mod offset_tracker;
 pub mod producer;

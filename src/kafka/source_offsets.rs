@@ -12,6 +12,7 @@
 //! (LogAppendTime, or one producer's CreateTime); docs/completeness.md says what differs
 //! otherwise.
 
+use super::dead_letter_evidence::{DeadLetterEvidence, EvidenceError};
 use crate::completeness::ledger::{Due, SourceAnswers};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -21,13 +22,26 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Reads offsets of one source topic by time.
+/// Reads offsets of one source topic by time (and, when given, the pipeline's dead-letter
+/// topics).
 pub struct SourceOffsets {
     consumer: BaseConsumer,
     topic: String,
     timeout: Duration,
     /// Per partition, its first record's offset and timestamp, as last read.
     first_records: Mutex<BTreeMap<i32, (i64, i64)>>,
+    dead_letters: Option<DeadLetterEvidence>,
+}
+
+/// Why the source could not answer an accounting's look-ups.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// Offsets by time or log bounds.
+    #[error("looking up the source's offsets: {0}")]
+    Offsets(#[from] KafkaError),
+    /// The dead-letter topics.
+    #[error(transparent)]
+    DeadLetters(#[from] EvidenceError),
 }
 
 /// A partition's log: its first offset still kept and the offset after its last record.
@@ -62,7 +76,15 @@ impl SourceOffsets {
             topic: topic.to_string(),
             timeout,
             first_records: Mutex::new(BTreeMap::new()),
+            dead_letters: None,
         })
+    }
+
+    /// Also reads the pipeline's dead-letter topics, so that each answer carries what they
+    /// declare of the source's records.
+    pub fn with_dead_letters(mut self, dead_letters: DeadLetterEvidence) -> Self {
+        self.dead_letters = Some(dead_letters);
+        self
     }
 
     /// The source topic's partitions.
@@ -131,7 +153,8 @@ impl SourceOffsets {
     /// ascending order, the first offset at or after it. Each answer's floor is the higher of
     /// the ledger's (an offset known to be older) and the answer for the previous time (offsets
     /// do not go back as time goes on), which tells tansu's "0" for "none" from offset 0.
-    pub fn answer(&self, due: &Due) -> Result<SourceAnswers, KafkaError> {
+    /// With dead-letter topics, also what they declare of records from the first window on.
+    pub fn answer(&self, due: &Due) -> Result<SourceAnswers, LookupError> {
         let mut logs = BTreeMap::new();
         for partition in self.partitions()? {
             logs.insert(partition, self.log_bounds(partition)?);
@@ -171,6 +194,10 @@ impl SourceOffsets {
             let offsets = self.at_or_after(query.time_ms, &request)?;
             previous.clone_from(&offsets);
             answers.offsets.insert(query.time_ms, offsets);
+        }
+        if let (Some(dead_letters), Some(&first)) = (&self.dead_letters, due.windows.first()) {
+            let floors = answers.offsets.get(&first).cloned().unwrap_or_default();
+            answers.declarations = dead_letters.declarations(first, &floors)?;
         }
         Ok(answers)
     }

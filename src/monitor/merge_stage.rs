@@ -526,8 +526,8 @@ impl MergeStage {
             Err(e) => {
                 let topic = self.source_offsets.as_ref().map_or("", |o| o.topic());
                 tracing::warn!(
-                    "looking up the offsets of {topic} by time: {e} (completeness is accounted \
-                     again at the next tick)"
+                    "accounting for {topic}'s records: {e} (completeness is accounted again at \
+                     the next tick)"
                 );
                 return;
             }

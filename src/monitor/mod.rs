@@ -50,6 +50,7 @@ use crate::completeness::stream::CompletenessRules;
 use crate::event_time::watermark::WatermarkConfig;
 use crate::event_time::window::WindowConfig;
 use crate::kafka::dead_letter::DeadLetterQueue;
+use crate::kafka::dead_letter_evidence::DeadLetterEvidence;
 use crate::kafka::group_consumer::{self, GroupConsumer};
 use crate::kafka::producer::RELIABLE_PRODUCER;
 use crate::kafka::rebalance_events::RebalanceNotifier;
@@ -122,6 +123,9 @@ pub struct CompletenessConfig {
     pub source_topic: String,
     /// A record not arrived this long after it entered the source is lost.
     pub lost_after: Duration,
+    /// The pipeline's dead-letter topics: a source record a dead letter names is accounted
+    /// for as dead-lettered (or filtered), not missing.
+    pub dead_letter_topics: Vec<String>,
 }
 
 impl MonitorConfig {
@@ -333,22 +337,29 @@ pub async fn run(
         &config.group,
     )
     .map_err(|e| MonitorError::Setup(format!("creating the checkpoint reader: {e}")))?;
-    let source_offsets = match &config.completeness {
-        Some(completeness) => {
-            let offsets = SourceOffsets::new(
-                &config.kafka.client_config(&[]),
-                &completeness.source_topic,
-                SOURCE_LOOKUP_TIMEOUT,
-            )
-            .map_err(|e| {
-                MonitorError::Setup(format!(
-                    "creating the reader of {}'s offsets: {e}",
-                    completeness.source_topic
-                ))
-            })?;
+    let source_offsets = match (&config.completeness, config.completeness_rules()) {
+        (Some(completeness), Some(rules)) => {
+            let client = config.kafka.client_config(&[]);
+            let source = &completeness.source_topic;
+            let setup = |what: &str, e: rdkafka::error::KafkaError| {
+                MonitorError::Setup(format!("creating the reader of {source}'s {what}: {e}"))
+            };
+            let mut offsets = SourceOffsets::new(&client, source, SOURCE_LOOKUP_TIMEOUT)
+                .map_err(|e| setup("offsets", e))?;
+            if !completeness.dead_letter_topics.is_empty() {
+                let dead_letters = DeadLetterEvidence::new(
+                    &client,
+                    &completeness.dead_letter_topics,
+                    source,
+                    rules,
+                    SOURCE_LOOKUP_TIMEOUT,
+                )
+                .map_err(|e| setup("dead letters", e))?;
+                offsets = offsets.with_dead_letters(dead_letters);
+            }
             Some(Arc::new(offsets))
         }
-        None => None,
+        _ => None,
     };
     let (batches, acks) = driver::spawn(sink, metrics::sink_retries());
     let input_owned = Arc::new(AtomicUsize::new(0));

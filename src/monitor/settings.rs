@@ -194,6 +194,17 @@ pub struct MonitorFlags {
     #[arg(long, env = "SLA_LOST_AFTER", default_value = "10m", value_parser = duration_in(ms(1), DAY))]
     pub lost_after: Duration,
 
+    /// With --source-topic: the pipeline's dead-letter topics (repeat, or separate with
+    /// commas; e.g. visits_dlq). A source record a dead letter names (lineage or
+    /// dlq.source.* headers) counts as dead-lettered, or filtered with dlq.reason=filtered,
+    /// not as missing. Without them, dead-lettered records read as missing.
+    #[arg(
+        long = "source-dead-letters",
+        env = "SLA_SOURCE_DEAD_LETTERS",
+        value_delimiter = ','
+    )]
+    pub source_dead_letters: Vec<String>,
+
     /// How often acknowledged offsets are committed.
     #[arg(long, env = "SLA_COMMIT_INTERVAL", default_value = "1s", value_parser = duration_in(ms(10), secs(3_600)))]
     pub commit_interval: Duration,
@@ -336,12 +347,32 @@ impl MonitorFlags {
                     self.lost_after,
                     self.sla
                 );
+                for topic in &self.source_dead_letters {
+                    anyhow::ensure!(
+                        is_topic_name(topic),
+                        "--source-dead-letters {topic:?} is not a Kafka topic name (letters, \
+                         digits, '.', '_' and '-', at most 249)"
+                    );
+                    anyhow::ensure!(
+                        *topic != source_topic && *topic != self.input_topic,
+                        "--source-dead-letters {topic} is the source or the monitored topic: \
+                         name the topics the pipeline's stages write their dead letters to"
+                    );
+                }
                 Some(CompletenessConfig {
                     source_topic,
                     lost_after: self.lost_after,
+                    dead_letter_topics: self.source_dead_letters,
                 })
             }
-            None => None,
+            None => {
+                anyhow::ensure!(
+                    self.source_dead_letters.is_empty(),
+                    "--source-dead-letters needs --source-topic: dead letters are evidence for \
+                     the accounting of the source's records"
+                );
+                None
+            }
         };
         let tick = (self.window / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
         Ok(MonitorConfig {
@@ -461,5 +492,33 @@ mod tests {
         assert!(bad_end.starts_with("--end-time"), "{bad_end}");
         let zero = Cli::try_parse_from(["monitor", "--commit-interval", "0s"]).unwrap_err();
         assert!(zero.to_string().contains("--commit-interval"), "{zero}");
+        let alone = refusal(&["--source-dead-letters", "visits_dlq"]);
+        assert!(alone.contains("needs --source-topic"), "{alone}");
+        let source = refusal(&[
+            "--source-topic",
+            "visits",
+            "--source-dead-letters",
+            "visits",
+        ]);
+        assert!(
+            source.starts_with("--source-dead-letters visits"),
+            "{source}"
+        );
+    }
+
+    #[test]
+    fn dead_letter_topics_are_given_repeated_or_comma_separated() {
+        let config = flags(&[
+            "--source-topic",
+            "visits",
+            "--source-dead-letters",
+            "visits_dlq,enriched_dlq",
+            "--source-dead-letters",
+            "late_dlq",
+        ])
+        .config()
+        .unwrap();
+        let topics = config.completeness.expect("reconciling").dead_letter_topics;
+        assert_eq!(topics, ["visits_dlq", "enriched_dlq", "late_dlq"]);
     }
 }
