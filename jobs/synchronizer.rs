@@ -59,6 +59,11 @@ struct Cli {
     #[arg(long, env = "SLA_DELAY_MODE", value_enum, default_value_t = DelayMode::Pipelined)]
     delay_mode: DelayMode,
 
+    /// Delay only the records of this input partition (a held partition: its records wait,
+    /// the others flow). Changeable at runtime with PUT /delay?partition=3 (or =all).
+    #[arg(long, env = "SLA_DELAY_PARTITION")]
+    delay_partition: Option<u16>,
+
     /// How often acknowledged offsets are committed, e.g. 1s.
     #[arg(long, env = "SLA_COMMIT_INTERVAL", default_value = "1s", value_parser = duration_in(ms(10), secs(3_600)))]
     commit_interval: Duration,
@@ -132,6 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         delay: cli.delay,
         jitter: cli.delay_jitter,
         mode: cli.delay_mode,
+        partition: cli.delay_partition.map(i32::from),
     });
     let (loss_sender, loss) = tokio::sync::watch::channel(LossPolicy {
         rate_ppm: cli.loss,

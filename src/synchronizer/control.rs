@@ -3,7 +3,8 @@
 //!
 //! - `GET /delay` returns the current policy as JSON (durations in milliseconds).
 //! - `PUT /delay?delay=10s&jitter=500ms&mode=blocking` changes it; omitted fields keep their
-//!   value. A delay or jitter above [`MAX_DELAY`](crate::synchronizer::delay::MAX_DELAY) and an unknown
+//!   value. `partition=3` delays only input partition 3 (a held partition: its records wait,
+//!   the others flow), `partition=all` every partition again. A delay or jitter above [`MAX_DELAY`](crate::synchronizer::delay::MAX_DELAY) and an unknown
 //!   parameter (a typo such as `dealy`) are refused with 400 and the reason; nothing changes
 //!   then.
 //! - `GET /loss` returns the loss switch (`rate_ppm`, `seed`); `PUT /loss?rate=2%&seed=7`
@@ -99,6 +100,8 @@ pub struct DelayUpdate {
     pub jitter: Option<String>,
     /// New mode.
     pub mode: Option<DelayMode>,
+    /// Delay only this input partition (a held partition), or `all`.
+    pub partition: Option<String>,
 }
 
 impl DelayUpdate {
@@ -113,6 +116,15 @@ impl DelayUpdate {
         }
         if let Some(mode) = self.mode {
             policy.mode = mode;
+        }
+        if let Some(raw) = &self.partition {
+            policy.partition =
+                match raw.as_str() {
+                    "all" => None,
+                    number => Some(number.parse().ok().filter(|&p: &i32| p >= 0).ok_or_else(
+                        || format!("partition: {number:?} is neither a partition number nor `all`"),
+                    )?),
+                };
         }
         Ok(policy)
     }
@@ -276,6 +288,7 @@ mod tests {
             delay: Duration::from_secs(1),
             jitter: Duration::from_millis(5),
             mode: DelayMode::Pipelined,
+            partition: None,
         };
         let next = DelayUpdate {
             delay: Some("10s".into()),
@@ -319,5 +332,19 @@ mod tests {
         .apply(start)
         .unwrap();
         assert_eq!((longest.delay, longest.jitter), (MAX_DELAY, MAX_DELAY));
+        let hold = |raw: &str| {
+            DelayUpdate {
+                partition: Some(raw.into()),
+                ..Default::default()
+            }
+            .apply(start)
+        };
+        let held = hold("3").unwrap();
+        assert_eq!((held.partition, held.delay), (Some(3), start.delay));
+        assert_eq!(hold("all").unwrap().partition, None);
+        for wrong in ["-1", "three", ""] {
+            let err = hold(wrong).unwrap_err();
+            assert!(err.starts_with("partition:"), "{err}");
+        }
     }
 }

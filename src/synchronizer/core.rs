@@ -142,7 +142,7 @@ impl SynchronizerCore {
     /// A consumed record was reduced: it waits for its delay, or, when it is due already and
     /// nothing waits before it, comes back to be produced at once.
     pub fn admit(&mut self, record: Reduced) -> Option<Released> {
-        let wait = self.policy.sample(&mut self.rng);
+        let wait = self.policy.sample(record.partition, &mut self.rng);
         let due = self.schedule.due_at(record.partition, record.started, wait);
         if self.waiting.is_empty() && due <= record.started {
             return Some(Released { record, due });
@@ -193,7 +193,7 @@ impl SynchronizerCore {
         records.sort_unstable_by_key(|w| w.sequence);
         self.schedule.reset();
         for mut waiting in records {
-            let wait = policy.sample(&mut self.rng);
+            let wait = policy.sample(waiting.record.partition, &mut self.rng);
             waiting.due =
                 self.schedule
                     .due_at(waiting.record.partition, waiting.record.started, wait);
@@ -343,6 +343,29 @@ mod tests {
         let released = core.pop_due(ms(t0, 1_000)).unwrap();
         assert_eq!(released.record.offset, 0);
         assert_eq!(core.waiting_bytes(), 0);
+    }
+
+    #[test]
+    fn a_held_partition_waits_while_the_others_flow() {
+        let t0 = Instant::now();
+        let held = DelayPolicy {
+            partition: Some(1),
+            ..delay(60_000)
+        };
+        let mut core = SynchronizerCore::new(BUDGETS, held, 1);
+        assert!(
+            core.admit(record(1, 0, t0)).is_none(),
+            "partition 1 is held"
+        );
+        assert!(core.admit(record(0, 0, t0)).is_none(), "behind what waits");
+        let flowing = core.pop_due(t0).expect("partition 0 is due at once");
+        assert_eq!((flowing.record.partition, flowing.due), (0, t0));
+        assert!(core.pop_due(ms(t0, 59_999)).is_none());
+        assert!(core.set_policy(DelayPolicy {
+            partition: None,
+            ..delay(0)
+        }));
+        assert_eq!(core.pop_due(t0).expect("released").record.partition, 1);
     }
 
     #[test]
@@ -517,7 +540,7 @@ mod tests {
                         release(&mut core, now, &mut produced, &mut last_out)?;
                     }
                     Step::Policy { delay_ms, jitter_ms } => {
-                        core.set_policy(DelayPolicy { delay: Duration::from_millis(delay_ms), jitter: Duration::from_millis(jitter_ms), mode: DelayMode::Pipelined });
+                        core.set_policy(DelayPolicy { delay: Duration::from_millis(delay_ms), jitter: Duration::from_millis(jitter_ms), mode: DelayMode::Pipelined, partition: None });
                         release(&mut core, now, &mut produced, &mut last_out)?;
                     }
                     Step::Ack => {

@@ -56,11 +56,18 @@ pub struct DelayPolicy {
     pub jitter: Duration,
     /// Whether records are delayed concurrently or one at a time.
     pub mode: DelayMode,
+    /// Only records of this input partition are delayed (a held partition); `None`: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
 }
 
 impl DelayPolicy {
-    /// The delay for one record: `delay` plus a uniform sample in `[0, jitter]`.
-    pub fn sample(&self, rng: &mut impl Rng) -> Duration {
+    /// The delay for one record of `partition`: `delay` plus a uniform sample in
+    /// `[0, jitter]`, or none when the policy holds another partition only.
+    pub fn sample(&self, partition: i32, rng: &mut impl Rng) -> Duration {
+        if self.partition.is_some_and(|held| held != partition) {
+            return Duration::ZERO;
+        }
         if self.jitter.is_zero() {
             return self.delay;
         }
@@ -85,7 +92,11 @@ impl std::fmt::Display for DelayPolicy {
             humantime::format_duration(self.delay),
             humantime::format_duration(self.jitter),
             self.mode
-        )
+        )?;
+        match self.partition {
+            Some(partition) => write!(f, " on partition {partition} only"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -150,7 +161,17 @@ mod tests {
             ..Default::default()
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        assert_eq!(p.sample(&mut rng), Duration::from_secs(10));
+        assert_eq!(p.sample(0, &mut rng), Duration::from_secs(10));
+        let held = DelayPolicy {
+            partition: Some(2),
+            ..p
+        };
+        assert_eq!(held.sample(2, &mut rng), Duration::from_secs(10));
+        assert_eq!(
+            held.sample(0, &mut rng),
+            Duration::ZERO,
+            "another partition flows"
+        );
     }
 
     #[test]
@@ -169,18 +190,29 @@ mod tests {
             delay: Duration::from_millis(2500),
             jitter: Duration::ZERO,
             mode: DelayMode::Blocking,
+            partition: None,
         };
         let json = serde_json::to_string(&p).unwrap();
         assert_eq!(json, r#"{"delay":2500,"jitter":0,"mode":"blocking"}"#);
         assert_eq!(serde_json::from_str::<DelayPolicy>(&json).unwrap(), p);
+        let held = DelayPolicy {
+            partition: Some(1),
+            ..p
+        };
+        let json = serde_json::to_string(&held).unwrap();
+        assert_eq!(
+            json,
+            r#"{"delay":2500,"jitter":0,"mode":"blocking","partition":1}"#
+        );
+        assert_eq!(serde_json::from_str::<DelayPolicy>(&json).unwrap(), held);
     }
 
     proptest! {
         #[test]
         fn sample_stays_within_delay_plus_jitter(delay_ms in 0u64..100_000, jitter_ms in 0u64..10_000, seed in any::<u64>()) {
-            let p = DelayPolicy { delay: Duration::from_millis(delay_ms), jitter: Duration::from_millis(jitter_ms), mode: DelayMode::Pipelined };
+            let p = DelayPolicy { delay: Duration::from_millis(delay_ms), jitter: Duration::from_millis(jitter_ms), mode: DelayMode::Pipelined, partition: None };
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let d = p.sample(&mut rng);
+            let d = p.sample(0, &mut rng);
             prop_assert!(d >= p.delay && d <= p.delay + p.jitter);
         }
 
