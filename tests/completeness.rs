@@ -4,7 +4,8 @@
 //! nowhere else, while those it dead-letters, or a later stage declares filtered, are not; a
 //! record produced twice is one record and one duplicate; a held source
 //! partition is overdue while it is held and late, not lost, once it arrives; three instances,
-//! one killed and one added, write the final documents one undisturbed instance writes.
+//! one killed and one added, write the final documents one undisturbed instance writes; a
+//! source record retention deletes before it arrives is unknown, never lost.
 
 mod support;
 
@@ -14,6 +15,7 @@ use sla_monitor::synchronizer::loss::LossPolicy;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use support::in_process::{test_config, InProcessMonitor};
+use support::private_broker::{free_port, start_tansu, start_tansu_maintained};
 use support::*;
 
 /// A source record: (partition, offset, timestamp ms).
@@ -267,6 +269,124 @@ fn output_of(source: &str, (p, o, t): Position, at: i64) -> Outgoing {
         timestamp_ms: Some(at),
         headers: vec![("lineage".into(), format!("{source}:{p}:{o}:{t}"))],
     }
+}
+
+/// Produces, on `cluster`, a source record stamped now into partition 0 of `source` (its
+/// `offset`, the offsets being handed out in order) and, at once, its output: one record of a
+/// pipeline that flows within the SLA.
+async fn flowing_record(cluster: &Cluster, source: &str, reduced: &str, offset: i64) {
+    let t = now_ms();
+    let record = Outgoing {
+        key: Some(format!("k{offset}")),
+        value: Some(b"{}".to_vec()),
+        partition: Some(0),
+        timestamp_ms: Some(t),
+        ..Default::default()
+    };
+    cluster.produce(source, &[record]).await;
+    cluster
+        .produce(reduced, &[output_of(source, (0, offset, t), now_ms())])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_record_retention_deletes_before_it_arrives_is_unknown_never_lost() {
+    // A broker of the test's own: its retention runs only once it is restarted with a 1 s
+    // maintenance interval, after the monitor has seen the records' window, so the order of
+    // events does not depend on timing.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut broker = start_tansu(dir.path(), port, &format!("127.0.0.1:{port}"), false);
+    let cluster = Cluster {
+        brokers: format!("127.0.0.1:{port}"),
+        properties: Vec::new(),
+    };
+    let topics = monitor_topics("retained");
+    let source = unique("retained_v");
+    let retention = [("cleanup.policy", "delete"), ("retention.ms", "3000")];
+    cluster.create_topic_with(&source, 1, &retention).await;
+    cluster.create_topic(&topics.reduced, 1).await;
+    let mut config = test_config(&topics, &unique("retained_g"), Duration::from_millis(1_000));
+    config.kafka.brokers = cluster.brokers.clone();
+    // The first produce to a fresh broker may take a second or more.
+    config.window.sla_ms = 5_000;
+    config.completeness = Some(CompletenessConfig {
+        source_topic: source.clone(),
+        lost_after: Duration::from_secs(40),
+        dead_letter_topics: Vec::new(),
+    });
+    let monitor = InProcessMonitor::start(config).await;
+    // Twenty source records at offsets 0..20; only 0..10 ever arrive.
+    let t = now_ms();
+    let batch: Vec<Outgoing> = (0..20)
+        .map(|i| Outgoing {
+            key: Some(format!("b{i}")),
+            value: Some(b"{}".to_vec()),
+            partition: Some(0),
+            timestamp_ms: Some(t),
+            ..Default::default()
+        })
+        .collect();
+    cluster.produce(&source, &batch).await;
+    let outputs: Vec<Outgoing> = (0..10)
+        .map(|o| output_of(&source, (0, o, t), now_ms()))
+        .collect();
+    cluster.produce(&topics.reduced, &outputs).await;
+    // From the next window on, the pipeline keeps flowing: a record every 300 ms (offsets 20,
+    // 21, …), each arriving at once, so the monitor's progress moves and the source always
+    // keeps a recent record.
+    let next_window = window_of(t) + WINDOW;
+    tokio::time::sleep(Duration::from_millis((next_window - now_ms()).max(0) as u64)).await;
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flow = {
+        let (cluster, source, reduced) = (cluster.clone(), source.clone(), topics.reduced.clone());
+        let running = running.clone();
+        tokio::spawn(async move {
+            let mut offset = 20;
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                flowing_record(&cluster, &source, &reduced, offset).await;
+                offset += 1;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let job = monitor.config.job_name.clone();
+    let window = window_of(t);
+    let id = format!("{job}-completeness-{window}");
+    let seen = tokio::time::timeout(
+        Duration::from_secs(90),
+        monitor
+            .sink
+            .wait_for_completeness(|documents| documents.get(&id).is_some_and(|d| d.overdue == 10)),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the ten records never showed overdue: {:#?}",
+            monitor.sink.completeness_documents()
+        )
+    });
+    assert_eq!(seen[&id].expected, 20, "{:#?}", seen[&id]);
+    // Now retention runs: every record older than 3 s is deleted, the batch among them,
+    // while its window is far from final (40 s).
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+    let mut broker = start_tansu_maintained(dir.path(), port, "1s");
+    let documents = final_documents(&monitor, window, window, Duration::from_secs(120)).await;
+    // The records were deleted: the source's first record is past the batch.
+    let kept = cluster.consume(&source, 1, Duration::from_secs(10), Duration::ZERO);
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    flow.await.unwrap();
+    assert!(kept.first().is_some_and(|r| r.offset > 20), "{kept:?}");
+    let d = &documents[&window];
+    assert_adds_up(d);
+    assert_eq!(d.expected, 20, "{d:#?}");
+    assert_eq!(d.arrived_within_sla, 10, "{d:#?}");
+    assert_eq!((d.unknown, d.lost, d.overdue), (10, 0, 0), "{d:#?}");
+    assert!(d.first_missing.is_empty(), "{d:#?}");
+    monitor.stop().await;
+    broker.kill().unwrap();
+    broker.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -17,6 +17,7 @@ use super::declarations::Declarations;
 use super::offset_ranges::OffsetRanges;
 use super::stream::{CompletenessRules, StreamArrivals};
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 /// Through which source window the accounting is final, as recorded on the shuffle topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +91,9 @@ pub struct CompletenessLedger {
     accounted: Option<Accounted>,
     /// The `as_of` of the last accounting handed out.
     accounted_as_of: Option<i64>,
+    /// Per (source window, source partition) not yet final, its offset range as first
+    /// answered: records retention deletes later stay expected (and read unknown).
+    ranges_seen: BTreeMap<(i64, i32), Range<i64>>,
 }
 
 impl CompletenessLedger {
@@ -103,6 +107,7 @@ impl CompletenessLedger {
             streams: BTreeMap::new(),
             accounted: None,
             accounted_as_of: None,
+            ranges_seen: BTreeMap::new(),
         }
     }
 
@@ -143,6 +148,7 @@ impl CompletenessLedger {
         let window_ms = self.rules.window_ms;
         self.streams
             .retain(|&(start, _), _| start + window_ms > through);
+        self.ranges_seen.retain(|&(start, _), _| start >= through);
     }
 
     /// What was recorded as final.
@@ -319,33 +325,46 @@ impl CompletenessLedger {
                 .unwrap_or(0)
         };
         let partitions: Vec<i32> = answers.log_starts.keys().copied().collect();
-        due.windows
-            .iter()
-            .enumerate()
-            .map(|(i, &start)| {
-                let bounds: BTreeMap<i32, PartitionBounds> = partitions
-                    .iter()
-                    .map(|&p| {
-                        let expected = at(start, p)..at(start + window_ms, p);
-                        (
-                            p,
-                            PartitionBounds {
-                                expected,
-                                lost_below: at(due.as_of - self.rules.lost_after_ms, p),
-                                overdue_below: at(due.as_of - self.rules.sla_ms, p),
-                                log_start: answers.log_starts.get(&p).copied().unwrap_or(0),
-                            },
-                        )
-                    })
-                    .collect();
-                WindowAccount {
-                    window_start: start,
-                    is_final: i < due.finals,
-                    completeness: account(&bounds, &evidence),
-                }
-            })
-            .collect()
+        let mut accounts = Vec::with_capacity(due.windows.len());
+        for (i, &start) in due.windows.iter().enumerate() {
+            let mut bounds = BTreeMap::new();
+            for &p in &partitions {
+                let answered = at(start, p)..at(start + window_ms, p);
+                let expected = remembered(&mut self.ranges_seen, (start, p), answered);
+                let bound = PartitionBounds {
+                    expected,
+                    lost_below: at(due.as_of - self.rules.lost_after_ms, p),
+                    overdue_below: at(due.as_of - self.rules.sla_ms, p),
+                    log_start: answers.log_starts.get(&p).copied().unwrap_or(0),
+                };
+                bounds.insert(p, bound);
+            }
+            accounts.push(WindowAccount {
+                window_start: start,
+                is_final: i < due.finals,
+                completeness: account(&bounds, &evidence),
+            });
+        }
+        accounts
     }
+}
+
+/// A window's offset range in one partition: as first answered, widened by later answers,
+/// but kept when a later answer lies wholly past it (retention deleted the window's records,
+/// and offsets-for-times now answers the first record kept).
+fn remembered(
+    seen: &mut BTreeMap<(i64, i32), Range<i64>>,
+    key: (i64, i32),
+    answered: Range<i64>,
+) -> Range<i64> {
+    let range = seen.entry(key).or_insert_with(|| answered.clone());
+    if range.is_empty() {
+        *range = answered;
+    } else if answered.start < range.end {
+        range.start = range.start.min(answered.start);
+        range.end = range.end.max(answered.end);
+    }
+    range.clone()
 }
 
 #[cfg(test)]
@@ -476,6 +495,50 @@ mod tests {
         assert_eq!((account.dead_lettered, account.filtered), (3, 1));
         assert_eq!(account.overdue + account.lost + account.in_flight, 0);
         assert_eq!(account.accounted(), account.expected);
+    }
+
+    #[test]
+    fn records_retention_deletes_after_they_were_expected_are_unknown_never_lost() {
+        let mut ledger = ledger();
+        // Source window 10,000..11,000 holds offsets 0..10: 0..5 arrived, 5..10 never do.
+        let arrived: Vec<(i64, i64, i64)> = (0..5)
+            .map(|o| (o, 10_000 + o * 100, 10_000 + o * 100 + 50))
+            .collect();
+        ledger.on_arrivals(10_000, 0, stream(&arrived));
+        let mut account_at = |through: i64, deleted_below: i64| {
+            ledger.on_progress(0, through - 1);
+            ledger.on_progress(1, through - 1);
+            let due = ledger.due().expect("due");
+            let mut answers = answers(&due);
+            // Retention deleted offsets below `deleted_below`: offsets-for-times answers the
+            // first record kept for any earlier time, and the log starts there.
+            for offsets in answers.offsets.values_mut() {
+                for offset in offsets.values_mut() {
+                    *offset = (*offset).max(deleted_below);
+                }
+            }
+            answers.log_starts.insert(0, deleted_below);
+            ledger.account(&due, &answers).remove(0)
+        };
+        let before = account_at(12_000, 0);
+        assert_eq!(
+            (before.completeness.expected, before.completeness.overdue),
+            (10, 5)
+        );
+        let partly = account_at(13_000, 7);
+        assert_eq!(partly.completeness.expected, 10, "still expected");
+        assert_eq!(
+            (partly.completeness.unknown, partly.completeness.overdue),
+            (2, 3)
+        );
+        let last = account_at(14_000, 40);
+        assert!(last.is_final);
+        let c = last.completeness;
+        assert_eq!(
+            (c.expected, c.arrived_within_sla, c.unknown, c.lost),
+            (10, 5, 5, 0)
+        );
+        assert!(c.first_missing.is_empty(), "{c:?}");
     }
 
     #[test]

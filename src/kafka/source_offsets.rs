@@ -28,10 +28,30 @@ pub struct SourceOffsets {
     consumer: BaseConsumer,
     topic: String,
     timeout: Duration,
-    /// Per partition, its first record's offset and timestamp, as last read.
-    first_records: Mutex<BTreeMap<i32, (i64, i64)>>,
+    /// Per partition, its first record, as last read.
+    first_records: Mutex<BTreeMap<i32, FirstRecord>>,
     dead_letters: Option<DeadLetterEvidence>,
 }
+
+/// A partition's first record still in the log, as read.
+#[derive(Debug, Clone, Copy)]
+struct FirstRecord {
+    /// The log start the broker reported when it was read.
+    reported_start: i64,
+    /// Its offset: above the reported start when records below were deleted and the broker
+    /// does not say so (tansu 0.6 keeps its reported log start after retention deletes).
+    offset: i64,
+    /// Its timestamp (Unix ms).
+    timestamp_ms: i64,
+    /// When it was read.
+    read_at: std::time::Instant,
+}
+
+/// How long a partition's first record is trusted before it is read again: retention may
+/// have deleted it without the reported log start moving.
+const FIRST_RECORD_REFRESH: Duration = Duration::from_secs(15);
+/// The longest wait for a partition's first record (a log emptied by retention has none).
+const FIRST_RECORD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the source could not answer an accounting's look-ups.
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +83,11 @@ impl SourceOffsets {
         // from prefetching the source topic into its queue (64 MB by default, measured as
         // 180 MB of RSS and twice the monitor's CPU over a 5M-record source).
         let mut config = config.clone();
+        // Reading below a log start retention moved lands on the first record kept.
         config
             .set("group.id", "sla-monitor.source-offsets")
             .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("queued.min.messages", "1")
             .set("queued.max.messages.kbytes", "64")
@@ -106,21 +128,22 @@ impl SourceOffsets {
         Ok(partitions)
     }
 
-    /// The timestamp of the record at `offset` of `partition` (the log's first record: read
-    /// once per log start, then remembered), or `None` when it cannot be read in time.
-    fn first_timestamp(&self, partition: i32, offset: i64) -> Option<i64> {
+    /// The first record of `partition` at or after its reported log start `start` (read once
+    /// per log start and then every [`FIRST_RECORD_REFRESH`]), or `None` when none can be read
+    /// in time.
+    fn first_record(&self, partition: i32, start: i64) -> Option<FirstRecord> {
         let mut known = self.first_records.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(&(at, timestamp)) = known.get(&partition) {
-            if at == offset {
-                return Some(timestamp);
+        if let Some(&first) = known.get(&partition) {
+            if first.reported_start == start && first.read_at.elapsed() < FIRST_RECORD_REFRESH {
+                return Some(first);
             }
         }
         let mut assignment = TopicPartitionList::new();
         assignment
-            .add_partition_offset(&self.topic, partition, Offset::Offset(offset))
+            .add_partition_offset(&self.topic, partition, Offset::Offset(start))
             .ok()?;
         self.consumer.assign(&assignment).ok()?;
-        let deadline = std::time::Instant::now() + self.timeout;
+        let deadline = std::time::Instant::now() + self.timeout.min(FIRST_RECORD_TIMEOUT);
         let mut found = None;
         while found.is_none() {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -129,18 +152,20 @@ impl SourceOffsets {
             }
             match self.consumer.poll(left.min(Duration::from_millis(500))) {
                 Some(Ok(message)) if message.partition() == partition => {
-                    found = message
-                        .timestamp()
-                        .to_millis()
-                        .map(|t| (message.offset(), t));
+                    found = message.timestamp().to_millis().map(|t| FirstRecord {
+                        reported_start: start,
+                        offset: message.offset(),
+                        timestamp_ms: t,
+                        read_at: std::time::Instant::now(),
+                    });
                 }
                 _ => {}
             }
         }
         let _ = self.consumer.unassign();
-        let (at, timestamp) = found?;
-        known.insert(partition, (at, timestamp));
-        (at == offset).then_some(timestamp)
+        let first = found?;
+        known.insert(partition, first);
+        Some(first)
     }
 
     /// The topic read.
@@ -155,9 +180,19 @@ impl SourceOffsets {
     /// do not go back as time goes on), which tells tansu's "0" for "none" from offset 0.
     /// With dead-letter topics, also what they declare of records from the first window on.
     pub fn answer(&self, due: &Due) -> Result<SourceAnswers, LookupError> {
+        // Each partition's log, starting at its first record still kept: a record below it
+        // was deleted by retention (the broker's reported start may lag, as tansu's does).
         let mut logs = BTreeMap::new();
+        let mut first_timestamps: BTreeMap<i32, i64> = BTreeMap::new();
         for partition in self.partitions()? {
-            logs.insert(partition, self.log_bounds(partition)?);
+            let mut bounds = self.log_bounds(partition)?;
+            if bounds.end > bounds.start {
+                if let Some(first) = self.first_record(partition, bounds.start) {
+                    bounds.start = first.offset.clamp(bounds.start, bounds.end);
+                    first_timestamps.insert(partition, first.timestamp_ms);
+                }
+            }
+            logs.insert(partition, bounds);
         }
         let mut answers = SourceAnswers {
             log_starts: logs.iter().map(|(&p, b)| (p, b.start)).collect(),
@@ -165,11 +200,6 @@ impl SourceOffsets {
         };
         // A partition's first record, where it is older than a queried time, is a floor too:
         // a broker answering 0 for "none" is then told from one whose first record is at 0.
-        let first_timestamps: BTreeMap<i32, i64> = logs
-            .iter()
-            .filter(|(_, bounds)| bounds.end > bounds.start)
-            .filter_map(|(&p, bounds)| Some((p, self.first_timestamp(p, bounds.start)?)))
-            .collect();
         let mut previous: BTreeMap<i32, i64> = BTreeMap::new();
         for query in &due.queries {
             let request = logs

@@ -62,10 +62,19 @@ pub fn consume(topic: &str, expected: usize, timeout: Duration, settle: Duration
 impl Cluster {
     /// Creates a topic (fails the test if the broker is unreachable).
     pub async fn create_topic(&self, name: &str, partitions: i32) {
+        self.create_topic_with(name, partitions, &[]).await
+    }
+
+    /// Creates a topic with topic configs (e.g. `("retention.ms", "3000")`).
+    pub async fn create_topic_with(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
         let admin: AdminClient<DefaultClientContext> = self.config().create().unwrap();
+        let topic = configs.iter().fold(
+            NewTopic::new(name, partitions, TopicReplication::Fixed(1)),
+            |topic, &(key, value)| topic.set(key, value),
+        );
         let results = admin
             .create_topics(
-                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &[topic],
                 &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
             )
             .await

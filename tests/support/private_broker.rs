@@ -40,6 +40,24 @@ fn wait_for_port(what: &str, port: u16) {
 /// Starts tansu listening on `port`, advertising `advertised` (host:port), with its sqlite
 /// data in `dir`; `authentication` makes it require SASL.
 pub fn start_tansu(dir: &Path, port: u16, advertised: &str, authentication: bool) -> Child {
+    start_tansu_storing(dir, port, advertised, authentication, "sqlite://tansu.db")
+}
+
+/// Starts tansu on `port` (unsecured) running its maintenance — retention
+/// (`cleanup.policy=delete`, `retention.ms`) among it — every `every` (e.g. `1s`; 10 min by
+/// default).
+pub fn start_tansu_maintained(dir: &Path, port: u16, every: &str) -> Child {
+    let storage = format!("sqlite://tansu.db?maintenance_interval={every}");
+    start_tansu_storing(dir, port, &format!("127.0.0.1:{port}"), false, &storage)
+}
+
+fn start_tansu_storing(
+    dir: &Path,
+    port: u16,
+    advertised: &str,
+    authentication: bool,
+    storage: &str,
+) -> Child {
     let mut command = Command::new(tansu_binary());
     command.current_dir(dir).args([
         "broker",
@@ -48,7 +66,7 @@ pub fn start_tansu(dir: &Path, port: u16, advertised: &str, authentication: bool
         "--advertised-listener-url",
         &format!("tcp://{advertised}"),
         "--storage-engine",
-        "sqlite://tansu.db",
+        storage,
     ]);
     if authentication {
         command.arg("--authentication");
