@@ -709,6 +709,9 @@ fn completeness_rule_file(run: &str) -> String {
     changed
 }
 
+/// Per source partition, the age of the oldest record the pipeline still owes.
+const IN_FLIGHT_AGE: &str = "sla_monitor_completeness_in_flight_age_seconds";
+
 /// The state of the "Records missing" instance of `job` in the evaluator at `alerts`.
 async fn instance_state(alerts: &str, job: &str) -> Option<String> {
     let states: serde_json::Value = reqwest::get(format!("http://{alerts}/state"))
@@ -781,10 +784,28 @@ async fn the_records_missing_rule_fires_while_a_partition_is_held_and_clears_onc
         seen.iter().any(|s| s == "Pending"),
         "Pending before Alerting: {seen:?}"
     );
+    // The held partition's oldest owed record is past the SLA; the others owe nothing.
+    let age = |partition: &str| {
+        let label = format!("source_partition=\"{partition}\"");
+        metric_sum(&monitor, IN_FLIGHT_AGE, &[&label])
+    };
+    wait_for(
+        "the held partition's in-flight age past the SLA",
+        Duration::from_secs(30),
+        || age("3").is_some_and(|a| a >= 10.0),
+    );
+    for flowing in ["0", "1", "2"] {
+        assert_eq!(age(flowing), Some(0.0), "partition {flowing}");
+    }
     let now = now_ms();
     let released: Vec<Outgoing> = held.iter().map(|&r| output_of(&source, r, now)).collect();
     produce(&topics.reduced, &released).await;
     wait_instance(&address, &job, "Normal", &mut seen).await;
+    wait_for(
+        "the released partition's in-flight age back to 0",
+        Duration::from_secs(30),
+        || age("3") == Some(0.0),
+    );
     let completeness = es_documents(&format!("{index}-completeness")).await;
     let late: u64 = completeness
         .values()

@@ -67,6 +67,9 @@ pub struct Completeness {
     pub duplicates: u64,
     /// Per source partition, the first offset still missing (overdue or lost), if any.
     pub first_missing: BTreeMap<i32, i64>,
+    /// Per source partition, the first offset not arrived (in flight, overdue or lost), if
+    /// any: the oldest record the pipeline still owes.
+    pub first_absent: BTreeMap<i32, i64>,
 }
 
 impl Completeness {
@@ -138,6 +141,12 @@ pub fn account(
                 cursor = end;
             }
             let first_counted = gap.start.max(bound.log_start);
+            if first_counted < gap.end {
+                result
+                    .first_absent
+                    .entry(partition)
+                    .or_insert(first_counted);
+            }
             if first_counted < gap.end.min(bound.overdue_below.max(bound.lost_below)) {
                 result
                     .first_missing
@@ -207,6 +216,7 @@ mod tests {
         );
         assert_eq!(c.duplicates, 1);
         assert_eq!(c.first_missing, BTreeMap::from([(0, 14), (1, 8)]));
+        assert_eq!(c.first_absent, BTreeMap::from([(0, 14), (1, 8)]));
         assert_eq!(c.accounted(), c.expected);
         assert_eq!(c.misses(), 2 + 3 + 3);
     }
@@ -270,18 +280,22 @@ mod tests {
                     want.filtered += 1;
                 } else if offset < log_start {
                     want.unknown += 1;
-                } else if offset < lost_below {
-                    want.lost += 1;
-                } else if offset < overdue_below {
-                    want.overdue += 1;
                 } else {
-                    want.in_flight += 1;
+                    want.first_absent.entry(3).or_insert(offset);
+                    if offset < lost_below {
+                        want.lost += 1;
+                    } else if offset < overdue_below {
+                        want.overdue += 1;
+                    } else {
+                        want.in_flight += 1;
+                    }
                 }
                 want.duplicates += fate.arrivals.len().saturating_sub(1) as u64;
             }
             // Offsets beyond the fates were never seen.
             for offset in (fates.len() as i64).max(lo)..hi {
                 want.expected += 1;
+                if offset >= log_start { want.first_absent.entry(3).or_insert(offset); }
                 if offset < log_start { want.unknown += 1 }
                 else if offset < lost_below { want.lost += 1 }
                 else if offset < overdue_below { want.overdue += 1 }

@@ -30,6 +30,8 @@ pub struct SourceOffsets {
     timeout: Duration,
     /// Per partition, its first record, as last read.
     first_records: Mutex<BTreeMap<i32, FirstRecord>>,
+    /// Per partition, the last record whose timestamp was asked for: (offset, timestamp).
+    timestamps: Mutex<BTreeMap<i32, (i64, i64)>>,
     dead_letters: Option<DeadLetterEvidence>,
 }
 
@@ -98,6 +100,7 @@ impl SourceOffsets {
             topic: topic.to_string(),
             timeout,
             first_records: Mutex::new(BTreeMap::new()),
+            timestamps: Mutex::new(BTreeMap::new()),
             dead_letters: None,
         })
     }
@@ -166,6 +169,51 @@ impl SourceOffsets {
         let first = found?;
         known.insert(partition, first);
         Some(first)
+    }
+
+    /// The timestamps (Unix ms) of the records at `offsets` (per partition), as far as they
+    /// can be read within a short wait; each partition's last answer is remembered.
+    pub fn timestamps_at(&self, offsets: &BTreeMap<i32, i64>) -> BTreeMap<i32, i64> {
+        let mut known = self.timestamps.lock().unwrap_or_else(|e| e.into_inner());
+        // One reader at a time: the first-record reads assign the same consumer.
+        let _reading = self.first_records.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wanted: BTreeMap<i32, i64> = offsets
+            .iter()
+            .filter(|&(p, o)| known.get(p).is_none_or(|&(at, _)| at != *o))
+            .map(|(&p, &o)| (p, o))
+            .collect();
+        let mut assignment = TopicPartitionList::new();
+        for (&partition, &offset) in &wanted {
+            let _ = assignment.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
+        }
+        if !wanted.is_empty() && self.consumer.assign(&assignment).is_ok() {
+            let deadline = std::time::Instant::now() + self.timeout.min(FIRST_RECORD_TIMEOUT);
+            while !wanted.is_empty() {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                let Some(Ok(message)) = self.consumer.poll(left.min(Duration::from_millis(200)))
+                else {
+                    continue;
+                };
+                let partition = message.partition();
+                if wanted.get(&partition) == Some(&message.offset()) {
+                    wanted.remove(&partition);
+                    if let Some(t) = message.timestamp().to_millis() {
+                        known.insert(partition, (message.offset(), t));
+                    }
+                }
+            }
+            let _ = self.consumer.unassign();
+        }
+        offsets
+            .iter()
+            .filter_map(|(p, o)| match known.get(p) {
+                Some(&(at, t)) if at == *o => Some((*p, t)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The topic read.

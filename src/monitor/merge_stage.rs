@@ -18,7 +18,7 @@ use super::{
     SINK_STALLED_LIMIT,
 };
 use crate::completeness::document::{CompletenessDocument, CompletenessIdentity};
-use crate::completeness::ledger::{Accounted, Due, SourceAnswers};
+use crate::completeness::ledger::{Accounted, Due, SourceAnswers, WindowAccount};
 use crate::event_time::window_document::WindowDocument;
 use crate::kafka::assignment_watchdog::{self, AssignmentWatchdog, Verdict};
 use crate::kafka::group_consumer::{self, GroupConsumer};
@@ -551,6 +551,7 @@ impl MergeStage {
             .map(|a| CompletenessDocument::new(&identity, due.as_of, a))
             .collect();
         self.metrics.completeness_accounted(&documents);
+        self.measure_in_flight_age(&accounts, &answers, due.as_of);
         let accounted = accounts
             .iter()
             .filter(|a| a.is_final)
@@ -579,6 +580,33 @@ impl MergeStage {
         if let Err(e) = self.batches.try_send(batch) {
             tracing::error!("completeness documents not handed to the sink: {e}");
         }
+    }
+
+    /// Reads, off the merge loop, when the oldest record each source partition still owes
+    /// entered it, and publishes its age (`sla_monitor_completeness_in_flight_age_seconds`).
+    fn measure_in_flight_age(
+        &self,
+        accounts: &[WindowAccount],
+        answers: &SourceAnswers,
+        as_of: i64,
+    ) {
+        let Some(offsets) = self.source_offsets.clone() else {
+            return;
+        };
+        let mut oldest: BTreeMap<i32, i64> = BTreeMap::new();
+        for account in accounts {
+            for (&partition, &offset) in &account.completeness.first_absent {
+                let entry = oldest.entry(partition).or_insert(offset);
+                *entry = (*entry).min(offset);
+            }
+        }
+        let partitions: Vec<i32> = answers.log_starts.keys().copied().collect();
+        tokio::spawn(async move {
+            let read = tokio::task::spawn_blocking(move || offsets.timestamps_at(&oldest)).await;
+            if let Ok(timestamps) = read {
+                MergeMetrics::completeness_in_flight_age(&partitions, &timestamps, as_of);
+            }
+        });
     }
 
     /// The sink wrote a batch of merged windows: records on the shuffle partition that they

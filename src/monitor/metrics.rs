@@ -10,6 +10,7 @@ use crate::event_time::window::WindowResult;
 use crate::event_time::window_document::percentile_field;
 use crate::shuffle::REFUSAL_REASONS;
 use metrics::{counter, gauge, Counter, Gauge};
+use std::collections::BTreeMap;
 
 /// The partition stage's metrics.
 pub struct PartitionMetrics {
@@ -244,6 +245,27 @@ impl MergeMetrics {
         if let Some(document) = documents.first() {
             self.completeness_as_of
                 .set(document.as_of_ms as f64 / 1000.0);
+        }
+    }
+
+    /// `sla_monitor_completeness_in_flight_age_seconds{source_partition}`: per source
+    /// partition, how long the oldest record it still owes (not arrived: in flight, overdue
+    /// or lost, in the windows accounted) has been in the pipeline, as of `as_of_ms`; 0 when
+    /// every record arrived. `oldest` holds the timestamps of those records.
+    pub fn completeness_in_flight_age(
+        partitions: &[i32],
+        oldest: &BTreeMap<i32, i64>,
+        as_of_ms: i64,
+    ) {
+        for partition in partitions {
+            let age = oldest
+                .get(partition)
+                .map_or(0.0, |&t| (as_of_ms - t).max(0) as f64 / 1000.0);
+            gauge!(
+                "sla_monitor_completeness_in_flight_age_seconds",
+                "source_partition" => partition.to_string()
+            )
+            .set(age);
         }
     }
 
