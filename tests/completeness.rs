@@ -14,7 +14,7 @@ use sla_monitor::monitor::CompletenessConfig;
 use sla_monitor::synchronizer::loss::LossPolicy;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use support::in_process::{test_config, InProcessMonitor};
+use support::in_process::{kafka_args, test_config, InProcessMonitor};
 use support::private_broker::{free_port, start_tansu, start_tansu_maintained};
 use support::*;
 
@@ -387,6 +387,61 @@ async fn a_source_record_retention_deletes_before_it_arrives_is_unknown_never_lo
     monitor.stop().await;
     broker.kill().unwrap();
     broker.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scattered_arrivals_too_large_for_one_record_travel_in_pieces_and_count_exactly() {
+    // A stage that re-keys records: each source partition's even offsets come out in output
+    // partition 0, its odd ones in partition 1, so each output partition's arrivals are one
+    // range per record. With records of at most 5,000 bytes, a window's arrivals do not fit
+    // one shuffle record.
+    let topics = monitor_topics("pieces");
+    let source = unique("pieces_v");
+    create_topic(&source, 4).await;
+    create_topic(&topics.reduced, 2).await;
+    let mut config = test_config(&topics, &unique("pieces_g"), Duration::from_millis(1_000));
+    config.kafka = kafka_args(&["-X", "message.max.bytes=5000"]);
+    // Window parts as a few centroids, so that they fit such records too.
+    config.window.digest.exact_threshold = 50;
+    config.window.digest.compression = 50;
+    config.window.sla_ms = 5_000;
+    config.completeness = Some(CompletenessConfig {
+        source_topic: source.clone(),
+        lost_after: Duration::from_secs(10),
+        dead_letter_topics: Vec::new(),
+    });
+    let monitor = InProcessMonitor::start(config).await;
+    let positions = produce_source(3_000, &source).await;
+    let now = now_ms();
+    let outputs: Vec<Outgoing> = positions
+        .iter()
+        .map(|&(p, o, t)| Outgoing {
+            partition: Some((o % 2) as i32),
+            ..output_of(&source, (p, o, t), now)
+        })
+        .collect();
+    produce(&topics.reduced, &outputs).await;
+    let windows: Vec<i64> = positions.iter().map(|&(_, _, t)| window_of(t)).collect();
+    let (first, last) = (
+        *windows.iter().min().unwrap(),
+        *windows.iter().max().unwrap(),
+    );
+    let documents = final_documents(&monitor, first, last, Duration::from_secs(120)).await;
+    let total = |f: fn(&CompletenessDocument) -> u64| documents.values().map(f).sum::<u64>();
+    for d in documents.values() {
+        assert_adds_up(d);
+    }
+    assert_eq!(total(|d| d.expected), 3_000);
+    assert_eq!(total(|d| d.arrived_within_sla), 3_000);
+    assert_eq!(total(|d| d.duplicates + d.lost + d.overdue), 0);
+    // The arrivals did travel in pieces.
+    let pieces = consume_to_end(&topics.shuffle)
+        .into_iter()
+        .filter_map(|r| r.key)
+        .filter(|k| k.contains("|arrivals|") && k.split('|').count() > 4)
+        .count();
+    assert!(pieces > 0, "no arrivals record was cut into pieces");
+    monitor.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -87,7 +87,8 @@ pub struct CompletenessLedger {
     allowed_lateness_ms: i64,
     input_partitions: Vec<i32>,
     progress: BTreeMap<i32, i64>,
-    streams: BTreeMap<(i64, i32), StreamArrivals>,
+    /// Per (output window, output partition, piece), its arrivals.
+    streams: BTreeMap<(i64, i32, u32), StreamArrivals>,
     accounted: Option<Accounted>,
     /// The `as_of` of the last accounting handed out.
     accounted_as_of: Option<i64>,
@@ -117,15 +118,22 @@ impl CompletenessLedger {
     }
 
     /// Output partition `partition`'s arrivals in the output window starting at
-    /// `window_start` (a replay replaces the same record).
-    pub fn on_arrivals(&mut self, window_start: i64, partition: i32, stream: StreamArrivals) {
+    /// `window_start`, or piece `piece` of them (a replay replaces the same record).
+    pub fn on_arrivals(
+        &mut self,
+        window_start: i64,
+        partition: i32,
+        piece: u32,
+        stream: StreamArrivals,
+    ) {
         if self
             .accounted
             .is_some_and(|a| window_start + self.rules.window_ms <= a.final_through)
         {
             return; // every source window it can touch is final
         }
-        self.streams.insert((window_start, partition), stream);
+        self.streams
+            .insert((window_start, partition, piece), stream);
     }
 
     /// Output partition `partition` closed its windows through `closed_through`.
@@ -147,7 +155,7 @@ impl CompletenessLedger {
         let through = accounted.final_through;
         let window_ms = self.rules.window_ms;
         self.streams
-            .retain(|&(start, _), _| start + window_ms > through);
+            .retain(|&(start, _, _), _| start + window_ms > through);
         self.ranges_seen.retain(|&(start, _), _| start >= through);
     }
 
@@ -174,12 +182,12 @@ impl CompletenessLedger {
     }
 
     /// The stream records a final accounting through `final_through` no longer needs:
-    /// `(output window start, output partition)`.
-    pub fn streams_final_through(&self, final_through: i64) -> Vec<(i64, i32)> {
+    /// `(output window start, output partition, piece)`.
+    pub fn streams_final_through(&self, final_through: i64) -> Vec<(i64, i32, u32)> {
         let window_ms = self.rules.window_ms;
         self.streams
             .keys()
-            .filter(|&&(start, _)| start + window_ms <= final_through)
+            .filter(|&&(start, _, _)| start + window_ms <= final_through)
             .copied()
             .collect()
     }
@@ -200,13 +208,13 @@ impl CompletenessLedger {
             .streams
             .iter()
             .find(|(_, s)| s.earliest_source_ms.is_some())
-            .map(|(&(start, _), _)| start)?;
+            .map(|(&(start, _, _), _)| start)?;
         if first + self.rules.window_ms > as_of {
             return None;
         }
         let earliest = self
             .streams
-            .range((first, i32::MIN)..=(first, i32::MAX))
+            .range((first, i32::MIN, 0)..=(first, i32::MAX, u32::MAX))
             .filter_map(|(_, s)| s.earliest_source_ms)
             .min()?;
         Some(self.rules.window_start(earliest))
@@ -287,7 +295,7 @@ impl CompletenessLedger {
         let known: Vec<&StreamArrivals> = self
             .streams
             .iter()
-            .filter(|&(&(start, _), _)| start + window_ms <= due.as_of)
+            .filter(|&(&(start, _, _), _)| start + window_ms <= due.as_of)
             .map(|(_, s)| s)
             .collect();
         let mut by_partition: BTreeMap<i32, Vec<&SourceArrivals>> = BTreeMap::new();
@@ -412,7 +420,7 @@ mod tests {
     #[test]
     fn nothing_is_due_before_every_output_partition_passed_a_window() {
         let mut ledger = ledger();
-        ledger.on_arrivals(10_000, 0, stream(&[(0, 10_000, 10_050)]));
+        ledger.on_arrivals(10_000, 0, 0, stream(&[(0, 10_000, 10_050)]));
         ledger.on_progress(0, 10_999);
         assert_eq!(ledger.due(), None, "partition 1 has not passed");
         ledger.on_progress(1, 10_999);
@@ -431,7 +439,7 @@ mod tests {
             .filter(|&o| o != 4)
             .map(|o| (o, 10_000 + o * 100, 10_000 + o * 100 + 50))
             .collect();
-        ledger.on_arrivals(10_000, 0, stream(&arrived));
+        ledger.on_arrivals(10_000, 0, 0, stream(&arrived));
         let at = |ledger: &mut CompletenessLedger, through: i64| {
             ledger.on_progress(0, through - 1);
             ledger.on_progress(1, through - 1);
@@ -466,7 +474,7 @@ mod tests {
         let arrived: Vec<(i64, i64, i64)> = (0..8)
             .map(|o| (o, 10_000 + o * 100, 10_000 + o * 100 + 50))
             .collect();
-        ledger.on_arrivals(10_000, 0, stream(&arrived));
+        ledger.on_arrivals(10_000, 0, 0, stream(&arrived));
         ledger.on_progress(0, 10_999);
         ledger.on_progress(1, 10_999);
         let due = ledger.due().expect("due");
@@ -504,7 +512,7 @@ mod tests {
         let arrived: Vec<(i64, i64, i64)> = (0..5)
             .map(|o| (o, 10_000 + o * 100, 10_000 + o * 100 + 50))
             .collect();
-        ledger.on_arrivals(10_000, 0, stream(&arrived));
+        ledger.on_arrivals(10_000, 0, 0, stream(&arrived));
         let mut account_at = |through: i64, deleted_below: i64| {
             ledger.on_progress(0, through - 1);
             ledger.on_progress(1, through - 1);
@@ -544,10 +552,10 @@ mod tests {
     #[test]
     fn streams_of_windows_not_yet_passed_everywhere_do_not_count() {
         let mut ledger = ledger();
-        ledger.on_arrivals(10_000, 0, stream(&[(0, 10_000, 10_050)]));
+        ledger.on_arrivals(10_000, 0, 0, stream(&[(0, 10_000, 10_050)]));
         // Offset 1 arrived in output window 11,000 of partition 1, which partition 0 has not
         // passed: not known at as_of 11,000 (an instance ahead must not change the answer).
-        ledger.on_arrivals(11_000, 1, stream(&[(1, 10_100, 11_050)]));
+        ledger.on_arrivals(11_000, 1, 0, stream(&[(1, 10_100, 11_050)]));
         ledger.on_progress(0, 10_999);
         ledger.on_progress(1, 11_999);
         let due = ledger.due().unwrap();
@@ -559,15 +567,15 @@ mod tests {
     #[test]
     fn final_accounting_forgets_what_it_no_longer_needs() {
         let mut ledger = ledger();
-        ledger.on_arrivals(10_000, 0, stream(&[(0, 10_000, 10_050)]));
-        ledger.on_arrivals(12_000, 0, stream(&[(21, 12_100, 12_150)]));
-        assert_eq!(ledger.streams_final_through(11_000), vec![(10_000, 0)]);
+        ledger.on_arrivals(10_000, 0, 0, stream(&[(0, 10_000, 10_050)]));
+        ledger.on_arrivals(12_000, 0, 0, stream(&[(21, 12_100, 12_150)]));
+        assert_eq!(ledger.streams_final_through(11_000), vec![(10_000, 0, 0)]);
         ledger.on_accounted(Accounted {
             first_window: 10_000,
             final_through: 11_000,
         });
         assert_eq!(ledger.stream_count(), 1);
-        ledger.on_arrivals(10_000, 1, stream(&[(3, 10_300, 10_350)]));
+        ledger.on_arrivals(10_000, 1, 0, stream(&[(3, 10_300, 10_350)]));
         assert_eq!(
             ledger.stream_count(),
             1,
@@ -585,6 +593,7 @@ mod tests {
         let mut ledger = ledger();
         ledger.on_arrivals(
             10_000,
+            0,
             0,
             stream(&[(7, 10_500, 10_550), (9, 11_200, 11_250)]),
         );

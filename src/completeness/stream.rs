@@ -94,6 +94,78 @@ impl StreamArrivals {
         self.sources.is_empty() && self.after_lost == 0
     }
 
+    /// The size of what the stream keeps, in units: offset ranges, repeated offsets and
+    /// source windows' newest offsets (a few bytes each, encoded). In-order arrivals are a
+    /// few units per source partition; scattered ones (a stage that re-keys records, or
+    /// reorders them) about one per record.
+    pub fn units(&self) -> usize {
+        self.sources
+            .values()
+            .map(|s| {
+                s.arrivals.within_sla.range_count()
+                    + s.arrivals.late.range_count()
+                    + s.arrivals.repeats.len()
+                    + s.newest_by_window.len()
+            })
+            .sum()
+    }
+
+    /// Splits the stream into streams of at most `max_units` units each (see
+    /// [`Self::units`]) that, accounted together as streams, count exactly as this one:
+    /// every range, repeated offset and newest offset goes to exactly one of them; each
+    /// carries the earliest source time; `after_lost` and the untracked repeats stay with the
+    /// first. What a shuffle record too large for the producer is cut into.
+    pub fn split(self, max_units: usize) -> Vec<StreamArrivals> {
+        if self.units() <= max_units {
+            return vec![self];
+        }
+        let mut chunks = Chunks {
+            max_units: max_units.max(1),
+            used: 0,
+            earliest_source_ms: self.earliest_source_ms,
+            chunks: vec![StreamArrivals {
+                earliest_source_ms: self.earliest_source_ms,
+                after_lost: self.after_lost,
+                ..StreamArrivals::default()
+            }],
+        };
+        for (partition, source) in self.sources {
+            let arrivals = source.arrivals;
+            for range in arrivals.within_sla.ranges() {
+                chunks
+                    .next(partition)
+                    .arrivals
+                    .within_sla
+                    .insert_range(range);
+            }
+            for range in arrivals.late.ranges() {
+                chunks.next(partition).arrivals.late.insert_range(range);
+            }
+            for (offset, count) in arrivals.repeats {
+                chunks
+                    .next(partition)
+                    .arrivals
+                    .repeats
+                    .insert(offset, count);
+            }
+            for (window, offset) in source.newest_by_window {
+                chunks
+                    .next(partition)
+                    .newest_by_window
+                    .insert(window, offset);
+            }
+            if arrivals.untracked_repeats > 0 {
+                chunks.chunks[0]
+                    .sources
+                    .entry(partition)
+                    .or_default()
+                    .arrivals
+                    .untracked_repeats += arrivals.untracked_repeats;
+            }
+        }
+        chunks.chunks
+    }
+
     /// Whether what the stream says is self-consistent: offsets and times not negative.
     pub fn check(&self) -> Result<(), String> {
         for (&partition, source) in &self.sources {
@@ -110,6 +182,30 @@ impl StreamArrivals {
             }
         }
         Ok(())
+    }
+}
+
+/// The streams a split fills, one unit at a time.
+struct Chunks {
+    max_units: usize,
+    used: usize,
+    earliest_source_ms: Option<i64>,
+    chunks: Vec<StreamArrivals>,
+}
+
+impl Chunks {
+    /// The stream the next unit of source partition `partition` goes to.
+    fn next(&mut self, partition: i32) -> &mut SourceStream {
+        if self.used == self.max_units {
+            self.chunks.push(StreamArrivals {
+                earliest_source_ms: self.earliest_source_ms,
+                ..StreamArrivals::default()
+            });
+            self.used = 0;
+        }
+        self.used += 1;
+        let chunk = self.chunks.last_mut().expect("one chunk at least");
+        chunk.sources.entry(partition).or_default()
     }
 }
 
@@ -152,5 +248,69 @@ mod tests {
         assert_eq!(stream.after_lost, 1);
         assert!(!stream.sources.contains_key(&1), "lost stays lost");
         assert!(stream.check().is_ok());
+    }
+
+    /// Accounts offsets 0..200 of source partitions 0 and 1 with `streams` as the evidence.
+    fn accounted(streams: &[StreamArrivals]) -> crate::completeness::accounting::Completeness {
+        use crate::completeness::accounting::{account, PartitionBounds, PartitionEvidence};
+        use crate::completeness::offset_ranges::OffsetRanges;
+        let none = OffsetRanges::new();
+        let per_partition: Vec<Vec<&SourceArrivals>> = (0..2)
+            .map(|p| {
+                streams
+                    .iter()
+                    .filter_map(|s| s.sources.get(&p).map(|s| &s.arrivals))
+                    .collect()
+            })
+            .collect();
+        let evidence = (0..2)
+            .map(|p| {
+                (
+                    p,
+                    PartitionEvidence {
+                        streams: &per_partition[p as usize],
+                        dead_lettered: &none,
+                        filtered: &none,
+                    },
+                )
+            })
+            .collect();
+        let bounds = (0..2)
+            .map(|p| {
+                (
+                    p,
+                    PartitionBounds {
+                        expected: 0..200,
+                        lost_below: 50,
+                        overdue_below: 100,
+                        log_start: 0,
+                    },
+                )
+            })
+            .collect();
+        account(&bounds, &evidence)
+    }
+
+    proptest::proptest! {
+        /// However a stream is cut, its pieces stay within the size asked for and, taken as
+        /// streams, account exactly as the whole.
+        #[test]
+        fn a_split_stream_accounts_as_the_whole(
+            records in proptest::collection::vec((0i32..2, 0i64..200, 0i64..300), 0..400),
+            max_units in 1usize..40,
+        ) {
+            let mut stream = StreamArrivals::default();
+            for &(partition, offset, delay) in &records {
+                stream.record(&RULES, partition, offset, 1_000, 1_000 + delay);
+            }
+            let whole = accounted(std::slice::from_ref(&stream));
+            let units = stream.units();
+            let pieces = stream.clone().split(max_units);
+            proptest::prop_assert!(pieces.iter().all(|p| p.units() <= max_units));
+            proptest::prop_assert_eq!(pieces.iter().map(StreamArrivals::units).sum::<usize>(), units);
+            proptest::prop_assert_eq!(pieces.iter().map(|p| p.after_lost).sum::<u64>(), stream.after_lost);
+            proptest::prop_assert!(pieces.iter().all(|p| p.earliest_source_ms == stream.earliest_source_ms));
+            proptest::prop_assert_eq!(accounted(&pieces), whole);
+        }
     }
 }

@@ -180,7 +180,17 @@ impl MergeState {
                 arrivals,
             } => {
                 if let Some(ledger) = &mut state.ledger {
-                    ledger.on_arrivals(window_start, partition, arrivals);
+                    ledger.on_arrivals(window_start, partition, 0, arrivals);
+                }
+            }
+            ShuffleRecord::ArrivalsPiece {
+                window_start,
+                partition,
+                piece,
+                arrivals,
+            } => {
+                if let Some(ledger) = &mut state.ledger {
+                    ledger.on_arrivals(window_start, partition, piece, arrivals);
                 }
             }
             ShuffleRecord::Accounted {
@@ -231,8 +241,9 @@ impl MergeState {
     }
 
     /// The accounting is final and written through `accounted.final_through`: returns the
-    /// arrivals records no longer needed (to delete), `(window start, input partition)`.
-    pub fn accounted(&mut self, accounted: Accounted) -> Vec<(i64, i32)> {
+    /// arrivals records no longer needed (to delete), `(window start, input partition,
+    /// piece)`.
+    pub fn accounted(&mut self, accounted: Accounted) -> Vec<(i64, i32, u32)> {
         let Some(ledger) = self.ledger_mut() else {
             return Vec::new();
         };

@@ -329,7 +329,8 @@ pub async fn run(
         shuffle.clone(),
         shuffle_partitions,
         config.window.size_ms,
-    );
+    )
+    .with_max_record_bytes(config.kafka.message_max_bytes());
     // Connects while the instance joins its groups, ready for the first assignment.
     let checkpoints = checkpoint_store::CheckpointReader::new(
         &config.kafka,

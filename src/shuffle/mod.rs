@@ -85,6 +85,20 @@ pub enum ShuffleRecord {
         /// Source windows ending at or before this (ms) are final.
         final_through: i64,
     },
+    /// A further piece of an input partition's arrivals in one window, when they do not fit
+    /// one record (scattered arrivals: see
+    /// [`StreamArrivals::split`](crate::completeness::stream::StreamArrivals::split)); the
+    /// first piece is an [`ShuffleRecord::Arrivals`].
+    ArrivalsPiece {
+        /// The window's start (ms).
+        window_start: i64,
+        /// The input partition.
+        partition: i32,
+        /// Which piece (1, 2, …).
+        piece: u32,
+        /// Its arrivals.
+        arrivals: StreamArrivals,
+    },
 }
 
 /// The shuffle partition that carries completeness (arrivals and the accounted marker): its
@@ -436,6 +450,12 @@ impl ShuffleRecord {
                 window_start,
                 partition,
                 arrivals,
+            }
+            | ShuffleRecord::ArrivalsPiece {
+                window_start,
+                partition,
+                arrivals,
+                ..
             } => {
                 aligned(*window_start)?;
                 valid_partition(*partition)?;
@@ -491,14 +511,27 @@ impl Shuffle {
                 window_start,
                 partition,
                 ..
-            } => self.arrivals_key(*window_start, *partition),
+            } => self.arrivals_key(*window_start, *partition, 0),
+            ShuffleRecord::ArrivalsPiece {
+                window_start,
+                partition,
+                piece,
+                ..
+            } => self.arrivals_key(*window_start, *partition, *piece),
             ShuffleRecord::Accounted { .. } => format!("{}|accounted", self.namespace),
         }
     }
 
-    /// The key of an input partition's arrivals in a window (also the key of its tombstone).
-    pub fn arrivals_key(&self, window_start: i64, partition: i32) -> String {
-        format!("{}|arrivals|{window_start}|{partition}", self.namespace)
+    /// The key of (a piece of) an input partition's arrivals in a window (also the key of its
+    /// tombstone); the first piece's key has no piece number.
+    pub fn arrivals_key(&self, window_start: i64, partition: i32, piece: u32) -> String {
+        match piece {
+            0 => format!("{}|arrivals|{window_start}|{partition}", self.namespace),
+            piece => format!(
+                "{}|arrivals|{window_start}|{partition}|{piece}",
+                self.namespace
+            ),
+        }
     }
 
     /// The key of a window's part (also the key of its tombstone).
@@ -686,6 +719,18 @@ mod tests {
             over_sla: 1,
             histogram: Some(histogram),
         };
+        let mut arrivals = crate::completeness::stream::StreamArrivals::default();
+        let rules = crate::completeness::stream::CompletenessRules {
+            window_ms: 60_000,
+            sla_ms: 5_000,
+            lost_after_ms: 600_000,
+        };
+        arrivals.record(&rules, 1, 42, 60_100, 60_200);
+        assert_ne!(
+            shuffle.arrivals_key(60_000, 3, 0),
+            shuffle.arrivals_key(60_000, 3, 2),
+            "each piece has its own key"
+        );
         for record in [
             part_record(60_000, 3, &part),
             ShuffleRecord::Progress {
@@ -694,6 +739,17 @@ mod tests {
             },
             ShuffleRecord::Merged {
                 written_through: 59_999,
+            },
+            ShuffleRecord::Arrivals {
+                window_start: 60_000,
+                partition: 3,
+                arrivals: arrivals.clone(),
+            },
+            ShuffleRecord::ArrivalsPiece {
+                window_start: 60_000,
+                partition: 3,
+                piece: 2,
+                arrivals: arrivals.clone(),
             },
         ] {
             let key = shuffle.key(&record);

@@ -6,6 +6,7 @@
 use super::{merging_partition, part_record, Shuffle, ShuffleRecord, COMPLETENESS_PARTITION};
 use crate::completeness::stream::StreamArrivals;
 use crate::event_time::window::WindowPart;
+use crate::kafka::dead_letter::DEFAULT_MESSAGE_MAX_BYTES;
 use crate::kafka::producer::{enqueue, OutgoingRecord};
 use crate::kafka::JobContext;
 use rdkafka::error::KafkaError;
@@ -20,7 +21,15 @@ pub struct ShufflePublisher {
     shuffle_partitions: i32,
     window_size_ms: i64,
     traffic: [Traffic; 6],
+    /// The largest record the producer sends (`message.max.bytes`).
+    max_record_bytes: usize,
 }
+
+/// What a record takes beyond its arrivals: key, envelope, identity and signature.
+const ARRIVALS_HEADROOM: usize = 4096;
+/// The most bytes one unit of arrivals (see
+/// [`StreamArrivals::units`]) takes encoded, with its share of the framing.
+const MAX_UNIT_BYTES: usize = 32;
 
 /// What the shuffle costs, by kind of record (`part`, `progress`, `merged`, `tombstone`,
 /// `arrivals` or `accounted`):
@@ -54,7 +63,7 @@ impl Traffic {
             Some(ShuffleRecord::Progress { .. }) => 1,
             Some(ShuffleRecord::Merged { .. }) => 2,
             None => 3,
-            Some(ShuffleRecord::Arrivals { .. }) => 4,
+            Some(ShuffleRecord::Arrivals { .. } | ShuffleRecord::ArrivalsPiece { .. }) => 4,
             Some(ShuffleRecord::Accounted { .. }) => 5,
         }
     }
@@ -77,7 +86,14 @@ impl ShufflePublisher {
             shuffle_partitions,
             window_size_ms,
             traffic: Traffic::all(),
+            max_record_bytes: DEFAULT_MESSAGE_MAX_BYTES,
         }
+    }
+
+    /// Keeps each record within `bytes` (the producer's `message.max.bytes`).
+    pub fn with_max_record_bytes(mut self, bytes: usize) -> Self {
+        self.max_record_bytes = bytes;
+        self
     }
 
     /// The shuffle topic.
@@ -106,25 +122,80 @@ impl ShufflePublisher {
 
     /// Enqueues input partitions' arrivals, `(window start, input partition, arrivals)`, to
     /// the [`COMPLETENESS_PARTITION`]; returns their deliveries (like parts, the records they
-    /// come from may be committed only once they are delivered).
+    /// come from may be committed only once they are delivered). Arrivals too large for one
+    /// record (`message.max.bytes`) go in pieces.
     pub async fn publish_arrivals(
         &self,
         arrivals: Vec<(i64, i32, StreamArrivals)>,
     ) -> Result<Vec<DeliveryFuture>, KafkaError> {
         let mut deliveries = Vec::with_capacity(arrivals.len());
         for (window_start, partition, arrivals) in arrivals {
-            let record = ShuffleRecord::Arrivals {
+            for record in self.arrivals_records(window_start, partition, arrivals) {
+                let key = self.shuffle.key(&record);
+                deliveries.push(
+                    self.send(COMPLETENESS_PARTITION, &key, Some(&record))
+                        .await?,
+                );
+            }
+        }
+        Ok(deliveries)
+    }
+
+    /// The records of one stream's arrivals: one, or as many pieces as keep each within
+    /// [`Self::max_record_bytes`] (the same pieces for the same arrivals, so a replay
+    /// replaces them).
+    fn arrivals_records(
+        &self,
+        window_start: i64,
+        partition: i32,
+        arrivals: StreamArrivals,
+    ) -> Vec<ShuffleRecord> {
+        let budget = self
+            .max_record_bytes
+            .saturating_sub(ARRIVALS_HEADROOM)
+            .max(1);
+        let bound = (arrivals.units() + arrivals.sources.len() + 1) * MAX_UNIT_BYTES;
+        if bound <= budget {
+            return vec![ShuffleRecord::Arrivals {
                 window_start,
                 partition,
                 arrivals,
-            };
-            let key = self.shuffle.key(&record);
-            deliveries.push(
-                self.send(COMPLETENESS_PARTITION, &key, Some(&record))
-                    .await?,
-            );
+            }];
         }
-        Ok(deliveries)
+        let size = self
+            .shuffle
+            .encode(&ShuffleRecord::Arrivals {
+                window_start,
+                partition,
+                arrivals: arrivals.clone(),
+            })
+            .len();
+        let pieces = if size <= budget {
+            vec![arrivals]
+        } else {
+            // Units encode in about the same number of bytes each: cut to the budget's share,
+            // with a margin for units larger than the average.
+            let units = arrivals.units().max(1);
+            let max_units = (units as u128 * budget as u128 / size as u128 * 3 / 4) as usize;
+            arrivals.split(max_units.max(1))
+        };
+        pieces
+            .into_iter()
+            .enumerate()
+            .map(|(piece, arrivals)| match piece {
+                0 => ShuffleRecord::Arrivals {
+                    window_start,
+                    partition,
+                    arrivals,
+                },
+                piece => ShuffleRecord::ArrivalsPiece {
+                    window_start,
+                    partition,
+                    piece: piece as u32,
+                    arrivals,
+                },
+            })
+            .collect()
     }
 
     /// Records that the completeness accounting is final through `accounted`'s window, then
@@ -134,7 +205,7 @@ impl ShufflePublisher {
         &self,
         first_window: i64,
         final_through: i64,
-        streams: &[(i64, i32)],
+        streams: &[(i64, i32, u32)],
     ) -> Result<(), KafkaError> {
         let marker = ShuffleRecord::Accounted {
             first_window,
@@ -146,8 +217,8 @@ impl ShufflePublisher {
             Some(&marker),
         )
         .await?;
-        for &(window_start, partition) in streams {
-            let key = self.shuffle.arrivals_key(window_start, partition);
+        for &(window_start, partition, piece) in streams {
+            let key = self.shuffle.arrivals_key(window_start, partition, piece);
             self.send(COMPLETENESS_PARTITION, &key, None).await?;
         }
         Ok(())

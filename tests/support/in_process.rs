@@ -28,17 +28,24 @@ struct KafkaFlags {
     kafka: KafkaArgs,
 }
 
+/// The Kafka settings of the test monitor (the test broker, a 6 s session timeout), with
+/// `extra` flags (e.g. `["-X", "message.max.bytes=8000"]`).
+pub fn kafka_args(extra: &[&str]) -> KafkaArgs {
+    let brokers = brokers();
+    let flags = [
+        "monitor",
+        "--brokers",
+        &brokers,
+        "-X",
+        "session.timeout.ms=6000",
+    ];
+    KafkaFlags::parse_from(flags.iter().chain(extra)).kafka
+}
+
 /// The test monitor's settings: 2 s windows, 500 ms out-of-orderness, SLA 1 s, commits every
 /// 200 ms, a 6 s session timeout; `idle` is the idle timeout.
 pub fn test_config(topics: &MonitorTopics, group: &str, idle: Duration) -> MonitorConfig {
-    let kafka = KafkaFlags::parse_from([
-        "monitor",
-        "--brokers",
-        &brokers(),
-        "-X",
-        "session.timeout.ms=6000",
-    ])
-    .kafka;
+    let kafka = kafka_args(&[]);
     MonitorConfig {
         kafka,
         input_topic: topics.reduced.clone(),
