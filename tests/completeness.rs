@@ -445,6 +445,70 @@ async fn scattered_arrivals_too_large_for_one_record_travel_in_pieces_and_count_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_late_record_after_idleness_closed_every_window_still_counts_as_arrived() {
+    let topics = monitor_topics("late_alone");
+    let source = unique("late_alone_v");
+    create_topic(&source, 1).await;
+    create_topic(&topics.reduced, 1).await;
+    let mut config = test_config(
+        &topics,
+        &unique("late_alone_g"),
+        Duration::from_millis(1_000),
+    );
+    config.window.sla_ms = 5_000;
+    config.completeness = Some(CompletenessConfig {
+        source_topic: source.clone(),
+        lost_after: Duration::from_secs(20),
+        dead_letter_topics: Vec::new(),
+    });
+    let monitor = InProcessMonitor::start(config).await;
+    let records: Vec<Outgoing> = (0..3)
+        .map(|i| Outgoing {
+            key: Some(format!("s{i}")),
+            value: Some(b"{}".to_vec()),
+            partition: Some(0),
+            ..Default::default()
+        })
+        .collect();
+    produce(&source, &records).await;
+    let positions = positions(&source);
+    // Two of the three arrive at once; the output partition then falls silent and its window
+    // is closed by idleness.
+    let at = positions[0].2 + 100;
+    let outputs: Vec<Outgoing> = positions[..2]
+        .iter()
+        .map(|&r| output_of(&source, r, at))
+        .collect();
+    produce(&topics.reduced, &outputs).await;
+    let window = window_of(at);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        monitor
+            .sink
+            .wait_until(|documents| documents.values().any(|d| d.window_start_ms == window)),
+    )
+    .await
+    .expect("the window closed by idleness");
+    // The third arrives stamped in that closed window: late, with no window open to carry
+    // its arrival.
+    produce(&topics.reduced, &[output_of(&source, positions[2], at)]).await;
+    let (first, last) = (window_of(positions[0].2), window_of(positions[2].2));
+    let documents = final_documents(&monitor, first, last, Duration::from_secs(90)).await;
+    let total = |f: fn(&CompletenessDocument) -> u64| documents.values().map(f).sum::<u64>();
+    documents.values().for_each(assert_adds_up);
+    assert_eq!(total(|d| d.expected), 3, "{documents:#?}");
+    assert_eq!(
+        total(|d| d.arrived_within_sla + d.arrived_late),
+        3,
+        "{documents:#?}"
+    );
+    assert_eq!(total(|d| d.lost + d.overdue), 0, "{documents:#?}");
+    let report = monitor.stop().await;
+    assert_eq!(report.late, 1, "{report:?}");
+    assert_eq!(report.late_arrivals_alone, 1, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn duplicates_count_apart_and_a_held_partition_is_overdue_then_late_never_lost() {
     let topics = monitor_topics("held");
     let source = unique("held_v");

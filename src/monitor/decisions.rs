@@ -61,7 +61,24 @@ pub enum RecordDecision {
         rejection: Rejection,
         /// For a late record, the start of the window it missed (ms).
         late_for_window: Option<i64>,
+        /// With `--source-topic`, a late record's arrival when its partition had no open
+        /// window to carry it: published on its own, and acknowledged, before its offset is
+        /// committed.
+        arrival: Option<LateArrival>,
     },
+}
+
+/// A late record's arrival, published on its own (see [`RecordDecision::DeadLetter`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateArrival {
+    /// The window it was late for (ms).
+    pub window_start: i64,
+    /// Its input partition.
+    pub partition: i32,
+    /// Its input offset (which piece of the window's arrivals it is published as).
+    pub offset: i64,
+    /// The arrival.
+    pub arrivals: StreamArrivals,
 }
 
 /// What a tick publishes to the shuffle: the window parts it closed (whose delivery
@@ -233,9 +250,11 @@ impl MonitorCore {
             Placement::Late { .. } => self.operator.first_open_window(partition),
             Placement::AlreadyCounted { .. } => None,
         };
-        if !matches!(placement, Placement::AlreadyCounted { .. }) {
-            self.record_arrival(partition, arrival_window, record, measurement.event_time);
-        }
+        let unattributed = if matches!(placement, Placement::AlreadyCounted { .. }) {
+            None
+        } else {
+            self.record_arrival(partition, arrival_window, record, measurement.event_time)
+        };
         match placement {
             Placement::Accepted { .. } => RecordDecision::Accepted {
                 timestamp_kind: measurement.timestamp_kind,
@@ -252,53 +271,63 @@ impl MonitorCore {
                     self.operator.closed_through().get(&partition)
                 );
                 let rejection = Rejection::new(RejectReason::Late, detail);
-                self.dead_letter(partition, offset, max_before, rejection, Some(window_start))
+                let mut decision =
+                    self.dead_letter(partition, offset, max_before, rejection, Some(window_start));
+                if let RecordDecision::DeadLetter { arrival, .. } = &mut decision {
+                    *arrival = unattributed.map(|arrivals| LateArrival {
+                        window_start,
+                        partition,
+                        offset,
+                        arrivals,
+                    });
+                }
+                decision
             }
         }
     }
 
     /// With `--source-topic`, the source record the lineage of `record` names arrived at
-    /// `arrival_ms`, in `partition`'s window starting at `window` (`None`: no window open).
+    /// `arrival_ms`, in `partition`'s window starting at `window`; with no window open, its
+    /// arrival alone is returned (to be published on its own).
     fn record_arrival(
         &mut self,
         partition: i32,
         window: Option<i64>,
         record: &InputRecord<'_>,
         arrival_ms: i64,
-    ) {
-        let Some(tracking) = &mut self.arrivals else {
-            return;
-        };
+    ) -> Option<StreamArrivals> {
+        let tracking = self.arrivals.as_mut()?;
         let lineage = record
             .headers
             .last(LINEAGE_HEADER)
             .and_then(|value| Lineage::parse(value).ok());
         let Some(lineage) = lineage else {
             self.report.without_lineage += 1;
-            return;
+            return None;
         };
         let (Some(source_ms), true) = (
             lineage.timestamp_ms,
             lineage.topic == tracking.source_topic.as_str(),
         ) else {
             self.report.without_lineage += 1;
-            return;
+            return None;
         };
-        let Some(window) = window else {
-            self.report.arrivals_unattributed += 1;
-            return;
+        let mut alone = StreamArrivals::default();
+        let stream = match window {
+            Some(window) => tracking.open.entry((partition, window)).or_default(),
+            None => {
+                self.report.late_arrivals_alone += 1;
+                &mut alone
+            }
         };
-        tracking
-            .open
-            .entry((partition, window))
-            .or_default()
-            .record(
-                &tracking.rules,
-                lineage.partition,
-                lineage.offset,
-                source_ms,
-                arrival_ms,
-            );
+        stream.record(
+            &tracking.rules,
+            lineage.partition,
+            lineage.offset,
+            source_ms,
+            arrival_ms,
+        );
+        (!alone.is_empty()).then_some(alone)
     }
 
     fn dead_letter(
@@ -317,6 +346,7 @@ impl MonitorCore {
         RecordDecision::DeadLetter {
             rejection,
             late_for_window,
+            arrival: None,
         }
     }
 
@@ -742,7 +772,7 @@ mod tests {
         );
         assert!(matches!(
             decision,
-            RecordDecision::DeadLetter { ref rejection, late_for_window: None }
+            RecordDecision::DeadLetter { ref rejection, late_for_window: None, .. }
                 if rejection.reason == RejectReason::InvalidJson
         ));
         assert_eq!(offsets(&core.checkpoints_due())[&0], 0);
@@ -825,10 +855,81 @@ mod tests {
         let decision = record(&mut core, 1, 1, 2_000, 10);
         assert!(matches!(
             decision,
-            RecordDecision::DeadLetter { late_for_window: Some(0), ref rejection }
+            RecordDecision::DeadLetter { late_for_window: Some(0), ref rejection, .. }
                 if rejection.reason == RejectReason::Late
         ));
         assert_eq!(core.report().late, 1);
+    }
+
+    #[test]
+    fn a_late_record_with_no_window_open_carries_its_arrival_alone() {
+        let mut core = core();
+        core.arrivals = Some(ArrivalTracking {
+            source_topic: "visits".into(),
+            rules: CompletenessRules {
+                window_ms: WINDOW,
+                sla_ms: 1_000,
+                lost_after_ms: 600_000,
+            },
+            open: BTreeMap::new(),
+        });
+        let with_lineage = |core: &mut MonitorCore, p: i32, offset: i64, t: i64, source: i64| {
+            let value = format!(
+                r#"{{"visit":{{"id":"v","event_time":1}},"start_processing_time_ms":{}}}"#,
+                t - 10
+            );
+            let lineage = format!("visits:3:{source}:{}", t - 20);
+            let headers: &[(&str, &[u8])] = &[(LINEAGE_HEADER, lineage.as_bytes())];
+            let record = InputRecord {
+                timestamp: Some((TimestampKind::CreateTime, t)),
+                payload: Some(value.as_bytes()),
+                headers: &headers,
+            };
+            core.on_record(p, offset, &record, t)
+        };
+        with_lineage(&mut core, 0, 0, 1_000, 100);
+        with_lineage(&mut core, 0, 1, WINDOW + 1, 101);
+        with_lineage(&mut core, 1, 0, WINDOW + 1, 102);
+        core.on_tick(WINDOW + 1).expect("closes window 0");
+        // Partition 1 has window 1 open: its late record rides with it.
+        let riding = with_lineage(&mut core, 1, 1, 2_000, 103);
+        assert!(matches!(
+            riding,
+            RecordDecision::DeadLetter {
+                arrival: None,
+                late_for_window: Some(0),
+                ..
+            }
+        ));
+        // Both partitions close every window by idleness; a late record then goes alone.
+        core.on_caught_up(0);
+        core.on_caught_up(1);
+        let publications: Vec<Publication> = [WINDOW + 2_000, WINDOW * 2, WINDOW * 3]
+            .into_iter()
+            .filter_map(|now| core.on_tick(now))
+            .collect();
+        assert!(
+            publications
+                .iter()
+                .flat_map(|p| &p.arrivals)
+                .any(|(start, p, _)| (*start, *p) == (WINDOW, 1)),
+            "window 1 closed by idleness: {publications:?}"
+        );
+        let alone = with_lineage(&mut core, 1, 2, WINDOW + 2_000, 104);
+        let RecordDecision::DeadLetter {
+            arrival: Some(late),
+            ..
+        } = alone
+        else {
+            panic!("no arrival carried: {alone:?}");
+        };
+        assert_eq!(
+            (late.window_start, late.partition, late.offset),
+            (WINDOW, 1, 2)
+        );
+        let source = &late.arrivals.sources[&3];
+        assert!(source.arrivals.within_sla.contains(104));
+        assert_eq!(core.report().late_arrivals_alone, 1);
     }
 
     #[test]

@@ -157,8 +157,8 @@ pub struct MonitorReport {
     /// source topic (their source records cannot be told arrived).
     pub without_lineage: u64,
     /// With `--source-topic`: late records whose partition had no open window to carry their
-    /// arrival.
-    pub arrivals_unattributed: u64,
+    /// arrival (published on its own instead).
+    pub late_arrivals_alone: u64,
 }
 
 /// Why the monitor stopped with an error.

@@ -379,6 +379,7 @@ impl PartitionStage {
             RecordDecision::DeadLetter {
                 rejection,
                 late_for_window: None,
+                ..
             } => self.refusals.refused(rejection.reason, now),
             _ => self.refusals.measured(now),
         }
@@ -396,6 +397,7 @@ impl PartitionStage {
             RecordDecision::DeadLetter {
                 rejection,
                 late_for_window,
+                arrival,
             } => {
                 if late_for_window.is_some() {
                     self.metrics.late.increment(1);
@@ -413,9 +415,33 @@ impl PartitionStage {
                         topic: self.config.dead_letter_topic.clone(),
                         source,
                     })?;
+                // A late record's arrival that no open window carries goes alone; the record
+                // is acknowledged once both are delivered.
+                let arrival_delivery = match arrival {
+                    Some(late) => Some(
+                        self.publisher
+                            .publish_late_arrival(
+                                late.window_start,
+                                late.partition,
+                                late.offset,
+                                late.arrivals,
+                            )
+                            .await
+                            .map_err(|source| MonitorError::Delivery {
+                                topic: self.publisher.topic().to_string(),
+                                source,
+                            })?,
+                    ),
+                    None => None,
+                };
                 let (partition, offset) = (message.partition(), message.offset());
                 self.dead_letter_deliveries.push(Box::pin(async move {
-                    ((partition, offset), delivered(delivery).await)
+                    let outcome = delivered(delivery).await;
+                    let outcome = match (outcome, arrival_delivery) {
+                        (Ok(()), Some(arrival)) => delivered(arrival).await,
+                        (outcome, _) => outcome,
+                    };
+                    ((partition, offset), outcome)
                 }));
             }
         }

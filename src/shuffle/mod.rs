@@ -101,6 +101,16 @@ pub enum ShuffleRecord {
     },
 }
 
+/// Pieces numbered from here are late records' arrivals published alone (see
+/// [`late_arrival_piece`]); a window's own pieces are numbered below.
+const LATE_ARRIVAL_PIECES: u32 = 1 << 31;
+
+/// The piece under which the arrival of the late record at input `offset` is published on
+/// its own (its partition had no open window to carry it): one per offset, the same on replay.
+pub fn late_arrival_piece(offset: i64) -> u32 {
+    LATE_ARRIVAL_PIECES | (offset as u32 & !LATE_ARRIVAL_PIECES)
+}
+
 /// The shuffle partition that carries completeness (arrivals and the accounted marker): its
 /// owner keeps the ledger (see [`crate::completeness::ledger`]).
 pub const COMPLETENESS_PARTITION: i32 = 0;

@@ -141,6 +141,26 @@ impl ShufflePublisher {
         Ok(deliveries)
     }
 
+    /// Enqueues the arrival of the late record at input `offset` of `partition`, late for the
+    /// window starting at `window_start`, on its own (see [`super::late_arrival_piece`]);
+    /// returns its delivery (the record may be committed only once it is delivered).
+    pub async fn publish_late_arrival(
+        &self,
+        window_start: i64,
+        partition: i32,
+        offset: i64,
+        arrivals: StreamArrivals,
+    ) -> Result<DeliveryFuture, KafkaError> {
+        let record = ShuffleRecord::ArrivalsPiece {
+            window_start,
+            partition,
+            piece: super::late_arrival_piece(offset),
+            arrivals,
+        };
+        let key = self.shuffle.key(&record);
+        self.send(COMPLETENESS_PARTITION, &key, Some(&record)).await
+    }
+
     /// The records of one stream's arrivals: one, or as many pieces as keep each within
     /// [`Self::max_record_bytes`] (the same pieces for the same arrivals, so a replay
     /// replaces them).
