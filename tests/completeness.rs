@@ -97,6 +97,27 @@ async fn final_documents(
         .collect()
 }
 
+/// Waits until every source window the records at `positions` entered in has a final
+/// document, checks that each adds up, and returns them.
+async fn final_documents_of(
+    monitor: &InProcessMonitor,
+    positions: &[Position],
+) -> BTreeMap<i64, CompletenessDocument> {
+    let windows = positions.iter().map(|&(_, _, t)| window_of(t));
+    let (first, last) = (windows.clone().min().unwrap(), windows.max().unwrap());
+    let documents = final_documents(monitor, first, last, Duration::from_secs(120)).await;
+    documents.values().for_each(assert_adds_up);
+    documents
+}
+
+/// The sum of one count over `documents`.
+fn total(
+    documents: &BTreeMap<i64, CompletenessDocument>,
+    count: fn(&CompletenessDocument) -> u64,
+) -> u64 {
+    documents.values().map(count).sum()
+}
+
 /// The classes add up to `expected`.
 fn assert_adds_up(d: &CompletenessDocument) {
     let sum = d.arrived_within_sla
@@ -421,19 +442,10 @@ async fn scattered_arrivals_too_large_for_one_record_travel_in_pieces_and_count_
         })
         .collect();
     produce(&topics.reduced, &outputs).await;
-    let windows: Vec<i64> = positions.iter().map(|&(_, _, t)| window_of(t)).collect();
-    let (first, last) = (
-        *windows.iter().min().unwrap(),
-        *windows.iter().max().unwrap(),
-    );
-    let documents = final_documents(&monitor, first, last, Duration::from_secs(120)).await;
-    let total = |f: fn(&CompletenessDocument) -> u64| documents.values().map(f).sum::<u64>();
-    for d in documents.values() {
-        assert_adds_up(d);
-    }
-    assert_eq!(total(|d| d.expected), 3_000);
-    assert_eq!(total(|d| d.arrived_within_sla), 3_000);
-    assert_eq!(total(|d| d.duplicates + d.lost + d.overdue), 0);
+    let documents = final_documents_of(&monitor, &positions).await;
+    assert_eq!(total(&documents, |d| d.expected), 3_000);
+    assert_eq!(total(&documents, |d| d.arrived_within_sla), 3_000);
+    assert_eq!(total(&documents, |d| d.duplicates + d.lost + d.overdue), 0);
     // The arrivals did travel in pieces.
     let pieces = consume_to_end(&topics.shuffle)
         .into_iter()
@@ -492,17 +504,15 @@ async fn a_late_record_after_idleness_closed_every_window_still_counts_as_arrive
     // The third arrives stamped in that closed window: late, with no window open to carry
     // its arrival.
     produce(&topics.reduced, &[output_of(&source, positions[2], at)]).await;
-    let (first, last) = (window_of(positions[0].2), window_of(positions[2].2));
-    let documents = final_documents(&monitor, first, last, Duration::from_secs(90)).await;
-    let total = |f: fn(&CompletenessDocument) -> u64| documents.values().map(f).sum::<u64>();
-    documents.values().for_each(assert_adds_up);
-    assert_eq!(total(|d| d.expected), 3, "{documents:#?}");
+    let documents = final_documents_of(&monitor, &positions).await;
+    assert_eq!(total(&documents, |d| d.expected), 3, "{documents:#?}");
+    let arrived = total(&documents, |d| d.arrived_within_sla + d.arrived_late);
+    assert_eq!(arrived, 3, "{documents:#?}");
     assert_eq!(
-        total(|d| d.arrived_within_sla + d.arrived_late),
-        3,
+        total(&documents, |d| d.lost + d.overdue),
+        0,
         "{documents:#?}"
     );
-    assert_eq!(total(|d| d.lost + d.overdue), 0, "{documents:#?}");
     let report = monitor.stop().await;
     assert_eq!(report.late, 1, "{report:?}");
     assert_eq!(report.late_arrivals_alone, 1, "{report:?}");
@@ -573,16 +583,8 @@ async fn duplicates_count_apart_and_a_held_partition_is_overdue_then_late_never_
     let now = now_ms();
     let held_outputs: Vec<Outgoing> = held.iter().map(|&r| output_of(&source, r, now)).collect();
     produce(&topics.reduced, &held_outputs).await;
-    let windows: Vec<i64> = positions.iter().map(|&(_, _, t)| window_of(t)).collect();
-    let (first, last) = (
-        *windows.iter().min().unwrap(),
-        *windows.iter().max().unwrap(),
-    );
-    let documents = final_documents(&monitor, first, last, Duration::from_secs(120)).await;
-    let total = |f: fn(&CompletenessDocument) -> u64| documents.values().map(f).sum::<u64>();
-    for d in documents.values() {
-        assert_adds_up(d);
-    }
+    let documents = final_documents_of(&monitor, &positions).await;
+    let total = |count: fn(&CompletenessDocument) -> u64| total(&documents, count);
     assert_eq!(total(|d| d.expected), 160);
     assert_eq!(total(|d| d.lost), 0, "{documents:#?}");
     assert_eq!(total(|d| d.overdue + d.in_flight + d.unknown), 0);
