@@ -264,13 +264,7 @@ pub struct MissingRecords {
 /// Reads the answer to [`ReportRequest::completeness_search_body`].
 pub fn parse_missing(answer: &Value) -> Result<MissingRecords, ReportError> {
     let mut by_job = BTreeMap::new();
-    let buckets = answer["aggregations"]["jobs"]["buckets"]
-        .as_array()
-        .ok_or_else(|| ReportError::Answer("no jobs aggregation".into()))?;
-    for bucket in buckets {
-        let job = bucket["key"]
-            .as_str()
-            .ok_or_else(|| ReportError::Answer("a job without a name".into()))?;
+    for (job, bucket) in job_buckets(answer)? {
         let total = number(&bucket["missing"]["value"], "missing")? as u64;
         let mut days = BTreeMap::new();
         for day in bucket["days"]["buckets"].as_array().into_iter().flatten() {
@@ -280,6 +274,22 @@ pub fn parse_missing(answer: &Value) -> Result<MissingRecords, ReportError> {
         by_job.insert(job.to_string(), (total, days));
     }
     Ok(MissingRecords { by_job })
+}
+
+/// The per-job buckets of a search's answer, with each job's name.
+fn job_buckets(answer: &Value) -> Result<Vec<(&str, &Value)>, ReportError> {
+    let buckets = answer["aggregations"]["jobs"]["buckets"]
+        .as_array()
+        .ok_or_else(|| ReportError::Answer("no jobs aggregation".into()))?;
+    buckets
+        .iter()
+        .map(|bucket| {
+            let job = bucket["key"]
+                .as_str()
+                .ok_or_else(|| ReportError::Answer("a job without a name".into()))?;
+            Ok((job, bucket))
+        })
+        .collect()
 }
 
 /// The start (Unix ms) of a day bucket.
@@ -309,14 +319,8 @@ pub fn parse(
     missing: &MissingRecords,
 ) -> Result<Report, ReportError> {
     let mut jobs = Vec::new();
-    let buckets = answer["aggregations"]["jobs"]["buckets"]
-        .as_array()
-        .ok_or_else(|| ReportError::Answer("no jobs aggregation".into()))?;
-    for bucket in buckets {
-        let job = bucket["key"]
-            .as_str()
-            .ok_or_else(|| ReportError::Answer("a job without a name".into()))?
-            .to_string();
+    for (job, bucket) in job_buckets(answer)? {
+        let job = job.to_string();
         let mut total = figures(bucket, request, request.from_ms)?;
         let no_days = BTreeMap::new();
         let (missing_total, missing_days) = missing
