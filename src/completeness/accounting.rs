@@ -10,7 +10,7 @@
 //! below `overdue_below` overdue, else in flight; below the partition's log start (deleted by
 //! retention before anything could check it) it is unknown, never lost.
 
-use super::arrivals::SourceArrivals;
+use super::arrival_union::ArrivalUnion;
 use super::offset_ranges::OffsetRanges;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -34,8 +34,9 @@ pub struct PartitionBounds {
 /// declared filtered records naming it.
 #[derive(Debug, Clone, Copy)]
 pub struct PartitionEvidence<'a> {
-    /// Arrivals, one entry per stream (output partition).
-    pub streams: &'a [&'a SourceArrivals],
+    /// Arrivals, merged by group of streams (each output window's, in the ledger); any
+    /// grouping counts the same.
+    pub streams: &'a [&'a ArrivalUnion],
     /// Offsets dead-lettered by a stage.
     pub dead_lettered: &'a OffsetRanges,
     /// Offsets a stage declared filtered by design.
@@ -111,9 +112,8 @@ pub fn account(
         let mut arrived = OffsetRanges::new();
         let mut arrivals = 0;
         for stream in streams {
-            within.extend(&stream.within_sla);
-            arrived.extend(&stream.within_sla);
-            arrived.extend(&stream.late);
+            within.extend(&stream.within_sla_in(range.clone()));
+            arrived.extend(&stream.arrived_in(range.clone()));
             arrivals += stream.arrivals_in(range.clone());
         }
         let within_count = within.count_in(range.clone());
@@ -161,6 +161,7 @@ pub fn account(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::completeness::arrivals::SourceArrivals;
     use proptest::prelude::*;
 
     fn bounds(expected: Range<i64>, lost: i64, overdue: i64, start: i64) -> PartitionBounds {
@@ -190,6 +191,7 @@ mod tests {
         dead.insert(5);
         let mut filtered = OffsetRanges::new();
         filtered.insert(13);
+        let (a, b) = (ArrivalUnion::of(&a), ArrivalUnion::of(&b));
         let streams = [&a, &b];
         let evidence = BTreeMap::from([(
             0,
@@ -245,7 +247,7 @@ mod tests {
 
     proptest! {
         /// Against a per-offset model: every class and the duplicates agree, the classes add
-        /// up to `expected`, and the order in which streams are given changes nothing.
+        /// up to `expected`, and merging the streams (in another order) into one union changes nothing.
         #[test]
         fn agrees_with_a_per_offset_model(
             fates in proptest::collection::vec(fate(), 1..120),
@@ -302,7 +304,8 @@ mod tests {
                 else { want.in_flight += 1 }
             }
             let bounds = BTreeMap::from([(3, bounds(lo..hi, lost_below, overdue_below, log_start))]);
-            let refs: Vec<&SourceArrivals> = streams.iter().collect();
+            let unions: Vec<ArrivalUnion> = streams.iter().map(ArrivalUnion::of).collect();
+            let refs: Vec<&ArrivalUnion> = unions.iter().collect();
             let got = account(&bounds, &BTreeMap::from([(3, PartitionEvidence {
                 streams: &refs, dead_lettered: &dead, filtered: &filtered,
             })]));
@@ -310,7 +313,9 @@ mod tests {
             let mut got_classes = got.clone();
             got_classes.first_missing.clear();
             prop_assert_eq!(&got_classes, &want);
-            let reversed: Vec<&SourceArrivals> = streams.iter().rev().collect();
+            let mut merged = ArrivalUnion::new();
+            streams.iter().rev().for_each(|s| merged.add(s));
+            let reversed = [&merged];
             let again = account(&bounds, &BTreeMap::from([(3, PartitionEvidence {
                 streams: &reversed, dead_lettered: &dead, filtered: &filtered,
             })]));

@@ -12,11 +12,11 @@
 //! them and whenever. Its stream records are then no longer needed.
 
 use super::accounting::{account, Completeness, PartitionBounds, PartitionEvidence};
-use super::arrivals::SourceArrivals;
+use super::arrival_union::ArrivalUnion;
 use super::declarations::Declarations;
 use super::offset_ranges::OffsetRanges;
 use super::stream::{CompletenessRules, StreamArrivals};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 /// Through which source window the accounting is final, as recorded on the shuffle topic.
@@ -80,6 +80,55 @@ pub struct WindowAccount {
     pub completeness: Completeness,
 }
 
+/// What the ledger keeps of one output window: every output partition's arrivals in it,
+/// merged. A stage that re-keys records scatters each output partition's stream, but the
+/// streams of one output window together cover a nearly contiguous band of each source
+/// partition's offsets, so the merged arrivals are a few ranges where the streams apart would
+/// be one range per record.
+#[derive(Debug, Default)]
+struct OutputWindow {
+    /// The records merged, `(output partition, piece)`: a replay of one changes nothing.
+    pieces: BTreeSet<(i32, u32)>,
+    /// Per source partition, the arrivals.
+    sources: BTreeMap<i32, ArrivalUnion>,
+    /// Per source partition and source window (its start), the highest offset that arrived.
+    newest_by_window: BTreeMap<i32, BTreeMap<i64, i64>>,
+    /// The earliest source time among the arrivals (ms).
+    earliest_source_ms: Option<i64>,
+}
+
+impl OutputWindow {
+    /// Merges one stream record; false if it was merged before (a replay).
+    fn merge(&mut self, partition: i32, piece: u32, stream: StreamArrivals) -> bool {
+        if !self.pieces.insert((partition, piece)) {
+            return false;
+        }
+        for (source_partition, source) in stream.sources {
+            self.sources
+                .entry(source_partition)
+                .or_default()
+                .add(&source.arrivals);
+            let newest = self.newest_by_window.entry(source_partition).or_default();
+            for (window, offset) in source.newest_by_window {
+                let entry = newest.entry(window).or_insert(offset);
+                *entry = (*entry).max(offset);
+            }
+        }
+        if let Some(earliest) = stream.earliest_source_ms {
+            self.earliest_source_ms = Some(
+                self.earliest_source_ms
+                    .map_or(earliest, |e| e.min(earliest)),
+            );
+        }
+        true
+    }
+
+    /// The bytes its arrivals hold.
+    fn bytes(&self) -> usize {
+        self.sources.values().map(ArrivalUnion::bytes).sum()
+    }
+}
+
 /// The ledger (see the module documentation).
 #[derive(Debug)]
 pub struct CompletenessLedger {
@@ -87,8 +136,8 @@ pub struct CompletenessLedger {
     allowed_lateness_ms: i64,
     input_partitions: Vec<i32>,
     progress: BTreeMap<i32, i64>,
-    /// Per (output window, output partition, piece), its arrivals.
-    streams: BTreeMap<(i64, i32, u32), StreamArrivals>,
+    /// Per output window (its start), its arrivals.
+    windows: BTreeMap<i64, OutputWindow>,
     accounted: Option<Accounted>,
     /// The `as_of` of the last accounting handed out.
     accounted_as_of: Option<i64>,
@@ -105,7 +154,7 @@ impl CompletenessLedger {
             allowed_lateness_ms,
             input_partitions: Vec::new(),
             progress: BTreeMap::new(),
-            streams: BTreeMap::new(),
+            windows: BTreeMap::new(),
             accounted: None,
             accounted_as_of: None,
             ranges_seen: BTreeMap::new(),
@@ -118,7 +167,8 @@ impl CompletenessLedger {
     }
 
     /// Output partition `partition`'s arrivals in the output window starting at
-    /// `window_start`, or piece `piece` of them (a replay replaces the same record).
+    /// `window_start`, or piece `piece` of them (merged into the window's arrivals; a replay
+    /// of a record merged before changes nothing).
     pub fn on_arrivals(
         &mut self,
         window_start: i64,
@@ -132,8 +182,10 @@ impl CompletenessLedger {
         {
             return; // every source window it can touch is final
         }
-        self.streams
-            .insert((window_start, partition, piece), stream);
+        self.windows
+            .entry(window_start)
+            .or_default()
+            .merge(partition, piece, stream);
     }
 
     /// Output partition `partition` closed its windows through `closed_through`.
@@ -154,8 +206,7 @@ impl CompletenessLedger {
         self.accounted = Some(accounted);
         let through = accounted.final_through;
         let window_ms = self.rules.window_ms;
-        self.streams
-            .retain(|&(start, _, _), _| start + window_ms > through);
+        self.windows.retain(|&start, _| start + window_ms > through);
         self.ranges_seen.retain(|&(start, _), _| start >= through);
     }
 
@@ -185,16 +236,20 @@ impl CompletenessLedger {
     /// `(output window start, output partition, piece)`.
     pub fn streams_final_through(&self, final_through: i64) -> Vec<(i64, i32, u32)> {
         let window_ms = self.rules.window_ms;
-        self.streams
-            .keys()
-            .filter(|&&(start, _, _)| start + window_ms <= final_through)
-            .copied()
+        self.windows
+            .range(..final_through - window_ms + 1)
+            .flat_map(|(&start, w)| w.pieces.iter().map(move |&(p, piece)| (start, p, piece)))
             .collect()
     }
 
     /// Stream records held.
     pub fn stream_count(&self) -> usize {
-        self.streams.len()
+        self.windows.values().map(|w| w.pieces.len()).sum()
+    }
+
+    /// The bytes the arrivals held take (their offset sets: ranges or bitmaps).
+    pub fn arrival_bytes(&self) -> usize {
+        self.windows.values().map(OutputWindow::bytes).sum()
     }
 
     /// The first source window to account: recorded, or the source window of the earliest
@@ -204,20 +259,14 @@ impl CompletenessLedger {
         if let Some(accounted) = self.accounted {
             return Some(accounted.first_window);
         }
-        let first = self
-            .streams
+        let (&first, window) = self
+            .windows
             .iter()
-            .find(|(_, s)| s.earliest_source_ms.is_some())
-            .map(|(&(start, _, _), _)| start)?;
+            .find(|(_, w)| w.earliest_source_ms.is_some())?;
         if first + self.rules.window_ms > as_of {
             return None;
         }
-        let earliest = self
-            .streams
-            .range((first, i32::MIN, 0)..=(first, i32::MAX, u32::MAX))
-            .filter_map(|(_, s)| s.earliest_source_ms)
-            .min()?;
-        Some(self.rules.window_start(earliest))
+        Some(self.rules.window_start(window.earliest_source_ms?))
     }
 
     /// The accounting due now, if `as_of` moved since the last one handed out: every source
@@ -270,10 +319,9 @@ impl CompletenessLedger {
     fn floors(&self, time_ms: i64) -> BTreeMap<i32, i64> {
         let window_ms = self.rules.window_ms;
         let mut floors = BTreeMap::new();
-        for stream in self.streams.values() {
-            for (&partition, source) in &stream.sources {
-                let newest = source
-                    .newest_by_window
+        for window in self.windows.values() {
+            for (&partition, newest_by_window) in &window.newest_by_window {
+                let newest = newest_by_window
                     .range(..=time_ms - window_ms)
                     .map(|(_, &o)| o)
                     .max();
@@ -291,20 +339,14 @@ impl CompletenessLedger {
     pub fn account(&mut self, due: &Due, answers: &SourceAnswers) -> Vec<WindowAccount> {
         self.accounted_as_of = Some(due.as_of);
         let window_ms = self.rules.window_ms;
-        // Every stream of an output window the merged progress has passed.
-        let known: Vec<&StreamArrivals> = self
-            .streams
-            .iter()
-            .filter(|&(&(start, _, _), _)| start + window_ms <= due.as_of)
-            .map(|(_, s)| s)
-            .collect();
-        let mut by_partition: BTreeMap<i32, Vec<&SourceArrivals>> = BTreeMap::new();
-        for stream in &known {
-            for (&partition, source) in &stream.sources {
-                by_partition
-                    .entry(partition)
-                    .or_default()
-                    .push(&source.arrivals);
+        // The arrivals of every output window the merged progress has passed.
+        let mut by_partition: BTreeMap<i32, Vec<&ArrivalUnion>> = BTreeMap::new();
+        for (_, window) in self
+            .windows
+            .range(..(due.as_of - window_ms).saturating_add(1))
+        {
+            for (&partition, arrivals) in &window.sources {
+                by_partition.entry(partition).or_default().push(arrivals);
             }
         }
         let nothing = OffsetRanges::new();
@@ -586,6 +628,39 @@ mod tests {
         let due = ledger.due().unwrap();
         assert_eq!(due.windows, vec![11_000, 12_000, 13_000, 14_000]);
         assert_eq!(due.finals, 1);
+    }
+
+    #[test]
+    fn scattered_streams_of_a_window_are_held_merged_and_a_replay_changes_nothing() {
+        // A re-keying stage: output partition p gets every 4th record of source window
+        // 10,000..11,000 (offsets 0..10, one per 100 ms); offset 6 is lost.
+        let mut ledger = CompletenessLedger::new(RULES, 0);
+        ledger.set_input_partitions(vec![0, 1, 2, 3]);
+        let of = |p: i64| -> StreamArrivals {
+            let records: Vec<(i64, i64, i64)> = (0..10)
+                .filter(|o| o % 4 == p && *o != 6)
+                .map(|o| (o, 10_000 + o * 100, 10_000 + o * 100 + 50))
+                .collect();
+            stream(&records)
+        };
+        for p in 0..4 {
+            ledger.on_arrivals(10_000, p as i32, 0, of(p));
+        }
+        // Within the SLA and arrived: 0..6 and 7..10 each, as one bitmap word (smaller than
+        // two ranges); the streams apart would be 8 ranges.
+        assert_eq!(ledger.arrival_bytes(), 2 * 8);
+        ledger.on_arrivals(10_000, 1, 0, of(1));
+        assert_eq!(ledger.stream_count(), 4, "a replay is not a new record");
+        (0..4).for_each(|p| ledger.on_progress(p, 13_999));
+        let due = ledger.due().unwrap();
+        let last = ledger.account(&due, &answers(&due)).remove(0);
+        assert!(last.is_final);
+        assert_eq!(last.completeness.arrived_within_sla, 9);
+        assert_eq!(last.completeness.lost, 1);
+        assert_eq!(
+            last.completeness.duplicates, 0,
+            "the replay counted no duplicate"
+        );
     }
 
     #[test]

@@ -65,11 +65,73 @@ impl OffsetRanges {
         width(start, end) - present
     }
 
-    /// Adds every offset of `other`.
+    /// Adds every offset of `other`, in one pass over both (linear however the two
+    /// interleave).
     pub fn extend(&mut self, other: &OffsetRanges) {
-        for &(s, e) in &other.ranges {
-            self.insert_range(s..e);
+        match (self.ranges.last(), other.ranges.first()) {
+            (_, None) => return,
+            (None, _) => {
+                self.ranges.clone_from(&other.ranges);
+                return;
+            }
+            (Some(&(_, end)), Some(&(start, _))) if start > end => {
+                self.ranges.extend_from_slice(&other.ranges);
+                return;
+            }
+            _ => {}
         }
+        let mut merged: Vec<(i64, i64)> =
+            Vec::with_capacity(self.ranges.len() + other.ranges.len());
+        let (mut a, mut b) = (
+            self.ranges.iter().peekable(),
+            other.ranges.iter().peekable(),
+        );
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) => {
+                    if x.0 <= y.0 {
+                        a.next();
+                        x
+                    } else {
+                        b.next();
+                        y
+                    }
+                }
+                (Some(&&x), None) => {
+                    a.next();
+                    x
+                }
+                (None, Some(&&y)) => {
+                    b.next();
+                    y
+                }
+                (None, None) => break,
+            };
+            match merged.last_mut() {
+                Some(last) if next.0 <= last.1 => last.1 = last.1.max(next.1),
+                _ => merged.push(next),
+            }
+        }
+        self.ranges = merged;
+    }
+
+    /// The offsets in both sets, in one pass over both.
+    pub fn intersection(&self, other: &OffsetRanges) -> OffsetRanges {
+        let mut both = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < self.ranges.len() && j < other.ranges.len() {
+            let (a, b) = (self.ranges[i], other.ranges[j]);
+            let (start, end) = (a.0.max(b.0), a.1.min(b.1));
+            if start < end {
+                both.push((start, end));
+            }
+            if a.1 <= b.1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        OffsetRanges { ranges: both }
     }
 
     /// Whether `offset` is in the set (at once for an offset past the highest: in order).
@@ -214,6 +276,33 @@ mod tests {
             prop_assert_eq!(gaps, (b - a) as u64 - model.range(a..b).count() as u64);
             for o in 0..210 {
                 prop_assert_eq!(set.contains(o), model.contains(&o));
+            }
+        }
+
+        /// Union and intersection of two sets agree with a set of every offset.
+        #[test]
+        fn union_and_intersection_agree_with_sets_of_offsets(
+            left in proptest::collection::vec((0i64..200, 1i64..8), 0..40),
+            right in proptest::collection::vec((0i64..200, 1i64..8), 0..40),
+        ) {
+            let build = |ops: &[(i64, i64)]| {
+                let mut set = OffsetRanges::new();
+                let mut model = BTreeSet::new();
+                for &(start, len) in ops {
+                    set.insert_range(start..start + len);
+                    model.extend(start..start + len);
+                }
+                (set, model)
+            };
+            let ((a, a_model), (b, b_model)) = (build(&left), build(&right));
+            let both = a.intersection(&b);
+            prop_assert_eq!(both.ranges().flatten().collect::<BTreeSet<_>>(), &a_model & &b_model);
+            let mut union = a.clone();
+            union.extend(&b);
+            prop_assert_eq!(union.ranges().flatten().collect::<BTreeSet<_>>(), &a_model | &b_model);
+            let pairs: Vec<_> = union.ranges().chain(both.ranges()).collect();
+            for w in union.ranges().collect::<Vec<_>>().windows(2) {
+                prop_assert!(w[0].end < w[1].start, "{:?}", pairs);
             }
         }
     }

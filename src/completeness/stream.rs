@@ -253,16 +253,19 @@ mod tests {
     /// Accounts offsets 0..200 of source partitions 0 and 1 with `streams` as the evidence.
     fn accounted(streams: &[StreamArrivals]) -> crate::completeness::accounting::Completeness {
         use crate::completeness::accounting::{account, PartitionBounds, PartitionEvidence};
+        use crate::completeness::arrival_union::ArrivalUnion;
         use crate::completeness::offset_ranges::OffsetRanges;
         let none = OffsetRanges::new();
-        let per_partition: Vec<Vec<&SourceArrivals>> = (0..2)
+        let unions: Vec<Vec<ArrivalUnion>> = (0..2)
             .map(|p| {
                 streams
                     .iter()
-                    .filter_map(|s| s.sources.get(&p).map(|s| &s.arrivals))
+                    .filter_map(|s| s.sources.get(&p).map(|s| ArrivalUnion::of(&s.arrivals)))
                     .collect()
             })
             .collect();
+        let per_partition: Vec<Vec<&ArrivalUnion>> =
+            unions.iter().map(|u| u.iter().collect()).collect();
         let evidence = (0..2)
             .map(|p| {
                 (

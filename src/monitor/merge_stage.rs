@@ -533,6 +533,8 @@ impl MergeStage {
             }
         };
         let accounts = self.state.account(due, &answers);
+        self.metrics
+            .completeness_ledger_bytes(self.state.ledger_bytes());
         let Some(completeness) = &self.config.completeness else {
             return;
         };

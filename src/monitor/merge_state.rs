@@ -252,12 +252,12 @@ impl MergeState {
         streams
     }
 
-    /// Arrivals records the ledger holds (0 without one).
-    pub fn ledger_streams(&self) -> usize {
+    /// The bytes the ledger's arrivals hold (0 without one).
+    pub fn ledger_bytes(&self) -> usize {
         self.partitions
             .get(&COMPLETENESS_PARTITION)
             .and_then(|s| s.ledger.as_ref())
-            .map_or(0, CompletenessLedger::stream_count)
+            .map_or(0, CompletenessLedger::arrival_bytes)
     }
 
     /// The consumer reached the end of shuffle partition `m`: it may write from now on.

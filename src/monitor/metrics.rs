@@ -156,6 +156,9 @@ pub struct MergeMetrics {
     completeness_documents: [Counter; 2],
     /// `sla_monitor_completeness_as_of_seconds`: the merged progress of the latest accounting.
     completeness_as_of: Gauge,
+    /// `sla_monitor_completeness_ledger_bytes`: what the ledger's arrivals hold (offset sets
+    /// as ranges or bitmaps; docs/completeness.md, "Memory").
+    completeness_ledger_bytes: Gauge,
 }
 
 impl MergeMetrics {
@@ -200,6 +203,7 @@ impl MergeMetrics {
             completeness_documents: ["false", "true"]
                 .map(|f| counter!("sla_monitor_completeness_documents_total", "final" => f)),
             completeness_as_of: gauge!("sla_monitor_completeness_as_of_seconds"),
+            completeness_ledger_bytes: gauge!("sla_monitor_completeness_ledger_bytes"),
         };
         metrics.assigned.set(0.0);
         for (_, counter) in &metrics.refused {
@@ -246,6 +250,11 @@ impl MergeMetrics {
             self.completeness_as_of
                 .set(document.as_of_ms as f64 / 1000.0);
         }
+    }
+
+    /// The bytes the completeness ledger's arrivals hold, after an accounting.
+    pub fn completeness_ledger_bytes(&self, bytes: usize) {
+        self.completeness_ledger_bytes.set(bytes as f64);
     }
 
     /// `sla_monitor_completeness_in_flight_age_seconds{source_partition}`: per source
