@@ -14,13 +14,13 @@ use super::dead_letter::{
     REASON_HEADER, SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, SOURCE_TIMESTAMP_HEADER,
     SOURCE_TOPIC_HEADER,
 };
+use super::topic_partitions::topic_partitions;
 use crate::completeness::declarations::{Declaration, Declarations, FILTERED_REASON};
 use crate::completeness::stream::CompletenessRules;
 use crate::record::lineage::{Lineage, LINEAGE_HEADER};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -268,19 +268,7 @@ impl DeadLetterEvidence {
 
     /// The partitions of `topic`; none while it does not exist (nothing was dead-lettered).
     fn partitions(&self, topic: &str) -> Result<Vec<i32>, KafkaError> {
-        let metadata = match self.consumer.fetch_metadata(Some(topic), self.timeout) {
-            Ok(metadata) => metadata,
-            Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
-                return Ok(Vec::new())
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect())
+        topic_partitions(&self.consumer, topic, self.timeout)
     }
 
     /// The first offset of `partition` whose record is at or after `time_ms`, or `end`. (A

@@ -3,6 +3,7 @@
 //! the group's committed offsets), each run off the async workers since librdkafka blocks.
 
 use super::rebalance_events::RebalanceNotifier;
+use super::topic_partitions::topic_partitions;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -42,15 +43,8 @@ pub fn subscribe(
 pub async fn partition_ids(consumer: &GroupConsumer, topic: &str) -> Result<Vec<i32>, String> {
     let (reader, topic) = (consumer.clone(), topic.to_string());
     tokio::task::spawn_blocking(move || {
-        let metadata = reader
-            .fetch_metadata(Some(&topic), LOOKUP_TIMEOUT)
+        let partitions = topic_partitions(reader.as_ref(), &topic, LOOKUP_TIMEOUT)
             .map_err(|e| format!("reading the partitions of {topic}: {e}"))?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic)
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
         if partitions.is_empty() {
             return Err(format!("topic {topic} has no partitions (does it exist?)"));
         }

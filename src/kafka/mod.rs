@@ -1,6 +1,7 @@
 //! Everything that talks to Kafka: client settings, topic administration, the client context
 //! (logging, rebalances, commit outcomes), offset commits, dead-letter records, offsets by time
-//! ([`source_offsets`]) and dead letters read as evidence ([`dead_letter_evidence`]); and the two
+//! ([`source_offsets`]), dead letters read as evidence ([`dead_letter_evidence`]), a topic's
+//! partitions ([`topic_partitions`]); and the two
 //! pure pieces of consumer bookkeeping, which offsets are safe to commit ([`offset_tracker`])
 //! and when a group member has held no partition for too long ([`assignment_watchdog`]).
 
@@ -21,6 +22,7 @@ pub mod retire;
 pub mod security_failure;
 pub mod source_offsets;
 pub mod stamp_headers;
+pub mod topic_partitions;
 pub mod transient;
 
 pub use admin::{ensure_topics, ensure_topics_when_reachable, TopicSpec};

@@ -13,6 +13,7 @@
 //! otherwise.
 
 use super::dead_letter_evidence::{DeadLetterEvidence, EvidenceError};
+use super::topic_partitions::topic_partitions;
 use crate::completeness::ledger::{Due, SourceAnswers};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -32,6 +33,8 @@ pub struct SourceOffsets {
     first_records: Mutex<BTreeMap<i32, FirstRecord>>,
     /// Per partition, the last record whose timestamp was asked for: (offset, timestamp).
     timestamps: Mutex<BTreeMap<i32, (i64, i64)>>,
+    /// Held while the consumer is assigned to read records (one reader at a time).
+    reading: Mutex<()>,
     dead_letters: Option<DeadLetterEvidence>,
 }
 
@@ -101,6 +104,7 @@ impl SourceOffsets {
             timeout,
             first_records: Mutex::new(BTreeMap::new()),
             timestamps: Mutex::new(BTreeMap::new()),
+            reading: Mutex::new(()),
             dead_letters: None,
         })
     }
@@ -114,15 +118,7 @@ impl SourceOffsets {
 
     /// The source topic's partitions.
     pub fn partitions(&self) -> Result<Vec<i32>, KafkaError> {
-        let metadata = self
-            .consumer
-            .fetch_metadata(Some(&self.topic), self.timeout)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == self.topic)
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
+        let partitions = topic_partitions(&self.consumer, &self.topic, self.timeout)?;
         if partitions.is_empty() {
             return Err(KafkaError::MetadataFetch(
                 rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
@@ -141,32 +137,15 @@ impl SourceOffsets {
                 return Some(first);
             }
         }
-        let mut assignment = TopicPartitionList::new();
-        assignment
-            .add_partition_offset(&self.topic, partition, Offset::Offset(start))
-            .ok()?;
-        self.consumer.assign(&assignment).ok()?;
-        let deadline = std::time::Instant::now() + self.timeout.min(FIRST_RECORD_TIMEOUT);
-        let mut found = None;
-        while found.is_none() {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match self.consumer.poll(left.min(Duration::from_millis(500))) {
-                Some(Ok(message)) if message.partition() == partition => {
-                    found = message.timestamp().to_millis().map(|t| FirstRecord {
-                        reported_start: start,
-                        offset: message.offset(),
-                        timestamp_ms: t,
-                        read_at: std::time::Instant::now(),
-                    });
-                }
-                _ => {}
-            }
-        }
-        let _ = self.consumer.unassign();
-        let first = found?;
+        let (offset, timestamp_ms) = self
+            .records_at(&BTreeMap::from([(partition, start)]))
+            .remove(&partition)?;
+        let first = FirstRecord {
+            reported_start: start,
+            offset,
+            timestamp_ms,
+            read_at: std::time::Instant::now(),
+        };
         known.insert(partition, first);
         Some(first)
     }
@@ -175,37 +154,15 @@ impl SourceOffsets {
     /// can be read within a short wait; each partition's last answer is remembered.
     pub fn timestamps_at(&self, offsets: &BTreeMap<i32, i64>) -> BTreeMap<i32, i64> {
         let mut known = self.timestamps.lock().unwrap_or_else(|e| e.into_inner());
-        // One reader at a time: the first-record reads assign the same consumer.
-        let _reading = self.first_records.lock().unwrap_or_else(|e| e.into_inner());
-        let mut wanted: BTreeMap<i32, i64> = offsets
+        let wanted: BTreeMap<i32, i64> = offsets
             .iter()
             .filter(|&(p, o)| known.get(p).is_none_or(|&(at, _)| at != *o))
             .map(|(&p, &o)| (p, o))
             .collect();
-        let mut assignment = TopicPartitionList::new();
-        for (&partition, &offset) in &wanted {
-            let _ = assignment.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
-        }
-        if !wanted.is_empty() && self.consumer.assign(&assignment).is_ok() {
-            let deadline = std::time::Instant::now() + self.timeout.min(FIRST_RECORD_TIMEOUT);
-            while !wanted.is_empty() {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                let Some(Ok(message)) = self.consumer.poll(left.min(Duration::from_millis(200)))
-                else {
-                    continue;
-                };
-                let partition = message.partition();
-                if wanted.get(&partition) == Some(&message.offset()) {
-                    wanted.remove(&partition);
-                    if let Some(t) = message.timestamp().to_millis() {
-                        known.insert(partition, (message.offset(), t));
-                    }
-                }
+        for (partition, (at, t)) in self.records_at(&wanted) {
+            if wanted.get(&partition) == Some(&at) {
+                known.insert(partition, (at, t));
             }
-            let _ = self.consumer.unassign();
         }
         offsets
             .iter()
@@ -214,6 +171,47 @@ impl SourceOffsets {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Per partition, the offset and timestamp (Unix ms) of the first record at or after the
+    /// offset given for it, for the partitions that answer within a short wait: the consumer
+    /// is assigned there, polled, then unassigned (one reader at a time).
+    fn records_at(&self, offsets: &BTreeMap<i32, i64>) -> BTreeMap<i32, (i64, i64)> {
+        let mut found = BTreeMap::new();
+        if offsets.is_empty() {
+            return found;
+        }
+        let _reading = self.reading.lock().unwrap_or_else(|e| e.into_inner());
+        let mut assignment = TopicPartitionList::new();
+        for (&partition, &offset) in offsets {
+            let _ = assignment.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
+        }
+        if self.consumer.assign(&assignment).is_err() {
+            return found;
+        }
+        let mut wanted = offsets.clone();
+        let deadline = std::time::Instant::now() + self.timeout.min(FIRST_RECORD_TIMEOUT);
+        while !wanted.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let Some(Ok(message)) = self.consumer.poll(left.min(Duration::from_millis(200))) else {
+                continue;
+            };
+            let partition = message.partition();
+            if wanted
+                .get(&partition)
+                .is_some_and(|&offset| message.offset() >= offset)
+            {
+                wanted.remove(&partition);
+                if let Some(t) = message.timestamp().to_millis() {
+                    found.insert(partition, (message.offset(), t));
+                }
+            }
+        }
+        let _ = self.consumer.unassign();
+        found
     }
 
     /// The topic read.

@@ -27,9 +27,8 @@ pub struct ShufflePublisher {
 
 /// What a record takes beyond its arrivals: key, envelope, identity and signature.
 const ARRIVALS_HEADROOM: usize = 4096;
-/// The most bytes one unit of arrivals (see
-/// [`StreamArrivals::units`]) takes encoded, with its share of the framing.
-const MAX_UNIT_BYTES: usize = 32;
+/// The index of arrivals records in [`Traffic::KINDS`].
+const ARRIVALS: usize = 4;
 
 /// What the shuffle costs, by kind of record (`part`, `progress`, `merged`, `tombstone`,
 /// `arrivals` or `accounted`):
@@ -130,10 +129,9 @@ impl ShufflePublisher {
     ) -> Result<Vec<DeliveryFuture>, KafkaError> {
         let mut deliveries = Vec::with_capacity(arrivals.len());
         for (window_start, partition, arrivals) in arrivals {
-            for record in self.arrivals_records(window_start, partition, arrivals) {
-                let key = self.shuffle.key(&record);
+            for (key, value) in self.arrivals_records(window_start, partition, arrivals) {
                 deliveries.push(
-                    self.send(COMPLETENESS_PARTITION, &key, Some(&record))
+                    self.send_encoded(COMPLETENESS_PARTITION, &key, ARRIVALS, Some(value))
                         .await?,
                 );
             }
@@ -161,59 +159,54 @@ impl ShufflePublisher {
         self.send(COMPLETENESS_PARTITION, &key, Some(&record)).await
     }
 
-    /// The records of one stream's arrivals: one, or as many pieces as keep each within
-    /// [`Self::max_record_bytes`] (the same pieces for the same arrivals, so a replay
-    /// replaces them).
+    /// The records of one stream's arrivals, keyed and encoded (once each): one, or as many
+    /// pieces as keep each within [`Self::max_record_bytes`] (the same pieces for the same
+    /// arrivals, so a replay repeats them).
     fn arrivals_records(
         &self,
         window_start: i64,
         partition: i32,
         arrivals: StreamArrivals,
-    ) -> Vec<ShuffleRecord> {
+    ) -> Vec<(String, Vec<u8>)> {
         let budget = self
             .max_record_bytes
             .saturating_sub(ARRIVALS_HEADROOM)
             .max(1);
-        let bound = (arrivals.units() + arrivals.sources.len() + 1) * MAX_UNIT_BYTES;
-        if bound <= budget {
-            return vec![ShuffleRecord::Arrivals {
-                window_start,
-                partition,
-                arrivals,
-            }];
-        }
-        let size = self
-            .shuffle
-            .encode(&ShuffleRecord::Arrivals {
-                window_start,
-                partition,
-                arrivals: arrivals.clone(),
-            })
-            .len();
-        let pieces = if size <= budget {
-            vec![arrivals]
-        } else {
-            // Units encode in about the same number of bytes each: cut to the budget's share,
-            // with a margin for units larger than the average.
-            let units = arrivals.units().max(1);
-            let max_units = (units as u128 * budget as u128 / size as u128 * 3 / 4) as usize;
-            arrivals.split(max_units.max(1))
+        let whole = ShuffleRecord::Arrivals {
+            window_start,
+            partition,
+            arrivals,
         };
-        pieces
+        let value = self.shuffle.encode(&whole);
+        let ShuffleRecord::Arrivals { arrivals, .. } = whole else {
+            unreachable!("built as arrivals above");
+        };
+        if value.len() <= budget {
+            return vec![(self.shuffle.arrivals_key(window_start, partition, 0), value)];
+        }
+        // Units encode in about the same number of bytes each: cut to the budget's share, with
+        // a margin for units larger than the average.
+        let units = arrivals.units().max(1);
+        let max_units = (units as u128 * budget as u128 / value.len() as u128 * 3 / 4) as usize;
+        arrivals
+            .split(max_units.max(1))
             .into_iter()
             .enumerate()
-            .map(|(piece, arrivals)| match piece {
-                0 => ShuffleRecord::Arrivals {
-                    window_start,
-                    partition,
-                    arrivals,
-                },
-                piece => ShuffleRecord::ArrivalsPiece {
-                    window_start,
-                    partition,
-                    piece: piece as u32,
-                    arrivals,
-                },
+            .map(|(piece, arrivals)| {
+                let record = match piece {
+                    0 => ShuffleRecord::Arrivals {
+                        window_start,
+                        partition,
+                        arrivals,
+                    },
+                    piece => ShuffleRecord::ArrivalsPiece {
+                        window_start,
+                        partition,
+                        piece: piece as u32,
+                        arrivals,
+                    },
+                };
+                (self.shuffle.key(&record), self.shuffle.encode(&record))
             })
             .collect()
     }
@@ -289,7 +282,20 @@ impl ShufflePublisher {
         record: Option<&ShuffleRecord>,
     ) -> Result<DeliveryFuture, KafkaError> {
         let value = record.map(|r| self.shuffle.encode(r));
-        let traffic = &self.traffic[Traffic::index(record)];
+        self.send_encoded(m, key, Traffic::index(record), value)
+            .await
+    }
+
+    /// Enqueues an encoded record (`value`, `None` for a tombstone) of the kind
+    /// `Traffic::KINDS[kind]`.
+    async fn send_encoded(
+        &self,
+        m: i32,
+        key: &str,
+        kind: usize,
+        value: Option<Vec<u8>>,
+    ) -> Result<DeliveryFuture, KafkaError> {
+        let traffic = &self.traffic[kind];
         traffic.records.increment(1);
         traffic
             .bytes
