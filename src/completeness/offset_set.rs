@@ -81,32 +81,27 @@ impl OffsetSet {
                 let start = range.start.max(*base);
                 let end = range.end.min(*base + words.len() as i64 * 64);
                 let mut run: Option<i64> = None;
+                // A run of set offsets starts or ends at `offset`.
+                let mut at = |offset: i64, set: bool| match (set, run) {
+                    (true, None) => run = Some(offset),
+                    (false, Some(s)) => {
+                        found.insert_range(s..offset);
+                        run = None;
+                    }
+                    _ => {}
+                };
                 let mut offset = start;
                 while offset < end {
                     let i = (offset - base) as usize;
                     let word = words[i / 64];
                     // Whole words alike are passed at once.
                     if i % 64 == 0 && offset + 64 <= end && (word == 0 || word == u64::MAX) {
-                        match (word == u64::MAX, run) {
-                            (true, None) => run = Some(offset),
-                            (false, Some(s)) => {
-                                found.insert_range(s..offset);
-                                run = None;
-                            }
-                            _ => {}
-                        }
+                        at(offset, word == u64::MAX);
                         offset += 64;
-                        continue;
+                    } else {
+                        at(offset, word >> (i % 64) & 1 == 1);
+                        offset += 1;
                     }
-                    match (word >> (i % 64) & 1 == 1, run) {
-                        (true, None) => run = Some(offset),
-                        (false, Some(s)) => {
-                            found.insert_range(s..offset);
-                            run = None;
-                        }
-                        _ => {}
-                    }
-                    offset += 1;
                 }
                 if let Some(s) = run {
                     found.insert_range(s..end);
