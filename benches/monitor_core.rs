@@ -7,6 +7,7 @@
 
 use sla_monitor::completeness::arrival_union::ArrivalUnion;
 use sla_monitor::completeness::arrivals::SourceArrivals;
+use sla_monitor::dimension::value_table::{ValueTable, MIN_CAPACITY};
 use sla_monitor::distribution::digest::DigestConfig;
 use sla_monitor::event_time::watermark::WatermarkConfig;
 use sla_monitor::event_time::window::WindowConfig;
@@ -225,10 +226,38 @@ fn ledger_union() {
     println!();
 }
 
+/// One partition's window split by dimension value (`dimension::value_table`): 1M records of
+/// 10 values, and 1M records each of a new value (a hostile stream): the rate and the bytes the
+/// table holds (counting allocator).
+fn dimension_table() {
+    let n: u64 = 1_000_000;
+    let keys: Vec<String> = (0..n).map(|i| format!("tenant-{i}")).collect();
+    for (name, distinct) in [("10 values", 10u64), ("a new value on every record", n)] {
+        let before = LIVE.load(Ordering::Relaxed);
+        let mut table = ValueTable::new(MIN_CAPACITY, Default::default());
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let start = Instant::now();
+        for i in 0..n {
+            table.add(&keys[(i % distinct) as usize], latency(&mut rng), 5_000);
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let held = LIVE.load(Ordering::Relaxed) - before;
+        println!(
+            "dimension table, {n} records, {name}: {:.0} records/s ({:.0} ns each), {} values \
+             kept, {held} bytes held",
+            n as f64 / elapsed,
+            elapsed * 1e9 / n as f64,
+            table.len()
+        );
+    }
+    println!();
+}
+
 fn main() {
     decoding();
     completeness();
     ledger_union();
+    dimension_table();
     let window_ms = 60_000;
     println!(
         "{:>10} {:>14} {:>16} {:>12}",

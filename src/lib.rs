@@ -17,6 +17,9 @@
 //! - [`completeness`]: every source record accounted for per source-time window (arrived in
 //!   time or late, dead-lettered, filtered, in flight, overdue, lost, unknown; duplicates
 //!   apart), from offsets kept as ranges ([`completeness::offset_ranges`]).
+//! - [`dimension`]: a window split by the values of the user's fields or headers (tenant,
+//!   region), in bounded memory per partition ([`dimension::value_table`]) and with the same
+//!   choice of values on every instance ([`dimension::selection`]).
 //! - [`distribution`]: a window's percentiles ([`distribution::digest`]: exact below a
 //!   threshold, t-digest above) and its whole distribution within a proved bound
 //!   ([`distribution::latency_histogram`]) for Elasticsearch's `histogram` field.
@@ -59,6 +62,7 @@ pub mod alerting;
 #[cfg(test)]
 mod arbitrary_json;
 pub mod completeness;
+pub mod dimension;
 pub mod distribution;
 pub mod elasticsearch_connection;
 pub mod event_time;

@@ -95,6 +95,36 @@ impl LatencyDigest {
         self.digest = Some(base.merge_unsorted(values));
     }
 
+    /// Adds every latency of `other` (built with the same settings): what adding its values one
+    /// by one would give while both are exact (the raw values are kept), a t-digest merge of
+    /// the two otherwise. What a dimension value's part turns into when it gives up its own
+    /// figures and folds into the partition's other values.
+    pub fn absorb(&mut self, other: &LatencyDigest) {
+        if other.count == 0 {
+            return;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        if other.digest.is_none() {
+            // Raw values join this digest's as if added: exact while both are, a batch for
+            // the t-digest after (merged when full, as `add` does).
+            self.values.extend_from_slice(&other.values);
+            let limit = match self.digest {
+                None => self.config.exact_threshold,
+                Some(_) => self.batch_size(),
+            };
+            if self.values.len() > limit {
+                self.merge_values();
+            }
+            return;
+        }
+        let merged = TDigest::merge_digests(vec![self.to_tdigest(), other.to_tdigest()]);
+        self.digest = Some(merged);
+        self.values = Vec::new();
+    }
+
     /// Whether raw values are kept (every value while exact, a pending batch after).
     pub fn has_raw_values(&self) -> bool {
         !self.values.is_empty()
@@ -450,6 +480,42 @@ mod tests {
         let s = summarize(&[&d], &[0.5], config).unwrap();
         assert!(!s.exact);
         assert!((s.quantiles[0].1 - 499.5).abs() < 5.0, "{s:?}");
+    }
+
+    #[test]
+    fn an_absorbed_digest_counts_as_its_values_added_one_by_one() {
+        let config = DigestConfig {
+            exact_threshold: 100,
+            compression: 50,
+        };
+        let quantiles = [0.5, 0.9, 0.99];
+        for (a, b) in [(30u32, 40u32), (60, 60), (500, 7), (3, 2_000)] {
+            let (mut left, mut right, mut both) = (
+                LatencyDigest::new(config),
+                LatencyDigest::new(config),
+                LatencyDigest::new(config),
+            );
+            (0..a).for_each(|i| left.add(f64::from(i * 7 % 101)));
+            (0..b).for_each(|i| right.add(f64::from(i * 13 % 211)));
+            (0..a).for_each(|i| both.add(f64::from(i * 7 % 101)));
+            (0..b).for_each(|i| both.add(f64::from(i * 13 % 211)));
+            left.absorb(&right);
+            let got = summarize(&[&left], &quantiles, config).unwrap();
+            let want = summarize(&[&both], &quantiles, config).unwrap();
+            assert_eq!(
+                (got.count, got.min, got.max, got.exact),
+                (want.count, want.min, want.max, want.exact)
+            );
+            assert!((got.mean - want.mean).abs() < 1e-9);
+            for ((_, g), (_, w)) in got.quantiles.iter().zip(&want.quantiles) {
+                if want.exact {
+                    assert_eq!(g, w, "{a} + {b} values, exact");
+                } else {
+                    assert!((g - w).abs() <= 0.05 * 211.0, "{a} + {b}: {g} against {w}");
+                }
+            }
+            assert_eq!(left.to_parts().check(), Ok(()));
+        }
     }
 
     #[test]

@@ -100,6 +100,51 @@ impl LatencyHistogram {
         }
     }
 
+    /// Adds every count of `other`, an open or exact part (what adding its latencies one by one
+    /// would give). A coarsened part's buckets are added by value.
+    pub fn absorb(&mut self, other: &LatencyHistogram) {
+        if other.count == 0 {
+            return;
+        }
+        if let Counts::Exact(sorted) = &self.counts {
+            self.counts = Counts::Open(sorted.iter().copied().collect());
+        }
+        match (&mut self.counts, &other.counts) {
+            (Counts::Open(exact), Counts::Open(theirs)) => {
+                for (&v, &c) in theirs {
+                    *exact.entry(v).or_insert(0) += c;
+                }
+            }
+            (Counts::Open(exact), Counts::Exact(theirs)) => {
+                for &(v, c) in theirs {
+                    *exact.entry(v).or_insert(0) += c;
+                }
+            }
+            (counts, _) => {
+                // Either side coarsened: buckets added by value, in order.
+                let mine = match counts {
+                    Counts::Coarse(buckets) => std::mem::take(buckets),
+                    _ => Vec::new(),
+                };
+                let mut all: Vec<(f64, u64)> = mine;
+                all.extend(other.sorted_buckets());
+                if let Counts::Open(exact) = counts {
+                    all.extend(exact.iter().map(|(&v, &c)| (v as f64, c)));
+                }
+                all.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let mut merged: Vec<(f64, u64)> = Vec::with_capacity(all.len());
+                for (v, c) in all {
+                    match merged.last_mut() {
+                        Some(last) if last.0 == v => last.1 += c,
+                        _ => merged.push((v, c)),
+                    }
+                }
+                *counts = Counts::Coarse(merged);
+            }
+        }
+        self.count += other.count;
+    }
+
     /// Number of latencies counted.
     pub fn count(&self) -> u64 {
         self.count
@@ -558,6 +603,44 @@ mod tests {
             }
         }
         summed
+    }
+
+    #[test]
+    fn an_absorbed_part_counts_as_its_latencies_added_one_by_one() {
+        let (mut left, mut right, mut both) = (
+            LatencyHistogram::new(),
+            LatencyHistogram::new(),
+            LatencyHistogram::new(),
+        );
+        for v in [5, 7, 7, 900] {
+            left.add(v);
+            both.add(v);
+        }
+        for v in [7, 8, 900, 1_000] {
+            right.add(v);
+            both.add(v);
+        }
+        let mut sealed = right.clone();
+        sealed.seal(1_000);
+        let mut from_sealed = left.clone();
+        from_sealed.absorb(&sealed);
+        left.absorb(&right);
+        assert_eq!(left, both);
+        assert_eq!(from_sealed, both);
+        let mut coarse: LatencyHistogram = LatencyHistogram::new();
+        (0..2_000).for_each(|v| coarse.add(v));
+        coarse.seal(100);
+        let mut with_coarse = both.clone();
+        with_coarse.absorb(&coarse);
+        assert_eq!(with_coarse.count(), 8 + 2_000);
+        assert_eq!(
+            with_coarse
+                .sorted_buckets()
+                .iter()
+                .map(|&(_, c)| c)
+                .sum::<u64>(),
+            8 + 2_000
+        );
     }
 
     proptest! {

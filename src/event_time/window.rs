@@ -114,6 +114,16 @@ impl WindowPart {
         }
     }
 
+    /// Adds every record of `other` (an open part of the same settings).
+    pub fn absorb(&mut self, other: &WindowPart) {
+        self.digest.absorb(&other.digest);
+        self.over_sla += other.over_sla;
+        match (&mut self.histogram, &other.histogram) {
+            (Some(mine), Some(theirs)) => mine.absorb(theirs),
+            (mine, _) => *mine = None,
+        }
+    }
+
     /// Adds one record's latency, judged against `sla_ms`.
     pub fn add(&mut self, latency_ms: i64, sla_ms: i64) {
         self.digest.add(latency_ms as f64);
