@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 /// One partition's window split by value, as it is published: the values it kept (with the
 /// records they may have had before they entered), its other part, and its bound on values it
 /// gave up.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PartitionSplit {
     /// Per value kept: its part and its inherited weight.
     pub values: BTreeMap<String, (WindowPart, u64)>,

@@ -14,8 +14,10 @@
 //!
 //! No I/O: the monitor feeds it what it reads from the shuffle topic.
 
-use crate::distribution::digest::{summarize, LatencyDigest};
-use crate::distribution::latency_histogram::{merge_histograms, LatencyHistogram};
+use crate::dimension::selection::{select, PartitionSplit};
+use crate::dimension::spec::OTHER_VALUE;
+use crate::distribution::digest::{summarize, LatencyDigest, LatencyStats};
+use crate::distribution::latency_histogram::{merge_histograms, LatencyHistogram, WindowHistogram};
 use crate::event_time::window::{WindowConfig, WindowPart, WindowResult};
 use std::collections::BTreeMap;
 
@@ -27,19 +29,85 @@ pub fn merge_parts(
     start: i64,
     parts: BTreeMap<i32, WindowPart>,
 ) -> Option<WindowResult> {
-    let digests: Vec<&LatencyDigest> = parts.values().map(|p| &p.digest).collect();
-    let stats = summarize(&digests, &config.quantiles, config.digest)?;
-    let histograms: Option<Vec<&LatencyHistogram>> =
-        parts.values().map(|p| p.histogram.as_ref()).collect();
+    let figures = figures(config, &parts.values().collect::<Vec<_>>())?;
     Some(WindowResult {
         start_ms: start,
         end_ms: start + config.size_ms,
-        stats,
-        over_sla: parts.values().map(|p| p.over_sla).sum(),
-        histogram: histograms
-            .map(|histograms| merge_histograms(&histograms, config.digest.exact_threshold)),
+        stats: figures.stats,
+        over_sla: figures.over_sla,
+        histogram: figures.histogram,
         parts,
     })
+}
+
+/// The figures of a set of parts, merged in the order given: statistics, over-SLA count and
+/// distribution (`None` without records).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    /// Latency statistics.
+    pub stats: LatencyStats,
+    /// Records above the SLA.
+    pub over_sla: u64,
+    /// The whole distribution (`None` when a part came from an older release).
+    pub histogram: Option<WindowHistogram>,
+}
+
+/// Merges `parts` (in the order given) into their figures: what [`merge_parts`] computes for
+/// a whole window, and [`merge_splits`] for each of its values.
+pub fn figures(config: &WindowConfig, parts: &[&WindowPart]) -> Option<Figures> {
+    let digests: Vec<&LatencyDigest> = parts.iter().map(|p| &p.digest).collect();
+    let stats = summarize(&digests, &config.quantiles, config.digest)?;
+    let histograms: Option<Vec<&LatencyHistogram>> =
+        parts.iter().map(|p| p.histogram.as_ref()).collect();
+    Some(Figures {
+        stats,
+        over_sla: parts.iter().map(|p| p.over_sla).sum(),
+        histogram: histograms
+            .map(|histograms| merge_histograms(&histograms, config.digest.exact_threshold)),
+    })
+}
+
+/// A window's figures for one dimension value, or for every value without a document of its
+/// own ([`OTHER_VALUE`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueWindow {
+    /// The value's key (its values across the dimensions), or [`OTHER_VALUE`].
+    pub key: String,
+    /// Its figures.
+    pub figures: Figures,
+    /// For a chosen value, how many of its records may be counted under other instead (0:
+    /// its figures are exact); `None` for other.
+    pub missing_at_most: Option<u64>,
+}
+
+/// A whole window split by value, from every partition's split (in partition order): the
+/// values [`select`] chooses (at most `max_values`, and every value of 1 %), by key, then
+/// other if it holds any record. Their counts add up to the window's.
+pub fn merge_splits(
+    config: &WindowConfig,
+    splits: &BTreeMap<i32, PartitionSplit>,
+    max_values: usize,
+) -> Vec<ValueWindow> {
+    let selection = select(splits, max_values);
+    let mut windows: Vec<ValueWindow> = selection
+        .values
+        .iter()
+        .filter_map(|value| {
+            Some(ValueWindow {
+                key: value.key.to_string(),
+                figures: figures(config, &value.parts)?,
+                missing_at_most: Some(value.missing_at_most),
+            })
+        })
+        .collect();
+    if let Some(other) = figures(config, &selection.other) {
+        windows.push(ValueWindow {
+            key: OTHER_VALUE.to_string(),
+            figures: other,
+            missing_at_most: None,
+        });
+    }
+    windows
 }
 
 /// The merge state of one shuffle partition.
@@ -154,10 +222,12 @@ impl WindowMerger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::distribution::digest::{DigestConfig, LatencyDigest};
+    use crate::distribution::digest::{exact_quantile, DigestConfig, LatencyDigest};
     use crate::event_time::watermark::WatermarkConfig;
     use crate::event_time::whole_windows;
+    use crate::event_time::window::Placement;
     use crate::event_time::window::{Observation, PartitionWindows};
+    use crate::event_time::EventTimeOperator;
     use crate::monitor::decisions::{CoreConfig, MonitorCore, Publication, RecordDecision};
     use crate::monitor::measurement::{InputRecord, Plausibility, TimestampKind};
     use crate::monitor::restore::PartitionResume;
@@ -297,6 +367,70 @@ mod tests {
         core.on_caught_up(partition);
         publish(core.on_tick(T0 + 1_000_000_000));
         out
+    }
+
+    proptest! {
+        /// Windows split by value, end to end in the pure core (operator, tables, selection,
+        /// merge): in every window the values' counts and over-SLA counts and other's add up
+        /// to the whole window's; a value with exact figures (nothing missing) has every one
+        /// of its records, and its percentiles are the exact ones; every value of 1 % has its
+        /// document.
+        #[test]
+        fn windows_split_by_value_add_up_and_exact_values_are_exact(
+            records in proptest::collection::vec(
+                (0i32..3, 0u32..6, 0u32..4_000, 0i64..2_000, 0i64..1_500), 1..6_000),
+            max_values in 1usize..8,
+        ) {
+            use crate::dimension::value_table::MIN_CAPACITY;
+            let config = config();
+            let mut operator = EventTimeOperator::new(config.clone(), WatermarkConfig {
+                max_out_of_orderness_ms: 10_000,
+                idle_timeout_ms: 60_000,
+                producer_hold_ms: 0,
+                assume_broker_stamped: false,
+            })
+            .split_by_value(MIN_CAPACITY);
+            let mut offsets = [0i64; 3];
+            let mut truth: BTreeMap<(i64, String), Vec<f64>> = BTreeMap::new();
+            for &(partition, heavy, light, latency, event_time) in &records {
+                // Heavy values (6 of them) on a third of the records, the rest spread thin.
+                let key = if light % 3 == 0 { format!("h{heavy}") } else { format!("l{light}") };
+                let offset = offsets[partition as usize];
+                offsets[partition as usize] += 1;
+                let placement = operator.on_keyed_record(partition, offset, event_time, latency, Some(&key), 0);
+                if let Placement::Accepted { window_start } = placement {
+                    truth.entry((window_start, key)).or_default().push(latency as f64);
+                }
+            }
+            type Closed = (BTreeMap<i32, WindowPart>, BTreeMap<i32, PartitionSplit>);
+            let mut by_window: BTreeMap<i64, Closed> = BTreeMap::new();
+            for (partition, closed) in operator.close_all() {
+                let entry = by_window.entry(closed.start_ms).or_default();
+                entry.0.insert(partition, closed.part);
+                entry.1.insert(partition, closed.split.expect("split windows"));
+            }
+            for (start, (parts, splits)) in by_window {
+                let whole = merge_parts(&config, start, parts).expect("records");
+                let values = merge_splits(&config, &splits, max_values);
+                let n = whole.stats.count;
+                prop_assert_eq!(values.iter().map(|v| v.figures.stats.count).sum::<u64>(), n);
+                prop_assert_eq!(values.iter().map(|v| v.figures.over_sla).sum::<u64>(), whole.over_sla);
+                for value in values.iter().filter(|v| v.missing_at_most == Some(0)) {
+                    let mut want = truth[&(start, value.key.clone())].clone();
+                    prop_assert_eq!(value.figures.stats.count, want.len() as u64);
+                    want.sort_by(f64::total_cmp);
+                    prop_assert_eq!(value.figures.stats.exact, want.len() <= config.digest.exact_threshold);
+                    for &(q, got) in value.figures.stats.quantiles.iter().filter(|_| value.figures.stats.exact) {
+                        prop_assert_eq!(got, exact_quantile(&want, q), "{} q{}", value.key, q);
+                    }
+                }
+                for ((window, key), latencies) in &truth {
+                    if *window == start && latencies.len() as u64 * 100 >= n {
+                        prop_assert!(values.iter().any(|v| &v.key == key), "{} of {} in {}", latencies.len(), n, key);
+                    }
+                }
+            }
+        }
     }
 
     proptest! {

@@ -53,6 +53,8 @@ pub struct EventTimeOperator {
     window: WindowConfig,
     watermark: WatermarkConfig,
     partitions: BTreeMap<i32, PartitionOperator>,
+    /// When windows are split by dimension value: how many values each keeps.
+    split_capacity: Option<usize>,
 }
 
 /// What a tick did to one partition.
@@ -73,7 +75,16 @@ impl EventTimeOperator {
             window,
             watermark,
             partitions: BTreeMap::new(),
+            split_capacity: None,
         }
+    }
+
+    /// Also splits every window by dimension value (records offered with
+    /// [`Self::on_keyed_record`]), each partition's window keeping at most `capacity` values
+    /// (see [`crate::dimension::value_table`]).
+    pub fn split_by_value(mut self, capacity: usize) -> Self {
+        self.split_capacity = Some(capacity);
+        self
     }
 
     fn partition_operator(
@@ -83,7 +94,12 @@ impl EventTimeOperator {
     ) -> PartitionOperator {
         PartitionOperator {
             watermark: PartitionWatermark::new(self.watermark, max_event_time_before, now_ms),
-            windows: PartitionWindows::new(self.window.clone()),
+            windows: match self.split_capacity {
+                Some(capacity) => {
+                    PartitionWindows::new(self.window.clone()).split_by_value(capacity)
+                }
+                None => PartitionWindows::new(self.window.clone()),
+            },
             replay_end: 0,
         }
     }
@@ -144,19 +160,35 @@ impl EventTimeOperator {
         latency_ms: i64,
         now_ms: i64,
     ) -> Placement {
+        self.on_keyed_record(partition, offset, event_time, latency_ms, None, now_ms)
+    }
+
+    /// Offers a record whose dimension values are `key` (see [`Self::on_record`]).
+    pub fn on_keyed_record(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        event_time: i64,
+        latency_ms: i64,
+        key: Option<&str>,
+        now_ms: i64,
+    ) -> Placement {
         if !self.partitions.contains_key(&partition) {
             let op = self.partition_operator(None, now_ms);
             self.partitions.insert(partition, op);
         }
         let op = self.partitions.get_mut(&partition).expect("just ensured");
-        let placement = op.windows.place(Observation {
-            offset,
-            event_time,
-            latency_ms,
-            partition_max_before: op.watermark.max_event_time(),
-            partition_watermark: op.watermark.of_records(),
-            replayed: offset < op.replay_end,
-        });
+        let placement = op.windows.place_keyed(
+            Observation {
+                offset,
+                event_time,
+                latency_ms,
+                partition_max_before: op.watermark.max_event_time(),
+                partition_watermark: op.watermark.of_records(),
+                replayed: offset < op.replay_end,
+            },
+            key,
+        );
         op.watermark.observe(event_time, now_ms);
         placement
     }

@@ -12,6 +12,9 @@
 //! before it (a [`ResumePoint`]): the consumer commits no further than the earliest resume
 //! point of a window not yet written, and a restart rebuilds the same windows.
 
+use crate::dimension::selection::PartitionSplit;
+use crate::dimension::spec::MISSING_VALUE;
+use crate::dimension::value_table::ValueTable;
 use crate::distribution::digest::{DigestConfig, LatencyDigest, LatencyStats};
 use crate::distribution::latency_histogram::{LatencyHistogram, WindowHistogram};
 use std::collections::BTreeMap;
@@ -154,6 +157,9 @@ pub struct ClosedPart {
     pub part: WindowPart,
     /// The first offset (and the event time before it) the part holds.
     pub resume_point: ResumePoint,
+    /// The same records split by dimension value, when the windows are split (see
+    /// [`PartitionWindows::split_by_value`]).
+    pub split: Option<PartitionSplit>,
 }
 
 /// The result of a whole window: every partition's part merged.
@@ -177,6 +183,8 @@ pub struct WindowResult {
 #[derive(Debug, Clone)]
 struct OpenPart {
     part: WindowPart,
+    /// The same records by dimension value, when split.
+    values: Option<ValueTable>,
     resume_point: ResumePoint,
 }
 
@@ -188,6 +196,8 @@ pub struct PartitionWindows {
     closed_through: Option<i64>,
     /// Through which watermark windows were durably written before this run (restored).
     durable_before_restart: Option<i64>,
+    /// When split by dimension value: how many values each window keeps.
+    split_capacity: Option<usize>,
 }
 
 impl PartitionWindows {
@@ -198,7 +208,15 @@ impl PartitionWindows {
             open: BTreeMap::new(),
             closed_through: None,
             durable_before_restart: None,
+            split_capacity: None,
         }
+    }
+
+    /// Also splits every window's records by dimension value, keeping at most `capacity`
+    /// values per window (see [`ValueTable`]).
+    pub fn split_by_value(mut self, capacity: usize) -> Self {
+        self.split_capacity = Some(capacity);
+        self
     }
 
     /// Restores the watermark through which windows were closed and durably written before a
@@ -222,6 +240,13 @@ impl PartitionWindows {
 
     /// Offers a record to its window.
     pub fn place(&mut self, record: Observation) -> Placement {
+        self.place_keyed(record, None)
+    }
+
+    /// Offers a record whose dimension values are `key` (see
+    /// [`crate::dimension::spec::read_key`]) to its window; a record without a key, in windows
+    /// split by value, counts under [`MISSING_VALUE`].
+    pub fn place_keyed(&mut self, record: Observation, key: Option<&str>) -> Placement {
         let window_start = self.config.window_start(record.event_time);
         let close_at = self.config.close_at(window_start);
         let late_for_partition = record.partition_watermark.is_some_and(|w| w >= close_at);
@@ -240,14 +265,23 @@ impl PartitionWindows {
             };
         }
         let digest_config = self.config.digest;
+        let capacity = self.split_capacity;
         let open = self.open.entry(window_start).or_insert_with(|| OpenPart {
             part: WindowPart::new(digest_config),
+            values: capacity.map(|c| ValueTable::new(c, digest_config)),
             resume_point: ResumePoint {
                 offset: record.offset,
                 max_event_time_before: record.partition_max_before,
             },
         });
         open.part.add(record.latency_ms, self.config.sla_ms);
+        if let Some(values) = &mut open.values {
+            values.add(
+                key.unwrap_or(MISSING_VALUE),
+                record.latency_ms,
+                self.config.sla_ms,
+            );
+        }
         Placement::Accepted { window_start }
     }
 
@@ -261,13 +295,21 @@ impl PartitionWindows {
                 break;
             }
             let mut open = self.open.remove(&start).expect("first key exists");
-            if let Some(histogram) = &mut open.part.histogram {
-                histogram.seal(self.config.digest.exact_threshold);
-            }
+            let threshold = self.config.digest.exact_threshold;
+            seal(&mut open.part, threshold);
+            let split = open.values.map(|table| {
+                let mut split = PartitionSplit::from(table);
+                seal(&mut split.other, threshold);
+                for (part, _) in split.values.values_mut() {
+                    seal(part, threshold);
+                }
+                split
+            });
             closed.push(ClosedPart {
                 start_ms: start,
                 part: open.part,
                 resume_point: open.resume_point,
+                split,
             });
         }
         closed
@@ -302,6 +344,13 @@ impl PartitionWindows {
     /// Starts of the open windows, ascending.
     pub fn open_starts(&self) -> impl Iterator<Item = i64> + '_ {
         self.open.keys().copied()
+    }
+}
+
+/// Seals a closing part's histogram (see [`LatencyHistogram::seal`]).
+fn seal(part: &mut WindowPart, exact_threshold: usize) {
+    if let Some(histogram) = &mut part.histogram {
+        histogram.seal(exact_threshold);
     }
 }
 
