@@ -1,10 +1,14 @@
 //! The document written per closed window: what Grafana and the alert rule read.
 
+use crate::dimension::spec::{key_values, OTHER_VALUE};
 use crate::distribution::latency_histogram::WindowHistogram;
+use crate::event_time::merge::{Figures, ValueWindow};
 use crate::event_time::window::WindowResult;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// One window's latency summary, as stored in the sink.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -45,6 +49,15 @@ pub struct WindowDocument {
     /// [`crate::distribution::latency_histogram`]). Absent only while a part came from an older release.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_histogram: Option<WindowHistogram>,
+    /// In a dimension value's document (`--dimension`): each dimension's name and the value;
+    /// in the document of the values without one of their own, every name maps to
+    /// `__other__`. Absent in whole-window documents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<BTreeMap<String, String>>,
+    /// In a dimension value's document: how many of its records may be counted under
+    /// `__other__` instead (0: its figures hold every one of its records). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_elsewhere_at_most: Option<u64>,
 }
 
 /// The field name of quantile `q`: 0.5 → `p50`, 0.999 → `p99_9`.
@@ -76,28 +89,69 @@ pub(crate) fn iso(ms: i64) -> String {
 impl WindowDocument {
     /// Builds the document of a closed window for `job`.
     pub fn new(job: &str, sla_ms: i64, result: &WindowResult) -> Self {
-        let percentiles = result
-            .stats
+        let figures = Figures {
+            stats: result.stats.clone(),
+            over_sla: result.over_sla,
+            histogram: result.histogram.clone(),
+        };
+        Self::of_figures(job, sla_ms, result.start_ms, result.end_ms, &figures)
+    }
+
+    /// Builds the document of one dimension value of `job`'s window `[start_ms, end_ms)`,
+    /// `names` being the job's dimension names in order (`--dimension`). Its id is the whole
+    /// window's followed by a digest of the value, so a replay overwrites it.
+    pub fn of_value(
+        job: &str,
+        sla_ms: i64,
+        (start_ms, end_ms): (i64, i64),
+        names: &[&str],
+        value: &ValueWindow,
+    ) -> Self {
+        let mut document = Self::of_figures(job, sla_ms, start_ms, end_ms, &value.figures);
+        let values: Vec<&str> = if value.key == OTHER_VALUE {
+            vec![OTHER_VALUE; names.len()]
+        } else {
+            key_values(&value.key).collect()
+        };
+        document.dimensions = Some(
+            names
+                .iter()
+                .zip(values)
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        );
+        document.records_elsewhere_at_most = value.missing_at_most;
+        let digest = Sha256::digest(value.key.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        document.id = format!("{}-{hex}", document.id);
+        document
+    }
+
+    fn of_figures(job: &str, sla_ms: i64, start_ms: i64, end_ms: i64, figures: &Figures) -> Self {
+        let stats = &figures.stats;
+        let percentiles = stats
             .quantiles
             .iter()
             .map(|&(q, v)| (percentile_field(q), Value::from(stored_percentile(v))))
             .collect();
         WindowDocument {
-            id: format!("{job}-{}", result.start_ms),
-            timestamp: iso(result.start_ms),
-            window_end: iso(result.end_ms),
-            window_start_ms: result.start_ms,
+            id: format!("{job}-{start_ms}"),
+            timestamp: iso(start_ms),
+            window_end: iso(end_ms),
+            window_start_ms: start_ms,
             job: job.to_string(),
-            count: result.stats.count,
+            count: stats.count,
             percentiles,
-            min: result.stats.min,
-            max: result.stats.max,
-            mean: result.stats.mean,
+            min: stats.min,
+            max: stats.max,
+            mean: stats.mean,
             sla_ms,
-            over_sla_count: result.over_sla,
-            within_sla_count: result.stats.count - result.over_sla,
-            exact: result.stats.exact,
-            latency_histogram: result.histogram.clone(),
+            over_sla_count: figures.over_sla,
+            within_sla_count: stats.count - figures.over_sla,
+            exact: stats.exact,
+            latency_histogram: figures.histogram.clone(),
+            dimensions: None,
+            records_elsewhere_at_most: None,
         }
     }
 }
@@ -186,5 +240,56 @@ mod tests {
         assert_eq!(json["p99"], 11_000.0);
         assert_eq!(json["within_sla_count"], 7);
         assert!(json.get("id").is_none());
+    }
+
+    #[test]
+    fn a_value_document_names_its_dimensions_and_whole_window_documents_do_not_change() {
+        use crate::dimension::spec::KEY_SEPARATOR;
+        let result = WindowDocument::of_one_record("checkout", 60_000);
+        let whole = serde_json::to_value(&result).unwrap();
+        assert!(whole.get("dimensions").is_none());
+        assert!(whole.get("records_elsewhere_at_most").is_none());
+        let figures = Figures {
+            stats: LatencyStats {
+                count: 1,
+                min: 5.0,
+                max: 5.0,
+                mean: 5.0,
+                quantiles: vec![(0.5, 5.0)],
+                exact: true,
+            },
+            over_sla: 0,
+            histogram: None,
+        };
+        let gold = ValueWindow {
+            key: format!("gold{KEY_SEPARATOR}eu"),
+            figures: figures.clone(),
+            missing_at_most: Some(0),
+        };
+        let names = ["tenant", "region"];
+        let document = WindowDocument::of_value("checkout", 100, (60_000, 61_000), &names, &gold);
+        let json = serde_json::to_value(&document).unwrap();
+        assert_eq!(
+            json["dimensions"],
+            serde_json::json!({"tenant": "gold", "region": "eu"})
+        );
+        assert_eq!(json["records_elsewhere_at_most"], 0);
+        assert_eq!(json["count"], whole["count"]);
+        assert!(document.id.starts_with("checkout-60000-") && document.id != result.id);
+        let again = WindowDocument::of_value("checkout", 100, (60_000, 61_000), &names, &gold);
+        assert_eq!(again.id, document.id, "a replay overwrites");
+        let other = ValueWindow {
+            key: OTHER_VALUE.to_string(),
+            figures,
+            missing_at_most: None,
+        };
+        let other = WindowDocument::of_value("checkout", 100, (60_000, 61_000), &names, &other);
+        let json = serde_json::to_value(&other).unwrap();
+        assert_eq!(
+            json["dimensions"],
+            serde_json::json!({"tenant": "__other__", "region": "__other__"})
+        );
+        assert!(json.get("records_elsewhere_at_most").is_none());
+        assert_ne!(other.id, document.id);
     }
 }
