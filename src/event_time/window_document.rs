@@ -167,19 +167,25 @@ impl WindowDocument {
             &WindowResult {
                 start_ms,
                 end_ms: start_ms + 1_000,
-                stats: crate::distribution::digest::LatencyStats {
-                    count: 1,
-                    min: 5.0,
-                    max: 5.0,
-                    mean: 5.0,
-                    quantiles: vec![(0.5, 5.0)],
-                    exact: true,
-                },
+                stats: one_record_of_5_ms(),
                 over_sla: 0,
                 histogram: None,
                 parts: Default::default(),
             },
         )
+    }
+}
+
+/// The statistics of one record of 5 ms (for tests).
+#[cfg(test)]
+fn one_record_of_5_ms() -> crate::distribution::digest::LatencyStats {
+    crate::distribution::digest::LatencyStats {
+        count: 1,
+        min: 5.0,
+        max: 5.0,
+        mean: 5.0,
+        quantiles: vec![(0.5, 5.0)],
+        exact: true,
     }
 }
 
@@ -250,14 +256,7 @@ mod tests {
         assert!(whole.get("dimensions").is_none());
         assert!(whole.get("records_elsewhere_at_most").is_none());
         let figures = Figures {
-            stats: LatencyStats {
-                count: 1,
-                min: 5.0,
-                max: 5.0,
-                mean: 5.0,
-                quantiles: vec![(0.5, 5.0)],
-                exact: true,
-            },
+            stats: one_record_of_5_ms(),
             over_sla: 0,
             histogram: None,
         };
