@@ -7,8 +7,10 @@
 
 use sla_monitor::completeness::arrival_union::ArrivalUnion;
 use sla_monitor::completeness::arrivals::SourceArrivals;
-use sla_monitor::dimension::value_table::{ValueTable, MIN_CAPACITY};
+use sla_monitor::dimension::selection::PartitionSplit;
+use sla_monitor::dimension::value_table::MIN_CAPACITY;
 use sla_monitor::distribution::digest::DigestConfig;
+use sla_monitor::event_time::merge::merge_splits;
 use sla_monitor::event_time::watermark::WatermarkConfig;
 use sla_monitor::event_time::window::WindowConfig;
 use sla_monitor::event_time::EventTimeOperator;
@@ -16,6 +18,7 @@ use sla_monitor::record::lineage::Lineage;
 use sla_monitor::record::reduced_visit::ReducedVisit;
 use sla_monitor::record::stamp::{NoHeaders, Stamp, TimeFormat};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
@@ -226,28 +229,69 @@ fn ledger_union() {
     println!();
 }
 
-/// One partition's window split by dimension value (`dimension::value_table`): 1M records of
-/// 10 values, and 1M records each of a new value (a hostile stream): the rate and the bytes the
-/// table holds (counting allocator).
-fn dimension_table() {
+/// Windows split by dimension value, through the event-time operator (1M records of 2
+/// partitions in one window, then closed and merged): not split, split among 10 values, and
+/// split with a new value on every record (a hostile stream); records/s, the bytes the open
+/// window holds (counting allocator) and the values with figures of their own.
+fn dimension_split() {
     let n: u64 = 1_000_000;
     let keys: Vec<String> = (0..n).map(|i| format!("tenant-{i}")).collect();
-    for (name, distinct) in [("10 values", 10u64), ("a new value on every record", n)] {
+    let config = WindowConfig {
+        size_ms: 60_000,
+        allowed_lateness_ms: 0,
+        sla_ms: 5_000,
+        quantiles: vec![0.5, 0.75, 0.9, 0.99],
+        digest: DigestConfig::default(),
+    };
+    for (name, distinct) in [
+        ("not split", 0u64),
+        ("10 values", 10),
+        ("a new value on every record", n),
+    ] {
         let before = LIVE.load(Ordering::Relaxed);
-        let mut table = ValueTable::new(MIN_CAPACITY, Default::default());
+        let mut operator = EventTimeOperator::new(
+            config.clone(),
+            WatermarkConfig {
+                max_out_of_orderness_ms: 5_000,
+                idle_timeout_ms: 30_000,
+                producer_hold_ms: 0,
+                assume_broker_stamped: false,
+            },
+        );
+        if distinct > 0 {
+            operator = operator.split_by_value(MIN_CAPACITY);
+        }
         let mut rng = 0x9E37_79B9_7F4A_7C15u64;
         let start = Instant::now();
         for i in 0..n {
-            table.add(&keys[(i % distinct) as usize], latency(&mut rng), 5_000);
+            let key = (distinct > 0).then(|| keys[(i % distinct) as usize].as_str());
+            let event_time = (i * 59_999 / n) as i64;
+            operator.on_keyed_record(
+                (i % 2) as i32,
+                (i / 2) as i64,
+                event_time,
+                latency(&mut rng),
+                key,
+                0,
+            );
         }
-        let elapsed = start.elapsed().as_secs_f64();
+        let ingest = start.elapsed().as_secs_f64();
         let held = LIVE.load(Ordering::Relaxed) - before;
+        let closed = operator.close_all();
+        let splits: BTreeMap<i32, PartitionSplit> = closed
+            .iter()
+            .filter_map(|(p, c)| c.split.clone().map(|s| (*p, s)))
+            .collect();
+        let merge = Instant::now();
+        let values = merge_splits(&config, &splits, 100);
+        let merged_in = merge.elapsed().as_secs_f64();
         println!(
-            "dimension table, {n} records, {name}: {:.0} records/s ({:.0} ns each), {} values \
-             kept, {held} bytes held",
-            n as f64 / elapsed,
-            elapsed * 1e9 / n as f64,
-            table.len()
+            "window split by value, {n} records, {name}: {:.0} records/s ({:.0} ns each), \
+             {held} bytes held open, {} value documents, merged in {:.0} ms",
+            n as f64 / ingest,
+            ingest * 1e9 / n as f64,
+            values.len(),
+            merged_in * 1e3
         );
     }
     println!();
@@ -257,7 +301,7 @@ fn main() {
     decoding();
     completeness();
     ledger_union();
-    dimension_table();
+    dimension_split();
     let window_ms = 60_000;
     println!(
         "{:>10} {:>14} {:>16} {:>12}",
