@@ -23,6 +23,7 @@
 //! - [`distribution`]: a window's percentiles ([`distribution::digest`]: exact below a
 //!   threshold, t-digest above) and its whole distribution within a proved bound
 //!   ([`distribution::latency_histogram`]) for Elasticsearch's `histogram` field.
+//! - [`hex`]: bytes as hex text (key ids, record tags, document ids).
 //! - [`runtime`]: what every job runs on — command line ([`runtime::cli`]: secrets refused as
 //!   flags, durations bounded), logging and metrics, the HTTP endpoint, shutdown, retries,
 //!   rate-limited logs, redaction, error reporting (I/O, but no knowledge of records).
@@ -67,6 +68,7 @@ pub mod distribution;
 pub mod elasticsearch_connection;
 pub mod event_time;
 pub mod generator;
+pub mod hex;
 pub mod kafka;
 pub mod monitor;
 pub mod record;

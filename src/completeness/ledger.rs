@@ -98,10 +98,10 @@ struct OutputWindow {
 }
 
 impl OutputWindow {
-    /// Merges one stream record; false if it was merged before (a replay).
-    fn merge(&mut self, partition: i32, piece: u32, stream: StreamArrivals) -> bool {
+    /// Merges one stream record, unless it was merged before (a replay).
+    fn merge(&mut self, partition: i32, piece: u32, stream: StreamArrivals) {
         if !self.pieces.insert((partition, piece)) {
-            return false;
+            return;
         }
         for (source_partition, source) in stream.sources {
             self.sources
@@ -120,7 +120,6 @@ impl OutputWindow {
                     .map_or(earliest, |e| e.min(earliest)),
             );
         }
-        true
     }
 
     /// The bytes its arrivals hold.

@@ -131,8 +131,8 @@ impl ValueSource {
                 let found = payload.and_then(|bytes| pointer.find(bytes).ok().flatten());
                 match found {
                     Some(Scalar::Text(text)) => value_text(&text, out),
-                    Some(Scalar::Integer(n)) => value_text(&n.to_string(), out),
-                    Some(Scalar::Unsigned(n)) => value_text(&n.to_string(), out),
+                    Some(Scalar::Integer(n)) => value_text(itoa::Buffer::new().format(n), out),
+                    Some(Scalar::Unsigned(n)) => value_text(itoa::Buffer::new().format(n), out),
                     Some(Scalar::Float(x)) => value_text(&x.to_string(), out),
                     Some(Scalar::Boolean(b)) => value_text(if b { "true" } else { "false" }, out),
                     _ => out.push_str(MISSING_VALUE),

@@ -92,13 +92,12 @@ impl EventTimeOperator {
         max_event_time_before: Option<i64>,
         now_ms: i64,
     ) -> PartitionOperator {
+        let windows = PartitionWindows::new(self.window.clone());
         PartitionOperator {
             watermark: PartitionWatermark::new(self.watermark, max_event_time_before, now_ms),
             windows: match self.split_capacity {
-                Some(capacity) => {
-                    PartitionWindows::new(self.window.clone()).split_by_value(capacity)
-                }
-                None => PartitionWindows::new(self.window.clone()),
+                Some(capacity) => windows.split_by_value(capacity),
+                None => windows,
             },
             replay_end: 0,
         }

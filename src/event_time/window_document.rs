@@ -122,8 +122,7 @@ impl WindowDocument {
         );
         document.records_elsewhere_at_most = value.missing_at_most;
         let digest = Sha256::digest(value.key.as_bytes());
-        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        document.id = format!("{}-{hex}", document.id);
+        document.id = format!("{}-{}", document.id, crate::hex::hex(&digest[..8]));
         document
     }
 

@@ -10,6 +10,7 @@
 //! when one is set ([`crate::shuffle::authentication`]): a writer to the topic without it can
 //! no longer decide where a partition resumes.
 
+use crate::hex::hex;
 use crate::shuffle::authentication::{hex_id, KeyId, RecordAuthentication, Unverified};
 use serde::{Deserialize, Serialize};
 
@@ -158,10 +159,6 @@ fn parse_tag(text: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
         .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl CheckpointRecord {

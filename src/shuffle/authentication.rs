@@ -65,7 +65,7 @@ fn mac(secret: &[u8]) -> Hmac<Sha256> {
 
 /// A key id as text (8 hex digits), for logs and checkpoint records.
 pub fn hex_id(id: &KeyId) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::hex(id)
 }
 
 /// A key that cannot be used, with what to fix.
