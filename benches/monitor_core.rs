@@ -12,7 +12,7 @@ use sla_monitor::dimension::value_table::MIN_CAPACITY;
 use sla_monitor::distribution::digest::DigestConfig;
 use sla_monitor::event_time::merge::merge_splits;
 use sla_monitor::event_time::watermark::WatermarkConfig;
-use sla_monitor::event_time::window::WindowConfig;
+use sla_monitor::event_time::window::{ValueKey, WindowConfig};
 use sla_monitor::event_time::EventTimeOperator;
 use sla_monitor::record::lineage::Lineage;
 use sla_monitor::record::reduced_visit::ReducedVisit;
@@ -264,7 +264,10 @@ fn dimension_split() {
         let mut rng = 0x9E37_79B9_7F4A_7C15u64;
         let start = Instant::now();
         for i in 0..n {
-            let key = (distinct > 0).then(|| keys[(i % distinct) as usize].as_str());
+            let key = (distinct > 0).then(|| ValueKey {
+                key: keys[(i % distinct) as usize].as_str(),
+                sla_ms: 5_000,
+            });
             let event_time = (i * 59_999 / n) as i64;
             operator.on_keyed_record(
                 (i % 2) as i32,

@@ -42,6 +42,13 @@ impl fmt::Display for ValueSource {
 #[error("{0}")]
 pub struct DimensionError(String);
 
+impl DimensionError {
+    /// A refusal saying `message` (what is wrong and what to write instead).
+    pub(crate) fn new(message: String) -> Self {
+        DimensionError(message)
+    }
+}
+
 /// One `--dimension`: its name and where its values are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dimension {
@@ -120,12 +127,7 @@ pub fn check_dimensions(dimensions: &[Dimension]) -> Result<(), DimensionError> 
 impl ValueSource {
     /// The value of the record whose value bytes are `payload` and whose headers are
     /// `headers`, appended to `out` as [`value_text`] writes it.
-    pub fn read_into(
-        &self,
-        payload: Option<&[u8]>,
-        headers: &impl RecordHeaders,
-        out: &mut String,
-    ) {
+    pub fn read_into(&self, payload: Option<&[u8]>, headers: &dyn RecordHeaders, out: &mut String) {
         match self {
             ValueSource::Field(pointer) => {
                 let found = payload.and_then(|bytes| pointer.find(bytes).ok().flatten());
@@ -168,7 +170,7 @@ pub fn value_text(value: &str, out: &mut String) {
 pub fn read_key(
     dimensions: &[Dimension],
     payload: Option<&[u8]>,
-    headers: &impl RecordHeaders,
+    headers: &dyn RecordHeaders,
     out: &mut String,
 ) {
     out.clear();

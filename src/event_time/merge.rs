@@ -16,6 +16,7 @@
 
 use crate::dimension::selection::{select, PartitionSplit};
 use crate::dimension::spec::OTHER_VALUE;
+use crate::dimension::split_pieces::{SplitAssembly, SplitPiece};
 use crate::distribution::digest::{summarize, LatencyDigest, LatencyStats};
 use crate::distribution::latency_histogram::{merge_histograms, LatencyHistogram, WindowHistogram};
 use crate::event_time::window::{WindowConfig, WindowPart, WindowResult};
@@ -37,6 +38,7 @@ pub fn merge_parts(
         over_sla: figures.over_sla,
         histogram: figures.histogram,
         parts,
+        values: None,
     })
 }
 
@@ -110,6 +112,65 @@ pub fn merge_splits(
     windows
 }
 
+/// A whole window split by dimension value (`--dimension`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowValues {
+    /// The chosen values' figures, then other's (see [`merge_splits`]); empty when not
+    /// `complete`.
+    pub windows: Vec<ValueWindow>,
+    /// Whether every partition's split arrived whole and holds the records of its part. If
+    /// not (a shuffle record lost to a bug or refused as forged), no value documents are
+    /// written for the window: they would not add up to it.
+    pub complete: bool,
+    /// The pieces the splits came in, (input partition, piece): deleted once written.
+    pub pieces: Vec<(i32, u32)>,
+}
+
+/// Puts a window's splits together (`assemblies`, by input partition) and merges them, when
+/// every partition of `parts` sent its whole split holding as many records as its part.
+fn merge_values(
+    config: &WindowConfig,
+    parts: &BTreeMap<i32, WindowPart>,
+    assemblies: BTreeMap<i32, SplitAssembly>,
+    max_values: usize,
+) -> WindowValues {
+    let pieces: Vec<(i32, u32)> = assemblies
+        .iter()
+        .flat_map(|(&p, a)| a.piece_numbers().into_iter().map(move |n| (p, n)))
+        .collect();
+    let mut splits = BTreeMap::new();
+    let mut complete = assemblies.keys().all(|p| parts.contains_key(p));
+    for (partition, assembly) in assemblies {
+        match assembly.assemble() {
+            Some(split) => {
+                splits.insert(partition, split);
+            }
+            None => complete = false,
+        }
+    }
+    complete = complete
+        && parts.iter().all(|(partition, part)| {
+            splits.get(partition).is_some_and(|split| {
+                split.other.digest.count()
+                    + split
+                        .values
+                        .values()
+                        .map(|(p, _)| p.digest.count())
+                        .sum::<u64>()
+                    == part.digest.count()
+            })
+        });
+    WindowValues {
+        windows: if complete {
+            merge_splits(config, &splits, max_values)
+        } else {
+            Vec::new()
+        },
+        complete,
+        pieces,
+    }
+}
+
 /// The merge state of one shuffle partition.
 #[derive(Debug, Clone)]
 pub struct WindowMerger {
@@ -117,6 +178,9 @@ pub struct WindowMerger {
     input_partitions: Vec<i32>,
     progress: BTreeMap<i32, i64>,
     pending: BTreeMap<i64, BTreeMap<i32, WindowPart>>,
+    /// With windows split by value: how many values get documents of their own, and the
+    /// pieces of each window's splits received, by input partition.
+    split: Option<(usize, BTreeMap<i64, BTreeMap<i32, SplitAssembly>>)>,
     /// Windows closing at or before this were handed out by [`Self::ready`] or are written
     /// (the marker of an earlier merger).
     merged_through: Option<i64>,
@@ -130,8 +194,35 @@ impl WindowMerger {
             input_partitions,
             progress: BTreeMap::new(),
             pending: BTreeMap::new(),
+            split: None,
             merged_through: None,
         }
+    }
+
+    /// Also merges each window split by dimension value, choosing at most `max_values`
+    /// values (and every value of 1 %) per window: see [`merge_splits`].
+    pub fn split_by_value(mut self, max_values: usize) -> Self {
+        self.split = Some((max_values, BTreeMap::new()));
+        self
+    }
+
+    /// A piece of a partition's split of the window starting at `window_start`; ignored
+    /// (returns false) when that window was already merged or windows are not split.
+    pub fn on_split_piece(&mut self, window_start: i64, partition: i32, piece: SplitPiece) -> bool {
+        let close_at = self.config.close_at(window_start);
+        if self.merged_through.is_some_and(|m| m >= close_at) {
+            return false;
+        }
+        let Some((_, splits)) = &mut self.split else {
+            return false;
+        };
+        splits
+            .entry(window_start)
+            .or_default()
+            .entry(partition)
+            .or_default()
+            .add(piece);
+        true
     }
 
     /// The input topic's partitions changed (partitions were added).
@@ -169,6 +260,9 @@ impl WindowMerger {
         let config = &self.config;
         self.pending
             .retain(|&start, _| config.close_at(start) > written_through);
+        if let Some((_, splits)) = &mut self.split {
+            splits.retain(|&start, _| config.close_at(start) > written_through);
+        }
     }
 
     /// The watermark every input partition has passed (`None` while one has no progress).
@@ -207,7 +301,24 @@ impl WindowMerger {
                 break;
             }
             let parts = self.pending.remove(&start).expect("first key exists");
-            results.extend(merge_parts(&self.config, start, parts));
+            let Some(mut result) = merge_parts(&self.config, start, parts) else {
+                continue;
+            };
+            if let Some((max_values, splits)) = &mut self.split {
+                let assemblies = splits.remove(&start).unwrap_or_default();
+                result.values = Some(merge_values(
+                    &self.config,
+                    &result.parts,
+                    assemblies,
+                    *max_values,
+                ));
+            }
+            results.push(result);
+        }
+        if let Some((_, splits)) = &mut self.split {
+            // Pieces of windows without a part (none can be complete) are dropped with them.
+            let config = &self.config;
+            splits.retain(|&start, _| config.close_at(start) > watermark);
         }
         self.merged_through = Some(watermark);
         Some((watermark, results))
@@ -225,8 +336,8 @@ mod tests {
     use crate::distribution::digest::{exact_quantile, DigestConfig, LatencyDigest};
     use crate::event_time::watermark::WatermarkConfig;
     use crate::event_time::whole_windows;
-    use crate::event_time::window::Placement;
     use crate::event_time::window::{Observation, PartitionWindows};
+    use crate::event_time::window::{Placement, ValueKey};
     use crate::event_time::EventTimeOperator;
     use crate::monitor::decisions::{CoreConfig, MonitorCore, Publication, RecordDecision};
     use crate::monitor::measurement::{InputRecord, Plausibility, TimestampKind};
@@ -322,6 +433,7 @@ mod tests {
             },
             stamps: crate::record::stamp::LatencyStamps::default(),
             completeness: None,
+            split: None,
         });
         core.assign(
             &PartitionResume {
@@ -397,7 +509,7 @@ mod tests {
                 let key = if light % 3 == 0 { format!("h{heavy}") } else { format!("l{light}") };
                 let offset = offsets[partition as usize];
                 offsets[partition as usize] += 1;
-                let placement = operator.on_keyed_record(partition, offset, event_time, latency, Some(&key), 0);
+                let placement = operator.on_keyed_record(partition, offset, event_time, latency, Some(ValueKey { key: &key, sla_ms: config.sla_ms }), 0);
                 if let Placement::Accepted { window_start } = placement {
                     truth.entry((window_start, key)).or_default().push(latency as f64);
                 }

@@ -22,8 +22,8 @@ pub mod window_document;
 use crate::event_time::merge::merge_parts;
 use crate::event_time::watermark::{PartitionWatermark, WatermarkConfig};
 use crate::event_time::window::{
-    ClosedPart, Observation, PartitionWindows, Placement, ResumePoint, WindowConfig, WindowPart,
-    WindowResult,
+    ClosedPart, Observation, PartitionWindows, Placement, ResumePoint, ValueKey, WindowConfig,
+    WindowPart, WindowResult,
 };
 use std::collections::BTreeMap;
 
@@ -169,7 +169,7 @@ impl EventTimeOperator {
         offset: i64,
         event_time: i64,
         latency_ms: i64,
-        key: Option<&str>,
+        key: Option<ValueKey<'_>>,
         now_ms: i64,
     ) -> Placement {
         if !self.partitions.contains_key(&partition) {

@@ -162,6 +162,16 @@ pub struct ClosedPart {
     pub split: Option<PartitionSplit>,
 }
 
+/// A record's dimension values (its key, see [`crate::dimension::spec::read_key`]) and the
+/// SLA its value's part judges it against (`--sla-for`; the window's SLA without a rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueKey<'a> {
+    /// The record's values.
+    pub key: &'a str,
+    /// Its SLA (ms) in its value's part.
+    pub sla_ms: i64,
+}
+
 /// The result of a whole window: every partition's part merged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowResult {
@@ -177,6 +187,8 @@ pub struct WindowResult {
     pub histogram: Option<WindowHistogram>,
     /// Per partition, its share of the window (what the statistics were merged from).
     pub parts: BTreeMap<i32, WindowPart>,
+    /// The window split by dimension value, when windows are split (`--dimension`).
+    pub values: Option<crate::event_time::merge::WindowValues>,
 }
 
 /// One open window of a partition: its part so far and where it begins in the partition.
@@ -245,8 +257,8 @@ impl PartitionWindows {
 
     /// Offers a record whose dimension values are `key` (see
     /// [`crate::dimension::spec::read_key`]) to its window; a record without a key, in windows
-    /// split by value, counts under [`MISSING_VALUE`].
-    pub fn place_keyed(&mut self, record: Observation, key: Option<&str>) -> Placement {
+    /// split by value, counts under [`MISSING_VALUE`] against the window's SLA.
+    pub fn place_keyed(&mut self, record: Observation, key: Option<ValueKey<'_>>) -> Placement {
         let window_start = self.config.window_start(record.event_time);
         let close_at = self.config.close_at(window_start);
         let late_for_partition = record.partition_watermark.is_some_and(|w| w >= close_at);
@@ -276,11 +288,11 @@ impl PartitionWindows {
         });
         open.part.add(record.latency_ms, self.config.sla_ms);
         if let Some(values) = &mut open.values {
-            values.add(
-                key.unwrap_or(MISSING_VALUE),
-                record.latency_ms,
-                self.config.sla_ms,
-            );
+            let key = key.unwrap_or(ValueKey {
+                key: MISSING_VALUE,
+                sla_ms: self.config.sla_ms,
+            });
+            values.add(key.key, record.latency_ms, key.sla_ms);
         }
         Placement::Accepted { window_start }
     }

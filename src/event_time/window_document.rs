@@ -170,6 +170,7 @@ impl WindowDocument {
                 over_sla: 0,
                 histogram: None,
                 parts: Default::default(),
+                values: None,
             },
         )
     }
@@ -236,6 +237,7 @@ mod tests {
             over_sla: 3,
             histogram: None,
             parts: BTreeMap::new(),
+            values: None,
         };
         let doc = WindowDocument::new("sync", 5_000, &result);
         assert_eq!(doc.id, "sync-1795255200000");

@@ -4,18 +4,22 @@
 use crate::record::stamp::RecordHeaders;
 use rdkafka::message::{Headers, Message};
 
-/// The values of the (at most three) headers the stamps and the lineage read, borrowed from
-/// the record.
+/// The most headers a record is asked for: the two stamps, the lineage and three dimensions.
+pub const MAX_READ_HEADERS: usize = 6;
+
+/// The values of the (at most [`MAX_READ_HEADERS`]) headers the stamps, the lineage and the
+/// dimensions read, borrowed from the record.
 pub struct StampHeaders<'a> {
-    found: [(&'a str, Option<&'a [u8]>); 3],
+    found: [(&'a str, Option<&'a [u8]>); MAX_READ_HEADERS],
 }
 
 impl<'a> StampHeaders<'a> {
-    /// Looks up, in `message`, the last header of each of `names` (at most three: the header
-    /// names the stamps read, [`crate::record::stamp::LatencyStamps::header_names`], and the
-    /// lineage; computed once per job).
+    /// Looks up, in `message`, the last header of each of `names` (at most
+    /// [`MAX_READ_HEADERS`]: the header names the stamps read,
+    /// [`crate::record::stamp::LatencyStamps::header_names`], the lineage and the dimensions'
+    /// headers; computed once per job).
     pub fn of<M: Message>(message: &'a M, names: &'a [String]) -> StampHeaders<'a> {
-        let mut found: [(&str, Option<&[u8]>); 3] = [("", None), ("", None), ("", None)];
+        let mut found: [(&str, Option<&[u8]>); MAX_READ_HEADERS] = [("", None); MAX_READ_HEADERS];
         if names.is_empty() {
             // No stamp is a header: the record's headers are not even asked for (librdkafka
             // parses them on request).

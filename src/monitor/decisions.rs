@@ -11,8 +11,10 @@ use super::restore::PartitionResume;
 use super::unacknowledged::Unacknowledged;
 use super::MonitorReport;
 use crate::completeness::stream::{CompletenessRules, StreamArrivals};
+use crate::dimension::selection::PartitionSplit;
+use crate::dimension::split_config::SplitConfig;
 use crate::event_time::watermark::WatermarkConfig;
-use crate::event_time::window::{Placement, ResumePoint, WindowConfig, WindowPart};
+use crate::event_time::window::{Placement, ResumePoint, ValueKey, WindowConfig, WindowPart};
 use crate::event_time::EventTimeOperator;
 use crate::record::lineage::{Lineage, LINEAGE_HEADER};
 use crate::record::rejection::{RejectReason, Rejection};
@@ -38,6 +40,8 @@ pub struct CoreConfig {
     pub stamps: LatencyStamps,
     /// With `--source-topic`: the source topic, and how arrivals are judged.
     pub completeness: Option<(String, CompletenessRules)>,
+    /// With `--dimension`: how windows are split by value.
+    pub split: Option<SplitConfig>,
 }
 
 /// What to do with a consumed record.
@@ -97,6 +101,9 @@ pub struct Publication {
     /// With `--source-topic`: (window start, partition, arrivals) of the closed parts with
     /// arrivals, delivered (and acknowledged) with the parts.
     pub arrivals: Vec<(i64, i32, StreamArrivals)>,
+    /// With `--dimension`: (window start, partition, split) of the closed parts, delivered
+    /// (and acknowledged) with them.
+    pub splits: Vec<(i64, i32, PartitionSplit)>,
 }
 
 /// What the partition stage keeps of the source records its partitions' records name, with
@@ -136,14 +143,21 @@ pub struct MonitorCore {
     next_publication: u64,
     report: MonitorReport,
     arrivals: Option<ArrivalTracking>,
+    /// The current record's key (`--dimension`), reused from record to record.
+    key: String,
 }
 
 impl MonitorCore {
     /// Nothing assigned yet.
     pub fn new(config: CoreConfig) -> Self {
         let completeness = config.completeness.clone();
+        let operator = EventTimeOperator::new(config.window.clone(), config.watermark);
         MonitorCore {
-            operator: EventTimeOperator::new(config.window.clone(), config.watermark),
+            operator: match &config.split {
+                Some(split) => operator.split_by_value(split.capacity()),
+                None => operator,
+            },
+            key: String::new(),
             config,
             partitions: BTreeMap::new(),
             known: KnownTotals::default(),
@@ -232,11 +246,24 @@ impl MonitorCore {
                 .max_event_time_before
                 .map_or(measurement.event_time, |m| m.max(measurement.event_time)),
         );
-        let placement = self.operator.on_record(
+        let key = self.config.split.as_ref().map(|split| {
+            let sla_ms = split.key_of(
+                record.payload,
+                record.headers,
+                self.config.window.sla_ms,
+                &mut self.key,
+            );
+            ValueKey {
+                key: &self.key,
+                sla_ms,
+            }
+        });
+        let placement = self.operator.on_keyed_record(
             partition,
             offset,
             measurement.event_time,
             measurement.latency_ms,
+            key,
             now_ms,
         );
         self.operator.stamped_by_broker(
@@ -384,6 +411,7 @@ impl MonitorCore {
         let mut outstanding = BTreeMap::new();
         let mut progress = Vec::new();
         let mut arrivals = Vec::new();
+        let mut splits = Vec::new();
         for advance in self.operator.on_tick(now_ms) {
             for closed in advance.closed {
                 let close_at = window.close_at(closed.start_ms);
@@ -400,6 +428,9 @@ impl MonitorCore {
                     if let Some(stream) = stream.filter(|s| !s.is_empty()) {
                         arrivals.push((closed.start_ms, advance.partition, stream));
                     }
+                }
+                if let Some(split) = closed.split {
+                    splits.push((closed.start_ms, advance.partition, split));
                 }
                 parts.push((closed.start_ms, advance.partition, closed.part));
             }
@@ -435,6 +466,7 @@ impl MonitorCore {
             parts,
             progress,
             arrivals,
+            splits,
         })
     }
 
@@ -574,6 +606,7 @@ mod tests {
             },
             stamps: LatencyStamps::default(),
             completeness: None,
+            split: None,
         });
         for partition in [0, 1] {
             core.assign(

@@ -55,6 +55,10 @@ pub async fn launch(flags: MonitorFlags, http_addr: SocketAddr) -> anyhow::Resul
             ));
             let quantiles = config.window.quantiles.clone();
             let completeness = config.completeness.is_some();
+            let dimension_names: Option<Vec<String>> = config
+                .split
+                .as_ref()
+                .map(|split| split.names().into_iter().map(String::from).collect());
             let preparation = Preparation::spawn(
                 move |until| async move {
                     let sink =
@@ -65,6 +69,10 @@ pub async fn launch(flags: MonitorFlags, http_addr: SocketAddr) -> anyhow::Resul
                         sink.with_completeness()
                     } else {
                         sink
+                    };
+                    let sink = match dimension_names {
+                        Some(names) => sink.with_values(names),
+                        None => sink,
                     };
                     sink.prepare_when_reachable(&quantiles, until).await?;
                     Ok(sink)

@@ -19,6 +19,7 @@ use super::{
 };
 use crate::completeness::document::{CompletenessDocument, CompletenessIdentity};
 use crate::completeness::ledger::{Accounted, Due, SourceAnswers, WindowAccount};
+use crate::dimension::spec::OTHER_VALUE;
 use crate::event_time::window_document::WindowDocument;
 use crate::kafka::assignment_watchdog::{self, AssignmentWatchdog, Verdict};
 use crate::kafka::group_consumer::{self, GroupConsumer};
@@ -82,10 +83,12 @@ struct SinkBatch {
 
 /// What a written batch lets the merge stage record on the shuffle topic.
 enum Written {
-    /// Windows merged through `watermark` from these parts, (window start, input partition).
+    /// Windows merged through `watermark` from these parts, (window start, input partition),
+    /// and these pieces of their splits by value, (window start, input partition, piece).
     Windows {
         watermark: i64,
         parts: Vec<(i64, i32)>,
+        value_pieces: Vec<(i64, i32, u32)>,
     },
     /// Completeness documents; with final ones, through which source window it is final.
     Completeness { accounted: Option<Accounted> },
@@ -459,10 +462,46 @@ impl MergeStage {
             .map(|r| WindowDocument::new(&self.config.job_name, self.config.window.sla_ms, r))
             .collect();
         let mut parts = Vec::new();
+        let mut value_pieces = Vec::new();
+        let mut value_documents = Vec::new();
         for result in &merged.windows {
             self.metrics.window_written(result);
             parts.extend(result.parts.keys().map(|&p| (result.start_ms, p)));
+            if let (Some(values), Some(split)) = (&result.values, &self.config.split) {
+                value_pieces.extend(
+                    values
+                        .pieces
+                        .iter()
+                        .map(|&(p, piece)| (result.start_ms, p, piece)),
+                );
+                if !values.complete {
+                    self.metrics.values_incomplete.increment(1);
+                    tracing::error!(
+                        window_start = result.start_ms,
+                        "the window's parts split by value did not all arrive whole, or do not \
+                         add up to the window: its value documents are not written (the whole \
+                         window's is)"
+                    );
+                }
+                let names = split.names();
+                value_documents.extend(values.windows.iter().map(|value| {
+                    let sla_ms = match value.key.as_str() {
+                        OTHER_VALUE => self.config.window.sla_ms,
+                        key => split.sla_rules.sla_for(key, self.config.window.sla_ms),
+                    };
+                    WindowDocument::of_value(
+                        &self.config.job_name,
+                        sla_ms,
+                        (result.start_ms, result.end_ms),
+                        &names,
+                        value,
+                    )
+                }));
+            }
         }
+        self.metrics
+            .value_documents
+            .increment(value_documents.len() as u64);
         self.metrics
             .windows_closed
             .increment(documents.len() as u64);
@@ -476,6 +515,7 @@ impl MergeStage {
                 written: Written::Windows {
                     watermark: merged.watermark,
                     parts,
+                    value_pieces,
                 },
                 sent: Instant::now(),
             },
@@ -485,6 +525,7 @@ impl MergeStage {
         let batch = Batch {
             id,
             documents,
+            values: value_documents,
             completeness: Vec::new(),
         };
         if let Err(e) = self.batches.try_send(batch) {
@@ -577,6 +618,7 @@ impl MergeStage {
         let batch = Batch {
             id,
             documents: Vec::new(),
+            values: Vec::new(),
             completeness: documents,
         };
         if let Err(e) = self.batches.try_send(batch) {
@@ -629,9 +671,13 @@ impl MergeStage {
             source,
         };
         match batch.written {
-            Written::Windows { watermark, parts } => {
+            Written::Windows {
+                watermark,
+                parts,
+                value_pieces,
+            } => {
                 self.publisher
-                    .mark_written(batch.shuffle_partition, watermark, &parts)
+                    .mark_written(batch.shuffle_partition, watermark, &parts, &value_pieces)
                     .await
                     .map_err(delivery)?;
                 self.state.written(batch.shuffle_partition, watermark);

@@ -11,6 +11,7 @@ use crate::completeness::ledger::{
     Accounted, CompletenessLedger, Due, SourceAnswers, WindowAccount,
 };
 use crate::completeness::stream::CompletenessRules;
+use crate::dimension::split_pieces::SplitPiece;
 use crate::event_time::merge::WindowMerger;
 use crate::event_time::window::{WindowConfig, WindowResult};
 use crate::shuffle::{
@@ -50,6 +51,8 @@ pub struct MergeState {
     pub duplicate_parts: u64,
     /// How arrivals are judged, with `--source-topic`.
     completeness: Option<CompletenessRules>,
+    /// With `--dimension`: how many values per window get documents of their own.
+    max_values: Option<usize>,
 }
 
 impl MergeState {
@@ -64,7 +67,15 @@ impl MergeState {
             partitions: BTreeMap::new(),
             duplicate_parts: 0,
             completeness: None,
+            max_values: None,
         }
+    }
+
+    /// Also merges windows split by dimension value (`--dimension`), at most `max_values`
+    /// values (and every value of 1 %) per window with documents of their own.
+    pub fn with_values(mut self, max_values: usize) -> Self {
+        self.max_values = Some(max_values);
+        self
     }
 
     /// Also keeps the completeness ledger while it owns the [`COMPLETENESS_PARTITION`].
@@ -100,10 +111,14 @@ impl MergeState {
     pub fn assign(&mut self, shuffle_partitions: &[i32]) {
         for &m in shuffle_partitions {
             let ledger = self.new_ledger(m);
+            let merger = WindowMerger::new(self.config.clone(), self.input_partitions.clone());
             self.partitions.insert(
                 m,
                 OwnedShufflePartition {
-                    merger: WindowMerger::new(self.config.clone(), self.input_partitions.clone()),
+                    merger: match self.max_values {
+                        Some(max_values) => merger.split_by_value(max_values),
+                        None => merger,
+                    },
                     caught_up: false,
                     ledger,
                 },
@@ -191,6 +206,29 @@ impl MergeState {
             } => {
                 if let Some(ledger) = &mut state.ledger {
                     ledger.on_arrivals(window_start, partition, piece, arrivals);
+                }
+            }
+            ShuffleRecord::Values {
+                window_start,
+                partition,
+                piece,
+                pieces,
+                other,
+                untracked_at_most,
+                values,
+            } => {
+                let piece = SplitPiece {
+                    piece,
+                    pieces,
+                    other: other.map(|o| o.decode(digest_config)),
+                    untracked_at_most,
+                    values: values
+                        .into_iter()
+                        .map(|v| (v.key, v.part.decode(digest_config), v.inherited))
+                        .collect(),
+                };
+                if !state.merger.on_split_piece(window_start, partition, piece) {
+                    self.duplicate_parts += 1;
                 }
             }
             ShuffleRecord::Accounted {

@@ -136,6 +136,12 @@ pub struct MergeMetrics {
     pub waiting_for_partitions: Gauge,
     /// `sla_monitor_duplicate_parts_total`: parts received again for a written window.
     pub duplicate_parts: Counter,
+    /// `sla_monitor_dimension_value_documents_total`: documents of dimension values
+    /// (`--dimension`) sent to the sink.
+    pub value_documents: Counter,
+    /// `sla_monitor_dimension_windows_incomplete_total`: windows whose splits by value did not
+    /// arrive whole or add up (their value documents are not written).
+    pub values_incomplete: Counter,
     /// `sla_monitor_shuffle_records_refused_total{reason}`: shuffle records of this monitor
     /// skipped because they do not decode or could not have been written by it.
     refused: Vec<(&'static str, Counter)>,
@@ -173,6 +179,8 @@ impl MergeMetrics {
             pending_windows: gauge!("sla_monitor_merge_pending_windows"),
             waiting_for_partitions: gauge!("sla_monitor_merge_waiting_for_partitions"),
             duplicate_parts: counter!("sla_monitor_duplicate_parts_total"),
+            value_documents: counter!("sla_monitor_dimension_value_documents_total"),
+            values_incomplete: counter!("sla_monitor_dimension_windows_incomplete_total"),
             refused: REFUSAL_REASONS
                 .iter()
                 .map(|&reason| {

@@ -114,6 +114,8 @@ pub struct MonitorConfig {
     pub authentication: RecordAuthentication,
     /// Reconciliation with the pipeline's source topic (`--source-topic`), if asked for.
     pub completeness: Option<CompletenessConfig>,
+    /// Windows split by dimension value (`--dimension`), if asked for.
+    pub split: Option<crate::dimension::split_config::SplitConfig>,
 }
 
 /// What reconciliation with the pipeline's source needs (`--source-topic`, `--lost-after`).
@@ -384,6 +386,7 @@ pub async fn run(
                 .completeness_rules()
                 .zip(config.completeness.as_ref().map(|c| c.source_topic.clone()))
                 .map(|(rules, topic)| (topic, rules)),
+            split: config.split.clone(),
         }),
         PartitionStageParts {
             committer: Committer::new(
@@ -417,8 +420,12 @@ pub async fn run(
                 shuffle,
                 config.plausibility.max_future_ms,
             );
-            match config.completeness_rules() {
+            let state = match config.completeness_rules() {
                 Some(rules) => state.with_completeness(rules),
+                None => state,
+            };
+            match &config.split {
+                Some(split) => state.with_values(split.max_values),
                 None => state,
             }
         },

@@ -120,6 +120,11 @@ impl PartitionStage {
         if config.completeness.is_some() && !stamp_headers.iter().any(|h| h == LINEAGE_HEADER) {
             stamp_headers.push(LINEAGE_HEADER.to_string());
         }
+        for header in config.split.iter().flat_map(|s| s.header_names()) {
+            if !stamp_headers.iter().any(|h| h == header) {
+                stamp_headers.push(header.to_string());
+            }
+        }
         let offset_reset = config.kafka.offset_reset(&config.group);
         PartitionStage {
             metrics: PartitionMetrics::new(&config.input_topic),
@@ -546,6 +551,7 @@ impl PartitionStage {
             parts,
             progress,
             arrivals,
+            splits,
         } = publication;
         let delivery_failed = |source| MonitorError::Delivery {
             topic: self.publisher.topic().to_string(),
@@ -557,6 +563,20 @@ impl PartitionStage {
             .await
             .map_err(delivery_failed)?;
         self.metrics.parts_published.increment(parts.len() as u64);
+        // Each partition's split by value follows its part on the same shuffle partition, so
+        // it has arrived by the time the partition's progress lets the window merge.
+        let deliveries = if splits.is_empty() {
+            deliveries
+        } else {
+            let mut deliveries = deliveries;
+            deliveries.extend(
+                self.publisher
+                    .publish_splits(splits)
+                    .await
+                    .map_err(delivery_failed)?,
+            );
+            deliveries
+        };
         // Arrivals go with the parts they were closed with: acknowledged before the records
         // are committed.
         let deliveries = if arrivals.is_empty() {

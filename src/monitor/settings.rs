@@ -3,6 +3,9 @@
 
 use super::measurement::Plausibility;
 use super::{CompletenessConfig, MonitorConfig};
+use crate::dimension::sla_rule::{SlaFor, SlaRules};
+use crate::dimension::spec::{check_dimensions, Dimension};
+use crate::dimension::split_config::{SplitConfig, DEFAULT_MAX_VALUES, MAX_MAX_VALUES};
 use crate::distribution::digest::DigestConfig;
 use crate::distribution::digest::{MAX_COMPRESSION, MAX_EXACT_THRESHOLD};
 use crate::elasticsearch_connection::ElasticsearchArgs;
@@ -205,6 +208,26 @@ pub struct MonitorFlags {
     )]
     pub source_dead_letters: Vec<String>,
 
+    /// Split every window by a field or header of the records: NAME=field:POINTER or
+    /// NAME=header:HEADER (e.g. tenant=field:/tenant); repeat for up to 3 dimensions. Besides
+    /// the whole window's document, one document per value (the heaviest
+    /// --max-dimension-values, and every value of 1 % of the window) and one for the rest
+    /// (__other__) go to `<es-index>-dimensions` (docs/dimensions.md). Off by default.
+    #[arg(long = "dimension", env = "SLA_DIMENSIONS", value_delimiter = ',')]
+    pub dimensions: Vec<Dimension>,
+
+    /// With --dimension: values per window with documents of their own (the heaviest by
+    /// records; every value holding 1 % of a window's records gets one too). The rest are
+    /// counted under __other__.
+    #[arg(long, env = "SLA_MAX_DIMENSION_VALUES", default_value_t = DEFAULT_MAX_VALUES, value_parser = number_in(1, MAX_MAX_VALUES))]
+    pub max_dimension_values: usize,
+
+    /// With --dimension: the SLA of one value's records, NAME=VALUE:DURATION (e.g.
+    /// tenant=gold:500ms); repeat for more. A record matching several rules gets the
+    /// strictest. Other records, the whole window and __other__'s document keep --sla.
+    #[arg(long = "sla-for", env = "SLA_SLA_FOR", value_delimiter = ',')]
+    pub sla_for: Vec<SlaFor>,
+
     /// How often acknowledged offsets are committed.
     #[arg(long, env = "SLA_COMMIT_INTERVAL", default_value = "1s", value_parser = duration_in(ms(10), secs(3_600)))]
     pub commit_interval: Duration,
@@ -374,6 +397,21 @@ impl MonitorFlags {
                 None
             }
         };
+        let split = if self.dimensions.is_empty() {
+            anyhow::ensure!(
+                self.sla_for.is_empty(),
+                "--sla-for needs --dimension: a per-value SLA names a value of a dimension"
+            );
+            None
+        } else {
+            check_dimensions(&self.dimensions).map_err(|e| anyhow::anyhow!("--dimension: {e}"))?;
+            let sla_rules = SlaRules::new(&self.dimensions, &self.sla_for)?;
+            Some(SplitConfig {
+                dimensions: self.dimensions,
+                max_values: self.max_dimension_values,
+                sla_rules,
+            })
+        };
         let tick = (self.window / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
         Ok(MonitorConfig {
             kafka: self.kafka,
@@ -411,6 +449,7 @@ impl MonitorFlags {
             drain_timeout: self.drain_timeout,
             authentication,
             completeness,
+            split,
         })
     }
 }
@@ -504,6 +543,43 @@ mod tests {
             source.starts_with("--source-dead-letters visits"),
             "{source}"
         );
+    }
+
+    #[test]
+    fn dimensions_and_their_slas_are_checked_together() {
+        let config = flags(&[
+            "--dimension",
+            "tenant=field:/tenant",
+            "--dimension",
+            "region=header:region",
+            "--sla-for",
+            "tenant=gold:500ms",
+            "--max-dimension-values",
+            "20",
+        ])
+        .config()
+        .unwrap();
+        let split = config.split.expect("split");
+        assert_eq!(split.names(), ["tenant", "region"]);
+        assert_eq!(split.max_values, 20);
+        assert_eq!(split.sla_rules.sla_for("gold\u{1f}eu", 5_000), 500);
+        assert!(flags(&[]).config().unwrap().split.is_none());
+        let alone = refusal(&["--sla-for", "tenant=gold:1s"]);
+        assert!(alone.contains("needs --dimension"), "{alone}");
+        let unknown = refusal(&[
+            "--dimension",
+            "tenant=field:/t",
+            "--sla-for",
+            "region=eu:1s",
+        ]);
+        assert!(
+            unknown.contains("no --dimension is named region"),
+            "{unknown}"
+        );
+        let twice = refusal(&["--dimension", "a=field:/a", "--dimension", "a=field:/b"]);
+        assert!(twice.contains("named twice"), "{twice}");
+        let bad = Cli::try_parse_from(["monitor", "--dimension", "tenant"]).unwrap_err();
+        assert!(bad.to_string().contains("NAME=SOURCE"), "{bad}");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub mod publisher;
 use authentication::{RecordAuthentication, KEY_ID_LEN, TAG_LEN};
 
 use crate::completeness::stream::StreamArrivals;
+use crate::dimension::spec::{MAX_DIMENSIONS, MAX_VALUE_BYTES};
+use crate::dimension::split_pieces::SplitPiece;
 use crate::distribution::digest::{DigestConfig, DigestParts, LatencyDigest};
 use crate::distribution::latency_histogram::{HistogramParts, LatencyHistogram};
 use crate::event_time::window::WindowPart;
@@ -99,6 +101,131 @@ pub enum ShuffleRecord {
         /// Its arrivals.
         arrivals: StreamArrivals,
     },
+    /// A piece of an input partition's part of one window split by dimension value
+    /// (`--dimension`), on the shuffle partition that merges the window, published with (after)
+    /// the partition's whole part; see [`crate::dimension::split_pieces`].
+    Values {
+        /// The window's start (ms).
+        window_start: i64,
+        /// The input partition.
+        partition: i32,
+        /// Which piece (0, 1, …).
+        piece: u32,
+        /// How many pieces the partition's split has.
+        pieces: u32,
+        /// The records of values the partition gave up (piece 0 only).
+        other: Option<EncodedPart>,
+        /// The most records a value not kept can have had (piece 0 only).
+        untracked_at_most: u64,
+        /// Values kept.
+        values: Vec<EncodedValue>,
+    },
+}
+
+/// A window part as it travels (see [`part_record`] for whole parts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncodedPart {
+    /// Its latencies.
+    pub digest: DigestParts,
+    /// Of them, those above their SLA.
+    pub over_sla: u64,
+    /// Their distribution.
+    pub histogram: Option<HistogramParts>,
+}
+
+/// One dimension value's part as it travels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncodedValue {
+    /// The value's key.
+    pub key: String,
+    /// The weight it inherited (see [`crate::dimension::value_table`]).
+    pub inherited: u64,
+    /// Its part.
+    pub part: EncodedPart,
+}
+
+impl EncodedPart {
+    /// A part, encoded.
+    pub fn of(part: &WindowPart) -> Self {
+        EncodedPart {
+            digest: part.digest.to_parts(),
+            over_sla: part.over_sla,
+            histogram: part.histogram.as_ref().map(LatencyHistogram::to_parts),
+        }
+    }
+
+    /// The part (checked by [`ShuffleRecord::check`] first).
+    pub fn decode(self, config: DigestConfig) -> WindowPart {
+        window_part(self.digest, self.over_sla, self.histogram, config)
+    }
+
+    /// Whether the part is self-consistent: see [`ShuffleRecord::check`].
+    fn check(&self) -> Result<(), Refused> {
+        check_part(&self.digest, self.over_sla, self.histogram.as_ref())
+    }
+}
+
+/// A self-consistent part: a valid digest, no more records over the SLA than records, and a
+/// histogram (if any) of as many records.
+fn check_part(
+    digest: &DigestParts,
+    over_sla: u64,
+    histogram: Option<&HistogramParts>,
+) -> Result<(), Refused> {
+    digest
+        .check()
+        .map_err(|e| Refused::new("inconsistent_part", e))?;
+    if over_sla > digest.count {
+        return Err(Refused::new(
+            "inconsistent_part",
+            format!("{over_sla} records over the SLA of {}", digest.count),
+        ));
+    }
+    if let Some(histogram) = histogram {
+        histogram
+            .check()
+            .map_err(|e| Refused::new("inconsistent_part", e))?;
+        if histogram.count() != digest.count {
+            return Err(Refused::new(
+                "inconsistent_part",
+                format!(
+                    "a histogram of {} records in a part of {}",
+                    histogram.count(),
+                    digest.count
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The records of one input partition's split of one window: `pieces` in order (see
+/// [`crate::dimension::split_pieces::into_pieces`]).
+pub fn values_records(
+    window_start: i64,
+    partition: i32,
+    pieces: Vec<SplitPiece>,
+) -> Vec<ShuffleRecord> {
+    pieces
+        .into_iter()
+        .map(|piece| ShuffleRecord::Values {
+            window_start,
+            partition,
+            piece: piece.piece,
+            pieces: piece.pieces,
+            other: piece.other.as_ref().map(EncodedPart::of),
+            untracked_at_most: piece.untracked_at_most,
+            values: piece
+                .values
+                .iter()
+                .map(|(key, part, inherited)| EncodedValue {
+                    key: key.clone(),
+                    inherited: *inherited,
+                    part: EncodedPart::of(part),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// Pieces numbered from here are late records' arrivals published alone (see
@@ -420,31 +547,7 @@ impl ShuffleRecord {
                 aligned(*window_start)?;
                 valid_partition(*partition)?;
                 in_bounds("window start", *window_start)?;
-                digest
-                    .check()
-                    .map_err(|e| Refused::new("inconsistent_part", e))?;
-                if *over_sla > digest.count {
-                    return Err(Refused::new(
-                        "inconsistent_part",
-                        format!("{over_sla} records over the SLA of {}", digest.count),
-                    ));
-                }
-                if let Some(histogram) = histogram {
-                    histogram
-                        .check()
-                        .map_err(|e| Refused::new("inconsistent_part", e))?;
-                    if histogram.count() != digest.count {
-                        return Err(Refused::new(
-                            "inconsistent_part",
-                            format!(
-                                "a histogram of {} records in a part of {}",
-                                histogram.count(),
-                                digest.count
-                            ),
-                        ));
-                    }
-                }
-                Ok(())
+                check_part(digest, *over_sla, histogram.as_ref())
             }
             ShuffleRecord::Progress {
                 partition,
@@ -473,6 +576,42 @@ impl ShuffleRecord {
                 arrivals
                     .check()
                     .map_err(|e| Refused::new("inconsistent_part", e))
+            }
+            ShuffleRecord::Values {
+                window_start,
+                partition,
+                piece,
+                pieces,
+                other,
+                values,
+                ..
+            } => {
+                aligned(*window_start)?;
+                valid_partition(*partition)?;
+                in_bounds("window start", *window_start)?;
+                if piece >= pieces || (*piece == 0) != other.is_some() {
+                    return Err(Refused::new(
+                        "inconsistent_part",
+                        format!(
+                            "value piece {piece} of {pieces} {} the other part",
+                            if other.is_some() { "with" } else { "without" }
+                        ),
+                    ));
+                }
+                if let Some(other) = other {
+                    other.check()?;
+                }
+                let longest_key = MAX_DIMENSIONS * (MAX_VALUE_BYTES + 4);
+                for value in values {
+                    if value.key.len() > longest_key {
+                        return Err(Refused::new(
+                            "inconsistent_part",
+                            format!("a dimension key of {} bytes", value.key.len()),
+                        ));
+                    }
+                    value.part.check()?;
+                }
+                Ok(())
             }
             ShuffleRecord::Accounted {
                 first_window,
@@ -529,7 +668,22 @@ impl Shuffle {
                 ..
             } => self.arrivals_key(*window_start, *partition, *piece),
             ShuffleRecord::Accounted { .. } => format!("{}|accounted", self.namespace),
+            ShuffleRecord::Values {
+                window_start,
+                partition,
+                piece,
+                ..
+            } => self.values_key(*window_start, *partition, *piece),
         }
+    }
+
+    /// The key of a piece of an input partition's split of a window (also the key of its
+    /// tombstone).
+    pub fn values_key(&self, window_start: i64, partition: i32, piece: u32) -> String {
+        format!(
+            "{}|values|{window_start}|{partition}|{piece}",
+            self.namespace
+        )
     }
 
     /// The key of (a piece of) an input partition's arrivals in a window (also the key of its

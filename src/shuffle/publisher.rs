@@ -3,14 +3,25 @@
 //! the merged marker and the tombstones of its parts. One idempotent producer carries all of
 //! them, so on each shuffle partition they arrive in the order they were enqueued.
 
-use super::{merging_partition, part_record, Shuffle, ShuffleRecord, COMPLETENESS_PARTITION};
+use super::{
+    merging_partition, part_record, values_records, EncodedPart, Shuffle, ShuffleRecord,
+    COMPLETENESS_PARTITION,
+};
 use crate::completeness::stream::StreamArrivals;
+use crate::dimension::selection::PartitionSplit;
+use crate::dimension::split_pieces::into_pieces;
 use crate::event_time::window::WindowPart;
 use crate::kafka::dead_letter::DEFAULT_MESSAGE_MAX_BYTES;
 use crate::kafka::producer::{enqueue, OutgoingRecord};
 use crate::kafka::JobContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
+
+/// The bytes `part` takes in a record (postcard is deterministic: the same part, the same
+/// size).
+fn encoded_size(part: &EncodedPart) -> usize {
+    postcard::to_allocvec(part).map_or(0, |bytes| bytes.len())
+}
 
 /// The writing side of one monitor's shuffle.
 #[derive(Clone)]
@@ -20,7 +31,7 @@ pub struct ShufflePublisher {
     shuffle: Shuffle,
     shuffle_partitions: i32,
     window_size_ms: i64,
-    traffic: [Traffic; 6],
+    traffic: [Traffic; 7],
     /// The largest record the producer sends (`message.max.bytes`).
     max_record_bytes: usize,
 }
@@ -31,7 +42,7 @@ const ARRIVALS_HEADROOM: usize = 4096;
 const ARRIVALS: usize = 4;
 
 /// What the shuffle costs, by kind of record (`part`, `progress`, `merged`, `tombstone`,
-/// `arrivals` or `accounted`):
+/// `arrivals`, `accounted` or `values`):
 /// the counters of [`crate::monitor::metrics::shuffle_published`].
 #[derive(Clone)]
 struct Traffic {
@@ -40,16 +51,17 @@ struct Traffic {
 }
 
 impl Traffic {
-    const KINDS: [&'static str; 6] = [
+    const KINDS: [&'static str; 7] = [
         "part",
         "progress",
         "merged",
         "tombstone",
         "arrivals",
         "accounted",
+        "values",
     ];
 
-    fn all() -> [Traffic; 6] {
+    fn all() -> [Traffic; 7] {
         Self::KINDS.map(|kind| {
             let (records, bytes) = crate::monitor::metrics::shuffle_published(kind);
             Traffic { records, bytes }
@@ -64,6 +76,7 @@ impl Traffic {
             None => 3,
             Some(ShuffleRecord::Arrivals { .. } | ShuffleRecord::ArrivalsPiece { .. }) => 4,
             Some(ShuffleRecord::Accounted { .. }) => 5,
+            Some(ShuffleRecord::Values { .. }) => 6,
         }
     }
 }
@@ -115,6 +128,34 @@ impl ShufflePublisher {
                 self.send(m, &self.shuffle.key(&record), Some(&record))
                     .await?,
             );
+        }
+        Ok(deliveries)
+    }
+
+    /// Enqueues input partitions' parts split by dimension value, `(window start, input
+    /// partition, split)`, each to the shuffle partition that merges its window, after the
+    /// partition's whole part, in as many pieces as keep each record within
+    /// `message.max.bytes`; returns their deliveries (awaited like the parts').
+    pub async fn publish_splits(
+        &self,
+        splits: Vec<(i64, i32, PartitionSplit)>,
+    ) -> Result<Vec<DeliveryFuture>, KafkaError> {
+        let budget = self
+            .max_record_bytes
+            .saturating_sub(ARRIVALS_HEADROOM)
+            .max(1);
+        let mut deliveries = Vec::new();
+        for (window_start, partition, split) in splits {
+            let pieces = into_pieces(split, budget, |key, part| {
+                key.len() + encoded_size(&EncodedPart::of(part))
+            });
+            let m = merging_partition(window_start, self.window_size_ms, self.shuffle_partitions);
+            for record in values_records(window_start, partition, pieces) {
+                deliveries.push(
+                    self.send(m, &self.shuffle.key(&record), Some(&record))
+                        .await?,
+                );
+            }
         }
         Ok(deliveries)
     }
@@ -255,7 +296,8 @@ impl ShufflePublisher {
     }
 
     /// Records on shuffle partition `m` that its windows closing through `written_through` are
-    /// written, then deletes the parts they were merged from, `(window start, partition)`.
+    /// written, then deletes the parts they were merged from, `(window start, partition)`, and
+    /// the pieces of their splits by value, `(window start, partition, piece)`.
     /// Their delivery is not awaited: a lost marker makes the next owner write the same
     /// windows again under the same document ids.
     pub async fn mark_written(
@@ -263,6 +305,7 @@ impl ShufflePublisher {
         m: i32,
         written_through: i64,
         parts: &[(i64, i32)],
+        value_pieces: &[(i64, i32, u32)],
     ) -> Result<(), KafkaError> {
         let marker = ShuffleRecord::Merged { written_through };
         self.send(m, &self.shuffle.key(&marker), Some(&marker))
@@ -270,6 +313,10 @@ impl ShufflePublisher {
         for &(window_start, partition) in parts {
             self.send(m, &self.shuffle.part_key(window_start, partition), None)
                 .await?;
+        }
+        for &(window_start, partition, piece) in value_pieces {
+            let key = self.shuffle.values_key(window_start, partition, piece);
+            self.send(m, &key, None).await?;
         }
         Ok(())
     }

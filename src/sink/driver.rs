@@ -17,6 +17,8 @@ pub struct Batch {
     pub id: u64,
     /// The window documents.
     pub documents: Vec<WindowDocument>,
+    /// Documents of the windows' dimension values (`--dimension`), written after them.
+    pub values: Vec<WindowDocument>,
     /// Completeness documents (`--source-topic`), written after the window documents.
     pub completeness: Vec<CompletenessDocument>,
 }
@@ -55,6 +57,9 @@ pub fn spawn(
 async fn write_batch(sink: &mut impl WindowSink, batch: &Batch) -> Result<(), SinkError> {
     if !batch.documents.is_empty() {
         sink.write(&batch.documents).await?;
+    }
+    if !batch.values.is_empty() {
+        sink.write_values(&batch.values).await?;
     }
     if !batch.completeness.is_empty() {
         sink.write_completeness(&batch.completeness).await?;
@@ -111,6 +116,7 @@ mod tests {
         let (batches, mut acks) = spawn(Refusing, metrics::Counter::noop());
         batches
             .send(Batch {
+                values: Vec::new(),
                 id: 7,
                 documents: vec![WindowDocument::of_one_record("job", 0)],
                 completeness: Vec::new(),
@@ -154,6 +160,7 @@ mod tests {
         let document = WindowDocument::of_one_record("job", 0);
         batches
             .send(Batch {
+                values: Vec::new(),
                 id: 4,
                 documents: vec![document],
                 completeness: Vec::new(),

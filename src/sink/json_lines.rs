@@ -36,6 +36,10 @@ impl WindowSink for JsonLinesSink {
         self.append(documents).await
     }
 
+    async fn write_values(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
+        self.append(documents).await
+    }
+
     async fn write_completeness(
         &mut self,
         documents: &[CompletenessDocument],

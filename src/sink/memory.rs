@@ -13,6 +13,8 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct MemorySink {
     documents: Arc<Mutex<BTreeMap<String, WindowDocument>>>,
+    /// Dimension value documents, by id.
+    values: Arc<Mutex<BTreeMap<String, WindowDocument>>>,
     /// Completeness documents, by id (each version replaces the last).
     completeness: Arc<Mutex<BTreeMap<String, CompletenessDocument>>>,
     /// Documents written in all, replays included.
@@ -23,6 +25,7 @@ impl Default for MemorySink {
     fn default() -> Self {
         MemorySink {
             documents: Arc::default(),
+            values: Arc::default(),
             completeness: Arc::default(),
             writes: Arc::new(watch::channel(0).0),
         }
@@ -38,6 +41,20 @@ impl MemorySink {
     /// The documents written so far, by id.
     pub fn documents(&self) -> BTreeMap<String, WindowDocument> {
         self.documents.lock().expect("sink poisoned").clone()
+    }
+
+    /// The dimension value documents written so far, by id.
+    pub fn value_documents(&self) -> BTreeMap<String, WindowDocument> {
+        self.values.lock().expect("sink poisoned").clone()
+    }
+
+    /// Waits until `condition` holds for the dimension value documents written so far, and
+    /// returns them.
+    pub async fn wait_for_values(
+        &self,
+        condition: impl FnMut(&BTreeMap<String, WindowDocument>) -> bool,
+    ) -> BTreeMap<String, WindowDocument> {
+        self.wait_on(&self.values, condition).await
     }
 
     /// The completeness documents written so far, by id (their latest versions).
@@ -99,6 +116,11 @@ impl MemorySink {
 impl WindowSink for MemorySink {
     async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
         self.store(&self.documents, documents);
+        Ok(())
+    }
+
+    async fn write_values(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
+        self.store(&self.values, documents);
         Ok(())
     }
 

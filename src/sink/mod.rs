@@ -33,6 +33,22 @@ pub trait WindowSink: Send + 'static {
         documents: &[WindowDocument],
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
 
+    /// Writes the documents of windows' dimension values (`--dimension`), as [`Self::write`]
+    /// does window documents, where they do not mix with whole windows'. A sink that cannot
+    /// keep them refuses, and the monitor stops with the message.
+    fn write_values(
+        &mut self,
+        documents: &[WindowDocument],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        let refusal = format!(
+            "{} cannot store dimension value documents ({} of them): run without --dimension \
+             or write to Elasticsearch, a JSON-lines file or memory",
+            self.describe(),
+            documents.len()
+        );
+        async move { Err(SinkError::Fatal(refusal)) }
+    }
+
     /// Writes completeness documents (`--source-topic`), as [`Self::write`] does window
     /// documents. A sink that cannot keep them refuses, and the monitor stops with the
     /// message.

@@ -139,6 +139,10 @@ impl<S: WindowSink + Clone + Send + Sync> WindowSink for PreparedSink<S> {
         self.ready().await?.write(documents).await
     }
 
+    async fn write_values(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
+        self.ready().await?.write_values(documents).await
+    }
+
     async fn write_completeness(
         &mut self,
         documents: &[CompletenessDocument],

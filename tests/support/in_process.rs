@@ -79,6 +79,7 @@ pub fn test_config(topics: &MonitorTopics, group: &str, idle: Duration) -> Monit
         drain_timeout: Duration::from_secs(30),
         authentication: sla_monitor::shuffle::authentication::RecordAuthentication::none(),
         completeness: None,
+        split: None,
     }
 }
 

@@ -30,6 +30,24 @@ pub fn properties(quantiles: &[f64]) -> Value {
     Value::Object(properties)
 }
 
+/// The `properties` of a dimension value document (`--dimension`): a window document's, with
+/// each dimension's value (a keyword under `dimensions`) and `records_elsewhere_at_most`.
+pub fn values_properties(quantiles: &[f64], names: &[String]) -> Value {
+    let mut properties = properties(quantiles);
+    let dimensions: Map<String, Value> = names
+        .iter()
+        .map(|name| (name.clone(), json!({ "type": "keyword" })))
+        .collect();
+    properties["dimensions"] = json!({ "properties": dimensions });
+    properties["records_elsewhere_at_most"] = json!({ "type": "long" });
+    properties
+}
+
+/// The index template of the dimension value index.
+pub fn values_template(index: &str, quantiles: &[f64], names: &[String]) -> Value {
+    template(index, values_properties(quantiles, names))
+}
+
 /// The `properties` of a completeness document (see
 /// [`crate::completeness::document::CompletenessDocument`]).
 pub fn completeness_properties() -> Value {

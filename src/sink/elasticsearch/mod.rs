@@ -58,7 +58,14 @@ pub struct ElasticsearchSink {
     index: String,
     /// Where completeness documents go, if written.
     completeness_index: Option<String>,
+    /// Where dimension value documents go, if written, and the dimensions' names.
+    values_index: Option<(String, Vec<String>)>,
     refresh: Refresh,
+}
+
+/// The index of dimension value documents beside the window index `index`.
+pub fn values_index_of(index: &str) -> String {
+    format!("{index}-dimensions")
 }
 
 /// The index of completeness documents beside the window index `index`.
@@ -108,6 +115,7 @@ impl ElasticsearchSink {
             url: args.url.clone(),
             index: args.index.clone(),
             completeness_index: None,
+            values_index: None,
             refresh,
         })
     }
@@ -115,6 +123,13 @@ impl ElasticsearchSink {
     /// Also writes completeness documents (`--source-topic`), to `<index>-completeness`.
     pub fn with_completeness(mut self) -> Self {
         self.completeness_index = Some(completeness_index_of(&self.index));
+        self
+    }
+
+    /// Also writes the documents of windows' dimension values (`--dimension`, the dimensions
+    /// named `names`), to `<index>-dimensions`.
+    pub fn with_values(mut self, names: Vec<String>) -> Self {
+        self.values_index = Some((values_index_of(&self.index), names));
         self
     }
 
@@ -128,6 +143,14 @@ impl ElasticsearchSink {
             mapping::properties(quantiles),
         )
         .await?;
+        if let Some((index, names)) = &self.values_index {
+            self.prepare_index(
+                index,
+                mapping::values_template(index, quantiles, names),
+                mapping::values_properties(quantiles, names),
+            )
+            .await?;
+        }
         if let Some(index) = &self.completeness_index {
             self.prepare_index(
                 index,
@@ -240,6 +263,15 @@ impl ElasticsearchSink {
 impl WindowSink for ElasticsearchSink {
     async fn write(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
         self.index_documents(&self.index, documents).await
+    }
+
+    async fn write_values(&mut self, documents: &[WindowDocument]) -> Result<(), SinkError> {
+        let Some((index, _)) = &self.values_index else {
+            return Err(SinkError::Fatal(
+                "dimension value documents reached a sink prepared without --dimension".into(),
+            ));
+        };
+        self.index_documents(index, documents).await
     }
 
     async fn write_completeness(
