@@ -307,6 +307,15 @@ impl EventTimeOperator {
             .sum()
     }
 
+    /// Dimension values the owned partitions' open windows keep parts for (each partition's
+    /// window at most its table's capacity; 0 when not split).
+    pub fn values_held(&self) -> usize {
+        self.partitions
+            .values()
+            .map(|op| op.windows.values_held())
+            .sum()
+    }
+
     /// Number of windows open in at least one partition (the union of their open windows).
     pub fn open_windows(&self) -> usize {
         let starts: std::collections::BTreeSet<i64> = self

@@ -348,6 +348,15 @@ impl PartitionWindows {
             .map_or(0, |open| open.part.digest.count())
     }
 
+    /// Dimension values the open windows keep parts for (0 when not split).
+    pub fn values_held(&self) -> usize {
+        self.open
+            .values()
+            .filter_map(|open| open.values.as_ref())
+            .map(ValueTable::len)
+            .sum()
+    }
+
     /// Number of open windows.
     pub fn open_count(&self) -> usize {
         self.open.len()

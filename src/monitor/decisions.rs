@@ -563,7 +563,12 @@ impl MonitorCore {
         self.operator.watermark()
     }
 
-    /// Number of open windows.
+    /// Dimension values the owned partitions' open windows keep parts for.
+    pub fn values_held(&self) -> usize {
+        self.operator.values_held()
+    }
+
+    /// Windows open in at least one owned partition.
     pub fn open_windows(&self) -> usize {
         self.operator.open_windows()
     }

@@ -577,4 +577,127 @@ mod tests {
         );
         assert!(stage.watermark().is_none());
     }
+
+    /// A partition stage's core splitting by tenant publishes parts and splits; through the
+    /// shuffle's encoding, the merge state writes each tenant's figures, and the values add up.
+    #[test]
+    fn splits_published_by_a_core_merge_into_values_that_add_up() {
+        use crate::dimension::split_config::SplitConfig;
+        use crate::dimension::split_pieces::into_pieces;
+        use crate::event_time::watermark::WatermarkConfig;
+        use crate::monitor::decisions::{CoreConfig, MonitorCore};
+        use crate::monitor::measurement::{InputRecord, Plausibility, TimestampKind};
+        use crate::monitor::restore::PartitionResume;
+        use crate::shuffle::values_records;
+        let dimensions = vec!["tenant=field:/tenant".parse().unwrap()];
+        let split = SplitConfig {
+            sla_rules: crate::dimension::sla_rule::SlaRules::new(
+                &dimensions,
+                &["tenant=b:5ms".parse().unwrap()],
+            )
+            .unwrap(),
+            dimensions,
+            max_values: 1,
+        };
+        let mut core = MonitorCore::new(CoreConfig {
+            input_topic: "t".into(),
+            group: "g".into(),
+            job_name: "job".into(),
+            window: config(),
+            watermark: WatermarkConfig {
+                max_out_of_orderness_ms: 0,
+                idle_timeout_ms: 60_000,
+                producer_hold_ms: 0,
+                assume_broker_stamped: false,
+            },
+            plausibility: Plausibility {
+                max_future_ms: 60_000,
+                max_latency_ms: 3_600_000,
+                max_clock_skew_ms: 5_000,
+            },
+            stamps: crate::record::stamp::LatencyStamps::default(),
+            completeness: None,
+            split: Some(split),
+        });
+        core.assign(
+            &PartitionResume {
+                partition: 0,
+                offset: None,
+                restored: None,
+                move_consumer: false,
+            },
+            0,
+        );
+        // Window 0: a ×6 (10 ms), b ×3 (10 ms: over b's 5 ms), c ×1; then a record of window 1.
+        let tenants = ["a", "a", "b", "a", "c", "a", "b", "a", "b", "a", "a"];
+        for (offset, tenant) in tenants.iter().enumerate() {
+            let t = if offset == 10 {
+                1_500
+            } else {
+                100 + offset as i64
+            };
+            let value = format!(
+                r#"{{"visit":{{"id":"v","event_time":1}},"start_processing_time_ms":{},"tenant":"{tenant}"}}"#,
+                t - 10
+            );
+            core.on_record(
+                0,
+                offset as i64,
+                &InputRecord {
+                    timestamp: Some((TimestampKind::CreateTime, t)),
+                    payload: Some(value.as_bytes()),
+                    headers: &crate::record::stamp::NoHeaders,
+                },
+                t,
+            );
+        }
+        let publication = core.on_tick(1_500).expect("window 0 closed");
+        assert_eq!(publication.splits.len(), 1);
+        let shuffle = Shuffle::new(
+            JobIdentity::new("g", "t", "job", 1_000),
+            RecordAuthentication::none(),
+        );
+        let mut stage = MergeState::new(config(), shuffle.clone(), 60_000).with_values(1);
+        stage.set_input_partitions(vec![0]);
+        stage.assign(&[0]);
+        for (start, partition, part) in &publication.parts {
+            send(
+                &mut stage,
+                &shuffle,
+                0,
+                &part_record(*start, *partition, part),
+            );
+        }
+        for (start, partition, split) in publication.splits {
+            // Tiny pieces: one value each.
+            for record in values_records(start, partition, into_pieces(split, 1, |_, _| 1)) {
+                send(&mut stage, &shuffle, 0, &record);
+            }
+        }
+        for (partition, closed_through) in publication.progress {
+            send(
+                &mut stage,
+                &shuffle,
+                0,
+                &ShuffleRecord::Progress {
+                    partition,
+                    closed_through,
+                },
+            );
+        }
+        stage.caught_up(0);
+        let merged = stage.ready();
+        let window = &merged[0].windows[0];
+        assert_eq!(window.stats.count, 10);
+        let values = window.values.as_ref().expect("split");
+        assert!(values.complete);
+        assert_eq!(values.pieces.len(), 3, "a, b and c, one piece each");
+        let counts: Vec<(&str, u64, u64)> = values
+            .windows
+            .iter()
+            .map(|v| (v.key.as_str(), v.figures.stats.count, v.figures.over_sla))
+            .collect();
+        // a is the heaviest; b and c hold over 1 % each; nothing is left for other.
+        assert_eq!(counts, [("a", 6, 0), ("b", 3, 3), ("c", 1, 0)]);
+    }
 }

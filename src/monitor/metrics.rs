@@ -37,6 +37,9 @@ pub struct PartitionMetrics {
     pub watermark: Gauge,
     /// `sla_monitor_open_windows`: windows open in at least one owned partition.
     pub open_windows: Gauge,
+    /// `sla_monitor_dimension_values_held`: dimension values (`--dimension`) the owned
+    /// partitions' open windows keep parts for (bounded: docs/dimensions.md).
+    pub values_held: Gauge,
     /// `sla_monitor_all_records_refused`: 1 while every record of the last judged interval
     /// (30 s with records) was refused by the measurement (see `refusal_watch`), else 0.
     pub all_records_refused: Gauge,
@@ -64,6 +67,7 @@ impl PartitionMetrics {
                 .map(|from| counter!("sla_monitor_partitions_restored_total", "from" => from)),
             watermark: gauge!("sla_monitor_watermark_seconds"),
             open_windows: gauge!("sla_monitor_open_windows"),
+            values_held: gauge!("sla_monitor_dimension_values_held"),
             all_records_refused: gauge!("sla_monitor_all_records_refused"),
         };
         metrics.negative_latencies.increment(0);

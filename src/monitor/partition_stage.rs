@@ -514,6 +514,9 @@ impl PartitionStage {
         self.metrics
             .open_windows
             .set(self.core.open_windows() as f64);
+        if self.config.split.is_some() {
+            self.metrics.values_held.set(self.core.values_held() as f64);
+        }
         if let Some(verdict) = self.refusals.tick(now) {
             self.on_refusal_verdict(verdict);
         }

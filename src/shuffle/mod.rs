@@ -598,8 +598,22 @@ impl ShuffleRecord {
                         ),
                     ));
                 }
-                if let Some(other) = other {
-                    other.check()?;
+                match other {
+                    // No value was given up: an empty part.
+                    Some(other) if other.digest.count == 0 => {
+                        let empty = other.over_sla == 0
+                            && other.digest.values.is_empty()
+                            && other.digest.digest.is_none()
+                            && other.histogram.as_ref().is_none_or(|h| h.count() == 0);
+                        if !empty {
+                            return Err(Refused::new(
+                                "inconsistent_part",
+                                "an other part of no records holding some".to_string(),
+                            ));
+                        }
+                    }
+                    Some(other) => other.check()?,
+                    None => {}
                 }
                 let longest_key = MAX_DIMENSIONS * (MAX_VALUE_BYTES + 4);
                 for value in values {
