@@ -106,7 +106,8 @@ pub fn checkpoints_refused(reason: &'static str) -> Counter {
 
 /// `sla_monitor_shuffle_records_published_total{kind}` and
 /// `sla_monitor_shuffle_bytes_published_total{kind}` (key plus value): what the shuffle costs,
-/// by kind of record published (`part`, `progress`, `merged`, `tombstone`).
+/// by kind of record published (`part`, `progress`, `merged`, `tombstone`, `arrivals`,
+/// `accounted`, `values`).
 pub fn shuffle_published(kind: &'static str) -> (Counter, Counter) {
     (
         counter!("sla_monitor_shuffle_records_published_total", "kind" => kind),
