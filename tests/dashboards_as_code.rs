@@ -948,3 +948,40 @@ fn records_missing_rule_reads_the_completeness_documents_per_pipeline() {
     let compose = read("docker/docker-compose.yml");
     assert!(compose.contains("SLA_SOURCE_TOPIC: visits"));
 }
+
+const DIMENSION_RULES: &str = "dashboards/grafana/provisioning/alerting/dimension-alert-rules.yaml";
+
+#[test]
+fn per_value_rule_reads_the_dimension_documents_per_pipeline_and_value() {
+    let raw = yaml(DIMENSION_RULES);
+    let rules = rule::load(&read(DIMENSION_RULES)).unwrap();
+    assert_eq!(rules.len(), 1);
+    let r = &rules[0];
+    assert_eq!(r.uid, "sla-miss-per-value");
+    let sources = datasource::parse(&read(DATASOURCES)).unwrap();
+    let source = &sources[&r.datasource_uid];
+    // The data source is the index a monitor with --dimension writes beside the windows.
+    assert_eq!(
+        source.index().map(String::from),
+        sources["sla-elasticsearch"]
+            .index()
+            .map(sla_monitor::sink::elasticsearch::values_index_of)
+    );
+    let model = &raw["groups"][0]["rules"][0]["data"][0]["model"];
+    let mapped = sla_monitor::sink::elasticsearch::mapping::values_properties(
+        &[0.5, 0.75, 0.9, 0.99],
+        &["tenant".to_string()],
+    );
+    for field in es_fields(model) {
+        let known = match field.split_once('.') {
+            Some((object, inner)) => mapped[object]["properties"].get(inner).is_some(),
+            None => mapped.get(&field).is_some(),
+        };
+        assert!(known, "the rule reads {field}, which the mapping lacks");
+    }
+    // One instance per (job, value), each judged against its own sla_ms.
+    let fields: Vec<&str> = r.query.group_by.iter().map(|t| t.field.as_str()).collect();
+    assert_eq!(fields, ["job", "dimensions.tenant"]);
+    assert!(r.query.group_by.iter().all(|t| t.order == "asc"));
+    assert!(read(DIMENSION_RULES).contains("at most 500 jobs × 200 values"));
+}

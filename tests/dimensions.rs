@@ -462,3 +462,93 @@ fn blocking_documents(index: &str) -> BTreeMap<String, serde_json::Value> {
         .unwrap()
     })
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_per_value_rule_fires_for_the_one_tenant_over_its_sla_while_the_window_is_green() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = test_index("dims_rule");
+    let topics = monitor_topics("dims_rule");
+    create_topic(&topics.reduced, 2).await;
+    let base = (now_ms() - 30_000) / WINDOW * WINDOW;
+    // 4 windows; per partition and window 2 gold records of 600–900 ms (over gold's 500 ms,
+    // under the job's 1 s) and 8 of silver and bronze at 50–300 ms.
+    let records: Vec<Outgoing> = (0..2)
+        .flat_map(|p| {
+            (0..40).map(move |j| {
+                let t = base + j * WINDOW / 10;
+                let (tenant, latency) = match j % 5 {
+                    0 => ("gold", 600 + (j * 37) % 300),
+                    k if k % 2 == 0 => ("silver", 50 + (j * 31) % 250),
+                    _ => ("bronze", 50 + (j * 29) % 250),
+                };
+                tenant_record(p, t, latency, &format!("rule-{p}-{j}"), Some(tenant))
+            })
+        })
+        .collect();
+    produce(&topics.reduced, &records).await;
+    let job = MonitorArgs::new(&topics, &unique("dims_rule_g"))
+        .elasticsearch(&index)
+        .set("--idle-timeout", "1s")
+        .set("--commit-interval", "200ms")
+        .set("--dimension", "tenant=field:/tenant")
+        .set("--sla-for", "tenant=gold:500ms")
+        .start(dir.path());
+    let whole = wait_for_es_documents(&index, 4, Duration::from_secs(60)).await;
+    let mut values = BTreeMap::new();
+    wait_for(
+        "value documents of the 4 windows",
+        Duration::from_secs(60),
+        || {
+            values = blocking_values(&index);
+            windows_covered(&values) == 4
+        },
+    );
+    assert!(job.terminate(Duration::from_secs(30)).success());
+    assert!(
+        whole.values().all(|d| d["over_sla_count"] == 0),
+        "the windows are green"
+    );
+    assert!(values
+        .values()
+        .filter(|d| tenant_of(d) == "gold")
+        .all(|d| d["sla_ms"] == 500 && d["over_sla_count"] == d["count"]));
+
+    let rules = |file: &str| {
+        let path = dir.path().join(file);
+        let text = test_rules_of(file, &unique("dims"), "2s").replace("from: 30", "from: 600");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let per_value = backtest(&rules("dimension-alert-rules.yaml"), &index, base, now_ms());
+    let timeline = &per_value[0];
+    let firing: std::collections::BTreeSet<(String, String)> = timeline["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["to"] == "Alerting")
+        .map(|t| {
+            (
+                t["labels"]["job"].as_str().unwrap_or("").to_string(),
+                t["labels"]["dimensions.tenant"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        firing,
+        [("visits-synchronizer".to_string(), "gold".to_string())].into(),
+        "{timeline}"
+    );
+    let whole_rule = backtest(&rules("sla-alert-rules.yaml"), &index, base, now_ms());
+    assert!(
+        whole_rule[0]["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["to"] != "Alerting"),
+        "the whole window stays green: {}",
+        whole_rule[0]
+    );
+}

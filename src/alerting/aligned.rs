@@ -72,10 +72,12 @@ impl AlignedSearch {
         // Terms ordered by key, each with at least one document: what assembled counts can
         // reproduce exactly (ordering by count or a metric, or terms without documents, would
         // need Elasticsearch's own tie-breaking and term dictionary).
-        let terms_reproducible = query.group_by.as_ref().is_none_or(|t| {
-            matches!(t.order_by.as_deref(), None | Some("_key") | Some("_term"))
-                && t.min_doc_count.is_none_or(|m| m >= 1)
-        });
+        // One level of terms at most: nested terms are searched per evaluation.
+        let terms_reproducible = query.group_by.len() <= 1
+            && query.single_terms().is_none_or(|t| {
+                matches!(t.order_by.as_deref(), None | Some("_key") | Some("_term"))
+                    && t.min_doc_count.is_none_or(|m| m >= 1)
+            });
         (interval > 0
             && from_ms >= to_ms
             && divides(from_ms)
@@ -129,7 +131,7 @@ impl AlignedSearch {
                 .collect()
         };
         let aggregations = &item["aggregations"];
-        let Some(terms) = &query.group_by else {
+        let Some(terms) = query.single_terms() else {
             return Some(BTreeMap::from([(None, histogram(aggregations))]));
         };
         let reply = &aggregations[&terms.id];
@@ -159,8 +161,7 @@ impl AlignedSearch {
         let (span, boundary) = (self.buckets(query, span)?, self.buckets(query, boundary)?);
         let keys: Vec<&Option<String>> = span.keys().collect();
         let term_min_docs = query
-            .group_by
-            .as_ref()
+            .single_terms()
             .map_or(0, |t| t.min_doc_count.unwrap_or(1));
         Some(
             times
@@ -187,17 +188,17 @@ impl AlignedSearch {
                                 }
                                 start += self.interval_ms;
                             }
-                            (query.group_by.is_none() || docs >= term_min_docs.max(1))
+                            (query.group_by.is_empty() || docs >= term_min_docs.max(1))
                                 .then_some((*key, points))
                         })
                         .collect();
-                    if query.group_by.as_ref().is_some_and(|t| t.order != "asc") {
+                    if query.single_terms().is_some_and(|t| t.order != "asc") {
                         series.reverse();
                     }
                     series
                         .into_iter()
                         .map(|(key, points)| Series {
-                            labels: match (key, &query.group_by) {
+                            labels: match (key, query.single_terms()) {
                                 (Some(k), Some(t)) => [(t.field.clone(), k.clone())].into(),
                                 _ => Default::default(),
                             },

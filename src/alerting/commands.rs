@@ -13,7 +13,7 @@ use super::rule::{self, AlertRule};
 use super::score;
 use super::state::Lifecycle;
 use super::variants::{self, Variant};
-use crate::sink::elasticsearch::completeness_index_of;
+use crate::sink::elasticsearch::{completeness_index_of, values_index_of};
 use anyhow::Context;
 use futures::StreamExt;
 use std::collections::BTreeMap;
@@ -29,6 +29,8 @@ const BACKTEST_CONCURRENCY: usize = 2;
 
 /// How a completeness data source's index ends (see [`completeness_index_of`]).
 const COMPLETENESS_SUFFIX: &str = "-completeness";
+/// How a dimension value data source's index ends (see [`values_index_of`]).
+const DIMENSIONS_SUFFIX: &str = "-dimensions";
 
 /// Most evaluations of one rule a backtest replays: a year at 30 s. Checked before the
 /// evaluation times are listed, so a huge range costs nothing.
@@ -37,7 +39,9 @@ pub const MAX_EVALUATIONS: i64 = 1_000_000;
 /// Reads the rule files, checks each rule's data source in `datasources` (it must exist and be
 /// Elasticsearch), and warns when a data source names another index than `index`. A rule on
 /// the completeness data source (an index ending in `-completeness`) queries
-/// `<index>-completeness`, the index the monitor with `--es-index index --source-topic` writes.
+/// `<index>-completeness`, the index the monitor with `--es-index index --source-topic` writes;
+/// one on the dimension value data source (an index ending in `-dimensions`) queries
+/// `<index>-dimensions`, written with `--dimension`.
 pub fn load_rules(
     rule_files: &[PathBuf],
     datasources: &Path,
@@ -72,6 +76,11 @@ pub fn load_rules(
             .is_some_and(|i| i.ends_with(COMPLETENESS_SUFFIX))
         {
             r.index = Some(completeness_index_of(index));
+        } else if source
+            .index()
+            .is_some_and(|i| i.ends_with(DIMENSIONS_SUFFIX))
+        {
+            r.index = Some(values_index_of(index));
         } else if source.index() != Some(index) {
             tracing::warn!(
                 "data source {} names index {:?}; querying {index:?} (--es-index)",

@@ -138,8 +138,9 @@ pub struct EsQuery {
     pub query: String,
     /// The one visible metric: the series' values.
     pub value: ValueMetric,
-    /// The terms aggregation splitting the series, if any.
-    pub group_by: Option<Terms>,
+    /// The terms aggregations splitting the series, outermost first (none, `job`, or `job`
+    /// then a dimension's value: one series per combination).
+    pub group_by: Vec<Terms>,
     /// Id of the date histogram in the model.
     pub bucket_id: String,
     /// The histogram's time field.
@@ -287,16 +288,24 @@ impl EsQuery {
             ValueMetric::Field(field_metric(metric)?)
         };
         let buckets = model["bucketAggs"].as_array().cloned().unwrap_or_default();
-        let (group_by, bucket) = match buckets.as_slice() {
-            [bucket] => (None, bucket),
-            [terms, bucket] if terms["type"] == "terms" => (Some(terms_agg(terms)?), bucket),
-            _ => {
-                return Err(format!(
-                    "a date_histogram, optionally inside one terms aggregation, is supported; the model has {} bucket aggregations",
-                    buckets.len()
-                ))
-            }
+        let Some((bucket, terms)) = buckets.split_last() else {
+            return Err(
+                "a date_histogram, optionally inside terms aggregations, is supported; the model has no bucket aggregation".into(),
+            );
         };
+        let group_by = terms
+            .iter()
+            .map(|terms| {
+                if terms["type"] == "terms" {
+                    terms_agg(terms)
+                } else {
+                    Err(format!(
+                        "bucket aggregation {} around the date_histogram is not supported (terms only)",
+                        terms["type"]
+                    ))
+                }
+            })
+            .collect::<Result<Vec<Terms>, String>>()?;
         if bucket["type"] != "date_histogram" {
             return Err(format!(
                 "bucket aggregation {} is not supported (date_histogram, optionally inside terms)",
@@ -415,8 +424,9 @@ impl EsQuery {
                 "aggs": self.metric_aggs()
             } }
         });
-        if let Some(terms) = &self.group_by {
-            let histogram = body["aggs"].take();
+        // Innermost first: each terms aggregation wraps what is inside it.
+        for terms in self.group_by.iter().rev() {
+            let inside = body["aggs"].take();
             let mut spec = json!({ "field": terms.field, "size": terms.size });
             if let Some(order_by) = &terms.order_by {
                 spec["order"] = json!({ order_by.clone(): terms.order });
@@ -424,7 +434,7 @@ impl EsQuery {
             if let Some(min) = terms.min_doc_count {
                 spec["min_doc_count"] = json!(min);
             }
-            body["aggs"] = json!({ terms.id.clone(): { "terms": spec, "aggs": histogram } });
+            body["aggs"] = json!({ terms.id.clone(): { "terms": spec, "aggs": inside } });
         }
         (header, body)
     }
@@ -480,31 +490,47 @@ impl EsQuery {
                 .filter_map(|b| Some((b["key"].as_i64()?, b[self.value.id()]["value"].as_f64())))
                 .collect()
         };
-        let aggregations = &item["aggregations"];
-        let Some(terms) = &self.group_by else {
-            return Ok(vec![Series {
-                labels: Default::default(),
-                points: points(aggregations),
-            }]);
-        };
-        Ok(aggregations[&terms.id]["buckets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|bucket| {
-                let key = text(&bucket["key"])?;
-                Some(Series {
-                    labels: [(terms.field.clone(), key)].into(),
-                    points: points(bucket),
+        // Down the terms aggregations, one label per level (Grafana names each by its field).
+        let mut level: Vec<(std::collections::BTreeMap<String, String>, &Value)> =
+            vec![(Default::default(), &item["aggregations"])];
+        for terms in &self.group_by {
+            level = level
+                .into_iter()
+                .flat_map(|(labels, aggregations)| {
+                    aggregations[&terms.id]["buckets"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(move |bucket| {
+                            let mut labels = labels.clone();
+                            labels.insert(terms.field.clone(), text(&bucket["key"])?);
+                            Some((labels, bucket))
+                        })
                 })
+                .collect();
+        }
+        Ok(level
+            .into_iter()
+            .map(|(labels, aggregations)| Series {
+                labels,
+                points: points(aggregations),
             })
             .collect())
+    }
+
+    /// The one terms aggregation splitting the series, if there is exactly one.
+    pub fn single_terms(&self) -> Option<&Terms> {
+        match self.group_by.as_slice() {
+            [terms] => Some(terms),
+            _ => None,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerting::aligned::AlignedSearch;
     use crate::arbitrary_json::arbitrary_json;
     use proptest::prelude::*;
 
@@ -642,6 +668,58 @@ mod tests {
         let mut m = per_job_model();
         m["metrics"][2]["pipelineVariables"][1]["pipelineAgg"] = json!("9");
         assert!(EsQuery::from_model(&m).unwrap_err().contains("\"9\""));
+    }
+
+    #[test]
+    fn nested_terms_give_one_series_per_job_and_value() {
+        let mut m = per_job_model();
+        let buckets = m["bucketAggs"].as_array_mut().unwrap();
+        buckets.insert(
+            1,
+            json!({"id": "6", "type": "terms", "field": "dimensions.tenant",
+                   "settings": {"size": "200", "order": "asc", "orderBy": "_key", "min_doc_count": "1"}}),
+        );
+        let q = EsQuery::from_model(&m).unwrap();
+        let (_, body) = q.msearch("i", 0, 120_000);
+        let tenant = &body["aggs"]["5"]["aggs"]["6"];
+        assert_eq!(tenant["terms"]["field"], "dimensions.tenant");
+        assert_eq!(tenant["terms"]["size"], 200);
+        assert_eq!(
+            tenant["aggs"]["2"]["aggs"]["4"]["bucket_script"]["script"],
+            "params.p99 - params.sla"
+        );
+        let reply = json!({"aggregations": {"5": {"buckets": [
+            {"key": "checkout", "6": {"buckets": [
+                {"key": "gold", "2": {"buckets": [{"key": 0, "4": {"value": 250.0}}]}},
+                {"key": "__other__", "2": {"buckets": [{"key": 0, "4": {"value": -10.0}}]}}]}},
+            {"key": "visits", "6": {"buckets": [
+                {"key": "gold", "2": {"buckets": [{"key": 0, "4": {"value": -4000.0}}]}}]}}]}}});
+        let series = q.parse_item(&reply).unwrap();
+        let labels: Vec<(String, String)> = series
+            .iter()
+            .map(|s| {
+                (
+                    s.labels["job"].clone(),
+                    s.labels["dimensions.tenant"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("checkout".into(), "gold".into()),
+                ("checkout".into(), "__other__".into()),
+                ("visits".into(), "gold".into())
+            ]
+        );
+        assert_eq!(series[0].points, vec![(0, Some(250.0))]);
+        assert!(
+            AlignedSearch::plan(&q, (600_000, 0), &[600_000]).is_none(),
+            "nested terms are searched per evaluation"
+        );
+        let mut m = per_job_model();
+        m["bucketAggs"][0]["type"] = json!("filters");
+        assert!(EsQuery::from_model(&m).unwrap_err().contains("terms only"));
     }
 
     #[test]

@@ -101,16 +101,19 @@ impl AlertRule {
             searches.push(self.query.msearch(index, from, to));
         }
         // Only what the series is read from: halves the response (keys as strings, doc
-        // counts and shard statistics are dropped), which matters over long backtests.
-        let paths = [
-            "responses.error",
-            "responses.status",
-            "responses.aggregations.*.buckets.key",
-            "responses.aggregations.*.buckets.*.value",
-            // Under a terms aggregation: each term's histogram.
-            "responses.aggregations.*.buckets.*.buckets.key",
-            "responses.aggregations.*.buckets.*.buckets.*.value",
+        // counts and shard statistics are dropped), which matters over long backtests. Each
+        // level of terms nests the histogram one `buckets` deeper.
+        let mut paths = vec![
+            "responses.error".to_string(),
+            "responses.status".to_string(),
         ];
+        let mut prefix = "responses.aggregations.*.buckets".to_string();
+        for _ in 0..=self.query.group_by.len() {
+            paths.push(format!("{prefix}.key"));
+            paths.push(format!("{prefix}.*.value"));
+            prefix.push_str(".*.buckets");
+        }
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
         msearch(client, searches, &paths).await
     }
 

@@ -18,7 +18,8 @@ fn iso(ms: i64) -> String {
 
 /// Renders the annotation templates this evaluator understands: `{{ $values.B.Value }}`,
 /// `{{ humanize $values.B.Value }}` (B being the rule's reduce ref), `{{ $value }}` and
-/// `{{ $labels.NAME }}` (the instance's labels: its series' and the rule's). Other templates
+/// `{{ $labels.NAME }}` or `{{ index $labels "NAME" }}` (the instance's labels: its series'
+/// and the rule's; `index` for names with a dot, such as `dimensions.tenant`). Other templates
 /// are left as written.
 pub fn render(template: &str, rule: &AlertRule, labels: &Labels, value: Option<f64>) -> String {
     let shown = |humanize: bool| match value {
@@ -32,7 +33,9 @@ pub fn render(template: &str, rule: &AlertRule, labels: &Labels, value: Option<f
         .replace(&format!("{{{{ {b} }}}}"), &shown(false))
         .replace("{{ $value }}", &shown(false));
     for (k, v) in labels {
-        out = out.replace(&format!("{{{{ $labels.{k} }}}}"), v);
+        out = out
+            .replace(&format!("{{{{ $labels.{k} }}}}"), v)
+            .replace(&format!("{{{{ index $labels \"{k}\" }}}}"), v);
     }
     out
 }
@@ -186,6 +189,17 @@ mod tests {
         assert!(
             render("{{ $value }} / {{ $labels.severity }}", &r, &labels, None)
                 .contains("no value / critical")
+        );
+        let mut labels = labels;
+        labels.insert("dimensions.tenant".into(), "gold".into());
+        assert_eq!(
+            render(
+                r#"{{ index $labels "dimensions.tenant" }}"#,
+                &r,
+                &labels,
+                None
+            ),
+            "gold"
         );
     }
 

@@ -380,7 +380,7 @@ mod tests {
         assert_eq!(r.no_data_state, NoDataState::NoData);
         assert_eq!(r.exec_err_state, ExecErrState::Error);
         assert_eq!(
-            r.query.group_by.as_ref().map(|t| t.field.as_str()),
+            r.query.single_terms().map(|t| t.field.as_str()),
             Some("job")
         );
         assert!(

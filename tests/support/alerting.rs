@@ -222,9 +222,15 @@ pub fn render_in_browser(chromium: &Path, page: &Path) -> Rendered {
 /// buckets and a 30 s range, pending for `pending` (e.g. `6s`) — and a `test_run` label naming
 /// the run; everything else (queries, reducer, threshold, states, labels) as in dashboards/.
 pub fn test_rule_file(run: &str, pending: &str) -> String {
-    let original = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/dashboards/grafana/provisioning/alerting/sla-alert-rules.yaml"
+    test_rules_of("sla-alert-rules.yaml", run, pending)
+}
+
+/// The provisioned rules of `file` (in dashboards/grafana/provisioning/alerting) with the
+/// test timings of [`test_rule_file`].
+pub fn test_rules_of(file: &str, run: &str, pending: &str) -> String {
+    let original = std::fs::read_to_string(format!(
+        "{}/dashboards/grafana/provisioning/alerting/{file}",
+        env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
     let changed = original
