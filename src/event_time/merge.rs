@@ -171,6 +171,9 @@ fn merge_values(
     }
 }
 
+/// Per window start, per input partition, the pieces of its split received.
+type SplitsByWindow = BTreeMap<i64, BTreeMap<i32, SplitAssembly>>;
+
 /// The merge state of one shuffle partition.
 #[derive(Debug, Clone)]
 pub struct WindowMerger {
@@ -180,7 +183,7 @@ pub struct WindowMerger {
     pending: BTreeMap<i64, BTreeMap<i32, WindowPart>>,
     /// With windows split by value: how many values get documents of their own, and the
     /// pieces of each window's splits received, by input partition.
-    split: Option<(usize, BTreeMap<i64, BTreeMap<i32, SplitAssembly>>)>,
+    split: Option<(usize, SplitsByWindow)>,
     /// Windows closing at or before this were handed out by [`Self::ready`] or are written
     /// (the marker of an earlier merger).
     merged_through: Option<i64>,
