@@ -129,6 +129,11 @@ enum Command {
         #[arg(long)]
         job: Option<String>,
 
+        /// Per value of this dimension (a monitor's --dimension NAME=…): compliance and true
+        /// percentiles per job and value, from `<es-index>-dimensions`.
+        #[arg(long)]
+        by: Option<String>,
+
         /// Judge against this threshold (e.g. 3s) instead of the SLA stored with each window.
         #[arg(long, value_parser = duration_in(ms(1), DAY))]
         sla: Option<Duration>,
@@ -218,6 +223,7 @@ async fn main() -> anyhow::Result<()> {
             sla,
             objective,
             json,
+            by,
             ..
         }) => {
             let now = chrono::Utc::now().timestamp_millis();
@@ -229,6 +235,7 @@ async fn main() -> anyhow::Result<()> {
                 job,
                 sla_ms: sla.map(|d| d.as_millis() as i64),
                 objective: objective / 100.0,
+                by,
             };
             run_report(&elasticsearch, &request, json)
                 .await

@@ -541,6 +541,68 @@ async fn the_per_value_rule_fires_for_the_one_tenant_over_its_sla_while_the_wind
         [("visits-synchronizer".to_string(), "gold".to_string())].into(),
         "{timeline}"
     );
+    // `alerts report --by tenant`: compliance and true percentiles per value over the range.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_alerts"))
+        .args([
+            "report",
+            "--es-url",
+            &es_url(),
+            "--es-index",
+            &index,
+            "--by",
+            "tenant",
+        ])
+        .args(["--from", &iso_ms(base), "--to", &iso_ms(now_ms()), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_value: BTreeMap<String, &serde_json::Value> = report["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["value"].as_str().unwrap().to_string(), &j["total"]))
+        .collect();
+    assert_eq!(
+        by_value.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["bronze", "gold", "silver"],
+        "{report}"
+    );
+    let latencies_of = |tenant: &str| -> Vec<f64> {
+        records
+            .iter()
+            .filter(|r| {
+                String::from_utf8_lossy(r.value.as_ref().unwrap())
+                    .contains(&format!("\"{tenant}\""))
+            })
+            .map(|r| {
+                let v: serde_json::Value =
+                    serde_json::from_slice(r.value.as_ref().unwrap()).unwrap();
+                (r.timestamp_ms.unwrap() - v["start_processing_time_ms"].as_i64().unwrap()) as f64
+            })
+            .collect()
+    };
+    for (tenant, total) in &by_value {
+        let latencies = latencies_of(tenant);
+        assert_eq!(total["records"], latencies.len() as u64, "{tenant}");
+        let compliance = total["compliance"].as_f64().unwrap();
+        assert_eq!(
+            compliance,
+            if tenant == "gold" { 0.0 } else { 1.0 },
+            "{tenant}"
+        );
+        assert_eq!(total["records_elsewhere_at_most"], 0);
+        let p50 = total["percentiles"][0][1].as_f64().unwrap();
+        let exact = exact_percentile(&latencies, 0.5);
+        assert!(
+            (p50 - exact).abs() <= exact * 0.02,
+            "{tenant}: p50 {p50} against {exact}"
+        );
+    }
     let whole_rule = backtest(&rules("sla-alert-rules.yaml"), &index, base, now_ms());
     assert!(
         whole_rule[0]["transitions"]

@@ -7,7 +7,7 @@ pub mod report;
 pub mod rules;
 pub mod spec;
 
-use crate::sink::elasticsearch::completeness_index_of;
+use crate::sink::elasticsearch::{completeness_index_of, values_index_of};
 use elasticsearch::{Elasticsearch, SearchParts};
 use report::{MissingRecords, Report, ReportRequest};
 use serde_json::Value;
@@ -20,6 +20,8 @@ pub async fn fetch_report(
     request: &ReportRequest,
 ) -> anyhow::Result<Report> {
     request.check()?;
+    let values = values_index_of(index);
+    let index = if request.by.is_some() { &values } else { index };
     let answer = search(client, index, request.search_body())
         .await?
         .ok_or_else(|| {
@@ -27,10 +29,14 @@ pub async fn fetch_report(
                 "index {index:?} does not exist: has a monitor written to it (--es-index)?"
             )
         })?;
+    // Missing records are accounted per job, not per value.
     let completeness = completeness_index_of(index);
-    let missing = match search(client, &completeness, request.completeness_search_body()).await? {
-        Some(answer) => report::parse_missing(&answer)?,
-        None => MissingRecords::default(),
+    let missing = match request.by {
+        Some(_) => MissingRecords::default(),
+        None => match search(client, &completeness, request.completeness_search_body()).await? {
+            Some(answer) => report::parse_missing(&answer)?,
+            None => MissingRecords::default(),
+        },
     };
     Ok(report::parse(&answer, request, &missing)?)
 }

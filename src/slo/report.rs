@@ -32,6 +32,9 @@ pub struct ReportRequest {
     pub sla_ms: Option<i64>,
     /// The objective: the share of records that must be within the SLA (0–1, e.g. 0.995).
     pub objective: f64,
+    /// Per value of this dimension (`--dimension NAME=…` of the monitor): the report is over
+    /// the value documents (`<index>-dimensions`), one per job and value.
+    pub by: Option<String>,
 }
 
 /// Why a report cannot be made.
@@ -43,6 +46,9 @@ pub enum ReportError {
     /// The SLA is not positive.
     #[error("the SLA {0} ms is not positive")]
     Sla(i64),
+    /// `--by` names no possible dimension.
+    #[error("--by {0:?} is not a dimension name (letters, digits, '_' and '-', as in --dimension NAME=…)")]
+    By(String),
     /// Elasticsearch answered something else than the aggregations asked for.
     #[error("unexpected Elasticsearch answer: {0}")]
     Answer(String),
@@ -57,7 +63,29 @@ impl ReportRequest {
         if let Some(sla) = self.sla_ms.filter(|&s| s <= 0) {
             return Err(ReportError::Sla(sla));
         }
+        if let Some(by) = &self.by {
+            let valid = !by.is_empty()
+                && by
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                return Err(ReportError::By(by.clone()));
+            }
+        }
         Ok(())
+    }
+
+    /// Per job (and per value with `by`), `inner` aggregations.
+    fn per_job(&self, inner: Value) -> Value {
+        let inner = match &self.by {
+            Some(name) => json!({ "values": {
+                "terms": { "field": format!("dimensions.{name}"), "size": 10_000, "order": { "_key": "asc" } },
+                "aggs": inner
+            } }),
+            None => inner,
+        };
+        json!({ "jobs": { "terms": { "field": "job", "size": 1000, "order": { "_key": "asc" } },
+                          "aggs": inner } })
     }
 
     fn figures_aggs(&self) -> Value {
@@ -72,6 +100,9 @@ impl ReportRequest {
             } },
             "stored_slas": { "terms": { "field": "sla_ms", "size": 20 } }
         });
+        if self.by.is_some() {
+            aggs["elsewhere"] = json!({ "sum": { "field": "records_elsewhere_at_most" } });
+        }
         if let Some(sla) = self.sla_ms {
             // Latencies are whole milliseconds: within the SLA is below sla + 1 (a range's `to`
             // is exclusive).
@@ -128,8 +159,7 @@ impl ReportRequest {
             "size": 0,
             "track_total_hits": false,
             "query": { "bool": { "filter": filter } },
-            "aggs": { "jobs": { "terms": { "field": "job", "size": 1000, "order": { "_key": "asc" } },
-                                "aggs": per_job } }
+            "aggs": self.per_job(per_job)
         })
     }
 }
@@ -163,6 +193,11 @@ pub struct Period {
     pub missing: u64,
     /// The SLAs (ms) stored with the windows of the period.
     pub stored_slas: Vec<i64>,
+    /// With `--by`: how many of the value's records may have been counted under `__other__`
+    /// in windows where it had a document (0: these figures hold every one of its records
+    /// there; windows where it had none are not in them at all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_elsewhere_at_most: Option<u64>,
 }
 
 /// One job's report.
@@ -170,6 +205,10 @@ pub struct Period {
 pub struct JobReport {
     /// The job.
     pub job: String,
+    /// With `--by`: the dimension value (`__other__` for the values without documents of
+    /// their own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
     /// The whole range.
     pub total: Period,
     /// Per UTC day that has windows, in order.
@@ -187,7 +226,10 @@ pub struct Report {
     pub sla_ms: Option<i64>,
     /// The objective (0–1).
     pub objective: f64,
-    /// One per job with windows in the range.
+    /// The dimension reported per value (`--by`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// One per job with windows in the range (per job and value with `--by`).
     pub jobs: Vec<JobReport>,
 }
 
@@ -251,6 +293,10 @@ fn figures(bucket: &Value, request: &ReportRequest, start_ms: i64) -> Result<Per
         budget_left: 0.0,
         missing: 0,
         stored_slas,
+        records_elsewhere_at_most: request
+            .by
+            .as_ref()
+            .map(|_| bucket["elsewhere"]["value"].as_f64().unwrap_or(0.0) as u64),
     })
 }
 
@@ -320,6 +366,35 @@ pub fn parse(
 ) -> Result<Report, ReportError> {
     let mut jobs = Vec::new();
     for (job, bucket) in job_buckets(answer)? {
+        if request.by.is_none() {
+            jobs.push(job_report(job, None, bucket, request, missing)?);
+            continue;
+        }
+        for value in bucket["values"]["buckets"].as_array().into_iter().flatten() {
+            let name = super::super::alerting::es_query::text(&value["key"])
+                .ok_or_else(|| ReportError::Answer("a value without a key".into()))?;
+            jobs.push(job_report(job, Some(name), value, request, missing)?);
+        }
+    }
+    Ok(Report {
+        from_ms: request.from_ms,
+        to_ms: request.to_ms,
+        sla_ms: request.sla_ms,
+        objective: request.objective,
+        by: request.by.clone(),
+        jobs,
+    })
+}
+
+/// One job's (or, with `value`, one of its values') report from its aggregation bucket.
+fn job_report(
+    job: &str,
+    value: Option<String>,
+    bucket: &Value,
+    request: &ReportRequest,
+    missing: &MissingRecords,
+) -> Result<JobReport, ReportError> {
+    {
         let job = job.to_string();
         let mut total = figures(bucket, request, request.from_ms)?;
         let no_days = BTreeMap::new();
@@ -352,15 +427,13 @@ pub fn parse(
         }
         total.budget_consumed = share(total.bad);
         total.budget_left = 1.0 - total.budget_consumed;
-        jobs.push(JobReport { job, total, days });
+        Ok(JobReport {
+            job,
+            value,
+            total,
+            days,
+        })
     }
-    Ok(Report {
-        from_ms: request.from_ms,
-        to_ms: request.to_ms,
-        sla_ms: request.sla_ms,
-        objective: request.objective,
-        jobs,
-    })
 }
 
 fn day_text(ms: i64) -> String {
@@ -417,10 +490,20 @@ pub fn render_text(report: &Report) -> String {
     if report.jobs.is_empty() {
         out.push_str("  no window documents in this range\n");
     }
+    if let Some(name) = &report.by {
+        out.push_str(&format!(
+            "  per value of {name}: over the windows in which the value had a document of its \
+             own (a value's records in other windows are under __other__)\n"
+        ));
+    }
     for job in &report.jobs {
         let t = &job.total;
+        let value = match (&report.by, &job.value) {
+            (Some(name), Some(value)) => format!(", {name}={value}"),
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            "job {} (stored SLA {}):\n",
+            "job {}{value} (stored SLA {}):\n",
             job.job,
             t.stored_slas
                 .iter()
@@ -434,6 +517,12 @@ pub fn render_text(report: &Report) -> String {
         }
         out.push_str(&period_line("total", t));
         out.push('\n');
+        if let Some(elsewhere) = t.records_elsewhere_at_most.filter(|&n| n > 0) {
+            out.push_str(&format!(
+                "  up to {elsewhere} of its records may be counted under __other__ instead \
+                 (windows where a partition kept too many values; docs/dimensions.md)\n"
+            ));
+        }
         if t.records_in_histograms < t.records {
             out.push_str(&format!(
                 "  {} records are in windows written before latency_histogram existed: \
@@ -461,6 +550,7 @@ mod tests {
             job: Some("sync".into()),
             sla_ms,
             objective: 0.99,
+            by: None,
         }
     }
 
