@@ -603,6 +603,55 @@ async fn the_per_value_rule_fires_for_the_one_tenant_over_its_sla_while_the_wind
             "{tenant}: p50 {p50} against {exact}"
         );
     }
+    // A per-value SLO of the gold tier (its documents' sla_ms is 500): burn-rate rules per
+    // value, the minimum-traffic guard applied to each value's own records (gold has 8 in
+    // its short window, the whole window 40).
+    let slo_rules = |minimum: u64| {
+        let slo = dir.path().join(format!("gold-{minimum}.slo.yaml"));
+        std::fs::write(
+            &slo,
+            format!(
+                "apiVersion: openslo/v1\nkind: SLO\nmetadata:\n  name: gold-latency\nspec:\n  \
+                 service: visits\n  indicator:\n    job: visits-synchronizer\n    threshold: 500ms\n    \
+                 dimension: tenant\n  timeWindow:\n    - duration: 1h\n  budgetingMethod: Occurrences\n  \
+                 objectives:\n    - target: 0.9\n  alerting:\n    minimumRecords: {minimum}\n    \
+                 resolution: 2s\n    interval: 1s\n    windows:\n      - {{severity: page, long: 8s, short: 4s, burnRate: 2}}\n"
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_alerts"))
+            .args(["slo", "generate", slo.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = dir.path().join(format!("gold-{minimum}.rules.yaml"));
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    };
+    let fired_values = |timelines: &serde_json::Value| -> Vec<String> {
+        timelines[0]["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["to"] == "Alerting")
+            .map(|t| {
+                t["labels"]["dimensions.tenant"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    let burning = backtest(&slo_rules(5), &index, base, now_ms());
+    assert_eq!(fired_values(&burning), ["gold"], "{}", burning[0]);
+    let guarded = backtest(&slo_rules(10), &index, base, now_ms());
+    assert!(fired_values(&guarded).is_empty(), "{}", guarded[0]);
     let whole_rule = backtest(&rules("sla-alert-rules.yaml"), &index, base, now_ms());
     assert!(
         whole_rule[0]["transitions"]

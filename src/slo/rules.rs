@@ -103,10 +103,7 @@ fn rule(slo: &SloSpec, index: usize, window: &BurnWindow) -> Value {
                             "settings": { "script": burn_rate_script(slo) }
                         }
                     ],
-                    "bucketAggs": [{
-                        "id": "8", "type": "date_histogram", "field": "@timestamp",
-                        "settings": { "interval": short_duration(slo.resolution), "min_doc_count": "0", "trimEdges": "0" }
-                    }],
+                    "bucketAggs": bucket_aggs(slo),
                     "timeField": "@timestamp",
                     "intervalMs": resolution,
                     "maxDataPoints": 43200
@@ -127,10 +124,13 @@ fn rule(slo: &SloSpec, index: usize, window: &BurnWindow) -> Value {
             "service": slo.service,
             "job": slo.job,
         },
+        // Per value: each instance's own traffic passes the minimum-traffic guard or not.
         "annotations": {
             "summary": format!(
-                "{}: error budget burning at {{{{ humanize $values.B.Value }}}}x over {long} and {short} (alert above {}x: {:.0} % of the {} budget gone at this rate)",
-                slo.job, window.burn_rate, 100.0 * slo.budget_share(window), short_duration(slo.time_window)
+                "{}{}: error budget burning at {{{{ humanize $values.B.Value }}}}x over {long} and {short} (alert above {}x: {:.0} % of the {} budget gone at this rate)",
+                slo.job,
+                slo.dimension.as_ref().map_or(String::new(), |name| format!(" {name}={{{{ index $labels \"dimensions.{name}\" }}}}")),
+                window.burn_rate, 100.0 * slo.budget_share(window), short_duration(slo.time_window)
             ),
             "description": format!(
                 "SLO {}: {} % of records within {} ms over {}. Both the last {long} and the last {short} burn the error budget more than {}x faster than sustainable (and the last {short} hold at least {} records).",
@@ -139,6 +139,25 @@ fn rule(slo: &SloSpec, index: usize, window: &BurnWindow) -> Value {
             "runbook": "docs/slo.md, section Burn-rate alerts; then docs/operations.md, Runbook: SLA miss."
         }
     })
+}
+
+/// The date histogram the rules sum windows in, inside a terms aggregation on the dimension's
+/// values for a per-value SLO (one series, hence one alert instance, per value; at most 200).
+fn bucket_aggs(slo: &SloSpec) -> Value {
+    let histogram = json!({
+        "id": "8", "type": "date_histogram", "field": "@timestamp",
+        "settings": { "interval": short_duration(slo.resolution), "min_doc_count": "0", "trimEdges": "0" }
+    });
+    match &slo.dimension {
+        Some(name) => json!([
+            {
+                "id": "9", "type": "terms", "field": format!("dimensions.{name}"),
+                "settings": { "size": "200", "order": "asc", "orderBy": "_key", "min_doc_count": "1" }
+            },
+            histogram
+        ]),
+        None => json!([histogram]),
+    }
 }
 
 /// The rule provisioning file (YAML) for `slo`.
@@ -221,5 +240,38 @@ mod tests {
             page.query.query,
             "job:\"visits-synchronizer\" AND sla_ms:5000"
         );
+    }
+
+    #[test]
+    fn a_per_value_slo_gives_one_instance_per_value_from_the_value_documents() {
+        let file = EXAMPLE.replace(
+            "threshold: 5s              # the monitor's --sla: only windows judged against it count",
+            "threshold: 500ms\n    dimension: tenant",
+        );
+        let slo = SloSpec::parse(&file).unwrap();
+        assert_eq!(slo.dimension.as_deref(), Some("tenant"));
+        assert_eq!(slo.datasource_uid, "sla-dimensions");
+        assert!(slo.describe("f").contains("per value of tenant"));
+        let rules = rule::load(&generate(&slo, "x")).unwrap();
+        let page = &rules[0];
+        assert_eq!(page.datasource_uid, "sla-dimensions");
+        let fields: Vec<&str> = page
+            .query
+            .group_by
+            .iter()
+            .map(|t| t.field.as_str())
+            .collect();
+        assert_eq!(fields, ["dimensions.tenant"]);
+        assert_eq!(
+            page.query.query,
+            "job:\"visits-synchronizer\" AND sla_ms:500"
+        );
+        assert!(page.annotations["summary"]
+            .contains(r#"tenant={{ index $labels "dimensions.tenant" }}"#));
+        let bad = EXAMPLE.replace(
+            "threshold: 5s              # the monitor's --sla: only windows judged against it count",
+            "threshold: 5s\n    dimension: \"ten ant\"",
+        );
+        assert!(SloSpec::parse(&bad).unwrap_err().0.contains("--dimension"));
     }
 }

@@ -52,6 +52,9 @@ pub struct SloSpec {
     pub folder: String,
     /// The data source uid the rules query.
     pub datasource_uid: String,
+    /// `spec.indicator.dimension`: one SLO per value of this dimension (a monitor's
+    /// `--dimension NAME=…`), read from the value documents; `None` for the whole pipeline.
+    pub dimension: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +93,8 @@ struct Spec {
 struct Indicator {
     job: String,
     threshold: String,
+    #[serde(default)]
+    dimension: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -123,8 +128,8 @@ struct Alerting {
     interval: String,
     #[serde(default = "default_folder")]
     folder: String,
-    #[serde(default = "default_datasource")]
-    datasource_uid: String,
+    #[serde(default)]
+    datasource_uid: Option<String>,
     #[serde(default)]
     windows: Option<Vec<WindowSpec>>,
 }
@@ -136,7 +141,7 @@ impl Default for Alerting {
             resolution: default_resolution(),
             interval: default_interval(),
             folder: default_folder(),
-            datasource_uid: default_datasource(),
+            datasource_uid: None,
             windows: None,
         }
     }
@@ -154,9 +159,10 @@ fn default_interval() -> String {
 fn default_folder() -> String {
     "slo".into()
 }
-fn default_datasource() -> String {
-    "sla-elasticsearch".into()
-}
+/// The data source of whole-window documents (the provisioned `sla-elasticsearch`).
+pub const WINDOWS_DATASOURCE: &str = "sla-elasticsearch";
+/// The data source of dimension value documents (the provisioned `sla-dimensions`).
+pub const VALUES_DATASOURCE: &str = "sla-dimensions";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -244,6 +250,20 @@ impl SloSpec {
             return Err(SloError(
                 "spec.budgetingMethod: only Occurrences (records within the threshold ÷ records) is supported".into(),
             ));
+        }
+        if let Some(name) = &spec.indicator.dimension {
+            let valid = !name.is_empty()
+                && name.len() <= 64
+                && name.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                return Err(SloError(format!(
+                    "spec.indicator.dimension {name:?}: the NAME of the monitor's --dimension \
+                     NAME=… (letters, digits, '_' and '-', starting with a letter)"
+                )));
+            }
         }
         let threshold = parse_duration(&spec.indicator.threshold, "spec.indicator.threshold")?;
         if threshold.subsec_micros() % 1_000 != 0 {
@@ -357,7 +377,14 @@ impl SloSpec {
             interval,
             windows,
             folder: alerting.folder,
-            datasource_uid: alerting.datasource_uid,
+            datasource_uid: alerting.datasource_uid.unwrap_or_else(|| {
+                match spec.indicator.dimension {
+                    Some(_) => VALUES_DATASOURCE,
+                    None => WINDOWS_DATASOURCE,
+                }
+                .to_string()
+            }),
+            dimension: spec.indicator.dimension,
         })
     }
 
@@ -374,8 +401,12 @@ impl SloSpec {
     /// What `alerts slo validate` says of a valid SLO read from `file`: the objective, then
     /// each burn-rate alert with its windows and the budget it uses before it fires.
     pub fn describe(&self, file: &str) -> String {
+        let per_value = match &self.dimension {
+            Some(name) => format!(", per value of {name}"),
+            None => String::new(),
+        };
         let mut out = format!(
-            "{file}: valid — {} % of records of job {:?} within {} ms over {}; {} burn-rate alerts\n",
+            "{file}: valid — {} % of records of job {:?}{per_value} within {} ms over {}; {} burn-rate alerts\n",
             self.target * 100.0,
             self.job,
             self.threshold_ms(),
