@@ -135,13 +135,28 @@ fn dashboard_uses_provisioned_datasources_and_existing_fields() {
             .any(|v| v["name"] == "job" && v["query"].as_str().unwrap().contains("\"job\"")),
         "{variables:?}"
     );
+    // The per-value panels also filter on the tenant variable, filled from the value index.
+    assert!(variables.iter().any(|v| v["name"] == "tenant"
+        && v["datasource"]["uid"] == "sla-dimensions"
+        && v["query"].as_str().unwrap().contains("dimensions.tenant")));
     for panel in panels {
         for target in panel["targets"].as_array().unwrap() {
-            if target["datasource"]["type"] == "elasticsearch" {
+            if target["datasource"]["uid"] == "sla-dimensions" {
+                assert_eq!(
+                    target["query"], "job:\"$job\" AND dimensions.tenant:($tenant)",
+                    "panel {}",
+                    panel["title"]
+                );
+            } else if target["datasource"]["type"] == "elasticsearch" {
                 assert_eq!(target["query"], "job:\"$job\"", "panel {}", panel["title"]);
             }
         }
     }
+    let mut value_fields = fields.clone();
+    value_fields.extend([
+        "dimensions.tenant".to_string(),
+        "records_elsewhere_at_most".to_string(),
+    ]);
     for panel in panels {
         let uid = panel["datasource"]["uid"].as_str().unwrap();
         assert!(
@@ -154,10 +169,10 @@ fn dashboard_uses_provisioned_datasources_and_existing_fields() {
             let source = &sources[t_uid];
             if source.kind == "elasticsearch" {
                 // The completeness panels read the completeness index's mapping.
-                let fields = if t_uid == "sla-completeness" {
-                    &completeness_fields
-                } else {
-                    &fields
+                let fields = match t_uid {
+                    "sla-completeness" => &completeness_fields,
+                    "sla-dimensions" => &value_fields,
+                    _ => &fields,
                 };
                 for field in es_fields(target) {
                     assert!(
