@@ -2,7 +2,7 @@
 //! topics in the same run, so the results are ratios that hold on any machine.
 //!
 //! `cargo bench --bench pipeline -- [--records 5000000] [--per-window 500000] [--rounds 3]
-//! [--partitions 2] [--only monitor,synchronizer,stamps,completeness]
+//! [--partitions 2] [--only monitor,synchronizer,stamps,completeness,dimensions]
 //! [--flat 1000000,20000000] [--fresh-seconds 40]`
 //!
 //! Needs `scripts/stack.sh up kafka elasticsearch` (the tansu binary and Elasticsearch); the
@@ -17,6 +17,9 @@
 //!   (produced too, same layout): the bare consumer on them, the monitor without and with
 //!   `--source-topic`, and with `--source-topic` over records whose source offsets arrive
 //!   reversed in blocks of 64 (a stage that reorders);
+//! - (`dimensions`) the same records with a `tenant` member of 10 values, and of 100,000: the
+//!   bare consumer on each, the monitor without a dimension, and with
+//!   `--dimension tenant=field:/tenant` on each;
 //! - the bare consume → produce loop: the synchronizer's consumer and producer settings, no work;
 //! - the synchronizer, until its group has committed every input record.
 //!
@@ -163,6 +166,18 @@ fn main() {
             );
         }
     }
+    let (ten_tenants, many_tenants) = (unique("bench_tenants10"), unique("bench_tenants100k"));
+    if args.only.iter().any(|o| o == "dimensions") {
+        for (topic, distinct) in [(&ten_tenants, 10), (&many_tenants, 100_000)] {
+            produce_reduced(
+                &broker.address,
+                topic,
+                args.records,
+                args.per_window,
+                Carries::Tenants { distinct },
+            );
+        }
+    }
     let visits = unique("bench_visits");
     produce_visits(&broker.address, &visits, args.records);
     println!(
@@ -236,6 +251,29 @@ fn main() {
             r.push((
                 "monitor --source-topic, reordered",
                 run_monitor_json_with(b, &reordered, windows, dir.path(), &reconciling),
+            ));
+        }
+        if args.only.iter().any(|o| o == "dimensions") {
+            let split = ["--dimension", "tenant=field:/tenant"];
+            r.push((
+                "bare consumer (tenants)",
+                run_bare_consumer(b, &ten_tenants, args.records),
+            ));
+            r.push((
+                "monitor, no dimension (tenants)",
+                run_monitor_json_with(b, &ten_tenants, windows, dir.path(), &[]),
+            ));
+            r.push((
+                "monitor --dimension, 10 values",
+                run_monitor_json_with(b, &ten_tenants, windows, dir.path(), &split),
+            ));
+            r.push((
+                "bare consumer (100k tenants)",
+                run_bare_consumer(b, &many_tenants, args.records),
+            ));
+            r.push((
+                "monitor --dimension, 100k values",
+                run_monitor_json_with(b, &many_tenants, windows, dir.path(), &split),
             ));
         }
         if args.only.iter().any(|o| o == "synchronizer") {
@@ -342,6 +380,17 @@ fn print_table(args: &Args, results: &BTreeMap<&str, Vec<Run>>) {
         (
             "monitor --source-topic, reordered",
             "bare consumer (lineage)",
+        ),
+        ("bare consumer (tenants)", "bare consumer (tenants)"),
+        ("monitor, no dimension (tenants)", "bare consumer (tenants)"),
+        ("monitor --dimension, 10 values", "bare consumer (tenants)"),
+        (
+            "bare consumer (100k tenants)",
+            "bare consumer (100k tenants)",
+        ),
+        (
+            "monitor --dimension, 100k values",
+            "bare consumer (100k tenants)",
         ),
         ("bare consume → produce", "bare consume → produce"),
         ("synchronizer", "bare consume → produce"),
@@ -523,6 +572,8 @@ enum Carries<'a> {
     /// A lineage header naming record `i / partitions` of `source`'s partition `i % partitions`
     /// (see [`produce_source`]); with `reorder`, the offsets of each block of 64 reversed.
     Lineage { source: &'a str, reorder: bool },
+    /// A `tenant` member in the value: record `i`'s is `t{i % distinct}`.
+    Tenants { distinct: u64 },
 }
 
 /// The first event time of `n` records in windows of `per_window`: far enough back that every
@@ -586,11 +637,19 @@ fn produce_reduced(
         } else {
             base + (windows as i64 + 2) * WINDOW_MS
         };
-        let value = format!(
-            r#"{{"visit":{{"id":"v-{i}","event_time":{}}},"start_processing_time_ms":{}}}"#,
-            event_time / 1000,
-            event_time - latency(&mut rng)
-        );
+        let value = match carries {
+            Carries::Tenants { distinct } => format!(
+                r#"{{"visit":{{"id":"v-{i}","event_time":{}}},"start_processing_time_ms":{},"tenant":"t{}"}}"#,
+                event_time / 1000,
+                event_time - latency(&mut rng),
+                i % distinct
+            ),
+            _ => format!(
+                r#"{{"visit":{{"id":"v-{i}","event_time":{}}},"start_processing_time_ms":{}}}"#,
+                event_time / 1000,
+                event_time - latency(&mut rng)
+            ),
+        };
         let key = format!("v-{i}");
         let record = BaseRecord::to(topic)
             .partition(partition)
@@ -851,10 +910,26 @@ fn run_monitor_json_with(
     command.args(extra);
     let path = output.clone();
     let mut traffic = None;
+    let split = extra.contains(&"--dimension");
     let run = measure(command, FILE_POLL, || {
-        // Window documents (completeness documents, with --source-topic, have no count).
+        // Window documents (completeness documents, with --source-topic, have no count). With
+        // --dimension, a window is done once its value documents are written (after its own).
         let done = std::fs::read_to_string(&path)
-            .map(|text| text.lines().filter(|l| l.contains("\"count\":")).count() as u64 >= windows)
+            .map(|text| {
+                if split {
+                    text.lines()
+                        .filter(|l| l.contains("\"dimensions\":"))
+                        .filter_map(|l| {
+                            let start = l.split("\"window_start_ms\":").nth(1)?;
+                            Some(start.split([',', '}']).next()?.to_string())
+                        })
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .len() as u64
+                        >= windows
+                } else {
+                    text.lines().filter(|l| l.contains("\"count\":")).count() as u64 >= windows
+                }
+            })
             .unwrap_or(false);
         if done {
             traffic = Some((
