@@ -125,20 +125,26 @@ pub fn check_dimensions(dimensions: &[Dimension]) -> Result<(), DimensionError> 
 }
 
 impl ValueSource {
+    /// Appends, as [`value_text`] writes it, the value a field pointer found (`found`; read in a
+    /// pass shared with other fields): what [`Self::read_into`] appends for the same record.
+    pub fn write_found(found: Option<&Scalar<'_>>, out: &mut String) {
+        match found {
+            Some(Scalar::Text(text)) => value_text(text, out),
+            Some(Scalar::Integer(n)) => value_text(itoa::Buffer::new().format(*n), out),
+            Some(Scalar::Unsigned(n)) => value_text(itoa::Buffer::new().format(*n), out),
+            Some(Scalar::Float(x)) => value_text(&x.to_string(), out),
+            Some(Scalar::Boolean(b)) => value_text(if *b { "true" } else { "false" }, out),
+            _ => out.push_str(MISSING_VALUE),
+        }
+    }
+
     /// The value of the record whose value bytes are `payload` and whose headers are
     /// `headers`, appended to `out` as [`value_text`] writes it.
     pub fn read_into(&self, payload: Option<&[u8]>, headers: &dyn RecordHeaders, out: &mut String) {
         match self {
             ValueSource::Field(pointer) => {
                 let found = payload.and_then(|bytes| pointer.find(bytes).ok().flatten());
-                match found {
-                    Some(Scalar::Text(text)) => value_text(&text, out),
-                    Some(Scalar::Integer(n)) => value_text(itoa::Buffer::new().format(n), out),
-                    Some(Scalar::Unsigned(n)) => value_text(itoa::Buffer::new().format(n), out),
-                    Some(Scalar::Float(x)) => value_text(&x.to_string(), out),
-                    Some(Scalar::Boolean(b)) => value_text(if b { "true" } else { "false" }, out),
-                    _ => out.push_str(MISSING_VALUE),
-                }
+                Self::write_found(found.as_ref(), out)
             }
             ValueSource::Header(name) => match headers.last(name) {
                 Some(bytes) => value_text(&String::from_utf8_lossy(bytes), out),
@@ -173,13 +179,28 @@ pub fn read_key(
     headers: &dyn RecordHeaders,
     out: &mut String,
 ) {
+    read_key_found(dimensions, payload, headers, &|_| None, out)
+}
+
+/// [`read_key`], with the values of field dimensions already found: `found(i)` is
+/// `Some(value found)` for dimension `i` when read in a shared pass, `None` to read it here.
+pub fn read_key_found<'a>(
+    dimensions: &[Dimension],
+    payload: Option<&[u8]>,
+    headers: &dyn RecordHeaders,
+    found: &dyn Fn(usize) -> Option<Option<&'a Scalar<'a>>>,
+    out: &mut String,
+) {
     out.clear();
     for (i, dimension) in dimensions.iter().enumerate() {
         if i > 0 {
             out.push(KEY_SEPARATOR);
         }
         let start = out.len();
-        dimension.source.read_into(payload, headers, out);
+        match (found(i), &dimension.source) {
+            (Some(value), ValueSource::Field(_)) => ValueSource::write_found(value, out),
+            _ => dimension.source.read_into(payload, headers, out),
+        }
         // A separator inside a value would split it: it is written as a space.
         if out[start..].contains(KEY_SEPARATOR) {
             let value = out[start..].replace(KEY_SEPARATOR, " ");

@@ -3,9 +3,24 @@
 //! partition's window keeps, how many get documents, and which SLA each value has.
 
 use super::sla_rule::SlaRules;
-use super::spec::{read_key, Dimension, ValueSource};
+use super::spec::{read_key_found, Dimension, ValueSource};
 use super::value_table::MIN_CAPACITY;
-use crate::record::stamp::RecordHeaders;
+use crate::record::json_pointer::{JsonPointer, Scalar};
+use crate::record::stamp::{EndSource, LatencyStamps, RecordHeaders, StampSource};
+
+/// The fields of a record read in one pass ([`crate::record::json_pointer::find_each`]): the
+/// field dimensions and the field stamps, by slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPass {
+    /// The pointers, in slot order (at most 3 dimensions and 2 stamps).
+    pub pointers: Vec<JsonPointer>,
+    /// The start stamp's slot, if it is a field.
+    pub start: Option<usize>,
+    /// The end stamp's slot, if it is a field.
+    pub end: Option<usize>,
+    /// Per dimension, its slot if it is a field.
+    pub dimensions: Vec<Option<usize>>,
+}
 
 /// Default of `--max-dimension-values`: values per window and job with documents of their own.
 pub const DEFAULT_MAX_VALUES: usize = 100;
@@ -48,16 +63,61 @@ impl SplitConfig {
         })
     }
 
+    /// The one pass over a record's value for its field stamps and field dimensions, when a
+    /// dimension is a field (`None` otherwise: nothing to share).
+    pub fn field_pass(&self, stamps: &LatencyStamps) -> Option<FieldPass> {
+        let mut pointers = Vec::new();
+        let mut slot = |source: Option<&JsonPointer>| {
+            source.map(|pointer| {
+                pointers.push(pointer.clone());
+                pointers.len() - 1
+            })
+        };
+        let dimensions: Vec<Option<usize>> = self
+            .dimensions
+            .iter()
+            .map(|d| {
+                slot(match &d.source {
+                    ValueSource::Field(pointer) => Some(pointer),
+                    ValueSource::Header(_) => None,
+                })
+            })
+            .collect();
+        if dimensions.iter().all(Option::is_none) {
+            return None;
+        }
+        fn field(source: &StampSource) -> Option<&JsonPointer> {
+            match source {
+                StampSource::Field(pointer) => Some(pointer),
+                _ => None,
+            }
+        }
+        let start = slot(field(&stamps.start.source));
+        let end = slot(match &stamps.end {
+            EndSource::Stamp(stamp) => field(&stamp.source),
+            EndSource::KafkaTimestamp => None,
+        });
+        Some(FieldPass {
+            pointers,
+            start,
+            end,
+            dimensions,
+        })
+    }
+
     /// Reads the key of the record whose value is `payload` and headers are `headers` into
-    /// `out`, and returns its SLA (`default_sla_ms` unless a rule names one of its values).
-    pub fn key_of(
+    /// `out` (field dimensions `found` in a shared pass taken as found: see
+    /// [`read_key_found`]), and returns its SLA (`default_sla_ms` unless a rule names one of
+    /// its values).
+    pub fn key_of<'a>(
         &self,
         payload: Option<&[u8]>,
         headers: &dyn RecordHeaders,
         default_sla_ms: i64,
+        found: &dyn Fn(usize) -> Option<Option<&'a Scalar<'a>>>,
         out: &mut String,
     ) -> i64 {
-        read_key(&self.dimensions, payload, headers, out);
+        read_key_found(&self.dimensions, payload, headers, found, out);
         self.sla_rules.sla_for(out, default_sla_ms)
     }
 }

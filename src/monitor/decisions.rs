@@ -6,16 +6,17 @@
 
 use super::checkpoint::{Checkpoint, CheckpointRecord};
 use super::known_totals::KnownTotals;
-use super::measurement::{measure, InputRecord, Plausibility, TimestampKind};
+use super::measurement::{measure_with, InputRecord, Plausibility, Prefound, TimestampKind};
 use super::restore::PartitionResume;
 use super::unacknowledged::Unacknowledged;
 use super::MonitorReport;
 use crate::completeness::stream::{CompletenessRules, StreamArrivals};
 use crate::dimension::selection::PartitionSplit;
-use crate::dimension::split_config::SplitConfig;
+use crate::dimension::split_config::{FieldPass, SplitConfig};
 use crate::event_time::watermark::WatermarkConfig;
 use crate::event_time::window::{Placement, ResumePoint, ValueKey, WindowConfig, WindowPart};
 use crate::event_time::EventTimeOperator;
+use crate::record::json_pointer::{find_each, Scalar, MAX_POINTERS};
 use crate::record::lineage::{Lineage, LINEAGE_HEADER};
 use crate::record::rejection::{RejectReason, Rejection};
 use crate::record::stamp::LatencyStamps;
@@ -145,6 +146,8 @@ pub struct MonitorCore {
     arrivals: Option<ArrivalTracking>,
     /// The current record's key (`--dimension`), reused from record to record.
     key: String,
+    /// With a field dimension: the stamps and dimensions read in one pass over the value.
+    field_pass: Option<FieldPass>,
 }
 
 impl MonitorCore {
@@ -158,6 +161,10 @@ impl MonitorCore {
                 None => operator,
             },
             key: String::new(),
+            field_pass: config
+                .split
+                .as_ref()
+                .and_then(|split| split.field_pass(&config.stamps)),
             config,
             partitions: BTreeMap::new(),
             known: KnownTotals::default(),
@@ -229,11 +236,28 @@ impl MonitorCore {
             max_event_time_before: max_before,
         });
         position.offset = offset + 1;
-        let measurement = match measure(
+        // With a field dimension, the value is read once for the stamps and the dimensions (an
+        // invalid value is left to the measurement, which refuses it with the reason).
+        let mut found: [Option<Scalar<'_>>; MAX_POINTERS] = Default::default();
+        let shared = match (&self.field_pass, record.payload) {
+            (Some(pass), Some(bytes)) if !bytes.is_empty() => {
+                find_each(&pass.pointers, bytes, &mut found[..pass.pointers.len()]).is_ok()
+            }
+            _ => false,
+        };
+        let prefound = match &self.field_pass {
+            Some(pass) if shared => Prefound {
+                start: pass.start.map(|slot| found[slot].take()),
+                end: pass.end.map(|slot| found[slot].take()),
+            },
+            _ => Prefound::default(),
+        };
+        let measurement = match measure_with(
             record,
             &self.config.stamps,
             now_ms,
             &self.config.plausibility,
+            prefound,
         ) {
             Ok(m) => m,
             Err(rejection) => {
@@ -247,10 +271,16 @@ impl MonitorCore {
                 .map_or(measurement.event_time, |m| m.max(measurement.event_time)),
         );
         let key = self.config.split.as_ref().map(|split| {
+            let slots = self.field_pass.as_ref().map(|pass| &pass.dimensions);
+            let found_of = |i: usize| {
+                let slot = slots.filter(|_| shared)?.get(i).copied().flatten()?;
+                Some(found[slot].as_ref())
+            };
             let sla_ms = split.key_of(
                 record.payload,
                 record.headers,
                 self.config.window.sla_ms,
+                &found_of,
                 &mut self.key,
             );
             ValueKey {
@@ -649,6 +679,67 @@ mod tests {
             &input(Some((TimestampKind::CreateTime, t)), Some(value.as_bytes())),
             t,
         )
+    }
+
+    /// With a field dimension the value is read once for the stamp and the dimension: every
+    /// record is decided as without the dimension (refusals with the same reason), and its
+    /// value is what reading the dimension alone gives.
+    #[test]
+    fn one_pass_over_the_value_decides_as_reading_each_field_alone() {
+        use crate::dimension::spec::read_key;
+        let dimensions: Vec<crate::dimension::spec::Dimension> =
+            vec!["tenant=field:/tenant".parse().unwrap()];
+        let mut split_core = core();
+        split_core.config.split = Some(SplitConfig {
+            dimensions: dimensions.clone(),
+            max_values: 10,
+            sla_rules: Default::default(),
+        });
+        split_core.field_pass = split_core
+            .config
+            .split
+            .as_ref()
+            .and_then(|s| s.field_pass(&split_core.config.stamps));
+        assert!(split_core.field_pass.is_some());
+        let mut plain = core();
+        let payloads = [
+            r#"{"visit":{"id":"v","event_time":1},"start_processing_time_ms":900,"tenant":"gold"}"#,
+            r#"{"start_processing_time_ms":950,"tenant":7}"#,
+            r#"{"tenant":"gold","start_processing_time_ms":"soon"}"#,
+            r#"{"tenant":"gold"}"#,
+            r#"{"start_processing_time_ms":980,"tenant":{"x":1}}"#,
+            r#"{"start_processing_time_ms":990,"tenant":"a","tenant":"b"}"#,
+            r#"{"start_processing_time_ms":990,"#,
+            "",
+        ];
+        for (offset, payload) in payloads.iter().enumerate() {
+            let record = input(
+                Some((TimestampKind::CreateTime, 1_000)),
+                Some(payload.as_bytes()),
+            );
+            let with = split_core.on_record(0, offset as i64, &record, 1_000);
+            let without = plain.on_record(0, offset as i64, &record, 1_000);
+            let reasons = |d: &RecordDecision| match d {
+                RecordDecision::DeadLetter { rejection, .. } => Some(rejection.reason),
+                _ => None,
+            };
+            assert_eq!(reasons(&with), reasons(&without), "{payload}");
+            assert_eq!(
+                std::mem::discriminant(&with),
+                std::mem::discriminant(&without),
+                "{payload}"
+            );
+            if matches!(with, RecordDecision::Accepted { .. }) {
+                let mut alone = String::new();
+                read_key(
+                    &dimensions,
+                    Some(payload.as_bytes()),
+                    &crate::record::stamp::NoHeaders,
+                    &mut alone,
+                );
+                assert_eq!(split_core.key, alone, "{payload}");
+            }
+        }
     }
 
     /// The whole windows a publication's parts make (as the merge stage merges them).

@@ -3,6 +3,7 @@
 //! latency is that minus the start stamp (`start_processing_time_ms` of a reduced visit);
 //! both ends can be read from elsewhere (see [`crate::record::stamp`]).
 
+use crate::record::json_pointer::Scalar;
 use crate::record::rejection::{RejectReason, Rejection};
 use crate::record::stamp::{EndSource, LatencyStamps, RecordHeaders};
 
@@ -64,6 +65,16 @@ pub struct InputRecord<'a> {
     pub headers: &'a dyn RecordHeaders,
 }
 
+/// Field stamps already read from the record's value in a pass shared with other fields
+/// (`None`: not read, read them as usual).
+#[derive(Debug, Default)]
+pub struct Prefound<'a> {
+    /// What the start stamp's pointer found.
+    pub start: Option<Option<Scalar<'a>>>,
+    /// What the end stamp's pointer found.
+    pub end: Option<Option<Scalar<'a>>>,
+}
+
 /// Measures a record: the latency from `stamps.start` to `stamps.end`. End times ahead of
 /// `now_ms` and latencies outside `bounds` are refused.
 pub fn measure(
@@ -71,6 +82,17 @@ pub fn measure(
     stamps: &LatencyStamps,
     now_ms: i64,
     bounds: &Plausibility,
+) -> Result<Measurement, Rejection> {
+    measure_with(record, stamps, now_ms, bounds, Prefound::default())
+}
+
+/// [`measure`], with the field stamps `prefound` already read (the same result).
+pub fn measure_with(
+    record: &InputRecord<'_>,
+    stamps: &LatencyStamps,
+    now_ms: i64,
+    bounds: &Plausibility,
+    prefound: Prefound<'_>,
 ) -> Result<Measurement, Rejection> {
     let max_future_ms = bounds.max_future_ms;
     let (timestamp_kind, event_time) = match &stamps.end {
@@ -91,7 +113,10 @@ pub fn measure(
         }
         EndSource::Stamp(end) => (
             TimestampKind::Stamp,
-            end.read_ms("end", record.payload, record.headers)?,
+            match prefound.end {
+                Some(found) => end.found_ms("end", found)?,
+                None => end.read_ms("end", record.payload, record.headers)?,
+            },
         ),
     };
     if event_time > now_ms.saturating_add(max_future_ms) {
@@ -103,9 +128,12 @@ pub fn measure(
             ),
         ));
     }
-    let start = stamps
-        .start
-        .read_ms("start", record.payload, record.headers)?;
+    let start = match prefound.start {
+        Some(found) => stamps.start.found_ms("start", found)?,
+        None => stamps
+            .start
+            .read_ms("start", record.payload, record.headers)?,
+    };
     let latency_ms = event_time - start;
     if latency_ms > bounds.max_latency_ms {
         return Err(Rejection::new(

@@ -269,6 +269,206 @@ impl<'de> Visitor<'de> for KeyIs<'_> {
     }
 }
 
+/// Most pointers [`find_each`] looks for in one pass.
+pub const MAX_POINTERS: usize = 8;
+
+/// Finds the values of several pointers in one pass over `document`: `found[i]` becomes what
+/// `pointers[i].find(document)` returns (at most [`MAX_POINTERS`]; `found` as long as
+/// `pointers`). An error when the document is not valid JSON (then `found` means nothing).
+/// What the monitor uses when a record's stamp and its dimensions are fields: one scan instead
+/// of one per field.
+pub fn find_each<'a>(
+    pointers: &[JsonPointer],
+    document: &'a [u8],
+    found: &mut [Option<Scalar<'a>>],
+) -> Result<(), serde_json::Error> {
+    assert!(pointers.len() <= MAX_POINTERS && found.len() == pointers.len());
+    found.iter_mut().for_each(|f| *f = None);
+    let all = if pointers.len() == MAX_POINTERS {
+        u8::MAX
+    } else {
+        (1u8 << pointers.len()) - 1
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(document);
+    SeekEach {
+        pointers,
+        depth: 0,
+        mask: all,
+        found,
+    }
+    .deserialize(&mut deserializer)?;
+    deserializer.end()
+}
+
+/// The pointers of `mask` (bit `i`: `pointers[i]`), each of which has matched `depth` tokens,
+/// looked for in whatever comes next.
+struct SeekEach<'p, 'o, 'a> {
+    pointers: &'p [JsonPointer],
+    depth: usize,
+    mask: u8,
+    found: &'o mut [Option<Scalar<'a>>],
+}
+
+impl SeekEach<'_, '_, '_> {
+    /// The pointers of the mask that end here (they name the value itself).
+    fn ending_here(&self) -> u8 {
+        (0..self.pointers.len())
+            .filter(|&i| self.mask & (1 << i) != 0 && self.pointers[i].tokens.len() == self.depth)
+            .fold(0u8, |m, i| m | (1 << i))
+    }
+}
+
+/// Writes `value` (a clone of it) into the slots of `mask`.
+fn write<'a>(found: &mut [Option<Scalar<'a>>], mask: u8, value: &Option<Scalar<'a>>) {
+    for (i, slot) in found.iter_mut().enumerate() {
+        if mask & (1 << i) != 0 {
+            *slot = value.clone();
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for SeekEach<'_, '_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        let here = self.ending_here();
+        if here == self.mask {
+            let value = deserializer.deserialize_any(Take)?;
+            write(self.found, here, &Some(value));
+            Ok(())
+        } else {
+            deserializer.deserialize_any(self)
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for SeekEach<'_, '_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.scalar(Scalar::Boolean(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.scalar(Scalar::Integer(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.scalar(i64::try_from(v).map_or(Scalar::Unsigned(v), Scalar::Integer))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.scalar(Scalar::Float(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
+        self.scalar(Scalar::Text(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.scalar(Scalar::Text(Cow::Owned(v.to_string())))
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.scalar(Scalar::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let here = self.ending_here();
+        write(self.found, here, &Some(Scalar::Array));
+        let deeper = self.mask & !here;
+        // RFC 6901: an index is 0 or digits without a leading zero; "-" names no element.
+        let index_of = |i: usize| {
+            let token = &self.pointers[i].tokens[self.depth];
+            (token == "0" || (!token.starts_with('0') && token.bytes().all(|b| b.is_ascii_digit())))
+                .then(|| token.parse::<usize>().ok())
+                .flatten()
+        };
+        let mut at = 0usize;
+        loop {
+            let next = (0..self.pointers.len())
+                .filter(|&i| deeper & (1 << i) != 0 && index_of(i) == Some(at))
+                .fold(0u8, |m, i| m | (1 << i));
+            let more = if next == 0 {
+                seq.next_element::<IgnoredAny>()?.is_some()
+            } else {
+                seq.next_element_seed(SeekEach {
+                    pointers: self.pointers,
+                    depth: self.depth + 1,
+                    mask: next,
+                    found: &mut *self.found,
+                })?
+                .is_some()
+            };
+            if !more {
+                break;
+            }
+            at += 1;
+        }
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let here = self.ending_here();
+        write(self.found, here, &Some(Scalar::Object));
+        let deeper = self.mask & !here;
+        while let Some(next) = map.next_key_seed(KeysMatching {
+            pointers: self.pointers,
+            depth: self.depth,
+            mask: deeper,
+        })? {
+            if next == 0 {
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                // Of a member that appears twice, the last counts: its value replaces.
+                write(self.found, next, &None);
+                map.next_value_seed(SeekEach {
+                    pointers: self.pointers,
+                    depth: self.depth + 1,
+                    mask: next,
+                    found: &mut *self.found,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'a> SeekEach<'_, '_, 'a> {
+    /// A scalar: the value of the pointers ending here; the others have no member in it.
+    fn scalar<E>(self, value: Scalar<'a>) -> Result<(), E> {
+        let here = self.ending_here();
+        write(self.found, here, &Some(value));
+        Ok(())
+    }
+}
+
+/// Which pointers of `mask` the next member name continues (their token at `depth`).
+struct KeysMatching<'p> {
+    pointers: &'p [JsonPointer],
+    depth: usize,
+    mask: u8,
+}
+
+impl<'de> DeserializeSeed<'de> for KeysMatching<'_> {
+    type Value = u8;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<u8, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeysMatching<'_> {
+    type Value = u8;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u8, E> {
+        Ok((0..self.pointers.len())
+            .filter(|&i| self.mask & (1 << i) != 0 && self.pointers[i].tokens[self.depth] == v)
+            .fold(0u8, |m, i| m | (1 << i)))
+    }
+    fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<u8, E> {
+        Err(E::custom("a member name must be a string"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +538,26 @@ mod tests {
     }
 
     #[test]
+    fn one_pass_keeps_the_last_of_repeated_members() {
+        let pointers: Vec<JsonPointer> = ["/a/b", "/a", "/c/1", ""]
+            .iter()
+            .map(|p| JsonPointer::parse(p).unwrap())
+            .collect();
+        let doc = br#"{"a":{"b":1},"c":[5,"x"],"a":{"c":2}}"#;
+        let mut found = vec![None; 4];
+        find_each(&pointers, doc, &mut found).unwrap();
+        assert_eq!(
+            found,
+            [
+                None,
+                Some(Scalar::Object),
+                Some(Scalar::Text("x".into())),
+                Some(Scalar::Object)
+            ]
+        );
+    }
+
+    #[test]
     fn refuses_invalid_documents_and_pointers() {
         let p = JsonPointer::parse("/a").unwrap();
         assert!(p.find(br#"{"a":1"#).is_err());
@@ -375,6 +595,25 @@ mod tests {
             let text = document.to_string();
             let reparsed: Value = serde_json::from_str(&text).unwrap();
             prop_assert_eq!(find(&pointer, &text), oracle(&pointer, &reparsed));
+        }
+
+        #[test]
+        fn one_pass_finds_what_each_pointer_finds(document in arbitrary_json(&["a", "b", "a/b", "0"]), pointers in proptest::collection::vec(pointers(), 1..5)) {
+            let text = document.to_string();
+            let parsed: Vec<JsonPointer> = pointers.iter().map(|p| JsonPointer::parse(p).unwrap()).collect();
+            let mut found = vec![None; parsed.len()];
+            find_each(&parsed, text.as_bytes(), &mut found).unwrap();
+            for (pointer, found) in parsed.iter().zip(found) {
+                prop_assert_eq!(found.map(owned), pointer.find(text.as_bytes()).unwrap().map(owned), "{}", pointer);
+            }
+        }
+
+        #[test]
+        fn one_pass_is_valid_exactly_when_the_document_is(bytes in proptest::collection::vec(any::<u8>(), 0..64), pointer in pointers()) {
+            let p = JsonPointer::parse(&pointer).unwrap();
+            let mut found = vec![None; 2];
+            let each = find_each(&[p.clone(), p.clone()], &bytes, &mut found).is_ok();
+            prop_assert_eq!(each, p.find(&bytes).is_ok());
         }
 
         #[test]

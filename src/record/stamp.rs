@@ -189,6 +189,18 @@ impl Stamp {
         self.read_general(role, payload, headers)
     }
 
+    /// The stamp of a record from the value its field pointer found (`found`, read in a pass
+    /// shared with other fields, see [`crate::record::json_pointer::find_each`]): what
+    /// [`Self::read_ms`] returns for the same record.
+    pub fn found_ms(&self, role: &str, found: Option<Scalar<'_>>) -> Result<i64, Rejection> {
+        let refuse = |reason, what: String| {
+            Rejection::new(reason, format!("{role} time {}: {what}", self.source))
+        };
+        let scalar = found.ok_or_else(|| refuse(RejectReason::MissingField, "missing".into()))?;
+        self.scalar_ms(scalar)
+            .map_err(|(reason, what)| refuse(reason, what))
+    }
+
     fn read_general(
         &self,
         role: &str,
