@@ -92,6 +92,18 @@ const OUT_OF_RANGE: &[(&str, &[&str], &str, &str)] = &[
     ),
     (env!("CARGO_BIN_EXE_monitor"), &[], "--partitions", "100000"),
     (
+        env!("CARGO_BIN_EXE_monitor"),
+        &[],
+        "--max-dimension-values",
+        "0",
+    ),
+    (
+        env!("CARGO_BIN_EXE_monitor"),
+        &[],
+        "--max-dimension-values",
+        "10001",
+    ),
+    (
         env!("CARGO_BIN_EXE_alerts"),
         &["report", "--from", "1d"],
         "--objective",
