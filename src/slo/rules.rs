@@ -244,10 +244,11 @@ mod tests {
 
     #[test]
     fn a_per_value_slo_gives_one_instance_per_value_from_the_value_documents() {
-        let file = EXAMPLE.replace(
-            "threshold: 5s              # the monitor's --sla: only windows judged against it count",
-            "threshold: 500ms\n    dimension: tenant",
-        );
+        let threshold = EXAMPLE
+            .lines()
+            .find(|l| l.trim_start().starts_with("threshold:"))
+            .unwrap();
+        let file = EXAMPLE.replace(threshold, "    threshold: 500ms\n    dimension: tenant");
         let slo = SloSpec::parse(&file).unwrap();
         assert_eq!(slo.dimension.as_deref(), Some("tenant"));
         assert_eq!(slo.datasource_uid, "sla-dimensions");
@@ -268,10 +269,7 @@ mod tests {
         );
         assert!(page.annotations["summary"]
             .contains(r#"tenant={{ index $labels "dimensions.tenant" }}"#));
-        let bad = EXAMPLE.replace(
-            "threshold: 5s              # the monitor's --sla: only windows judged against it count",
-            "threshold: 5s\n    dimension: \"ten ant\"",
-        );
+        let bad = EXAMPLE.replace(threshold, "    threshold: 5s\n    dimension: \"ten ant\"");
         assert!(SloSpec::parse(&bad).unwrap_err().0.contains("--dimension"));
     }
 }
