@@ -87,6 +87,26 @@ fn tenant_windows(base: i64, windows: i64, seed: u64) -> (Vec<Outgoing>, Expecte
 /// Latencies per (window start, value).
 type Expected = BTreeMap<(i64, String), Vec<f64>>;
 
+/// The value documents of `whole`'s window, after checking that their counts add up to its
+/// count.
+fn values_adding_up<'v>(
+    values: impl IntoIterator<Item = &'v serde_json::Value>,
+    whole: &serde_json::Value,
+) -> Vec<&'v serde_json::Value> {
+    let start = &whole["window_start_ms"];
+    let of_window: Vec<&serde_json::Value> = values
+        .into_iter()
+        .filter(|d| d["window_start_ms"] == *start)
+        .collect();
+    let sum: u64 = of_window.iter().map(|d| d["count"].as_u64().unwrap()).sum();
+    assert_eq!(
+        sum,
+        whole["count"].as_u64().unwrap(),
+        "the values of window {start} add up"
+    );
+    of_window
+}
+
 /// The tenant of a value document.
 fn tenant_of(doc: &serde_json::Value) -> String {
     doc["dimensions"]["tenant"].as_str().unwrap().to_string()
@@ -133,12 +153,9 @@ async fn each_value_is_exact_judged_against_its_own_sla_and_the_values_add_up_to
             window.get("dimensions").is_none(),
             "whole-window documents are unchanged: {window}"
         );
-        let of_window: Vec<serde_json::Value> = values
-            .values()
-            .map(document_json)
-            .filter(|d| d["window_start_ms"] == start)
-            .collect();
-        let tenants: Vec<String> = of_window.iter().map(tenant_of).collect();
+        let as_json: Vec<serde_json::Value> = values.values().map(document_json).collect();
+        let of_window = values_adding_up(&as_json, &window);
+        let tenants: Vec<String> = of_window.iter().map(|d| tenant_of(d)).collect();
         assert_eq!(
             tenants
                 .iter()
@@ -147,13 +164,7 @@ async fn each_value_is_exact_judged_against_its_own_sla_and_the_values_add_up_to
             ["__missing__", "__other__", "big", "mid", "slow"].into(),
             "window {w}"
         );
-        let counts: u64 = of_window.iter().map(|d| d["count"].as_u64().unwrap()).sum();
-        assert_eq!(
-            counts,
-            window["count"].as_u64().unwrap(),
-            "window {w} adds up"
-        );
-        for doc in &of_window {
+        for &doc in &of_window {
             let tenant = tenant_of(doc);
             let latencies = &expected[&(start, tenant.clone())];
             let sla = if tenant == "slow" { 500.0 } else { 1_000.0 };
@@ -317,13 +328,7 @@ async fn three_instances_one_killed_write_the_value_documents_one_instance_write
     // In every window the values add up to the whole window, t1 is judged against 300 ms,
     // and both exact (small) and t-digest windows were compared.
     for doc in expected_whole.values() {
-        let start = doc["window_start_ms"].as_i64().unwrap();
-        let of_window: Vec<&serde_json::Value> = expected_values
-            .values()
-            .filter(|d| d["window_start_ms"] == start)
-            .collect();
-        let sum: u64 = of_window.iter().map(|d| d["count"].as_u64().unwrap()).sum();
-        assert_eq!(sum, doc["count"].as_u64().unwrap(), "window {start}");
+        let of_window = values_adding_up(expected_values.values(), doc);
         assert!(of_window.iter().any(|d| tenant_of(d) == "__other__"));
         for d in &of_window {
             let sla = if tenant_of(d) == "t1" { 300 } else { 1_000 };
@@ -388,7 +393,6 @@ async fn a_new_value_on_every_record_keeps_the_tables_bounded_and_the_rest_under
         })
         .collect();
     records.sort_by_key(|r| (r.partition, r.timestamp_ms));
-    records.extend(terminators(2, base + 10 * WINDOW));
     // In chunks: the producer's queue holds 100,000 records.
     for chunk in records.chunks(20_000) {
         produce(&topics.reduced, chunk).await;
@@ -401,41 +405,29 @@ async fn a_new_value_on_every_record_keeps_the_tables_bounded_and_the_rest_under
         .set("--dimension", "tenant=field:/tenant")
         .set("--max-dimension-values", "50")
         .start(dir.path());
-    // The tables hold at most 1,000 values per partition and open window (2 partitions, at
-    // most 3 windows open at once here), however many values the stream brings.
-    let mut most_held = 0.0f64;
-    let whole = {
-        let mut whole = BTreeMap::new();
-        wait_for("both windows written", Duration::from_secs(120), || {
-            most_held = most_held
-                .max(metric_sum(&job, "sla_monitor_dimension_values_held", &[]).unwrap_or(0.0));
-            whole = blocking_documents(&index);
-            whole.len() >= 2
-        });
-        whole
-    };
+    // Once every record is consumed, window 0 has closed (window 1's records passed its end)
+    // and window 1 is open on both partitions, each with 25,000 tenants: its tables are full,
+    // at their capacity of 1,000 values each, and no larger.
+    wait_for(
+        "every record consumed, window 1's tables full",
+        Duration::from_secs(120),
+        || {
+            let consumed = metric_sum(&job, "sla_records_consumed_total", &[]).unwrap_or(0.0);
+            let held = metric_sum(&job, "sla_monitor_dimension_values_held", &[]);
+            consumed >= RECORDS as f64 && held == Some(2_000.0)
+        },
+    );
+    produce(&topics.reduced, &terminators(2, base + 10 * WINDOW)).await;
+    let mut whole = BTreeMap::new();
+    wait_for("both windows written", Duration::from_secs(120), || {
+        whole = blocking_documents(&index);
+        whole.len() >= 2
+    });
     let values = values_index(&index, 2 * 51).await;
-    let held_bound = 2.0 * 3.0 * 1_000.0;
-    assert!(most_held <= held_bound, "{most_held} values held");
-    println!("most values held at once: {most_held}");
     assert!(job.terminate(Duration::from_secs(30)).success());
     for doc in whole.values() {
-        let start = doc["window_start_ms"].as_i64().unwrap();
-        let of_window: Vec<&serde_json::Value> = values
-            .values()
-            .filter(|d| d["window_start_ms"] == start)
-            .collect();
-        assert_eq!(
-            of_window.len(),
-            51,
-            "50 values and __other__ in window {start}"
-        );
-        let sum: u64 = of_window.iter().map(|d| d["count"].as_u64().unwrap()).sum();
-        assert_eq!(
-            sum,
-            doc["count"].as_u64().unwrap(),
-            "window {start} adds up"
-        );
+        let of_window = values_adding_up(values.values(), doc);
+        assert_eq!(of_window.len(), 51, "50 values and __other__: {doc}");
         let other = of_window
             .iter()
             .find(|d| tenant_of(d) == "__other__")
