@@ -38,6 +38,18 @@ pub struct PartitionSplit {
     pub untracked_at_most: u64,
 }
 
+impl PartitionSplit {
+    /// The records it holds: its values' and other's.
+    pub fn records(&self) -> u64 {
+        self.other.digest.count()
+            + self
+                .values
+                .values()
+                .map(|(part, _)| part.digest.count())
+                .sum::<u64>()
+    }
+}
+
 impl From<ValueTable> for PartitionSplit {
     fn from(table: ValueTable) -> Self {
         PartitionSplit {

@@ -138,35 +138,22 @@ fn merge_values(
         .iter()
         .flat_map(|(&p, a)| a.piece_numbers().into_iter().map(move |n| (p, n)))
         .collect();
-    let mut splits = BTreeMap::new();
-    let mut complete = assemblies.keys().all(|p| parts.contains_key(p));
-    for (partition, assembly) in assemblies {
-        match assembly.assemble() {
-            Some(split) => {
-                splits.insert(partition, split);
-            }
-            None => complete = false,
-        }
-    }
-    complete = complete
-        && parts.iter().all(|(partition, part)| {
-            splits.get(partition).is_some_and(|split| {
-                split.other.digest.count()
-                    + split
-                        .values
-                        .values()
-                        .map(|(p, _)| p.digest.count())
-                        .sum::<u64>()
-                    == part.digest.count()
+    // Complete: every split assembled, and exactly one per part, holding its records.
+    let splits: Option<BTreeMap<i32, PartitionSplit>> = assemblies
+        .into_iter()
+        .map(|(partition, assembly)| Some((partition, assembly.assemble()?)))
+        .collect();
+    let splits = splits.filter(|splits| {
+        splits.len() == parts.len()
+            && parts.iter().all(|(partition, part)| {
+                splits
+                    .get(partition)
+                    .is_some_and(|split| split.records() == part.digest.count())
             })
-        });
+    });
     WindowValues {
-        windows: if complete {
-            merge_splits(config, &splits, max_values)
-        } else {
-            Vec::new()
-        },
-        complete,
+        complete: splits.is_some(),
+        windows: splits.map_or_else(Vec::new, |splits| merge_splits(config, &splits, max_values)),
         pieces,
     }
 }
