@@ -296,18 +296,7 @@ async fn three_instances_one_killed_write_the_value_documents_one_instance_write
         args(&reference_topics, &unique("dims_ref_g"), &reference_index).start(dir.path());
     let expected_whole =
         wait_for_es_documents(&reference_index, WINDOWS as usize, Duration::from_secs(90)).await;
-    // Each batch's value documents are written right after its windows, in one bulk: once
-    // every window has value documents, all of them are there (a window whose splits did not
-    // add up would have none, and fail this wait).
-    let mut expected_values = BTreeMap::new();
-    wait_for(
-        "the reference's value documents",
-        Duration::from_secs(60),
-        || {
-            expected_values = blocking_values(&reference_index);
-            windows_covered(&expected_values) == WINDOWS as usize
-        },
-    );
+    let expected_values = values_of_windows(&reference_index, WINDOWS as usize).await;
     assert!(reference.terminate(Duration::from_secs(30)).success());
     let live_values = values_index(&index, expected_values.len()).await;
     for job in instances {
@@ -337,27 +326,29 @@ async fn three_instances_one_killed_write_the_value_documents_one_instance_write
     }
 }
 
-/// The value documents of `index` now.
-fn blocking_values(index: &str) -> BTreeMap<String, serde_json::Value> {
+/// Waits until the value documents of `index` cover `windows` windows and returns them. Each
+/// batch's value documents are written right after its windows, in one bulk: once every window
+/// has value documents, all of them are there (a window whose splits did not add up would have
+/// none, and fail this wait).
+async fn values_of_windows(index: &str, windows: usize) -> BTreeMap<String, serde_json::Value> {
     let index = format!("{index}-dimensions");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(es_documents(&index))
-        })
-        .join()
-        .unwrap()
-    })
-}
-
-/// How many windows the value documents cover.
-fn windows_covered(values: &BTreeMap<String, serde_json::Value>) -> usize {
-    values
-        .values()
-        .map(|d| d["window_start_ms"].as_i64().unwrap())
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let values = es_documents(&index).await;
+        let covered: std::collections::BTreeSet<i64> = values
+            .values()
+            .map(|d| d["window_start_ms"].as_i64().unwrap())
+            .collect();
+        if covered.len() == windows {
+            return values;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "value documents of {} windows in {index}, not {windows}",
+            covered.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Documents by window start (ids differ only by index name, not by content).
@@ -418,11 +409,7 @@ async fn a_new_value_on_every_record_keeps_the_tables_bounded_and_the_rest_under
         },
     );
     produce(&topics.reduced, &terminators(2, base + 10 * WINDOW)).await;
-    let mut whole = BTreeMap::new();
-    wait_for("both windows written", Duration::from_secs(120), || {
-        whole = blocking_documents(&index);
-        whole.len() >= 2
-    });
+    let whole = wait_for_es_documents(&index, 2, Duration::from_secs(120)).await;
     let values = values_index(&index, 2 * 51).await;
     assert!(job.terminate(Duration::from_secs(30)).success());
     for doc in whole.values() {
@@ -440,19 +427,6 @@ async fn a_new_value_on_every_record_keeps_the_tables_bounded_and_the_rest_under
             assert!(d["records_elsewhere_at_most"].as_u64().is_some(), "{d}");
         }
     }
-}
-
-/// The window documents of `index` now.
-fn blocking_documents(index: &str) -> BTreeMap<String, serde_json::Value> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(es_documents(index))
-        })
-        .join()
-        .unwrap()
-    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -486,15 +460,7 @@ async fn the_per_value_rule_fires_for_the_one_tenant_over_its_sla_while_the_wind
         .set("--sla-for", "tenant=gold:500ms")
         .start(dir.path());
     let whole = wait_for_es_documents(&index, 4, Duration::from_secs(60)).await;
-    let mut values = BTreeMap::new();
-    wait_for(
-        "value documents of the 4 windows",
-        Duration::from_secs(60),
-        || {
-            values = blocking_values(&index);
-            windows_covered(&values) == 4
-        },
-    );
+    let values = values_of_windows(&index, 4).await;
     assert!(job.terminate(Duration::from_secs(30)).success());
     assert!(
         whole.values().all(|d| d["over_sla_count"] == 0),
