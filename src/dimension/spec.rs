@@ -68,13 +68,7 @@ impl FromStr for Dimension {
                  region=header:region"
             )));
         };
-        let valid_name = !name.is_empty()
-            && name.len() <= 64
-            && name.starts_with(|c: char| c.is_ascii_alphabetic())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !valid_name {
+        if !is_dimension_name(name) {
             return Err(DimensionError(format!(
                 "dimension name {name:?}: use 1 to 64 ASCII letters, digits, '_' or '-', \
                  starting with a letter (it becomes a document field and an alert label)"
@@ -102,6 +96,17 @@ impl FromStr for Dimension {
             source,
         })
     }
+}
+
+/// Whether `name` can name a dimension: 1 to 64 ASCII letters, digits, `_` or `-`, starting
+/// with a letter (it becomes a document field and an alert label).
+pub fn is_dimension_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Checks a job's dimensions together: at most [`MAX_DIMENSIONS`], names distinct.

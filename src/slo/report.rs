@@ -47,7 +47,7 @@ pub enum ReportError {
     #[error("the SLA {0} ms is not positive")]
     Sla(i64),
     /// `--by` names no possible dimension.
-    #[error("--by {0:?} is not a dimension name (letters, digits, '_' and '-', as in --dimension NAME=…)")]
+    #[error("--by {0:?} is not a dimension name (1 to 64 letters, digits, '_' and '-', starting with a letter, as in --dimension NAME=…)")]
     By(String),
     /// Elasticsearch answered something else than the aggregations asked for.
     #[error("unexpected Elasticsearch answer: {0}")]
@@ -64,11 +64,7 @@ impl ReportRequest {
             return Err(ReportError::Sla(sla));
         }
         if let Some(by) = &self.by {
-            let valid = !by.is_empty()
-                && by
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !valid {
+            if !crate::dimension::spec::is_dimension_name(by) {
                 return Err(ReportError::By(by.clone()));
             }
         }

@@ -252,13 +252,7 @@ impl SloSpec {
             ));
         }
         if let Some(name) = &spec.indicator.dimension {
-            let valid = !name.is_empty()
-                && name.len() <= 64
-                && name.starts_with(|c: char| c.is_ascii_alphabetic())
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !valid {
+            if !crate::dimension::spec::is_dimension_name(name) {
                 return Err(SloError(format!(
                     "spec.indicator.dimension {name:?}: the NAME of the monitor's --dimension \
                      NAME=… (letters, digits, '_' and '-', starting with a letter)"
