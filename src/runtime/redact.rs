@@ -130,10 +130,12 @@ fn redact_values(text: &str) -> String {
         };
         let mut start = skip_blanks(i + 1);
         // `Authorization: Basic …` / `ApiKey …`: the credential follows the scheme.
+        let mut credential = false;
         for scheme in AUTH_SCHEMES {
             let after = start + scheme.len();
             if lower[start..].starts_with(scheme) && bytes.get(after) == Some(&b' ') {
                 start = skip_blanks(after);
+                credential = true;
                 break;
             }
         }
@@ -142,7 +144,9 @@ fn redact_values(text: &str) -> String {
                 c.is_whitespace() || matches!(c, ',' | ';' | '"' | '\'' | ')' | '}' | ']')
             })
             .map_or(text.len(), |e| start + e);
-        if end > start && !text[start..end].starts_with("//") {
+        // A value starting `//` is a URL's rest (`https://…`), but a credential after its
+        // scheme is base64 and may start so.
+        if end > start && (credential || !text[start..end].starts_with("//")) {
             cut.push((start, end));
         }
     }
