@@ -193,6 +193,11 @@ async fn a_generator_stopped_during_an_outage_exits_promptly() {
         .iter()
         .any(|said| log.contains(said))
     });
+    // …and a delivery the broker cannot confirm is under way (a loaded machine may not have
+    // run the generator's loop since the broker died).
+    wait_for("a delivery under way", Duration::from_secs(60), || {
+        metric_sum(&generator, "sla_generator_unconfirmed_deliveries", &[]).unwrap_or(0.0) >= 1.0
+    });
     let log = generator.log.clone();
     let status = generator.terminate(Duration::from_secs(60));
     let text = std::fs::read_to_string(log).unwrap();

@@ -82,6 +82,8 @@ pub async fn run(
     let started = Instant::now();
     let mut sent: u64 = 0;
     let mut tick = tokio::time::interval(TICK);
+    // Deliveries the broker has not confirmed yet (what a stop during an outage leaves).
+    let unconfirmed = metrics::gauge!("sla_generator_unconfirmed_deliveries");
     tracing::info!(topic = %config.topic, rate = config.rate, count = ?config.count, duration = ?config.duration, "generator started");
     loop {
         let elapsed = started.elapsed();
@@ -110,6 +112,7 @@ pub async fn run(
             deliveries.push(async move { (kind, delivered(delivery).await) });
             sent += 1;
         }
+        unconfirmed.set(deliveries.len() as f64);
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.wait() => {}
