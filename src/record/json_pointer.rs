@@ -3,6 +3,7 @@
 //! elements on the pointer's path and skips everything else (still checking that the whole
 //! document is valid JSON). What the monitor needs per record when the stamp is a field.
 
+use crate::record::plain_scan::scan_plain;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -52,10 +53,28 @@ impl JsonPointer {
         &self.text
     }
 
+    /// The reference tokens, unescaped (`/a~1b/c` is `["a/b", "c"]`).
+    pub fn tokens(&self) -> &[String] {
+        &self.tokens
+    }
+
     /// Finds the value the pointer names in `document`: `Ok(None)` when the path does not
     /// exist; an error when the document is not valid JSON. Of a member that appears twice,
     /// the last counts (as when the document is parsed whole).
     pub fn find<'a>(&self, document: &'a [u8]) -> Result<Option<Scalar<'a>>, serde_json::Error> {
+        let mut found = [None];
+        if scan_plain(std::slice::from_ref(self), document, &mut found).is_some() {
+            let [found] = found;
+            return Ok(found);
+        }
+        self.find_parsing(document)
+    }
+
+    /// [`Self::find`] through serde alone (what the plain scan must agree with).
+    fn find_parsing<'a>(
+        &self,
+        document: &'a [u8],
+    ) -> Result<Option<Scalar<'a>>, serde_json::Error> {
         let mut deserializer = serde_json::Deserializer::from_slice(document);
         let found = Seek {
             tokens: &self.tokens,
@@ -179,6 +198,14 @@ impl<'de> Visitor<'de> for Take {
     }
 }
 
+/// The array index a reference token names (RFC 6901: `0` or digits without a leading zero;
+/// `-` and anything else name no element).
+pub(crate) fn array_index(token: &str) -> Option<usize> {
+    (token == "0" || (!token.starts_with('0') && token.bytes().all(|b| b.is_ascii_digit())))
+        .then(|| token.parse::<usize>().ok())
+        .flatten()
+}
+
 /// Looks for `token` in an object (a member name) or an array (an index), then for `rest`
 /// inside it; scalars have no members.
 struct Descend<'p> {
@@ -211,11 +238,7 @@ impl<'de> Visitor<'de> for Descend<'_> {
         Ok(None)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        // RFC 6901: an index is 0 or digits without a leading zero; "-" names no element.
-        let index = (self.token == "0"
-            || (!self.token.starts_with('0') && self.token.bytes().all(|b| b.is_ascii_digit())))
-        .then(|| self.token.parse::<usize>().ok())
-        .flatten();
+        let index = array_index(self.token);
         let mut found = None;
         let mut at = 0usize;
         loop {
@@ -283,6 +306,18 @@ pub fn find_each<'a>(
     found: &mut [Option<Scalar<'a>>],
 ) -> Result<(), serde_json::Error> {
     assert!(pointers.len() <= MAX_POINTERS && found.len() == pointers.len());
+    if scan_plain(pointers, document, found).is_some() {
+        return Ok(());
+    }
+    find_each_parsing(pointers, document, found)
+}
+
+/// [`find_each`] through serde alone (what the plain scan must agree with).
+pub(crate) fn find_each_parsing<'a>(
+    pointers: &[JsonPointer],
+    document: &'a [u8],
+    found: &mut [Option<Scalar<'a>>],
+) -> Result<(), serde_json::Error> {
     found.iter_mut().for_each(|f| *f = None);
     let all = if pointers.len() == MAX_POINTERS {
         u8::MAX
@@ -373,13 +408,7 @@ impl<'de> Visitor<'de> for SeekEach<'_, '_, 'de> {
         let here = self.ending_here();
         write(self.found, here, &Some(Scalar::Array));
         let deeper = self.mask & !here;
-        // RFC 6901: an index is 0 or digits without a leading zero; "-" names no element.
-        let index_of = |i: usize| {
-            let token = &self.pointers[i].tokens[self.depth];
-            (token == "0" || (!token.starts_with('0') && token.bytes().all(|b| b.is_ascii_digit())))
-                .then(|| token.parse::<usize>().ok())
-                .flatten()
-        };
+        let index_of = |i: usize| array_index(&self.pointers[i].tokens[self.depth]);
         let mut at = 0usize;
         loop {
             let next = (0..self.pointers.len())

@@ -5,6 +5,7 @@
 
 pub mod json_pointer;
 pub mod lineage;
+pub mod plain_scan;
 pub mod reduced_visit;
 pub mod rejection;
 pub mod stamp;
