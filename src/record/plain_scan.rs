@@ -208,11 +208,13 @@ impl<'a> Scan<'a, '_, '_> {
     /// A string without escapes or control characters (its opening quote next).
     fn string(&mut self) -> Option<&'a str> {
         let start = self.at + 1;
-        let length = self.bytes[start..]
+        let end = start + memchr::memchr(b'"', &self.bytes[start..])?;
+        // An escape or a control character: left to serde (branch-free, so short strings
+        // stay cheap).
+        let unplain = self.bytes[start..end]
             .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        let end = start + length;
-        if self.bytes[end] != b'"' {
+            .fold(false, |unplain, &b| unplain | (b == b'\\') | (b < 0x20));
+        if unplain {
             return None;
         }
         self.at = end + 1;
