@@ -12,7 +12,8 @@
 //! Ground floor, pure (no I/O, unit- and property-tested):
 //! - [`record`]: what a record is — input [`record::visit`]s, the [`record::reduced_visit`] the
 //!   synchronizer writes, where a record came from ([`record::lineage`]), where a latency starts and ends ([`record::stamp`], read by
-//!   [`record::json_pointer`] without building a tree, or from a header; any time format), and
+//!   [`record::json_pointer`] without building a tree — plain JSON by [`record::plain_scan`] —
+//!   or from a header; any time format), and
 //!   the fixed set of reasons a record is refused ([`record::rejection`]).
 //! - [`completeness`]: every source record accounted for per source-time window (arrived in
 //!   time or late, dead-lettered, filtered, in flight, overdue, lost, unknown; duplicates

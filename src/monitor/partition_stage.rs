@@ -101,6 +101,9 @@ pub struct PartitionStage {
     consumed_unreported: u64,
     /// Which timestamp kinds were seen (indexed by the kind), to say so once each.
     timestamp_kinds_seen: [bool; 3],
+    /// Records measured per timestamp kind since their counters were last advanced (once per
+    /// batch, with `consumed_unreported`).
+    timestamp_kinds_unreported: [u64; 3],
     /// The headers the stamps read (none for the default), found once, not per record.
     stamp_headers: Vec<String>,
     /// Where a partition without a committed offset starts (`auto.offset.reset`).
@@ -146,6 +149,7 @@ impl PartitionStage {
             held_back: None,
             consumed_unreported: 0,
             timestamp_kinds_seen: [false; 3],
+            timestamp_kinds_unreported: [0; 3],
             stamp_headers,
             offset_reset,
             refusals: RefusalWatch::default(),
@@ -216,6 +220,7 @@ impl PartitionStage {
                     self.take_partitions(restored.map_err(MonitorError::Setup)?);
                     if let Some(message) = self.held_back.take() {
                         self.on_polled(message, now_ms()).await?;
+                        self.report_consumed();
                     }
                     self.apply_rebalances();
                 }
@@ -251,7 +256,7 @@ impl PartitionStage {
                             next = consumer.recv().now_or_never();
                         }
                     }
-                    self.metrics.consumed.increment(std::mem::take(&mut self.consumed_unreported));
+                    self.report_consumed();
                     // A window the batch's records closed is published now, not at the next
                     // tick (up to a tick sooner in the sink).
                     if self.core.closing_due() {
@@ -479,8 +484,25 @@ impl PartitionStage {
         Ok(())
     }
 
+    /// Advances the per-record counters by what the batch counted.
+    fn report_consumed(&mut self) {
+        self.metrics
+            .consumed
+            .increment(std::mem::take(&mut self.consumed_unreported));
+        for kind in [
+            TimestampKind::LogAppendTime,
+            TimestampKind::CreateTime,
+            TimestampKind::Stamp,
+        ] {
+            let count = std::mem::take(&mut self.timestamp_kinds_unreported[kind as usize]);
+            if count > 0 {
+                self.metrics.timestamp_kind(kind).increment(count);
+            }
+        }
+    }
+
     fn count_timestamp_kind(&mut self, kind: TimestampKind) {
-        self.metrics.timestamp_kind(kind).increment(1);
+        self.timestamp_kinds_unreported[kind as usize] += 1;
         let seen = &mut self.timestamp_kinds_seen[kind as usize];
         if !std::mem::replace(seen, true) {
             match kind {
