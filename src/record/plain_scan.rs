@@ -24,8 +24,10 @@ pub(crate) fn scan_plain<'a>(
     found: &mut [Option<Scalar<'a>>],
 ) -> Option<()> {
     debug_assert!(pointers.len() <= 8 && found.len() == pointers.len());
+    let text = std::str::from_utf8(document).ok()?;
     found.iter_mut().for_each(|f| *f = None);
     let mut scan = Scan {
+        text,
         bytes: document,
         at: 0,
         pointers,
@@ -44,6 +46,7 @@ pub(crate) fn scan_plain<'a>(
 
 /// The scan's position in the document and what it has found.
 struct Scan<'a, 'p, 'o> {
+    text: &'a str,
     bytes: &'a [u8],
     at: usize,
     pointers: &'p [JsonPointer],
@@ -51,14 +54,12 @@ struct Scan<'a, 'p, 'o> {
 }
 
 impl<'a> Scan<'a, '_, '_> {
-    #[inline]
     fn whitespace(&mut self) {
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
             self.at += 1;
         }
     }
 
-    #[inline]
     fn next_is(&mut self, byte: u8) -> bool {
         let is = self.bytes.get(self.at) == Some(&byte);
         if is {
@@ -68,7 +69,6 @@ impl<'a> Scan<'a, '_, '_> {
     }
 
     /// The pointers of `mask` that end at `depth` (they name the value there).
-    #[inline]
     fn ending_at(&self, depth: usize, mask: u8) -> u8 {
         if mask == 0 {
             return 0;
@@ -78,7 +78,6 @@ impl<'a> Scan<'a, '_, '_> {
             .fold(0u8, |m, i| m | (1 << i))
     }
 
-    #[inline]
     fn write(&mut self, mask: u8, value: Option<Scalar<'a>>) {
         if mask == 0 {
             return;
@@ -92,9 +91,6 @@ impl<'a> Scan<'a, '_, '_> {
 
     /// One value at `depth`, where the pointers of `mask` have matched every token so far.
     fn value(&mut self, depth: usize, mask: u8) -> Option<()> {
-        if mask == 0 {
-            return self.skip(depth);
-        }
         if depth > MAX_DEPTH {
             return None;
         }
@@ -111,7 +107,7 @@ impl<'a> Scan<'a, '_, '_> {
                 self.array(depth, mask & !here)
             }
             b'"' => {
-                let text = std::str::from_utf8(self.string()?).ok()?;
+                let text = self.string()?;
                 self.write(here, Some(Scalar::Text(Cow::Borrowed(text))));
                 Some(())
             }
@@ -132,60 +128,11 @@ impl<'a> Scan<'a, '_, '_> {
         }
     }
 
-    /// One value at `depth` that no pointer goes into: its grammar checked, nothing kept.
-    fn skip(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        let (close, object) = match *self.bytes.get(self.at)? {
-            b'{' => (b'}', true),
-            b'[' => (b']', false),
-            b'"' => return self.string().map(drop),
-            b't' => return self.word(b"true"),
-            b'f' => return self.word(b"false"),
-            b'n' => return self.word(b"null"),
-            b'-' | b'0'..=b'9' => return self.number().map(drop),
-            _ => return None,
-        };
-        self.at += 1;
-        self.whitespace();
-        if self.next_is(close) {
-            return Some(());
-        }
-        loop {
-            self.whitespace();
-            if object {
-                if self.bytes.get(self.at) != Some(&b'"') {
-                    return None;
-                }
-                self.string()?;
-                self.whitespace();
-                if !self.next_is(b':') {
-                    return None;
-                }
-                self.whitespace();
-            }
-            self.skip(depth + 1)?;
-            self.whitespace();
-            if self.next_is(close) {
-                return Some(());
-            }
-            if !self.next_is(b',') {
-                return None;
-            }
-        }
-    }
-
-    fn word(&mut self, word: &[u8]) -> Option<()> {
+    fn literal(&mut self, word: &[u8], here: u8, value: Scalar<'a>) -> Option<()> {
         if !self.bytes[self.at..].starts_with(word) {
             return None;
         }
         self.at += word.len();
-        Some(())
-    }
-
-    fn literal(&mut self, word: &[u8], here: u8, value: Scalar<'a>) -> Option<()> {
-        self.word(word)?;
         self.write(here, Some(value));
         Some(())
     }
@@ -211,10 +158,7 @@ impl<'a> Scan<'a, '_, '_> {
                 0
             } else {
                 (0..self.pointers.len())
-                    .filter(|&i| {
-                        deeper & (1 << i) != 0
-                            && self.pointers[i].tokens()[depth].as_bytes() == name
-                    })
+                    .filter(|&i| deeper & (1 << i) != 0 && self.pointers[i].tokens()[depth] == name)
                     .fold(0u8, |m, i| m | (1 << i))
             };
             // Of a member that appears twice, the last counts: its value replaces.
@@ -261,23 +205,19 @@ impl<'a> Scan<'a, '_, '_> {
         }
     }
 
-    /// The bytes of a string without escapes or control characters, valid UTF-8 (its opening
-    /// quote next). Only strings are checked for UTF-8: anywhere else, a byte above ASCII
-    /// breaks the grammar.
-    fn string(&mut self) -> Option<&'a [u8]> {
+    /// A string without escapes or control characters (its opening quote next).
+    fn string(&mut self) -> Option<&'a str> {
         let start = self.at + 1;
-        let end = start + memchr::memchr(b'"', &self.bytes[start..])?;
-        let text = &self.bytes[start..end];
-        // An escape or a control character: left to serde (branch-free, so short strings
-        // stay cheap).
-        let (unplain, non_ascii) = text.iter().fold((false, false), |(unplain, wide), &b| {
-            (unplain | (b == b'\\') | (b < 0x20), wide | (b >= 0x80))
-        });
-        if unplain || (non_ascii && std::str::from_utf8(text).is_err()) {
+        let length = self.bytes[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let end = start + length;
+        if self.bytes[end] != b'"' {
             return None;
         }
         self.at = end + 1;
-        Some(text)
+        // Quotes are ASCII: both ends are character boundaries of the valid text.
+        Some(&self.text[start..end])
     }
 
     /// A JSON number (grammar only); whether it is an integer (no fraction, no exponent).
