@@ -57,6 +57,20 @@ fn latency(state: &mut u64) -> i64 {
     (200.0 * (1.5 * (u * 6.0 - 3.0)).exp()) as i64
 }
 
+/// Payloads read per second by `read`, five times over (the sum of what it returns keeps the
+/// work from being optimised away).
+fn rate_over(payloads: &[Vec<u8>], read: &dyn Fn(&[u8]) -> i64) -> f64 {
+    let start = Instant::now();
+    let mut sum = 0i64;
+    for _ in 0..5 {
+        for p in payloads {
+            sum = sum.wrapping_add(read(p));
+        }
+    }
+    assert_ne!(sum, 0);
+    (5 * payloads.len()) as f64 / start.elapsed().as_secs_f64()
+}
+
 /// Decoding a reduced visit as the monitor did (a full JSON tree, the id copied) and as it
 /// does (the stamp only, in one pass), on the same payloads.
 fn decoding() {
@@ -70,17 +84,7 @@ fn decoding() {
             .into_bytes()
         })
         .collect();
-    let rate = |decode: &dyn Fn(&[u8]) -> i64| {
-        let start = Instant::now();
-        let mut sum = 0i64;
-        for _ in 0..5 {
-            for p in &payloads {
-                sum = sum.wrapping_add(decode(p));
-            }
-        }
-        assert_ne!(sum, 0);
-        (5 * payloads.len()) as f64 / start.elapsed().as_secs_f64()
-    };
+    let rate = |decode: &dyn Fn(&[u8]) -> i64| rate_over(&payloads, decode);
     let full = rate(&|p| {
         ReducedVisit::decode(Some(p))
             .unwrap()
@@ -103,15 +107,9 @@ fn decoding() {
         source: "field:/meta/processed_at".parse().unwrap(),
         format: TimeFormat::UnixMs,
     };
-    let start = Instant::now();
-    let mut sum = 0i64;
-    for _ in 0..5 {
-        for p in &nested {
-            sum = sum.wrapping_add(field.read_ms("start", Some(p), &NoHeaders).unwrap());
-        }
-    }
-    assert_ne!(sum, 0);
-    let pointer = (5 * nested.len()) as f64 / start.elapsed().as_secs_f64();
+    let pointer = rate_over(&nested, &|p| {
+        field.read_ms("start", Some(p), &NoHeaders).unwrap()
+    });
     // The demo's records with a tenant member: the stamp and the dimension in one pass (the
     // plain scan), and the same pass through serde's whole-tree parse for comparison.
     let tenants: Vec<Vec<u8>> = payloads
@@ -140,18 +138,7 @@ fn decoding() {
         let v: serde_json::Value = serde_json::from_slice(p).unwrap();
         v["start_processing_time_ms"].as_i64().unwrap() + v["tenant"].as_str().unwrap().len() as i64
     };
-    let rate_of = |read: &dyn Fn(&[u8]) -> i64| {
-        let start = Instant::now();
-        let mut sum = 0i64;
-        for _ in 0..5 {
-            for p in &tenants {
-                sum = sum.wrapping_add(read(p));
-            }
-        }
-        assert_ne!(sum, 0);
-        (5 * tenants.len()) as f64 / start.elapsed().as_secs_f64()
-    };
-    let (one_pass, tree) = (rate_of(&one_pass), rate_of(&tree));
+    let (one_pass, tree) = (rate_over(&tenants, &one_pass), rate_over(&tenants, &tree));
     println!(
         "decoding reduced visits: full tree {full:.0}/s, stamp only {stamp:.0}/s ({:.1}×); \
          a nested field of another shape (field:/meta/processed_at) {pointer:.0}/s; \

@@ -129,6 +129,20 @@ pub enum Scalar<'a> {
 }
 
 impl Scalar<'_> {
+    /// The same value, owning its text (to keep it beyond the document it was found in).
+    pub fn into_owned(self) -> Scalar<'static> {
+        match self {
+            Scalar::Text(t) => Scalar::Text(Cow::Owned(t.into_owned())),
+            Scalar::Integer(v) => Scalar::Integer(v),
+            Scalar::Unsigned(v) => Scalar::Unsigned(v),
+            Scalar::Float(v) => Scalar::Float(v),
+            Scalar::Boolean(v) => Scalar::Boolean(v),
+            Scalar::Null => Scalar::Null,
+            Scalar::Array => Scalar::Array,
+            Scalar::Object => Scalar::Object,
+        }
+    }
+
     /// The JSON type, for messages: "a string", "an object", …
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -510,20 +524,7 @@ mod tests {
             .unwrap()
             .find(document.as_bytes())
             .unwrap();
-        found.map(owned)
-    }
-
-    fn owned(s: Scalar<'_>) -> Scalar<'static> {
-        match s {
-            Scalar::Text(t) => Scalar::Text(Cow::Owned(t.into_owned())),
-            Scalar::Integer(v) => Scalar::Integer(v),
-            Scalar::Unsigned(v) => Scalar::Unsigned(v),
-            Scalar::Float(v) => Scalar::Float(v),
-            Scalar::Boolean(v) => Scalar::Boolean(v),
-            Scalar::Null => Scalar::Null,
-            Scalar::Array => Scalar::Array,
-            Scalar::Object => Scalar::Object,
-        }
+        found.map(Scalar::into_owned)
     }
 
     /// What a full parse finds at the pointer, in the same terms.
@@ -633,7 +634,7 @@ mod tests {
             let mut found = vec![None; parsed.len()];
             find_each(&parsed, text.as_bytes(), &mut found).unwrap();
             for (pointer, found) in parsed.iter().zip(found) {
-                prop_assert_eq!(found.map(owned), pointer.find(text.as_bytes()).unwrap().map(owned), "{}", pointer);
+                prop_assert_eq!(found.map(Scalar::into_owned), pointer.find(text.as_bytes()).unwrap().map(Scalar::into_owned), "{}", pointer);
             }
         }
 

@@ -287,18 +287,7 @@ mod tests {
     fn owned(found: Vec<Option<Scalar<'_>>>) -> Vec<Option<Scalar<'static>>> {
         found
             .into_iter()
-            .map(|f| {
-                f.map(|s| match s {
-                    Scalar::Text(t) => Scalar::Text(Cow::Owned(t.into_owned())),
-                    Scalar::Integer(v) => Scalar::Integer(v),
-                    Scalar::Unsigned(v) => Scalar::Unsigned(v),
-                    Scalar::Float(v) => Scalar::Float(v),
-                    Scalar::Boolean(v) => Scalar::Boolean(v),
-                    Scalar::Null => Scalar::Null,
-                    Scalar::Array => Scalar::Array,
-                    Scalar::Object => Scalar::Object,
-                })
-            })
+            .map(|f| f.map(Scalar::into_owned))
             .collect()
     }
 
